@@ -1,0 +1,28 @@
+//! Generated protobuf messages and gRPC stubs of onething, one module per proto package,
+//! plus the encoded file descriptor set that servers expose through gRPC reflection.
+
+#![allow(missing_docs, clippy::all)]
+
+/// The `onething.*` packages.
+pub mod onething {
+    /// Shapes shared by every department.
+    pub mod common {
+        /// Version 1.
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/onething.common.v1.rs"));
+        }
+    }
+    /// 户政.
+    pub mod household {
+        /// Version 1.
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/onething.household.v1.rs"));
+        }
+    }
+}
+
+pub use onething::{common::v1 as common, household::v1 as household};
+
+/// Encoded `FileDescriptorSet` of every onething proto, for gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/onething_descriptor.bin"));

@@ -1,0 +1,105 @@
+//! `onething.household.v1.HouseholdService`: registry look-ups for clerks and other services.
+
+use crate::store::{household, person};
+use onething_platform::{error::Error, ids::CitizenId};
+use onething_proto::household::{self as pb, household_service_server::HouseholdService};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
+use tonic::{Request, Response, Status};
+
+/// The registry API.
+#[derive(Clone)]
+pub struct Registry {
+    db: DatabaseConnection,
+}
+
+impl Registry {
+    /// The registry over household's database.
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+}
+
+fn person_pb(p: person::Model) -> pb::Person {
+    pb::Person {
+        status: if p.status == "deceased" {
+            pb::PersonStatus::Deceased
+        } else {
+            pb::PersonStatus::Active
+        } as i32,
+        id_number: p.id_number,
+        name: p.name,
+        birth_date: p.birth_date,
+        sex: p.sex,
+        household_number: p.household_number,
+        death_date: p.death_date.unwrap_or_default(),
+    }
+}
+
+#[tonic::async_trait]
+impl HouseholdService for Registry {
+    async fn get_person(
+        &self,
+        r: Request<pb::GetPersonRequest>,
+    ) -> Result<Response<pb::GetPersonResponse>, Status> {
+        let id = CitizenId::parse(&r.into_inner().id_number).map_err(|e| {
+            Error::invalid_field(
+                "HOUSEHOLD_INVALID_ID_NUMBER",
+                "id_number",
+                format!("not a citizen ID number: {e}"),
+            )
+        })?;
+        let p = person::Entity::find_by_id(id.expose().to_string())
+            .one(&self.db)
+            .await
+            .map_err(Error::from)?
+            .ok_or_else(|| {
+                Error::not_found(
+                    "HOUSEHOLD_PERSON_NOT_FOUND",
+                    "no such person in the registry",
+                )
+            })?;
+        Ok(Response::new(pb::GetPersonResponse {
+            person: Some(person_pb(p)),
+        }))
+    }
+
+    async fn get_household(
+        &self,
+        r: Request<pb::GetHouseholdRequest>,
+    ) -> Result<Response<pb::GetHouseholdResponse>, Status> {
+        let number = r.into_inner().household_number;
+        if number.len() != 12 || !number.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(Error::invalid_field(
+                "HOUSEHOLD_INVALID_NUMBER",
+                "household_number",
+                "12 digits",
+            )
+            .into());
+        }
+        let h = household::Entity::find_by_id(number.clone())
+            .one(&self.db)
+            .await
+            .map_err(Error::from)?
+            .ok_or_else(|| Error::not_found("HOUSEHOLD_NOT_FOUND", "no such household"))?;
+        let members = person::Entity::find()
+            .filter(person::Column::HouseholdNumber.eq(number))
+            .order_by_asc(person::Column::BirthDate)
+            .all(&self.db)
+            .await
+            .map_err(Error::from)?;
+        Ok(Response::new(pb::GetHouseholdResponse {
+            household: Some(pb::Household {
+                kind: if h.kind == "collective" {
+                    pb::HouseholdKind::Collective
+                } else {
+                    pb::HouseholdKind::Family
+                } as i32,
+                household_number: h.household_number,
+                region_code: h.region_code,
+                address: h.address,
+                credit_code: h.credit_code,
+            }),
+            members: members.into_iter().map(person_pb).collect(),
+        }))
+    }
+}

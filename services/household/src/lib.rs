@@ -1,0 +1,90 @@
+//! 户政 — the household registration department service: the registry of persons and
+//! households, the seven household matters of the catalog through the shared case service,
+//! and the facts other departments act on (a birth with its new ID number, a death, a
+//! collective household). A library with a builder; `main.rs` only wires the process.
+
+pub mod domain;
+pub mod events;
+pub mod grpc;
+pub mod rules;
+pub mod store;
+
+use onething_platform::{
+    cases::CaseApi,
+    config::Settings,
+    grpc::{MAX_MESSAGE_BYTES, server_parts},
+    runtime::{ServiceRuntime, with_routes},
+};
+use onething_proto::{
+    common::case_service_server::CaseServiceServer,
+    household::household_service_server::HouseholdServiceServer,
+};
+use sea_orm::DatabaseConnection;
+use std::{net::SocketAddr, path::Path};
+use tokio_util::sync::CancellationToken;
+
+/// Service name.
+pub const SERVICE: &str = rules::DEPARTMENT;
+/// Default gRPC port.
+pub const DEFAULT_PORT: u16 = 50061;
+
+/// Development defaults: port 50061, SQLite file `household.db` under `data_dir`.
+pub fn default_settings(data_dir: &Path) -> Settings {
+    Settings::for_service(SERVICE, DEFAULT_PORT, data_dir)
+}
+
+/// A built household service, listening but not yet serving.
+pub struct Application {
+    runtime: ServiceRuntime,
+    parts: onething_platform::grpc::ServerParts,
+}
+
+impl Application {
+    /// Connects and migrates the database, connects NATS, binds the listener and assembles
+    /// the case service, the registry service, health, reflection and the notifier.
+    ///
+    /// # Errors
+    /// As [`ServiceRuntime::start`].
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let mut runtime = ServiceRuntime::start::<store::Migrator>(SERVICE, settings).await?;
+        let cases = CaseApi::new(
+            rules::Household,
+            runtime.db.clone(),
+            runtime.outbox.clone(),
+            runtime.catalog.clone(),
+        );
+        let cases = CaseServiceServer::new(cases).max_decoding_message_size(MAX_MESSAGE_BYTES);
+        let registry = HouseholdServiceServer::new(grpc::Registry::new(runtime.db.clone()))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES);
+        runtime.add_consumer(events::notifier_spec(), events::Notifier);
+        let parts = server_parts()?;
+        parts
+            .health
+            .set_serving::<CaseServiceServer<CaseApi<rules::Household>>>()
+            .await;
+        parts
+            .health
+            .set_serving::<HouseholdServiceServer<grpc::Registry>>()
+            .await;
+        let parts = with_routes(parts, |r| r.add_service(cases).add_service(registry));
+        Ok(Self { runtime, parts })
+    }
+
+    /// The address the gRPC server listens on.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.runtime.local_addr()
+    }
+
+    /// Household's database (tests inspect it; other services never do).
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.runtime.db
+    }
+
+    /// Serves until `shutdown`, then drains.
+    ///
+    /// # Errors
+    /// The gRPC server failed.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        self.runtime.run_until_stopped(self.parts, shutdown).await
+    }
+}

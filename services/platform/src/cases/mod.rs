@@ -1,0 +1,81 @@
+//! Cases of the shared lifecycle, served the same way by every department: the case record,
+//! the [`Department`] rules a service plugs in, and the generic `CaseService` ([`CaseApi`]).
+//! Every state change is stored with its `CaseStateChanged` event in one transaction.
+
+mod record;
+mod service;
+
+pub use record::{ApplicantRecord, CaseRecord, Form, MaterialRecord, timestamp};
+pub use service::CaseApi;
+
+use crate::{
+    catalog::Matter,
+    error::{FieldViolation, Result},
+    events::OutgoingEvent,
+};
+use sea_orm::DatabaseTransaction;
+use std::{collections::BTreeMap, future::Future};
+
+/// Why an application is not accepted (不予受理), stored on the case and told to the applicant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// Stable reason code, e.g. `HOUSEHOLD_PERSON_NOT_FOUND`.
+    pub reason_code: String,
+    /// Explanation for the applicant; no personal data.
+    pub reason_text: String,
+}
+
+impl Refusal {
+    /// A refusal with `code` and `text`.
+    pub fn new(code: &str, text: impl Into<String>) -> Self {
+        Self {
+            reason_code: code.to_string(),
+            reason_text: text.into(),
+        }
+    }
+}
+
+/// What the approval of a case produced: result fields for the applicant.
+pub type CaseResult = BTreeMap<String, String>;
+
+/// The rules of one department, plugged into the shared case engine.
+pub trait Department: Send + Sync + 'static {
+    /// Department name, e.g. `household`; matters with this department are served.
+    fn name(&self) -> &'static str;
+
+    /// Checks the form fields of `matter` (format only; nothing is read or stored).
+    /// Violations are reported as `form.<field>` and make the request INVALID_ARGUMENT.
+    /// `applicant` is `None` when it was itself invalid; the form is checked all the same
+    /// so the caller learns every problem at once.
+    fn validate(
+        &self,
+        matter: &Matter,
+        applicant: Option<&ApplicantRecord>,
+        form: &Form,
+    ) -> Vec<FieldViolation>;
+
+    /// Intake conditions against the department's records. `Some` stores the case as
+    /// NOT_ACCEPTED with that reason.
+    ///
+    /// # Errors
+    /// A database failure (the request fails INTERNAL and nothing is stored).
+    fn check_intake(
+        &self,
+        txn: &DatabaseTransaction,
+        case: &CaseRecord,
+    ) -> impl Future<Output = Result<Option<Refusal>>> + Send;
+
+    /// Applies the approval: registry changes in `txn`, and domain facts appended to
+    /// `events` (written to the outbox with the case's own events, in causal order).
+    /// Returns the result fields shown to the applicant.
+    ///
+    /// # Errors
+    /// An [`crate::error::Error`] refuses the approval and rolls everything back, e.g.
+    /// FAILED_PRECONDITION when the registry changed since intake.
+    fn on_approve(
+        &self,
+        txn: &DatabaseTransaction,
+        events: &mut Vec<OutgoingEvent>,
+        case: &CaseRecord,
+    ) -> impl Future<Output = Result<CaseResult>> + Send;
+}

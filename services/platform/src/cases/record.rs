@@ -1,0 +1,378 @@
+//! The case record in memory: conversions to the table row and to the API message, and the
+//! validation of what every application carries (applicant, materials, form size).
+
+use crate::{
+    catalog::{Matter, TimeUnit},
+    error::{Error, FieldViolation, Result},
+    ids::{CitizenId, CreditCode},
+    lifecycle::State,
+    store::case as row,
+};
+use chrono::{DateTime, Utc};
+use onething_proto::common as pb;
+use prost_types::Timestamp;
+use sea_orm::ActiveValue::Set;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Form fields of an application.
+pub type Form = BTreeMap<String, String>;
+
+/// Most form fields an application may carry.
+pub const MAX_FORM_FIELDS: usize = 64;
+/// Longest form value.
+pub const MAX_FIELD_LEN: usize = 1024;
+/// Most materials an application may carry.
+pub const MAX_MATERIALS: usize = 64;
+
+/// Who applies, validated.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApplicantRecord {
+    /// Citizen or enterprise.
+    pub kind: pb::ApplicantKind,
+    /// ID number or credit code (validated for its kind).
+    pub identifier: String,
+    /// Name.
+    pub name: String,
+    /// Phone, may be empty.
+    pub phone: String,
+}
+
+impl std::fmt::Debug for ApplicantRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Applicant")
+            .field("kind", &self.kind)
+            .field("identifier", &crate::ids::mask_id(&self.identifier))
+            .field("name", &crate::ids::mask_name(&self.name))
+            .field("phone", &crate::ids::mask_phone(&self.phone))
+            .finish()
+    }
+}
+
+impl ApplicantRecord {
+    /// Validates the applicant of a request; violations are named `applicant.<field>`.
+    pub fn validate(a: Option<&pb::Applicant>, out: &mut Vec<FieldViolation>) -> Option<Self> {
+        let Some(a) = a else {
+            out.push(v("applicant", "required"));
+            return None;
+        };
+        let before = out.len();
+        let kind = pb::ApplicantKind::try_from(a.kind).unwrap_or(pb::ApplicantKind::Unspecified);
+        let identifier = match kind {
+            pb::ApplicantKind::Citizen => CitizenId::parse(&a.identifier)
+                .map(|id| id.expose().to_string())
+                .map_err(|e| {
+                    out.push(v(
+                        "applicant.identifier",
+                        &format!("not a citizen ID number: {e}"),
+                    ))
+                })
+                .ok(),
+            pb::ApplicantKind::Enterprise => CreditCode::parse(&a.identifier)
+                .map(|c| c.as_str().to_string())
+                .map_err(|e| {
+                    out.push(v(
+                        "applicant.identifier",
+                        &format!("not a unified social credit code: {e}"),
+                    ))
+                })
+                .ok(),
+            pb::ApplicantKind::Unspecified => {
+                out.push(v("applicant.kind", "must be CITIZEN or ENTERPRISE"));
+                None
+            }
+        };
+        let name = a.name.trim();
+        if name.is_empty() || name.chars().count() > 100 {
+            out.push(v("applicant.name", "required, at most 100 characters"));
+        }
+        let phone = a.phone.trim();
+        if !phone.is_empty() && !valid_phone(phone) {
+            out.push(v(
+                "applicant.phone",
+                "7 to 15 digits, optionally with + and -",
+            ));
+        }
+        (out.len() == before).then(|| Self {
+            kind,
+            identifier: identifier.unwrap_or_default(),
+            name: name.to_string(),
+            phone: phone.to_string(),
+        })
+    }
+
+    fn kind_str(&self) -> &'static str {
+        match self.kind {
+            pb::ApplicantKind::Enterprise => "enterprise",
+            _ => "citizen",
+        }
+    }
+}
+
+fn valid_phone(p: &str) -> bool {
+    let digits = p.chars().filter(char::is_ascii_digit).count();
+    (7..=15).contains(&digits)
+        && p.chars()
+            .all(|c| c.is_ascii_digit() || c == '-' || c == '+')
+}
+
+fn v(field: &str, description: &str) -> FieldViolation {
+    FieldViolation {
+        field: field.to_string(),
+        description: description.to_string(),
+    }
+}
+
+/// One submitted material.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaterialRecord {
+    /// Catalog code.
+    pub code: String,
+    /// Where the document is.
+    pub document_uri: String,
+}
+
+impl MaterialRecord {
+    /// Validates materials against `matter`: known codes, no duplicates, a document reference.
+    pub fn validate(
+        materials: &[pb::Material],
+        matter: &Matter,
+        out: &mut Vec<FieldViolation>,
+    ) -> Vec<Self> {
+        if materials.len() > MAX_MATERIALS {
+            out.push(v(
+                "materials",
+                &format!("at most {MAX_MATERIALS} materials"),
+            ));
+            return Vec::new();
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        let mut list = Vec::with_capacity(materials.len());
+        for (i, m) in materials.iter().enumerate() {
+            if !matter.knows_material(&m.code) {
+                out.push(v(
+                    &format!("materials[{i}].code"),
+                    &format!("not a material of {}", matter.code),
+                ));
+            } else if !seen.insert(m.code.as_str()) {
+                out.push(v(&format!("materials[{i}].code"), "given twice"));
+            }
+            if m.document_uri.trim().is_empty() || m.document_uri.len() > MAX_FIELD_LEN {
+                out.push(v(
+                    &format!("materials[{i}].document_uri"),
+                    "required, at most 1024 characters",
+                ));
+            }
+            list.push(Self {
+                code: m.code.clone(),
+                document_uri: m.document_uri.trim().to_string(),
+            });
+        }
+        list
+    }
+}
+
+/// Validates the size of a form; the department checks the content.
+pub fn validate_form_shape(form: &Form, out: &mut Vec<FieldViolation>) {
+    if form.len() > MAX_FORM_FIELDS {
+        out.push(v("form", &format!("at most {MAX_FORM_FIELDS} fields")));
+    }
+    for (k, val) in form {
+        if k.is_empty() || k.len() > 64 || val.len() > MAX_FIELD_LEN {
+            out.push(v(
+                &format!("form.{k}"),
+                "name up to 64 characters, value up to 1024",
+            ));
+        }
+    }
+}
+
+/// A case in memory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaseRecord {
+    /// Case id.
+    pub id: String,
+    /// Matter code.
+    pub matter_code: String,
+    /// Department.
+    pub department: String,
+    /// Lifecycle state.
+    pub state: State,
+    /// Applicant.
+    pub applicant: ApplicantRecord,
+    /// Form fields.
+    pub form: Form,
+    /// Materials.
+    pub materials: Vec<MaterialRecord>,
+    /// Missing (not accepted), requested (supplement) or owed (容缺) material codes.
+    pub missing_materials: Vec<String>,
+    /// Reason code of the last refusal.
+    pub reason_code: String,
+    /// Reason text of the last decision.
+    pub reason_text: String,
+    /// Result fields.
+    pub result: BTreeMap<String, String>,
+    /// Time unit.
+    pub time_unit: TimeUnit,
+    /// Time limit.
+    pub time_limit: u32,
+    /// Due time.
+    pub due_at: Option<DateTime<Utc>>,
+    /// Clock paused since.
+    pub paused_since: Option<DateTime<Utc>>,
+    /// Due time provisional.
+    pub due_provisional: bool,
+    /// Green channel.
+    pub priority: bool,
+    /// Idempotency key.
+    pub idempotency_key: String,
+    /// Bundle id.
+    pub bundle_id: String,
+    /// Version.
+    pub version: i64,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Updated.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl CaseRecord {
+    /// A form field, or "" when absent.
+    pub fn field(&self, name: &str) -> &str {
+        self.form.get(name).map_or("", String::as_str)
+    }
+
+    /// Whether a material with `code` was given.
+    pub fn has_material(&self, code: &str) -> bool {
+        self.materials.iter().any(|m| m.code == code)
+    }
+
+    /// Reads a row.
+    ///
+    /// # Errors
+    /// INTERNAL when a stored value does not parse (a corrupted row).
+    pub fn from_model(m: row::Model) -> Result<Self> {
+        let corrupt =
+            |what: &str| Error::internal(anyhow::anyhow!("case {} has an invalid {what}", m.id));
+        let kind = match m.applicant_kind.as_str() {
+            "enterprise" => pb::ApplicantKind::Enterprise,
+            _ => pb::ApplicantKind::Citizen,
+        };
+        Ok(Self {
+            state: State::from_str_name(&m.state).ok_or_else(|| corrupt("state"))?,
+            time_unit: TimeUnit::from_str_name(&m.time_unit).ok_or_else(|| corrupt("time unit"))?,
+            form: serde_json::from_str(&m.form).map_err(|_| corrupt("form"))?,
+            materials: serde_json::from_str(&m.materials).map_err(|_| corrupt("materials"))?,
+            missing_materials: serde_json::from_str(&m.missing_materials)
+                .map_err(|_| corrupt("missing materials"))?,
+            result: serde_json::from_str(&m.result).map_err(|_| corrupt("result"))?,
+            applicant: ApplicantRecord {
+                kind,
+                identifier: m.applicant_identifier,
+                name: m.applicant_name,
+                phone: m.applicant_phone,
+            },
+            time_limit: u32::try_from(m.time_limit).unwrap_or_default(),
+            id: m.id,
+            matter_code: m.matter_code,
+            department: m.department,
+            reason_code: m.reason_code,
+            reason_text: m.reason_text,
+            due_at: m.due_at,
+            paused_since: m.paused_since,
+            due_provisional: m.due_provisional,
+            priority: m.priority,
+            idempotency_key: m.idempotency_key,
+            bundle_id: m.bundle_id,
+            version: m.version,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+        })
+    }
+
+    /// The row with every column set.
+    pub fn to_active(&self) -> row::ActiveModel {
+        row::ActiveModel {
+            id: Set(self.id.clone()),
+            matter_code: Set(self.matter_code.clone()),
+            department: Set(self.department.clone()),
+            state: Set(self.state.as_str().to_string()),
+            applicant_kind: Set(self.applicant.kind_str().to_string()),
+            applicant_identifier: Set(self.applicant.identifier.clone()),
+            applicant_name: Set(self.applicant.name.clone()),
+            applicant_phone: Set(self.applicant.phone.clone()),
+            form: Set(json(&self.form)),
+            materials: Set(json(&self.materials)),
+            missing_materials: Set(json(&self.missing_materials)),
+            reason_code: Set(self.reason_code.clone()),
+            reason_text: Set(self.reason_text.clone()),
+            result: Set(json(&self.result)),
+            time_unit: Set(self.time_unit.as_str().to_string()),
+            time_limit: Set(i32::try_from(self.time_limit).unwrap_or(i32::MAX)),
+            due_at: Set(self.due_at),
+            paused_since: Set(self.paused_since),
+            due_provisional: Set(self.due_provisional),
+            priority: Set(self.priority),
+            idempotency_key: Set(self.idempotency_key.clone()),
+            bundle_id: Set(self.bundle_id.clone()),
+            version: Set(self.version),
+            created_at: Set(self.created_at),
+            updated_at: Set(self.updated_at),
+        }
+    }
+
+    /// The API message.
+    pub fn to_proto(&self) -> pb::Case {
+        pb::Case {
+            name: format!("cases/{}", self.id),
+            case_id: self.id.clone(),
+            matter_code: self.matter_code.clone(),
+            department: self.department.clone(),
+            state: self.state.to_proto() as i32,
+            applicant: Some(pb::Applicant {
+                kind: self.applicant.kind as i32,
+                identifier: self.applicant.identifier.clone(),
+                name: self.applicant.name.clone(),
+                phone: self.applicant.phone.clone(),
+            }),
+            form: self.form.clone().into_iter().collect(),
+            materials: self
+                .materials
+                .iter()
+                .map(|m| pb::Material {
+                    code: m.code.clone(),
+                    document_uri: m.document_uri.clone(),
+                })
+                .collect(),
+            missing_materials: self.missing_materials.clone(),
+            reason_code: self.reason_code.clone(),
+            reason_text: self.reason_text.clone(),
+            time_rule: Some(pb::TimeRule {
+                unit: self.time_unit.to_proto() as i32,
+                limit: self.time_limit,
+                due_time: self.due_at.map(timestamp),
+                paused_since: self.paused_since.map(timestamp),
+                provisional: self.due_provisional,
+            }),
+            result: self.result.clone().into_iter().collect(),
+            idempotency_key: self.idempotency_key.clone(),
+            version: self.version,
+            create_time: Some(timestamp(self.created_at)),
+            update_time: Some(timestamp(self.updated_at)),
+            bundle_id: self.bundle_id.clone(),
+        }
+    }
+}
+
+/// A protobuf timestamp.
+pub fn timestamp(t: DateTime<Utc>) -> Timestamp {
+    Timestamp {
+        seconds: t.timestamp(),
+        nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0),
+    }
+}
+
+/// A JSON column; maps and lists of strings always serialise.
+fn json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
+}

@@ -1,0 +1,709 @@
+//! The generic `onething.common.v1.CaseService`: request validation, idempotent intake,
+//! clerk actions through the lifecycle, the clock, optimistic versioning, and one
+//! `CaseStateChanged` event per transition written to the outbox in the same transaction.
+
+use super::{
+    CaseRecord, Department, Refusal,
+    record::{ApplicantRecord, MaterialRecord, validate_form_shape},
+};
+use crate::{
+    calendar,
+    cases::record::timestamp,
+    catalog::{Catalog, Handling, Matter},
+    db::is_unique_violation,
+    error::{Error, FieldViolation, Kind, Result},
+    events::{Outbox, OutgoingEvent, nats::subject_root},
+    lifecycle::{Action, State},
+    store::case as row,
+};
+use chrono::{DateTime, Utc};
+use onething_proto::common::{self as pb, case_service_server::CaseService};
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+/// Largest page of ListCases.
+pub const MAX_PAGE_SIZE: i32 = 100;
+const DEFAULT_PAGE_SIZE: i32 = 20;
+
+/// The case service of one department.
+pub struct CaseApi<D> {
+    inner: Arc<Inner<D>>,
+}
+
+impl<D> Clone for CaseApi<D> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+struct Inner<D> {
+    dept: D,
+    db: DatabaseConnection,
+    outbox: Outbox,
+    catalog: Arc<Catalog>,
+}
+
+/// Events of the transitions made while handling one request, written before commit.
+type Pending = Vec<OutgoingEvent>;
+
+/// An action in progress: its transaction, the loaded case, the version it had.
+struct Action_ {
+    txn: DatabaseTransaction,
+    case: CaseRecord,
+    before: i64,
+    events: Pending,
+}
+
+impl<D: Department> CaseApi<D> {
+    /// The case service of `dept` over its database and outbox.
+    pub fn new(dept: D, db: DatabaseConnection, outbox: Outbox, catalog: Arc<Catalog>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                dept,
+                db,
+                outbox,
+                catalog,
+            }),
+        }
+    }
+
+    /// The department rules.
+    pub fn department(&self) -> &D {
+        &self.inner.dept
+    }
+
+    /// Creates a case (see the proto for the contract).
+    ///
+    /// # Errors
+    /// INVALID_ARGUMENT for an unknown matter or malformed fields; FAILED_PRECONDITION when
+    /// the idempotency key was used for another matter; INTERNAL on database failure.
+    pub async fn create(&self, req: pb::CreateCaseRequest) -> Result<CaseRecord> {
+        let me = &self.inner;
+        let matter = self.matter_of(&req.matter_code)?;
+        let mut violations = Vec::new();
+        let key = req.idempotency_key.trim();
+        if key.is_empty() || key.len() > 128 {
+            violations.push(violation(
+                "idempotency_key",
+                "required, at most 128 characters",
+            ));
+        }
+        if req.bundle_id.len() > 128 {
+            violations.push(violation("bundle_id", "at most 128 characters"));
+        }
+        let applicant = ApplicantRecord::validate(req.applicant.as_ref(), &mut violations);
+        let materials = MaterialRecord::validate(&req.materials, matter, &mut violations);
+        let form: super::Form = req
+            .form
+            .into_iter()
+            .map(|(k, v)| (k, v.trim().to_string()))
+            .collect();
+        validate_form_shape(&form, &mut violations);
+        violations.extend(me.dept.validate(matter, applicant.as_ref(), &form));
+        if let Some(e) = Error::from_violations("CASE_INVALID_REQUEST", violations) {
+            return Err(e);
+        }
+        let Some(applicant) = applicant else {
+            return Err(Error::internal(anyhow::anyhow!(
+                "applicant validated without a value"
+            )));
+        };
+        if let Some(existing) = self.find_by_key(key).await? {
+            return same_matter(existing, matter);
+        }
+        let now = Utc::now();
+        let mut case = CaseRecord {
+            id: uuid::Uuid::now_v7().to_string(),
+            matter_code: matter.code.clone(),
+            department: me.dept.name().to_string(),
+            state: State::Submitted,
+            applicant,
+            form,
+            materials,
+            missing_materials: Vec::new(),
+            reason_code: String::new(),
+            reason_text: String::new(),
+            result: Default::default(),
+            time_unit: matter.time_unit,
+            time_limit: matter.time_limit,
+            due_at: None,
+            paused_since: None,
+            due_provisional: false,
+            priority: matter.priority,
+            idempotency_key: key.to_string(),
+            bundle_id: req.bundle_id.trim().to_string(),
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        let txn = crate::db::begin_write(&me.db).await?;
+        let mut events: Pending = vec![self.event(&case, None)];
+        let missing: Vec<String> = matter
+            .required_materials
+            .iter()
+            .filter(|m| !case.has_material(m))
+            .cloned()
+            .collect();
+        let refusal = if !missing.is_empty() {
+            case.missing_materials = missing;
+            Some(Refusal::new(
+                "CASE_MISSING_MATERIALS",
+                "required materials are missing",
+            ))
+        } else {
+            me.dept.check_intake(&txn, &case).await?
+        };
+        if let Some(r) = refusal {
+            case.reason_code = r.reason_code;
+            case.reason_text = r.reason_text;
+            self.step(&mut case, Action::NotAccept, now, &mut events)?;
+        } else if matter.handling == Handling::Automatic {
+            self.step(&mut case, Action::Accept, now, &mut events)?;
+            self.decide(&txn, &mut case, matter, now, &mut events)
+                .await?;
+        }
+        match row::Entity::insert(case.to_active())
+            .exec_without_returning(&txn)
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => {
+                // A concurrent request with the same key won; answer with its case.
+                txn.rollback().await?;
+                let existing = self
+                    .find_by_key(key)
+                    .await?
+                    .ok_or_else(|| Error::internal(e))?;
+                return same_matter(existing, matter);
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.commit(txn, events).await?;
+        tracing::info!(case_id = %case.id, matter = %case.matter_code, state = %case.state, "case created");
+        Ok(case)
+    }
+
+    /// Approves (or provisionally approves, when a 容缺 material is owed) an accepted case
+    /// and applies the department's effect.
+    async fn decide(
+        &self,
+        txn: &DatabaseTransaction,
+        case: &mut CaseRecord,
+        matter: &Matter,
+        now: DateTime<Utc>,
+        events: &mut Pending,
+    ) -> Result<()> {
+        let owed: Vec<String> = matter
+            .deferrable_materials
+            .iter()
+            .filter(|m| !case.has_material(m))
+            .cloned()
+            .collect();
+        case.result = self.inner.dept.on_approve(txn, events, case).await?;
+        if owed.is_empty() {
+            self.step(case, Action::Approve, now, events)
+        } else {
+            case.missing_materials = owed;
+            self.step(case, Action::ApproveProvisionally, now, events)
+        }
+    }
+
+    /// Applies `action` to `case`: lifecycle, clock, version, and its event.
+    fn step(
+        &self,
+        case: &mut CaseRecord,
+        action: Action,
+        now: DateTime<Utc>,
+        events: &mut Pending,
+    ) -> Result<()> {
+        let from = case.state;
+        let to = from
+            .apply(action)
+            .map_err(|e| Error::failed_precondition("CASE_ILLEGAL_TRANSITION", e.to_string()))?;
+        match action {
+            Action::Accept => {
+                let due = calendar::due(now, case.time_unit, case.time_limit);
+                case.due_at = Some(due.at);
+                case.due_provisional = due.provisional;
+            }
+            Action::RequestSupplement | Action::StartSpecialProcedure => {
+                case.paused_since = Some(now)
+            }
+            Action::SupplyMaterials | Action::EndSpecialProcedure => {
+                // Paused clock time is added back; the calendar issue refines this to working time.
+                if let (Some(due), Some(since)) = (case.due_at, case.paused_since.take()) {
+                    case.due_at = Some(due + (now - since));
+                }
+            }
+            _ => {}
+        }
+        if to.is_final() {
+            case.paused_since = None;
+        }
+        case.state = to;
+        case.version += 1;
+        case.updated_at = now;
+        events.push(self.event(case, Some(from)));
+        Ok(())
+    }
+
+    fn event(&self, case: &CaseRecord, from: Option<State>) -> OutgoingEvent {
+        let msg = pb::CaseStateChanged {
+            case_id: case.id.clone(),
+            matter_code: case.matter_code.clone(),
+            department: case.department.clone(),
+            from_state: from.map_or(pb::CaseState::Unspecified, State::to_proto) as i32,
+            to_state: case.state.to_proto() as i32,
+            reason_code: case.reason_code.clone(),
+            missing_materials: case.missing_materials.clone(),
+            version: case.version,
+            due_time: case.due_at.map(timestamp),
+            occur_time: Some(timestamp(case.updated_at)),
+            idempotency_key: case.idempotency_key.clone(),
+            bundle_id: case.bundle_id.clone(),
+            applicant_kind: case.applicant.kind as i32,
+            due_time_provisional: case.due_provisional,
+        };
+        OutgoingEvent::new(
+            format!(
+                "{}.v1.case.{}",
+                subject_root(&case.department),
+                case.state.as_str()
+            ),
+            format!("cases/{}", case.id),
+            &msg,
+        )
+    }
+
+    async fn commit(&self, txn: DatabaseTransaction, events: Pending) -> Result<()> {
+        for e in events {
+            self.inner.outbox.enqueue(&txn, e).await?;
+        }
+        txn.commit().await?;
+        self.inner.outbox.wake();
+        Ok(())
+    }
+
+    fn matter_of(&self, code: &str) -> Result<&Matter> {
+        let me = &self.inner;
+        match me.catalog.get(code) {
+            Some(m) if m.department == me.dept.name() => Ok(m),
+            Some(_) => Err(Error::invalid_field(
+                "CASE_WRONG_DEPARTMENT",
+                "matter_code",
+                format!("not a matter of the {} department", me.dept.name()),
+            )),
+            None => Err(Error::invalid_field(
+                "CASE_UNKNOWN_MATTER",
+                "matter_code",
+                "not in the catalog",
+            )),
+        }
+    }
+
+    async fn find_by_key(&self, key: &str) -> Result<Option<CaseRecord>> {
+        row::Entity::find()
+            .filter(row::Column::IdempotencyKey.eq(key))
+            .one(&self.inner.db)
+            .await?
+            .map(CaseRecord::from_model)
+            .transpose()
+    }
+
+    /// Reads one case.
+    ///
+    /// # Errors
+    /// INVALID_ARGUMENT for an empty id, NOT_FOUND for an unknown one.
+    pub async fn get(&self, case_id: &str) -> Result<CaseRecord> {
+        load(&self.inner.db, case_id).await
+    }
+
+    /// Opens the transaction of an action and loads the case, checking `expected_version`.
+    async fn begin_action(&self, case_id: &str, expected_version: i64) -> Result<Action_> {
+        let txn = crate::db::begin_write(&self.inner.db).await?;
+        let case = load(&txn, case_id).await?;
+        if expected_version != 0 && expected_version != case.version {
+            return Err(Error::new(
+                Kind::Aborted,
+                "CASE_VERSION_MISMATCH",
+                "the case changed; reload and retry",
+            ));
+        }
+        Ok(Action_ {
+            before: case.version,
+            txn,
+            case,
+            events: Pending::new(),
+        })
+    }
+
+    /// Stores the case if nobody changed it meanwhile, with its events, and commits.
+    async fn finish_action(&self, a: Action_) -> Result<CaseRecord> {
+        let Action_ {
+            txn,
+            case,
+            before,
+            events,
+        } = a;
+        let updated = row::Entity::update_many()
+            .set(case.to_active())
+            .filter(row::Column::Id.eq(case.id.clone()))
+            .filter(row::Column::Version.eq(before))
+            .exec(&txn)
+            .await?;
+        if updated.rows_affected != 1 {
+            return Err(Error::new(
+                Kind::Aborted,
+                "CASE_CONCURRENT_UPDATE",
+                "the case changed concurrently; retry",
+            ));
+        }
+        self.commit(txn, events).await?;
+        tracing::info!(case_id = %case.id, state = %case.state, version = case.version, "case updated");
+        Ok(case)
+    }
+
+    /// Runs a synchronous change on a case in one transaction.
+    async fn act(
+        &self,
+        case_id: &str,
+        expected_version: i64,
+        f: impl FnOnce(&Self, &mut CaseRecord, &mut Pending) -> Result<()>,
+    ) -> Result<CaseRecord> {
+        let mut a = self.begin_action(case_id, expected_version).await?;
+        f(self, &mut a.case, &mut a.events)?;
+        self.finish_action(a).await
+    }
+
+    fn catalog_matter(&self, case: &CaseRecord) -> Result<&Matter> {
+        self.inner.catalog.get(&case.matter_code).ok_or_else(|| {
+            Error::internal(anyhow::anyhow!(
+                "matter {} left the catalog",
+                case.matter_code
+            ))
+        })
+    }
+
+    /// Lists cases, green-channel first, then newest first.
+    ///
+    /// # Errors
+    /// INVALID_ARGUMENT for a negative page size or a bad page token.
+    pub async fn list(&self, req: pb::ListCasesRequest) -> Result<(Vec<CaseRecord>, String)> {
+        if req.page_size < 0 {
+            return Err(Error::invalid_field(
+                "CASE_INVALID_REQUEST",
+                "page_size",
+                "must not be negative",
+            ));
+        }
+        let size = if req.page_size == 0 {
+            DEFAULT_PAGE_SIZE
+        } else {
+            req.page_size.min(MAX_PAGE_SIZE)
+        };
+        let offset: u64 = if req.page_token.is_empty() {
+            0
+        } else {
+            req.page_token
+                .strip_prefix("o")
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| {
+                    Error::invalid_field(
+                        "CASE_INVALID_REQUEST",
+                        "page_token",
+                        "not a token from this API",
+                    )
+                })?
+        };
+        let mut q = row::Entity::find()
+            .filter(row::Column::Department.eq(self.inner.dept.name()))
+            .order_by_desc(row::Column::Priority)
+            .order_by_desc(row::Column::CreatedAt)
+            .order_by_desc(row::Column::Id);
+        if let Some(state) = pb::CaseState::try_from(req.state)
+            .ok()
+            .and_then(State::from_proto)
+        {
+            q = q.filter(row::Column::State.eq(state.as_str()));
+        }
+        if !req.matter_code.is_empty() {
+            q = q.filter(row::Column::MatterCode.eq(req.matter_code));
+        }
+        let rows = q
+            .offset(offset)
+            .limit(size as u64 + 1)
+            .all(&self.inner.db)
+            .await?;
+        let more = rows.len() > size as usize;
+        let cases = rows
+            .into_iter()
+            .take(size as usize)
+            .map(CaseRecord::from_model)
+            .collect::<Result<Vec<_>>>()?;
+        let next = if more {
+            format!("o{}", offset + size as u64)
+        } else {
+            String::new()
+        };
+        Ok((cases, next))
+    }
+}
+
+async fn load<C: sea_orm::ConnectionTrait>(db: &C, case_id: &str) -> Result<CaseRecord> {
+    if case_id.trim().is_empty() {
+        return Err(Error::invalid_field(
+            "CASE_INVALID_REQUEST",
+            "case_id",
+            "required",
+        ));
+    }
+    let m = row::Entity::find_by_id(case_id.trim().to_string())
+        .one(db)
+        .await?
+        .ok_or_else(|| Error::not_found("CASE_NOT_FOUND", "no such case"))?;
+    CaseRecord::from_model(m)
+}
+
+fn same_matter(existing: CaseRecord, matter: &Matter) -> Result<CaseRecord> {
+    if existing.matter_code == matter.code {
+        Ok(existing)
+    } else {
+        Err(Error::failed_precondition(
+            "CASE_IDEMPOTENCY_KEY_REUSED",
+            "the idempotency key was already used for another matter",
+        ))
+    }
+}
+
+fn violation(field: &str, description: &str) -> FieldViolation {
+    FieldViolation {
+        field: field.to_string(),
+        description: description.to_string(),
+    }
+}
+
+fn reason_code_ok(code: &str) -> bool {
+    !code.is_empty()
+        && code.len() <= 64
+        && code
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+}
+
+fn reply(case: CaseRecord) -> Option<pb::Case> {
+    Some(case.to_proto())
+}
+
+#[tonic::async_trait]
+impl<D: Department> CaseService for CaseApi<D> {
+    async fn create_case(
+        &self,
+        r: Request<pb::CreateCaseRequest>,
+    ) -> Result<Response<pb::CreateCaseResponse>, Status> {
+        let case = self.create(r.into_inner()).await?;
+        Ok(Response::new(pb::CreateCaseResponse { case: reply(case) }))
+    }
+
+    async fn get_case(
+        &self,
+        r: Request<pb::GetCaseRequest>,
+    ) -> Result<Response<pb::GetCaseResponse>, Status> {
+        let case = self.get(&r.into_inner().case_id).await?;
+        Ok(Response::new(pb::GetCaseResponse { case: reply(case) }))
+    }
+
+    async fn list_cases(
+        &self,
+        r: Request<pb::ListCasesRequest>,
+    ) -> Result<Response<pb::ListCasesResponse>, Status> {
+        let (cases, next_page_token) = self.list(r.into_inner()).await?;
+        Ok(Response::new(pb::ListCasesResponse {
+            cases: cases.iter().map(CaseRecord::to_proto).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn accept_case(
+        &self,
+        r: Request<pb::AcceptCaseRequest>,
+    ) -> Result<Response<pb::AcceptCaseResponse>, Status> {
+        let r = r.into_inner();
+        let case = self
+            .act(&r.case_id, r.expected_version, |me, case, ev| {
+                me.step(case, Action::Accept, Utc::now(), ev)
+            })
+            .await?;
+        Ok(Response::new(pb::AcceptCaseResponse { case: reply(case) }))
+    }
+
+    async fn request_supplement(
+        &self,
+        r: Request<pb::RequestSupplementRequest>,
+    ) -> Result<Response<pb::RequestSupplementResponse>, Status> {
+        let r = r.into_inner();
+        let case = self
+            .act(&r.case_id, r.expected_version, |me, case, ev| {
+                let matter = me.catalog_matter(case)?;
+                let mut bad = Vec::new();
+                if r.material_codes.is_empty() {
+                    bad.push(violation("material_codes", "name at least one material"));
+                }
+                for (i, code) in r.material_codes.iter().enumerate() {
+                    if !matter.knows_material(code) {
+                        bad.push(violation(
+                            &format!("material_codes[{i}]"),
+                            "not a material of this matter",
+                        ));
+                    }
+                }
+                if let Some(e) = Error::from_violations("CASE_INVALID_REQUEST", bad) {
+                    return Err(e);
+                }
+                case.missing_materials = r.material_codes.clone();
+                case.reason_text = r.reason_text.chars().take(500).collect();
+                me.step(case, Action::RequestSupplement, Utc::now(), ev)
+            })
+            .await?;
+        Ok(Response::new(pb::RequestSupplementResponse {
+            case: reply(case),
+        }))
+    }
+
+    async fn supply_materials(
+        &self,
+        r: Request<pb::SupplyMaterialsRequest>,
+    ) -> Result<Response<pb::SupplyMaterialsResponse>, Status> {
+        let r = r.into_inner();
+        let case = self
+            .act(&r.case_id, r.expected_version, |me, case, ev| {
+                let matter = me.catalog_matter(case)?;
+                let mut bad = Vec::new();
+                if r.materials.is_empty() {
+                    bad.push(violation("materials", "required"));
+                }
+                let supplied = MaterialRecord::validate(&r.materials, matter, &mut bad);
+                if let Some(e) = Error::from_violations("CASE_INVALID_REQUEST", bad) {
+                    return Err(e);
+                }
+                for m in supplied {
+                    case.materials.retain(|x| x.code != m.code);
+                    case.materials.push(m);
+                }
+                let still: Vec<String> = case
+                    .missing_materials
+                    .iter()
+                    .filter(|c| !case.has_material(c))
+                    .cloned()
+                    .collect();
+                let action = match case.state {
+                    State::AwaitingSupplement => Action::SupplyMaterials,
+                    State::ApprovedProvisionally => Action::CompleteOwed,
+                    _ => {
+                        return Err(Error::failed_precondition(
+                            "CASE_NOT_AWAITING_MATERIALS",
+                            format!("a {} case does not take materials", case.state),
+                        ));
+                    }
+                };
+                if !still.is_empty() {
+                    return Err(Error::invalid_field(
+                        "CASE_MATERIALS_STILL_MISSING",
+                        "materials",
+                        format!("still missing: {}", still.join(", ")),
+                    ));
+                }
+                case.missing_materials.clear();
+                me.step(case, action, Utc::now(), ev)
+            })
+            .await?;
+        Ok(Response::new(pb::SupplyMaterialsResponse {
+            case: reply(case),
+        }))
+    }
+
+    async fn approve_case(
+        &self,
+        r: Request<pb::ApproveCaseRequest>,
+    ) -> Result<Response<pb::ApproveCaseResponse>, Status> {
+        let r = r.into_inner();
+        let mut a = self.begin_action(&r.case_id, r.expected_version).await?;
+        if a.case.state == State::Accepted {
+            let matter = self.catalog_matter(&a.case)?.clone();
+            self.decide(&a.txn, &mut a.case, &matter, Utc::now(), &mut a.events)
+                .await?;
+        } else {
+            // Refused by the lifecycle before the department's effect runs.
+            self.step(&mut a.case, Action::Approve, Utc::now(), &mut a.events)?;
+        }
+        let case = self.finish_action(a).await?;
+        Ok(Response::new(pb::ApproveCaseResponse { case: reply(case) }))
+    }
+
+    async fn reject_case(
+        &self,
+        r: Request<pb::RejectCaseRequest>,
+    ) -> Result<Response<pb::RejectCaseResponse>, Status> {
+        let r = r.into_inner();
+        if !reason_code_ok(&r.reason_code) {
+            return Err(Error::invalid_field(
+                "CASE_INVALID_REQUEST",
+                "reason_code",
+                "UPPER_SNAKE_CASE, at most 64",
+            )
+            .into());
+        }
+        let case = self
+            .act(&r.case_id, r.expected_version, |me, case, ev| {
+                case.reason_code = r.reason_code.clone();
+                case.reason_text = r.reason_text.chars().take(500).collect();
+                me.step(case, Action::Reject, Utc::now(), ev)
+            })
+            .await?;
+        Ok(Response::new(pb::RejectCaseResponse { case: reply(case) }))
+    }
+
+    async fn withdraw_case(
+        &self,
+        r: Request<pb::WithdrawCaseRequest>,
+    ) -> Result<Response<pb::WithdrawCaseResponse>, Status> {
+        let r = r.into_inner();
+        let case = self
+            .act(&r.case_id, 0, |me, case, ev| {
+                case.reason_code = "WITHDRAWN_BY_APPLICANT".into();
+                case.reason_text = r.reason_text.chars().take(500).collect();
+                me.step(case, Action::Withdraw, Utc::now(), ev)
+            })
+            .await?;
+        Ok(Response::new(pb::WithdrawCaseResponse {
+            case: reply(case),
+        }))
+    }
+
+    async fn cancel_case(
+        &self,
+        r: Request<pb::CancelCaseRequest>,
+    ) -> Result<Response<pb::CancelCaseResponse>, Status> {
+        let r = r.into_inner();
+        if !reason_code_ok(&r.reason_code) {
+            return Err(Error::invalid_field(
+                "CASE_INVALID_REQUEST",
+                "reason_code",
+                "UPPER_SNAKE_CASE, at most 64",
+            )
+            .into());
+        }
+        let case = self
+            .act(&r.case_id, 0, |me, case, ev| {
+                case.reason_code = r.reason_code.clone();
+                me.step(case, Action::Cancel, Utc::now(), ev)
+            })
+            .await?;
+        Ok(Response::new(pb::CancelCaseResponse { case: reply(case) }))
+    }
+}

@@ -1,0 +1,220 @@
+//! The catalog of matters (事项清单, M22): one versioned data file loaded by every service,
+//! so the same matter has the same materials and time limit everywhere.
+
+use anyhow::{Context as _, bail};
+use serde::Deserialize;
+use std::collections::{BTreeSet, HashMap};
+
+/// The catalog built into every binary.
+pub const BUILTIN: &str = include_str!("../catalog.toml");
+
+/// Who decides a case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Handling {
+    /// The system accepts and decides when the conditions hold (no human step).
+    Automatic,
+    /// A clerk accepts and decides.
+    Review,
+}
+
+/// How the committed time is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeUnit {
+    /// 即办: at once.
+    Immediate,
+    /// Working days.
+    WorkingDays,
+    /// Clock hours.
+    ClockHours,
+}
+
+impl TimeUnit {
+    /// Storage name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimeUnit::Immediate => "immediate",
+            TimeUnit::WorkingDays => "working_days",
+            TimeUnit::ClockHours => "clock_hours",
+        }
+    }
+
+    /// From the storage name.
+    pub fn from_str_name(s: &str) -> Option<Self> {
+        [
+            TimeUnit::Immediate,
+            TimeUnit::WorkingDays,
+            TimeUnit::ClockHours,
+        ]
+        .into_iter()
+        .find(|u| u.as_str() == s)
+    }
+
+    /// The proto enum.
+    pub fn to_proto(self) -> onething_proto::common::TimeLimitUnit {
+        use onething_proto::common::TimeLimitUnit as P;
+        match self {
+            TimeUnit::Immediate => P::Immediate,
+            TimeUnit::WorkingDays => P::WorkingDays,
+            TimeUnit::ClockHours => P::ClockHours,
+        }
+    }
+}
+
+/// One matter (事项).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Matter {
+    /// `<department>.<matter>`, e.g. `household.birth_registration`.
+    pub code: String,
+    /// Chinese name.
+    pub name: String,
+    /// Owning department.
+    pub department: String,
+    /// The measure(s) of the seed document it implements.
+    #[serde(default)]
+    pub measure: String,
+    /// Automatic or clerk review.
+    pub handling: Handling,
+    /// Unit of the committed time.
+    pub time_unit: TimeUnit,
+    /// Committed time in that unit (0 for immediate).
+    pub time_limit: u32,
+    /// 全程网办.
+    #[serde(default)]
+    pub online: bool,
+    /// 跨省通办.
+    #[serde(default)]
+    pub cross_province: bool,
+    /// Green-channel matter: its cases are listed first.
+    #[serde(default)]
+    pub priority: bool,
+    /// Materials without which the case is not accepted.
+    #[serde(default)]
+    pub required_materials: Vec<String>,
+    /// Materials that may be owed (容缺): accepted and approved provisionally without them.
+    #[serde(default)]
+    pub deferrable_materials: Vec<String>,
+    /// Materials that may be given but are never required.
+    #[serde(default)]
+    pub optional_materials: Vec<String>,
+}
+
+impl Matter {
+    /// Whether `code` is a material this matter knows.
+    pub fn knows_material(&self, code: &str) -> bool {
+        self.required_materials
+            .iter()
+            .chain(&self.deferrable_materials)
+            .chain(&self.optional_materials)
+            .any(|m| m == code)
+    }
+}
+
+/// The whole catalog.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Catalog {
+    /// Catalog version, published with every change.
+    pub version: String,
+    /// Every matter.
+    pub matters: Vec<Matter>,
+    #[serde(skip)]
+    index: HashMap<String, usize>,
+}
+
+impl Catalog {
+    /// Parses and checks a catalog.
+    ///
+    /// # Errors
+    /// Malformed TOML, a duplicate code, a code not prefixed by its department, a
+    /// material listed twice, or a non-immediate matter with a zero time limit.
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let mut c: Catalog = toml::from_str(text).context("catalog is not valid")?;
+        for (i, m) in c.matters.iter().enumerate() {
+            let prefix = format!("{}.", m.department.replace('-', "_"));
+            if !m.code.starts_with(&prefix) {
+                bail!(
+                    "catalog: matter {} is not prefixed by its department {}",
+                    m.code,
+                    m.department
+                );
+            }
+            if c.index.insert(m.code.clone(), i).is_some() {
+                bail!("catalog: matter {} appears twice", m.code);
+            }
+            if m.time_unit != TimeUnit::Immediate && m.time_limit == 0 {
+                bail!("catalog: matter {} has no time limit", m.code);
+            }
+            let mut seen = BTreeSet::new();
+            for mat in m
+                .required_materials
+                .iter()
+                .chain(&m.deferrable_materials)
+                .chain(&m.optional_materials)
+            {
+                if !seen.insert(mat) {
+                    bail!("catalog: matter {} lists material {} twice", m.code, mat);
+                }
+            }
+        }
+        Ok(c)
+    }
+
+    /// The built-in catalog, or the file at `path` when it is not empty.
+    ///
+    /// # Errors
+    /// An unreadable file or an invalid catalog.
+    pub fn load(path: &str) -> anyhow::Result<Self> {
+        if path.is_empty() {
+            return Self::parse(BUILTIN);
+        }
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading catalog {path}"))?;
+        Self::parse(&text).with_context(|| format!("catalog {path}"))
+    }
+
+    /// The matter with `code`.
+    pub fn get(&self, code: &str) -> Option<&Matter> {
+        self.index.get(code).map(|&i| &self.matters[i])
+    }
+
+    /// The matters of one department.
+    pub fn of_department<'a>(
+        &'a self,
+        department: &'a str,
+    ) -> impl Iterator<Item = &'a Matter> + 'a {
+        self.matters
+            .iter()
+            .filter(move |m| m.department == department)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_catalog_is_valid() {
+        let c = Catalog::parse(BUILTIN).unwrap();
+        assert_eq!(c.of_department("household").count(), 7);
+        let ch = c.get("household.collective_household").unwrap();
+        assert_eq!(
+            ch.required_materials.len(),
+            3,
+            "M12: exactly three materials"
+        );
+    }
+
+    #[test]
+    fn duplicate_and_misnamed_matters_are_refused() {
+        let one = "[[matters]]\ncode = \"household.a\"\nname = \"a\"\ndepartment = \"household\"\nhandling = \"review\"\ntime_unit = \"immediate\"\ntime_limit = 0\n";
+        let twice = format!("version = \"1\"\n{one}{one}");
+        assert!(format!("{:#}", Catalog::parse(&twice).unwrap_err()).contains("twice"));
+        let wrong = "version = \"1\"\n[[matters]]\ncode = \"vehicle.a\"\nname = \"a\"\ndepartment = \"household\"\nhandling = \"review\"\ntime_unit = \"immediate\"\ntime_limit = 0\n";
+        assert!(Catalog::parse(wrong).is_err());
+        let no_limit = one.replace("immediate", "working_days");
+        assert!(Catalog::parse(&format!("version = \"1\"\n{no_limit}")).is_err());
+    }
+}

@@ -1,0 +1,294 @@
+//! Configuration: defaults, then an optional TOML file, then `ONETHING_…` environment
+//! variables (nested keys joined by `__`, e.g. `ONETHING_NATS__URL`). Standard
+//! `OTEL_*` variables are read by the telemetry module as OpenTelemetry defines them.
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use std::path::{Path, PathBuf};
+
+/// Prefix of every onething environment variable.
+pub const ENV_PREFIX: &str = "ONETHING_";
+
+/// Settings every service has.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Address the gRPC server binds, e.g. `0.0.0.0:50051`; port 0 picks a free one.
+    pub grpc_addr: String,
+    /// sea-orm database URL: `sqlite://path/file.db?mode=rwc` or `postgres://…`.
+    pub database_url: String,
+    /// NATS connection.
+    pub nats: NatsSettings,
+    /// Logging.
+    pub log: LogSettings,
+    /// Outbox relay tuning.
+    pub outbox: OutboxSettings,
+    /// Seconds to finish in-flight work after SIGTERM before stopping anyway.
+    pub shutdown_grace_seconds: u64,
+    /// Path of the catalog (事项清单) file; empty means the one built into the binary.
+    pub catalog_file: String,
+}
+
+/// NATS connection settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct NatsSettings {
+    /// Server URL(s), comma separated.
+    pub url: String,
+    /// Path of a `.creds` file (NATS decentralised auth), if any.
+    pub credentials_file: String,
+    /// User name, if user/password authentication is used.
+    pub user: String,
+    /// Password for `user`.
+    pub password: String,
+    /// Replicas of the streams this service creates (3 in a production cluster).
+    pub stream_replicas: usize,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// `json` (production) or `pretty` (development).
+    pub format: String,
+    /// `tracing` filter directives when `RUST_LOG` is unset.
+    pub filter: String,
+}
+
+/// Outbox relay settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutboxSettings {
+    /// How often the relay looks for unsent rows when nothing woke it (milliseconds).
+    pub poll_interval_ms: u64,
+    /// Rows published per round.
+    pub batch_size: u64,
+    /// Sent rows older than this many hours are deleted.
+    pub retain_sent_hours: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            grpc_addr: "127.0.0.1:50051".into(),
+            database_url: "sqlite://.data/onething.db?mode=rwc".into(),
+            nats: NatsSettings::default(),
+            log: LogSettings::default(),
+            outbox: OutboxSettings::default(),
+            shutdown_grace_seconds: 20,
+            catalog_file: String::new(),
+        }
+    }
+}
+
+impl Default for NatsSettings {
+    fn default() -> Self {
+        Self {
+            url: "nats://127.0.0.1:4222".into(),
+            credentials_file: String::new(),
+            user: String::new(),
+            password: String::new(),
+            stream_replicas: 1,
+        }
+    }
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: "pretty".into(),
+            filter: "info".into(),
+        }
+    }
+}
+
+impl Default for OutboxSettings {
+    fn default() -> Self {
+        Self {
+            poll_interval_ms: 500,
+            batch_size: 256,
+            retain_sent_hours: 24,
+        }
+    }
+}
+
+impl Settings {
+    /// Development defaults of one service: its own port and its own SQLite file under `data_dir`.
+    pub fn for_service(service: &str, port: u16, data_dir: &Path) -> Self {
+        Self {
+            grpc_addr: format!("127.0.0.1:{port}"),
+            database_url: sqlite_url(&data_dir.join(format!("{service}.db"))),
+            ..Self::default()
+        }
+    }
+}
+
+/// The sea-orm URL of a SQLite file, created if missing.
+pub fn sqlite_url(path: &Path) -> String {
+    format!("sqlite://{}?mode=rwc", path.display())
+}
+
+/// Loads `T`: `defaults`, overlaid by the TOML `file` (or the file named by
+/// `ONETHING_CONFIG` when `file` is `None`), overlaid by `ONETHING_…` variables from `env`.
+///
+/// # Errors
+/// An unreadable or malformed file, or a value of the wrong type or an unknown key
+/// (in the file or in an `ONETHING_…` variable) — naming the key, never its value.
+pub fn load<T>(
+    defaults: T,
+    file: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> anyhow::Result<T>
+where
+    T: Serialize + DeserializeOwned,
+{
+    let mut value = toml::Value::try_from(defaults).context("serialising defaults")?;
+    let env: Vec<(String, String)> = env.into_iter().collect();
+    let file: Option<PathBuf> = file.map(Path::to_path_buf).or_else(|| {
+        env.iter()
+            .find(|(k, _)| k == "ONETHING_CONFIG")
+            .map(|(_, v)| PathBuf::from(v))
+    });
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        let overlay: toml::Value = toml::from_str(&text)
+            .with_context(|| format!("parsing config file {}", path.display()))?;
+        merge(&mut value, overlay);
+    }
+    for (key, raw) in env {
+        let Some(rest) = key.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        if rest == "CONFIG" {
+            continue;
+        }
+        let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+        set_path(&mut value, &path, scalar(&raw));
+    }
+    value.try_into().context("invalid configuration")
+}
+
+/// Reads [`Settings`] for a service from the process environment on top of `defaults`.
+///
+/// # Errors
+/// As [`load`].
+pub fn load_settings(defaults: Settings, file: Option<&Path>) -> anyhow::Result<Settings> {
+    load(defaults, file, std::env::vars())
+}
+
+fn merge(base: &mut toml::Value, overlay: toml::Value) {
+    match (base, overlay) {
+        (toml::Value::Table(b), toml::Value::Table(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(existing) => merge(existing, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
+fn set_path(value: &mut toml::Value, path: &[String], leaf: toml::Value) {
+    let Some((head, rest)) = path.split_first() else {
+        return;
+    };
+    let toml::Value::Table(table) = value else {
+        return;
+    };
+    if rest.is_empty() {
+        // Keep the default's type: a string field stays a string even when the text looks numeric.
+        let leaf = match (table.get(head), &leaf) {
+            (Some(toml::Value::String(_)), v) if !v.is_str() => toml::Value::String(raw_text(v)),
+            _ => leaf,
+        };
+        table.insert(head.clone(), leaf);
+    } else {
+        let child = table
+            .entry(head.clone())
+            .or_insert_with(|| toml::Value::Table(Default::default()));
+        set_path(child, rest, leaf);
+    }
+}
+
+fn scalar(raw: &str) -> toml::Value {
+    if let Ok(i) = raw.parse::<i64>() {
+        return toml::Value::Integer(i);
+    }
+    match raw {
+        "true" => toml::Value::Boolean(true),
+        "false" => toml::Value::Boolean(false),
+        _ => toml::Value::String(raw.to_string()),
+    }
+}
+
+fn raw_text(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_then_file_then_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "grpc_addr = \"0.0.0.0:9000\"\n[nats]\nurl = \"nats://file:4222\"\nstream_replicas = 3\n").unwrap();
+        let s = load(
+            Settings::default(),
+            Some(&file),
+            env(&[
+                ("ONETHING_NATS__URL", "nats://env:4222"),
+                ("ONETHING_LOG__FORMAT", "json"),
+                ("OTHER", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.grpc_addr, "0.0.0.0:9000");
+        assert_eq!(s.nats.url, "nats://env:4222");
+        assert_eq!(s.nats.stream_replicas, 3);
+        assert_eq!(s.log.format, "json");
+        assert_eq!(s.shutdown_grace_seconds, 20);
+    }
+
+    #[test]
+    fn env_numbers_and_numeric_strings() {
+        let s = load(
+            Settings::default(),
+            None,
+            env(&[
+                ("ONETHING_SHUTDOWN_GRACE_SECONDS", "5"),
+                ("ONETHING_NATS__PASSWORD", "1234"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.shutdown_grace_seconds, 5);
+        assert_eq!(s.nats.password, "1234");
+    }
+
+    #[test]
+    fn unknown_key_is_an_error() {
+        let err = load(
+            Settings::default(),
+            None,
+            env(&[("ONETHING_NATS__URLL", "x")]),
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("urll"), "{err:#}");
+    }
+}

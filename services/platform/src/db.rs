@@ -1,0 +1,85 @@
+//! Database: connect with sea-orm to SQLite (the embedded default) or PostgreSQL (production)
+//! from one URL, and run a service's migrations. The same entities and migrations serve both.
+
+use anyhow::Context as _;
+use sea_orm::{ConnectOptions, Database, DatabaseConnection};
+use sea_orm_migration::MigratorTrait;
+use std::time::Duration;
+
+/// Connects to `url` and applies `M`'s pending migrations.
+///
+/// SQLite files are created with their folder, in WAL mode with a busy timeout so several
+/// connections (and several replicas in tests) can write without `database is locked`.
+///
+/// # Errors
+/// An unreachable server, a bad URL, or a failed migration.
+pub async fn connect_and_migrate<M: MigratorTrait>(
+    url: &str,
+) -> anyhow::Result<DatabaseConnection> {
+    let db = connect(url).await?;
+    M::up(&db, None).await.context("applying migrations")?;
+    Ok(db)
+}
+
+/// Connects to `url` without migrating.
+///
+/// # Errors
+/// As [`connect_and_migrate`].
+pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
+    let mut opts = ConnectOptions::new(url.to_string());
+    opts.sqlx_logging(false)
+        .acquire_timeout(Duration::from_secs(10));
+    if url.starts_with("sqlite:") {
+        if let Some(path) = sqlite_path(url)
+            && let Some(dir) = std::path::Path::new(&path).parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        opts.max_connections(8).map_sqlx_sqlite_opts(|o| {
+            o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                .busy_timeout(Duration::from_secs(10))
+                .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                .create_if_missing(true)
+        });
+    } else {
+        opts.max_connections(16);
+    }
+    Database::connect(opts)
+        .await
+        .context("connecting to the database")
+}
+
+fn sqlite_path(url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next()?;
+    (!path.is_empty() && path != ":memory:").then(|| path.to_string())
+}
+
+/// Whether an error from the database is a unique-constraint violation (both backends).
+pub fn is_unique_violation(e: &sea_orm::DbErr) -> bool {
+    matches!(
+        e.sql_err(),
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+    )
+}
+
+/// Begins a transaction that will write. On SQLite it takes the write lock at `BEGIN`
+/// (`BEGIN IMMEDIATE`): a deferred transaction that reads and then writes while another
+/// connection commits fails at once with `SQLITE_BUSY`, whatever the busy timeout.
+/// PostgreSQL ignores the mode.
+///
+/// # Errors
+/// The database refused to begin.
+pub async fn begin_write(
+    db: &DatabaseConnection,
+) -> Result<sea_orm::DatabaseTransaction, sea_orm::DbErr> {
+    use sea_orm::{SqliteTransactionMode, TransactionOptions, TransactionTrait};
+    db.begin_with_options(TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..Default::default()
+    })
+    .await
+}

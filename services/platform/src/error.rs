@@ -1,0 +1,250 @@
+//! The one error type of the workspace and its one mapping to `tonic::Status`: a gRPC code,
+//! a stable reason (`HOUSEHOLD_PERSON_NOT_FOUND`) in `google.rpc.ErrorInfo`, field problems
+//! in `google.rpc.BadRequest`. Internal detail is logged, never sent to the caller.
+
+use std::fmt;
+use tonic::{Code, Status};
+use tonic_types::{BadRequest, ErrorDetail, ErrorInfo, StatusExt};
+
+/// The `ErrorInfo.domain` of every onething error.
+pub const ERROR_DOMAIN: &str = "onething.gov.cn";
+
+/// What kind of failure; decides the gRPC code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Malformed input: INVALID_ARGUMENT.
+    InvalidArgument,
+    /// The resource does not exist: NOT_FOUND.
+    NotFound,
+    /// The resource exists already: ALREADY_EXISTS.
+    AlreadyExists,
+    /// Not allowed in the current state: FAILED_PRECONDITION.
+    FailedPrecondition,
+    /// A concurrent change won (optimistic version mismatch): ABORTED.
+    Aborted,
+    /// A quota or capacity is used up: RESOURCE_EXHAUSTED.
+    ResourceExhausted,
+    /// No valid credentials: UNAUTHENTICATED.
+    Unauthenticated,
+    /// Credentials valid but not allowed: PERMISSION_DENIED.
+    PermissionDenied,
+    /// A dependency is down; retry later: UNAVAILABLE.
+    Unavailable,
+    /// A bug or an unexpected failure: INTERNAL.
+    Internal,
+}
+
+impl Kind {
+    /// The gRPC code of this kind.
+    pub fn code(self) -> Code {
+        match self {
+            Kind::InvalidArgument => Code::InvalidArgument,
+            Kind::NotFound => Code::NotFound,
+            Kind::AlreadyExists => Code::AlreadyExists,
+            Kind::FailedPrecondition => Code::FailedPrecondition,
+            Kind::Aborted => Code::Aborted,
+            Kind::ResourceExhausted => Code::ResourceExhausted,
+            Kind::Unauthenticated => Code::Unauthenticated,
+            Kind::PermissionDenied => Code::PermissionDenied,
+            Kind::Unavailable => Code::Unavailable,
+            Kind::Internal => Code::Internal,
+        }
+    }
+}
+
+/// One field of a request that is wrong, and why (no personal data in `description`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldViolation {
+    /// Path of the field, e.g. `applicant.identifier` or `form.birth_date`.
+    pub field: String,
+    /// What is wrong with it.
+    pub description: String,
+}
+
+/// The workspace's error: a kind, a stable reason code, a caller-safe message, field
+/// violations, and (internal only) the underlying cause.
+pub struct Error {
+    kind: Kind,
+    reason: String,
+    message: String,
+    violations: Vec<FieldViolation>,
+    source: Option<anyhow::Error>,
+}
+
+/// Result with the workspace error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A new error. `reason` is a stable UPPER_SNAKE_CASE code; `message` is shown to the
+    /// caller and must hold no personal data.
+    pub fn new(kind: Kind, reason: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            reason: reason.into(),
+            message: message.into(),
+            violations: Vec::new(),
+            source: None,
+        }
+    }
+
+    /// INVALID_ARGUMENT with one field violation.
+    pub fn invalid_field(
+        reason: &str,
+        field: impl Into<String>,
+        description: impl Into<String>,
+    ) -> Self {
+        Self::new(
+            Kind::InvalidArgument,
+            reason,
+            "the request has invalid fields",
+        )
+        .with_violation(field, description)
+    }
+
+    /// INVALID_ARGUMENT carrying all `violations`, or `None` when there are none.
+    pub fn from_violations(reason: &str, violations: Vec<FieldViolation>) -> Option<Self> {
+        if violations.is_empty() {
+            return None;
+        }
+        let mut e = Self::new(
+            Kind::InvalidArgument,
+            reason,
+            "the request has invalid fields",
+        );
+        e.violations = violations;
+        Some(e)
+    }
+
+    /// NOT_FOUND.
+    pub fn not_found(reason: &str, message: impl Into<String>) -> Self {
+        Self::new(Kind::NotFound, reason, message)
+    }
+
+    /// FAILED_PRECONDITION.
+    pub fn failed_precondition(reason: &str, message: impl Into<String>) -> Self {
+        Self::new(Kind::FailedPrecondition, reason, message)
+    }
+
+    /// INTERNAL; `cause` is logged when the error is turned into a status, never sent.
+    pub fn internal(cause: impl Into<anyhow::Error>) -> Self {
+        let mut e = Self::new(Kind::Internal, "INTERNAL", "internal error");
+        e.source = Some(cause.into());
+        e
+    }
+
+    /// Adds a field violation.
+    pub fn with_violation(
+        mut self,
+        field: impl Into<String>,
+        description: impl Into<String>,
+    ) -> Self {
+        self.violations.push(FieldViolation {
+            field: field.into(),
+            description: description.into(),
+        });
+        self
+    }
+
+    /// The kind.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// The stable reason code.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+
+    /// The field violations.
+    pub fn violations(&self) -> &[FieldViolation] {
+        &self.violations
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("kind", &self.kind)
+            .field("reason", &self.reason)
+            .field("message", &self.message)
+            .field("violations", &self.violations)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.reason, self.message)?;
+        if let Some(src) = &self.source {
+            write!(f, " ({src:#})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<sea_orm::DbErr> for Error {
+    fn from(e: sea_orm::DbErr) -> Self {
+        Error::internal(e)
+    }
+}
+
+impl From<sea_orm::TransactionError<Error>> for Error {
+    fn from(e: sea_orm::TransactionError<Error>) -> Self {
+        match e {
+            sea_orm::TransactionError::Connection(db) => Error::internal(db),
+            sea_orm::TransactionError::Transaction(inner) => inner,
+        }
+    }
+}
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Self {
+        if let Some(src) = &e.source {
+            // Causes are for operators; they may name tables or SQL but never request data.
+            tracing::error!(reason = %e.reason, error = %format!("{src:#}"), "request failed");
+        }
+        let mut details = vec![ErrorDetail::ErrorInfo(ErrorInfo::new(
+            e.reason.clone(),
+            ERROR_DOMAIN,
+            std::collections::HashMap::<String, String>::new(),
+        ))];
+        if !e.violations.is_empty() {
+            let mut br = BadRequest::new(Vec::new());
+            for v in &e.violations {
+                br.add_violation(v.field.clone(), v.description.clone());
+            }
+            details.push(ErrorDetail::BadRequest(br));
+        }
+        Status::with_error_details_vec(e.kind.code(), e.message, details)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_carries_reason_and_violations() {
+        let e = Error::invalid_field(
+            "CASE_INVALID_ID_NUMBER",
+            "applicant.identifier",
+            "wrong check digit",
+        )
+        .with_violation("form.birth_date", "not a date");
+        let s: Status = e.into();
+        assert_eq!(s.code(), Code::InvalidArgument);
+        let d = s.get_error_details();
+        assert_eq!(d.error_info().unwrap().reason, "CASE_INVALID_ID_NUMBER");
+        assert_eq!(d.bad_request().unwrap().field_violations.len(), 2);
+    }
+
+    #[test]
+    fn internal_hides_its_cause() {
+        let s: Status = Error::internal(anyhow::anyhow!("table cases locked")).into();
+        assert_eq!(s.code(), Code::Internal);
+        assert_eq!(s.message(), "internal error");
+    }
+}

@@ -1,0 +1,12 @@
+//! The event bus: facts as CloudEvents 1.0 (binary mode: attributes in NATS headers,
+//! protobuf payload) on JetStream; a transactional outbox and its relay on the producing
+//! side; an idempotent, inbox-backed consumer on the receiving side.
+
+pub mod cloudevents;
+pub mod consumer;
+pub mod nats;
+pub mod outbox;
+
+pub use cloudevents::{Envelope, EnvelopeError, OutgoingEvent};
+pub use consumer::{ConsumerSpec, Handler, Outcome};
+pub use outbox::{Outbox, Relay};

@@ -1,0 +1,81 @@
+//! NATS connection and JetStream streams: one stream per department capturing
+//! `onething.<department>.>`, created (or updated) idempotently.
+
+use crate::config::NatsSettings;
+use anyhow::Context as _;
+use async_nats::jetstream::{self, stream};
+use std::time::Duration;
+
+/// Window in which JetStream drops a second message with the same `Nats-Msg-Id`.
+pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+
+/// The stream of a department, e.g. `ONETHING_HOUSEHOLD` for `household`.
+pub fn stream_name(department: &str) -> String {
+    format!(
+        "ONETHING_{}",
+        department.replace('-', "_").to_ascii_uppercase()
+    )
+}
+
+/// The subject namespace of a department, e.g. `onething.household` (exit-entry: `onething.exit_entry`).
+pub fn subject_root(department: &str) -> String {
+    format!("onething.{}", department.replace('-', "_"))
+}
+
+/// Connects to NATS. Returns at once even when the server is down: the client keeps
+/// retrying in the background, and the outbox holds events until it is back.
+///
+/// # Errors
+/// A malformed URL or an unreadable credentials file.
+pub async fn connect(
+    settings: &NatsSettings,
+    client_name: &str,
+) -> anyhow::Result<async_nats::Client> {
+    let mut opts = async_nats::ConnectOptions::new()
+        .name(client_name)
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .connection_timeout(Duration::from_secs(5));
+    if !settings.credentials_file.is_empty() {
+        opts = opts
+            .credentials_file(&settings.credentials_file)
+            .await
+            .context("reading NATS credentials file")?;
+    } else if !settings.user.is_empty() {
+        opts = opts.user_and_password(settings.user.clone(), settings.password.clone());
+    }
+    opts.connect(settings.url.as_str())
+        .await
+        .context("connecting to NATS")
+}
+
+/// Creates the department's stream if it does not exist, or updates its configuration.
+///
+/// # Errors
+/// NATS unreachable or JetStream refusing the configuration.
+pub async fn ensure_stream(
+    js: &jetstream::Context,
+    department: &str,
+    replicas: usize,
+) -> anyhow::Result<()> {
+    let config = stream::Config {
+        name: stream_name(department),
+        subjects: vec![format!("{}.>", subject_root(department))],
+        duplicate_window: DUPLICATE_WINDOW,
+        num_replicas: replicas.max(1),
+        storage: stream::StorageType::File,
+        retention: stream::RetentionPolicy::Limits,
+        ..Default::default()
+    };
+    match js.get_stream(&config.name).await {
+        Ok(_) => {
+            js.update_stream(&config).await.context("updating stream")?;
+        }
+        Err(_) => {
+            js.get_or_create_stream(config)
+                .await
+                .context("creating stream")?;
+        }
+    }
+    Ok(())
+}

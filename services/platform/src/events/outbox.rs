@@ -1,0 +1,265 @@
+//! Transactional outbox: [`Outbox::enqueue`] writes an event in the caller's transaction, so
+//! the event exists exactly when the state change does. The [`Relay`] publishes unsent rows
+//! to JetStream in order with `Nats-Msg-Id` = event id (a publish repeated after a crash is
+//! dropped by the broker) and marks them sent once acknowledged. NATS down: rows wait.
+
+use super::cloudevents::{Envelope, OutgoingEvent};
+use crate::{config::OutboxSettings, store::outbox as row, telemetry};
+use async_nats::jetstream;
+use chrono::Utc;
+use sea_orm::{
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+    sea_query::{Expr, ExprTrait},
+};
+use std::{sync::Arc, time::Duration};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// The producing side of a service: writes events into its outbox.
+#[derive(Clone, Debug)]
+pub struct Outbox {
+    source: String,
+    wake: Arc<Notify>,
+}
+
+impl Outbox {
+    /// An outbox whose events carry `ce-source` = `/onething/<service>`.
+    pub fn new(service: &str) -> Self {
+        Self {
+            source: format!("/onething/{service}"),
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Writes `event` in `txn` (any connection; pass the transaction of the state change).
+    /// The current span's trace context is stored with it. Returns the event id.
+    ///
+    /// # Errors
+    /// The database refused the insert; the caller's transaction should roll back.
+    pub async fn enqueue<C: ConnectionTrait>(
+        &self,
+        txn: &C,
+        event: OutgoingEvent,
+    ) -> Result<String, sea_orm::DbErr> {
+        let id = uuid::Uuid::now_v7().to_string();
+        let now = Utc::now();
+        row::Entity::insert(row::ActiveModel {
+            event_id: Set(id.clone()),
+            subject: Set(event.subject),
+            ce_type: Set(event.ce_type),
+            ce_source: Set(self.source.clone()),
+            ce_subject: Set(event.ce_subject),
+            ce_time: Set(now),
+            traceparent: Set(telemetry::current_traceparent()),
+            payload: Set(event.payload),
+            created_at: Set(now),
+            sent_at: Set(None),
+            attempts: Set(0),
+            ..Default::default()
+        })
+        .exec_without_returning(txn)
+        .await?;
+        Ok(id)
+    }
+
+    /// Tells the relay that rows were committed; call after the transaction commits.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+}
+
+/// Publishes outbox rows to JetStream.
+pub struct Relay {
+    db: DatabaseConnection,
+    js: jetstream::Context,
+    wake: Arc<Notify>,
+    settings: OutboxSettings,
+    department: String,
+    replicas: usize,
+}
+
+impl Relay {
+    /// A relay for `outbox`'s rows in `db`, ensuring `department`'s stream before publishing.
+    pub fn new(
+        outbox: &Outbox,
+        db: DatabaseConnection,
+        js: jetstream::Context,
+        department: &str,
+        replicas: usize,
+        settings: OutboxSettings,
+    ) -> Self {
+        Self {
+            db,
+            js,
+            wake: outbox.wake.clone(),
+            settings,
+            department: department.to_string(),
+            replicas,
+        }
+    }
+
+    /// Publishes one batch of unsent rows in order and marks the acknowledged ones sent.
+    /// Returns how many were sent. Public so tests can drive the relay step by step.
+    ///
+    /// # Errors
+    /// The database failed, or NATS did not acknowledge a publish (the rows stay unsent).
+    pub async fn publish_pending(&self) -> anyhow::Result<usize> {
+        let rows = row::Entity::find()
+            .filter(row::Column::SentAt.is_null())
+            .order_by_asc(row::Column::Seq)
+            .limit(self.settings.batch_size)
+            .all(&self.db)
+            .await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        // Pipeline the publishes, then collect the acks in order.
+        let mut pending = Vec::with_capacity(rows.len());
+        let mut failure = None;
+        for r in &rows {
+            let envelope = Envelope {
+                id: r.event_id.clone(),
+                source: r.ce_source.clone(),
+                ce_type: r.ce_type.clone(),
+                subject: r.ce_subject.clone(),
+                time: r.ce_time,
+                traceparent: r.traceparent.clone(),
+                data: r.payload.clone().into(),
+            };
+            let span = tracing::info_span!(
+                "outbox.publish",
+                otel.kind = "producer",
+                messaging.system = "nats",
+                messaging.operation = "publish",
+                messaging.destination.name = %r.subject,
+                messaging.message.id = %r.event_id,
+            );
+            telemetry::set_remote_parent(&span, r.traceparent.as_deref());
+            let publish = self.js.publish_with_headers(
+                r.subject.clone(),
+                envelope.to_headers(),
+                envelope.data.clone(),
+            );
+            match tracing::Instrument::instrument(publish, span).await {
+                Ok(ack) => pending.push((r.seq, ack)),
+                Err(e) => {
+                    failure = Some(anyhow::Error::new(e).context("publishing to JetStream"));
+                    break;
+                }
+            }
+        }
+        let mut sent = Vec::with_capacity(pending.len());
+        for (seq, ack) in pending {
+            match ack.await {
+                Ok(_) => sent.push(seq),
+                Err(e) => {
+                    failure.get_or_insert_with(|| {
+                        anyhow::Error::new(e).context("waiting for JetStream ack")
+                    });
+                }
+            }
+        }
+        if !sent.is_empty() {
+            row::Entity::update_many()
+                .col_expr(row::Column::SentAt, Expr::value(Utc::now()))
+                .filter(row::Column::Seq.is_in(sent.clone()))
+                .exec(&self.db)
+                .await?;
+        }
+        if let Some(e) = failure {
+            let unsent: Vec<i64> = rows
+                .iter()
+                .map(|r| r.seq)
+                .filter(|s| !sent.contains(s))
+                .collect();
+            row::Entity::update_many()
+                .col_expr(
+                    row::Column::Attempts,
+                    Expr::col(row::Column::Attempts).add(Expr::value(1)),
+                )
+                .filter(row::Column::Seq.is_in(unsent))
+                .exec(&self.db)
+                .await?;
+            return Err(e);
+        }
+        Ok(sent.len())
+    }
+
+    /// Number of rows not yet acknowledged by JetStream.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn backlog(&self) -> anyhow::Result<u64> {
+        use sea_orm::PaginatorTrait;
+        Ok(row::Entity::find()
+            .filter(row::Column::SentAt.is_null())
+            .count(&self.db)
+            .await?)
+    }
+
+    /// Runs until `shutdown`: publishes whenever woken or every poll interval, backs off
+    /// while NATS is unavailable, prunes old sent rows. On shutdown, one last attempt.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let poll = Duration::from_millis(Ord::max(self.settings.poll_interval_ms, 10));
+        let mut backoff = Duration::from_millis(100);
+        let mut stream_ready = false;
+        let mut last_prune = tokio::time::Instant::now();
+        loop {
+            if !stream_ready {
+                match super::nats::ensure_stream(&self.js, &self.department, self.replicas).await {
+                    Ok(()) => stream_ready = true,
+                    Err(e) => {
+                        tracing::warn!(error = %format!("{e:#}"), "stream not ready; outbox waits")
+                    }
+                }
+            }
+            let mut delay = poll;
+            if stream_ready {
+                match self.publish_pending().await {
+                    Ok(n) => {
+                        backoff = Duration::from_millis(100);
+                        if n as u64 >= self.settings.batch_size {
+                            delay = Duration::ZERO;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %format!("{e:#}"), retry_in_ms = backoff.as_millis() as u64, "outbox relay failed; rows kept");
+                        delay = backoff;
+                        backoff = (backoff * 2).min(Duration::from_secs(10));
+                        stream_ready = false;
+                    }
+                }
+            }
+            if last_prune.elapsed() > Duration::from_secs(600) {
+                self.prune().await;
+                last_prune = tokio::time::Instant::now();
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+        // Drain: whatever committed before shutdown gets one more chance to leave now.
+        match tokio::time::timeout(Duration::from_secs(5), self.publish_pending()).await {
+            Ok(Ok(n)) if n > 0 => tracing::info!(sent = n, "outbox drained at shutdown"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %format!("{e:#}"), "outbox not drained; rows stay for the next start")
+            }
+            _ => {}
+        }
+    }
+
+    async fn prune(&self) {
+        let cutoff = Utc::now() - chrono::Duration::hours(self.settings.retain_sent_hours as i64);
+        if let Err(e) = row::Entity::delete_many()
+            .filter(row::Column::SentAt.lt(cutoff))
+            .exec(&self.db)
+            .await
+        {
+            tracing::warn!(error = %e, "pruning sent outbox rows failed");
+        }
+    }
+}

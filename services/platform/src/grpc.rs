@@ -1,0 +1,85 @@
+//! gRPC server defaults every service gets: grpc.health.v1, server reflection over every
+//! onething proto, a span per request joined to the caller's trace, message size limits,
+//! and graceful shutdown that reports NOT_SERVING before draining.
+
+use crate::telemetry;
+use std::{net::SocketAddr, time::Duration};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
+use tonic_health::{ServingStatus, server::HealthReporter};
+
+/// Largest request message a service decodes (1 MiB): materials are references, not files.
+pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+
+/// Health and reflection, ready to be joined by the service's own routes.
+pub struct ServerParts {
+    /// Report per-service health; the server sets the overall status itself.
+    pub health: HealthReporter,
+    /// Routes holding health and reflection.
+    pub routes: Routes,
+}
+
+/// Builds the health and reflection services.
+///
+/// # Errors
+/// A malformed descriptor set (a build problem).
+pub fn server_parts() -> anyhow::Result<ServerParts> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(onething_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(onething_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+    let routes = Routes::new(health_service)
+        .add_service(reflection)
+        .add_service(reflection_alpha);
+    Ok(ServerParts { health, routes })
+}
+
+/// Binds `addr` (port 0 picks a free port).
+///
+/// # Errors
+/// The address is malformed or taken.
+pub async fn bind(addr: &str) -> anyhow::Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("binding {addr}: {e}"))?;
+    let local = listener.local_addr()?;
+    Ok((listener, local))
+}
+
+/// Serves `routes` on `listener` until `shutdown`, then stops accepting, reports NOT_SERVING
+/// and lets in-flight requests finish.
+///
+/// # Errors
+/// The server failed to run.
+pub async fn serve(
+    listener: TcpListener,
+    routes: Routes,
+    health: HealthReporter,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    health.set_service_status("", ServingStatus::Serving).await;
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let drain = {
+        let health = health.clone();
+        async move {
+            shutdown.cancelled().await;
+            health
+                .set_service_status("", ServingStatus::NotServing)
+                .await;
+        }
+    };
+    tonic::transport::Server::builder()
+        .trace_fn(telemetry::grpc_server_span)
+        .timeout(Duration::from_secs(30))
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(incoming, drain)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,21 @@
+//! What every onething service stands on: configuration, telemetry, gRPC server defaults
+//! and the one error mapping, database connection and migrations, the event bus
+//! (CloudEvents on JetStream, outbox, idempotent consumer), the shared case lifecycle and
+//! case service, the catalog, business-time due dates, Chinese identifiers, and shutdown.
+
+pub mod calendar;
+pub mod cases;
+pub mod catalog;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod events;
+pub mod grpc;
+pub mod ids;
+pub mod lifecycle;
+pub mod runtime;
+pub mod shutdown;
+pub mod store;
+pub mod telemetry;
+
+pub use error::{Error, Result};

@@ -1,0 +1,134 @@
+//! The service host every department runs on, in two calls: [`ServiceRuntime::start`]
+//! (configuration → database and migrations → NATS → listener) and
+//! [`ServiceRuntime::run_until_stopped`] (gRPC server, outbox relay, consumers, drain).
+
+use crate::{
+    catalog::Catalog,
+    config::Settings,
+    events::{self, ConsumerSpec, Handler, Outbox, Relay},
+    grpc,
+};
+use async_nats::jetstream;
+use futures::future::BoxFuture;
+use sea_orm::DatabaseConnection;
+use sea_orm_migration::MigratorTrait;
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
+
+/// A started service: its database, bus, outbox, catalog and bound listener.
+pub struct ServiceRuntime {
+    /// Service (and department) name.
+    pub name: &'static str,
+    /// Effective settings.
+    pub settings: Settings,
+    /// The service's own database.
+    pub db: DatabaseConnection,
+    /// JetStream context.
+    pub js: jetstream::Context,
+    /// The outbox of this service.
+    pub outbox: Outbox,
+    /// The catalog of matters.
+    pub catalog: Arc<Catalog>,
+    listener: TcpListener,
+    addr: SocketAddr,
+    workers: Vec<Worker>,
+}
+
+type Worker = Box<dyn FnOnce(CancellationToken) -> BoxFuture<'static, ()> + Send>;
+
+impl ServiceRuntime {
+    /// Loads the catalog, connects and migrates the database with `M`, connects NATS
+    /// (returning even while NATS is down) and binds the gRPC listener.
+    ///
+    /// # Errors
+    /// An invalid catalog, an unreachable database, a failed migration, a bad NATS
+    /// configuration, or an address that cannot be bound.
+    pub async fn start<M: MigratorTrait>(
+        name: &'static str,
+        settings: Settings,
+    ) -> anyhow::Result<Self> {
+        let catalog = Arc::new(Catalog::load(&settings.catalog_file)?);
+        let db = crate::db::connect_and_migrate::<M>(&settings.database_url).await?;
+        let client = events::nats::connect(&settings.nats, &format!("onething-{name}")).await?;
+        let js = jetstream::new(client);
+        let (listener, addr) = grpc::bind(&settings.grpc_addr).await?;
+        tracing::info!(service = name, %addr, "service started");
+        Ok(Self {
+            name,
+            settings,
+            db,
+            js,
+            outbox: Outbox::new(name),
+            catalog,
+            listener,
+            addr,
+            workers: Vec::new(),
+        })
+    }
+
+    /// The bound gRPC address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Adds a durable idempotent consumer, started by [`Self::run_until_stopped`].
+    pub fn add_consumer<H: Handler>(&mut self, spec: ConsumerSpec, handler: H) {
+        let js = self.js.clone();
+        let db = self.db.clone();
+        self.workers.push(Box::new(move |stop| {
+            Box::pin(events::consumer::run(js, db, spec, handler, stop))
+        }));
+    }
+
+    /// Serves `routes` (joined with health and reflection) and runs the outbox relay and the
+    /// consumers until `shutdown`; then drains within the configured grace period.
+    ///
+    /// # Errors
+    /// The gRPC server failed.
+    pub async fn run_until_stopped(
+        self,
+        parts: grpc::ServerParts,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let stop_workers = CancellationToken::new();
+        let relay = Relay::new(
+            &self.outbox,
+            self.db.clone(),
+            self.js.clone(),
+            self.name,
+            self.settings.nats.stream_replicas,
+            self.settings.outbox.clone(),
+        );
+        let mut tasks = vec![tokio::spawn(relay.run(stop_workers.clone()))];
+        for w in self.workers {
+            tasks.push(tokio::spawn(w(stop_workers.clone())));
+        }
+        let served = grpc::serve(self.listener, parts.routes, parts.health, shutdown).await;
+        // Requests have drained; the relay's last round publishes what they committed.
+        stop_workers.cancel();
+        let grace = Duration::from_secs(self.settings.shutdown_grace_seconds);
+        if tokio::time::timeout(grace, futures::future::join_all(tasks))
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                service = self.name,
+                "workers did not stop within the grace period"
+            );
+        }
+        self.db.close().await.ok();
+        tracing::info!(service = self.name, "service stopped");
+        served
+    }
+}
+
+/// Adds `routes` to the server's health and reflection routes.
+pub fn with_routes(
+    mut parts: grpc::ServerParts,
+    f: impl FnOnce(Routes) -> Routes,
+) -> grpc::ServerParts {
+    parts.routes = f(parts.routes);
+    parts
+}

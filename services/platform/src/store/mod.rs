@@ -1,0 +1,117 @@
+//! Tables every service has: the case table of the shared lifecycle, the transactional
+//! outbox, and the consumer inbox. A service's migrator lists [`migrations`] first, then its own.
+
+pub mod case;
+pub mod inbox;
+pub mod outbox;
+
+use sea_orm_migration::{prelude::*, schema::*};
+
+/// The platform's migrations, in order.
+pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+    vec![Box::new(M20261129CreatePlatformTables)]
+}
+
+struct M20261129CreatePlatformTables;
+
+impl MigrationName for M20261129CreatePlatformTables {
+    fn name(&self) -> &str {
+        "m20261129_000001_platform_tables"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M20261129CreatePlatformTables {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table("outbox")
+                .if_not_exists()
+                .col(big_pk_auto("seq"))
+                .col(string_uniq("event_id"))
+                .col(string("subject"))
+                .col(string("ce_type"))
+                .col(string("ce_source"))
+                .col(string("ce_subject"))
+                .col(timestamp_with_time_zone("ce_time"))
+                .col(string_null("traceparent"))
+                .col(blob("payload"))
+                .col(timestamp_with_time_zone("created_at"))
+                .col(timestamp_with_time_zone_null("sent_at"))
+                .col(integer("attempts").default(0))
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("outbox_unsent")
+                .table("outbox")
+                .col("sent_at")
+                .col("seq")
+                .if_not_exists()
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table("inbox")
+                .if_not_exists()
+                .col(string("consumer"))
+                .col(string("event_id"))
+                .col(timestamp_with_time_zone("handled_at"))
+                .primary_key(Index::create().col("consumer").col("event_id"))
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table("cases")
+                .if_not_exists()
+                .col(string("id").primary_key())
+                .col(string("matter_code"))
+                .col(string("department"))
+                .col(string("state"))
+                .col(string("applicant_kind"))
+                .col(string("applicant_identifier"))
+                .col(string("applicant_name"))
+                .col(string("applicant_phone"))
+                .col(text("form"))
+                .col(text("materials"))
+                .col(text("missing_materials"))
+                .col(string("reason_code"))
+                .col(text("reason_text"))
+                .col(text("result"))
+                .col(string("time_unit"))
+                .col(integer("time_limit"))
+                .col(timestamp_with_time_zone_null("due_at"))
+                .col(timestamp_with_time_zone_null("paused_since"))
+                .col(boolean("due_provisional"))
+                .col(boolean("priority"))
+                .col(string_uniq("idempotency_key"))
+                .col(string("bundle_id"))
+                .col(big_integer("version"))
+                .col(timestamp_with_time_zone("created_at"))
+                .col(timestamp_with_time_zone("updated_at"))
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("cases_queue")
+                .table("cases")
+                .col("priority")
+                .col("created_at")
+                .if_not_exists()
+                .to_owned(),
+        )
+        .await
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        for t in ["cases", "inbox", "outbox"] {
+            m.drop_table(Table::drop().table(t).if_exists().to_owned())
+                .await?;
+        }
+        Ok(())
+    }
+}

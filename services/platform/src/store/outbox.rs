@@ -1,0 +1,42 @@
+//! The outbox row: an event written in the same transaction as the state change it reports,
+//! published later by the relay.
+
+use sea_orm::entity::prelude::*;
+
+/// One outgoing event.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "outbox")]
+pub struct Model {
+    /// Publication order.
+    #[sea_orm(primary_key)]
+    pub seq: i64,
+    /// CloudEvents id, also the `Nats-Msg-Id` (broker-side dedup).
+    #[sea_orm(unique)]
+    pub event_id: String,
+    /// NATS subject.
+    pub subject: String,
+    /// CloudEvents `type`: the payload's proto full name.
+    pub ce_type: String,
+    /// CloudEvents `source`.
+    pub ce_source: String,
+    /// CloudEvents `subject` (the resource, e.g. `cases/…`).
+    pub ce_subject: String,
+    /// CloudEvents `time`.
+    pub ce_time: DateTimeUtc,
+    /// W3C trace context of the transaction that wrote the row.
+    pub traceparent: Option<String>,
+    /// Protobuf payload.
+    pub payload: Vec<u8>,
+    /// When the row was written.
+    pub created_at: DateTimeUtc,
+    /// When JetStream acknowledged it; `None` while unsent.
+    pub sent_at: Option<DateTimeUtc>,
+    /// Failed publication attempts.
+    pub attempts: i32,
+}
+
+/// No relations.
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

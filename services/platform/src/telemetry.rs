@@ -1,0 +1,187 @@
+//! Telemetry: `tracing` logs (JSON in production, pretty in development), an OpenTelemetry
+//! tracer (exported over OTLP only when `OTEL_EXPORTER_OTLP_ENDPOINT` is set), and W3C
+//! trace context carried in gRPC metadata and NATS headers so one bundle is one trace.
+
+use crate::config::LogSettings;
+use opentelemetry::{
+    Context,
+    propagation::{Extractor, Injector, TextMapPropagator},
+    trace::{TraceContextExt, TracerProvider as _},
+};
+use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
+use std::sync::OnceLock;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::{
+    EnvFilter, Layer as _, filter::LevelFilter, layer::SubscriberExt, util::SubscriberInitExt,
+};
+
+static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
+
+/// Flushes and stops the tracer when dropped (at the end of `main`).
+#[must_use = "dropping the guard flushes telemetry; keep it until the process ends"]
+pub struct TelemetryGuard {
+    owner: bool,
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if self.owner
+            && let Some(p) = PROVIDER.get()
+            && let Err(e) = p.shutdown()
+        {
+            eprintln!("telemetry flush failed: {e}");
+        }
+    }
+}
+
+/// Installs the global subscriber and tracer for `service`. Only the first call in a process
+/// installs anything (tests and `onething dev` run several services in one process); later
+/// calls return a guard that flushes nothing.
+pub fn init(service: &str, log: &LogSettings) -> TelemetryGuard {
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    let mut first = false;
+    let provider = PROVIDER.get_or_init(|| {
+        first = true;
+        build_provider(service)
+    });
+    if !first {
+        return TelemetryGuard { owner: false };
+    }
+    let tracer = provider.tracer("onething");
+    // Each layer filters for itself: a quiet log level must not switch off tracing.
+    let log_filter =
+        || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.filter));
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_filter(LevelFilter::INFO);
+    let registry = tracing_subscriber::registry().with(otel);
+    let installed = if log.format == "json" {
+        registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_filter(log_filter()),
+            )
+            .try_init()
+    } else {
+        registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .compact()
+                    .with_filter(log_filter()),
+            )
+            .try_init()
+    };
+    TelemetryGuard {
+        owner: installed.is_ok(),
+    }
+}
+
+fn build_provider(service: &str) -> SdkTracerProvider {
+    let service_name = std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| service.to_string());
+    let resource = Resource::builder().with_service_name(service_name).build();
+    let mut builder = SdkTracerProvider::builder().with_resource(resource);
+    let wants_otlp = std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some()
+        || std::env::var_os("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_some();
+    if wants_otlp {
+        match opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .build()
+        {
+            Ok(exporter) => builder = builder.with_batch_exporter(exporter),
+            Err(e) => eprintln!("OTLP exporter not started: {e}"),
+        }
+    }
+    // Without an exporter the provider still assigns trace ids, so context propagates.
+    builder.build()
+}
+
+/// The current span's W3C `traceparent`, if it belongs to a sampled or valid trace.
+pub fn current_traceparent() -> Option<String> {
+    let cx = tracing::Span::current().context();
+    let mut carrier = std::collections::HashMap::new();
+    TraceContextPropagator::new().inject_context(&cx, &mut carrier);
+    carrier.remove("traceparent")
+}
+
+/// The trace id of the current span as 32 hex digits, for logs and tests.
+pub fn current_trace_id() -> Option<String> {
+    let cx = tracing::Span::current().context();
+    let sc = cx.span().span_context().clone();
+    sc.is_valid().then(|| sc.trace_id().to_string())
+}
+
+/// Makes `span` a child of the remote context in `traceparent` (from a NATS header or an
+/// outbox row); does nothing for a missing or malformed value.
+pub fn set_remote_parent(span: &tracing::Span, traceparent: Option<&str>) {
+    let Some(tp) = traceparent else { return };
+    let mut carrier = std::collections::HashMap::new();
+    carrier.insert("traceparent".to_string(), tp.to_string());
+    let cx = TraceContextPropagator::new().extract(&carrier);
+    if cx.span().span_context().is_valid() {
+        let _ = span.set_parent(cx);
+    }
+}
+
+struct HttpHeaders<'a>(&'a http::HeaderMap);
+
+impl Extractor for HttpHeaders<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|k| k.as_str()).collect()
+    }
+}
+
+/// The span of one incoming gRPC request, child of the caller's trace context if the
+/// request carries `traceparent`. Used as tonic's `trace_fn`.
+pub fn grpc_server_span(req: &http::Request<()>) -> tracing::Span {
+    let path = req.uri().path();
+    let (service, method) = path
+        .trim_start_matches('/')
+        .split_once('/')
+        .unwrap_or((path, ""));
+    let span = tracing::info_span!(
+        "grpc.server",
+        otel.name = %path.trim_start_matches('/'),
+        otel.kind = "server",
+        rpc.system = "grpc",
+        rpc.service = %service,
+        rpc.method = %method,
+    );
+    let cx =
+        opentelemetry::global::get_text_map_propagator(|p| p.extract(&HttpHeaders(req.headers())));
+    if cx.span().span_context().is_valid() {
+        let _ = span.set_parent(cx);
+    }
+    span
+}
+
+struct Metadata<'a>(&'a mut tonic::metadata::MetadataMap);
+
+impl Injector for Metadata<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(k), Ok(v)) = (
+            tonic::metadata::MetadataKey::from_bytes(key.as_bytes()),
+            tonic::metadata::MetadataValue::try_from(value.as_str()),
+        ) {
+            self.0.insert(k, v);
+        }
+    }
+}
+
+/// A tonic client interceptor that puts the current trace context into the request metadata.
+///
+/// # Errors
+/// Never; the signature is tonic's.
+#[allow(clippy::result_large_err)]
+pub fn inject_grpc(mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    let cx: Context = tracing::Span::current().context();
+    opentelemetry::global::get_text_map_propagator(|p| {
+        p.inject_context(&cx, &mut Metadata(req.metadata_mut()))
+    });
+    Ok(req)
+}

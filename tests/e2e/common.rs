@@ -1,0 +1,165 @@
+//! Helpers shared by the test modules: clients, sample requests, JetStream reading.
+
+use async_nats::jetstream::{self, consumer::pull};
+use futures::StreamExt;
+use onething_proto::common::{self as pb, case_service_client::CaseServiceClient};
+use std::time::Duration;
+use tonic::transport::Channel;
+
+pub use onething_tests::*;
+
+/// Generates a SQLite and a PostgreSQL variant of an async test taking a [`Backend`].
+macro_rules! both_backends {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(onething_tests::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(onething_tests::Backend::Postgres).await
+            }
+        }
+    };
+}
+pub(crate) use both_backends;
+
+/// A running household with its NATS server and database.
+pub struct Mesh {
+    pub nats: NatsServer,
+    pub household: Running,
+    /// Held so the database lives as long as the mesh.
+    _db: TestDb,
+}
+
+impl Mesh {
+    /// Starts NATS, a fresh database and household; `None` when PostgreSQL is skipped locally.
+    pub async fn start(backend: Backend) -> Option<Self> {
+        let db = TestDb::fresh(backend).await?;
+        let nats = NatsServer::start().await;
+        let household = start_household(&db.url, &nats.url()).await;
+        Some(Self {
+            nats,
+            household,
+            _db: db,
+        })
+    }
+
+    pub async fn cases(&self) -> CaseServiceClient<Channel> {
+        CaseServiceClient::connect(self.household.endpoint())
+            .await
+            .expect("connect to household")
+    }
+}
+
+/// The seeded parent of household 371002000001 (王建国).
+pub fn seeded_parent() -> String {
+    onething_household::store::seed_id("371002", "1990-03-15", 11)
+        .expect("seed id")
+        .expose()
+        .to_string()
+}
+
+/// A seeded living person of another household (赵海燕).
+pub fn seeded_person() -> String {
+    onething_household::store::seed_id("371002", "1985-11-30", 42)
+        .expect("seed id")
+        .expose()
+        .to_string()
+}
+
+pub fn citizen(id: &str) -> Option<pb::Applicant> {
+    Some(pb::Applicant {
+        kind: pb::ApplicantKind::Citizen as i32,
+        identifier: id.to_string(),
+        name: "王建国".into(),
+        phone: "13800001111".into(),
+    })
+}
+
+pub fn material(code: &str) -> pb::Material {
+    pb::Material {
+        code: code.into(),
+        document_uri: format!("elicence://{code}/1"),
+    }
+}
+
+pub fn form(pairs: &[(&str, &str)]) -> std::collections::HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+        .collect()
+}
+
+/// A complete birth registration by the seeded parent.
+pub fn birth_request(key: &str, certificate: &str) -> pb::CreateCaseRequest {
+    pb::CreateCaseRequest {
+        matter_code: "household.birth_registration".into(),
+        applicant: citizen(&seeded_parent()),
+        form: form(&[
+            ("child_name", "王小明"),
+            ("child_sex", "M"),
+            ("birth_date", "2026-11-01"),
+            ("parent_id_number", &seeded_parent()),
+            ("birth_certificate_number", certificate),
+        ]),
+        materials: vec![material("birth_medical_certificate")],
+        idempotency_key: key.into(),
+        bundle_id: String::new(),
+    }
+}
+
+/// A household certificate (即办) for the seeded person.
+pub fn certificate_request(key: &str) -> pb::CreateCaseRequest {
+    pb::CreateCaseRequest {
+        matter_code: "household.certificate".into(),
+        applicant: citizen(&seeded_person()),
+        form: form(&[("subject_id_number", &seeded_person()), ("purpose", "就业")]),
+        materials: vec![],
+        idempotency_key: key.into(),
+        bundle_id: String::new(),
+    }
+}
+
+/// Every message on `subjects` in household's stream, read by an ephemeral consumer,
+/// once at least `expect` have arrived.
+pub async fn read_stream(js: &jetstream::Context, expect: usize) -> Vec<jetstream::Message> {
+    eventually(Duration::from_secs(30), "events on the stream", || async {
+        let stream = js.get_stream("ONETHING_HOUSEHOLD").await.ok()?;
+        let consumer = stream
+            .create_consumer(pull::Config {
+                deliver_policy: jetstream::consumer::DeliverPolicy::All,
+                ..Default::default()
+            })
+            .await
+            .ok()?;
+        let info = stream.get_info().await.ok()?;
+        let total = info.state.messages as usize;
+        if total < expect {
+            return None;
+        }
+        let mut batch = consumer.fetch().max_messages(total).messages().await.ok()?;
+        let mut out = Vec::new();
+        while let Some(Ok(m)) = batch.next().await {
+            out.push(m);
+        }
+        (out.len() >= total).then_some(out)
+    })
+    .await
+    .expect("events arrive on JetStream")
+}
+
+/// Counts the rows of `table` in a service database.
+pub async fn count(db: &sea_orm::DatabaseConnection, table: &str) -> i64 {
+    use sea_orm::{ConnectionTrait, Statement};
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            format!("SELECT COUNT(*) AS n FROM {table}"),
+        ))
+        .await
+        .expect("count query")
+        .expect("a row");
+    row.try_get::<i64>("", "n").expect("count column")
+}

@@ -1,0 +1,463 @@
+//! Household end to end: a birth registration completes, assigns a valid ID number, and its
+//! CloudEvents land on JetStream with the right headers and decodable payloads; health and
+//! reflection answer.
+
+use crate::common::*;
+use onething_platform::ids::CitizenId;
+use onething_proto::{
+    common::{CaseState, CaseStateChanged},
+    household::{GetPersonRequest, PersonBorn, household_service_client::HouseholdServiceClient},
+};
+
+async fn birth_registration_completes_and_publishes(backend: Backend) {
+    let Some(mesh) = Mesh::start(backend).await else {
+        return;
+    };
+    let mut cases = mesh.cases().await;
+    let case = cases
+        .create_case(birth_request("birth-1", "Q3710021001"))
+        .await
+        .expect("birth registration accepted")
+        .into_inner()
+        .case
+        .expect("a case");
+    assert_eq!(case.state(), CaseState::Approved);
+    assert_eq!(case.version, 3, "submitted, accepted, approved");
+    let new_id = CitizenId::parse(&case.result["new_id_number"]).expect("a valid ID number");
+    assert_eq!(new_id.region(), "371002");
+    assert_eq!(new_id.birth_date().to_string(), "2026-11-01");
+    assert_eq!(new_id.sequence() % 2, 1, "a boy gets an odd sequence code");
+
+    // The child is in the registry.
+    let mut registry = HouseholdServiceClient::connect(mesh.household.endpoint())
+        .await
+        .unwrap();
+    let person = registry
+        .get_person(GetPersonRequest {
+            id_number: new_id.expose().into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .person
+        .unwrap();
+    assert_eq!(person.name, "王小明");
+    assert_eq!(person.household_number, "371002000001");
+
+    // Three case transitions and the birth fact, as CloudEvents on JetStream.
+    let js = mesh.nats.jetstream().await;
+    let msgs = read_stream(&js, 4).await;
+    let subjects: Vec<&str> = msgs.iter().map(|m| m.subject.as_str()).collect();
+    assert_eq!(
+        subjects,
+        [
+            "onething.household.v1.case.submitted",
+            "onething.household.v1.case.accepted",
+            "onething.household.v1.person.born",
+            "onething.household.v1.case.approved",
+        ]
+    );
+    for m in &msgs {
+        let h = m.headers.as_ref().expect("headers");
+        assert_eq!(h.get("ce-specversion").unwrap().as_str(), "1.0");
+        assert_eq!(h.get("ce-source").unwrap().as_str(), "/onething/household");
+        assert_eq!(
+            h.get("content-type").unwrap().as_str(),
+            "application/protobuf"
+        );
+        assert_eq!(
+            h.get("Nats-Msg-Id").unwrap().as_str(),
+            h.get("ce-id").unwrap().as_str()
+        );
+        assert!(chrono::DateTime::parse_from_rfc3339(h.get("ce-time").unwrap().as_str()).is_ok());
+        let tp = h
+            .get("traceparent")
+            .expect("trace context travels with the event")
+            .as_str();
+        assert_eq!(tp.split('-').count(), 4, "W3C traceparent: {tp}");
+    }
+    let approved = onething_platform::events::Envelope::from_nats(
+        msgs[3].headers.as_ref(),
+        msgs[3].payload.clone(),
+    )
+    .unwrap();
+    assert_eq!(approved.ce_type, "onething.common.v1.CaseStateChanged");
+    assert_eq!(approved.subject, format!("cases/{}", case.case_id));
+    let changed: CaseStateChanged = approved.decode().unwrap();
+    assert_eq!(changed.case_id, case.case_id);
+    assert_eq!(changed.to_state(), CaseState::Approved);
+    assert_eq!(changed.from_state(), CaseState::Accepted);
+    assert_eq!(changed.version, 3);
+    let born = onething_platform::events::Envelope::from_nats(
+        msgs[2].headers.as_ref(),
+        msgs[2].payload.clone(),
+    )
+    .unwrap();
+    let born: PersonBorn = born.decode().unwrap();
+    assert_eq!(born.id_number, new_id.expose());
+    assert_eq!(born.case_id, case.case_id);
+
+    // One transaction's events share one trace.
+    let traces: std::collections::BTreeSet<String> = msgs
+        .iter()
+        .map(|m| {
+            m.headers
+                .as_ref()
+                .unwrap()
+                .get("traceparent")
+                .unwrap()
+                .as_str()
+                .split('-')
+                .nth(1)
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(traces.len(), 1, "one request, one trace");
+
+    // A second child of the same parent, born the same day, gets the next boy's code.
+    let second = cases
+        .create_case(birth_request("birth-2", "Q3710021002"))
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    let second_id = CitizenId::parse(&second.result["new_id_number"]).unwrap();
+    assert_eq!(second_id.sequence(), new_id.sequence() + 2);
+    mesh.household.stop().await;
+}
+both_backends!(birth_registration_completes_and_publishes);
+
+async fn a_retried_create_returns_the_first_case(backend: Backend) {
+    let Some(mesh) = Mesh::start(backend).await else {
+        return;
+    };
+    let mut cases = mesh.cases().await;
+    let first = cases
+        .create_case(certificate_request("same-key"))
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    let again = cases
+        .create_case(certificate_request("same-key"))
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    assert_eq!(first.case_id, again.case_id);
+    assert_eq!(count(&mesh.household.db, "cases").await, 1);
+    // The birth certificate number is registered once, whatever the key.
+    cases
+        .create_case(birth_request("b-1", "Q3710029999"))
+        .await
+        .unwrap();
+    let dup = cases
+        .create_case(birth_request("b-2", "Q3710029999"))
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    assert_eq!(dup.state(), CaseState::NotAccepted);
+    assert_eq!(dup.reason_code, "HOUSEHOLD_BIRTH_ALREADY_REGISTERED");
+    mesh.household.stop().await;
+}
+both_backends!(a_retried_create_returns_the_first_case);
+
+async fn clerk_review_with_supplement(backend: Backend) {
+    use onething_proto::common::*;
+    let Some(mesh) = Mesh::start(backend).await else {
+        return;
+    };
+    let mut cases = mesh.cases().await;
+    // A non-local resident (Beijing ID) applies for a residence permit without the photo (容缺).
+    let outsider = "11010519491231002X";
+    let created = cases
+        .create_case(CreateCaseRequest {
+            matter_code: "household.residence_permit".into(),
+            applicant: Some(Applicant {
+                kind: ApplicantKind::Citizen as i32,
+                identifier: outsider.into(),
+                name: "张三".into(),
+                phone: String::new(),
+            }),
+            form: form(&[
+                ("residence_address", "威海市环翠区某处"),
+                ("residence_since", "2025-01-01"),
+            ]),
+            materials: vec![material("id_card"), material("residence_proof")],
+            idempotency_key: "rp-1".into(),
+            bundle_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    assert_eq!(created.state(), CaseState::Submitted);
+    let id = created.case_id.clone();
+    let accepted = cases
+        .accept_case(AcceptCaseRequest {
+            case_id: id.clone(),
+            expected_version: created.version,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    assert_eq!(accepted.state(), CaseState::Accepted);
+    assert!(accepted.time_rule.as_ref().unwrap().due_time.is_some());
+    // A stale version is refused.
+    let stale = cases
+        .accept_case(AcceptCaseRequest {
+            case_id: id.clone(),
+            expected_version: created.version,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(stale.code(), tonic::Code::Aborted);
+    let asked = cases
+        .request_supplement(RequestSupplementRequest {
+            case_id: id.clone(),
+            material_codes: vec!["residence_proof".into()],
+            reason_text: "证明不清晰".into(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    assert_eq!(asked.state(), CaseState::AwaitingSupplement);
+    assert!(asked.time_rule.as_ref().unwrap().paused_since.is_some());
+    let supplied = cases
+        .supply_materials(SupplyMaterialsRequest {
+            case_id: id.clone(),
+            materials: vec![material("residence_proof")],
+            expected_version: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    assert_eq!(supplied.state(), CaseState::Accepted);
+    let approved = cases
+        .approve_case(ApproveCaseRequest {
+            case_id: id.clone(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    assert_eq!(
+        approved.state(),
+        CaseState::ApprovedProvisionally,
+        "the photo is still owed"
+    );
+    assert_eq!(approved.missing_materials, vec!["photo".to_string()]);
+    assert!(approved.result.contains_key("residence_permit_number"));
+    let done = cases
+        .supply_materials(SupplyMaterialsRequest {
+            case_id: id.clone(),
+            materials: vec![material("photo")],
+            expected_version: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    assert_eq!(done.state(), CaseState::Approved);
+    assert_eq!(count(&mesh.household.db, "residence_permits").await, 1);
+    // The clerk's queue lists it.
+    let list = cases
+        .list_cases(ListCasesRequest {
+            page_size: 10,
+            state: CaseState::Approved as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(list.cases.len(), 1);
+    mesh.household.stop().await;
+}
+both_backends!(clerk_review_with_supplement);
+
+async fn deregistration_marks_the_person_deceased(backend: Backend) {
+    use onething_proto::common::*;
+    let Some(mesh) = Mesh::start(backend).await else {
+        return;
+    };
+    let mut cases = mesh.cases().await;
+    let elder = onething_household::store::seed_id("371003", "1949-09-09", 62)
+        .unwrap()
+        .expose()
+        .to_string();
+    let req = CreateCaseRequest {
+        matter_code: "household.deregistration".into(),
+        applicant: citizen(&seeded_person()),
+        form: form(&[
+            ("subject_id_number", &elder),
+            ("death_date", "2026-11-20"),
+            ("death_certificate_number", "SW-2026-0001"),
+        ]),
+        materials: vec![material("death_certificate")],
+        idempotency_key: "dereg-1".into(),
+        bundle_id: "bundle-1".into(),
+    };
+    let case = cases
+        .create_case(req.clone())
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    assert_eq!(case.state(), CaseState::Approved);
+    // Deregistering again is refused at intake.
+    let mut again = req;
+    again.idempotency_key = "dereg-2".into();
+    let second = cases
+        .create_case(again)
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    assert_eq!(second.state(), CaseState::NotAccepted);
+    assert_eq!(second.reason_code, "HOUSEHOLD_PERSON_DECEASED");
+    let js = mesh.nats.jetstream().await;
+    let msgs = read_stream(&js, 6).await;
+    let dead = msgs
+        .iter()
+        .find(|m| m.subject.as_str() == "onething.household.v1.person.deceased")
+        .expect("death fact published");
+    let env =
+        onething_platform::events::Envelope::from_nats(dead.headers.as_ref(), dead.payload.clone())
+            .unwrap();
+    let fact: onething_proto::household::PersonDeceased = env.decode().unwrap();
+    assert_eq!(fact.id_number, elder);
+    assert_eq!(fact.death_date, "2026-11-20");
+    mesh.household.stop().await;
+}
+both_backends!(deregistration_marks_the_person_deceased);
+
+async fn enterprise_collective_household(backend: Backend) {
+    use onething_proto::common::*;
+    let Some(mesh) = Mesh::start(backend).await else {
+        return;
+    };
+    let mut cases = mesh.cases().await;
+    let code = onething_platform::ids::CreditCode::complete("91371002MA3C00001").unwrap();
+    let req = |key: &str| CreateCaseRequest {
+        matter_code: "household.collective_household".into(),
+        applicant: Some(Applicant {
+            kind: ApplicantKind::Enterprise as i32,
+            identifier: code.to_string(),
+            name: "威海示例科技有限公司".into(),
+            phone: String::new(),
+        }),
+        form: form(&[
+            ("legal_representative_id_number", &seeded_parent()),
+            ("premises_address", "威海市环翠区示例园区1号"),
+        ]),
+        materials: vec![
+            material("business_licence"),
+            material("legal_representative_id_card"),
+            material("premises_property_certificate"),
+        ],
+        idempotency_key: key.into(),
+        bundle_id: String::new(),
+    };
+    let case = cases
+        .create_case(req("ch-1"))
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    assert_eq!(
+        case.state(),
+        CaseState::Approved,
+        "three materials suffice (M12), no human step"
+    );
+    assert_eq!(case.result["household_number"], "371002000003");
+    let second = cases
+        .create_case(req("ch-2"))
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    assert_eq!(second.reason_code, "HOUSEHOLD_COLLECTIVE_EXISTS");
+    mesh.household.stop().await;
+}
+both_backends!(enterprise_collective_household);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_is_serving_and_reflection_lists_the_services() {
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let Some(mesh) = Mesh::start(Backend::Sqlite).await else {
+        return;
+    };
+    let channel = tonic::transport::Channel::from_shared(mesh.household.endpoint())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = HealthClient::new(channel.clone());
+    for service in [
+        "",
+        "onething.common.v1.CaseService",
+        "onething.household.v1.HouseholdService",
+    ] {
+        let status = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(status.status(), ServingStatus::Serving, "{service}");
+    }
+    let mut reflection = ServerReflectionClient::new(channel);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = reflection
+        .server_reflection_info(futures::stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let response = responses.message().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("no service list")
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for expected in [
+        "onething.common.v1.CaseService",
+        "onething.household.v1.HouseholdService",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(
+            names.contains(&expected.to_string()),
+            "{expected} missing from {names:?}"
+        );
+    }
+    mesh.household.stop().await;
+}

@@ -1,0 +1,319 @@
+//! Test harness for the end-to-end suite: a throwaway nats-server with JetStream per test
+//! (stoppable and restartable on the same port and store), a fresh database per test
+//! (SQLite file or a new PostgreSQL database), and services started in-process on port 0.
+
+use anyhow::{Context as _, bail};
+use onething_platform::config::{NatsSettings, Settings};
+use std::{
+    net::TcpListener,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+use tokio_util::sync::CancellationToken;
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file in a temporary folder.
+    Sqlite,
+    /// A fresh database on the local PostgreSQL server.
+    Postgres,
+}
+
+/// The pinned nats-server: `ONETHING_NATS_SERVER`, else the one `make tools` installs.
+pub fn nats_server_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("ONETHING_NATS_SERVER") {
+        return PathBuf::from(p);
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    root.join(".tools/py/bin/nats-server")
+}
+
+/// A free TCP port on the loopback interface.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port on loopback")
+}
+
+/// A nats-server with JetStream owned by one test.
+pub struct NatsServer {
+    child: Option<Child>,
+    port: u16,
+    store: tempfile::TempDir,
+}
+
+impl NatsServer {
+    /// Starts a server on a free port with a temporary JetStream store.
+    ///
+    /// # Panics
+    /// When the pinned binary is missing (run `make tools`) or the server does not come up.
+    pub async fn start() -> Self {
+        let store = tempfile::tempdir().expect("temporary store");
+        let mut s = Self {
+            child: None,
+            port: free_port(),
+            store,
+        };
+        s.spawn().await.expect("nats-server did not start");
+        s
+    }
+
+    async fn spawn(&mut self) -> anyhow::Result<()> {
+        let bin = nats_server_bin();
+        if !bin.exists() {
+            bail!("{} is missing: run `make tools`", bin.display());
+        }
+        let child = Command::new(&bin)
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(self.store.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        self.child = Some(child);
+        for _ in 0..100 {
+            if let Ok(c) = async_nats::connect(self.url()).await {
+                // JetStream answers once the server has loaded its store.
+                if async_nats::jetstream::new(c).query_account().await.is_ok() {
+                    return Ok(());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("nats-server on port {} did not answer", self.port)
+    }
+
+    /// The client URL.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server (as a crash would: SIGKILL).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port with the same store.
+    ///
+    /// # Panics
+    /// When it does not come back.
+    pub async fn restart(&mut self) {
+        self.stop();
+        self.spawn().await.expect("nats-server did not restart");
+    }
+
+    /// A JetStream context on this server.
+    pub async fn jetstream(&self) -> async_nats::jetstream::Context {
+        async_nats::jetstream::new(
+            async_nats::connect(self.url())
+                .await
+                .expect("connect to test nats"),
+        )
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A database owned by one test; a PostgreSQL database is dropped with it.
+pub struct TestDb {
+    /// sea-orm URL.
+    pub url: String,
+    pg_name: Option<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// URL of the PostgreSQL server's maintenance database (`ONETHING_TEST_PG` overrides).
+pub fn pg_admin_url() -> String {
+    std::env::var("ONETHING_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+impl TestDb {
+    /// A fresh database, or `None` when PostgreSQL is unreachable outside CI.
+    ///
+    /// # Panics
+    /// When PostgreSQL is unreachable and `CI` is set: CI must not silently skip.
+    pub async fn fresh(backend: Backend) -> Option<Self> {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temporary folder");
+                let url = onething_platform::config::sqlite_url(&dir.path().join("test.db"));
+                Some(Self {
+                    url,
+                    pg_name: None,
+                    _dir: Some(dir),
+                })
+            }
+            Backend::Postgres => {
+                let admin = match onething_platform::db::connect(&pg_admin_url()).await {
+                    Ok(db) => db,
+                    Err(e) if std::env::var_os("CI").is_some() => {
+                        panic!("PostgreSQL unreachable in CI: {e:#}")
+                    }
+                    Err(e) => {
+                        eprintln!(
+                            "SKIPPED: PostgreSQL unreachable ({e:#}); set CI to make this fail"
+                        );
+                        return None;
+                    }
+                };
+                let name = format!("onething_t_{}", uuid::Uuid::now_v7().simple());
+                use sea_orm::ConnectionTrait;
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                    .await
+                    .expect("CREATE DATABASE");
+                let base = pg_admin_url();
+                let url = format!(
+                    "{}/{name}",
+                    base.rsplit_once('/').map_or(base.as_str(), |(b, _)| b)
+                );
+                Some(Self {
+                    url,
+                    pg_name: Some(name),
+                    _dir: None,
+                })
+            }
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some(name) = self.pg_name.take() else {
+            return;
+        };
+        // Drop runs outside async; a short-lived runtime on its own thread does the cleanup.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                if let Ok(admin) = onething_platform::db::connect(&pg_admin_url()).await {
+                    use sea_orm::ConnectionTrait;
+                    let _ = admin
+                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Settings of a service under test: port 0, the given database and NATS.
+pub fn test_settings(db_url: &str, nats_url: &str) -> Settings {
+    let mut s = Settings {
+        grpc_addr: "127.0.0.1:0".into(),
+        database_url: db_url.into(),
+        nats: NatsSettings {
+            url: nats_url.into(),
+            ..Default::default()
+        },
+        shutdown_grace_seconds: 5,
+        ..Default::default()
+    };
+    s.outbox.poll_interval_ms = 100;
+    s
+}
+
+/// A service running in the test's runtime.
+pub struct Running {
+    /// Its gRPC address.
+    pub addr: std::net::SocketAddr,
+    /// Its database (household's own; the test inspects it to prove nothing was written).
+    pub db: sea_orm::DatabaseConnection,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// `http://addr` for a tonic client.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops the service gracefully and waits for it.
+    ///
+    /// # Panics
+    /// When the service failed.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        self.task
+            .await
+            .expect("service task")
+            .expect("service stopped with an error");
+    }
+}
+
+/// Starts household on `db_url` and `nats_url`.
+///
+/// # Panics
+/// When it cannot start.
+pub async fn start_household(db_url: &str, nats_url: &str) -> Running {
+    init_telemetry();
+    let app = onething_household::Application::build(test_settings(db_url, nats_url))
+        .await
+        .unwrap_or_else(|e| panic!("household starts: {e:#}"));
+    let addr = app.grpc_addr();
+    let db = app.db().clone();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(app.run_until_stopped(stop.clone()));
+    Running {
+        addr,
+        db,
+        stop,
+        task,
+    }
+}
+
+/// Installs telemetry once per test process so spans have trace ids.
+pub fn init_telemetry() {
+    let log = onething_platform::config::LogSettings {
+        format: "pretty".into(),
+        filter: "warn".into(),
+    };
+    std::mem::forget(onething_platform::telemetry::init("onething-tests", &log));
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, for at most `limit`.
+/// Waiting is not timing: no test asserts how long anything took.
+///
+/// # Errors
+/// When `limit` passes first.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return Ok(v);
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("gave up waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
