@@ -21,9 +21,9 @@ pub enum Backend {
     Postgres,
 }
 
-/// The pinned nats-server: `ONETHING_NATS_SERVER`, else the one `make tools` installs.
+/// The pinned nats-server: `NATS_SERVER_BIN`, else the one `make tools` installs.
 pub fn nats_server_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("ONETHING_NATS_SERVER") {
+    if let Some(p) = std::env::var_os("NATS_SERVER_BIN") {
         return PathBuf::from(p);
     }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");

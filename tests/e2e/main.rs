@@ -1,6 +1,9 @@
 //! The end-to-end suite: one test binary, a module per area. Every test starts its own
 //! nats-server and database and talks gRPC over a real socket.
 
+// Test code: a failed unwrap is a failed test with its location, which is what we want.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 mod errors;
 mod household;

@@ -1,1 +1,35 @@
-fn main() {}
+//! `onething`: run the whole mesh in one process for development (`onething dev`), and
+//! client commands for cases and the household registry.
+
+mod client;
+mod dev;
+
+use clap::{Parser, Subcommand};
+
+/// onething — apply once, several police departments each do their part.
+#[derive(Parser)]
+#[command(name = "onething", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every service in one process, each on its own port with its own database.
+    Dev(dev::DevArgs),
+    /// Cases of a department (create, get, list, clerk actions).
+    Case(client::CaseArgs),
+    /// Household registry and shortcuts (register a birth, look up a person).
+    Household(client::HouseholdArgs),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Dev(args) => dev::run(args).await,
+        Command::Case(args) => client::case(args).await,
+        Command::Household(args) => client::household(args).await,
+    }
+}

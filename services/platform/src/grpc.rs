@@ -26,14 +26,20 @@ pub struct ServerParts {
 /// A malformed descriptor set (a build problem).
 pub fn server_parts() -> anyhow::Result<ServerParts> {
     let (health, health_service) = tonic_health::server::health_reporter();
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(onething_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let reflection_alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(onething_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()?;
+    // google.rpc is registered so grpcurl and other clients can decode error details.
+    let sets = [
+        onething_proto::FILE_DESCRIPTOR_SET,
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+        tonic_types::pb::FILE_DESCRIPTOR_SET,
+    ];
+    let builder = || {
+        sets.iter()
+            .fold(tonic_reflection::server::Builder::configure(), |b, set| {
+                b.register_encoded_file_descriptor_set(set)
+            })
+    };
+    let reflection = builder().build_v1()?;
+    let reflection_alpha = builder().build_v1alpha()?;
     let routes = Routes::new(health_service)
         .add_service(reflection)
         .add_service(reflection_alpha);

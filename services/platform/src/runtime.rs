@@ -92,6 +92,15 @@ impl ServiceRuntime {
         parts: grpc::ServerParts,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
+        // Best effort: with the stream in place the service's own consumers start cleanly;
+        // while NATS is down the relay creates it later.
+        let ensure =
+            events::nats::ensure_stream(&self.js, self.name, self.settings.nats.stream_replicas);
+        match tokio::time::timeout(Duration::from_secs(2), ensure).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %format!("{e:#}"), "stream not ensured at start"),
+            Err(_) => tracing::warn!("NATS not answering at start; events wait in the outbox"),
+        }
         let stop_workers = CancellationToken::new();
         let relay = Relay::new(
             &self.outbox,
