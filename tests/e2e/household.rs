@@ -461,3 +461,166 @@ async fn health_is_serving_and_reflection_lists_the_services() {
     }
     mesh.household.stop().await;
 }
+
+async fn confirmation_certificate_and_green_channel(backend: Backend) {
+    use onething_proto::common::*;
+    let Some(mesh) = Mesh::start(backend).await else {
+        return;
+    };
+    let mut cases = mesh.cases().await;
+    let create = |matter: &str, subject: &str, extra: &[(&str, &str)], key: &str| {
+        let mut f = form(&[("subject_id_number", subject)]);
+        f.extend(form(extra));
+        CreateCaseRequest {
+            matter_code: matter.into(),
+            applicant: citizen(subject),
+            form: f,
+            materials: vec![],
+            idempotency_key: key.into(),
+            bundle_id: String::new(),
+        }
+    };
+    // 户籍信息确认 for retirement: decided at once, with the household it confirms.
+    let conf = cases
+        .create_case(create(
+            "household.info_confirmation",
+            &seeded_person(),
+            &[("purpose", "retirement")],
+            "conf-1",
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    assert_eq!(conf.state(), CaseState::Approved);
+    assert_eq!(conf.result["household_number"], "371002000002");
+    assert!(conf.result["confirmation_number"].starts_with("HJQR"));
+    // A person not in the registry gets no certificate: not accepted, with the reason.
+    let stranger = "11010519491231002X";
+    let cert = cases
+        .create_case(create(
+            "household.certificate",
+            stranger,
+            &[("purpose", "就业")],
+            "cert-1",
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    assert_eq!(cert.state(), CaseState::NotAccepted);
+    assert_eq!(cert.reason_code, "HOUSEHOLD_PERSON_NOT_FOUND");
+    // 居民身份证加急: green-channel cases head the clerk's queue even when newer.
+    let ordinary = cases
+        .create_case(pb_residence("rp-queue"))
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    let mut expedited = create(
+        "household.id_card_expedited",
+        &seeded_parent(),
+        &[("employer_credit_code", "91350100M000100Y43")],
+        "id-fast-1",
+    );
+    expedited.materials = vec![material("employment_proof"), material("photo")];
+    let fast = cases
+        .create_case(expedited)
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    assert_eq!(fast.state(), CaseState::Submitted, "a clerk reviews it");
+    let queue = cases
+        .list_cases(ListCasesRequest {
+            state: CaseState::Submitted as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .cases;
+    let order: Vec<&str> = queue.iter().map(|c| c.case_id.as_str()).collect();
+    assert_eq!(order, [fast.case_id.as_str(), ordinary.case_id.as_str()]);
+    cases
+        .accept_case(AcceptCaseRequest {
+            case_id: fast.case_id.clone(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap();
+    let issued = cases
+        .approve_case(ApproveCaseRequest {
+            case_id: fast.case_id.clone(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    assert_eq!(issued.state(), CaseState::Approved);
+    assert!(issued.result.contains_key("id_card_application_number"));
+    // Residence permits: not for Weihai residents, not before six months of residence.
+    let mut local = pb_residence("rp-local");
+    local.applicant = citizen(&seeded_parent());
+    let refused = cases.create_case(local).await.unwrap().into_inner().case.unwrap();
+    assert_eq!(refused.reason_code, "HOUSEHOLD_ALREADY_LOCAL");
+    let mut recent = pb_residence("rp-recent");
+    let last_month = (chrono::Utc::now() - chrono::Duration::days(30)).format("%Y-%m-%d").to_string();
+    recent.form.insert("residence_since".into(), last_month);
+    let refused = cases.create_case(recent).await.unwrap().into_inner().case.unwrap();
+    assert_eq!(refused.reason_code, "HOUSEHOLD_RESIDENCE_TOO_SHORT");
+    // Paging walks the whole list.
+    let first = cases
+        .list_cases(ListCasesRequest {
+            page_size: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.cases.len(), 1);
+    let second = cases
+        .list_cases(ListCasesRequest {
+            page_size: 10,
+            page_token: first.next_page_token.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.cases.len() + second.cases.len(), 6);
+    assert!(second.next_page_token.is_empty());
+    mesh.household.stop().await;
+}
+both_backends!(confirmation_certificate_and_green_channel);
+
+/// A complete residence permit application by a non-local resident.
+fn pb_residence(key: &str) -> onething_proto::common::CreateCaseRequest {
+    use onething_proto::common::*;
+    CreateCaseRequest {
+        matter_code: "household.residence_permit".into(),
+        applicant: Some(Applicant {
+            kind: ApplicantKind::Citizen as i32,
+            identifier: "11010519491231002X".into(),
+            name: "张三".into(),
+            phone: String::new(),
+        }),
+        form: form(&[
+            ("residence_address", "威海市环翠区某处"),
+            ("residence_since", "2025-01-01"),
+        ]),
+        materials: vec![
+            material("id_card"),
+            material("residence_proof"),
+            material("photo"),
+        ],
+        idempotency_key: key.into(),
+        bundle_id: String::new(),
+    }
+}
