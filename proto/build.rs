@@ -13,17 +13,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let fds = protox::compile(&files, [&root])?;
     let out = PathBuf::from(env::var("OUT_DIR")?);
-    fs::write(
-        out.join("onething_descriptor.bin"),
-        prost::Message::encode_to_vec(&fds),
-    )?;
+    fs::write(out.join("onething_descriptor.bin"), prost::Message::encode_to_vec(&fds))?;
     // Type names give every message `prost::Name`, whose full name is the CloudEvents type.
     let mut config = prost_build::Config::new();
     config.enable_type_names();
-    tonic_prost_build::configure()
-        .build_server(true)
-        .build_client(true)
-        .compile_fds_with_config(fds, config)?;
+    tonic_prost_build::configure().build_server(true).build_client(true).compile_fds_with_config(fds, config)?;
     Ok(())
 }
 

@@ -3,11 +3,15 @@
 //! (SQLite file or a new PostgreSQL database), and services started in-process on port 0.
 
 use anyhow::{Context as _, bail};
-use onething_platform::config::{NatsSettings, Settings};
+use onething_platform::{
+    auth::{AuthSettings, DevKeys, Minter, Principal, SubjectKind},
+    config::{NatsSettings, Settings},
+};
 use std::{
     net::TcpListener,
     path::PathBuf,
     process::{Child, Command, Stdio},
+    sync::OnceLock,
     time::Duration,
 };
 use tokio_util::sync::CancellationToken;
@@ -32,10 +36,7 @@ pub fn nats_server_bin() -> PathBuf {
 
 /// A free TCP port on the loopback interface.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port on loopback")
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("no free port on loopback")
 }
 
 /// A nats-server with JetStream owned by one test.
@@ -52,11 +53,7 @@ impl NatsServer {
     /// When the pinned binary is missing (run `make tools`) or the server does not come up.
     pub async fn start() -> Self {
         let store = tempfile::tempdir().expect("temporary store");
-        let mut s = Self {
-            child: None,
-            port: free_port(),
-            store,
-        };
+        let mut s = Self { child: None, port: free_port(), store };
         s.spawn().await.expect("nats-server did not start");
         s
     }
@@ -67,14 +64,7 @@ impl NatsServer {
             bail!("{} is missing: run `make tools`", bin.display());
         }
         let child = Command::new(&bin)
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
             .arg(self.store.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -117,11 +107,7 @@ impl NatsServer {
 
     /// A JetStream context on this server.
     pub async fn jetstream(&self) -> async_nats::jetstream::Context {
-        async_nats::jetstream::new(
-            async_nats::connect(self.url())
-                .await
-                .expect("connect to test nats"),
-        )
+        async_nats::jetstream::new(async_nats::connect(self.url()).await.expect("connect to test nats"))
     }
 }
 
@@ -141,8 +127,7 @@ pub struct TestDb {
 
 /// URL of the PostgreSQL server's maintenance database (`ONETHING_TEST_PG` overrides).
 pub fn pg_admin_url() -> String {
-    std::env::var("ONETHING_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("ONETHING_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 impl TestDb {
@@ -155,11 +140,7 @@ impl TestDb {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("temporary folder");
                 let url = onething_platform::config::sqlite_url(&dir.path().join("test.db"));
-                Some(Self {
-                    url,
-                    pg_name: None,
-                    _dir: Some(dir),
-                })
+                Some(Self { url, pg_name: None, _dir: Some(dir) })
             }
             Backend::Postgres => {
                 let admin = match onething_platform::db::connect(&pg_admin_url()).await {
@@ -168,28 +149,16 @@ impl TestDb {
                         panic!("PostgreSQL unreachable in CI: {e:#}")
                     }
                     Err(e) => {
-                        eprintln!(
-                            "SKIPPED: PostgreSQL unreachable ({e:#}); set CI to make this fail"
-                        );
+                        eprintln!("SKIPPED: PostgreSQL unreachable ({e:#}); set CI to make this fail");
                         return None;
                     }
                 };
                 let name = format!("onething_t_{}", uuid::Uuid::now_v7().simple());
                 use sea_orm::ConnectionTrait;
-                admin
-                    .execute_unprepared(&format!("CREATE DATABASE {name}"))
-                    .await
-                    .expect("CREATE DATABASE");
+                admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("CREATE DATABASE");
                 let base = pg_admin_url();
-                let url = format!(
-                    "{}/{name}",
-                    base.rsplit_once('/').map_or(base.as_str(), |(b, _)| b)
-                );
-                Some(Self {
-                    url,
-                    pg_name: Some(name),
-                    _dir: None,
-                })
+                let url = format!("{}/{name}", base.rsplit_once('/').map_or(base.as_str(), |(b, _)| b));
+                Some(Self { url, pg_name: Some(name), _dir: None })
             }
         }
     }
@@ -202,18 +171,13 @@ impl Drop for TestDb {
         };
         // Drop runs outside async; a short-lived runtime on its own thread does the cleanup.
         let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
                 return;
             };
             rt.block_on(async {
                 if let Ok(admin) = onething_platform::db::connect(&pg_admin_url()).await {
                     use sea_orm::ConnectionTrait;
-                    let _ = admin
-                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .await;
+                    let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
                 }
             });
         })
@@ -221,16 +185,111 @@ impl Drop for TestDb {
     }
 }
 
-/// Settings of a service under test: port 0, the given database and NATS.
+/// The development key pair of this test process (made once, in a temporary folder).
+pub fn dev_keys() -> &'static DevKeys {
+    static KEYS: OnceLock<(DevKeys, tempfile::TempDir)> = OnceLock::new();
+    &KEYS
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().expect("key folder");
+            (onething_platform::auth::ensure_dev_keys(dir.path()).expect("dev keys"), dir)
+        })
+        .0
+}
+
+/// Auth settings that trust [`dev_keys`].
+pub fn auth_settings() -> AuthSettings {
+    AuthSettings { jwks_file: dev_keys().jwks.display().to_string(), ..Default::default() }
+}
+
+/// Signs tokens with [`dev_keys`].
+pub fn minter() -> Minter {
+    Minter::load(&dev_keys().signing_key, auth_settings()).expect("minter")
+}
+
+/// A one-hour token for `p`.
+pub fn token(p: Principal) -> String {
+    minter().mint(p, 3600).expect("mint")
+}
+
+fn principal(sub: &str, kind: SubjectKind, dept: &str, roles: &[&str]) -> Principal {
+    Principal {
+        sub: sub.into(),
+        kind,
+        dept: dept.into(),
+        roles: roles.iter().map(|r| (*r).to_string()).collect(),
+        id_number: String::new(),
+        credit_code: String::new(),
+    }
+}
+
+/// Staff of `dept` with `roles`.
+pub fn staff(dept: &str, roles: &[&str]) -> String {
+    token(principal(&format!("{dept}-staff"), SubjectKind::Staff, dept, roles))
+}
+
+/// One of our services, e.g. `coordinator`.
+pub fn service(name: &str) -> String {
+    token(principal(name, SubjectKind::Service, name, &[]))
+}
+
+/// A citizen with ID number `id`.
+pub fn citizen_token(id: &str) -> String {
+    let mut p = principal(&format!("citizen-{}", &id[id.len().saturating_sub(4)..]), SubjectKind::Citizen, "", &[]);
+    p.id_number = id.into();
+    token(p)
+}
+
+/// An enterprise with credit code `code`.
+pub fn enterprise_token(code: &str) -> String {
+    let mut p = principal(&format!("enterprise-{code}"), SubjectKind::Enterprise, "", &[]);
+    p.credit_code = code.into();
+    token(p)
+}
+
+/// Adds `authorization: Bearer …` to every request.
+#[derive(Clone)]
+pub struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl Bearer {
+    /// With `token`; `None` sends no header at all.
+    pub fn new(token: Option<&str>) -> Self {
+        Self(token.map(|t| format!("Bearer {t}").parse().expect("ASCII token")))
+    }
+}
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// A channel whose requests carry `token`.
+pub type Authed = tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Bearer>;
+
+/// Connects to `endpoint` as `token`.
+///
+/// # Panics
+/// When the service is not there.
+pub async fn connect_as(endpoint: &str, token: Option<&str>) -> Authed {
+    let channel = tonic::transport::Channel::from_shared(endpoint.to_string())
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    tonic::service::interceptor::InterceptedService::new(channel, Bearer::new(token))
+}
+
+/// Settings of a service under test: port 0, the given database and NATS, the test keys.
 pub fn test_settings(db_url: &str, nats_url: &str) -> Settings {
     let mut s = Settings {
         grpc_addr: "127.0.0.1:0".into(),
         database_url: db_url.into(),
-        nats: NatsSettings {
-            url: nats_url.into(),
-            ..Default::default()
-        },
+        nats: NatsSettings { url: nats_url.into(), ..Default::default() },
         shutdown_grace_seconds: 5,
+        auth: auth_settings(),
         ..Default::default()
     };
     s.outbox.poll_interval_ms = 100;
@@ -259,10 +318,7 @@ impl Running {
     /// When the service failed.
     pub async fn stop(self) {
         self.stop.cancel();
-        self.task
-            .await
-            .expect("service task")
-            .expect("service stopped with an error");
+        self.task.await.expect("service task").expect("service stopped with an error");
     }
 }
 
@@ -279,20 +335,12 @@ pub async fn start_household(db_url: &str, nats_url: &str) -> Running {
     let db = app.db().clone();
     let stop = CancellationToken::new();
     let task = tokio::spawn(app.run_until_stopped(stop.clone()));
-    Running {
-        addr,
-        db,
-        stop,
-        task,
-    }
+    Running { addr, db, stop, task }
 }
 
 /// Installs telemetry once per test process so spans have trace ids.
 pub fn init_telemetry() {
-    let log = onething_platform::config::LogSettings {
-        format: "pretty".into(),
-        filter: "warn".into(),
-    };
+    let log = onething_platform::config::LogSettings { format: "pretty".into(), filter: "warn".into() };
     std::mem::forget(onething_platform::telemetry::init("onething-tests", &log));
 }
 

@@ -24,5 +24,4 @@ pub mod onething {
 pub use onething::{common::v1 as common, household::v1 as household};
 
 /// Encoded `FileDescriptorSet` of every onething proto, for gRPC server reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/onething_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/onething_descriptor.bin"));

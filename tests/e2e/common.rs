@@ -2,9 +2,11 @@
 
 use async_nats::jetstream::{self, consumer::pull};
 use futures::StreamExt;
-use onething_proto::common::{self as pb, case_service_client::CaseServiceClient};
+use onething_proto::{
+    common::{self as pb, case_service_client::CaseServiceClient},
+    household::household_service_client::HouseholdServiceClient,
+};
 use std::time::Duration;
-use tonic::transport::Channel;
 
 pub use onething_tests::*;
 
@@ -39,34 +41,43 @@ impl Mesh {
         let db = TestDb::fresh(backend).await?;
         let nats = NatsServer::start().await;
         let household = start_household(&db.url, &nats.url()).await;
-        Some(Self {
-            nats,
-            household,
-            _db: db,
-        })
+        Some(Self { nats, household, _db: db })
     }
 
-    pub async fn cases(&self) -> CaseServiceClient<Channel> {
-        CaseServiceClient::connect(self.household.endpoint())
-            .await
-            .expect("connect to household")
+    /// Household's case service as the coordinator (applies and acts for applicants).
+    pub async fn cases(&self) -> CaseServiceClient<Authed> {
+        self.cases_as(Some(&service("coordinator"))).await
+    }
+
+    /// Household's case service as a household clerk who may also approve.
+    pub async fn clerk(&self) -> CaseServiceClient<Authed> {
+        self.cases_as(Some(&staff("household", &["clerk", "approver"]))).await
+    }
+
+    /// Household's case service as `token` (`None`: no token at all).
+    pub async fn cases_as(&self, token: Option<&str>) -> CaseServiceClient<Authed> {
+        CaseServiceClient::new(connect_as(&self.household.endpoint(), token).await)
+    }
+
+    /// Household's registry as `token`.
+    pub async fn registry_as(&self, token: Option<&str>) -> HouseholdServiceClient<Authed> {
+        HouseholdServiceClient::new(connect_as(&self.household.endpoint(), token).await)
     }
 }
 
 /// The seeded parent of household 371002000001 (王建国).
 pub fn seeded_parent() -> String {
-    onething_household::store::seed_id("371002", "1990-03-15", 11)
-        .expect("seed id")
-        .expose()
-        .to_string()
+    onething_household::store::seed_id("371002", "1990-03-15", 11).expect("seed id").expose().to_string()
+}
+
+/// The parent's spouse, same household (李秀英).
+pub fn seeded_spouse() -> String {
+    onething_household::store::seed_id("371002", "1991-07-02", 22).expect("seed id").expose().to_string()
 }
 
 /// A seeded living person of another household (赵海燕).
 pub fn seeded_person() -> String {
-    onething_household::store::seed_id("371002", "1985-11-30", 42)
-        .expect("seed id")
-        .expose()
-        .to_string()
+    onething_household::store::seed_id("371002", "1985-11-30", 42).expect("seed id").expose().to_string()
 }
 
 pub fn citizen(id: &str) -> Option<pb::Applicant> {
@@ -79,17 +90,11 @@ pub fn citizen(id: &str) -> Option<pb::Applicant> {
 }
 
 pub fn material(code: &str) -> pb::Material {
-    pb::Material {
-        code: code.into(),
-        document_uri: format!("elicence://{code}/1"),
-    }
+    pb::Material { code: code.into(), document_uri: format!("elicence://{code}/1") }
 }
 
 pub fn form(pairs: &[(&str, &str)]) -> std::collections::HashMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
-        .collect()
+    pairs.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())).collect()
 }
 
 /// A complete birth registration by the seeded parent.
@@ -154,10 +159,7 @@ pub async fn read_stream(js: &jetstream::Context, expect: usize) -> Vec<jetstrea
 pub async fn count(db: &sea_orm::DatabaseConnection, table: &str) -> i64 {
     use sea_orm::{ConnectionTrait, Statement};
     let row = db
-        .query_one_raw(Statement::from_string(
-            db.get_database_backend(),
-            format!("SELECT COUNT(*) AS n FROM {table}"),
-        ))
+        .query_one_raw(Statement::from_string(db.get_database_backend(), format!("SELECT COUNT(*) AS n FROM {table}")))
         .await
         .expect("count query")
         .expect("a row");

@@ -8,10 +8,7 @@ use tonic::Code;
 use tonic_types::StatusExt;
 
 fn reason(s: &tonic::Status) -> String {
-    s.get_error_details()
-        .error_info()
-        .map(|i| i.reason.clone())
-        .unwrap_or_default()
+    s.get_error_details().error_info().map(|i| i.reason.clone()).unwrap_or_default()
 }
 
 fn fields(s: &tonic::Status) -> Vec<String> {
@@ -26,6 +23,7 @@ async fn bad_input_is_refused_and_stores_nothing(backend: Backend) {
         return;
     };
     let mut cases = mesh.cases().await;
+    let mut clerk = mesh.clerk().await;
     let db = mesh.household.db.clone();
 
     // A malformed ID number (wrong check digit) in the applicant and in the form.
@@ -39,14 +37,8 @@ async fn bad_input_is_refused_and_stores_nothing(backend: Backend) {
     let err = cases.create_case(bad).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     assert_eq!(reason(&err), "CASE_INVALID_REQUEST");
-    assert_eq!(
-        fields(&err),
-        ["applicant.identifier", "form.parent_id_number"]
-    );
-    assert!(
-        !err.message().contains(&wrong),
-        "the error does not echo the ID number"
-    );
+    assert_eq!(fields(&err), ["applicant.identifier", "form.parent_id_number"]);
+    assert!(!err.message().contains(&wrong), "the error does not echo the ID number");
 
     // An unknown matter.
     let mut unknown = certificate_request("bad-2");
@@ -74,27 +66,11 @@ async fn bad_input_is_refused_and_stores_nothing(backend: Backend) {
     // A missing required material is not an error: the case is recorded as not accepted.
     let mut missing = birth_request("missing-1", "Q3710021005");
     missing.materials.clear();
-    let case = cases
-        .create_case(missing)
-        .await
-        .unwrap()
-        .into_inner()
-        .case
-        .unwrap();
+    let case = cases.create_case(missing).await.unwrap().into_inner().case.unwrap();
     assert_eq!(case.state(), CaseState::NotAccepted);
     assert_eq!(case.reason_code, "CASE_MISSING_MATERIALS");
-    assert_eq!(
-        case.missing_materials,
-        vec!["birth_medical_certificate".to_string()]
-    );
-    assert_eq!(
-        count(
-            &db,
-            "persons WHERE birth_certificate_number = 'Q3710021005'"
-        )
-        .await,
-        0
-    );
+    assert_eq!(case.missing_materials, vec!["birth_medical_certificate".to_string()]);
+    assert_eq!(count(&db, "persons WHERE birth_certificate_number = 'Q3710021005'").await, 0);
 
     // Approving a rejected case fails the precondition and changes nothing.
     let outsider = pb::CreateCaseRequest {
@@ -105,33 +81,14 @@ async fn bad_input_is_refused_and_stores_nothing(backend: Backend) {
             name: "张三".into(),
             phone: String::new(),
         }),
-        form: form(&[
-            ("residence_address", "威海市环翠区某处"),
-            ("residence_since", "2025-01-01"),
-        ]),
-        materials: vec![
-            material("id_card"),
-            material("residence_proof"),
-            material("photo"),
-        ],
+        form: form(&[("residence_address", "威海市环翠区某处"), ("residence_since", "2025-01-01")]),
+        materials: vec![material("id_card"), material("residence_proof"), material("photo")],
         idempotency_key: "rp-reject".into(),
         bundle_id: String::new(),
     };
-    let c = cases
-        .create_case(outsider)
-        .await
-        .unwrap()
-        .into_inner()
-        .case
-        .unwrap();
-    cases
-        .accept_case(pb::AcceptCaseRequest {
-            case_id: c.case_id.clone(),
-            expected_version: 0,
-        })
-        .await
-        .unwrap();
-    let bad_code = cases
+    let c = cases.create_case(outsider).await.unwrap().into_inner().case.unwrap();
+    clerk.accept_case(pb::AcceptCaseRequest { case_id: c.case_id.clone(), expected_version: 0 }).await.unwrap();
+    let bad_code = clerk
         .reject_case(pb::RejectCaseRequest {
             case_id: c.case_id.clone(),
             reason_code: "not upper".into(),
@@ -141,7 +98,7 @@ async fn bad_input_is_refused_and_stores_nothing(backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(bad_code.code(), Code::InvalidArgument);
-    let rejected = cases
+    let rejected = clerk
         .reject_case(pb::RejectCaseRequest {
             case_id: c.case_id.clone(),
             reason_code: "HOUSEHOLD_PROOF_INVALID".into(),
@@ -154,98 +111,51 @@ async fn bad_input_is_refused_and_stores_nothing(backend: Backend) {
         .case
         .unwrap();
     let outbox_before = count(&db, "outbox").await;
-    let err = cases
-        .approve_case(pb::ApproveCaseRequest {
-            case_id: c.case_id.clone(),
-            expected_version: 0,
-        })
+    let err = clerk
+        .approve_case(pb::ApproveCaseRequest { case_id: c.case_id.clone(), expected_version: 0 })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
     assert_eq!(reason(&err), "CASE_ILLEGAL_TRANSITION");
-    let after = cases
-        .get_case(pb::GetCaseRequest {
-            case_id: c.case_id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .case
-        .unwrap();
+    let after =
+        cases.get_case(pb::GetCaseRequest { case_id: c.case_id.clone() }).await.unwrap().into_inner().case.unwrap();
     assert_eq!(after.state(), CaseState::Rejected);
     assert_eq!(after.version, rejected.version);
     assert_eq!(count(&db, "outbox").await, outbox_before);
-    assert_eq!(
-        count(&db, "residence_permits").await,
-        0,
-        "the refused approval had no effect"
-    );
+    assert_eq!(count(&db, "residence_permits").await, 0, "the refused approval had no effect");
 
     // Unknown case, bad paging.
-    let err = cases
-        .get_case(pb::GetCaseRequest {
-            case_id: "nope".into(),
-        })
-        .await
-        .unwrap_err();
+    let err = cases.get_case(pb::GetCaseRequest { case_id: "nope".into() }).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
     assert_eq!(reason(&err), "CASE_NOT_FOUND");
-    let err = cases
-        .list_cases(pb::ListCasesRequest {
-            page_size: -1,
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
+    let err = clerk.list_cases(pb::ListCasesRequest { page_size: -1, ..Default::default() }).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
-    let err = cases
-        .list_cases(pb::ListCasesRequest {
-            page_token: "garbage".into(),
-            ..Default::default()
-        })
+    let err = clerk
+        .list_cases(pb::ListCasesRequest { page_token: "garbage".into(), ..Default::default() })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
 
     // Still serving.
-    cases
-        .create_case(certificate_request("after-errors"))
-        .await
-        .expect("the service keeps running");
+    cases.create_case(certificate_request("after-errors")).await.expect("the service keeps running");
     mesh.household.stop().await;
 }
 both_backends!(bad_input_is_refused_and_stores_nothing);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registry_lookups_validate_their_input() {
-    use onething_proto::household::{
-        GetHouseholdRequest, GetPersonRequest, household_service_client::HouseholdServiceClient,
-    };
+    use onething_proto::household::{GetHouseholdRequest, GetPersonRequest};
     let Some(mesh) = Mesh::start(Backend::Sqlite).await else {
         return;
     };
-    let mut registry = HouseholdServiceClient::connect(mesh.household.endpoint())
-        .await
-        .unwrap();
-    let err = registry
-        .get_person(GetPersonRequest {
-            id_number: "12345".into(),
-        })
-        .await
-        .unwrap_err();
+    let mut registry = mesh.registry_as(Some(&staff("household", &["clerk"]))).await;
+    let err = registry.get_person(GetPersonRequest { id_number: "12345".into() }).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     assert_eq!(fields(&err), ["id_number"]);
-    let err = registry
-        .get_person(GetPersonRequest {
-            id_number: "11010519491231002X".into(),
-        })
-        .await
-        .unwrap_err();
+    let err = registry.get_person(GetPersonRequest { id_number: "11010519491231002X".into() }).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
     let h = registry
-        .get_household(GetHouseholdRequest {
-            household_number: "371002000001".into(),
-        })
+        .get_household(GetHouseholdRequest { household_number: "371002000001".into() })
         .await
         .unwrap()
         .into_inner();

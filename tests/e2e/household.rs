@@ -6,7 +6,7 @@ use crate::common::*;
 use onething_platform::ids::CitizenId;
 use onething_proto::{
     common::{CaseState, CaseStateChanged},
-    household::{GetPersonRequest, PersonBorn, household_service_client::HouseholdServiceClient},
+    household::{GetPersonRequest, PersonBorn},
 };
 
 async fn birth_registration_completes_and_publishes(backend: Backend) {
@@ -29,13 +29,9 @@ async fn birth_registration_completes_and_publishes(backend: Backend) {
     assert_eq!(new_id.sequence() % 2, 1, "a boy gets an odd sequence code");
 
     // The child is in the registry.
-    let mut registry = HouseholdServiceClient::connect(mesh.household.endpoint())
-        .await
-        .unwrap();
+    let mut registry = mesh.registry_as(Some(&staff("household", &["clerk"]))).await;
     let person = registry
-        .get_person(GetPersonRequest {
-            id_number: new_id.expose().into(),
-        })
+        .get_person(GetPersonRequest { id_number: new_id.expose().into() })
         .await
         .unwrap()
         .into_inner()
@@ -61,26 +57,14 @@ async fn birth_registration_completes_and_publishes(backend: Backend) {
         let h = m.headers.as_ref().expect("headers");
         assert_eq!(h.get("ce-specversion").unwrap().as_str(), "1.0");
         assert_eq!(h.get("ce-source").unwrap().as_str(), "/onething/household");
-        assert_eq!(
-            h.get("content-type").unwrap().as_str(),
-            "application/protobuf"
-        );
-        assert_eq!(
-            h.get("Nats-Msg-Id").unwrap().as_str(),
-            h.get("ce-id").unwrap().as_str()
-        );
+        assert_eq!(h.get("content-type").unwrap().as_str(), "application/protobuf");
+        assert_eq!(h.get("Nats-Msg-Id").unwrap().as_str(), h.get("ce-id").unwrap().as_str());
         assert!(chrono::DateTime::parse_from_rfc3339(h.get("ce-time").unwrap().as_str()).is_ok());
-        let tp = h
-            .get("traceparent")
-            .expect("trace context travels with the event")
-            .as_str();
+        let tp = h.get("traceparent").expect("trace context travels with the event").as_str();
         assert_eq!(tp.split('-').count(), 4, "W3C traceparent: {tp}");
     }
-    let approved = onething_platform::events::Envelope::from_nats(
-        msgs[3].headers.as_ref(),
-        msgs[3].payload.clone(),
-    )
-    .unwrap();
+    let approved =
+        onething_platform::events::Envelope::from_nats(msgs[3].headers.as_ref(), msgs[3].payload.clone()).unwrap();
     assert_eq!(approved.ce_type, "onething.common.v1.CaseStateChanged");
     assert_eq!(approved.subject, format!("cases/{}", case.case_id));
     let changed: CaseStateChanged = approved.decode().unwrap();
@@ -88,11 +72,8 @@ async fn birth_registration_completes_and_publishes(backend: Backend) {
     assert_eq!(changed.to_state(), CaseState::Approved);
     assert_eq!(changed.from_state(), CaseState::Accepted);
     assert_eq!(changed.version, 3);
-    let born = onething_platform::events::Envelope::from_nats(
-        msgs[2].headers.as_ref(),
-        msgs[2].payload.clone(),
-    )
-    .unwrap();
+    let born =
+        onething_platform::events::Envelope::from_nats(msgs[2].headers.as_ref(), msgs[2].payload.clone()).unwrap();
     let born: PersonBorn = born.decode().unwrap();
     assert_eq!(born.id_number, new_id.expose());
     assert_eq!(born.case_id, case.case_id);
@@ -101,28 +82,13 @@ async fn birth_registration_completes_and_publishes(backend: Backend) {
     let traces: std::collections::BTreeSet<String> = msgs
         .iter()
         .map(|m| {
-            m.headers
-                .as_ref()
-                .unwrap()
-                .get("traceparent")
-                .unwrap()
-                .as_str()
-                .split('-')
-                .nth(1)
-                .unwrap()
-                .to_string()
+            m.headers.as_ref().unwrap().get("traceparent").unwrap().as_str().split('-').nth(1).unwrap().to_string()
         })
         .collect();
     assert_eq!(traces.len(), 1, "one request, one trace");
 
     // A second child of the same parent, born the same day, gets the next boy's code.
-    let second = cases
-        .create_case(birth_request("birth-2", "Q3710021002"))
-        .await
-        .unwrap()
-        .into_inner()
-        .case
-        .unwrap();
+    let second = cases.create_case(birth_request("birth-2", "Q3710021002")).await.unwrap().into_inner().case.unwrap();
     let second_id = CitizenId::parse(&second.result["new_id_number"]).unwrap();
     assert_eq!(second_id.sequence(), new_id.sequence() + 2);
     mesh.household.stop().await;
@@ -134,34 +100,13 @@ async fn a_retried_create_returns_the_first_case(backend: Backend) {
         return;
     };
     let mut cases = mesh.cases().await;
-    let first = cases
-        .create_case(certificate_request("same-key"))
-        .await
-        .unwrap()
-        .into_inner()
-        .case
-        .unwrap();
-    let again = cases
-        .create_case(certificate_request("same-key"))
-        .await
-        .unwrap()
-        .into_inner()
-        .case
-        .unwrap();
+    let first = cases.create_case(certificate_request("same-key")).await.unwrap().into_inner().case.unwrap();
+    let again = cases.create_case(certificate_request("same-key")).await.unwrap().into_inner().case.unwrap();
     assert_eq!(first.case_id, again.case_id);
     assert_eq!(count(&mesh.household.db, "cases").await, 1);
     // The birth certificate number is registered once, whatever the key.
-    cases
-        .create_case(birth_request("b-1", "Q3710029999"))
-        .await
-        .unwrap();
-    let dup = cases
-        .create_case(birth_request("b-2", "Q3710029999"))
-        .await
-        .unwrap()
-        .into_inner()
-        .case
-        .unwrap();
+    cases.create_case(birth_request("b-1", "Q3710029999")).await.unwrap();
+    let dup = cases.create_case(birth_request("b-2", "Q3710029999")).await.unwrap().into_inner().case.unwrap();
     assert_eq!(dup.state(), CaseState::NotAccepted);
     assert_eq!(dup.reason_code, "HOUSEHOLD_BIRTH_ALREADY_REGISTERED");
     mesh.household.stop().await;
@@ -174,6 +119,7 @@ async fn clerk_review_with_supplement(backend: Backend) {
         return;
     };
     let mut cases = mesh.cases().await;
+    let mut clerk = mesh.clerk().await;
     // A non-local resident (Beijing ID) applies for a residence permit without the photo (容缺).
     let outsider = "11010519491231002X";
     let created = cases
@@ -185,10 +131,7 @@ async fn clerk_review_with_supplement(backend: Backend) {
                 name: "张三".into(),
                 phone: String::new(),
             }),
-            form: form(&[
-                ("residence_address", "威海市环翠区某处"),
-                ("residence_since", "2025-01-01"),
-            ]),
+            form: form(&[("residence_address", "威海市环翠区某处"), ("residence_since", "2025-01-01")]),
             materials: vec![material("id_card"), material("residence_proof")],
             idempotency_key: "rp-1".into(),
             bundle_id: String::new(),
@@ -200,11 +143,8 @@ async fn clerk_review_with_supplement(backend: Backend) {
         .unwrap();
     assert_eq!(created.state(), CaseState::Submitted);
     let id = created.case_id.clone();
-    let accepted = cases
-        .accept_case(AcceptCaseRequest {
-            case_id: id.clone(),
-            expected_version: created.version,
-        })
+    let accepted = clerk
+        .accept_case(AcceptCaseRequest { case_id: id.clone(), expected_version: created.version })
         .await
         .unwrap()
         .into_inner()
@@ -213,15 +153,12 @@ async fn clerk_review_with_supplement(backend: Backend) {
     assert_eq!(accepted.state(), CaseState::Accepted);
     assert!(accepted.time_rule.as_ref().unwrap().due_time.is_some());
     // A stale version is refused.
-    let stale = cases
-        .accept_case(AcceptCaseRequest {
-            case_id: id.clone(),
-            expected_version: created.version,
-        })
+    let stale = clerk
+        .accept_case(AcceptCaseRequest { case_id: id.clone(), expected_version: created.version })
         .await
         .unwrap_err();
     assert_eq!(stale.code(), tonic::Code::Aborted);
-    let asked = cases
+    let asked = clerk
         .request_supplement(RequestSupplementRequest {
             case_id: id.clone(),
             material_codes: vec!["residence_proof".into()],
@@ -247,21 +184,14 @@ async fn clerk_review_with_supplement(backend: Backend) {
         .case
         .unwrap();
     assert_eq!(supplied.state(), CaseState::Accepted);
-    let approved = cases
-        .approve_case(ApproveCaseRequest {
-            case_id: id.clone(),
-            expected_version: 0,
-        })
+    let approved = clerk
+        .approve_case(ApproveCaseRequest { case_id: id.clone(), expected_version: 0 })
         .await
         .unwrap()
         .into_inner()
         .case
         .unwrap();
-    assert_eq!(
-        approved.state(),
-        CaseState::ApprovedProvisionally,
-        "the photo is still owed"
-    );
+    assert_eq!(approved.state(), CaseState::ApprovedProvisionally, "the photo is still owed");
     assert_eq!(approved.missing_materials, vec!["photo".to_string()]);
     assert!(approved.result.contains_key("residence_permit_number"));
     let done = cases
@@ -278,12 +208,8 @@ async fn clerk_review_with_supplement(backend: Backend) {
     assert_eq!(done.state(), CaseState::Approved);
     assert_eq!(count(&mesh.household.db, "residence_permits").await, 1);
     // The clerk's queue lists it.
-    let list = cases
-        .list_cases(ListCasesRequest {
-            page_size: 10,
-            state: CaseState::Approved as i32,
-            ..Default::default()
-        })
+    let list = clerk
+        .list_cases(ListCasesRequest { page_size: 10, state: CaseState::Approved as i32, ..Default::default() })
         .await
         .unwrap()
         .into_inner();
@@ -298,10 +224,7 @@ async fn deregistration_marks_the_person_deceased(backend: Backend) {
         return;
     };
     let mut cases = mesh.cases().await;
-    let elder = onething_household::store::seed_id("371003", "1949-09-09", 62)
-        .unwrap()
-        .expose()
-        .to_string();
+    let elder = onething_household::store::seed_id("371003", "1949-09-09", 62).unwrap().expose().to_string();
     let req = CreateCaseRequest {
         matter_code: "household.deregistration".into(),
         applicant: citizen(&seeded_person()),
@@ -314,24 +237,12 @@ async fn deregistration_marks_the_person_deceased(backend: Backend) {
         idempotency_key: "dereg-1".into(),
         bundle_id: "bundle-1".into(),
     };
-    let case = cases
-        .create_case(req.clone())
-        .await
-        .unwrap()
-        .into_inner()
-        .case
-        .unwrap();
+    let case = cases.create_case(req.clone()).await.unwrap().into_inner().case.unwrap();
     assert_eq!(case.state(), CaseState::Approved);
     // Deregistering again is refused at intake.
     let mut again = req;
     again.idempotency_key = "dereg-2".into();
-    let second = cases
-        .create_case(again)
-        .await
-        .unwrap()
-        .into_inner()
-        .case
-        .unwrap();
+    let second = cases.create_case(again).await.unwrap().into_inner().case.unwrap();
     assert_eq!(second.state(), CaseState::NotAccepted);
     assert_eq!(second.reason_code, "HOUSEHOLD_PERSON_DECEASED");
     let js = mesh.nats.jetstream().await;
@@ -340,9 +251,7 @@ async fn deregistration_marks_the_person_deceased(backend: Backend) {
         .iter()
         .find(|m| m.subject.as_str() == "onething.household.v1.person.deceased")
         .expect("death fact published");
-    let env =
-        onething_platform::events::Envelope::from_nats(dead.headers.as_ref(), dead.payload.clone())
-            .unwrap();
+    let env = onething_platform::events::Envelope::from_nats(dead.headers.as_ref(), dead.payload.clone()).unwrap();
     let fact: onething_proto::household::PersonDeceased = env.decode().unwrap();
     assert_eq!(fact.id_number, elder);
     assert_eq!(fact.death_date, "2026-11-20");
@@ -377,26 +286,10 @@ async fn enterprise_collective_household(backend: Backend) {
         idempotency_key: key.into(),
         bundle_id: String::new(),
     };
-    let case = cases
-        .create_case(req("ch-1"))
-        .await
-        .unwrap()
-        .into_inner()
-        .case
-        .unwrap();
-    assert_eq!(
-        case.state(),
-        CaseState::Approved,
-        "three materials suffice (M12), no human step"
-    );
+    let case = cases.create_case(req("ch-1")).await.unwrap().into_inner().case.unwrap();
+    assert_eq!(case.state(), CaseState::Approved, "three materials suffice (M12), no human step");
     assert_eq!(case.result["household_number"], "371002000003");
-    let second = cases
-        .create_case(req("ch-2"))
-        .await
-        .unwrap()
-        .into_inner()
-        .case
-        .unwrap();
+    let second = cases.create_case(req("ch-2")).await.unwrap().into_inner().case.unwrap();
     assert_eq!(second.reason_code, "HOUSEHOLD_COLLECTIVE_EXISTS");
     mesh.household.stop().await;
 }
@@ -404,9 +297,7 @@ both_backends!(enterprise_collective_household);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_is_serving_and_reflection_lists_the_services() {
-    use tonic_health::pb::{
-        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
-    };
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
     use tonic_reflection::pb::v1::{
         ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
         server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
@@ -414,24 +305,10 @@ async fn health_is_serving_and_reflection_lists_the_services() {
     let Some(mesh) = Mesh::start(Backend::Sqlite).await else {
         return;
     };
-    let channel = tonic::transport::Channel::from_shared(mesh.household.endpoint())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = tonic::transport::Channel::from_shared(mesh.household.endpoint()).unwrap().connect().await.unwrap();
     let mut health = HealthClient::new(channel.clone());
-    for service in [
-        "",
-        "onething.common.v1.CaseService",
-        "onething.household.v1.HouseholdService",
-    ] {
-        let status = health
-            .check(HealthCheckRequest {
-                service: service.into(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
+    for service in ["", "onething.common.v1.CaseService", "onething.household.v1.HouseholdService"] {
+        let status = health.check(HealthCheckRequest { service: service.into() }).await.unwrap().into_inner();
         assert_eq!(status.status(), ServingStatus::Serving, "{service}");
     }
     let mut reflection = ServerReflectionClient::new(channel);
@@ -439,25 +316,16 @@ async fn health_is_serving_and_reflection_lists_the_services() {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),
     };
-    let mut responses = reflection
-        .server_reflection_info(futures::stream::iter([request]))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut responses = reflection.server_reflection_info(futures::stream::iter([request])).await.unwrap().into_inner();
     let response = responses.message().await.unwrap().unwrap();
     let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
         panic!("no service list")
     };
     let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    for expected in [
-        "onething.common.v1.CaseService",
-        "onething.household.v1.HouseholdService",
-        "grpc.health.v1.Health",
-    ] {
-        assert!(
-            names.contains(&expected.to_string()),
-            "{expected} missing from {names:?}"
-        );
+    for expected in
+        ["onething.common.v1.CaseService", "onething.household.v1.HouseholdService", "grpc.health.v1.Health"]
+    {
+        assert!(names.contains(&expected.to_string()), "{expected} missing from {names:?}");
     }
     mesh.household.stop().await;
 }
@@ -468,6 +336,7 @@ async fn confirmation_certificate_and_green_channel(backend: Backend) {
         return;
     };
     let mut cases = mesh.cases().await;
+    let mut clerk = mesh.clerk().await;
     let create = |matter: &str, subject: &str, extra: &[(&str, &str)], key: &str| {
         let mut f = form(&[("subject_id_number", subject)]);
         f.extend(form(extra));
@@ -482,12 +351,7 @@ async fn confirmation_certificate_and_green_channel(backend: Backend) {
     };
     // 户籍信息确认 for retirement: decided at once, with the household it confirms.
     let conf = cases
-        .create_case(create(
-            "household.info_confirmation",
-            &seeded_person(),
-            &[("purpose", "retirement")],
-            "conf-1",
-        ))
+        .create_case(create("household.info_confirmation", &seeded_person(), &[("purpose", "retirement")], "conf-1"))
         .await
         .unwrap()
         .into_inner()
@@ -496,15 +360,21 @@ async fn confirmation_certificate_and_green_channel(backend: Backend) {
     assert_eq!(conf.state(), CaseState::Approved);
     assert_eq!(conf.result["household_number"], "371002000002");
     assert!(conf.result["confirmation_number"].starts_with("HJQR"));
+    // A member of the same household may ask (a parent for a child's school enrollment);
+    // someone of another household may not.
+    let mut for_spouse =
+        create("household.info_confirmation", &seeded_spouse(), &[("purpose", "school_enrollment")], "conf-2");
+    for_spouse.applicant = citizen(&seeded_parent());
+    let ok = cases.create_case(for_spouse).await.unwrap().into_inner().case.unwrap();
+    assert_eq!(ok.state(), CaseState::Approved);
+    let mut for_stranger = create("household.certificate", &seeded_person(), &[("purpose", "就业")], "cert-2");
+    for_stranger.applicant = citizen(&seeded_parent());
+    let refused = cases.create_case(for_stranger).await.unwrap().into_inner().case.unwrap();
+    assert_eq!(refused.reason_code, "HOUSEHOLD_NOT_SAME_HOUSEHOLD");
     // A person not in the registry gets no certificate: not accepted, with the reason.
     let stranger = "11010519491231002X";
     let cert = cases
-        .create_case(create(
-            "household.certificate",
-            stranger,
-            &[("purpose", "就业")],
-            "cert-1",
-        ))
+        .create_case(create("household.certificate", stranger, &[("purpose", "就业")], "cert-1"))
         .await
         .unwrap()
         .into_inner()
@@ -513,13 +383,7 @@ async fn confirmation_certificate_and_green_channel(backend: Backend) {
     assert_eq!(cert.state(), CaseState::NotAccepted);
     assert_eq!(cert.reason_code, "HOUSEHOLD_PERSON_NOT_FOUND");
     // 居民身份证加急: green-channel cases head the clerk's queue even when newer.
-    let ordinary = cases
-        .create_case(pb_residence("rp-queue"))
-        .await
-        .unwrap()
-        .into_inner()
-        .case
-        .unwrap();
+    let ordinary = cases.create_case(pb_residence("rp-queue")).await.unwrap().into_inner().case.unwrap();
     let mut expedited = create(
         "household.id_card_expedited",
         &seeded_parent(),
@@ -527,37 +391,19 @@ async fn confirmation_certificate_and_green_channel(backend: Backend) {
         "id-fast-1",
     );
     expedited.materials = vec![material("employment_proof"), material("photo")];
-    let fast = cases
-        .create_case(expedited)
-        .await
-        .unwrap()
-        .into_inner()
-        .case
-        .unwrap();
+    let fast = cases.create_case(expedited).await.unwrap().into_inner().case.unwrap();
     assert_eq!(fast.state(), CaseState::Submitted, "a clerk reviews it");
-    let queue = cases
-        .list_cases(ListCasesRequest {
-            state: CaseState::Submitted as i32,
-            ..Default::default()
-        })
+    let queue = clerk
+        .list_cases(ListCasesRequest { state: CaseState::Submitted as i32, ..Default::default() })
         .await
         .unwrap()
         .into_inner()
         .cases;
     let order: Vec<&str> = queue.iter().map(|c| c.case_id.as_str()).collect();
     assert_eq!(order, [fast.case_id.as_str(), ordinary.case_id.as_str()]);
-    cases
-        .accept_case(AcceptCaseRequest {
-            case_id: fast.case_id.clone(),
-            expected_version: 0,
-        })
-        .await
-        .unwrap();
-    let issued = cases
-        .approve_case(ApproveCaseRequest {
-            case_id: fast.case_id.clone(),
-            expected_version: 0,
-        })
+    clerk.accept_case(AcceptCaseRequest { case_id: fast.case_id.clone(), expected_version: 0 }).await.unwrap();
+    let issued = clerk
+        .approve_case(ApproveCaseRequest { case_id: fast.case_id.clone(), expected_version: 0 })
         .await
         .unwrap()
         .into_inner()
@@ -576,25 +422,14 @@ async fn confirmation_certificate_and_green_channel(backend: Backend) {
     let refused = cases.create_case(recent).await.unwrap().into_inner().case.unwrap();
     assert_eq!(refused.reason_code, "HOUSEHOLD_RESIDENCE_TOO_SHORT");
     // Paging walks the whole list.
-    let first = cases
-        .list_cases(ListCasesRequest {
-            page_size: 1,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let first = clerk.list_cases(ListCasesRequest { page_size: 1, ..Default::default() }).await.unwrap().into_inner();
     assert_eq!(first.cases.len(), 1);
-    let second = cases
-        .list_cases(ListCasesRequest {
-            page_size: 10,
-            page_token: first.next_page_token.clone(),
-            ..Default::default()
-        })
+    let second = clerk
+        .list_cases(ListCasesRequest { page_size: 10, page_token: first.next_page_token.clone(), ..Default::default() })
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(first.cases.len() + second.cases.len(), 6);
+    assert_eq!(first.cases.len() + second.cases.len(), 8);
     assert!(second.next_page_token.is_empty());
     mesh.household.stop().await;
 }
@@ -611,15 +446,8 @@ fn pb_residence(key: &str) -> onething_proto::common::CreateCaseRequest {
             name: "张三".into(),
             phone: String::new(),
         }),
-        form: form(&[
-            ("residence_address", "威海市环翠区某处"),
-            ("residence_since", "2025-01-01"),
-        ]),
-        materials: vec![
-            material("id_card"),
-            material("residence_proof"),
-            material("photo"),
-        ],
+        form: form(&[("residence_address", "威海市环翠区某处"), ("residence_since", "2025-01-01")]),
+        materials: vec![material("id_card"), material("residence_proof"), material("photo")],
         idempotency_key: key.into(),
         bundle_id: String::new(),
     }

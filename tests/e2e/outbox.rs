@@ -10,10 +10,7 @@ async fn outbox_survives_a_nats_outage(backend: Backend) {
     };
     let mut cases = mesh.cases().await;
     for i in 0..5 {
-        cases
-            .create_case(certificate_request(&format!("before-{i}")))
-            .await
-            .unwrap();
+        cases.create_case(certificate_request(&format!("before-{i}"))).await.unwrap();
     }
     let js = mesh.nats.jetstream().await;
     // Each 即办 certificate is three transitions: submitted, accepted, approved.
@@ -22,10 +19,7 @@ async fn outbox_survives_a_nats_outage(backend: Backend) {
     mesh.nats.stop();
     // Intake goes on without the broker.
     for i in 0..5 {
-        cases
-            .create_case(certificate_request(&format!("during-{i}")))
-            .await
-            .expect("intake works while NATS is down");
+        cases.create_case(certificate_request(&format!("during-{i}"))).await.expect("intake works while NATS is down");
     }
     let db = mesh.household.db.clone();
     let waiting = count_unsent(&db).await;
@@ -34,18 +28,8 @@ async fn outbox_survives_a_nats_outage(backend: Backend) {
     mesh.nats.restart().await;
     let js = mesh.nats.jetstream().await;
     let msgs = read_stream(&js, 30).await;
-    let ids: BTreeSet<String> = msgs
-        .iter()
-        .map(|m| {
-            m.headers
-                .as_ref()
-                .unwrap()
-                .get("ce-id")
-                .unwrap()
-                .as_str()
-                .to_string()
-        })
-        .collect();
+    let ids: BTreeSet<String> =
+        msgs.iter().map(|m| m.headers.as_ref().unwrap().get("ce-id").unwrap().as_str().to_string()).collect();
     assert_eq!(msgs.len(), 30, "every event published");
     assert_eq!(ids.len(), 30, "none twice");
     eventually(Duration::from_secs(30), "an empty outbox", || {
@@ -70,31 +54,19 @@ async fn a_repeated_relay_publish_is_deduplicated(backend: Backend) {
         return;
     };
     let mut cases = mesh.cases().await;
-    cases
-        .create_case(certificate_request("once"))
-        .await
-        .unwrap();
+    cases.create_case(certificate_request("once")).await.unwrap();
     let js = mesh.nats.jetstream().await;
     assert_eq!(read_stream(&js, 3).await.len(), 3);
     // Mark every row unsent, as if the relay had crashed before recording the acks.
     let db = &mesh.household.db;
-    db.execute_raw(Statement::from_string(
-        db.get_database_backend(),
-        "UPDATE outbox SET sent_at = NULL",
-    ))
-    .await
-    .unwrap();
+    db.execute_raw(Statement::from_string(db.get_database_backend(), "UPDATE outbox SET sent_at = NULL"))
+        .await
+        .unwrap();
     let relay_done = eventually(Duration::from_secs(30), "the relay to re-send", || async {
         (count_unsent(db).await == 0).then_some(())
     });
     relay_done.await.unwrap();
-    let info = js
-        .get_stream("ONETHING_HOUSEHOLD")
-        .await
-        .unwrap()
-        .get_info()
-        .await
-        .unwrap();
+    let info = js.get_stream("ONETHING_HOUSEHOLD").await.unwrap().get_info().await.unwrap();
     assert_eq!(info.state.messages, 3, "the broker dropped the repeats");
     mesh.household.stop().await;
 }

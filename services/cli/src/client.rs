@@ -20,6 +20,9 @@ pub struct CaseArgs {
     /// gRPC address of the department.
     #[arg(long, global = true, default_value = HOUSEHOLD, env = "ONETHING_ADDR")]
     addr: String,
+    /// Bearer token (see `onething token`).
+    #[arg(long, global = true, env = "ONETHING_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     #[command(subcommand)]
     command: CaseCommand,
 }
@@ -120,6 +123,9 @@ pub struct HouseholdArgs {
     /// gRPC address of household.
     #[arg(long, global = true, default_value = HOUSEHOLD, env = "ONETHING_ADDR")]
     addr: String,
+    /// Bearer token (see `onething token`).
+    #[arg(long, global = true, env = "ONETHING_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     #[command(subcommand)]
     command: HouseholdCommand,
 }
@@ -169,11 +175,30 @@ fn material(s: &str) -> Result<(String, String), String> {
     })
 }
 
-async fn channel(addr: &str) -> anyhow::Result<Channel> {
-    Channel::from_shared(addr.to_string())?
-        .connect()
-        .await
-        .with_context(|| format!("connecting to {addr}"))
+/// Adds the bearer token and the current trace context to every request.
+#[derive(Clone)]
+struct Outgoing(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Outgoing {
+    fn call(&mut self, req: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        let mut req = onething_platform::telemetry::inject_grpc(req)?;
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+type Client = tonic::service::interceptor::InterceptedService<Channel, Outgoing>;
+
+async fn channel(addr: &str, token: Option<&str>) -> anyhow::Result<Client> {
+    let channel =
+        Channel::from_shared(addr.to_string())?.connect().await.with_context(|| format!("connecting to {addr}"))?;
+    let header = match token {
+        Some(t) => Some(format!("Bearer {}", t.trim()).parse().context("the token is not ASCII")?),
+        None => None,
+    };
+    Ok(tonic::service::interceptor::InterceptedService::new(channel, Outgoing(header)))
 }
 
 /// Turns a status into a readable error: code, reason, field violations.
@@ -194,13 +219,7 @@ fn explain(s: Status) -> anyhow::Error {
 fn print_case(c: &pb::Case) {
     println!("case      {}", c.case_id);
     println!("matter    {}", c.matter_code);
-    println!(
-        "state     {}",
-        c.state()
-            .as_str_name()
-            .trim_start_matches("CASE_STATE_")
-            .to_lowercase()
-    );
+    println!("state     {}", c.state().as_str_name().trim_start_matches("CASE_STATE_").to_lowercase());
     println!("version   {}", c.version);
     if !c.reason_code.is_empty() {
         println!("reason    {} {}", c.reason_code, c.reason_text);
@@ -210,15 +229,8 @@ fn print_case(c: &pb::Case) {
     }
     if let Some(due) = c.time_rule.as_ref().and_then(|t| t.due_time.as_ref()) {
         let at = chrono::DateTime::from_timestamp(due.seconds, 0).unwrap_or_default();
-        let provisional = if c.time_rule.as_ref().is_some_and(|t| t.provisional) {
-            " (provisional)"
-        } else {
-            ""
-        };
-        println!(
-            "due       {}{provisional}",
-            at.with_timezone(&onething_platform::calendar::china())
-        );
+        let provisional = if c.time_rule.as_ref().is_some_and(|t| t.provisional) { " (provisional)" } else { "" };
+        println!("due       {}{provisional}", at.with_timezone(&onething_platform::calendar::china()));
     }
     let mut result: Vec<_> = c.result.iter().collect();
     result.sort();
@@ -233,26 +245,15 @@ fn applicant(kind: &str, id: &str, name: &str, phone: &str) -> anyhow::Result<pb
         "enterprise" => pb::ApplicantKind::Enterprise,
         other => bail!("applicant kind is citizen or enterprise, not {other}"),
     };
-    Ok(pb::Applicant {
-        kind: kind as i32,
-        identifier: id.into(),
-        name: name.into(),
-        phone: phone.into(),
-    })
+    Ok(pb::Applicant { kind: kind as i32, identifier: id.into(), name: name.into(), phone: phone.into() })
 }
 
 fn to_materials(pairs: Vec<(String, String)>) -> Vec<pb::Material> {
-    pairs
-        .into_iter()
-        .map(|(code, document_uri)| pb::Material { code, document_uri })
-        .collect()
+    pairs.into_iter().map(|(code, document_uri)| pb::Material { code, document_uri }).collect()
 }
 
 fn fresh_key() -> String {
-    format!(
-        "cli-{}",
-        chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
-    )
+    format!("cli-{}", chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default())
 }
 
 /// Runs `onething case …`.
@@ -260,29 +261,12 @@ fn fresh_key() -> String {
 /// # Errors
 /// Connection failures and refused requests, explained.
 pub async fn case(args: CaseArgs) -> anyhow::Result<()> {
-    let mut c = CaseServiceClient::with_interceptor(
-        channel(&args.addr).await?,
-        onething_platform::telemetry::inject_grpc,
-    );
+    let mut c = CaseServiceClient::new(channel(&args.addr, args.token.as_deref()).await?);
     let case = match args.command {
-        CaseCommand::Create {
-            matter,
-            applicant_kind,
-            applicant_id,
-            applicant_name,
-            phone,
-            fields,
-            materials,
-            key,
-        } => {
+        CaseCommand::Create { matter, applicant_kind, applicant_id, applicant_name, phone, fields, materials, key } => {
             c.create_case(pb::CreateCaseRequest {
                 matter_code: matter,
-                applicant: Some(applicant(
-                    &applicant_kind,
-                    &applicant_id,
-                    &applicant_name,
-                    &phone,
-                )?),
+                applicant: Some(applicant(&applicant_kind, &applicant_id, &applicant_name, &phone)?),
                 form: fields.into_iter().collect(),
                 materials: to_materials(materials),
                 idempotency_key: key.unwrap_or_else(fresh_key),
@@ -294,11 +278,7 @@ pub async fn case(args: CaseArgs) -> anyhow::Result<()> {
             .case
         }
         CaseCommand::Get { id } => {
-            c.get_case(pb::GetCaseRequest { case_id: id })
-                .await
-                .map_err(explain)?
-                .into_inner()
-                .case
+            c.get_case(pb::GetCaseRequest { case_id: id }).await.map_err(explain)?.into_inner().case
         }
         CaseCommand::List { state, limit } => {
             let state = match state {
@@ -308,46 +288,29 @@ pub async fn case(args: CaseArgs) -> anyhow::Result<()> {
                 None => 0,
             };
             let list = c
-                .list_cases(pb::ListCasesRequest {
-                    page_size: limit,
-                    state,
-                    ..Default::default()
-                })
+                .list_cases(pb::ListCasesRequest { page_size: limit, state, ..Default::default() })
                 .await
                 .map_err(explain)?
                 .into_inner();
             for k in &list.cases {
-                let s = k
-                    .state()
-                    .as_str_name()
-                    .trim_start_matches("CASE_STATE_")
-                    .to_lowercase();
-                println!(
-                    "{}  {:<24} {:<34} v{}",
-                    k.case_id, s, k.matter_code, k.version
-                );
+                let s = k.state().as_str_name().trim_start_matches("CASE_STATE_").to_lowercase();
+                println!("{}  {:<24} {:<34} v{}", k.case_id, s, k.matter_code, k.version);
             }
             return Ok(());
         }
         CaseCommand::Accept { id } => {
-            c.accept_case(pb::AcceptCaseRequest {
-                case_id: id,
-                expected_version: 0,
-            })
-            .await
-            .map_err(explain)?
-            .into_inner()
-            .case
+            c.accept_case(pb::AcceptCaseRequest { case_id: id, expected_version: 0 })
+                .await
+                .map_err(explain)?
+                .into_inner()
+                .case
         }
         CaseCommand::Approve { id } => {
-            c.approve_case(pb::ApproveCaseRequest {
-                case_id: id,
-                expected_version: 0,
-            })
-            .await
-            .map_err(explain)?
-            .into_inner()
-            .case
+            c.approve_case(pb::ApproveCaseRequest { case_id: id, expected_version: 0 })
+                .await
+                .map_err(explain)?
+                .into_inner()
+                .case
         }
         CaseCommand::Reject { id, reason, text } => {
             c.reject_case(pb::RejectCaseRequest {
@@ -361,11 +324,7 @@ pub async fn case(args: CaseArgs) -> anyhow::Result<()> {
             .into_inner()
             .case
         }
-        CaseCommand::Supplement {
-            id,
-            materials,
-            text,
-        } => {
+        CaseCommand::Supplement { id, materials, text } => {
             c.request_supplement(pb::RequestSupplementRequest {
                 case_id: id,
                 material_codes: materials,
@@ -389,14 +348,11 @@ pub async fn case(args: CaseArgs) -> anyhow::Result<()> {
             .case
         }
         CaseCommand::Withdraw { id } => {
-            c.withdraw_case(pb::WithdrawCaseRequest {
-                case_id: id,
-                reason_text: String::new(),
-            })
-            .await
-            .map_err(explain)?
-            .into_inner()
-            .case
+            c.withdraw_case(pb::WithdrawCaseRequest { case_id: id, reason_text: String::new() })
+                .await
+                .map_err(explain)?
+                .into_inner()
+                .case
         }
     };
     print_case(&case.context("the server returned no case")?);
@@ -409,18 +365,8 @@ pub async fn case(args: CaseArgs) -> anyhow::Result<()> {
 /// Connection failures and refused requests, explained.
 pub async fn household(args: HouseholdArgs) -> anyhow::Result<()> {
     match args.command {
-        HouseholdCommand::Birth {
-            parent,
-            parent_name,
-            child_name,
-            sex,
-            birth_date,
-            certificate,
-        } => {
-            let mut c = CaseServiceClient::with_interceptor(
-                channel(&args.addr).await?,
-                onething_platform::telemetry::inject_grpc,
-            );
+        HouseholdCommand::Birth { parent, parent_name, child_name, sex, birth_date, certificate } => {
+            let mut c = CaseServiceClient::new(channel(&args.addr, args.token.as_deref()).await?);
             let form = [
                 ("child_name", child_name),
                 ("child_sex", sex),
@@ -453,7 +399,7 @@ pub async fn household(args: HouseholdArgs) -> anyhow::Result<()> {
             }
         }
         HouseholdCommand::Person { id } => {
-            let mut c = HouseholdServiceClient::new(channel(&args.addr).await?);
+            let mut c = HouseholdServiceClient::new(channel(&args.addr, args.token.as_deref()).await?);
             let p = c
                 .get_person(hpb::GetPersonRequest { id_number: id })
                 .await
@@ -461,11 +407,7 @@ pub async fn household(args: HouseholdArgs) -> anyhow::Result<()> {
                 .into_inner()
                 .person
                 .context("the server returned no person")?;
-            let status = p
-                .status()
-                .as_str_name()
-                .trim_start_matches("PERSON_STATUS_")
-                .to_lowercase();
+            let status = p.status().as_str_name().trim_start_matches("PERSON_STATUS_").to_lowercase();
             println!(
                 "{}  {}  {}  {}  household {}  {status}",
                 p.id_number, p.name, p.sex, p.birth_date, p.household_number
@@ -475,14 +417,73 @@ pub async fn household(args: HouseholdArgs) -> anyhow::Result<()> {
             for (number, region, _, members) in onething_household::store::SEED {
                 for (name, birth, sex, seq) in members.iter() {
                     if let Some(id) = onething_household::store::seed_id(region, birth, *seq) {
-                        println!(
-                            "{}  {name}  {sex}  {birth}  household {number}",
-                            id.expose()
-                        );
+                        println!("{}  {name}  {sex}  {birth}  household {number}", id.expose());
                     }
                 }
             }
         }
     }
+    Ok(())
+}
+
+/// `onething token …`
+#[derive(Args)]
+pub struct TokenArgs {
+    /// staff, citizen, enterprise or service.
+    #[arg(long, default_value = "staff")]
+    kind: String,
+    /// Department of staff or a service (e.g. household, supervision, coordinator).
+    #[arg(long, default_value = "")]
+    dept: String,
+    /// Roles, comma separated (clerk, approver, inspector).
+    #[arg(long, value_delimiter = ',')]
+    roles: Vec<String>,
+    /// Citizen ID number (citizens).
+    #[arg(long, default_value = "")]
+    id_number: String,
+    /// Unified social credit code (enterprises).
+    #[arg(long, default_value = "")]
+    credit_code: String,
+    /// Subject id; derived from the rest when omitted.
+    #[arg(long)]
+    sub: Option<String>,
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = 8 * 3600)]
+    ttl: u64,
+    /// Signing key made by `onething dev`.
+    #[arg(long, default_value = ".data/keys/dev-signing-key.pem")]
+    key: std::path::PathBuf,
+}
+
+/// Runs `onething token …`: prints a token.
+///
+/// # Errors
+/// An unknown kind, or no development key (run `make run` once).
+pub fn token(args: TokenArgs) -> anyhow::Result<()> {
+    use onething_platform::auth::{AuthSettings, Minter, Principal, SubjectKind};
+    let kind = match args.kind.as_str() {
+        "staff" => SubjectKind::Staff,
+        "citizen" => SubjectKind::Citizen,
+        "enterprise" => SubjectKind::Enterprise,
+        "service" => SubjectKind::Service,
+        other => bail!("kind is staff, citizen, enterprise or service, not {other}"),
+    };
+    let sub = args.sub.unwrap_or_else(|| match kind {
+        SubjectKind::Staff => format!("{}-dev-staff", args.dept),
+        SubjectKind::Service => args.dept.clone(),
+        SubjectKind::Citizen => format!("dev-citizen-{}", args.id_number.chars().rev().take(4).collect::<String>()),
+        SubjectKind::Enterprise => format!("dev-enterprise-{}", args.credit_code),
+    });
+    let minter = Minter::load(&args.key, AuthSettings::default())
+        .with_context(|| "no development key: run `make run` once, or pass --key")?;
+    let principal = Principal {
+        sub,
+        kind,
+        dept: args.dept,
+        roles: args.roles,
+        id_number: args.id_number,
+        credit_code: args.credit_code,
+    };
+    println!("{}", minter.mint(principal, args.ttl)?);
     Ok(())
 }

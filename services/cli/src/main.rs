@@ -1,5 +1,5 @@
-//! `onething`: run the whole mesh in one process for development (`onething dev`), and
-//! client commands for cases and the household registry.
+//! `onething`: run the whole mesh in one process for development (`onething dev`), mint
+//! development tokens (`onething token`), and client commands for cases and the registry.
 
 mod client;
 mod dev;
@@ -22,6 +22,8 @@ enum Command {
     Case(client::CaseArgs),
     /// Household registry and shortcuts (register a birth, look up a person).
     Household(client::HouseholdArgs),
+    /// Mint a development token signed with the key `onething dev` made.
+    Token(client::TokenArgs),
 }
 
 #[tokio::main]
@@ -31,5 +33,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Dev(args) => dev::run(args).await,
         Command::Case(args) => client::case(args).await,
         Command::Household(args) => client::household(args).await,
+        Command::Token(args) => client::token(args),
     }
 }

@@ -20,16 +20,9 @@ pub const CONFIRMATION_PURPOSES: &[&str] = &["school_enrollment", "retirement"];
 pub const RESIDENCE_MONTHS: u32 = 6;
 
 /// Checks the form of a household matter. Field names follow the catalog's forms.
-pub fn validate(
-    matter: &Matter,
-    applicant: Option<&ApplicantRecord>,
-    form: &Form,
-) -> Vec<FieldViolation> {
+pub fn validate(matter: &Matter, applicant: Option<&ApplicantRecord>, form: &Form) -> Vec<FieldViolation> {
     let mut out = Vec::new();
-    let f = Fields {
-        form,
-        out: &mut out,
-    };
+    let f = Fields { form, out: &mut out };
     match matter.code.as_str() {
         "household.birth_registration" => {
             let mut f = f;
@@ -39,6 +32,15 @@ pub fn validate(
             f.citizen_id("parent_id_number");
             f.code("birth_certificate_number");
             f.citizen_applicant(applicant);
+            // A parent registers the child: naming someone else would add a child to a
+            // stranger's household.
+            let parent = form.get("parent_id_number").and_then(|p| CitizenId::parse(p).ok());
+            if let (Some(a), Some(parent)) = (applicant, parent)
+                && a.kind == ApplicantKind::Citizen
+                && parent.expose() != a.identifier
+            {
+                out.push(violation("form.parent_id_number", "must be the applicant: a parent registers the child"));
+            }
         }
         "household.certificate" => {
             let mut f = f;
@@ -65,10 +67,7 @@ pub fn validate(
         "household.collective_household" => {
             let mut f = f;
             if applicant.is_some_and(|a| a.kind != ApplicantKind::Enterprise) {
-                f.out.push(violation(
-                    "applicant.kind",
-                    "a collective household is applied for by an enterprise",
-                ));
+                f.out.push(violation("applicant.kind", "a collective household is applied for by an enterprise"));
             }
             f.citizen_id("legal_representative_id_number");
             f.text("premises_address", 200);
@@ -78,10 +77,7 @@ pub fn validate(
             f.citizen_id("subject_id_number");
             f.credit_code("employer_credit_code");
         }
-        _ => out.push(violation(
-            "matter_code",
-            "household has no rules for this matter",
-        )),
+        _ => out.push(violation("matter_code", "household has no rules for this matter")),
     }
     out
 }
@@ -96,8 +92,7 @@ impl Fields<'_> {
         match self.form.get(name).map(String::as_str) {
             Some(v) if !v.is_empty() => Some(v),
             _ => {
-                self.out
-                    .push(violation(&format!("form.{name}"), "required"));
+                self.out.push(violation(&format!("form.{name}"), "required"));
                 None
             }
         }
@@ -107,10 +102,7 @@ impl Fields<'_> {
         if let Some(v) = self.get(name)
             && v.chars().count() > max
         {
-            self.out.push(violation(
-                &format!("form.{name}"),
-                &format!("at most {max} characters"),
-            ));
+            self.out.push(violation(&format!("form.{name}"), &format!("at most {max} characters")));
         }
     }
 
@@ -118,26 +110,16 @@ impl Fields<'_> {
         if let Some(v) = self.get(name)
             && !allowed.contains(&v)
         {
-            self.out.push(violation(
-                &format!("form.{name}"),
-                &format!("one of {}", allowed.join(", ")),
-            ));
+            self.out.push(violation(&format!("form.{name}"), &format!("one of {}", allowed.join(", "))));
         }
     }
 
     fn past_date(&mut self, name: &str) {
         if let Some(v) = self.get(name) {
             match NaiveDate::parse_from_str(v, "%Y-%m-%d") {
-                Ok(d)
-                    if d <= Local::now().date_naive()
-                        && d >= NaiveDate::from_ymd_opt(1900, 1, 1).unwrap_or(d) => {}
-                Ok(_) => self.out.push(violation(
-                    &format!("form.{name}"),
-                    "must not be in the future or before 1900",
-                )),
-                Err(_) => self
-                    .out
-                    .push(violation(&format!("form.{name}"), "a date as YYYY-MM-DD")),
+                Ok(d) if d <= Local::now().date_naive() && d >= NaiveDate::from_ymd_opt(1900, 1, 1).unwrap_or(d) => {}
+                Ok(_) => self.out.push(violation(&format!("form.{name}"), "must not be in the future or before 1900")),
+                Err(_) => self.out.push(violation(&format!("form.{name}"), "a date as YYYY-MM-DD")),
             }
         }
     }
@@ -146,10 +128,7 @@ impl Fields<'_> {
         if let Some(v) = self.get(name)
             && let Err(e) = CitizenId::parse(v)
         {
-            self.out.push(violation(
-                &format!("form.{name}"),
-                &format!("not a citizen ID number: {e}"),
-            ));
+            self.out.push(violation(&format!("form.{name}"), &format!("not a citizen ID number: {e}")));
         }
     }
 
@@ -157,40 +136,27 @@ impl Fields<'_> {
         if let Some(v) = self.get(name)
             && let Err(e) = CreditCode::parse(v)
         {
-            self.out.push(violation(
-                &format!("form.{name}"),
-                &format!("not a unified social credit code: {e}"),
-            ));
+            self.out.push(violation(&format!("form.{name}"), &format!("not a unified social credit code: {e}")));
         }
     }
 
     fn code(&mut self, name: &str) {
         if let Some(v) = self.get(name)
-            && (!(4..=32).contains(&v.len())
-                || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+            && (!(4..=32).contains(&v.len()) || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
         {
-            self.out.push(violation(
-                &format!("form.{name}"),
-                "4 to 32 letters, digits or '-'",
-            ));
+            self.out.push(violation(&format!("form.{name}"), "4 to 32 letters, digits or '-'"));
         }
     }
 
     fn citizen_applicant(&mut self, applicant: Option<&ApplicantRecord>) {
         if applicant.is_some_and(|a| a.kind != ApplicantKind::Citizen) {
-            self.out.push(violation(
-                "applicant.kind",
-                "this matter is applied for by a citizen",
-            ));
+            self.out.push(violation("applicant.kind", "this matter is applied for by a citizen"));
         }
     }
 }
 
 fn violation(field: &str, description: &str) -> FieldViolation {
-    FieldViolation {
-        field: field.to_string(),
-        description: description.to_string(),
-    }
+    FieldViolation { field: field.to_string(), description: description.to_string() }
 }
 
 /// The sequence code for a newborn of `sex` (`M` odd, `F` even) given the highest
@@ -211,9 +177,7 @@ pub fn is_local(id: &CitizenId) -> bool {
 
 /// Whether someone living somewhere since `since` has lived there long enough on `today`.
 pub fn resided_long_enough(since: NaiveDate, today: NaiveDate) -> bool {
-    since
-        .checked_add_months(chrono::Months::new(RESIDENCE_MONTHS))
-        .is_some_and(|d| d <= today)
+    since.checked_add_months(chrono::Months::new(RESIDENCE_MONTHS)).is_some_and(|d| d <= today)
 }
 
 #[cfg(test)]
@@ -224,10 +188,7 @@ mod tests {
     fn citizen() -> ApplicantRecord {
         ApplicantRecord {
             kind: ApplicantKind::Citizen,
-            identifier: crate::store::seed_id("371002", "1990-03-15", 11)
-                .unwrap()
-                .expose()
-                .into(),
+            identifier: crate::store::seed_id("371002", "1990-03-15", 11).unwrap().expose().into(),
             name: "王建国".into(),
             phone: String::new(),
         }
@@ -243,10 +204,7 @@ mod tests {
     }
 
     fn form(pairs: &[(&str, &str)]) -> Form {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).into(), (*v).into()))
-            .collect()
+        pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect()
     }
 
     fn fields(v: &[FieldViolation]) -> Vec<&str> {
@@ -279,42 +237,26 @@ mod tests {
         bad.remove("child_name");
         assert_eq!(
             fields(&validate(&m, Some(&citizen()), &bad)),
-            [
-                "form.child_name",
-                "form.child_sex",
-                "form.birth_date",
-                "form.parent_id_number"
-            ]
+            ["form.child_name", "form.child_sex", "form.birth_date", "form.parent_id_number"]
         );
-        assert_eq!(
-            fields(&validate(&m, Some(&enterprise()), &good)),
-            ["applicant.kind"]
-        );
+        assert_eq!(fields(&validate(&m, Some(&enterprise()), &good)), ["applicant.kind"]);
+        let mut strangers = good.clone();
+        strangers.insert("parent_id_number".into(), "11010519491231002X".into());
+        assert_eq!(fields(&validate(&m, Some(&citizen()), &strangers)), ["form.parent_id_number"]);
     }
 
     #[test]
     fn certificate_and_confirmation_forms() {
         let cert = matter("household.certificate");
         assert!(
-            validate(
-                &cert,
-                Some(&citizen()),
-                &form(&[("subject_id_number", &parent()), ("purpose", "就业")])
-            )
-            .is_empty()
+            validate(&cert, Some(&citizen()), &form(&[("subject_id_number", &parent()), ("purpose", "就业")]))
+                .is_empty()
         );
-        assert_eq!(
-            fields(&validate(&cert, Some(&citizen()), &form(&[]))),
-            ["form.subject_id_number", "form.purpose"]
-        );
+        assert_eq!(fields(&validate(&cert, Some(&citizen()), &form(&[]))), ["form.subject_id_number", "form.purpose"]);
         let conf = matter("household.info_confirmation");
         assert!(
-            validate(
-                &conf,
-                Some(&citizen()),
-                &form(&[("subject_id_number", &parent()), ("purpose", "retirement")])
-            )
-            .is_empty()
+            validate(&conf, Some(&citizen()), &form(&[("subject_id_number", &parent()), ("purpose", "retirement")]))
+                .is_empty()
         );
         assert_eq!(
             fields(&validate(
@@ -329,20 +271,11 @@ mod tests {
     #[test]
     fn residence_permit_rules() {
         let m = matter("household.residence_permit");
-        let ok = form(&[
-            ("residence_address", "威海市环翠区某处"),
-            ("residence_since", "2025-01-01"),
-        ]);
+        let ok = form(&[("residence_address", "威海市环翠区某处"), ("residence_since", "2025-01-01")]);
         assert!(validate(&m, Some(&citizen()), &ok).is_empty());
         let today = NaiveDate::from_ymd_opt(2026, 11, 29).unwrap();
-        assert!(resided_long_enough(
-            NaiveDate::from_ymd_opt(2026, 5, 29).unwrap(),
-            today
-        ));
-        assert!(!resided_long_enough(
-            NaiveDate::from_ymd_opt(2026, 5, 30).unwrap(),
-            today
-        ));
+        assert!(resided_long_enough(NaiveDate::from_ymd_opt(2026, 5, 29).unwrap(), today));
+        assert!(!resided_long_enough(NaiveDate::from_ymd_opt(2026, 5, 30).unwrap(), today));
         assert!(is_local(&CitizenId::parse(&parent()).unwrap()));
         assert!(!is_local(&CitizenId::parse("11010519491231002X").unwrap()));
     }
@@ -356,29 +289,17 @@ mod tests {
             ("death_certificate_number", "SW-2026-001"),
         ]);
         assert!(validate(&m, Some(&citizen()), &ok).is_empty());
-        let bad = form(&[
-            ("subject_id_number", &parent()),
-            ("death_date", "20-11-2026"),
-            ("death_certificate_number", "x"),
-        ]);
-        assert_eq!(
-            fields(&validate(&m, Some(&citizen()), &bad)),
-            ["form.death_date", "form.death_certificate_number"]
-        );
+        let bad =
+            form(&[("subject_id_number", &parent()), ("death_date", "20-11-2026"), ("death_certificate_number", "x")]);
+        assert_eq!(fields(&validate(&m, Some(&citizen()), &bad)), ["form.death_date", "form.death_certificate_number"]);
     }
 
     #[test]
     fn collective_household_needs_an_enterprise_and_a_valid_representative() {
         let m = matter("household.collective_household");
-        let ok = form(&[
-            ("legal_representative_id_number", &parent()),
-            ("premises_address", "威海市经区某园区"),
-        ]);
+        let ok = form(&[("legal_representative_id_number", &parent()), ("premises_address", "威海市经区某园区")]);
         assert!(validate(&m, Some(&enterprise()), &ok).is_empty());
-        assert_eq!(
-            fields(&validate(&m, Some(&citizen()), &ok)),
-            ["applicant.kind"]
-        );
+        assert_eq!(fields(&validate(&m, Some(&citizen()), &ok)), ["applicant.kind"]);
         assert_eq!(m.required_materials.len(), 3);
     }
 
@@ -386,19 +307,10 @@ mod tests {
     fn id_card_expedited_needs_the_employer() {
         let m = matter("household.id_card_expedited");
         assert!(m.priority);
-        let ok = form(&[
-            ("subject_id_number", &parent()),
-            ("employer_credit_code", "91350100M000100Y43"),
-        ]);
+        let ok = form(&[("subject_id_number", &parent()), ("employer_credit_code", "91350100M000100Y43")]);
         assert!(validate(&m, Some(&citizen()), &ok).is_empty());
-        let bad = form(&[
-            ("subject_id_number", &parent()),
-            ("employer_credit_code", "91350100M000100Y44"),
-        ]);
-        assert_eq!(
-            fields(&validate(&m, Some(&citizen()), &bad)),
-            ["form.employer_credit_code"]
-        );
+        let bad = form(&[("subject_id_number", &parent()), ("employer_credit_code", "91350100M000100Y44")]);
+        assert_eq!(fields(&validate(&m, Some(&citizen()), &bad)), ["form.employer_credit_code"]);
     }
 
     #[test]

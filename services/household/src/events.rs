@@ -38,19 +38,13 @@ impl Handler for Notifier {
             return Ok(());
         }
         let changed: CaseStateChanged = event.decode()?;
-        let Some(state) = CaseState::try_from(changed.to_state)
-            .ok()
-            .and_then(State::from_proto)
-        else {
+        let Some(state) = CaseState::try_from(changed.to_state).ok().and_then(State::from_proto) else {
             return Ok(());
         };
         if !worth_telling(state) {
             return Ok(());
         }
-        let Some(row) = case::Entity::find_by_id(changed.case_id.clone())
-            .one(txn)
-            .await?
-        else {
+        let Some(row) = case::Entity::find_by_id(changed.case_id.clone()).one(txn).await? else {
             anyhow::bail!("case of an event is not in this database");
         };
         let c = CaseRecord::from_model(row).map_err(|e| anyhow::anyhow!("{e}"))?;

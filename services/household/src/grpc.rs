@@ -1,7 +1,12 @@
 //! `onething.household.v1.HouseholdService`: registry look-ups for clerks and other services.
 
 use crate::store::{household, person};
-use onething_platform::{error::Error, ids::CitizenId};
+use onething_platform::{
+    auth::{Principal, SubjectKind},
+    authz,
+    error::Error,
+    ids::CitizenId,
+};
 use onething_proto::household::{self as pb, household_service_server::HouseholdService};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
 use tonic::{Request, Response, Status};
@@ -19,13 +24,15 @@ impl Registry {
     }
 }
 
+/// Registry readers: household staff, supervision, our services (who look persons up for
+/// their own matters), and a citizen for their own record.
+fn reads_registry(p: &Principal) -> bool {
+    p.is_staff_of(crate::rules::DEPARTMENT) || authz::is_supervision(p) || p.kind == SubjectKind::Service
+}
+
 fn person_pb(p: person::Model) -> pb::Person {
     pb::Person {
-        status: if p.status == "deceased" {
-            pb::PersonStatus::Deceased
-        } else {
-            pb::PersonStatus::Active
-        } as i32,
+        status: if p.status == "deceased" { pb::PersonStatus::Deceased } else { pb::PersonStatus::Active } as i32,
         id_number: p.id_number,
         name: p.name,
         birth_date: p.birth_date,
@@ -37,44 +44,42 @@ fn person_pb(p: person::Model) -> pb::Person {
 
 #[tonic::async_trait]
 impl HouseholdService for Registry {
-    async fn get_person(
-        &self,
-        r: Request<pb::GetPersonRequest>,
-    ) -> Result<Response<pb::GetPersonResponse>, Status> {
-        let id = CitizenId::parse(&r.into_inner().id_number).map_err(|e| {
-            Error::invalid_field(
-                "HOUSEHOLD_INVALID_ID_NUMBER",
-                "id_number",
-                format!("not a citizen ID number: {e}"),
-            )
+    async fn get_person(&self, r: Request<pb::GetPersonRequest>) -> Result<Response<pb::GetPersonResponse>, Status> {
+        let caller = authz::principal(&r)?;
+        let requested = r.into_inner().id_number;
+        let own = caller.kind == SubjectKind::Citizen && caller.id_number == requested.trim().to_ascii_uppercase();
+        authz::check(reads_registry(&caller) || own, &caller, "GetPerson", "persons")?;
+        let id = CitizenId::parse(&requested).map_err(|e| {
+            Error::invalid_field("HOUSEHOLD_INVALID_ID_NUMBER", "id_number", format!("not a citizen ID number: {e}"))
         })?;
         let p = person::Entity::find_by_id(id.expose().to_string())
             .one(&self.db)
             .await
             .map_err(Error::from)?
-            .ok_or_else(|| {
-                Error::not_found(
-                    "HOUSEHOLD_PERSON_NOT_FOUND",
-                    "no such person in the registry",
-                )
-            })?;
-        Ok(Response::new(pb::GetPersonResponse {
-            person: Some(person_pb(p)),
-        }))
+            .ok_or_else(|| Error::not_found("HOUSEHOLD_PERSON_NOT_FOUND", "no such person in the registry"))?;
+        Ok(Response::new(pb::GetPersonResponse { person: Some(person_pb(p)) }))
     }
 
     async fn get_household(
         &self,
         r: Request<pb::GetHouseholdRequest>,
     ) -> Result<Response<pb::GetHouseholdResponse>, Status> {
+        let caller = authz::principal(&r)?;
         let number = r.into_inner().household_number;
+        if !reads_registry(&caller) {
+            // A citizen may see the household they belong to, and no other.
+            let mine = match caller.kind {
+                SubjectKind::Citizen => person::Entity::find_by_id(caller.id_number.clone())
+                    .one(&self.db)
+                    .await
+                    .map_err(Error::from)?
+                    .is_some_and(|p| p.household_number == number),
+                _ => false,
+            };
+            authz::check(mine, &caller, "GetHousehold", "households")?;
+        }
         if number.len() != 12 || !number.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(Error::invalid_field(
-                "HOUSEHOLD_INVALID_NUMBER",
-                "household_number",
-                "12 digits",
-            )
-            .into());
+            return Err(Error::invalid_field("HOUSEHOLD_INVALID_NUMBER", "household_number", "12 digits").into());
         }
         let h = household::Entity::find_by_id(number.clone())
             .one(&self.db)
@@ -89,11 +94,8 @@ impl HouseholdService for Registry {
             .map_err(Error::from)?;
         Ok(Response::new(pb::GetHouseholdResponse {
             household: Some(pb::Household {
-                kind: if h.kind == "collective" {
-                    pb::HouseholdKind::Collective
-                } else {
-                    pb::HouseholdKind::Family
-                } as i32,
+                kind: if h.kind == "collective" { pb::HouseholdKind::Collective } else { pb::HouseholdKind::Family }
+                    as i32,
                 household_number: h.household_number,
                 region_code: h.region_code,
                 address: h.address,

@@ -16,12 +16,12 @@ use onething_platform::{
     runtime::{ServiceRuntime, with_routes},
 };
 use onething_proto::{
-    common::case_service_server::CaseServiceServer,
-    household::household_service_server::HouseholdServiceServer,
+    common::case_service_server::CaseServiceServer, household::household_service_server::HouseholdServiceServer,
 };
 use sea_orm::DatabaseConnection;
 use std::{net::SocketAddr, path::Path};
 use tokio_util::sync::CancellationToken;
+use tonic::service::interceptor::InterceptedService;
 
 /// Service name.
 pub const SERVICE: &str = rules::DEPARTMENT;
@@ -47,25 +47,16 @@ impl Application {
     /// As [`ServiceRuntime::start`].
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let mut runtime = ServiceRuntime::start::<store::Migrator>(SERVICE, settings).await?;
-        let cases = CaseApi::new(
-            rules::Household,
-            runtime.db.clone(),
-            runtime.outbox.clone(),
-            runtime.catalog.clone(),
-        );
+        let cases = CaseApi::new(rules::Household, runtime.db.clone(), runtime.outbox.clone(), runtime.catalog.clone());
         let cases = CaseServiceServer::new(cases).max_decoding_message_size(MAX_MESSAGE_BYTES);
+        let cases = InterceptedService::new(cases, runtime.authenticator.clone());
         let registry = HouseholdServiceServer::new(grpc::Registry::new(runtime.db.clone()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES);
+        let registry = InterceptedService::new(registry, runtime.authenticator.clone());
         runtime.add_consumer(events::notifier_spec(), events::Notifier);
         let parts = server_parts()?;
-        parts
-            .health
-            .set_serving::<CaseServiceServer<CaseApi<rules::Household>>>()
-            .await;
-        parts
-            .health
-            .set_serving::<HouseholdServiceServer<grpc::Registry>>()
-            .await;
+        parts.health.set_serving::<CaseServiceServer<CaseApi<rules::Household>>>().await;
+        parts.health.set_serving::<HouseholdServiceServer<grpc::Registry>>().await;
         let parts = with_routes(parts, |r| r.add_service(cases).add_service(registry));
         Ok(Self { runtime, parts })
     }

@@ -17,8 +17,7 @@ use onething_platform::{
 };
 use onething_proto::household as pb;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder,
+    ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
 };
 
 /// Department name and event namespace.
@@ -33,27 +32,16 @@ impl Department for Household {
         DEPARTMENT
     }
 
-    fn validate(
-        &self,
-        matter: &Matter,
-        applicant: Option<&ApplicantRecord>,
-        form: &Form,
-    ) -> Vec<FieldViolation> {
+    fn validate(&self, matter: &Matter, applicant: Option<&ApplicantRecord>, form: &Form) -> Vec<FieldViolation> {
         domain::validate(matter, applicant, form)
     }
 
-    async fn check_intake(
-        &self,
-        txn: &DatabaseTransaction,
-        case: &CaseRecord,
-    ) -> Result<Option<Refusal>> {
+    async fn check_intake(&self, txn: &DatabaseTransaction, case: &CaseRecord) -> Result<Option<Refusal>> {
         let refusal = match case.matter_code.as_str() {
             "household.birth_registration" => {
                 let cert = case.field("birth_certificate_number");
-                let registered = person::Entity::find()
-                    .filter(person::Column::BirthCertificateNumber.eq(cert))
-                    .count(txn)
-                    .await?;
+                let registered =
+                    person::Entity::find().filter(person::Column::BirthCertificateNumber.eq(cert)).count(txn).await?;
                 if registered > 0 {
                     Some(Refusal::new(
                         "HOUSEHOLD_BIRTH_ALREADY_REGISTERED",
@@ -63,44 +51,36 @@ impl Department for Household {
                     living(txn, case.field("parent_id_number")).await?.err()
                 }
             }
-            "household.certificate" => {
-                match find_person(txn, case.field("subject_id_number")).await? {
-                    Some(_) => None,
-                    None => Some(not_in_registry()),
+            "household.certificate" => match find_person(txn, case.field("subject_id_number")).await? {
+                Some(subject) => same_household(txn, case, &subject).await?,
+                None => Some(not_in_registry()),
+            },
+            "household.info_confirmation" | "household.id_card_expedited" => {
+                match living(txn, case.field("subject_id_number")).await? {
+                    Ok(subject) => same_household(txn, case, &subject).await?,
+                    Err(r) => Some(r),
                 }
             }
-            "household.info_confirmation" | "household.id_card_expedited" => {
-                living(txn, case.field("subject_id_number")).await?.err()
-            }
-            "household.deregistration" => match living(txn, case.field("subject_id_number")).await?
-            {
+            "household.deregistration" => match living(txn, case.field("subject_id_number")).await? {
                 Err(r) => Some(r),
-                Ok(p) if case.field("death_date") < p.birth_date.as_str() => Some(Refusal::new(
-                    "HOUSEHOLD_DEATH_BEFORE_BIRTH",
-                    "the date of death is before the date of birth",
-                )),
+                Ok(p) if case.field("death_date") < p.birth_date.as_str() => {
+                    Some(Refusal::new("HOUSEHOLD_DEATH_BEFORE_BIRTH", "the date of death is before the date of birth"))
+                }
                 Ok(_) => None,
             },
             "household.residence_permit" => residence_refusal(case),
             "household.collective_household" => {
-                let code = CreditCode::parse(&case.applicant.identifier).map_err(|_| {
-                    Error::internal(anyhow::anyhow!("stored credit code does not parse"))
-                })?;
+                let code = CreditCode::parse(&case.applicant.identifier)
+                    .map_err(|_| Error::internal(anyhow::anyhow!("stored credit code does not parse")))?;
                 if !code.region().starts_with(domain::LOCAL_PREFIX) {
-                    Some(Refusal::new(
-                        "HOUSEHOLD_ENTERPRISE_NOT_LOCAL",
-                        "the enterprise is not registered in Weihai",
-                    ))
+                    Some(Refusal::new("HOUSEHOLD_ENTERPRISE_NOT_LOCAL", "the enterprise is not registered in Weihai"))
                 } else {
                     let existing = household::Entity::find()
                         .filter(household::Column::CreditCode.eq(code.as_str()))
                         .count(txn)
                         .await?;
                     (existing > 0).then(|| {
-                        Refusal::new(
-                            "HOUSEHOLD_COLLECTIVE_EXISTS",
-                            "the enterprise already has a collective household",
-                        )
+                        Refusal::new("HOUSEHOLD_COLLECTIVE_EXISTS", "the enterprise already has a collective household")
                     })
                 }
             }
@@ -119,15 +99,11 @@ impl Department for Household {
         let mut result = CaseResult::new();
         match case.matter_code.as_str() {
             "household.birth_registration" => {
-                let parent = living(txn, case.field("parent_id_number"))
-                    .await?
-                    .map_err(refused)?;
+                let parent = living(txn, case.field("parent_id_number")).await?.map_err(refused)?;
                 let home = household::Entity::find_by_id(parent.household_number.clone())
                     .one(txn)
                     .await?
-                    .ok_or_else(|| {
-                        Error::internal(anyhow::anyhow!("a person's household is missing"))
-                    })?;
+                    .ok_or_else(|| Error::internal(anyhow::anyhow!("a person's household is missing")))?;
                 let born = parse_date(case.field("birth_date"))?;
                 let id = assign_id(txn, &home.region_code, born, case.field("child_sex")).await?;
                 let inserted = person::Entity::insert(person::ActiveModel {
@@ -138,9 +114,7 @@ impl Department for Household {
                     household_number: Set(home.household_number.clone()),
                     status: Set("active".into()),
                     death_date: Set(None),
-                    birth_certificate_number: Set(Some(
-                        case.field("birth_certificate_number").to_string(),
-                    )),
+                    birth_certificate_number: Set(Some(case.field("birth_certificate_number").to_string())),
                     created_at: Set(now),
                 })
                 .exec_without_returning(txn)
@@ -165,18 +139,14 @@ impl Department for Household {
                 result.insert("certificate_number".into(), document_number("HJZM", case));
             }
             "household.info_confirmation" => {
-                let p = living(txn, case.field("subject_id_number"))
-                    .await?
-                    .map_err(refused)?;
+                let p = living(txn, case.field("subject_id_number")).await?.map_err(refused)?;
                 result.insert("confirmation_number".into(), document_number("HJQR", case));
                 result.insert("household_number".into(), p.household_number);
                 result.insert("purpose".into(), case.field("purpose").to_string());
             }
             "household.residence_permit" => {
                 let number = document_number("JZZ", case);
-                let valid_until = (now.date_naive() + chrono::Months::new(12))
-                    .format("%Y-%m-%d")
-                    .to_string();
+                let valid_until = (now.date_naive() + chrono::Months::new(12)).format("%Y-%m-%d").to_string();
                 residence_permit::Entity::insert(residence_permit::ActiveModel {
                     permit_number: Set(number.clone()),
                     id_number: Set(case.applicant.identifier.clone()),
@@ -191,9 +161,7 @@ impl Department for Household {
                 result.insert("valid_until".into(), valid_until);
             }
             "household.deregistration" => {
-                let p = living(txn, case.field("subject_id_number"))
-                    .await?
-                    .map_err(refused)?;
+                let p = living(txn, case.field("subject_id_number")).await?.map_err(refused)?;
                 person::Entity::update_many()
                     .set(person::ActiveModel {
                         status: Set("deceased".into()),
@@ -214,15 +182,11 @@ impl Department for Household {
                         occur_time: Some(onething_platform::cases::timestamp(now)),
                     },
                 ));
-                result.insert(
-                    "deregistration_number".into(),
-                    document_number("HKZX", case),
-                );
+                result.insert("deregistration_number".into(), document_number("HKZX", case));
             }
             "household.collective_household" => {
-                let code = CreditCode::parse(&case.applicant.identifier).map_err(|_| {
-                    Error::internal(anyhow::anyhow!("stored credit code does not parse"))
-                })?;
+                let code = CreditCode::parse(&case.applicant.identifier)
+                    .map_err(|_| Error::internal(anyhow::anyhow!("stored credit code does not parse")))?;
                 let number = next_household_number(txn, code.region()).await?;
                 let inserted = household::Entity::insert(household::ActiveModel {
                     household_number: Set(number.clone()),
@@ -248,42 +212,50 @@ impl Department for Household {
                 result.insert("household_number".into(), number);
             }
             "household.id_card_expedited" => {
-                living(txn, case.field("subject_id_number"))
-                    .await?
-                    .map_err(refused)?;
-                result.insert(
-                    "id_card_application_number".into(),
-                    document_number("SFZJJ", case),
-                );
+                living(txn, case.field("subject_id_number")).await?.map_err(refused)?;
+                result.insert("id_card_application_number".into(), document_number("SFZJJ", case));
             }
             other => {
-                return Err(Error::internal(anyhow::anyhow!(
-                    "no approval effect for {other}"
-                )));
+                return Err(Error::internal(anyhow::anyhow!("no approval effect for {other}")));
             }
         }
         Ok(result)
     }
 }
 
+/// A citizen asks about themself or a member of their household (a parent confirming a
+/// child's registration for school); anyone else's registry facts are not theirs to ask for.
+async fn same_household(
+    txn: &DatabaseTransaction,
+    case: &CaseRecord,
+    subject: &person::Model,
+) -> Result<Option<Refusal>> {
+    if case.applicant.kind != onething_proto::common::ApplicantKind::Citizen
+        || case.applicant.identifier == subject.id_number
+    {
+        return Ok(None);
+    }
+    let applicant = person::Entity::find_by_id(case.applicant.identifier.clone()).one(txn).await?;
+    Ok(match applicant {
+        Some(a) if a.household_number == subject.household_number => None,
+        _ => Some(Refusal::new(
+            "HOUSEHOLD_NOT_SAME_HOUSEHOLD",
+            "registry facts are given to the person or a member of their household",
+        )),
+    })
+}
+
 fn not_in_registry() -> Refusal {
-    Refusal::new(
-        "HOUSEHOLD_PERSON_NOT_FOUND",
-        "the person is not in the household registry",
-    )
+    Refusal::new("HOUSEHOLD_PERSON_NOT_FOUND", "the person is not in the household registry")
 }
 
 /// The living person with `id_number`, or the refusal that says why not.
-async fn living(
-    txn: &DatabaseTransaction,
-    id_number: &str,
-) -> Result<std::result::Result<person::Model, Refusal>> {
+async fn living(txn: &DatabaseTransaction, id_number: &str) -> Result<std::result::Result<person::Model, Refusal>> {
     Ok(match find_person(txn, id_number).await? {
         None => Err(not_in_registry()),
-        Some(p) if p.status != "active" => Err(Refusal::new(
-            "HOUSEHOLD_PERSON_DECEASED",
-            "the person's registration was cancelled",
-        )),
+        Some(p) if p.status != "active" => {
+            Err(Refusal::new("HOUSEHOLD_PERSON_DECEASED", "the person's registration was cancelled"))
+        }
         Some(p) => Ok(p),
     })
 }
@@ -292,9 +264,7 @@ async fn find_person(txn: &DatabaseTransaction, id_number: &str) -> Result<Optio
     let Ok(id) = CitizenId::parse(id_number) else {
         return Ok(None);
     };
-    Ok(person::Entity::find_by_id(id.expose().to_string())
-        .one(txn)
-        .await?)
+    Ok(person::Entity::find_by_id(id.expose().to_string()).one(txn).await?)
 }
 
 /// A registry fact changed between intake and approval.
@@ -311,27 +281,17 @@ fn residence_refusal(case: &CaseRecord) -> Option<Refusal> {
         ));
     }
     let since = NaiveDate::parse_from_str(case.field("residence_since"), "%Y-%m-%d").ok()?;
-    (!domain::resided_long_enough(since, Utc::now().date_naive())).then(|| {
-        Refusal::new(
-            "HOUSEHOLD_RESIDENCE_TOO_SHORT",
-            "a residence permit needs six months of residence",
-        )
-    })
+    (!domain::resided_long_enough(since, Utc::now().date_naive()))
+        .then(|| Refusal::new("HOUSEHOLD_RESIDENCE_TOO_SHORT", "a residence permit needs six months of residence"))
 }
 
 fn parse_date(s: &str) -> Result<NaiveDate> {
-    NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .map_err(|_| Error::internal(anyhow::anyhow!("stored date does not parse")))
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| Error::internal(anyhow::anyhow!("stored date does not parse")))
 }
 
 /// A new ID number in `region` for a child born on `born`: the next free sequence code of
 /// the right parity. Two concurrent births may pick the same one; the loser retries.
-async fn assign_id(
-    txn: &DatabaseTransaction,
-    region: &str,
-    born: NaiveDate,
-    sex: &str,
-) -> Result<CitizenId> {
+async fn assign_id(txn: &DatabaseTransaction, region: &str, born: NaiveDate, sex: &str) -> Result<CitizenId> {
     let prefix = format!("{region}{}", born.format("%Y%m%d"));
     let highest = person::Entity::find()
         .filter(person::Column::IdNumber.starts_with(&prefix))
@@ -341,13 +301,9 @@ async fn assign_id(
         .and_then(|p| CitizenId::parse(&p.id_number).ok())
         .map(|id| id.sequence());
     let seq = domain::next_sequence(highest, sex).ok_or_else(|| {
-        Error::failed_precondition(
-            "HOUSEHOLD_ID_SEQUENCE_EXHAUSTED",
-            "no sequence code left for this region and date",
-        )
+        Error::failed_precondition("HOUSEHOLD_ID_SEQUENCE_EXHAUSTED", "no sequence code left for this region and date")
     })?;
-    CitizenId::assign(region, born, seq)
-        .map_err(|e| Error::internal(anyhow::anyhow!("assigning an ID number: {e}")))
+    CitizenId::assign(region, born, seq).map_err(|e| Error::internal(anyhow::anyhow!("assigning an ID number: {e}")))
 }
 
 async fn next_household_number(txn: &DatabaseTransaction, region: &str) -> Result<String> {
@@ -356,32 +312,14 @@ async fn next_household_number(txn: &DatabaseTransaction, region: &str) -> Resul
         .order_by_desc(household::Column::HouseholdNumber)
         .one(txn)
         .await?;
-    let next = last
-        .and_then(|h| {
-            h.household_number
-                .get(6..)
-                .and_then(|s| s.parse::<u32>().ok())
-        })
-        .map_or(1, |n| n + 1);
+    let next = last.and_then(|h| h.household_number.get(6..).and_then(|s| s.parse::<u32>().ok())).map_or(1, |n| n + 1);
     Ok(format!("{region}{next:06}"))
 }
 
 /// A document number: prefix, date, and the case id's tail (unique per case).
 fn document_number(prefix: &str, case: &CaseRecord) -> String {
-    let tail: String = case
-        .id
-        .chars()
-        .rev()
-        .take(8)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
-    format!(
-        "{prefix}{}{}",
-        Utc::now().format("%Y%m%d"),
-        tail.to_ascii_uppercase()
-    )
+    let tail: String = case.id.chars().rev().take(8).collect::<Vec<_>>().into_iter().rev().collect();
+    format!("{prefix}{}{}", Utc::now().format("%Y%m%d"), tail.to_ascii_uppercase())
 }
 
 fn conflict_is_retry(r: std::result::Result<impl Sized, sea_orm::DbErr>) -> Result<()> {

@@ -24,14 +24,8 @@ pub struct Due {
 /// (17:00 China time) of the `limit`-th working day after the start day.
 pub fn due(start: DateTime<Utc>, unit: TimeUnit, limit: u32) -> Due {
     match unit {
-        TimeUnit::Immediate => Due {
-            at: start,
-            provisional: false,
-        },
-        TimeUnit::ClockHours => Due {
-            at: start + Duration::hours(i64::from(limit)),
-            provisional: false,
-        },
+        TimeUnit::Immediate => Due { at: start, provisional: false },
+        TimeUnit::ClockHours => Due { at: start + Duration::hours(i64::from(limit)), provisional: false },
         TimeUnit::WorkingDays => {
             let mut day = start.with_timezone(&china()).date_naive();
             let mut left = limit;
@@ -42,14 +36,9 @@ pub fn due(start: DateTime<Utc>, unit: TimeUnit, limit: u32) -> Due {
                 }
             }
             let close = NaiveTime::from_hms_opt(17, 0, 0).unwrap_or_default();
-            let at = china()
-                .from_local_datetime(&day.and_time(close))
-                .single()
-                .map_or(start, |d| d.with_timezone(&Utc));
-            Due {
-                at,
-                provisional: true,
-            }
+            let at =
+                china().from_local_datetime(&day.and_time(close)).single().map_or(start, |d| d.with_timezone(&Utc));
+            Due { at, provisional: true }
         }
     }
 }
@@ -59,10 +48,7 @@ mod tests {
     use super::*;
 
     fn cst(y: i32, m: u32, d: u32, h: u32) -> DateTime<Utc> {
-        china()
-            .with_ymd_and_hms(y, m, d, h, 0, 0)
-            .unwrap()
-            .with_timezone(&Utc)
+        china().with_ymd_and_hms(y, m, d, h, 0, 0).unwrap().with_timezone(&Utc)
     }
 
     #[test]

@@ -42,13 +42,7 @@ impl TimeUnit {
 
     /// From the storage name.
     pub fn from_str_name(s: &str) -> Option<Self> {
-        [
-            TimeUnit::Immediate,
-            TimeUnit::WorkingDays,
-            TimeUnit::ClockHours,
-        ]
-        .into_iter()
-        .find(|u| u.as_str() == s)
+        [TimeUnit::Immediate, TimeUnit::WorkingDays, TimeUnit::ClockHours].into_iter().find(|u| u.as_str() == s)
     }
 
     /// The proto enum.
@@ -135,11 +129,7 @@ impl Catalog {
         for (i, m) in c.matters.iter().enumerate() {
             let prefix = format!("{}.", m.department.replace('-', "_"));
             if !m.code.starts_with(&prefix) {
-                bail!(
-                    "catalog: matter {} is not prefixed by its department {}",
-                    m.code,
-                    m.department
-                );
+                bail!("catalog: matter {} is not prefixed by its department {}", m.code, m.department);
             }
             if c.index.insert(m.code.clone(), i).is_some() {
                 bail!("catalog: matter {} appears twice", m.code);
@@ -148,12 +138,7 @@ impl Catalog {
                 bail!("catalog: matter {} has no time limit", m.code);
             }
             let mut seen = BTreeSet::new();
-            for mat in m
-                .required_materials
-                .iter()
-                .chain(&m.deferrable_materials)
-                .chain(&m.optional_materials)
-            {
+            for mat in m.required_materials.iter().chain(&m.deferrable_materials).chain(&m.optional_materials) {
                 if !seen.insert(mat) {
                     bail!("catalog: matter {} lists material {} twice", m.code, mat);
                 }
@@ -170,8 +155,7 @@ impl Catalog {
         if path.is_empty() {
             return Self::parse(BUILTIN);
         }
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading catalog {path}"))?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading catalog {path}"))?;
         Self::parse(&text).with_context(|| format!("catalog {path}"))
     }
 
@@ -181,13 +165,8 @@ impl Catalog {
     }
 
     /// The matters of one department.
-    pub fn of_department<'a>(
-        &'a self,
-        department: &'a str,
-    ) -> impl Iterator<Item = &'a Matter> + 'a {
-        self.matters
-            .iter()
-            .filter(move |m| m.department == department)
+    pub fn of_department<'a>(&'a self, department: &'a str) -> impl Iterator<Item = &'a Matter> + 'a {
+        self.matters.iter().filter(move |m| m.department == department)
     }
 }
 
@@ -200,11 +179,7 @@ mod tests {
         let c = Catalog::parse(BUILTIN).unwrap();
         assert_eq!(c.of_department("household").count(), 7);
         let ch = c.get("household.collective_household").unwrap();
-        assert_eq!(
-            ch.required_materials.len(),
-            3,
-            "M12: exactly three materials"
-        );
+        assert_eq!(ch.required_materials.len(), 3, "M12: exactly three materials");
     }
 
     #[test]

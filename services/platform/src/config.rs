@@ -9,6 +9,10 @@ use std::path::{Path, PathBuf};
 /// Prefix of every onething environment variable.
 pub const ENV_PREFIX: &str = "ONETHING_";
 
+/// `ONETHING_…` variables that are not service settings: the config file, and the CLI's
+/// server address and token.
+const NOT_SETTINGS: &[&str] = &["CONFIG", "ADDR", "TOKEN"];
+
 /// Settings every service has.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -27,6 +31,22 @@ pub struct Settings {
     pub shutdown_grace_seconds: u64,
     /// Path of the catalog (事项清单) file; empty means the one built into the binary.
     pub catalog_file: String,
+    /// Token verification.
+    pub auth: crate::auth::AuthSettings,
+    /// TLS of the gRPC server; mTLS when a client CA is given.
+    pub tls: TlsSettings,
+}
+
+/// TLS of the gRPC server. Empty `cert_file`: plain HTTP/2 (inside a mesh that encrypts).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSettings {
+    /// PEM certificate chain of this service.
+    pub cert_file: String,
+    /// PEM private key of this service.
+    pub key_file: String,
+    /// PEM CA that client certificates must chain to; set, it makes TLS mutual.
+    pub client_ca_file: String,
 }
 
 /// NATS connection settings.
@@ -77,6 +97,8 @@ impl Default for Settings {
             outbox: OutboxSettings::default(),
             shutdown_grace_seconds: 20,
             catalog_file: String::new(),
+            auth: Default::default(),
+            tls: TlsSettings::default(),
         }
     }
 }
@@ -95,20 +117,13 @@ impl Default for NatsSettings {
 
 impl Default for LogSettings {
     fn default() -> Self {
-        Self {
-            format: "pretty".into(),
-            filter: "info".into(),
-        }
+        Self { format: "pretty".into(), filter: "info".into() }
     }
 }
 
 impl Default for OutboxSettings {
     fn default() -> Self {
-        Self {
-            poll_interval_ms: 500,
-            batch_size: 256,
-            retain_sent_hours: 24,
-        }
+        Self { poll_interval_ms: 500, batch_size: 256, retain_sent_hours: 24 }
     }
 }
 
@@ -134,33 +149,26 @@ pub fn sqlite_url(path: &Path) -> String {
 /// # Errors
 /// An unreadable or malformed file, or a value of the wrong type or an unknown key
 /// (in the file or in an `ONETHING_…` variable) — naming the key, never its value.
-pub fn load<T>(
-    defaults: T,
-    file: Option<&Path>,
-    env: impl IntoIterator<Item = (String, String)>,
-) -> anyhow::Result<T>
+pub fn load<T>(defaults: T, file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<T>
 where
     T: Serialize + DeserializeOwned,
 {
     let mut value = toml::Value::try_from(defaults).context("serialising defaults")?;
     let env: Vec<(String, String)> = env.into_iter().collect();
-    let file: Option<PathBuf> = file.map(Path::to_path_buf).or_else(|| {
-        env.iter()
-            .find(|(k, _)| k == "ONETHING_CONFIG")
-            .map(|(_, v)| PathBuf::from(v))
-    });
+    let file: Option<PathBuf> = file
+        .map(Path::to_path_buf)
+        .or_else(|| env.iter().find(|(k, _)| k == "ONETHING_CONFIG").map(|(_, v)| PathBuf::from(v)));
     if let Some(path) = file {
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading config file {}", path.display()))?;
-        let overlay: toml::Value = toml::from_str(&text)
-            .with_context(|| format!("parsing config file {}", path.display()))?;
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading config file {}", path.display()))?;
+        let overlay: toml::Value =
+            toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))?;
         merge(&mut value, overlay);
     }
     for (key, raw) in env {
         let Some(rest) = key.strip_prefix(ENV_PREFIX) else {
             continue;
         };
-        if rest == "CONFIG" {
+        if NOT_SETTINGS.contains(&rest) {
             continue;
         }
         let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
@@ -208,9 +216,7 @@ fn set_path(value: &mut toml::Value, path: &[String], leaf: toml::Value) {
         };
         table.insert(head.clone(), leaf);
     } else {
-        let child = table
-            .entry(head.clone())
-            .or_insert_with(|| toml::Value::Table(Default::default()));
+        let child = table.entry(head.clone()).or_insert_with(|| toml::Value::Table(Default::default()));
         set_path(child, rest, leaf);
     }
 }
@@ -238,25 +244,22 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).into(), (*v).into()))
-            .collect()
+        pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect()
     }
 
     #[test]
     fn defaults_then_file_then_env() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");
-        std::fs::write(&file, "grpc_addr = \"0.0.0.0:9000\"\n[nats]\nurl = \"nats://file:4222\"\nstream_replicas = 3\n").unwrap();
+        std::fs::write(
+            &file,
+            "grpc_addr = \"0.0.0.0:9000\"\n[nats]\nurl = \"nats://file:4222\"\nstream_replicas = 3\n",
+        )
+        .unwrap();
         let s = load(
             Settings::default(),
             Some(&file),
-            env(&[
-                ("ONETHING_NATS__URL", "nats://env:4222"),
-                ("ONETHING_LOG__FORMAT", "json"),
-                ("OTHER", "x"),
-            ]),
+            env(&[("ONETHING_NATS__URL", "nats://env:4222"), ("ONETHING_LOG__FORMAT", "json"), ("OTHER", "x")]),
         )
         .unwrap();
         assert_eq!(s.grpc_addr, "0.0.0.0:9000");
@@ -271,10 +274,7 @@ mod tests {
         let s = load(
             Settings::default(),
             None,
-            env(&[
-                ("ONETHING_SHUTDOWN_GRACE_SECONDS", "5"),
-                ("ONETHING_NATS__PASSWORD", "1234"),
-            ]),
+            env(&[("ONETHING_SHUTDOWN_GRACE_SECONDS", "5"), ("ONETHING_NATS__PASSWORD", "1234")]),
         )
         .unwrap();
         assert_eq!(s.shutdown_grace_seconds, 5);
@@ -283,12 +283,7 @@ mod tests {
 
     #[test]
     fn unknown_key_is_an_error() {
-        let err = load(
-            Settings::default(),
-            None,
-            env(&[("ONETHING_NATS__URLL", "x")]),
-        )
-        .unwrap_err();
+        let err = load(Settings::default(), None, env(&[("ONETHING_NATS__URLL", "x")])).unwrap_err();
         assert!(format!("{err:#}").contains("urll"), "{err:#}");
     }
 }

@@ -13,9 +13,7 @@ use std::time::Duration;
 ///
 /// # Errors
 /// An unreachable server, a bad URL, or a failed migration.
-pub async fn connect_and_migrate<M: MigratorTrait>(
-    url: &str,
-) -> anyhow::Result<DatabaseConnection> {
+pub async fn connect_and_migrate<M: MigratorTrait>(url: &str) -> anyhow::Result<DatabaseConnection> {
     let db = connect(url).await?;
     M::up(&db, None).await.context("applying migrations")?;
     Ok(db)
@@ -27,8 +25,7 @@ pub async fn connect_and_migrate<M: MigratorTrait>(
 /// As [`connect_and_migrate`].
 pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
     let mut opts = ConnectOptions::new(url.to_string());
-    opts.sqlx_logging(false)
-        .acquire_timeout(Duration::from_secs(10));
+    opts.sqlx_logging(false).acquire_timeout(Duration::from_secs(10));
     if url.starts_with("sqlite:") {
         if let Some(path) = sqlite_path(url)
             && let Some(dir) = std::path::Path::new(&path).parent()
@@ -45,25 +42,18 @@ pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
     } else {
         opts.max_connections(16);
     }
-    Database::connect(opts)
-        .await
-        .context("connecting to the database")
+    Database::connect(opts).await.context("connecting to the database")
 }
 
 fn sqlite_path(url: &str) -> Option<String> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next()?;
     (!path.is_empty() && path != ":memory:").then(|| path.to_string())
 }
 
 /// Whether an error from the database is a unique-constraint violation (both backends).
 pub fn is_unique_violation(e: &sea_orm::DbErr) -> bool {
-    matches!(
-        e.sql_err(),
-        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
-    )
+    matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)))
 }
 
 /// Begins a transaction that will write. On SQLite it takes the write lock at `BEGIN`
@@ -73,9 +63,7 @@ pub fn is_unique_violation(e: &sea_orm::DbErr) -> bool {
 ///
 /// # Errors
 /// The database refused to begin.
-pub async fn begin_write(
-    db: &DatabaseConnection,
-) -> Result<sea_orm::DatabaseTransaction, sea_orm::DbErr> {
+pub async fn begin_write(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTransaction, sea_orm::DbErr> {
     use sea_orm::{SqliteTransactionMode, TransactionOptions, TransactionTrait};
     db.begin_with_options(TransactionOptions {
         sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),

@@ -78,27 +78,12 @@ impl Error {
     /// A new error. `reason` is a stable UPPER_SNAKE_CASE code; `message` is shown to the
     /// caller and must hold no personal data.
     pub fn new(kind: Kind, reason: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            kind,
-            reason: reason.into(),
-            message: message.into(),
-            violations: Vec::new(),
-            source: None,
-        }
+        Self { kind, reason: reason.into(), message: message.into(), violations: Vec::new(), source: None }
     }
 
     /// INVALID_ARGUMENT with one field violation.
-    pub fn invalid_field(
-        reason: &str,
-        field: impl Into<String>,
-        description: impl Into<String>,
-    ) -> Self {
-        Self::new(
-            Kind::InvalidArgument,
-            reason,
-            "the request has invalid fields",
-        )
-        .with_violation(field, description)
+    pub fn invalid_field(reason: &str, field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self::new(Kind::InvalidArgument, reason, "the request has invalid fields").with_violation(field, description)
     }
 
     /// INVALID_ARGUMENT carrying all `violations`, or `None` when there are none.
@@ -106,11 +91,7 @@ impl Error {
         if violations.is_empty() {
             return None;
         }
-        let mut e = Self::new(
-            Kind::InvalidArgument,
-            reason,
-            "the request has invalid fields",
-        );
+        let mut e = Self::new(Kind::InvalidArgument, reason, "the request has invalid fields");
         e.violations = violations;
         Some(e)
     }
@@ -133,15 +114,8 @@ impl Error {
     }
 
     /// Adds a field violation.
-    pub fn with_violation(
-        mut self,
-        field: impl Into<String>,
-        description: impl Into<String>,
-    ) -> Self {
-        self.violations.push(FieldViolation {
-            field: field.into(),
-            description: description.into(),
-        });
+    pub fn with_violation(mut self, field: impl Into<String>, description: impl Into<String>) -> Self {
+        self.violations.push(FieldViolation { field: field.into(), description: description.into() });
         self
     }
 
@@ -228,12 +202,8 @@ mod tests {
 
     #[test]
     fn status_carries_reason_and_violations() {
-        let e = Error::invalid_field(
-            "CASE_INVALID_ID_NUMBER",
-            "applicant.identifier",
-            "wrong check digit",
-        )
-        .with_violation("form.birth_date", "not a date");
+        let e = Error::invalid_field("CASE_INVALID_ID_NUMBER", "applicant.identifier", "wrong check digit")
+            .with_violation("form.birth_date", "not a date");
         let s: Status = e.into();
         assert_eq!(s.code(), Code::InvalidArgument);
         let d = s.get_error_details();

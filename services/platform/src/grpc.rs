@@ -2,11 +2,13 @@
 //! onething proto, a span per request joined to the caller's trace, message size limits,
 //! and graceful shutdown that reports NOT_SERVING before draining.
 
-use crate::telemetry;
+use crate::{config::TlsSettings, telemetry};
+use anyhow::Context as _;
 use std::{net::SocketAddr, time::Duration};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 /// Largest request message a service decodes (1 MiB): materials are references, not files.
@@ -34,15 +36,11 @@ pub fn server_parts() -> anyhow::Result<ServerParts> {
     ];
     let builder = || {
         sets.iter()
-            .fold(tonic_reflection::server::Builder::configure(), |b, set| {
-                b.register_encoded_file_descriptor_set(set)
-            })
+            .fold(tonic_reflection::server::Builder::configure(), |b, set| b.register_encoded_file_descriptor_set(set))
     };
     let reflection = builder().build_v1()?;
     let reflection_alpha = builder().build_v1alpha()?;
-    let routes = Routes::new(health_service)
-        .add_service(reflection)
-        .add_service(reflection_alpha);
+    let routes = Routes::new(health_service).add_service(reflection).add_service(reflection_alpha);
     Ok(ServerParts { health, routes })
 }
 
@@ -51,9 +49,7 @@ pub fn server_parts() -> anyhow::Result<ServerParts> {
 /// # Errors
 /// The address is malformed or taken.
 pub async fn bind(addr: &str) -> anyhow::Result<(TcpListener, SocketAddr)> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("binding {addr}: {e}"))?;
+    let listener = TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("binding {addr}: {e}"))?;
     let local = listener.local_addr()?;
     Ok((listener, local))
 }
@@ -67,6 +63,7 @@ pub async fn serve(
     listener: TcpListener,
     routes: Routes,
     health: HealthReporter,
+    tls: &TlsSettings,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     health.set_service_status("", ServingStatus::Serving).await;
@@ -75,12 +72,14 @@ pub async fn serve(
         let health = health.clone();
         async move {
             shutdown.cancelled().await;
-            health
-                .set_service_status("", ServingStatus::NotServing)
-                .await;
+            health.set_service_status("", ServingStatus::NotServing).await;
         }
     };
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(config) = server_tls(tls)? {
+        builder = builder.tls_config(config)?;
+    }
+    builder
         .trace_fn(telemetry::grpc_server_span)
         .timeout(Duration::from_secs(30))
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
@@ -88,4 +87,27 @@ pub async fn serve(
         .serve_with_incoming_shutdown(incoming, drain)
         .await?;
     Ok(())
+}
+
+/// The server TLS configuration of `tls`, or `None` for plain HTTP/2. With a client CA
+/// every client must present a certificate chaining to it (mTLS).
+///
+/// # Errors
+/// A configured file that cannot be read.
+pub fn server_tls(tls: &TlsSettings) -> anyhow::Result<Option<ServerTlsConfig>> {
+    if tls.cert_file.is_empty() {
+        return Ok(None);
+    }
+    let read = |p: &str| std::fs::read(p).with_context(|| format!("reading {p}"));
+    let mut config = ServerTlsConfig::new().identity(Identity::from_pem(read(&tls.cert_file)?, read(&tls.key_file)?));
+    if !tls.client_ca_file.is_empty() {
+        config = config.client_ca_root(Certificate::from_pem(read(&tls.client_ca_file)?));
+    }
+    Ok(Some(config))
+}
+
+/// Installs ring as the process's one rustls crypto provider (two providers in one
+/// process make rustls panic at the first handshake). Safe to call more than once.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }

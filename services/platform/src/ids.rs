@@ -27,9 +27,8 @@ pub enum IdError {
 
 /// Province-level division codes (first two digits of GB/T 2260).
 const PROVINCES: &[&str] = &[
-    "11", "12", "13", "14", "15", "21", "22", "23", "31", "32", "33", "34", "35", "36", "37", "41",
-    "42", "43", "44", "45", "46", "50", "51", "52", "53", "54", "61", "62", "63", "64", "65", "71",
-    "81", "82",
+    "11", "12", "13", "14", "15", "21", "22", "23", "31", "32", "33", "34", "35", "36", "37", "41", "42", "43", "44",
+    "45", "46", "50", "51", "52", "53", "54", "61", "62", "63", "64", "65", "71", "81", "82",
 ];
 
 const ID_WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
@@ -60,16 +59,13 @@ impl CitizenId {
             return Err(IdError::Length);
         }
         let bytes = s.as_bytes();
-        if !bytes[..17].iter().all(u8::is_ascii_digit)
-            || !(bytes[17].is_ascii_digit() || bytes[17] == b'X')
-        {
+        if !bytes[..17].iter().all(u8::is_ascii_digit) || !(bytes[17].is_ascii_digit() || bytes[17] == b'X') {
             return Err(IdError::Character);
         }
         if !PROVINCES.contains(&&s[..2]) || &s[2..6] == "0000" {
             return Err(IdError::Region);
         }
-        let birth =
-            NaiveDate::parse_from_str(&s[6..14], "%Y%m%d").map_err(|_| IdError::BirthDate)?;
+        let birth = NaiveDate::parse_from_str(&s[6..14], "%Y%m%d").map_err(|_| IdError::BirthDate)?;
         if birth.year() < 1900 || birth > chrono::Local::now().date_naive() {
             return Err(IdError::BirthDate);
         }
@@ -116,11 +112,7 @@ impl CitizenId {
 
     /// Sex from the parity of the sequence code.
     pub fn sex(&self) -> Sex {
-        if self.sequence() % 2 == 1 {
-            Sex::Male
-        } else {
-            Sex::Female
-        }
+        if self.sequence() % 2 == 1 { Sex::Male } else { Sex::Female }
     }
 
     /// The raw number, for storage and for the person it belongs to. Never log it.
@@ -131,11 +123,7 @@ impl CitizenId {
 
 /// Check digit of the first 17 digits of an ID number.
 fn check_digit(body17: &str) -> char {
-    let sum: u32 = body17
-        .bytes()
-        .zip(ID_WEIGHTS)
-        .map(|(b, w)| u32::from(b - b'0') * w)
-        .sum();
+    let sum: u32 = body17.bytes().zip(ID_WEIGHTS).map(|(b, w)| u32::from(b - b'0') * w).sum();
     ID_CHECK[(sum % 11) as usize]
 }
 
@@ -152,9 +140,7 @@ impl fmt::Debug for CitizenId {
 }
 
 const USCC_CHARS: &str = "0123456789ABCDEFGHJKLMNPQRTUWXY";
-const USCC_WEIGHTS: [u32; 17] = [
-    1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28,
-];
+const USCC_WEIGHTS: [u32; 17] = [1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28];
 
 /// An 18-character unified social credit code (统一社会信用代码, GB 32100-2015).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -174,22 +160,13 @@ impl CreditCode {
         }
         let values: Vec<u32> = s
             .chars()
-            .map(|c| {
-                USCC_CHARS
-                    .find(c)
-                    .map(|i| i as u32)
-                    .ok_or(IdError::Character)
-            })
+            .map(|c| USCC_CHARS.find(c).map(|i| i as u32).ok_or(IdError::Character))
             .collect::<Result<_, _>>()?;
         let region = &s[2..8];
         if !region.bytes().all(|b| b.is_ascii_digit()) || !PROVINCES.contains(&&region[..2]) {
             return Err(IdError::Region);
         }
-        let sum: u32 = values[..17]
-            .iter()
-            .zip(USCC_WEIGHTS)
-            .map(|(v, w)| v * w)
-            .sum();
+        let sum: u32 = values[..17].iter().zip(USCC_WEIGHTS).map(|(v, w)| v * w).sum();
         let check = (31 - sum % 31) % 31;
         if values[17] != check {
             return Err(IdError::CheckDigit);
@@ -202,11 +179,8 @@ impl CreditCode {
     /// # Errors
     /// As [`CreditCode::parse`] on the completed code.
     pub fn complete(body17: &str) -> Result<Self, IdError> {
-        let sum: u32 = body17
-            .chars()
-            .zip(USCC_WEIGHTS)
-            .map(|(c, w)| USCC_CHARS.find(c).map_or(0, |i| i as u32) * w)
-            .sum();
+        let sum: u32 =
+            body17.chars().zip(USCC_WEIGHTS).map(|(c, w)| USCC_CHARS.find(c).map_or(0, |i| i as u32) * w).sum();
         let check = USCC_CHARS.as_bytes()[((31 - sum % 31) % 31) as usize] as char;
         Self::parse(&format!("{body17}{check}"))
     }
@@ -343,10 +317,7 @@ mod tests {
     fn citizen_id_valid() {
         let id = CitizenId::parse(SAMPLE).unwrap();
         assert_eq!(id.region(), "110105");
-        assert_eq!(
-            id.birth_date(),
-            NaiveDate::from_ymd_opt(1949, 12, 31).unwrap()
-        );
+        assert_eq!(id.birth_date(), NaiveDate::from_ymd_opt(1949, 12, 31).unwrap());
         assert_eq!(id.sequence(), 2);
         assert_eq!(id.sex(), Sex::Female);
         assert!(CitizenId::parse(&SAMPLE.to_lowercase()).is_ok());
@@ -354,37 +325,22 @@ mod tests {
 
     #[test]
     fn citizen_id_wrong_check_digit() {
-        assert_eq!(
-            CitizenId::parse("110105194912310021"),
-            Err(IdError::CheckDigit)
-        );
+        assert_eq!(CitizenId::parse("110105194912310021"), Err(IdError::CheckDigit));
     }
 
     #[test]
     fn citizen_id_wrong_length() {
         assert_eq!(CitizenId::parse("11010519491231002"), Err(IdError::Length));
-        assert_eq!(
-            CitizenId::parse("11010519491231002X1"),
-            Err(IdError::Length)
-        );
+        assert_eq!(CitizenId::parse("11010519491231002X1"), Err(IdError::Length));
         assert_eq!(CitizenId::parse(""), Err(IdError::Length));
     }
 
     #[test]
     fn citizen_id_bad_characters() {
-        assert_eq!(
-            CitizenId::parse("1101051949123100AX"),
-            Err(IdError::Character)
-        );
-        assert_eq!(
-            CitizenId::parse("11010519491231002Y"),
-            Err(IdError::Character)
-        );
+        assert_eq!(CitizenId::parse("1101051949123100AX"), Err(IdError::Character));
+        assert_eq!(CitizenId::parse("11010519491231002Y"), Err(IdError::Character));
         // 18 characters but multi-byte: refused, not a panic on slicing.
-        assert_eq!(
-            CitizenId::parse("一一一一一一一一一一一一一一一一一一"),
-            Err(IdError::Character)
-        );
+        assert_eq!(CitizenId::parse("一一一一一一一一一一一一一一一一一一"), Err(IdError::Character));
     }
 
     #[test]
@@ -430,19 +386,10 @@ mod tests {
         // A published sample code: 91350100M000100Y43.
         let code = CreditCode::parse("91350100M000100Y43").unwrap();
         assert_eq!(code.region(), "350100");
-        assert_eq!(
-            CreditCode::parse("91350100M000100Y44"),
-            Err(IdError::CheckDigit)
-        );
+        assert_eq!(CreditCode::parse("91350100M000100Y44"), Err(IdError::CheckDigit));
         assert_eq!(CreditCode::parse("91350100M000100Y4"), Err(IdError::Length));
-        assert_eq!(
-            CreditCode::parse("91350100M000100YI3"),
-            Err(IdError::Character)
-        );
-        assert_eq!(
-            CreditCode::parse("9199A100M000100Y43"),
-            Err(IdError::Region)
-        );
+        assert_eq!(CreditCode::parse("91350100M000100YI3"), Err(IdError::Character));
+        assert_eq!(CreditCode::parse("9199A100M000100Y43"), Err(IdError::Region));
         let made = CreditCode::complete("91371002MA3C00001").unwrap();
         assert_eq!(made.region(), "371002");
     }

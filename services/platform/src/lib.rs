@@ -1,8 +1,10 @@
-//! What every onething service stands on: configuration, telemetry, gRPC server defaults
-//! and the one error mapping, database connection and migrations, the event bus
+//! What every onething service stands on: configuration, telemetry, identity (JWT) and
+//! authorisation, gRPC server defaults (TLS, mTLS) and the one error mapping, database connection and migrations, the event bus
 //! (CloudEvents on JetStream, outbox, idempotent consumer), the shared case lifecycle and
 //! case service, the catalog, business-time due dates, Chinese identifiers, and shutdown.
 
+pub mod auth;
+pub mod authz;
 pub mod calendar;
 pub mod cases;
 pub mod catalog;

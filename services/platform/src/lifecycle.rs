@@ -91,13 +91,7 @@ impl State {
 
     /// Open states: the case is still being handled and can be withdrawn or cancelled.
     pub fn is_open(self) -> bool {
-        matches!(
-            self,
-            State::Submitted
-                | State::Accepted
-                | State::AwaitingSupplement
-                | State::SpecialProcedure
-        )
+        matches!(self, State::Submitted | State::Accepted | State::AwaitingSupplement | State::SpecialProcedure)
     }
 
     /// Whether the committed-time clock is paused in this state.
@@ -214,11 +208,7 @@ mod tests {
         (S::Submitted, A::Withdraw, S::Withdrawn),
         (S::Submitted, A::Cancel, S::Cancelled),
         (S::Accepted, A::Approve, S::Approved),
-        (
-            S::Accepted,
-            A::ApproveProvisionally,
-            S::ApprovedProvisionally,
-        ),
+        (S::Accepted, A::ApproveProvisionally, S::ApprovedProvisionally),
         (S::Accepted, A::Reject, S::Rejected),
         (S::Accepted, A::RequestSupplement, S::AwaitingSupplement),
         (S::Accepted, A::StartSpecialProcedure, S::SpecialProcedure),
@@ -239,10 +229,7 @@ mod tests {
         let mut checked = 0;
         for from in S::ALL {
             for action in ACTIONS {
-                let expected = ALLOWED
-                    .iter()
-                    .find(|(f, a, _)| *f == from && *a == action)
-                    .map(|(_, _, to)| *to);
+                let expected = ALLOWED.iter().find(|(f, a, _)| *f == from && *a == action).map(|(_, _, to)| *to);
                 match (from.apply(action), expected) {
                     (Ok(to), Some(want)) => assert_eq!(to, want, "{from:?} --{action:?}"),
                     (Err(e), None) => {
@@ -263,10 +250,7 @@ mod tests {
             assert_eq!(S::from_str_name(s.as_str()), Some(s));
             assert_eq!(S::from_proto(s.to_proto()), Some(s));
         }
-        assert_eq!(
-            S::from_proto(onething_proto::common::CaseState::Unspecified),
-            None
-        );
+        assert_eq!(S::from_proto(onething_proto::common::CaseState::Unspecified), None);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! [`ServiceRuntime::run_until_stopped`] (gRPC server, outbox relay, consumers, drain).
 
 use crate::{
+    auth::{Authenticator, Verifier},
     catalog::Catalog,
     config::Settings,
     events::{self, ConsumerSpec, Handler, Outbox, Relay},
@@ -31,6 +32,8 @@ pub struct ServiceRuntime {
     pub outbox: Outbox,
     /// The catalog of matters.
     pub catalog: Arc<Catalog>,
+    /// The interceptor that authenticates every RPC of the service's own APIs.
+    pub authenticator: Authenticator,
     listener: TcpListener,
     addr: SocketAddr,
     workers: Vec<Worker>,
@@ -39,16 +42,15 @@ pub struct ServiceRuntime {
 type Worker = Box<dyn FnOnce(CancellationToken) -> BoxFuture<'static, ()> + Send>;
 
 impl ServiceRuntime {
-    /// Loads the catalog, connects and migrates the database with `M`, connects NATS
-    /// (returning even while NATS is down) and binds the gRPC listener.
+    /// Loads the verification keys and the catalog, connects and migrates the database
+    /// with `M`, connects NATS (returning even while NATS is down) and binds the listener.
     ///
     /// # Errors
-    /// An invalid catalog, an unreachable database, a failed migration, a bad NATS
+    /// No or unreadable verification keys, an invalid catalog, an unreachable database, a failed migration, a bad NATS
     /// configuration, or an address that cannot be bound.
-    pub async fn start<M: MigratorTrait>(
-        name: &'static str,
-        settings: Settings,
-    ) -> anyhow::Result<Self> {
+    pub async fn start<M: MigratorTrait>(name: &'static str, settings: Settings) -> anyhow::Result<Self> {
+        grpc::install_crypto_provider();
+        let authenticator = Authenticator::new(Verifier::load(&settings.auth)?);
         let catalog = Arc::new(Catalog::load(&settings.catalog_file)?);
         let db = crate::db::connect_and_migrate::<M>(&settings.database_url).await?;
         let client = events::nats::connect(&settings.nats, &format!("onething-{name}")).await?;
@@ -62,6 +64,7 @@ impl ServiceRuntime {
             js,
             outbox: Outbox::new(name),
             catalog,
+            authenticator,
             listener,
             addr,
             workers: Vec::new(),
@@ -77,9 +80,7 @@ impl ServiceRuntime {
     pub fn add_consumer<H: Handler>(&mut self, spec: ConsumerSpec, handler: H) {
         let js = self.js.clone();
         let db = self.db.clone();
-        self.workers.push(Box::new(move |stop| {
-            Box::pin(events::consumer::run(js, db, spec, handler, stop))
-        }));
+        self.workers.push(Box::new(move |stop| Box::pin(events::consumer::run(js, db, spec, handler, stop))));
     }
 
     /// Serves `routes` (joined with health and reflection) and runs the outbox relay and the
@@ -87,15 +88,10 @@ impl ServiceRuntime {
     ///
     /// # Errors
     /// The gRPC server failed.
-    pub async fn run_until_stopped(
-        self,
-        parts: grpc::ServerParts,
-        shutdown: CancellationToken,
-    ) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(self, parts: grpc::ServerParts, shutdown: CancellationToken) -> anyhow::Result<()> {
         // Best effort: with the stream in place the service's own consumers start cleanly;
         // while NATS is down the relay creates it later.
-        let ensure =
-            events::nats::ensure_stream(&self.js, self.name, self.settings.nats.stream_replicas);
+        let ensure = events::nats::ensure_stream(&self.js, self.name, self.settings.nats.stream_replicas);
         match tokio::time::timeout(Duration::from_secs(2), ensure).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(error = %format!("{e:#}"), "stream not ensured at start"),
@@ -114,18 +110,12 @@ impl ServiceRuntime {
         for w in self.workers {
             tasks.push(tokio::spawn(w(stop_workers.clone())));
         }
-        let served = grpc::serve(self.listener, parts.routes, parts.health, shutdown).await;
+        let served = grpc::serve(self.listener, parts.routes, parts.health, &self.settings.tls, shutdown).await;
         // Requests have drained; the relay's last round publishes what they committed.
         stop_workers.cancel();
         let grace = Duration::from_secs(self.settings.shutdown_grace_seconds);
-        if tokio::time::timeout(grace, futures::future::join_all(tasks))
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                service = self.name,
-                "workers did not stop within the grace period"
-            );
+        if tokio::time::timeout(grace, futures::future::join_all(tasks)).await.is_err() {
+            tracing::warn!(service = self.name, "workers did not stop within the grace period");
         }
         self.db.close().await.ok();
         tracing::info!(service = self.name, "service stopped");
@@ -134,10 +124,7 @@ impl ServiceRuntime {
 }
 
 /// Adds `routes` to the server's health and reflection routes.
-pub fn with_routes(
-    mut parts: grpc::ServerParts,
-    f: impl FnOnce(Routes) -> Routes,
-) -> grpc::ServerParts {
+pub fn with_routes(mut parts: grpc::ServerParts, f: impl FnOnce(Routes) -> Routes) -> grpc::ServerParts {
     parts.routes = f(parts.routes);
     parts
 }

@@ -11,9 +11,7 @@ use opentelemetry::{
 use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
 use std::sync::OnceLock;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::{
-    EnvFilter, Layer as _, filter::LevelFilter, layer::SubscriberExt, util::SubscriberInitExt,
-};
+use tracing_subscriber::{EnvFilter, Layer as _, filter::LevelFilter, layer::SubscriberExt, util::SubscriberInitExt};
 
 static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
 
@@ -49,11 +47,8 @@ pub fn init(service: &str, log: &LogSettings) -> TelemetryGuard {
     }
     let tracer = provider.tracer("onething");
     // Each layer filters for itself: a quiet log level must not switch off tracing.
-    let log_filter =
-        || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.filter));
-    let otel = tracing_opentelemetry::layer()
-        .with_tracer(tracer)
-        .with_filter(LevelFilter::INFO);
+    let log_filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.filter));
+    let otel = tracing_opentelemetry::layer().with_tracer(tracer).with_filter(LevelFilter::INFO);
     let registry = tracing_subscriber::registry().with(otel);
     let installed = if log.format == "json" {
         registry
@@ -66,17 +61,9 @@ pub fn init(service: &str, log: &LogSettings) -> TelemetryGuard {
             )
             .try_init()
     } else {
-        registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .compact()
-                    .with_filter(log_filter()),
-            )
-            .try_init()
+        registry.with(tracing_subscriber::fmt::layer().compact().with_filter(log_filter())).try_init()
     };
-    TelemetryGuard {
-        owner: installed.is_ok(),
-    }
+    TelemetryGuard { owner: installed.is_ok() }
 }
 
 fn build_provider(service: &str) -> SdkTracerProvider {
@@ -86,10 +73,7 @@ fn build_provider(service: &str) -> SdkTracerProvider {
     let wants_otlp = std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some()
         || std::env::var_os("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_some();
     if wants_otlp {
-        match opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
-            .build()
-        {
+        match opentelemetry_otlp::SpanExporter::builder().with_tonic().build() {
             Ok(exporter) => builder = builder.with_batch_exporter(exporter),
             Err(e) => eprintln!("OTLP exporter not started: {e}"),
         }
@@ -140,10 +124,7 @@ impl Extractor for HttpHeaders<'_> {
 /// request carries `traceparent`. Used as tonic's `trace_fn`.
 pub fn grpc_server_span(req: &http::Request<()>) -> tracing::Span {
     let path = req.uri().path();
-    let (service, method) = path
-        .trim_start_matches('/')
-        .split_once('/')
-        .unwrap_or((path, ""));
+    let (service, method) = path.trim_start_matches('/').split_once('/').unwrap_or((path, ""));
     let span = tracing::info_span!(
         "grpc.server",
         otel.name = %path.trim_start_matches('/'),
@@ -152,8 +133,7 @@ pub fn grpc_server_span(req: &http::Request<()>) -> tracing::Span {
         rpc.service = %service,
         rpc.method = %method,
     );
-    let cx =
-        opentelemetry::global::get_text_map_propagator(|p| p.extract(&HttpHeaders(req.headers())));
+    let cx = opentelemetry::global::get_text_map_propagator(|p| p.extract(&HttpHeaders(req.headers())));
     if cx.span().span_context().is_valid() {
         let _ = span.set_parent(cx);
     }
@@ -180,8 +160,6 @@ impl Injector for Metadata<'_> {
 #[allow(clippy::result_large_err)]
 pub fn inject_grpc(mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
     let cx: Context = tracing::Span::current().context();
-    opentelemetry::global::get_text_map_propagator(|p| {
-        p.inject_context(&cx, &mut Metadata(req.metadata_mut()))
-    });
+    opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&cx, &mut Metadata(req.metadata_mut())));
     Ok(req)
 }

@@ -98,14 +98,8 @@ impl MigrationTrait for M20261129CreateRegistry {
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        for t in [
-            "notifications",
-            "residence_permits",
-            "persons",
-            "households",
-        ] {
-            m.drop_table(Table::drop().table(t).if_exists().to_owned())
-                .await?;
+        for t in ["notifications", "residence_permits", "persons", "households"] {
+            m.drop_table(Table::drop().table(t).if_exists().to_owned()).await?;
         }
         Ok(())
     }
@@ -121,12 +115,8 @@ impl MigrationName for M20261129SeedRegistry {
 }
 
 /// A seeded household: number, region, address, members (name, birth date, sex, sequence).
-type SeedHousehold = (
-    &'static str,
-    &'static str,
-    &'static str,
-    &'static [(&'static str, &'static str, &'static str, u16)],
-);
+type SeedHousehold =
+    (&'static str, &'static str, &'static str, &'static [(&'static str, &'static str, &'static str, u16)]);
 
 /// The seeded households. The first member of the first household is the sample parent of
 /// the README (`onething household person` prints every seeded ID number).
@@ -135,36 +125,21 @@ pub const SEED: &[SeedHousehold] = &[
         "371002000001",
         "371002",
         "山东省威海市环翠区示例路1号",
-        &[
-            ("王建国", "1990-03-15", "M", 11),
-            ("李秀英", "1991-07-02", "F", 22),
-            ("王德福", "1958-01-20", "M", 31),
-        ],
+        &[("王建国", "1990-03-15", "M", 11), ("李秀英", "1991-07-02", "F", 22), ("王德福", "1958-01-20", "M", 31)],
     ),
     (
         "371002000002",
         "371002",
         "山东省威海市环翠区示例路2号",
-        &[
-            ("赵海燕", "1985-11-30", "F", 42),
-            ("孙明", "1983-05-09", "M", 51),
-        ],
+        &[("赵海燕", "1985-11-30", "F", 42), ("孙明", "1983-05-09", "M", 51)],
     ),
     (
         "371003000001",
         "371003",
         "山东省威海市文登区示例街3号",
-        &[
-            ("刘桂兰", "1949-09-09", "F", 62),
-            ("周强", "1976-12-12", "M", 71),
-        ],
+        &[("刘桂兰", "1949-09-09", "F", 62), ("周强", "1976-12-12", "M", 71)],
     ),
-    (
-        "371082000001",
-        "371082",
-        "山东省威海市荣成市示例巷4号",
-        &[("陈静", "1995-02-28", "F", 82)],
-    ),
+    ("371082000001", "371082", "山东省威海市荣成市示例巷4号", &[("陈静", "1995-02-28", "F", 82)]),
 ];
 
 /// The ID number of a seeded member.
@@ -190,9 +165,8 @@ impl MigrationTrait for M20261129SeedRegistry {
             .exec_without_returning(db)
             .await?;
             for (name, birth, sex, seq) in members.iter() {
-                let id = seed_id(region, birth, *seq).ok_or_else(|| {
-                    DbErr::Custom(format!("seed member of {number} has an invalid ID"))
-                })?;
+                let id = seed_id(region, birth, *seq)
+                    .ok_or_else(|| DbErr::Custom(format!("seed member of {number} has an invalid ID")))?;
                 person::Entity::insert(person::ActiveModel {
                     id_number: Set(id.expose().into()),
                     name: Set((*name).into()),

@@ -28,10 +28,7 @@ pub struct Refusal {
 impl Refusal {
     /// A refusal with `code` and `text`.
     pub fn new(code: &str, text: impl Into<String>) -> Self {
-        Self {
-            reason_code: code.to_string(),
-            reason_text: text.into(),
-        }
+        Self { reason_code: code.to_string(), reason_text: text.into() }
     }
 }
 
@@ -47,12 +44,7 @@ pub trait Department: Send + Sync + 'static {
     /// Violations are reported as `form.<field>` and make the request INVALID_ARGUMENT.
     /// `applicant` is `None` when it was itself invalid; the form is checked all the same
     /// so the caller learns every problem at once.
-    fn validate(
-        &self,
-        matter: &Matter,
-        applicant: Option<&ApplicantRecord>,
-        form: &Form,
-    ) -> Vec<FieldViolation>;
+    fn validate(&self, matter: &Matter, applicant: Option<&ApplicantRecord>, form: &Form) -> Vec<FieldViolation>;
 
     /// Intake conditions against the department's records. `Some` stores the case as
     /// NOT_ACCEPTED with that reason.

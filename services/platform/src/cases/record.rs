@@ -61,21 +61,11 @@ impl ApplicantRecord {
         let identifier = match kind {
             pb::ApplicantKind::Citizen => CitizenId::parse(&a.identifier)
                 .map(|id| id.expose().to_string())
-                .map_err(|e| {
-                    out.push(v(
-                        "applicant.identifier",
-                        &format!("not a citizen ID number: {e}"),
-                    ))
-                })
+                .map_err(|e| out.push(v("applicant.identifier", &format!("not a citizen ID number: {e}"))))
                 .ok(),
             pb::ApplicantKind::Enterprise => CreditCode::parse(&a.identifier)
                 .map(|c| c.as_str().to_string())
-                .map_err(|e| {
-                    out.push(v(
-                        "applicant.identifier",
-                        &format!("not a unified social credit code: {e}"),
-                    ))
-                })
+                .map_err(|e| out.push(v("applicant.identifier", &format!("not a unified social credit code: {e}"))))
                 .ok(),
             pb::ApplicantKind::Unspecified => {
                 out.push(v("applicant.kind", "must be CITIZEN or ENTERPRISE"));
@@ -88,10 +78,7 @@ impl ApplicantRecord {
         }
         let phone = a.phone.trim();
         if !phone.is_empty() && !valid_phone(phone) {
-            out.push(v(
-                "applicant.phone",
-                "7 to 15 digits, optionally with + and -",
-            ));
+            out.push(v("applicant.phone", "7 to 15 digits, optionally with + and -"));
         }
         (out.len() == before).then(|| Self {
             kind,
@@ -111,16 +98,11 @@ impl ApplicantRecord {
 
 fn valid_phone(p: &str) -> bool {
     let digits = p.chars().filter(char::is_ascii_digit).count();
-    (7..=15).contains(&digits)
-        && p.chars()
-            .all(|c| c.is_ascii_digit() || c == '-' || c == '+')
+    (7..=15).contains(&digits) && p.chars().all(|c| c.is_ascii_digit() || c == '-' || c == '+')
 }
 
 fn v(field: &str, description: &str) -> FieldViolation {
-    FieldViolation {
-        field: field.to_string(),
-        description: description.to_string(),
-    }
+    FieldViolation { field: field.to_string(), description: description.to_string() }
 }
 
 /// One submitted material.
@@ -134,39 +116,23 @@ pub struct MaterialRecord {
 
 impl MaterialRecord {
     /// Validates materials against `matter`: known codes, no duplicates, a document reference.
-    pub fn validate(
-        materials: &[pb::Material],
-        matter: &Matter,
-        out: &mut Vec<FieldViolation>,
-    ) -> Vec<Self> {
+    pub fn validate(materials: &[pb::Material], matter: &Matter, out: &mut Vec<FieldViolation>) -> Vec<Self> {
         if materials.len() > MAX_MATERIALS {
-            out.push(v(
-                "materials",
-                &format!("at most {MAX_MATERIALS} materials"),
-            ));
+            out.push(v("materials", &format!("at most {MAX_MATERIALS} materials")));
             return Vec::new();
         }
         let mut seen = std::collections::BTreeSet::new();
         let mut list = Vec::with_capacity(materials.len());
         for (i, m) in materials.iter().enumerate() {
             if !matter.knows_material(&m.code) {
-                out.push(v(
-                    &format!("materials[{i}].code"),
-                    &format!("not a material of {}", matter.code),
-                ));
+                out.push(v(&format!("materials[{i}].code"), &format!("not a material of {}", matter.code)));
             } else if !seen.insert(m.code.as_str()) {
                 out.push(v(&format!("materials[{i}].code"), "given twice"));
             }
             if m.document_uri.trim().is_empty() || m.document_uri.len() > MAX_FIELD_LEN {
-                out.push(v(
-                    &format!("materials[{i}].document_uri"),
-                    "required, at most 1024 characters",
-                ));
+                out.push(v(&format!("materials[{i}].document_uri"), "required, at most 1024 characters"));
             }
-            list.push(Self {
-                code: m.code.clone(),
-                document_uri: m.document_uri.trim().to_string(),
-            });
+            list.push(Self { code: m.code.clone(), document_uri: m.document_uri.trim().to_string() });
         }
         list
     }
@@ -179,10 +145,7 @@ pub fn validate_form_shape(form: &Form, out: &mut Vec<FieldViolation>) {
     }
     for (k, val) in form {
         if k.is_empty() || k.len() > 64 || val.len() > MAX_FIELD_LEN {
-            out.push(v(
-                &format!("form.{k}"),
-                "name up to 64 characters, value up to 1024",
-            ));
+            out.push(v(&format!("form.{k}"), "name up to 64 characters, value up to 1024"));
         }
     }
 }
@@ -252,8 +215,7 @@ impl CaseRecord {
     /// # Errors
     /// INTERNAL when a stored value does not parse (a corrupted row).
     pub fn from_model(m: row::Model) -> Result<Self> {
-        let corrupt =
-            |what: &str| Error::internal(anyhow::anyhow!("case {} has an invalid {what}", m.id));
+        let corrupt = |what: &str| Error::internal(anyhow::anyhow!("case {} has an invalid {what}", m.id));
         let kind = match m.applicant_kind.as_str() {
             "enterprise" => pb::ApplicantKind::Enterprise,
             _ => pb::ApplicantKind::Citizen,
@@ -263,8 +225,7 @@ impl CaseRecord {
             time_unit: TimeUnit::from_str_name(&m.time_unit).ok_or_else(|| corrupt("time unit"))?,
             form: serde_json::from_str(&m.form).map_err(|_| corrupt("form"))?,
             materials: serde_json::from_str(&m.materials).map_err(|_| corrupt("materials"))?,
-            missing_materials: serde_json::from_str(&m.missing_materials)
-                .map_err(|_| corrupt("missing materials"))?,
+            missing_materials: serde_json::from_str(&m.missing_materials).map_err(|_| corrupt("missing materials"))?,
             result: serde_json::from_str(&m.result).map_err(|_| corrupt("result"))?,
             applicant: ApplicantRecord {
                 kind,
@@ -339,10 +300,7 @@ impl CaseRecord {
             materials: self
                 .materials
                 .iter()
-                .map(|m| pb::Material {
-                    code: m.code.clone(),
-                    document_uri: m.document_uri.clone(),
-                })
+                .map(|m| pb::Material { code: m.code.clone(), document_uri: m.document_uri.clone() })
                 .collect(),
             missing_materials: self.missing_materials.clone(),
             reason_code: self.reason_code.clone(),
@@ -366,10 +324,7 @@ impl CaseRecord {
 
 /// A protobuf timestamp.
 pub fn timestamp(t: DateTime<Utc>) -> Timestamp {
-    Timestamp {
-        seconds: t.timestamp(),
-        nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0),
-    }
+    Timestamp { seconds: t.timestamp(), nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0) }
 }
 
 /// A JSON column; maps and lists of strings always serialise.

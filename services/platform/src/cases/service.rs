@@ -7,6 +7,8 @@ use super::{
     record::{ApplicantRecord, MaterialRecord, validate_form_shape},
 };
 use crate::{
+    auth::{Principal, SubjectKind},
+    authz::{self, COORDINATOR, ROLE_APPROVER, ROLE_CLERK},
     calendar,
     cases::record::timestamp,
     catalog::{Catalog, Handling, Matter},
@@ -19,8 +21,7 @@ use crate::{
 use chrono::{DateTime, Utc};
 use onething_proto::common::{self as pb, case_service_server::CaseService};
 use sea_orm::{
-    ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
@@ -36,9 +37,7 @@ pub struct CaseApi<D> {
 
 impl<D> Clone for CaseApi<D> {
     fn clone(&self) -> Self {
-        Self {
-            inner: self.inner.clone(),
-        }
+        Self { inner: self.inner.clone() }
     }
 }
 
@@ -52,6 +51,21 @@ struct Inner<D> {
 /// Events of the transitions made while handling one request, written before commit.
 type Pending = Vec<OutgoingEvent>;
 
+/// What an action on an existing case needs of its caller (docs/security.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Need {
+    /// Window intake: staff of this department with the clerk role.
+    Intake,
+    /// Decision: staff of this department with the approver role.
+    Decide,
+    /// Materials: the applicant, a clerk of this department, or the coordinator.
+    Supply,
+    /// Withdrawal: the applicant or the coordinator.
+    Withdraw,
+    /// Compensation: the coordinator only.
+    Cancel,
+}
+
 /// An action in progress: its transaction, the loaded case, the version it had.
 struct Action_ {
     txn: DatabaseTransaction,
@@ -63,14 +77,7 @@ struct Action_ {
 impl<D: Department> CaseApi<D> {
     /// The case service of `dept` over its database and outbox.
     pub fn new(dept: D, db: DatabaseConnection, outbox: Outbox, catalog: Arc<Catalog>) -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                dept,
-                db,
-                outbox,
-                catalog,
-            }),
-        }
+        Self { inner: Arc::new(Inner { dept, db, outbox, catalog }) }
     }
 
     /// The department rules.
@@ -81,41 +88,37 @@ impl<D: Department> CaseApi<D> {
     /// Creates a case (see the proto for the contract).
     ///
     /// # Errors
+    /// PERMISSION_DENIED for a caller who may not apply (or applies as someone else);
     /// INVALID_ARGUMENT for an unknown matter or malformed fields; FAILED_PRECONDITION when
-    /// the idempotency key was used for another matter; INTERNAL on database failure.
-    pub async fn create(&self, req: pb::CreateCaseRequest) -> Result<CaseRecord> {
+    /// the idempotency key was used for another application; INTERNAL on database failure.
+    pub async fn create(&self, p: &Principal, req: pb::CreateCaseRequest) -> Result<CaseRecord> {
         let me = &self.inner;
+        let may_create = matches!(p.kind, SubjectKind::Citizen | SubjectKind::Enterprise)
+            || (self.is_staff(p) && p.has_role(ROLE_CLERK))
+            || p.is_service(COORDINATOR);
+        authz::check(may_create, p, "CreateCase", &req.matter_code)?;
         let matter = self.matter_of(&req.matter_code)?;
         let mut violations = Vec::new();
         let key = req.idempotency_key.trim();
         if key.is_empty() || key.len() > 128 {
-            violations.push(violation(
-                "idempotency_key",
-                "required, at most 128 characters",
-            ));
+            violations.push(violation("idempotency_key", "required, at most 128 characters"));
         }
         if req.bundle_id.len() > 128 {
             violations.push(violation("bundle_id", "at most 128 characters"));
         }
         let applicant = ApplicantRecord::validate(req.applicant.as_ref(), &mut violations);
         let materials = MaterialRecord::validate(&req.materials, matter, &mut violations);
-        let form: super::Form = req
-            .form
-            .into_iter()
-            .map(|(k, v)| (k, v.trim().to_string()))
-            .collect();
+        let form: super::Form = req.form.into_iter().map(|(k, v)| (k, v.trim().to_string())).collect();
         validate_form_shape(&form, &mut violations);
         violations.extend(me.dept.validate(matter, applicant.as_ref(), &form));
         if let Some(e) = Error::from_violations("CASE_INVALID_REQUEST", violations) {
             return Err(e);
         }
         let Some(applicant) = applicant else {
-            return Err(Error::internal(anyhow::anyhow!(
-                "applicant validated without a value"
-            )));
+            return Err(Error::internal(anyhow::anyhow!("applicant validated without a value")));
         };
         if let Some(existing) = self.find_by_key(key).await? {
-            return same_matter(existing, matter);
+            return same_request(existing, matter, &applicant);
         }
         let now = Utc::now();
         let mut case = CaseRecord {
@@ -144,18 +147,11 @@ impl<D: Department> CaseApi<D> {
         };
         let txn = crate::db::begin_write(&me.db).await?;
         let mut events: Pending = vec![self.event(&case, None)];
-        let missing: Vec<String> = matter
-            .required_materials
-            .iter()
-            .filter(|m| !case.has_material(m))
-            .cloned()
-            .collect();
+        let missing: Vec<String> =
+            matter.required_materials.iter().filter(|m| !case.has_material(m)).cloned().collect();
         let refusal = if !missing.is_empty() {
             case.missing_materials = missing;
-            Some(Refusal::new(
-                "CASE_MISSING_MATERIALS",
-                "required materials are missing",
-            ))
+            Some(Refusal::new("CASE_MISSING_MATERIALS", "required materials are missing"))
         } else {
             me.dept.check_intake(&txn, &case).await?
         };
@@ -165,22 +161,15 @@ impl<D: Department> CaseApi<D> {
             self.step(&mut case, Action::NotAccept, now, &mut events)?;
         } else if matter.handling == Handling::Automatic {
             self.step(&mut case, Action::Accept, now, &mut events)?;
-            self.decide(&txn, &mut case, matter, now, &mut events)
-                .await?;
+            self.decide(&txn, &mut case, matter, now, &mut events).await?;
         }
-        match row::Entity::insert(case.to_active())
-            .exec_without_returning(&txn)
-            .await
-        {
+        match row::Entity::insert(case.to_active()).exec_without_returning(&txn).await {
             Ok(_) => {}
             Err(e) if is_unique_violation(&e) => {
                 // A concurrent request with the same key won; answer with its case.
                 txn.rollback().await?;
-                let existing = self
-                    .find_by_key(key)
-                    .await?
-                    .ok_or_else(|| Error::internal(e))?;
-                return same_matter(existing, matter);
+                let existing = self.find_by_key(key).await?.ok_or_else(|| Error::internal(e))?;
+                return same_request(existing, matter, &case.applicant);
             }
             Err(e) => return Err(e.into()),
         }
@@ -199,12 +188,7 @@ impl<D: Department> CaseApi<D> {
         now: DateTime<Utc>,
         events: &mut Pending,
     ) -> Result<()> {
-        let owed: Vec<String> = matter
-            .deferrable_materials
-            .iter()
-            .filter(|m| !case.has_material(m))
-            .cloned()
-            .collect();
+        let owed: Vec<String> = matter.deferrable_materials.iter().filter(|m| !case.has_material(m)).cloned().collect();
         case.result = self.inner.dept.on_approve(txn, events, case).await?;
         if owed.is_empty() {
             self.step(case, Action::Approve, now, events)
@@ -215,26 +199,17 @@ impl<D: Department> CaseApi<D> {
     }
 
     /// Applies `action` to `case`: lifecycle, clock, version, and its event.
-    fn step(
-        &self,
-        case: &mut CaseRecord,
-        action: Action,
-        now: DateTime<Utc>,
-        events: &mut Pending,
-    ) -> Result<()> {
+    fn step(&self, case: &mut CaseRecord, action: Action, now: DateTime<Utc>, events: &mut Pending) -> Result<()> {
         let from = case.state;
-        let to = from
-            .apply(action)
-            .map_err(|e| Error::failed_precondition("CASE_ILLEGAL_TRANSITION", e.to_string()))?;
+        let to =
+            from.apply(action).map_err(|e| Error::failed_precondition("CASE_ILLEGAL_TRANSITION", e.to_string()))?;
         match action {
             Action::Accept => {
                 let due = calendar::due(now, case.time_unit, case.time_limit);
                 case.due_at = Some(due.at);
                 case.due_provisional = due.provisional;
             }
-            Action::RequestSupplement | Action::StartSpecialProcedure => {
-                case.paused_since = Some(now)
-            }
+            Action::RequestSupplement | Action::StartSpecialProcedure => case.paused_since = Some(now),
             Action::SupplyMaterials | Action::EndSpecialProcedure => {
                 // Paused clock time is added back; the calendar issue refines this to working time.
                 if let (Some(due), Some(since)) = (case.due_at, case.paused_since.take()) {
@@ -271,11 +246,7 @@ impl<D: Department> CaseApi<D> {
             due_time_provisional: case.due_provisional,
         };
         OutgoingEvent::new(
-            format!(
-                "{}.v1.case.{}",
-                subject_root(&case.department),
-                case.state.as_str()
-            ),
+            format!("{}.v1.case.{}", subject_root(&case.department), case.state.as_str()),
             format!("cases/{}", case.id),
             &msg,
         )
@@ -299,11 +270,7 @@ impl<D: Department> CaseApi<D> {
                 "matter_code",
                 format!("not a matter of the {} department", me.dept.name()),
             )),
-            None => Err(Error::invalid_field(
-                "CASE_UNKNOWN_MATTER",
-                "matter_code",
-                "not in the catalog",
-            )),
+            None => Err(Error::invalid_field("CASE_UNKNOWN_MATTER", "matter_code", "not in the catalog")),
         }
     }
 
@@ -319,38 +286,68 @@ impl<D: Department> CaseApi<D> {
     /// Reads one case.
     ///
     /// # Errors
-    /// INVALID_ARGUMENT for an empty id, NOT_FOUND for an unknown one.
-    pub async fn get(&self, case_id: &str) -> Result<CaseRecord> {
-        load(&self.inner.db, case_id).await
+    /// INVALID_ARGUMENT for an empty id, NOT_FOUND for an unknown one, PERMISSION_DENIED
+    /// for a caller who may not read it.
+    pub async fn get(&self, p: &Principal, case_id: &str) -> Result<CaseRecord> {
+        let case = load(&self.inner.db, case_id).await?;
+        authz::check(self.can_read(p, &case), p, "GetCase", case_id)?;
+        Ok(case)
     }
 
-    /// Opens the transaction of an action and loads the case, checking `expected_version`.
-    async fn begin_action(&self, case_id: &str, expected_version: i64) -> Result<Action_> {
+    fn is_staff(&self, p: &Principal) -> bool {
+        p.is_staff_of(self.inner.dept.name())
+    }
+
+    fn is_owner(p: &Principal, case: &CaseRecord) -> bool {
+        authz::is_applicant(p, case.applicant.kind, &case.applicant.identifier)
+    }
+
+    /// Who may read a case: its applicant, this department's staff, supervision, the coordinator.
+    fn can_read(&self, p: &Principal, case: &CaseRecord) -> bool {
+        Self::is_owner(p, case) || self.is_staff(p) || authz::is_supervision(p) || p.is_service(COORDINATOR)
+    }
+
+    /// Whether `p` may take an action needing `need` on `case` (`None`: before loading it,
+    /// where only the role-based needs can be decided).
+    fn may(&self, p: &Principal, need: Need, case: Option<&CaseRecord>) -> bool {
+        let clerk = self.is_staff(p) && p.has_role(ROLE_CLERK);
+        let coordinator = p.is_service(COORDINATOR);
+        let owner = match case {
+            Some(c) => Self::is_owner(p, c),
+            None => matches!(p.kind, SubjectKind::Citizen | SubjectKind::Enterprise),
+        };
+        match need {
+            Need::Intake => clerk,
+            Need::Decide => self.is_staff(p) && p.has_role(ROLE_APPROVER),
+            Need::Supply => owner || clerk || coordinator,
+            Need::Withdraw => owner || coordinator,
+            Need::Cancel => coordinator,
+        }
+    }
+
+    /// Opens the transaction of an action, loads the case, and checks the caller and
+    /// `expected_version`. Nothing is written before these checks pass.
+    async fn begin_action(
+        &self,
+        p: &Principal,
+        rpc: &str,
+        need: Need,
+        case_id: &str,
+        expected_version: i64,
+    ) -> Result<Action_> {
+        authz::check(self.may(p, need, None), p, rpc, case_id)?;
         let txn = crate::db::begin_write(&self.inner.db).await?;
         let case = load(&txn, case_id).await?;
+        authz::check(self.may(p, need, Some(&case)), p, rpc, case_id)?;
         if expected_version != 0 && expected_version != case.version {
-            return Err(Error::new(
-                Kind::Aborted,
-                "CASE_VERSION_MISMATCH",
-                "the case changed; reload and retry",
-            ));
+            return Err(Error::new(Kind::Aborted, "CASE_VERSION_MISMATCH", "the case changed; reload and retry"));
         }
-        Ok(Action_ {
-            before: case.version,
-            txn,
-            case,
-            events: Pending::new(),
-        })
+        Ok(Action_ { before: case.version, txn, case, events: Pending::new() })
     }
 
     /// Stores the case if nobody changed it meanwhile, with its events, and commits.
     async fn finish_action(&self, a: Action_) -> Result<CaseRecord> {
-        let Action_ {
-            txn,
-            case,
-            before,
-            events,
-        } = a;
+        let Action_ { txn, case, before, events } = a;
         let updated = row::Entity::update_many()
             .set(case.to_active())
             .filter(row::Column::Id.eq(case.id.clone()))
@@ -358,11 +355,7 @@ impl<D: Department> CaseApi<D> {
             .exec(&txn)
             .await?;
         if updated.rows_affected != 1 {
-            return Err(Error::new(
-                Kind::Aborted,
-                "CASE_CONCURRENT_UPDATE",
-                "the case changed concurrently; retry",
-            ));
+            return Err(Error::new(Kind::Aborted, "CASE_CONCURRENT_UPDATE", "the case changed concurrently; retry"));
         }
         self.commit(txn, events).await?;
         tracing::info!(case_id = %case.id, state = %case.state, version = case.version, "case updated");
@@ -372,96 +365,70 @@ impl<D: Department> CaseApi<D> {
     /// Runs a synchronous change on a case in one transaction.
     async fn act(
         &self,
+        (p, rpc, need): (&Principal, &str, Need),
         case_id: &str,
         expected_version: i64,
         f: impl FnOnce(&Self, &mut CaseRecord, &mut Pending) -> Result<()>,
     ) -> Result<CaseRecord> {
-        let mut a = self.begin_action(case_id, expected_version).await?;
+        let mut a = self.begin_action(p, rpc, need, case_id, expected_version).await?;
         f(self, &mut a.case, &mut a.events)?;
         self.finish_action(a).await
     }
 
     fn catalog_matter(&self, case: &CaseRecord) -> Result<&Matter> {
-        self.inner.catalog.get(&case.matter_code).ok_or_else(|| {
-            Error::internal(anyhow::anyhow!(
-                "matter {} left the catalog",
-                case.matter_code
-            ))
-        })
+        self.inner
+            .catalog
+            .get(&case.matter_code)
+            .ok_or_else(|| Error::internal(anyhow::anyhow!("matter {} left the catalog", case.matter_code)))
     }
 
     /// Lists cases, green-channel first, then newest first.
     ///
     /// # Errors
-    /// INVALID_ARGUMENT for a negative page size or a bad page token.
-    pub async fn list(&self, req: pb::ListCasesRequest) -> Result<(Vec<CaseRecord>, String)> {
+    /// INVALID_ARGUMENT for a negative page size or a bad page token; PERMISSION_DENIED
+    /// for staff of another department.
+    pub async fn list(&self, p: &Principal, req: pb::ListCasesRequest) -> Result<(Vec<CaseRecord>, String)> {
+        // Staff, supervision and the coordinator see the department's cases; an applicant
+        // sees their own; anyone else nothing.
+        let everything = self.is_staff(p) || authz::is_supervision(p) || p.is_service(COORDINATOR);
+        let own = p.applicant_identifier().map(str::to_string);
+        authz::check(everything || own.is_some(), p, "ListCases", self.inner.dept.name())?;
         if req.page_size < 0 {
-            return Err(Error::invalid_field(
-                "CASE_INVALID_REQUEST",
-                "page_size",
-                "must not be negative",
-            ));
+            return Err(Error::invalid_field("CASE_INVALID_REQUEST", "page_size", "must not be negative"));
         }
-        let size = if req.page_size == 0 {
-            DEFAULT_PAGE_SIZE
-        } else {
-            req.page_size.min(MAX_PAGE_SIZE)
-        };
+        let size = if req.page_size == 0 { DEFAULT_PAGE_SIZE } else { req.page_size.min(MAX_PAGE_SIZE) };
         let offset: u64 = if req.page_token.is_empty() {
             0
         } else {
-            req.page_token
-                .strip_prefix("o")
-                .and_then(|n| n.parse().ok())
-                .ok_or_else(|| {
-                    Error::invalid_field(
-                        "CASE_INVALID_REQUEST",
-                        "page_token",
-                        "not a token from this API",
-                    )
-                })?
+            req.page_token.strip_prefix("o").and_then(|n| n.parse().ok()).ok_or_else(|| {
+                Error::invalid_field("CASE_INVALID_REQUEST", "page_token", "not a token from this API")
+            })?
         };
         let mut q = row::Entity::find()
             .filter(row::Column::Department.eq(self.inner.dept.name()))
             .order_by_desc(row::Column::Priority)
             .order_by_desc(row::Column::CreatedAt)
             .order_by_desc(row::Column::Id);
-        if let Some(state) = pb::CaseState::try_from(req.state)
-            .ok()
-            .and_then(State::from_proto)
-        {
+        if let Some(state) = pb::CaseState::try_from(req.state).ok().and_then(State::from_proto) {
             q = q.filter(row::Column::State.eq(state.as_str()));
         }
         if !req.matter_code.is_empty() {
             q = q.filter(row::Column::MatterCode.eq(req.matter_code));
         }
-        let rows = q
-            .offset(offset)
-            .limit(size as u64 + 1)
-            .all(&self.inner.db)
-            .await?;
+        if !everything && let Some(id) = own {
+            q = q.filter(row::Column::ApplicantIdentifier.eq(id));
+        }
+        let rows = q.offset(offset).limit(size as u64 + 1).all(&self.inner.db).await?;
         let more = rows.len() > size as usize;
-        let cases = rows
-            .into_iter()
-            .take(size as usize)
-            .map(CaseRecord::from_model)
-            .collect::<Result<Vec<_>>>()?;
-        let next = if more {
-            format!("o{}", offset + size as u64)
-        } else {
-            String::new()
-        };
+        let cases = rows.into_iter().take(size as usize).map(CaseRecord::from_model).collect::<Result<Vec<_>>>()?;
+        let next = if more { format!("o{}", offset + size as u64) } else { String::new() };
         Ok((cases, next))
     }
 }
 
 async fn load<C: sea_orm::ConnectionTrait>(db: &C, case_id: &str) -> Result<CaseRecord> {
     if case_id.trim().is_empty() {
-        return Err(Error::invalid_field(
-            "CASE_INVALID_REQUEST",
-            "case_id",
-            "required",
-        ));
+        return Err(Error::invalid_field("CASE_INVALID_REQUEST", "case_id", "required"));
     }
     let m = row::Entity::find_by_id(case_id.trim().to_string())
         .one(db)
@@ -470,30 +437,32 @@ async fn load<C: sea_orm::ConnectionTrait>(db: &C, case_id: &str) -> Result<Case
     CaseRecord::from_model(m)
 }
 
-fn same_matter(existing: CaseRecord, matter: &Matter) -> Result<CaseRecord> {
-    if existing.matter_code == matter.code {
+/// A retried create returns the first case only when it is the same matter for the same
+/// applicant; anything else reuses a key and learns nothing about the other case.
+fn same_request(existing: CaseRecord, matter: &Matter, applicant: &ApplicantRecord) -> Result<CaseRecord> {
+    if existing.matter_code == matter.code && existing.applicant.identifier == applicant.identifier {
         Ok(existing)
     } else {
         Err(Error::failed_precondition(
             "CASE_IDEMPOTENCY_KEY_REUSED",
-            "the idempotency key was already used for another matter",
+            "the idempotency key was already used for another application",
         ))
     }
 }
 
 fn violation(field: &str, description: &str) -> FieldViolation {
-    FieldViolation {
-        field: field.to_string(),
-        description: description.to_string(),
-    }
+    FieldViolation { field: field.to_string(), description: description.to_string() }
 }
 
-fn reason_code_ok(code: &str) -> bool {
-    !code.is_empty()
+fn check_reason_code(code: &str) -> Result<()> {
+    let ok = !code.is_empty()
         && code.len() <= 64
-        && code
-            .chars()
-            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        && code.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid_field("CASE_INVALID_REQUEST", "reason_code", "UPPER_SNAKE_CASE, at most 64"))
+    }
 }
 
 fn reply(case: CaseRecord) -> Option<pb::Case> {
@@ -502,40 +471,32 @@ fn reply(case: CaseRecord) -> Option<pb::Case> {
 
 #[tonic::async_trait]
 impl<D: Department> CaseService for CaseApi<D> {
-    async fn create_case(
-        &self,
-        r: Request<pb::CreateCaseRequest>,
-    ) -> Result<Response<pb::CreateCaseResponse>, Status> {
-        let case = self.create(r.into_inner()).await?;
+    async fn create_case(&self, r: Request<pb::CreateCaseRequest>) -> Result<Response<pb::CreateCaseResponse>, Status> {
+        let p = authz::principal(&r)?;
+        let case = self.create(&p, r.into_inner()).await?;
         Ok(Response::new(pb::CreateCaseResponse { case: reply(case) }))
     }
 
-    async fn get_case(
-        &self,
-        r: Request<pb::GetCaseRequest>,
-    ) -> Result<Response<pb::GetCaseResponse>, Status> {
-        let case = self.get(&r.into_inner().case_id).await?;
+    async fn get_case(&self, r: Request<pb::GetCaseRequest>) -> Result<Response<pb::GetCaseResponse>, Status> {
+        let p = authz::principal(&r)?;
+        let case = self.get(&p, &r.into_inner().case_id).await?;
         Ok(Response::new(pb::GetCaseResponse { case: reply(case) }))
     }
 
-    async fn list_cases(
-        &self,
-        r: Request<pb::ListCasesRequest>,
-    ) -> Result<Response<pb::ListCasesResponse>, Status> {
-        let (cases, next_page_token) = self.list(r.into_inner()).await?;
+    async fn list_cases(&self, r: Request<pb::ListCasesRequest>) -> Result<Response<pb::ListCasesResponse>, Status> {
+        let p = authz::principal(&r)?;
+        let (cases, next_page_token) = self.list(&p, r.into_inner()).await?;
         Ok(Response::new(pb::ListCasesResponse {
             cases: cases.iter().map(CaseRecord::to_proto).collect(),
             next_page_token,
         }))
     }
 
-    async fn accept_case(
-        &self,
-        r: Request<pb::AcceptCaseRequest>,
-    ) -> Result<Response<pb::AcceptCaseResponse>, Status> {
+    async fn accept_case(&self, r: Request<pb::AcceptCaseRequest>) -> Result<Response<pb::AcceptCaseResponse>, Status> {
+        let p = authz::principal(&r)?;
         let r = r.into_inner();
         let case = self
-            .act(&r.case_id, r.expected_version, |me, case, ev| {
+            .act((&p, "AcceptCase", Need::Intake), &r.case_id, r.expected_version, |me, case, ev| {
                 me.step(case, Action::Accept, Utc::now(), ev)
             })
             .await?;
@@ -546,9 +507,10 @@ impl<D: Department> CaseService for CaseApi<D> {
         &self,
         r: Request<pb::RequestSupplementRequest>,
     ) -> Result<Response<pb::RequestSupplementResponse>, Status> {
+        let p = authz::principal(&r)?;
         let r = r.into_inner();
         let case = self
-            .act(&r.case_id, r.expected_version, |me, case, ev| {
+            .act((&p, "RequestSupplement", Need::Intake), &r.case_id, r.expected_version, |me, case, ev| {
                 let matter = me.catalog_matter(case)?;
                 let mut bad = Vec::new();
                 if r.material_codes.is_empty() {
@@ -556,10 +518,7 @@ impl<D: Department> CaseService for CaseApi<D> {
                 }
                 for (i, code) in r.material_codes.iter().enumerate() {
                     if !matter.knows_material(code) {
-                        bad.push(violation(
-                            &format!("material_codes[{i}]"),
-                            "not a material of this matter",
-                        ));
+                        bad.push(violation(&format!("material_codes[{i}]"), "not a material of this matter"));
                     }
                 }
                 if let Some(e) = Error::from_violations("CASE_INVALID_REQUEST", bad) {
@@ -570,18 +529,17 @@ impl<D: Department> CaseService for CaseApi<D> {
                 me.step(case, Action::RequestSupplement, Utc::now(), ev)
             })
             .await?;
-        Ok(Response::new(pb::RequestSupplementResponse {
-            case: reply(case),
-        }))
+        Ok(Response::new(pb::RequestSupplementResponse { case: reply(case) }))
     }
 
     async fn supply_materials(
         &self,
         r: Request<pb::SupplyMaterialsRequest>,
     ) -> Result<Response<pb::SupplyMaterialsResponse>, Status> {
+        let p = authz::principal(&r)?;
         let r = r.into_inner();
         let case = self
-            .act(&r.case_id, r.expected_version, |me, case, ev| {
+            .act((&p, "SupplyMaterials", Need::Supply), &r.case_id, r.expected_version, |me, case, ev| {
                 let matter = me.catalog_matter(case)?;
                 let mut bad = Vec::new();
                 if r.materials.is_empty() {
@@ -595,12 +553,8 @@ impl<D: Department> CaseService for CaseApi<D> {
                     case.materials.retain(|x| x.code != m.code);
                     case.materials.push(m);
                 }
-                let still: Vec<String> = case
-                    .missing_materials
-                    .iter()
-                    .filter(|c| !case.has_material(c))
-                    .cloned()
-                    .collect();
+                let still: Vec<String> =
+                    case.missing_materials.iter().filter(|c| !case.has_material(c)).cloned().collect();
                 let action = match case.state {
                     State::AwaitingSupplement => Action::SupplyMaterials,
                     State::ApprovedProvisionally => Action::CompleteOwed,
@@ -622,21 +576,19 @@ impl<D: Department> CaseService for CaseApi<D> {
                 me.step(case, action, Utc::now(), ev)
             })
             .await?;
-        Ok(Response::new(pb::SupplyMaterialsResponse {
-            case: reply(case),
-        }))
+        Ok(Response::new(pb::SupplyMaterialsResponse { case: reply(case) }))
     }
 
     async fn approve_case(
         &self,
         r: Request<pb::ApproveCaseRequest>,
     ) -> Result<Response<pb::ApproveCaseResponse>, Status> {
+        let p = authz::principal(&r)?;
         let r = r.into_inner();
-        let mut a = self.begin_action(&r.case_id, r.expected_version).await?;
+        let mut a = self.begin_action(&p, "ApproveCase", Need::Decide, &r.case_id, r.expected_version).await?;
         if a.case.state == State::Accepted {
             let matter = self.catalog_matter(&a.case)?.clone();
-            self.decide(&a.txn, &mut a.case, &matter, Utc::now(), &mut a.events)
-                .await?;
+            self.decide(&a.txn, &mut a.case, &matter, Utc::now(), &mut a.events).await?;
         } else {
             // Refused by the lifecycle before the department's effect runs.
             self.step(&mut a.case, Action::Approve, Utc::now(), &mut a.events)?;
@@ -645,21 +597,12 @@ impl<D: Department> CaseService for CaseApi<D> {
         Ok(Response::new(pb::ApproveCaseResponse { case: reply(case) }))
     }
 
-    async fn reject_case(
-        &self,
-        r: Request<pb::RejectCaseRequest>,
-    ) -> Result<Response<pb::RejectCaseResponse>, Status> {
+    async fn reject_case(&self, r: Request<pb::RejectCaseRequest>) -> Result<Response<pb::RejectCaseResponse>, Status> {
+        let p = authz::principal(&r)?;
         let r = r.into_inner();
-        if !reason_code_ok(&r.reason_code) {
-            return Err(Error::invalid_field(
-                "CASE_INVALID_REQUEST",
-                "reason_code",
-                "UPPER_SNAKE_CASE, at most 64",
-            )
-            .into());
-        }
         let case = self
-            .act(&r.case_id, r.expected_version, |me, case, ev| {
+            .act((&p, "RejectCase", Need::Decide), &r.case_id, r.expected_version, |me, case, ev| {
+                check_reason_code(&r.reason_code)?;
                 case.reason_code = r.reason_code.clone();
                 case.reason_text = r.reason_text.chars().take(500).collect();
                 me.step(case, Action::Reject, Utc::now(), ev)
@@ -672,34 +615,24 @@ impl<D: Department> CaseService for CaseApi<D> {
         &self,
         r: Request<pb::WithdrawCaseRequest>,
     ) -> Result<Response<pb::WithdrawCaseResponse>, Status> {
+        let p = authz::principal(&r)?;
         let r = r.into_inner();
         let case = self
-            .act(&r.case_id, 0, |me, case, ev| {
+            .act((&p, "WithdrawCase", Need::Withdraw), &r.case_id, 0, |me, case, ev| {
                 case.reason_code = "WITHDRAWN_BY_APPLICANT".into();
                 case.reason_text = r.reason_text.chars().take(500).collect();
                 me.step(case, Action::Withdraw, Utc::now(), ev)
             })
             .await?;
-        Ok(Response::new(pb::WithdrawCaseResponse {
-            case: reply(case),
-        }))
+        Ok(Response::new(pb::WithdrawCaseResponse { case: reply(case) }))
     }
 
-    async fn cancel_case(
-        &self,
-        r: Request<pb::CancelCaseRequest>,
-    ) -> Result<Response<pb::CancelCaseResponse>, Status> {
+    async fn cancel_case(&self, r: Request<pb::CancelCaseRequest>) -> Result<Response<pb::CancelCaseResponse>, Status> {
+        let p = authz::principal(&r)?;
         let r = r.into_inner();
-        if !reason_code_ok(&r.reason_code) {
-            return Err(Error::invalid_field(
-                "CASE_INVALID_REQUEST",
-                "reason_code",
-                "UPPER_SNAKE_CASE, at most 64",
-            )
-            .into());
-        }
         let case = self
-            .act(&r.case_id, 0, |me, case, ev| {
+            .act((&p, "CancelCase", Need::Cancel), &r.case_id, 0, |me, case, ev| {
+                check_reason_code(&r.reason_code)?;
                 case.reason_code = r.reason_code.clone();
                 me.step(case, Action::Cancel, Utc::now(), ev)
             })

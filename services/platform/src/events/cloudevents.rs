@@ -82,12 +82,7 @@ impl Envelope {
         h.insert("ce-source", self.source.as_str());
         h.insert("ce-type", self.ce_type.as_str());
         h.insert("ce-subject", self.subject.as_str());
-        h.insert(
-            "ce-time",
-            self.time
-                .to_rfc3339_opts(SecondsFormat::Micros, true)
-                .as_str(),
-        );
+        h.insert("ce-time", self.time.to_rfc3339_opts(SecondsFormat::Micros, true).as_str());
         h.insert("content-type", CONTENT_TYPE);
         h.insert(async_nats::header::NATS_MESSAGE_ID, self.id.as_str());
         if let Some(tp) = &self.traceparent {
@@ -147,11 +142,7 @@ mod tests {
     use onething_proto::common::CaseStateChanged;
 
     fn sample() -> Envelope {
-        let msg = CaseStateChanged {
-            case_id: "c1".into(),
-            version: 3,
-            ..Default::default()
-        };
+        let msg = CaseStateChanged { case_id: "c1".into(), version: 3, ..Default::default() };
         let ev = OutgoingEvent::new("onething.household.v1.case.approved", "cases/c1", &msg);
         Envelope {
             id: "e1".into(),
@@ -169,10 +160,7 @@ mod tests {
         let e = sample();
         let h = e.to_headers();
         assert_eq!(h.get("Nats-Msg-Id").unwrap().as_str(), "e1");
-        assert_eq!(
-            h.get("ce-type").unwrap().as_str(),
-            "onething.common.v1.CaseStateChanged"
-        );
+        assert_eq!(h.get("ce-type").unwrap().as_str(), "onething.common.v1.CaseStateChanged");
         let back = Envelope::from_nats(Some(&h), e.data.clone()).unwrap();
         // Time is carried at microsecond precision.
         assert_eq!(back.id, e.id);
@@ -184,10 +172,7 @@ mod tests {
     #[test]
     fn refuses_missing_or_foreign_attributes() {
         let e = sample();
-        assert!(matches!(
-            Envelope::from_nats(None, e.data.clone()),
-            Err(EnvelopeError::MissingHeader(_))
-        ));
+        assert!(matches!(Envelope::from_nats(None, e.data.clone()), Err(EnvelopeError::MissingHeader(_))));
         let mut h = e.to_headers();
         h.insert("content-type", "application/json");
         assert!(matches!(

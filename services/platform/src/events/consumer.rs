@@ -27,11 +27,7 @@ pub struct ConsumerSpec {
 pub trait Handler: Send + Sync + 'static {
     /// Applies `event` using `txn`. An error rolls the transaction back and the event is
     /// redelivered later; a handler that does not recognise an event returns `Ok(())`.
-    fn handle(
-        &self,
-        txn: &DatabaseTransaction,
-        event: &Envelope,
-    ) -> impl Future<Output = anyhow::Result<()>> + Send;
+    fn handle(&self, txn: &DatabaseTransaction, event: &Envelope) -> impl Future<Output = anyhow::Result<()>> + Send;
 }
 
 /// What [`handle_one`] did.
@@ -144,9 +140,7 @@ async fn consume<H: Handler>(
             messaging.consumer.group.name = %spec.name,
         );
         telemetry::set_remote_parent(&span, event.traceparent.as_deref());
-        let result = handle_one(db, &spec.name, handler, &event)
-            .instrument(span)
-            .await;
+        let result = handle_one(db, &spec.name, handler, &event).instrument(span).await;
         match result {
             Ok(_) => {
                 if let Err(e) = msg.ack().await {
@@ -156,9 +150,7 @@ async fn consume<H: Handler>(
             }
             Err(e) => {
                 tracing::warn!(consumer = %spec.name, event_id = %event.id, error = %format!("{e:#}"), "handler failed; redelivery later");
-                let _ = msg
-                    .ack_with(AckKind::Nak(Some(Duration::from_secs(2))))
-                    .await;
+                let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(2)))).await;
             }
         }
     }

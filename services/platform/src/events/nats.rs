@@ -11,10 +11,7 @@ pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 
 /// The stream of a department, e.g. `ONETHING_HOUSEHOLD` for `household`.
 pub fn stream_name(department: &str) -> String {
-    format!(
-        "ONETHING_{}",
-        department.replace('-', "_").to_ascii_uppercase()
-    )
+    format!("ONETHING_{}", department.replace('-', "_").to_ascii_uppercase())
 }
 
 /// The subject namespace of a department, e.g. `onething.household` (exit-entry: `onething.exit_entry`).
@@ -27,37 +24,25 @@ pub fn subject_root(department: &str) -> String {
 ///
 /// # Errors
 /// A malformed URL or an unreadable credentials file.
-pub async fn connect(
-    settings: &NatsSettings,
-    client_name: &str,
-) -> anyhow::Result<async_nats::Client> {
+pub async fn connect(settings: &NatsSettings, client_name: &str) -> anyhow::Result<async_nats::Client> {
     let mut opts = async_nats::ConnectOptions::new()
         .name(client_name)
         .retry_on_initial_connect()
         .max_reconnects(None)
         .connection_timeout(Duration::from_secs(5));
     if !settings.credentials_file.is_empty() {
-        opts = opts
-            .credentials_file(&settings.credentials_file)
-            .await
-            .context("reading NATS credentials file")?;
+        opts = opts.credentials_file(&settings.credentials_file).await.context("reading NATS credentials file")?;
     } else if !settings.user.is_empty() {
         opts = opts.user_and_password(settings.user.clone(), settings.password.clone());
     }
-    opts.connect(settings.url.as_str())
-        .await
-        .context("connecting to NATS")
+    opts.connect(settings.url.as_str()).await.context("connecting to NATS")
 }
 
 /// Creates the department's stream if it does not exist, or updates its configuration.
 ///
 /// # Errors
 /// NATS unreachable or JetStream refusing the configuration.
-pub async fn ensure_stream(
-    js: &jetstream::Context,
-    department: &str,
-    replicas: usize,
-) -> anyhow::Result<()> {
+pub async fn ensure_stream(js: &jetstream::Context, department: &str, replicas: usize) -> anyhow::Result<()> {
     let config = stream::Config {
         name: stream_name(department),
         subjects: vec![format!("{}.>", subject_root(department))],
@@ -72,9 +57,7 @@ pub async fn ensure_stream(
             js.update_stream(&config).await.context("updating stream")?;
         }
         Err(_) => {
-            js.get_or_create_stream(config)
-                .await
-                .context("creating stream")?;
+            js.get_or_create_stream(config).await.context("creating stream")?;
         }
     }
     Ok(())

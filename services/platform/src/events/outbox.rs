@@ -9,8 +9,7 @@ use async_nats::jetstream;
 use chrono::Utc;
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     sea_query::{Expr, ExprTrait},
 };
 use std::{sync::Arc, time::Duration};
@@ -27,10 +26,7 @@ pub struct Outbox {
 impl Outbox {
     /// An outbox whose events carry `ce-source` = `/onething/<service>`.
     pub fn new(service: &str) -> Self {
-        Self {
-            source: format!("/onething/{service}"),
-            wake: Arc::new(Notify::new()),
-        }
+        Self { source: format!("/onething/{service}"), wake: Arc::new(Notify::new()) }
     }
 
     /// Writes `event` in `txn` (any connection; pass the transaction of the state change).
@@ -38,11 +34,7 @@ impl Outbox {
     ///
     /// # Errors
     /// The database refused the insert; the caller's transaction should roll back.
-    pub async fn enqueue<C: ConnectionTrait>(
-        &self,
-        txn: &C,
-        event: OutgoingEvent,
-    ) -> Result<String, sea_orm::DbErr> {
+    pub async fn enqueue<C: ConnectionTrait>(&self, txn: &C, event: OutgoingEvent) -> Result<String, sea_orm::DbErr> {
         let id = uuid::Uuid::now_v7().to_string();
         let now = Utc::now();
         row::Entity::insert(row::ActiveModel {
@@ -90,14 +82,7 @@ impl Relay {
         replicas: usize,
         settings: OutboxSettings,
     ) -> Self {
-        Self {
-            db,
-            js,
-            wake: outbox.wake.clone(),
-            settings,
-            department: department.to_string(),
-            replicas,
-        }
+        Self { db, js, wake: outbox.wake.clone(), settings, department: department.to_string(), replicas }
     }
 
     /// Publishes one batch of unsent rows in order and marks the acknowledged ones sent.
@@ -137,11 +122,7 @@ impl Relay {
                 messaging.message.id = %r.event_id,
             );
             telemetry::set_remote_parent(&span, r.traceparent.as_deref());
-            let publish = self.js.publish_with_headers(
-                r.subject.clone(),
-                envelope.to_headers(),
-                envelope.data.clone(),
-            );
+            let publish = self.js.publish_with_headers(r.subject.clone(), envelope.to_headers(), envelope.data.clone());
             match tracing::Instrument::instrument(publish, span).await {
                 Ok(ack) => pending.push((r.seq, ack)),
                 Err(e) => {
@@ -155,9 +136,7 @@ impl Relay {
             match ack.await {
                 Ok(_) => sent.push(seq),
                 Err(e) => {
-                    failure.get_or_insert_with(|| {
-                        anyhow::Error::new(e).context("waiting for JetStream ack")
-                    });
+                    failure.get_or_insert_with(|| anyhow::Error::new(e).context("waiting for JetStream ack"));
                 }
             }
         }
@@ -169,16 +148,9 @@ impl Relay {
                 .await?;
         }
         if let Some(e) = failure {
-            let unsent: Vec<i64> = rows
-                .iter()
-                .map(|r| r.seq)
-                .filter(|s| !sent.contains(s))
-                .collect();
+            let unsent: Vec<i64> = rows.iter().map(|r| r.seq).filter(|s| !sent.contains(s)).collect();
             row::Entity::update_many()
-                .col_expr(
-                    row::Column::Attempts,
-                    Expr::col(row::Column::Attempts).add(Expr::value(1)),
-                )
+                .col_expr(row::Column::Attempts, Expr::col(row::Column::Attempts).add(Expr::value(1)))
                 .filter(row::Column::Seq.is_in(unsent))
                 .exec(&self.db)
                 .await?;
@@ -193,10 +165,7 @@ impl Relay {
     /// The database failed.
     pub async fn backlog(&self) -> anyhow::Result<u64> {
         use sea_orm::PaginatorTrait;
-        Ok(row::Entity::find()
-            .filter(row::Column::SentAt.is_null())
-            .count(&self.db)
-            .await?)
+        Ok(row::Entity::find().filter(row::Column::SentAt.is_null()).count(&self.db).await?)
     }
 
     /// Runs until `shutdown`: publishes whenever woken or every poll interval, backs off
@@ -254,11 +223,7 @@ impl Relay {
 
     async fn prune(&self) {
         let cutoff = Utc::now() - chrono::Duration::hours(self.settings.retain_sent_hours as i64);
-        if let Err(e) = row::Entity::delete_many()
-            .filter(row::Column::SentAt.lt(cutoff))
-            .exec(&self.db)
-            .await
-        {
+        if let Err(e) = row::Entity::delete_many().filter(row::Column::SentAt.lt(cutoff)).exec(&self.db).await {
             tracing::warn!(error = %e, "pruning sent outbox rows failed");
         }
     }

@@ -43,13 +43,7 @@ impl MigrationTrait for M20261129CreatePlatformTables {
         )
         .await?;
         m.create_index(
-            Index::create()
-                .name("outbox_unsent")
-                .table("outbox")
-                .col("sent_at")
-                .col("seq")
-                .if_not_exists()
-                .to_owned(),
+            Index::create().name("outbox_unsent").table("outbox").col("sent_at").col("seq").if_not_exists().to_owned(),
         )
         .await?;
         m.create_table(
@@ -109,8 +103,7 @@ impl MigrationTrait for M20261129CreatePlatformTables {
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
         for t in ["cases", "inbox", "outbox"] {
-            m.drop_table(Table::drop().table(t).if_exists().to_owned())
-                .await?;
+            m.drop_table(Table::drop().table(t).if_exists().to_owned()).await?;
         }
         Ok(())
     }

@@ -1,0 +1,477 @@
+//! Identity: every RPC carries a JWT bearer token signed with an asymmetric key. The
+//! verification keys come from a JWKS file (so a government SSO's keys plug in as they
+//! are); claims name the subject, its kind, its department or credit code, and its roles.
+//! [`Authenticator`] is the tonic interceptor that turns a token into a [`Principal`] in the
+//! request's extensions; [`crate::authz`] decides what that principal may do.
+//! For development, [`ensure_dev_keys`] makes an Ed25519 key pair and [`Minter`] signs tokens.
+
+use crate::error::{Error, Kind as ErrorKind};
+use anyhow::{Context as _, bail};
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, jwk::JwkSet};
+use serde::{Deserialize, Serialize};
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+/// Authentication settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// JWKS file with the public keys tokens may be signed with (required).
+    pub jwks_file: String,
+    /// Expected `iss` claim.
+    pub issuer: String,
+    /// Expected `aud` claim.
+    pub audience: String,
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds.
+    pub leeway_seconds: u64,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            jwks_file: String::new(),
+            issuer: "onething-dev".into(),
+            audience: "onething".into(),
+            leeway_seconds: 30,
+        }
+    }
+}
+
+/// What kind of subject calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubjectKind {
+    /// A clerk or officer of a department (claim `dept`, roles).
+    Staff,
+    /// A natural person applying for themself (claim `id_number`).
+    Citizen,
+    /// An enterprise applying (claim `credit_code`).
+    Enterprise,
+    /// One of our services (e.g. the coordinator).
+    Service,
+}
+
+/// The claims of an onething token.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Claims {
+    /// Issuer.
+    pub iss: String,
+    /// Audience.
+    pub aud: String,
+    /// Stable subject id (a user id of the SSO, a service name); no personal data.
+    pub sub: String,
+    /// Expiry, seconds since the epoch.
+    pub exp: u64,
+    /// Issued at.
+    pub iat: u64,
+    /// Subject kind.
+    pub kind: SubjectKind,
+    /// Department of staff and services, e.g. `household`, `supervision`, `coordinator`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub dept: String,
+    /// Roles, e.g. `clerk`, `approver`, `inspector`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+    /// Citizen ID number of a citizen (real-name authentication). Personal data.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub id_number: String,
+    /// Unified social credit code of an enterprise.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub credit_code: String,
+}
+
+/// The authenticated caller of a request.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// Stable subject id.
+    pub sub: String,
+    /// Kind.
+    pub kind: SubjectKind,
+    /// Department (staff, service).
+    pub dept: String,
+    /// Roles.
+    pub roles: Vec<String>,
+    /// Citizen ID number (citizens). Personal data: masked in `Debug`.
+    pub id_number: String,
+    /// Credit code (enterprises).
+    pub credit_code: String,
+}
+
+impl fmt::Debug for Principal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Principal")
+            .field("sub", &self.sub)
+            .field("kind", &self.kind)
+            .field("dept", &self.dept)
+            .field("roles", &self.roles)
+            .field("id_number", &crate::ids::mask_id(&self.id_number))
+            .field("credit_code", &self.credit_code)
+            .finish()
+    }
+}
+
+impl Principal {
+    /// Whether the principal has `role`.
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+
+    /// Whether the principal is staff of `dept`.
+    pub fn is_staff_of(&self, dept: &str) -> bool {
+        self.kind == SubjectKind::Staff && self.dept == dept
+    }
+
+    /// Whether the principal is our service `name`.
+    pub fn is_service(&self, name: &str) -> bool {
+        self.kind == SubjectKind::Service && self.sub == name
+    }
+
+    /// The applicant identifier this principal acts as: its ID number or credit code.
+    pub fn applicant_identifier(&self) -> Option<&str> {
+        match self.kind {
+            SubjectKind::Citizen if !self.id_number.is_empty() => Some(&self.id_number),
+            SubjectKind::Enterprise if !self.credit_code.is_empty() => Some(&self.credit_code),
+            _ => None,
+        }
+    }
+
+    /// The principal's claims for a token valid `ttl_seconds` from now.
+    pub fn into_claims(self, settings: &AuthSettings, ttl_seconds: u64) -> Claims {
+        let now = now();
+        Claims {
+            iss: settings.issuer.clone(),
+            aud: settings.audience.clone(),
+            sub: self.sub,
+            exp: now + ttl_seconds,
+            iat: now,
+            kind: self.kind,
+            dept: self.dept,
+            roles: self.roles,
+            id_number: self.id_number,
+            credit_code: self.credit_code,
+        }
+    }
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Verifies tokens against a set of public keys.
+pub struct Verifier {
+    keys: Vec<(Option<String>, DecodingKey, Algorithm)>,
+    settings: AuthSettings,
+}
+
+impl Verifier {
+    /// Loads the JWKS file named in `settings`.
+    ///
+    /// # Errors
+    /// No file configured (authentication cannot be switched off), an unreadable file,
+    /// or a JWKS without a usable signing key.
+    pub fn load(settings: &AuthSettings) -> anyhow::Result<Self> {
+        if settings.jwks_file.is_empty() {
+            bail!("auth.jwks_file is required: every RPC is authenticated (onething dev makes development keys)");
+        }
+        let text = std::fs::read_to_string(&settings.jwks_file)
+            .with_context(|| format!("reading JWKS {}", settings.jwks_file))?;
+        Self::from_jwks(&text, settings)
+    }
+
+    /// Builds a verifier from JWKS text.
+    ///
+    /// # Errors
+    /// Malformed JSON or no usable key.
+    pub fn from_jwks(jwks: &str, settings: &AuthSettings) -> anyhow::Result<Self> {
+        let set: JwkSet = serde_json::from_str(jwks).context("parsing JWKS")?;
+        let mut keys = Vec::new();
+        for jwk in &set.keys {
+            let alg = match (&jwk.common.key_algorithm, &jwk.algorithm) {
+                (Some(a), _) => a.to_string().parse::<Algorithm>().ok(),
+                (None, jsonwebtoken::jwk::AlgorithmParameters::OctetKeyPair(_)) => Some(Algorithm::EdDSA),
+                (None, jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_)) => Some(Algorithm::ES256),
+                (None, jsonwebtoken::jwk::AlgorithmParameters::RSA(_)) => Some(Algorithm::RS256),
+                _ => None,
+            };
+            // Symmetric keys are refused: the verifier must never be able to mint.
+            let Some(alg) = alg.filter(|a| !matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)) else {
+                continue;
+            };
+            if let Ok(key) = DecodingKey::from_jwk(jwk) {
+                keys.push((jwk.common.key_id.clone(), key, alg));
+            }
+        }
+        if keys.is_empty() {
+            bail!("JWKS holds no usable asymmetric signing key");
+        }
+        Ok(Self { keys, settings: settings.clone() })
+    }
+
+    /// Verifies a token and returns its principal.
+    ///
+    /// # Errors
+    /// UNAUTHENTICATED: `AUTH_TOKEN_EXPIRED`, `AUTH_TOKEN_WRONG_ISSUER` (issuer or
+    /// audience not ours), `AUTH_TOKEN_INVALID` (malformed, unknown key, bad signature,
+    /// bad claims).
+    pub fn verify(&self, token: &str) -> Result<Principal, Error> {
+        let invalid = || Error::new(ErrorKind::Unauthenticated, "AUTH_TOKEN_INVALID", "the token is not valid");
+        let header = jsonwebtoken::decode_header(token).map_err(|_| invalid())?;
+        let candidates = self.keys.iter().filter(|(kid, _, alg)| {
+            *alg == header.alg && (header.kid.is_none() || kid.as_ref() == header.kid.as_ref())
+        });
+        let mut last = invalid();
+        for (_, key, alg) in candidates {
+            let mut v = Validation::new(*alg);
+            v.set_issuer(&[&self.settings.issuer]);
+            v.set_audience(&[&self.settings.audience]);
+            v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+            v.leeway = self.settings.leeway_seconds;
+            match jsonwebtoken::decode::<Claims>(token, key, &v) {
+                Ok(data) => return principal_of(data.claims).ok_or_else(invalid),
+                Err(e) => {
+                    use jsonwebtoken::errors::ErrorKind as J;
+                    last = match e.kind() {
+                        J::ExpiredSignature => {
+                            Error::new(ErrorKind::Unauthenticated, "AUTH_TOKEN_EXPIRED", "the token has expired")
+                        }
+                        J::InvalidIssuer | J::InvalidAudience => Error::new(
+                            ErrorKind::Unauthenticated,
+                            "AUTH_TOKEN_WRONG_ISSUER",
+                            "the token was not issued for onething",
+                        ),
+                        _ => invalid(),
+                    };
+                }
+            }
+        }
+        Err(last)
+    }
+}
+
+fn principal_of(c: Claims) -> Option<Principal> {
+    let ok = !c.sub.is_empty()
+        && match c.kind {
+            SubjectKind::Staff | SubjectKind::Service => !c.dept.is_empty(),
+            SubjectKind::Citizen => crate::ids::CitizenId::parse(&c.id_number).is_ok(),
+            SubjectKind::Enterprise => crate::ids::CreditCode::parse(&c.credit_code).is_ok(),
+        };
+    ok.then_some(Principal {
+        sub: c.sub,
+        kind: c.kind,
+        dept: c.dept,
+        roles: c.roles,
+        id_number: c.id_number,
+        credit_code: c.credit_code,
+    })
+}
+
+/// The tonic interceptor: `authorization: Bearer <token>` → a [`Principal`] in the
+/// request extensions, or UNAUTHENTICATED (and an audit line).
+#[derive(Clone)]
+pub struct Authenticator(Arc<Verifier>);
+
+impl Authenticator {
+    /// An interceptor over `verifier`.
+    pub fn new(verifier: Verifier) -> Self {
+        Self(Arc::new(verifier))
+    }
+}
+
+impl tonic::service::Interceptor for Authenticator {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        let token = req
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(str::trim);
+        let result = match token {
+            None | Some("") => {
+                Err(Error::new(ErrorKind::Unauthenticated, "AUTH_TOKEN_MISSING", "a bearer token is required"))
+            }
+            Some(t) => self.0.verify(t),
+        };
+        match result {
+            Ok(p) => {
+                req.extensions_mut().insert(p);
+                Ok(req)
+            }
+            Err(e) => {
+                tracing::warn!(target: "audit", reason = %e.reason(), "unauthenticated request refused");
+                Err(e.into())
+            }
+        }
+    }
+}
+
+/// Paths of a development key pair.
+#[derive(Debug, Clone)]
+pub struct DevKeys {
+    /// PKCS#8 PEM of the Ed25519 signing key.
+    pub signing_key: PathBuf,
+    /// JWKS with the public key.
+    pub jwks: PathBuf,
+}
+
+/// Makes an Ed25519 key pair under `dir` unless one is there: `dev-signing-key.pem` and
+/// `dev-jwks.json`. For development and tests only; production keys come from the SSO.
+///
+/// # Errors
+/// The folder or files cannot be written, or the system has no randomness.
+pub fn ensure_dev_keys(dir: &Path) -> anyhow::Result<DevKeys> {
+    let keys = DevKeys { signing_key: dir.join("dev-signing-key.pem"), jwks: dir.join("dev-jwks.json") };
+    if keys.signing_key.exists() && keys.jwks.exists() {
+        return Ok(keys);
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    let minter = Minter::from_seed(seed, AuthSettings::default());
+    std::fs::write(&keys.signing_key, pkcs8_pem(&seed)).context("writing the signing key")?;
+    std::fs::write(&keys.jwks, minter.jwks()).context("writing the JWKS")?;
+    Ok(keys)
+}
+
+/// PKCS#8 wrapping of an Ed25519 seed (RFC 8410): a fixed prefix, then the 32 bytes.
+const PKCS8_ED25519_PREFIX: [u8; 16] =
+    [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
+
+fn pkcs8_der(seed: &[u8; 32]) -> Vec<u8> {
+    let mut der = PKCS8_ED25519_PREFIX.to_vec();
+    der.extend_from_slice(seed);
+    der
+}
+
+fn pkcs8_pem(seed: &[u8; 32]) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(pkcs8_der(seed));
+    format!("-----BEGIN PRIVATE KEY-----\n{b64}\n-----END PRIVATE KEY-----\n")
+}
+
+/// Signs development tokens with an Ed25519 key.
+pub struct Minter {
+    key: EncodingKey,
+    kid: String,
+    public_x: String,
+    settings: AuthSettings,
+}
+
+impl Minter {
+    fn from_seed(seed: [u8; 32], settings: AuthSettings) -> Self {
+        let public = ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key().to_bytes();
+        let public_x = URL_SAFE_NO_PAD.encode(public);
+        let kid = public_x.chars().take(16).collect();
+        Self { key: EncodingKey::from_ed_der(&pkcs8_der(&seed)), kid, public_x, settings }
+    }
+
+    /// Loads the signing key written by [`ensure_dev_keys`].
+    ///
+    /// # Errors
+    /// An unreadable file or not an Ed25519 PKCS#8 PEM.
+    pub fn load(path: &Path, settings: AuthSettings) -> anyhow::Result<Self> {
+        let pem = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let der = base64::engine::general_purpose::STANDARD.decode(b64.trim()).context("signing key is not PEM")?;
+        let seed: [u8; 32] = der
+            .strip_prefix(&PKCS8_ED25519_PREFIX[..])
+            .and_then(|s| s.try_into().ok())
+            .context("signing key is not an Ed25519 PKCS#8 key")?;
+        Ok(Self::from_seed(seed, settings))
+    }
+
+    /// The JWKS (public key only) matching this key.
+    pub fn jwks(&self) -> String {
+        serde_json::json!({"keys": [{
+            "kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "use": "sig",
+            "kid": self.kid, "x": self.public_x,
+        }]})
+        .to_string()
+    }
+
+    /// A token for `principal`, valid `ttl_seconds`.
+    ///
+    /// # Errors
+    /// Signing failed (a broken key).
+    pub fn mint(&self, principal: Principal, ttl_seconds: u64) -> anyhow::Result<String> {
+        self.sign(&principal.into_claims(&self.settings, ttl_seconds))
+    }
+
+    /// Signs arbitrary claims (tests use it for expired or foreign tokens).
+    ///
+    /// # Errors
+    /// Signing failed.
+    pub fn sign(&self, claims: &Claims) -> anyhow::Result<String> {
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.kid.clone());
+        Ok(jsonwebtoken::encode(&header, claims, &self.key)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clerk() -> Principal {
+        Principal {
+            sub: "clerk-1".into(),
+            kind: SubjectKind::Staff,
+            dept: "household".into(),
+            roles: vec!["clerk".into()],
+            id_number: String::new(),
+            credit_code: String::new(),
+        }
+    }
+
+    fn setup() -> (Minter, Verifier, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = ensure_dev_keys(dir.path()).unwrap();
+        let settings = AuthSettings { jwks_file: keys.jwks.display().to_string(), ..Default::default() };
+        let minter = Minter::load(&keys.signing_key, settings.clone()).unwrap();
+        (minter, Verifier::load(&settings).unwrap(), dir)
+    }
+
+    fn reason(e: Error) -> String {
+        e.reason().to_string()
+    }
+
+    #[test]
+    fn a_minted_token_verifies() {
+        let (m, v, _d) = setup();
+        let p = v.verify(&m.mint(clerk(), 60).unwrap()).unwrap();
+        assert_eq!(p, clerk());
+    }
+
+    #[test]
+    fn expired_foreign_and_garbage_tokens_are_refused() {
+        let (m, v, _d) = setup();
+        let mut old = clerk().into_claims(&AuthSettings::default(), 60);
+        old.exp = now() - 3600;
+        assert_eq!(reason(v.verify(&m.sign(&old).unwrap()).unwrap_err()), "AUTH_TOKEN_EXPIRED");
+        let mut other = clerk().into_claims(&AuthSettings::default(), 60);
+        other.iss = "someone-else".into();
+        assert_eq!(reason(v.verify(&m.sign(&other).unwrap()).unwrap_err()), "AUTH_TOKEN_WRONG_ISSUER");
+        let (stranger, _, _d2) = setup();
+        assert_eq!(reason(v.verify(&stranger.mint(clerk(), 60).unwrap()).unwrap_err()), "AUTH_TOKEN_INVALID");
+        assert_eq!(reason(v.verify("not.a.token").unwrap_err()), "AUTH_TOKEN_INVALID");
+        // A citizen without a valid ID number claim is not a citizen.
+        let mut bad = clerk();
+        bad.kind = SubjectKind::Citizen;
+        assert_eq!(reason(v.verify(&m.mint(bad, 60).unwrap()).unwrap_err()), "AUTH_TOKEN_INVALID");
+    }
+
+    #[test]
+    fn symmetric_keys_are_not_accepted() {
+        let jwks = r#"{"keys":[{"kty":"oct","alg":"HS256","k":"c2VjcmV0"}]}"#;
+        assert!(Verifier::from_jwks(jwks, &AuthSettings::default()).is_err());
+    }
+
+    #[test]
+    fn principal_debug_masks_the_id_number() {
+        let mut p = clerk();
+        p.id_number = "11010519491231002X".into();
+        assert!(!format!("{p:?}").contains("11010519491231002X"));
+    }
+}

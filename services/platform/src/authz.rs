@@ -1,0 +1,66 @@
+//! Authorisation, deny by default: each RPC states who may call it (see docs/security.md
+//! for the tables). A denial is PERMISSION_DENIED with reason `AUTH_PERMISSION_DENIED`
+//! and one audit line naming the subject, the RPC and the resource — never personal data.
+
+use crate::{
+    auth::{Principal, SubjectKind},
+    error::{Error, Kind},
+};
+
+/// Role of a window clerk: intake, supplement requests, materials received at the window.
+pub const ROLE_CLERK: &str = "clerk";
+/// Role of an approving officer: approve and reject.
+pub const ROLE_APPROVER: &str = "approver";
+/// Department of supervision staff, who read across departments but decide nothing.
+pub const SUPERVISION: &str = "supervision";
+/// Service name of the coordinator, which acts for applicants and compensates.
+pub const COORDINATOR: &str = "coordinator";
+
+/// The authenticated principal of a request.
+///
+/// # Errors
+/// UNAUTHENTICATED when the request did not pass the [`crate::auth::Authenticator`]
+/// (a wiring mistake: every service is built with it).
+pub fn principal<T>(req: &tonic::Request<T>) -> Result<Principal, Error> {
+    req.extensions()
+        .get::<Principal>()
+        .cloned()
+        .ok_or_else(|| Error::new(Kind::Unauthenticated, "AUTH_TOKEN_MISSING", "a bearer token is required"))
+}
+
+/// Refuses `p` on `rpc` for `resource`, writing the audit line.
+pub fn deny(p: &Principal, rpc: &str, resource: &str) -> Error {
+    tracing::warn!(
+        target: "audit",
+        subject = %p.sub,
+        kind = ?p.kind,
+        dept = %p.dept,
+        rpc,
+        resource,
+        "permission denied"
+    );
+    Error::new(Kind::PermissionDenied, "AUTH_PERMISSION_DENIED", "not allowed for this caller")
+}
+
+/// `Ok` when `allowed`, else [`deny`].
+///
+/// # Errors
+/// PERMISSION_DENIED.
+pub fn check(allowed: bool, p: &Principal, rpc: &str, resource: &str) -> Result<(), Error> {
+    if allowed { Ok(()) } else { Err(deny(p, rpc, resource)) }
+}
+
+/// Whether `p` is the applicant `identifier` of kind `applicant_kind` (citizen or enterprise).
+pub fn is_applicant(p: &Principal, applicant_kind: onething_proto::common::ApplicantKind, identifier: &str) -> bool {
+    use onething_proto::common::ApplicantKind as A;
+    match (p.kind, applicant_kind) {
+        (SubjectKind::Citizen, A::Citizen) => p.id_number == identifier,
+        (SubjectKind::Enterprise, A::Enterprise) => p.credit_code == identifier,
+        _ => false,
+    }
+}
+
+/// Supervision staff: read everything, decide nothing.
+pub fn is_supervision(p: &Principal) -> bool {
+    p.kind == SubjectKind::Staff && p.dept == SUPERVISION
+}
