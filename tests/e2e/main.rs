@@ -9,3 +9,4 @@ mod errors;
 mod household;
 mod inbox;
 mod outbox;
+mod security;

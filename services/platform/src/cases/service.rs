@@ -117,6 +117,10 @@ impl<D: Department> CaseApi<D> {
         let Some(applicant) = applicant else {
             return Err(Error::internal(anyhow::anyhow!("applicant validated without a value")));
         };
+        // Applicants apply for themselves; clerks and the coordinator for anyone.
+        if matches!(p.kind, SubjectKind::Citizen | SubjectKind::Enterprise) {
+            authz::check(authz::is_applicant(p, applicant.kind, &applicant.identifier), p, "CreateCase", &matter.code)?;
+        }
         if let Some(existing) = self.find_by_key(key).await? {
             return same_request(existing, matter, &applicant);
         }

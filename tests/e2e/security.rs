@@ -1,0 +1,269 @@
+//! Every RPC of every service, called by the wrong people: no token, an expired token, a
+//! token signed by another key, a token for another issuer, staff of another department,
+//! staff without the role, another applicant. Each gets the right code, and nothing in
+//! the service's database changes.
+
+use crate::common::*;
+use onething_platform::auth::{Principal, SubjectKind};
+use onething_proto::{common as pb, household as hpb};
+use tonic::Code;
+
+/// The RPCs of household: the shared case service and the registry.
+const RPCS: [&str; 12] = [
+    "CreateCase",
+    "GetCase",
+    "ListCases",
+    "AcceptCase",
+    "RequestSupplement",
+    "SupplyMaterials",
+    "ApproveCase",
+    "RejectCase",
+    "WithdrawCase",
+    "CancelCase",
+    "GetPerson",
+    "GetHousehold",
+];
+
+/// The applicant of the target case (a non-local resident applying for a residence permit).
+const OUTSIDER: &str = "11010519491231002X";
+
+/// Calls `rpc` on the target case as `token`; returns the status code (Ok for success).
+async fn call(mesh: &Mesh, token: Option<&str>, rpc: &str, case_id: &str) -> Code {
+    let mut c = mesh.cases_as(token).await;
+    let mut r = mesh.registry_as(token).await;
+    let id = case_id.to_string();
+    let result = match rpc {
+        "CreateCase" => c.create_case(residence("sec-create")).await.map(|_| ()),
+        "GetCase" => c.get_case(pb::GetCaseRequest { case_id: id }).await.map(|_| ()),
+        "ListCases" => c.list_cases(pb::ListCasesRequest::default()).await.map(|_| ()),
+        "AcceptCase" => c.accept_case(pb::AcceptCaseRequest { case_id: id, expected_version: 0 }).await.map(|_| ()),
+        "RequestSupplement" => c
+            .request_supplement(pb::RequestSupplementRequest {
+                case_id: id,
+                material_codes: vec!["residence_proof".into()],
+                reason_text: String::new(),
+                expected_version: 0,
+            })
+            .await
+            .map(|_| ()),
+        "SupplyMaterials" => c
+            .supply_materials(pb::SupplyMaterialsRequest {
+                case_id: id,
+                materials: vec![material("photo")],
+                expected_version: 0,
+            })
+            .await
+            .map(|_| ()),
+        "ApproveCase" => c.approve_case(pb::ApproveCaseRequest { case_id: id, expected_version: 0 }).await.map(|_| ()),
+        "RejectCase" => c
+            .reject_case(pb::RejectCaseRequest {
+                case_id: id,
+                reason_code: "SECURITY_TEST".into(),
+                reason_text: String::new(),
+                expected_version: 0,
+            })
+            .await
+            .map(|_| ()),
+        "WithdrawCase" => {
+            c.withdraw_case(pb::WithdrawCaseRequest { case_id: id, reason_text: String::new() }).await.map(|_| ())
+        }
+        "CancelCase" => {
+            c.cancel_case(pb::CancelCaseRequest { case_id: id, reason_code: "SECURITY_TEST".into() }).await.map(|_| ())
+        }
+        "GetPerson" => r.get_person(hpb::GetPersonRequest { id_number: seeded_person() }).await.map(|_| ()),
+        "GetHousehold" => {
+            r.get_household(hpb::GetHouseholdRequest { household_number: "371002000002".into() }).await.map(|_| ())
+        }
+        other => panic!("no call for {other}"),
+    };
+    match result {
+        Ok(()) => Code::Ok,
+        Err(s) => s.code(),
+    }
+}
+
+fn residence(key: &str) -> pb::CreateCaseRequest {
+    pb::CreateCaseRequest {
+        matter_code: "household.residence_permit".into(),
+        applicant: Some(pb::Applicant {
+            kind: pb::ApplicantKind::Citizen as i32,
+            identifier: OUTSIDER.into(),
+            name: "张三".into(),
+            phone: String::new(),
+        }),
+        form: form(&[("residence_address", "威海市环翠区某处"), ("residence_since", "2025-01-01")]),
+        materials: vec![material("id_card"), material("residence_proof")],
+        idempotency_key: key.into(),
+        bundle_id: String::new(),
+    }
+}
+
+/// Everything the service stores, to prove a refused call changed nothing.
+async fn snapshot(mesh: &Mesh) -> (i64, i64, i64, i64) {
+    let db = &mesh.household.db;
+    (
+        count(db, "cases").await,
+        count(db, "outbox").await,
+        count(db, "persons").await,
+        count(db, "cases WHERE version > 2").await,
+    )
+}
+
+fn claims(p: Principal) -> onething_platform::auth::Claims {
+    p.into_claims(&auth_settings(), 3600)
+}
+
+fn vehicle_staff() -> Principal {
+    Principal {
+        sub: "vehicle-staff".into(),
+        kind: SubjectKind::Staff,
+        dept: "vehicle".into(),
+        roles: vec!["clerk".into(), "approver".into()],
+        id_number: String::new(),
+        credit_code: String::new(),
+    }
+}
+
+async fn every_rpc_refuses_the_wrong_callers(backend: Backend) {
+    let Some(mesh) = Mesh::start(backend).await else { return };
+    // The target: a residence permit case, accepted by a clerk (version 2).
+    let case = mesh.cases().await.create_case(residence("target")).await.unwrap().into_inner().case.unwrap();
+    mesh.clerk()
+        .await
+        .accept_case(pb::AcceptCaseRequest { case_id: case.case_id.clone(), expected_version: 0 })
+        .await
+        .unwrap();
+    let before = snapshot(&mesh).await;
+
+    let minter = minter();
+    let mut expired = claims(vehicle_staff());
+    expired.dept = "household".into();
+    expired.exp = 1_000_000;
+    expired.iat = 999_000;
+    let mut foreign_issuer = claims(vehicle_staff());
+    foreign_issuer.dept = "household".into();
+    foreign_issuer.iss = "some-other-sso".into();
+    let other_key = {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = onething_platform::auth::ensure_dev_keys(dir.path()).unwrap();
+        onething_platform::auth::Minter::load(&keys.signing_key, auth_settings())
+            .unwrap()
+            .mint(Principal { dept: "household".into(), ..vehicle_staff() }, 3600)
+            .unwrap()
+    };
+    let unauthenticated: Vec<(&str, Option<String>)> = vec![
+        ("no token", None),
+        ("garbage", Some("not-a-jwt".into())),
+        ("expired", Some(minter.sign(&expired).unwrap())),
+        ("wrong signature", Some(other_key)),
+        ("wrong issuer", Some(minter.sign(&foreign_issuer).unwrap())),
+    ];
+    for (who, token) in &unauthenticated {
+        for rpc in RPCS {
+            assert_eq!(call(&mesh, token.as_deref(), rpc, &case.case_id).await, Code::Unauthenticated, "{who} → {rpc}");
+        }
+    }
+
+    // Authenticated but not allowed.
+    let vehicle = token(vehicle_staff());
+    let household_clerk_only = staff("household", &["clerk"]);
+    let household_approver_only = staff("household", &["approver"]);
+    let another_applicant = citizen_token(&seeded_parent());
+    let supervision = staff("supervision", &["inspector"]);
+    let denied = Code::PermissionDenied;
+    let expectations: Vec<(&str, &str, Vec<(&str, Code)>)> = vec![
+        ("another department", &vehicle, RPCS.iter().map(|r| (*r, denied)).collect()),
+        (
+            "clerk without approver",
+            &household_clerk_only,
+            vec![("ApproveCase", denied), ("RejectCase", denied), ("WithdrawCase", denied), ("CancelCase", denied)],
+        ),
+        (
+            "approver without clerk",
+            &household_approver_only,
+            vec![
+                ("CreateCase", denied),
+                ("AcceptCase", denied),
+                ("RequestSupplement", denied),
+                ("SupplyMaterials", denied),
+                ("WithdrawCase", denied),
+                ("CancelCase", denied),
+            ],
+        ),
+        (
+            "another applicant",
+            &another_applicant,
+            vec![
+                ("CreateCase", denied),
+                ("GetCase", denied),
+                ("AcceptCase", denied),
+                ("RequestSupplement", denied),
+                ("SupplyMaterials", denied),
+                ("ApproveCase", denied),
+                ("RejectCase", denied),
+                ("WithdrawCase", denied),
+                ("CancelCase", denied),
+                ("GetPerson", denied),
+                ("GetHousehold", denied),
+            ],
+        ),
+        (
+            "supervision",
+            &supervision,
+            vec![
+                ("CreateCase", denied),
+                ("AcceptCase", denied),
+                ("RequestSupplement", denied),
+                ("SupplyMaterials", denied),
+                ("ApproveCase", denied),
+                ("RejectCase", denied),
+                ("WithdrawCase", denied),
+                ("CancelCase", denied),
+            ],
+        ),
+    ];
+    for (who, token, rpcs) in &expectations {
+        for (rpc, code) in rpcs {
+            assert_eq!(call(&mesh, Some(token), rpc, &case.case_id).await, *code, "{who} → {rpc}");
+        }
+    }
+    assert_eq!(snapshot(&mesh).await, before, "no refused call changed anything");
+
+    // What they may do: supervision and the household clerk read; another applicant's list
+    // holds only their own cases; the applicant reads their case and may withdraw it.
+    assert_eq!(call(&mesh, Some(&supervision), "GetCase", &case.case_id).await, Code::Ok);
+    assert_eq!(call(&mesh, Some(&supervision), "ListCases", &case.case_id).await, Code::Ok);
+    assert_eq!(call(&mesh, Some(&household_clerk_only), "GetPerson", "").await, Code::Ok);
+    let theirs =
+        mesh.cases_as(Some(&another_applicant)).await.list_cases(pb::ListCasesRequest::default()).await.unwrap();
+    assert!(theirs.into_inner().cases.is_empty(), "another applicant sees none of these cases");
+    let owner = citizen_token(OUTSIDER);
+    assert_eq!(call(&mesh, Some(&owner), "GetCase", &case.case_id).await, Code::Ok);
+    let own_list = mesh.cases_as(Some(&owner)).await.list_cases(pb::ListCasesRequest::default()).await.unwrap();
+    assert_eq!(own_list.into_inner().cases.len(), 1);
+    assert_eq!(call(&mesh, Some(&owner), "WithdrawCase", &case.case_id).await, Code::Ok);
+    // A citizen may read their own registry record, and not apply in someone else's name.
+    let parent = citizen_token(&seeded_parent());
+    let mut r = mesh.registry_as(Some(&parent)).await;
+    r.get_person(hpb::GetPersonRequest { id_number: seeded_parent() }).await.unwrap();
+    r.get_household(hpb::GetHouseholdRequest { household_number: "371002000001".into() }).await.unwrap();
+    mesh.household.stop().await;
+}
+both_backends!(every_rpc_refuses_the_wrong_callers);
+
+/// A retried create with another applicant's idempotency key learns nothing of their case.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_key_does_not_leak_another_applicants_case() {
+    let Some(mesh) = Mesh::start(Backend::Sqlite).await else { return };
+    let mut owner = mesh.cases_as(Some(&citizen_token(OUTSIDER))).await;
+    owner.create_case(residence("shared-key")).await.unwrap();
+    let mut other = mesh.cases_as(Some(&citizen_token(&seeded_person()))).await;
+    let mut req = certificate_request("shared-key");
+    req.matter_code = "household.residence_permit".into();
+    req.materials = vec![material("id_card"), material("residence_proof")];
+    req.form = form(&[("residence_address", "威海市环翠区某处"), ("residence_since", "2025-01-01")]);
+    let err = other.create_case(req).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(!err.message().contains(OUTSIDER));
+    mesh.household.stop().await;
+}
