@@ -21,7 +21,7 @@ NEXTEST     := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
 export NATS_SERVER_BIN := $(NATS_SERVER)
 
-.PHONY: help tools run test test-rust lint proto-lint fmt build clean
+.PHONY: help tools run test test-rust lint proto-lint deploy-check fmt build clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -50,7 +50,7 @@ run: $(NATS_SERVER) ## Run the whole mesh on SQLite, starting a local nats-serve
 	$(CARGO) build --bin onething
 	ONETHING_NATS__URL=$(NATS_URL) $(CARGO) run --quiet --bin onething -- dev --data-dir $(DATA) --nats-server $(NATS_SERVER)
 
-test: tools proto-lint test-rust ## Everything CI checks: proto lint, unit and end-to-end tests (SQLite and PostgreSQL)
+test: tools proto-lint deploy-check test-rust ## Everything CI checks: proto lint, deploy checks, unit and end-to-end tests (SQLite and PostgreSQL)
 
 test-rust: $(NATS_SERVER)
 ifeq ($(NEXTEST),yes)
@@ -62,6 +62,10 @@ endif
 lint: $(BUF) proto-lint ## rustfmt check, clippy with warnings as errors, buf lint
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+deploy-check: $(NATS_SERVER)
+	python3 deploy/nats/gen_auth.py --check
+	env $(foreach u,HOUSEHOLD EXIT_ENTRY VEHICLE LIAISON COORDINATOR SUPERVISION EXTERNAL,NATS_$(u)_PASSWORD=check) $(NATS_SERVER) -c deploy/nats/dev.conf -t
 
 proto-lint: $(BUF)
 	cd proto && $(BUF) lint && $(BUF) format --diff --exit-code

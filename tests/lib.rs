@@ -44,16 +44,38 @@ pub struct NatsServer {
     child: Option<Child>,
     port: u16,
     store: tempfile::TempDir,
+    secured: bool,
 }
 
+/// The password a test gives NATS user `user` of deploy/nats/auth.conf.
+pub fn nats_password(user: &str) -> String {
+    format!("test-{user}-password")
+}
+
+/// The NATS users of deploy/nats/auth.conf.
+pub const NATS_USERS: [&str; 7] =
+    ["household", "exit_entry", "vehicle", "liaison", "coordinator", "supervision", "external"];
+
 impl NatsServer {
-    /// Starts a server on a free port with a temporary JetStream store.
+    /// Starts a server on a free port with a temporary JetStream store, no authentication.
     ///
     /// # Panics
     /// When the pinned binary is missing (run `make tools`) or the server does not come up.
     pub async fn start() -> Self {
+        Self::launch(false).await
+    }
+
+    /// Starts a server with the users and permissions of `deploy/nats/dev.conf`.
+    ///
+    /// # Panics
+    /// As [`NatsServer::start`].
+    pub async fn start_secured() -> Self {
+        Self::launch(true).await
+    }
+
+    async fn launch(secured: bool) -> Self {
         let store = tempfile::tempdir().expect("temporary store");
-        let mut s = Self { child: None, port: free_port(), store };
+        let mut s = Self { child: None, port: free_port(), store, secured };
         s.spawn().await.expect("nats-server did not start");
         s
     }
@@ -63,7 +85,15 @@ impl NatsServer {
         if !bin.exists() {
             bail!("{} is missing: run `make tools`", bin.display());
         }
-        let child = Command::new(&bin)
+        let mut cmd = Command::new(&bin);
+        if self.secured {
+            let conf = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/nats/dev.conf");
+            cmd.arg("-c").arg(conf);
+            for user in NATS_USERS {
+                cmd.env(format!("NATS_{}_PASSWORD", user.to_ascii_uppercase()), nats_password(user));
+            }
+        }
+        let child = cmd
             .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
             .arg(self.store.path())
             .stdout(Stdio::null())
@@ -71,8 +101,16 @@ impl NatsServer {
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
         self.child = Some(child);
+        // The external user may ask $JS.API.INFO, so it serves as the readiness probe.
+        let opts = || {
+            if self.secured {
+                async_nats::ConnectOptions::with_user_and_password("external".into(), nats_password("external"))
+            } else {
+                async_nats::ConnectOptions::new()
+            }
+        };
         for _ in 0..100 {
-            if let Ok(c) = async_nats::connect(self.url()).await {
+            if let Ok(c) = opts().connect(self.url()).await {
                 // JetStream answers once the server has loaded its store.
                 if async_nats::jetstream::new(c).query_account().await.is_ok() {
                     return Ok(());
@@ -327,10 +365,17 @@ impl Running {
 /// # Panics
 /// When it cannot start.
 pub async fn start_household(db_url: &str, nats_url: &str) -> Running {
+    start_household_with(test_settings(db_url, nats_url)).await
+}
+
+/// Starts household with `settings`.
+///
+/// # Panics
+/// When it cannot start.
+pub async fn start_household_with(settings: Settings) -> Running {
     init_telemetry();
-    let app = onething_household::Application::build(test_settings(db_url, nats_url))
-        .await
-        .unwrap_or_else(|e| panic!("household starts: {e:#}"));
+    let app =
+        onething_household::Application::build(settings).await.unwrap_or_else(|e| panic!("household starts: {e:#}"));
     let addr = app.grpc_addr();
     let db = app.db().clone();
     let stop = CancellationToken::new();

@@ -65,6 +65,16 @@ impl Mesh {
     }
 }
 
+/// Clients of a running service without a [`Mesh`] around it.
+pub struct CaseServiceClientExt;
+
+impl CaseServiceClientExt {
+    /// The case service of `running` as the coordinator.
+    pub async fn coordinator(running: &Running) -> CaseServiceClient<Authed> {
+        CaseServiceClient::new(connect_as(&running.endpoint(), Some(&service("coordinator"))).await)
+    }
+}
+
 /// The seeded parent of household 371002000001 (王建国).
 pub fn seeded_parent() -> String {
     onething_household::store::seed_id("371002", "1990-03-15", 11).expect("seed id").expose().to_string()

@@ -8,5 +8,6 @@ mod common;
 mod errors;
 mod household;
 mod inbox;
+mod nats_permissions;
 mod outbox;
 mod security;
