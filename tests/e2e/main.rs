@@ -8,6 +8,7 @@ mod common;
 mod errors;
 mod household;
 mod inbox;
+mod mtls;
 mod nats_permissions;
 mod outbox;
 mod security;
