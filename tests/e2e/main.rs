@@ -11,4 +11,5 @@ mod inbox;
 mod mtls;
 mod nats_permissions;
 mod outbox;
+mod pii;
 mod security;

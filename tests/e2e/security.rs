@@ -24,6 +24,9 @@ const RPCS: [&str; 12] = [
     "GetHousehold",
 ];
 
+/// Who calls, with which token, and what each RPC must answer them.
+type Expectation<'a> = (&'a str, &'a str, Vec<(&'a str, Code)>);
+
 /// The applicant of the target case (a non-local resident applying for a residence permit).
 const OUTSIDER: &str = "11010519491231002X";
 
@@ -171,7 +174,7 @@ async fn every_rpc_refuses_the_wrong_callers(backend: Backend) {
     let another_applicant = citizen_token(&seeded_parent());
     let supervision = staff("supervision", &["inspector"]);
     let denied = Code::PermissionDenied;
-    let expectations: Vec<(&str, &str, Vec<(&str, Code)>)> = vec![
+    let expectations: Vec<Expectation> = vec![
         ("another department", &vehicle, RPCS.iter().map(|r| (*r, denied)).collect()),
         (
             "clerk without approver",
@@ -265,5 +268,24 @@ async fn an_idempotency_key_does_not_leak_another_applicants_case() {
     let err = other.create_case(req).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
     assert!(!err.message().contains(OUTSIDER));
+    mesh.household.stop().await;
+}
+
+/// Input limits: a message over 1 MiB is refused before it is read; pages are bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_requests_are_refused() {
+    let Some(mesh) = Mesh::start(Backend::Sqlite).await else { return };
+    let mut cases = mesh.cases().await;
+    let mut huge = certificate_request("huge");
+    huge.form.insert("purpose".into(), "就".repeat(700_000));
+    let err = cases.create_case(huge).await.unwrap_err();
+    assert_eq!(err.code(), Code::OutOfRange, "{err:?}");
+    let mut long = certificate_request("long");
+    long.form.insert("purpose".into(), "x".repeat(2000));
+    let err = cases.create_case(long).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(count(&mesh.household.db, "cases").await, 0);
+    let page = mesh.clerk().await.list_cases(pb::ListCasesRequest { page_size: 100_000, ..Default::default() }).await;
+    assert!(page.is_ok(), "a large page size is clamped, not an error");
     mesh.household.stop().await;
 }

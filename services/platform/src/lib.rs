@@ -21,3 +21,6 @@ pub mod store;
 pub mod telemetry;
 
 pub use error::{Error, Result};
+
+#[cfg(test)]
+mod fuzz;

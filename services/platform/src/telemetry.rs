@@ -36,37 +36,74 @@ impl Drop for TelemetryGuard {
 /// installs anything (tests and `onething dev` run several services in one process); later
 /// calls return a guard that flushes nothing.
 pub fn init(service: &str, log: &LogSettings) -> TelemetryGuard {
+    install(service, log, |b| b, std::io::stdout, false).unwrap_or(TelemetryGuard { owner: false })
+}
+
+/// Like [`init`], and also hands every finished span to `exporter` and writes every log
+/// line as JSON to `writer`: for tests that inspect what telemetry carries. `None` when
+/// telemetry was already installed in this process.
+pub fn init_capturing<E, W>(service: &str, log: &LogSettings, exporter: E, writer: W) -> Option<TelemetryGuard>
+where
+    E: opentelemetry_sdk::trace::SpanExporter + 'static,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    install(service, log, |b| b.with_simple_exporter(exporter), writer, true)
+}
+
+/// Flushes spans not yet exported.
+pub fn flush() {
+    if let Some(p) = PROVIDER.get() {
+        let _ = p.force_flush();
+    }
+}
+
+type ProviderBuilder = opentelemetry_sdk::trace::TracerProviderBuilder;
+
+fn install<W>(
+    service: &str,
+    log: &LogSettings,
+    extra: impl FnOnce(ProviderBuilder) -> ProviderBuilder,
+    writer: W,
+    json: bool,
+) -> Option<TelemetryGuard>
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let mut first = false;
     let provider = PROVIDER.get_or_init(|| {
         first = true;
-        build_provider(service)
+        extra(provider_builder(service)).build()
     });
     if !first {
-        return TelemetryGuard { owner: false };
+        return None;
     }
     let tracer = provider.tracer("onething");
     // Each layer filters for itself: a quiet log level must not switch off tracing.
     let log_filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.filter));
     let otel = tracing_opentelemetry::layer().with_tracer(tracer).with_filter(LevelFilter::INFO);
     let registry = tracing_subscriber::registry().with(otel);
-    let installed = if log.format == "json" {
+    let installed = if json || log.format == "json" {
         registry
             .with(
                 tracing_subscriber::fmt::layer()
                     .json()
                     .flatten_event(true)
                     .with_current_span(true)
+                    .with_span_list(true)
+                    .with_writer(writer)
                     .with_filter(log_filter()),
             )
             .try_init()
     } else {
-        registry.with(tracing_subscriber::fmt::layer().compact().with_filter(log_filter())).try_init()
+        registry
+            .with(tracing_subscriber::fmt::layer().compact().with_writer(writer).with_filter(log_filter()))
+            .try_init()
     };
-    TelemetryGuard { owner: installed.is_ok() }
+    Some(TelemetryGuard { owner: installed.is_ok() })
 }
 
-fn build_provider(service: &str) -> SdkTracerProvider {
+fn provider_builder(service: &str) -> ProviderBuilder {
     let service_name = std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| service.to_string());
     let resource = Resource::builder().with_service_name(service_name).build();
     let mut builder = SdkTracerProvider::builder().with_resource(resource);
@@ -79,7 +116,7 @@ fn build_provider(service: &str) -> SdkTracerProvider {
         }
     }
     // Without an exporter the provider still assigns trace ids, so context propagates.
-    builder.build()
+    builder
 }
 
 /// The current span's W3C `traceparent`, if it belongs to a sampled or valid trace.

@@ -1,0 +1,193 @@
+//! No personal data in logs or spans: a full run through household — every matter, clerk
+//! actions, refusals, malformed input, denied and unauthenticated calls — with every log
+//! line (debug level, JSON) and every span captured, and none of the test data's ID
+//! numbers, names, phone numbers or addresses found in them.
+
+use crate::common::*;
+use onething_platform::{config::LogSettings, telemetry};
+use onething_proto::{common as pb, household as hpb};
+
+fn render_spans(sink: &SpanSink) -> String {
+    let spans = sink.0.lock().unwrap();
+    let mut out = String::new();
+    for s in spans.iter() {
+        out.push_str(&format!("span {} {:?}\n", s.name, s.status));
+        for kv in &s.attributes {
+            out.push_str(&format!("  {}={}\n", kv.key, kv.value));
+        }
+        for e in s.events.iter() {
+            out.push_str(&format!("  event {}\n", e.name));
+            for kv in &e.attributes {
+                out.push_str(&format!("    {}={}\n", kv.key, kv.value));
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_personal_data_in_logs_or_spans() {
+    let spans = SpanSink::default();
+    let logs = LogSink::default();
+    let settings = LogSettings { format: "json".into(), filter: "debug".into() };
+    let _guard = telemetry::init_capturing("pii-test", &settings, spans.clone(), logs.clone())
+        .expect("this test must install telemetry first: run it with cargo nextest (one process per test)");
+
+    let Some(mesh) = Mesh::start(Backend::Sqlite).await else { return };
+    let mut cases = mesh.cases().await;
+    let mut clerk = mesh.clerk().await;
+    let outsider = "11010519491231002X";
+    let phone = "13912345678";
+    let address = "威海市环翠区隐私路88号";
+
+    // Birth registration by the parent, with a phone number.
+    let mut birth = birth_request("pii-birth", "Q3710020001");
+    if let Some(a) = birth.applicant.as_mut() {
+        a.phone = phone.into();
+    }
+    let mut as_parent = mesh.cases_as(Some(&citizen_token(&seeded_parent()))).await;
+    let born = as_parent.create_case(birth).await.unwrap().into_inner().case.unwrap();
+    let new_id = born.result["new_id_number"].clone();
+
+    // A clerk-reviewed residence permit with supplement and 容缺.
+    let rp = cases
+        .create_case(pb::CreateCaseRequest {
+            matter_code: "household.residence_permit".into(),
+            applicant: Some(pb::Applicant {
+                kind: pb::ApplicantKind::Citizen as i32,
+                identifier: outsider.into(),
+                name: "张三".into(),
+                phone: phone.into(),
+            }),
+            form: form(&[("residence_address", address), ("residence_since", "2025-01-01")]),
+            materials: vec![material("id_card"), material("residence_proof")],
+            idempotency_key: "pii-rp".into(),
+            bundle_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    let id = rp.case_id.clone();
+    clerk.accept_case(pb::AcceptCaseRequest { case_id: id.clone(), expected_version: 0 }).await.unwrap();
+    clerk
+        .request_supplement(pb::RequestSupplementRequest {
+            case_id: id.clone(),
+            material_codes: vec!["residence_proof".into()],
+            reason_text: "证明不清晰".into(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap();
+    cases
+        .supply_materials(pb::SupplyMaterialsRequest {
+            case_id: id.clone(),
+            materials: vec![material("residence_proof")],
+            expected_version: 0,
+        })
+        .await
+        .unwrap();
+    clerk.approve_case(pb::ApproveCaseRequest { case_id: id.clone(), expected_version: 0 }).await.unwrap();
+
+    // Deregistration and its death fact; a collective household; refusals.
+    let elder = onething_household::store::seed_id("371003", "1949-09-09", 62).unwrap().expose().to_string();
+    cases
+        .create_case(pb::CreateCaseRequest {
+            matter_code: "household.deregistration".into(),
+            applicant: citizen(&seeded_person()),
+            form: form(&[
+                ("subject_id_number", &elder),
+                ("death_date", "2026-11-20"),
+                ("death_certificate_number", "SW-PII-0001"),
+            ]),
+            materials: vec![material("death_certificate")],
+            idempotency_key: "pii-dereg".into(),
+            bundle_id: String::new(),
+        })
+        .await
+        .unwrap();
+    let code = onething_platform::ids::CreditCode::complete("91371002MA3C00002").unwrap().to_string();
+    cases
+        .create_case(pb::CreateCaseRequest {
+            matter_code: "household.collective_household".into(),
+            applicant: Some(pb::Applicant {
+                kind: pb::ApplicantKind::Enterprise as i32,
+                identifier: code,
+                name: "威海隐私科技有限公司".into(),
+                phone: phone.into(),
+            }),
+            form: form(&[("legal_representative_id_number", &seeded_parent()), ("premises_address", address)]),
+            materials: vec![
+                material("business_licence"),
+                material("legal_representative_id_card"),
+                material("premises_property_certificate"),
+            ],
+            idempotency_key: "pii-ch".into(),
+            bundle_id: String::new(),
+        })
+        .await
+        .unwrap();
+    let mut stranger = certificate_request("pii-cert");
+    stranger.applicant = citizen(outsider);
+    stranger.form.insert("subject_id_number".into(), outsider.into());
+    cases.create_case(stranger).await.unwrap();
+    // Malformed input, a denial, no token.
+    let mut malformed = birth_request("pii-bad", "Q3710020002");
+    let mut wrong = seeded_parent();
+    wrong.pop();
+    wrong.push(if seeded_parent().ends_with('1') { '2' } else { '1' });
+    malformed.form.insert("parent_id_number".into(), wrong.clone());
+    assert!(cases.create_case(malformed).await.is_err());
+    let mut other = mesh.cases_as(Some(&citizen_token(&seeded_person()))).await;
+    assert!(other.get_case(pb::GetCaseRequest { case_id: id.clone() }).await.is_err());
+    assert!(mesh.cases_as(None).await.get_case(pb::GetCaseRequest { case_id: id.clone() }).await.is_err());
+    mesh.registry_as(Some(&staff("household", &["clerk"])))
+        .await
+        .get_person(hpb::GetPersonRequest { id_number: new_id.clone() })
+        .await
+        .unwrap();
+    // Let the notifier handle the events (it reads phone numbers).
+    let db = mesh.household.db.clone();
+    eventually(std::time::Duration::from_secs(30), "notifications", || {
+        let db = db.clone();
+        async move { (count(&db, "notifications").await >= 6).then_some(()) }
+    })
+    .await
+    .unwrap();
+    mesh.household.stop().await;
+    telemetry::flush();
+
+    let log_text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let span_text = render_spans(&spans);
+    assert!(log_text.lines().count() > 20, "logs were captured");
+    assert!(
+        span_text.contains("CaseService/CreateCase") && span_text.contains("outbox.publish"),
+        "spans were captured: {}",
+        &span_text[..span_text.len().min(2000)]
+    );
+    assert!(log_text.contains("permission denied"), "the denial left an audit line");
+    let personal = [
+        seeded_parent(),
+        seeded_person(),
+        elder,
+        outsider.to_string(),
+        new_id,
+        wrong,
+        phone.to_string(),
+        "13800001111".to_string(),
+        address.to_string(),
+        "王建国".into(),
+        "王小明".into(),
+        "张三".into(),
+        "赵海燕".into(),
+    ];
+    for secret in &personal {
+        for (what, text) in [("logs", &log_text), ("spans", &span_text)] {
+            if let Some(at) = text.find(secret.as_str()) {
+                let line = text[..at].rsplit('\n').next().unwrap_or("");
+                panic!("personal data in {what}: …{line}<here>");
+            }
+        }
+    }
+}
