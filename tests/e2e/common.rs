@@ -125,6 +125,26 @@ pub fn birth_request(key: &str, certificate: &str) -> pb::CreateCaseRequest {
     }
 }
 
+/// The non-local resident (a Beijing ID number) of the residence permit requests.
+pub const OUTSIDER: &str = "11010519491231002X";
+
+/// A complete residence permit application by [`OUTSIDER`], the photo owed (容缺).
+pub fn residence_request(key: &str) -> pb::CreateCaseRequest {
+    pb::CreateCaseRequest {
+        matter_code: "household.residence_permit".into(),
+        applicant: Some(pb::Applicant {
+            kind: pb::ApplicantKind::Citizen as i32,
+            identifier: OUTSIDER.into(),
+            name: "张三".into(),
+            phone: String::new(),
+        }),
+        form: form(&[("residence_address", "威海市环翠区某处"), ("residence_since", "2025-01-01")]),
+        materials: vec![material("id_card"), material("residence_proof")],
+        idempotency_key: key.into(),
+        bundle_id: String::new(),
+    }
+}
+
 /// A household certificate (即办) for the seeded person.
 pub fn certificate_request(key: &str) -> pb::CreateCaseRequest {
     pb::CreateCaseRequest {

@@ -73,19 +73,8 @@ async fn bad_input_is_refused_and_stores_nothing(backend: Backend) {
     assert_eq!(count(&db, "persons WHERE birth_certificate_number = 'Q3710021005'").await, 0);
 
     // Approving a rejected case fails the precondition and changes nothing.
-    let outsider = pb::CreateCaseRequest {
-        matter_code: "household.residence_permit".into(),
-        applicant: Some(pb::Applicant {
-            kind: pb::ApplicantKind::Citizen as i32,
-            identifier: "11010519491231002X".into(),
-            name: "张三".into(),
-            phone: String::new(),
-        }),
-        form: form(&[("residence_address", "威海市环翠区某处"), ("residence_since", "2025-01-01")]),
-        materials: vec![material("id_card"), material("residence_proof"), material("photo")],
-        idempotency_key: "rp-reject".into(),
-        bundle_id: String::new(),
-    };
+    let mut outsider = residence_request("rp-reject");
+    outsider.materials.push(material("photo"));
     let c = cases.create_case(outsider).await.unwrap().into_inner().case.unwrap();
     clerk.accept_case(pb::AcceptCaseRequest { case_id: c.case_id.clone(), expected_version: 0 }).await.unwrap();
     let bad_code = clerk

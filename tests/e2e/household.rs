@@ -121,26 +121,7 @@ async fn clerk_review_with_supplement(backend: Backend) {
     let mut cases = mesh.cases().await;
     let mut clerk = mesh.clerk().await;
     // A non-local resident (Beijing ID) applies for a residence permit without the photo (容缺).
-    let outsider = "11010519491231002X";
-    let created = cases
-        .create_case(CreateCaseRequest {
-            matter_code: "household.residence_permit".into(),
-            applicant: Some(Applicant {
-                kind: ApplicantKind::Citizen as i32,
-                identifier: outsider.into(),
-                name: "张三".into(),
-                phone: String::new(),
-            }),
-            form: form(&[("residence_address", "威海市环翠区某处"), ("residence_since", "2025-01-01")]),
-            materials: vec![material("id_card"), material("residence_proof")],
-            idempotency_key: "rp-1".into(),
-            bundle_id: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .case
-        .unwrap();
+    let created = cases.create_case(residence_request("rp-1")).await.unwrap().into_inner().case.unwrap();
     assert_eq!(created.state(), CaseState::Submitted);
     let id = created.case_id.clone();
     let accepted = clerk
@@ -372,7 +353,7 @@ async fn confirmation_certificate_and_green_channel(backend: Backend) {
     let refused = cases.create_case(for_stranger).await.unwrap().into_inner().case.unwrap();
     assert_eq!(refused.reason_code, "HOUSEHOLD_NOT_SAME_HOUSEHOLD");
     // A person not in the registry gets no certificate: not accepted, with the reason.
-    let stranger = "11010519491231002X";
+    let stranger = OUTSIDER;
     let cert = cases
         .create_case(create("household.certificate", stranger, &[("purpose", "就业")], "cert-1"))
         .await
@@ -383,7 +364,7 @@ async fn confirmation_certificate_and_green_channel(backend: Backend) {
     assert_eq!(cert.state(), CaseState::NotAccepted);
     assert_eq!(cert.reason_code, "HOUSEHOLD_PERSON_NOT_FOUND");
     // 居民身份证加急: green-channel cases head the clerk's queue even when newer.
-    let ordinary = cases.create_case(pb_residence("rp-queue")).await.unwrap().into_inner().case.unwrap();
+    let ordinary = cases.create_case(residence_request("rp-queue")).await.unwrap().into_inner().case.unwrap();
     let mut expedited = create(
         "household.id_card_expedited",
         &seeded_parent(),
@@ -412,11 +393,11 @@ async fn confirmation_certificate_and_green_channel(backend: Backend) {
     assert_eq!(issued.state(), CaseState::Approved);
     assert!(issued.result.contains_key("id_card_application_number"));
     // Residence permits: not for Weihai residents, not before six months of residence.
-    let mut local = pb_residence("rp-local");
+    let mut local = residence_request("rp-local");
     local.applicant = citizen(&seeded_parent());
     let refused = cases.create_case(local).await.unwrap().into_inner().case.unwrap();
     assert_eq!(refused.reason_code, "HOUSEHOLD_ALREADY_LOCAL");
-    let mut recent = pb_residence("rp-recent");
+    let mut recent = residence_request("rp-recent");
     let last_month = (chrono::Utc::now() - chrono::Duration::days(30)).format("%Y-%m-%d").to_string();
     recent.form.insert("residence_since".into(), last_month);
     let refused = cases.create_case(recent).await.unwrap().into_inner().case.unwrap();
@@ -434,21 +415,3 @@ async fn confirmation_certificate_and_green_channel(backend: Backend) {
     mesh.household.stop().await;
 }
 both_backends!(confirmation_certificate_and_green_channel);
-
-/// A complete residence permit application by a non-local resident.
-fn pb_residence(key: &str) -> onething_proto::common::CreateCaseRequest {
-    use onething_proto::common::*;
-    CreateCaseRequest {
-        matter_code: "household.residence_permit".into(),
-        applicant: Some(Applicant {
-            kind: ApplicantKind::Citizen as i32,
-            identifier: "11010519491231002X".into(),
-            name: "张三".into(),
-            phone: String::new(),
-        }),
-        form: form(&[("residence_address", "威海市环翠区某处"), ("residence_since", "2025-01-01")]),
-        materials: vec![material("id_card"), material("residence_proof"), material("photo")],
-        idempotency_key: key.into(),
-        bundle_id: String::new(),
-    }
-}

@@ -36,7 +36,7 @@ async fn no_personal_data_in_logs_or_spans() {
     let Some(mesh) = Mesh::start(Backend::Sqlite).await else { return };
     let mut cases = mesh.cases().await;
     let mut clerk = mesh.clerk().await;
-    let outsider = "11010519491231002X";
+    let outsider = OUTSIDER;
     let phone = "13912345678";
     let address = "威海市环翠区隐私路88号";
 
@@ -50,25 +50,12 @@ async fn no_personal_data_in_logs_or_spans() {
     let new_id = born.result["new_id_number"].clone();
 
     // A clerk-reviewed residence permit with supplement and 容缺.
-    let rp = cases
-        .create_case(pb::CreateCaseRequest {
-            matter_code: "household.residence_permit".into(),
-            applicant: Some(pb::Applicant {
-                kind: pb::ApplicantKind::Citizen as i32,
-                identifier: outsider.into(),
-                name: "张三".into(),
-                phone: phone.into(),
-            }),
-            form: form(&[("residence_address", address), ("residence_since", "2025-01-01")]),
-            materials: vec![material("id_card"), material("residence_proof")],
-            idempotency_key: "pii-rp".into(),
-            bundle_id: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .case
-        .unwrap();
+    let mut request = residence_request("pii-rp");
+    request.form.insert("residence_address".into(), address.into());
+    if let Some(a) = request.applicant.as_mut() {
+        a.phone = phone.into();
+    }
+    let rp = cases.create_case(request).await.unwrap().into_inner().case.unwrap();
     let id = rp.case_id.clone();
     clerk.accept_case(pb::AcceptCaseRequest { case_id: id.clone(), expected_version: 0 }).await.unwrap();
     clerk

@@ -27,16 +27,13 @@ const RPCS: [&str; 12] = [
 /// Who calls, with which token, and what each RPC must answer them.
 type Expectation<'a> = (&'a str, &'a str, Vec<(&'a str, Code)>);
 
-/// The applicant of the target case (a non-local resident applying for a residence permit).
-const OUTSIDER: &str = "11010519491231002X";
-
 /// Calls `rpc` on the target case as `token`; returns the status code (Ok for success).
 async fn call(mesh: &Mesh, token: Option<&str>, rpc: &str, case_id: &str) -> Code {
     let mut c = mesh.cases_as(token).await;
     let mut r = mesh.registry_as(token).await;
     let id = case_id.to_string();
     let result = match rpc {
-        "CreateCase" => c.create_case(residence("sec-create")).await.map(|_| ()),
+        "CreateCase" => c.create_case(residence_request("sec-create")).await.map(|_| ()),
         "GetCase" => c.get_case(pb::GetCaseRequest { case_id: id }).await.map(|_| ()),
         "ListCases" => c.list_cases(pb::ListCasesRequest::default()).await.map(|_| ()),
         "AcceptCase" => c.accept_case(pb::AcceptCaseRequest { case_id: id, expected_version: 0 }).await.map(|_| ()),
@@ -85,22 +82,6 @@ async fn call(mesh: &Mesh, token: Option<&str>, rpc: &str, case_id: &str) -> Cod
     }
 }
 
-fn residence(key: &str) -> pb::CreateCaseRequest {
-    pb::CreateCaseRequest {
-        matter_code: "household.residence_permit".into(),
-        applicant: Some(pb::Applicant {
-            kind: pb::ApplicantKind::Citizen as i32,
-            identifier: OUTSIDER.into(),
-            name: "张三".into(),
-            phone: String::new(),
-        }),
-        form: form(&[("residence_address", "威海市环翠区某处"), ("residence_since", "2025-01-01")]),
-        materials: vec![material("id_card"), material("residence_proof")],
-        idempotency_key: key.into(),
-        bundle_id: String::new(),
-    }
-}
-
 /// Everything the service stores, to prove a refused call changed nothing.
 async fn snapshot(mesh: &Mesh) -> (i64, i64, i64, i64) {
     let db = &mesh.household.db;
@@ -130,7 +111,7 @@ fn vehicle_staff() -> Principal {
 async fn every_rpc_refuses_the_wrong_callers(backend: Backend) {
     let Some(mesh) = Mesh::start(backend).await else { return };
     // The target: a residence permit case, accepted by a clerk (version 2).
-    let case = mesh.cases().await.create_case(residence("target")).await.unwrap().into_inner().case.unwrap();
+    let case = mesh.cases().await.create_case(residence_request("target")).await.unwrap().into_inner().case.unwrap();
     mesh.clerk()
         .await
         .accept_case(pb::AcceptCaseRequest { case_id: case.case_id.clone(), expected_version: 0 })
@@ -259,7 +240,7 @@ both_backends!(every_rpc_refuses_the_wrong_callers);
 async fn an_idempotency_key_does_not_leak_another_applicants_case() {
     let Some(mesh) = Mesh::start(Backend::Sqlite).await else { return };
     let mut owner = mesh.cases_as(Some(&citizen_token(OUTSIDER))).await;
-    owner.create_case(residence("shared-key")).await.unwrap();
+    owner.create_case(residence_request("shared-key")).await.unwrap();
     let mut other = mesh.cases_as(Some(&citizen_token(&seeded_person()))).await;
     let mut req = certificate_request("shared-key");
     req.matter_code = "household.residence_permit".into();
