@@ -8,6 +8,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut files = Vec::new();
     collect(&root.join("onething"), &mut files)?;
     files.sort();
+    // The folder too, so an added .proto rebuilds (cargo scans a directory recursively).
+    println!("cargo:rerun-if-changed={}", root.join("onething").display());
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());
     }

@@ -257,6 +257,7 @@ fn principal(sub: &str, kind: SubjectKind, dept: &str, roles: &[&str]) -> Princi
         roles: roles.iter().map(|r| (*r).to_string()).collect(),
         id_number: String::new(),
         credit_code: String::new(),
+        passport_number: String::new(),
     }
 }
 
@@ -374,8 +375,7 @@ pub async fn start_household(db_url: &str, nats_url: &str) -> Running {
 /// When it cannot start.
 pub async fn start_household_with(settings: Settings) -> Running {
     init_telemetry();
-    let app =
-        onething_household::Application::build(settings).await.unwrap_or_else(|e| panic!("household starts: {e:#}"));
+    let app = onething_household::build(settings).await.unwrap_or_else(|e| panic!("household starts: {e:#}"));
     let addr = app.grpc_addr();
     let db = app.db().clone();
     let stop = CancellationToken::new();

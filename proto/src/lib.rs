@@ -12,6 +12,13 @@ pub mod onething {
             include!(concat!(env!("OUT_DIR"), "/onething.common.v1.rs"));
         }
     }
+    /// 出入境.
+    pub mod exit_entry {
+        /// Version 1.
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/onething.exit_entry.v1.rs"));
+        }
+    }
     /// 户政.
     pub mod household {
         /// Version 1.
@@ -21,7 +28,7 @@ pub mod onething {
     }
 }
 
-pub use onething::{common::v1 as common, household::v1 as household};
+pub use onething::{common::v1 as common, exit_entry::v1 as exit_entry, household::v1 as household};
 
 /// Encoded `FileDescriptorSet` of every onething proto, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/onething_descriptor.bin"));

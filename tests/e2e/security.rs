@@ -105,6 +105,7 @@ fn vehicle_staff() -> Principal {
         roles: vec!["clerk".into(), "approver".into()],
         id_number: String::new(),
         credit_code: String::new(),
+        passport_number: String::new(),
     }
 }
 

@@ -243,7 +243,8 @@ fn applicant(kind: &str, id: &str, name: &str, phone: &str) -> anyhow::Result<pb
     let kind = match kind {
         "citizen" => pb::ApplicantKind::Citizen,
         "enterprise" => pb::ApplicantKind::Enterprise,
-        other => bail!("applicant kind is citizen or enterprise, not {other}"),
+        "foreigner" => pb::ApplicantKind::Foreigner,
+        other => bail!("applicant kind is citizen, enterprise or foreigner, not {other}"),
     };
     Ok(pb::Applicant { kind: kind as i32, identifier: id.into(), name: name.into(), phone: phone.into() })
 }
@@ -429,7 +430,7 @@ pub async fn household(args: HouseholdArgs) -> anyhow::Result<()> {
 /// `onething token …`
 #[derive(Args)]
 pub struct TokenArgs {
-    /// staff, citizen, enterprise or service.
+    /// staff, citizen, enterprise, foreigner or service.
     #[arg(long, default_value = "staff")]
     kind: String,
     /// Department of staff or a service (e.g. household, supervision, coordinator).
@@ -444,6 +445,9 @@ pub struct TokenArgs {
     /// Unified social credit code (enterprises).
     #[arg(long, default_value = "")]
     credit_code: String,
+    /// Passport number (foreigners).
+    #[arg(long, default_value = "")]
+    passport_number: String,
     /// Subject id; derived from the rest when omitted.
     #[arg(long)]
     sub: Option<String>,
@@ -466,13 +470,17 @@ pub fn token(args: TokenArgs) -> anyhow::Result<()> {
         "citizen" => SubjectKind::Citizen,
         "enterprise" => SubjectKind::Enterprise,
         "service" => SubjectKind::Service,
-        other => bail!("kind is staff, citizen, enterprise or service, not {other}"),
+        "foreigner" => SubjectKind::Foreigner,
+        other => bail!("kind is staff, citizen, enterprise, foreigner or service, not {other}"),
     };
     let sub = args.sub.unwrap_or_else(|| match kind {
         SubjectKind::Staff => format!("{}-dev-staff", args.dept),
         SubjectKind::Service => args.dept.clone(),
         SubjectKind::Citizen => format!("dev-citizen-{}", args.id_number.chars().rev().take(4).collect::<String>()),
         SubjectKind::Enterprise => format!("dev-enterprise-{}", args.credit_code),
+        SubjectKind::Foreigner => {
+            format!("dev-foreigner-{}", args.passport_number.chars().rev().take(4).collect::<String>())
+        }
     });
     let minter = Minter::load(&args.key, AuthSettings::default())
         .with_context(|| "no development key: run `make run` once, or pass --key")?;
@@ -483,6 +491,7 @@ pub fn token(args: TokenArgs) -> anyhow::Result<()> {
         roles: args.roles,
         id_number: args.id_number,
         credit_code: args.credit_code,
+        passport_number: args.passport_number,
     };
     println!("{}", minter.mint(principal, args.ttl)?);
     Ok(())

@@ -41,7 +41,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let _telemetry = telemetry::init("onething-dev", &household.log);
     let _nats = LocalNats::ensure(&args).await?;
     let stop = shutdown::on_signal();
-    let app = onething_household::Application::build(household).await?;
+    let app = onething_household::build(household).await?;
     tracing::info!(service = "household", addr = %app.grpc_addr(), "ready");
     println!("onething dev: household on {} — NATS {}; Ctrl-C stops", app.grpc_addr(), args.nats_url);
     let services = vec![tokio::spawn(app.run_until_stopped(stop.clone()))];

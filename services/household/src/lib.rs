@@ -13,14 +13,12 @@ use onething_platform::{
     cases::CaseApi,
     config::Settings,
     grpc::{MAX_MESSAGE_BYTES, server_parts},
-    runtime::{ServiceRuntime, with_routes},
+    runtime::{Service, ServiceRuntime, with_routes},
 };
 use onething_proto::{
     common::case_service_server::CaseServiceServer, household::household_service_server::HouseholdServiceServer,
 };
-use sea_orm::DatabaseConnection;
-use std::{net::SocketAddr, path::Path};
-use tokio_util::sync::CancellationToken;
+use std::path::Path;
 use tonic::service::interceptor::InterceptedService;
 
 /// Service name.
@@ -34,48 +32,32 @@ pub fn default_settings(data_dir: &Path) -> Settings {
 }
 
 /// A built household service, listening but not yet serving.
-pub struct Application {
-    runtime: ServiceRuntime,
-    parts: onething_platform::grpc::ServerParts,
-}
+pub type Application = Service;
 
-impl Application {
-    /// Connects and migrates the database, connects NATS, binds the listener and assembles
-    /// the case service, the registry service, health, reflection and the notifier.
-    ///
-    /// # Errors
-    /// As [`ServiceRuntime::start`].
-    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let mut runtime = ServiceRuntime::start::<store::Migrator>(SERVICE, settings).await?;
-        let cases = CaseApi::new(rules::Household, runtime.db.clone(), runtime.outbox.clone(), runtime.catalog.clone());
-        let cases = CaseServiceServer::new(cases).max_decoding_message_size(MAX_MESSAGE_BYTES);
-        let cases = InterceptedService::new(cases, runtime.authenticator.clone());
-        let registry = HouseholdServiceServer::new(grpc::Registry::new(runtime.db.clone()))
-            .max_decoding_message_size(MAX_MESSAGE_BYTES);
-        let registry = InterceptedService::new(registry, runtime.authenticator.clone());
-        runtime.add_consumer(events::notifier_spec(), events::Notifier);
-        let parts = server_parts()?;
-        parts.health.set_serving::<CaseServiceServer<CaseApi<rules::Household>>>().await;
-        parts.health.set_serving::<HouseholdServiceServer<grpc::Registry>>().await;
-        let parts = with_routes(parts, |r| r.add_service(cases).add_service(registry));
-        Ok(Self { runtime, parts })
-    }
-
-    /// The address the gRPC server listens on.
-    pub fn grpc_addr(&self) -> SocketAddr {
-        self.runtime.local_addr()
-    }
-
-    /// Household's database (tests inspect it; other services never do).
-    pub fn db(&self) -> &DatabaseConnection {
-        &self.runtime.db
-    }
-
-    /// Serves until `shutdown`, then drains.
-    ///
-    /// # Errors
-    /// The gRPC server failed.
-    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        self.runtime.run_until_stopped(self.parts, shutdown).await
-    }
+/// Builds household: connects and migrates the database, connects NATS, binds the
+/// listener and assembles the case service, the registry service (both authenticated),
+/// health, reflection and the notifier.
+///
+/// # Errors
+/// As [`ServiceRuntime::start`].
+pub async fn build(settings: Settings) -> anyhow::Result<Service> {
+    let mut runtime = ServiceRuntime::start::<store::Migrator>(SERVICE, settings).await?;
+    let cases = CaseApi::new(
+        rules::Household,
+        runtime.db.clone(),
+        runtime.outbox.clone(),
+        runtime.catalog.clone(),
+        runtime.calendar.clone(),
+    );
+    let cases = CaseServiceServer::new(cases).max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let cases = InterceptedService::new(cases, runtime.authenticator.clone());
+    let registry = HouseholdServiceServer::new(grpc::Registry::new(runtime.db.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let registry = InterceptedService::new(registry, runtime.authenticator.clone());
+    runtime.add_consumer(events::notifier_spec(), events::Notifier);
+    let parts = server_parts()?;
+    parts.health.set_serving::<CaseServiceServer<CaseApi<rules::Household>>>().await;
+    parts.health.set_serving::<HouseholdServiceServer<grpc::Registry>>().await;
+    let parts = with_routes(parts, |r| r.add_service(cases).add_service(registry));
+    Ok(Service::new(runtime, parts))
 }

@@ -1,12 +1,12 @@
 //! The household service process: configuration, telemetry, run until SIGTERM.
 
-use onething_household::{Application, SERVICE, default_settings};
+use onething_household::{SERVICE, build, default_settings};
 use onething_platform::{config, shutdown, telemetry};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = config::load_settings(default_settings(std::path::Path::new(".data")), None)?;
     let _telemetry = telemetry::init(SERVICE, &settings.log);
-    let app = Application::build(settings).await?;
+    let app = build(settings).await?;
     app.run_until_stopped(shutdown::on_signal()).await
 }

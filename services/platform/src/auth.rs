@@ -53,6 +53,15 @@ pub enum SubjectKind {
     Enterprise,
     /// One of our services (e.g. the coordinator).
     Service,
+    /// A foreign national applying for themself (claim `passport_number`).
+    Foreigner,
+}
+
+impl SubjectKind {
+    /// Citizens, enterprises and foreigners apply; staff and services act on applications.
+    pub fn is_applicant(self) -> bool {
+        matches!(self, SubjectKind::Citizen | SubjectKind::Enterprise | SubjectKind::Foreigner)
+    }
 }
 
 /// The claims of an onething token.
@@ -82,6 +91,9 @@ pub struct Claims {
     /// Unified social credit code of an enterprise.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub credit_code: String,
+    /// Passport number of a foreign national. Personal data.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub passport_number: String,
 }
 
 /// The authenticated caller of a request.
@@ -99,6 +111,8 @@ pub struct Principal {
     pub id_number: String,
     /// Credit code (enterprises).
     pub credit_code: String,
+    /// Passport number (foreigners). Personal data: masked in `Debug`.
+    pub passport_number: String,
 }
 
 impl fmt::Debug for Principal {
@@ -110,6 +124,7 @@ impl fmt::Debug for Principal {
             .field("roles", &self.roles)
             .field("id_number", &crate::ids::mask_id(&self.id_number))
             .field("credit_code", &self.credit_code)
+            .field("passport_number", &crate::ids::mask_id(&self.passport_number))
             .finish()
     }
 }
@@ -135,6 +150,7 @@ impl Principal {
         match self.kind {
             SubjectKind::Citizen if !self.id_number.is_empty() => Some(&self.id_number),
             SubjectKind::Enterprise if !self.credit_code.is_empty() => Some(&self.credit_code),
+            SubjectKind::Foreigner if !self.passport_number.is_empty() => Some(&self.passport_number),
             _ => None,
         }
     }
@@ -153,6 +169,7 @@ impl Principal {
             roles: self.roles,
             id_number: self.id_number,
             credit_code: self.credit_code,
+            passport_number: self.passport_number,
         }
     }
 }
@@ -258,6 +275,7 @@ fn principal_of(c: Claims) -> Option<Principal> {
             SubjectKind::Staff | SubjectKind::Service => !c.dept.is_empty(),
             SubjectKind::Citizen => crate::ids::CitizenId::parse(&c.id_number).is_ok(),
             SubjectKind::Enterprise => crate::ids::CreditCode::parse(&c.credit_code).is_ok(),
+            SubjectKind::Foreigner => crate::ids::Passport::parse(&c.passport_number).is_ok(),
         };
     ok.then_some(Principal {
         sub: c.sub,
@@ -266,6 +284,7 @@ fn principal_of(c: Claims) -> Option<Principal> {
         roles: c.roles,
         id_number: c.id_number,
         credit_code: c.credit_code,
+        passport_number: c.passport_number,
     })
 }
 
@@ -422,6 +441,7 @@ mod tests {
             roles: vec!["clerk".into()],
             id_number: String::new(),
             credit_code: String::new(),
+            passport_number: String::new(),
         }
     }
 

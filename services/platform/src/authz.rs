@@ -50,12 +50,13 @@ pub fn check(allowed: bool, p: &Principal, rpc: &str, resource: &str) -> Result<
     if allowed { Ok(()) } else { Err(deny(p, rpc, resource)) }
 }
 
-/// Whether `p` is the applicant `identifier` of kind `applicant_kind` (citizen or enterprise).
+/// Whether `p` is the applicant `identifier` of kind `applicant_kind`.
 pub fn is_applicant(p: &Principal, applicant_kind: onething_proto::common::ApplicantKind, identifier: &str) -> bool {
     use onething_proto::common::ApplicantKind as A;
     match (p.kind, applicant_kind) {
         (SubjectKind::Citizen, A::Citizen) => p.id_number == identifier,
         (SubjectKind::Enterprise, A::Enterprise) => p.credit_code == identifier,
+        (SubjectKind::Foreigner, A::Foreigner) => p.passport_number == identifier,
         _ => false,
     }
 }

@@ -31,6 +31,8 @@ pub struct Settings {
     pub shutdown_grace_seconds: u64,
     /// Path of the catalog (事项清单) file; empty means the one built into the binary.
     pub catalog_file: String,
+    /// Folder with extra working-day calendar year files (`<year>.toml`); empty: built-in years only.
+    pub calendar_dir: String,
     /// Token verification.
     pub auth: crate::auth::AuthSettings,
     /// TLS of the gRPC server; mTLS when a client CA is given.
@@ -97,6 +99,7 @@ impl Default for Settings {
             outbox: OutboxSettings::default(),
             shutdown_grace_seconds: 20,
             catalog_file: String::new(),
+            calendar_dir: String::new(),
             auth: Default::default(),
             tls: TlsSettings::default(),
         }

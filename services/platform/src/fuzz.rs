@@ -23,6 +23,7 @@ proptest! {
             let _ = CitizenId::parse(input);
             let _ = CreditCode::parse(input);
             let _ = Plate::parse(input);
+            let _ = crate::ids::Passport::parse(input).map(|p| p.to_string());
             let _ = (mask_id(input), mask_name(input), mask_phone(input), mask_address(input));
         }
     }

@@ -268,6 +268,49 @@ impl fmt::Debug for Plate {
     }
 }
 
+/// A passport number: 5 to 20 letters and digits with at least one digit (case-insensitive).
+/// Displays masked (`E1*****78`).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Passport(String);
+
+impl Passport {
+    /// Parses a passport number.
+    ///
+    /// # Errors
+    /// [`IdError::Length`] outside 5..=20 characters, [`IdError::Character`] for anything but
+    /// ASCII letters and digits, or no digit at all.
+    pub fn parse(input: &str) -> Result<Self, IdError> {
+        let s = input.trim().to_ascii_uppercase();
+        if !(5..=20).contains(&s.chars().count()) {
+            return Err(IdError::Length);
+        }
+        if !s.chars().all(|c| c.is_ascii_alphanumeric()) || !s.chars().any(|c| c.is_ascii_digit()) {
+            return Err(IdError::Character);
+        }
+        Ok(Self(s))
+    }
+
+    /// The number, for storage and its holder. Never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Passport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c: Vec<char> = self.0.chars().collect();
+        let head: String = c[..2].iter().collect();
+        let tail: String = c[c.len() - 2..].iter().collect();
+        write!(f, "{head}{}{tail}", "*".repeat(c.len() - 4))
+    }
+}
+
+impl fmt::Debug for Passport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Passport({self})")
+    }
+}
+
 /// Masks an ID-like string: the first six and last four characters stay
 /// (`371002********1234`); anything shorter than eleven characters is fully starred.
 pub fn mask_id(s: &str) -> String {
@@ -404,6 +447,17 @@ mod tests {
         assert_eq!(Plate::parse("鲁K1234O"), Err(IdError::Character));
         assert_eq!(Plate::parse("鲁KA12345"), Err(IdError::Character));
         assert_eq!(Plate::parse("鲁K12345").unwrap().to_string(), "鲁K***45");
+    }
+
+    #[test]
+    fn passports() {
+        let p = Passport::parse("e12345678").unwrap();
+        assert_eq!(p.expose(), "E12345678");
+        assert_eq!(p.to_string(), "E1*****78");
+        assert_eq!(Passport::parse("E123"), Err(IdError::Length));
+        assert_eq!(Passport::parse("E1234-678"), Err(IdError::Character));
+        assert_eq!(Passport::parse("ABCDEFGH"), Err(IdError::Character));
+        assert_eq!(Passport::parse("护照12345"), Err(IdError::Character));
     }
 
     #[test]

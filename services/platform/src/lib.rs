@@ -12,6 +12,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod events;
+pub mod facts;
 pub mod grpc;
 pub mod ids;
 pub mod lifecycle;

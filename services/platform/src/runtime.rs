@@ -4,6 +4,7 @@
 
 use crate::{
     auth::{Authenticator, Verifier},
+    calendar::Calendar,
     catalog::Catalog,
     config::Settings,
     events::{self, ConsumerSpec, Handler, Outbox, Relay},
@@ -32,6 +33,8 @@ pub struct ServiceRuntime {
     pub outbox: Outbox,
     /// The catalog of matters.
     pub catalog: Arc<Catalog>,
+    /// The working-day calendar.
+    pub calendar: Arc<Calendar>,
     /// The interceptor that authenticates every RPC of the service's own APIs.
     pub authenticator: Authenticator,
     listener: TcpListener,
@@ -52,6 +55,7 @@ impl ServiceRuntime {
         grpc::install_crypto_provider();
         let authenticator = Authenticator::new(Verifier::load(&settings.auth)?);
         let catalog = Arc::new(Catalog::load(&settings.catalog_file)?);
+        let calendar = Arc::new(Calendar::load(&settings.calendar_dir)?);
         let db = crate::db::connect_and_migrate::<M>(&settings.database_url).await?;
         let client = events::nats::connect(&settings.nats, &format!("onething-{name}")).await?;
         let js = jetstream::new(client);
@@ -64,6 +68,7 @@ impl ServiceRuntime {
             js,
             outbox: Outbox::new(name),
             catalog,
+            calendar,
             authenticator,
             listener,
             addr,
@@ -80,7 +85,9 @@ impl ServiceRuntime {
     pub fn add_consumer<H: Handler>(&mut self, spec: ConsumerSpec, handler: H) {
         let js = self.js.clone();
         let db = self.db.clone();
-        self.workers.push(Box::new(move |stop| Box::pin(events::consumer::run(js, db, spec, handler, stop))));
+        let outbox = self.outbox.clone();
+        self.workers
+            .push(Box::new(move |stop| Box::pin(events::consumer::run(js, db, spec, handler, Some(outbox), stop))));
     }
 
     /// Serves `routes` (joined with health and reflection) and runs the outbox relay and the
@@ -127,4 +134,35 @@ impl ServiceRuntime {
 pub fn with_routes(mut parts: grpc::ServerParts, f: impl FnOnce(Routes) -> Routes) -> grpc::ServerParts {
     parts.routes = f(parts.routes);
     parts
+}
+
+/// A built service, listening but not yet serving: what each service's `build` returns.
+pub struct Service {
+    runtime: ServiceRuntime,
+    parts: grpc::ServerParts,
+}
+
+impl Service {
+    /// Joins a started runtime and the server parts (health, reflection, the service APIs).
+    pub fn new(runtime: ServiceRuntime, parts: grpc::ServerParts) -> Self {
+        Self { runtime, parts }
+    }
+
+    /// The address the gRPC server listens on.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.runtime.local_addr()
+    }
+
+    /// The service's own database (tests inspect it; other services never do).
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.runtime.db
+    }
+
+    /// Serves until `shutdown`, then drains.
+    ///
+    /// # Errors
+    /// The gRPC server failed.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        self.runtime.run_until_stopped(self.parts, shutdown).await
+    }
 }

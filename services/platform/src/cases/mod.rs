@@ -9,7 +9,7 @@ pub use record::{ApplicantRecord, CaseRecord, Form, MaterialRecord, timestamp};
 pub use service::CaseApi;
 
 use crate::{
-    catalog::Matter,
+    catalog::{Matter, TimeUnit},
     error::{FieldViolation, Result},
     events::OutgoingEvent,
 };
@@ -56,6 +56,31 @@ pub trait Department: Send + Sync + 'static {
         txn: &DatabaseTransaction,
         case: &CaseRecord,
     ) -> impl Future<Output = Result<Option<Refusal>>> + Send;
+
+    /// The committed time of this case: the catalog's by default; a department overrides it
+    /// where a rule depends on the application (M15: the same day when extremely urgent).
+    fn time_limit(&self, matter: &Matter, _case: &CaseRecord) -> (TimeUnit, u32) {
+        (matter.time_unit, matter.time_limit)
+    }
+
+    /// Work done when an application passes intake, before it is stored (e.g. assigning a
+    /// service commissioner, M13). Result fields set here are visible while it is handled.
+    ///
+    /// # Errors
+    /// A database failure; nothing is stored.
+    fn on_intake(&self, _txn: &DatabaseTransaction, _case: &mut CaseRecord) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
+
+    /// Whether an accepted case of an automatic matter can be decided now. A case that is
+    /// not ready stays accepted until [`CaseApi::advance`] finds it ready (e.g. when the
+    /// fact it waits for arrives on the bus).
+    ///
+    /// # Errors
+    /// A database failure.
+    fn ready(&self, _txn: &DatabaseTransaction, _case: &CaseRecord) -> impl Future<Output = Result<bool>> + Send {
+        async { Ok(true) }
+    }
 
     /// Applies the approval: registry changes in `txn`, and domain facts appended to
     /// `events` (written to the outbox with the case's own events, in causal order).

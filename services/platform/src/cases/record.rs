@@ -67,8 +67,12 @@ impl ApplicantRecord {
                 .map(|c| c.as_str().to_string())
                 .map_err(|e| out.push(v("applicant.identifier", &format!("not a unified social credit code: {e}"))))
                 .ok(),
+            pb::ApplicantKind::Foreigner => crate::ids::Passport::parse(&a.identifier)
+                .map(|p| p.expose().to_string())
+                .map_err(|e| out.push(v("applicant.identifier", &format!("not a passport number: {e}"))))
+                .ok(),
             pb::ApplicantKind::Unspecified => {
-                out.push(v("applicant.kind", "must be CITIZEN or ENTERPRISE"));
+                out.push(v("applicant.kind", "must be CITIZEN, ENTERPRISE or FOREIGNER"));
                 None
             }
         };
@@ -91,6 +95,7 @@ impl ApplicantRecord {
     fn kind_str(&self) -> &'static str {
         match self.kind {
             pb::ApplicantKind::Enterprise => "enterprise",
+            pb::ApplicantKind::Foreigner => "foreigner",
             _ => "citizen",
         }
     }
@@ -218,6 +223,7 @@ impl CaseRecord {
         let corrupt = |what: &str| Error::internal(anyhow::anyhow!("case {} has an invalid {what}", m.id));
         let kind = match m.applicant_kind.as_str() {
             "enterprise" => pb::ApplicantKind::Enterprise,
+            "foreigner" => pb::ApplicantKind::Foreigner,
             _ => pb::ApplicantKind::Citizen,
         };
         Ok(Self {

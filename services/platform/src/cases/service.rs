@@ -7,9 +7,9 @@ use super::{
     record::{ApplicantRecord, MaterialRecord, validate_form_shape},
 };
 use crate::{
-    auth::{Principal, SubjectKind},
+    auth::Principal,
     authz::{self, COORDINATOR, ROLE_APPROVER, ROLE_CLERK},
-    calendar,
+    calendar::Calendar,
     cases::record::timestamp,
     catalog::{Catalog, Handling, Matter},
     db::is_unique_violation,
@@ -46,6 +46,7 @@ struct Inner<D> {
     db: DatabaseConnection,
     outbox: Outbox,
     catalog: Arc<Catalog>,
+    calendar: Arc<Calendar>,
 }
 
 /// Events of the transitions made while handling one request, written before commit.
@@ -76,8 +77,14 @@ struct Action_ {
 
 impl<D: Department> CaseApi<D> {
     /// The case service of `dept` over its database and outbox.
-    pub fn new(dept: D, db: DatabaseConnection, outbox: Outbox, catalog: Arc<Catalog>) -> Self {
-        Self { inner: Arc::new(Inner { dept, db, outbox, catalog }) }
+    pub fn new(
+        dept: D,
+        db: DatabaseConnection,
+        outbox: Outbox,
+        catalog: Arc<Catalog>,
+        calendar: Arc<Calendar>,
+    ) -> Self {
+        Self { inner: Arc::new(Inner { dept, db, outbox, catalog, calendar }) }
     }
 
     /// The department rules.
@@ -93,9 +100,8 @@ impl<D: Department> CaseApi<D> {
     /// the idempotency key was used for another application; INTERNAL on database failure.
     pub async fn create(&self, p: &Principal, req: pb::CreateCaseRequest) -> Result<CaseRecord> {
         let me = &self.inner;
-        let may_create = matches!(p.kind, SubjectKind::Citizen | SubjectKind::Enterprise)
-            || (self.is_staff(p) && p.has_role(ROLE_CLERK))
-            || p.is_service(COORDINATOR);
+        let may_create =
+            p.kind.is_applicant() || (self.is_staff(p) && p.has_role(ROLE_CLERK)) || p.is_service(COORDINATOR);
         authz::check(may_create, p, "CreateCase", &req.matter_code)?;
         let matter = self.matter_of(&req.matter_code)?;
         let mut violations = Vec::new();
@@ -118,7 +124,7 @@ impl<D: Department> CaseApi<D> {
             return Err(Error::internal(anyhow::anyhow!("applicant validated without a value")));
         };
         // Applicants apply for themselves; clerks and the coordinator for anyone.
-        if matches!(p.kind, SubjectKind::Citizen | SubjectKind::Enterprise) {
+        if p.kind.is_applicant() {
             authz::check(authz::is_applicant(p, applicant.kind, &applicant.identifier), p, "CreateCase", &matter.code)?;
         }
         if let Some(existing) = self.find_by_key(key).await? {
@@ -163,9 +169,15 @@ impl<D: Department> CaseApi<D> {
             case.reason_code = r.reason_code;
             case.reason_text = r.reason_text;
             self.step(&mut case, Action::NotAccept, now, &mut events)?;
-        } else if matter.handling == Handling::Automatic {
-            self.step(&mut case, Action::Accept, now, &mut events)?;
-            self.decide(&txn, &mut case, matter, now, &mut events).await?;
+        } else {
+            (case.time_unit, case.time_limit) = me.dept.time_limit(matter, &case);
+            me.dept.on_intake(&txn, &mut case).await?;
+            if matter.handling == Handling::Automatic {
+                self.step(&mut case, Action::Accept, now, &mut events)?;
+                if me.dept.ready(&txn, &case).await? {
+                    self.decide(&txn, &mut case, matter, now, &mut events).await?;
+                }
+            }
         }
         match row::Entity::insert(case.to_active()).exec_without_returning(&txn).await {
             Ok(_) => {}
@@ -209,11 +221,16 @@ impl<D: Department> CaseApi<D> {
             from.apply(action).map_err(|e| Error::failed_precondition("CASE_ILLEGAL_TRANSITION", e.to_string()))?;
         match action {
             Action::Accept => {
-                let due = calendar::due(now, case.time_unit, case.time_limit);
+                let due = self.inner.calendar.due(now, case.time_unit, case.time_limit);
                 case.due_at = Some(due.at);
                 case.due_provisional = due.provisional;
             }
             Action::RequestSupplement | Action::StartSpecialProcedure => case.paused_since = Some(now),
+            Action::Approve | Action::ApproveProvisionally | Action::CompleteOwed => {
+                // A decision ends any waiting or supplement explanation the case carried.
+                case.reason_code.clear();
+                case.reason_text.clear();
+            }
             Action::SupplyMaterials | Action::EndSpecialProcedure => {
                 // Paused clock time is added back; the calendar issue refines this to working time.
                 if let (Some(due), Some(since)) = (case.due_at, case.paused_since.take()) {
@@ -318,7 +335,7 @@ impl<D: Department> CaseApi<D> {
         let coordinator = p.is_service(COORDINATOR);
         let owner = match case {
             Some(c) => Self::is_owner(p, c),
-            None => matches!(p.kind, SubjectKind::Citizen | SubjectKind::Enterprise),
+            None => p.kind.is_applicant(),
         };
         match need {
             Need::Intake => clerk,
@@ -352,18 +369,60 @@ impl<D: Department> CaseApi<D> {
     /// Stores the case if nobody changed it meanwhile, with its events, and commits.
     async fn finish_action(&self, a: Action_) -> Result<CaseRecord> {
         let Action_ { txn, case, before, events } = a;
+        self.store_in(&txn, &case, before, events).await?;
+        txn.commit().await?;
+        self.inner.outbox.wake();
+        tracing::info!(case_id = %case.id, state = %case.state, version = case.version, "case updated");
+        Ok(case)
+    }
+
+    /// Writes `case` (if still at version `before`) and its events in `txn`.
+    async fn store_in(&self, txn: &DatabaseTransaction, case: &CaseRecord, before: i64, events: Pending) -> Result<()> {
         let updated = row::Entity::update_many()
             .set(case.to_active())
             .filter(row::Column::Id.eq(case.id.clone()))
             .filter(row::Column::Version.eq(before))
-            .exec(&txn)
+            .exec(txn)
             .await?;
         if updated.rows_affected != 1 {
             return Err(Error::new(Kind::Aborted, "CASE_CONCURRENT_UPDATE", "the case changed concurrently; retry"));
         }
-        self.commit(txn, events).await?;
-        tracing::info!(case_id = %case.id, state = %case.state, version = case.version, "case updated");
-        Ok(case)
+        for e in events {
+            self.inner.outbox.enqueue(txn, e).await?;
+        }
+        Ok(())
+    }
+
+    /// Decides the accepted cases of automatic matters among `case_ids` that are now
+    /// ready, inside the caller's transaction (a consumer's inbox transaction, so the fact
+    /// that made them ready and their decision commit together). Returns how many advanced.
+    ///
+    /// # Errors
+    /// A database failure or a refused effect; the caller's transaction should roll back.
+    pub async fn advance(&self, txn: &DatabaseTransaction, case_ids: &[String]) -> Result<usize> {
+        let mut advanced = 0;
+        for id in case_ids {
+            let mut case = load(txn, id).await?;
+            let Some(matter) = self.inner.catalog.get(&case.matter_code).cloned() else { continue };
+            if case.state != State::Accepted
+                || matter.handling != Handling::Automatic
+                || !self.inner.dept.ready(txn, &case).await?
+            {
+                continue;
+            }
+            let before = case.version;
+            let mut events = Pending::new();
+            self.decide(txn, &mut case, &matter, Utc::now(), &mut events).await?;
+            self.store_in(txn, &case, before, events).await?;
+            tracing::info!(case_id = %case.id, state = %case.state, "waiting case decided");
+            advanced += 1;
+        }
+        Ok(advanced)
+    }
+
+    /// Tells the relay that a caller's transaction committed events.
+    pub fn wake_outbox(&self) {
+        self.inner.outbox.wake();
     }
 
     /// Runs a synchronous change on a case in one transaction.

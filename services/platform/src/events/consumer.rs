@@ -2,7 +2,7 @@
 //! transaction that also records the event id in the inbox. A redelivered event finds its id
 //! and does nothing. [`handle_one`] is public so tests drive a handler without sleeping.
 
-use super::cloudevents::Envelope;
+use super::{cloudevents::Envelope, outbox::Outbox};
 use crate::{store::inbox, telemetry};
 use async_nats::jetstream::{self, AckKind, consumer::pull};
 use chrono::Utc;
@@ -68,18 +68,19 @@ pub async fn handle_one<H: Handler>(
 }
 
 /// Consumes `spec` until `shutdown`, reconnecting after errors. Each message: decode the
-/// envelope (poison messages are terminated, never retried), [`handle_one`], then ack; a
-/// failed handler gets a delayed redelivery.
+/// envelope (poison messages are terminated, never retried), [`handle_one`], wake `outbox`
+/// (the handler may have written events), then ack; a failed handler gets a delayed redelivery.
 pub async fn run<H: Handler>(
     js: jetstream::Context,
     db: DatabaseConnection,
     spec: ConsumerSpec,
     handler: H,
+    outbox: Option<Outbox>,
     shutdown: CancellationToken,
 ) {
     let mut backoff = Duration::from_millis(200);
     while !shutdown.is_cancelled() {
-        match consume(&js, &db, &spec, &handler, &shutdown).await {
+        match consume(&js, &db, &spec, &handler, outbox.as_ref(), &shutdown).await {
             Ok(()) => break,
             Err(e) => {
                 tracing::warn!(consumer = %spec.name, error = %format!("{e:#}"), "consumer interrupted; retrying");
@@ -98,6 +99,7 @@ async fn consume<H: Handler>(
     db: &DatabaseConnection,
     spec: &ConsumerSpec,
     handler: &H,
+    outbox: Option<&Outbox>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     let stream = js.get_stream(&spec.stream).await?;
@@ -142,7 +144,11 @@ async fn consume<H: Handler>(
         telemetry::set_remote_parent(&span, event.traceparent.as_deref());
         let result = handle_one(db, &spec.name, handler, &event).instrument(span).await;
         match result {
-            Ok(_) => {
+            Ok(outcome) => {
+                // A handler may have written events (a waiting case decided): send them now.
+                if let (Outcome::Applied, Some(o)) = (outcome, outbox) {
+                    o.wake();
+                }
                 if let Err(e) = msg.ack().await {
                     // The effect is committed; a redelivery will be recognised as a duplicate.
                     tracing::warn!(consumer = %spec.name, error = %e, "ack failed");

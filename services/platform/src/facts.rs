@@ -1,0 +1,143 @@
+//! Facts other departments publish that a service keeps its own copy of. Today: deaths
+//! confirmed by household (`onething.household.v1.person.deceased`), which exit-entry and
+//! vehicle act on. A service adds [`deceased_migration`] to its migrator, consumes the
+//! fact with [`DeceasedProjection`], and its cases that wait for a death are decided in the
+//! same transaction as the fact is recorded.
+
+use crate::{
+    cases::{CaseApi, CaseRecord, Department},
+    events::{ConsumerSpec, Envelope, Handler, nats::stream_name},
+    lifecycle::State,
+    store::case,
+};
+use chrono::Utc;
+use onething_proto::household::PersonDeceased;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, entity::prelude::*,
+};
+use sea_orm_migration::{prelude::*, schema::*};
+
+/// A death confirmed by household, as this service recorded it.
+pub mod deceased {
+    use sea_orm::entity::prelude::*;
+
+    /// One deceased person. Personal data.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "deceased_persons")]
+    pub struct Model {
+        /// Citizen ID number.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id_number: String,
+        /// Date of death, YYYY-MM-DD.
+        pub death_date: String,
+        /// Household's deregistration case.
+        pub source_case_id: String,
+        /// When the fact arrived.
+        pub received_at: DateTimeUtc,
+    }
+
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// The migration of the `deceased_persons` table.
+pub fn deceased_migration() -> Box<dyn MigrationTrait> {
+    Box::new(CreateDeceased)
+}
+
+struct CreateDeceased;
+
+impl MigrationName for CreateDeceased {
+    fn name(&self) -> &str {
+        "m20261129_000002_deceased_persons"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateDeceased {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table("deceased_persons")
+                .if_not_exists()
+                .col(string("id_number").primary_key())
+                .col(string("death_date"))
+                .col(string("source_case_id"))
+                .col(timestamp_with_time_zone("received_at"))
+                .to_owned(),
+        )
+        .await
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.drop_table(Table::drop().table("deceased_persons").if_exists().to_owned()).await
+    }
+}
+
+/// Whether household has confirmed the death of `id_number`.
+///
+/// # Errors
+/// A database failure.
+pub async fn is_deceased<C: ConnectionTrait>(db: &C, id_number: &str) -> Result<bool, DbErr> {
+    Ok(deceased::Entity::find_by_id(id_number.to_string()).one(db).await?.is_some())
+}
+
+/// The durable consumer `<service>-deaths` on household's stream.
+pub fn deceased_spec(service: &str) -> ConsumerSpec {
+    ConsumerSpec {
+        name: format!("{service}-deaths"),
+        stream: stream_name("household"),
+        filter_subjects: vec!["onething.household.v1.person.deceased".into()],
+    }
+}
+
+/// Records deaths and decides this department's cases that were waiting for them: accepted
+/// cases of `matters` whose form field `field` names the deceased.
+pub struct DeceasedProjection<D> {
+    api: CaseApi<D>,
+    matters: Vec<String>,
+    field: &'static str,
+}
+
+impl<D: Department> DeceasedProjection<D> {
+    /// A projection advancing `api`'s cases of `matters` that name the person in `field`.
+    pub fn new(api: CaseApi<D>, matters: &[&str], field: &'static str) -> Self {
+        Self { api, matters: matters.iter().map(|m| (*m).to_string()).collect(), field }
+    }
+}
+
+impl<D: Department> Handler for DeceasedProjection<D> {
+    async fn handle(&self, txn: &DatabaseTransaction, event: &Envelope) -> anyhow::Result<()> {
+        let fact: PersonDeceased = event.decode()?;
+        let inserted = deceased::Entity::insert(deceased::ActiveModel {
+            id_number: Set(fact.id_number.clone()),
+            death_date: Set(fact.death_date.clone()),
+            source_case_id: Set(fact.case_id.clone()),
+            received_at: Set(Utc::now()),
+        })
+        .on_conflict_do_nothing_on([deceased::Column::IdNumber])
+        .exec_without_returning(txn)
+        .await?;
+        if !matches!(inserted, sea_orm::TryInsertResult::Inserted(n) if n > 0) {
+            // The same death twice (another event id): already recorded and acted on.
+            return Ok(());
+        }
+        let waiting = case::Entity::find()
+            .filter(case::Column::State.eq(State::Accepted.as_str()))
+            .filter(case::Column::MatterCode.is_in(self.matters.clone()))
+            .all(txn)
+            .await?;
+        let ids: Vec<String> = waiting
+            .into_iter()
+            .filter_map(|m| CaseRecord::from_model(m).ok())
+            .filter(|c| c.field(self.field) == fact.id_number)
+            .map(|c| c.id)
+            .collect();
+        let n = self.api.advance(txn, &ids).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        tracing::info!(decided = n, "death confirmed; waiting cases decided");
+        Ok(())
+    }
+}
