@@ -374,8 +374,26 @@ pub async fn start_household(db_url: &str, nats_url: &str) -> Running {
 /// # Panics
 /// When it cannot start.
 pub async fn start_household_with(settings: Settings) -> Running {
+    start_service(onething_household::build(settings)).await
+}
+
+/// Starts exit-entry on `db_url` and `nats_url`.
+///
+/// # Panics
+/// When it cannot start.
+pub async fn start_exit_entry(db_url: &str, nats_url: &str) -> Running {
+    start_service(onething_exit_entry::build(test_settings(db_url, nats_url))).await
+}
+
+/// Runs a service being built by `build` in the test's runtime.
+///
+/// # Panics
+/// When it cannot start.
+pub async fn start_service(
+    build: impl std::future::Future<Output = anyhow::Result<onething_platform::runtime::Service>>,
+) -> Running {
     init_telemetry();
-    let app = onething_household::build(settings).await.unwrap_or_else(|e| panic!("household starts: {e:#}"));
+    let app = build.await.unwrap_or_else(|e| panic!("service starts: {e:#}"));
     let addr = app.grpc_addr();
     let db = app.db().clone();
     let stop = CancellationToken::new();
@@ -441,4 +459,17 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogSink {
     fn make_writer(&'a self) -> Self::Writer {
         self.clone()
     }
+}
+
+/// A foreign national with passport `passport`.
+pub fn foreigner_token(passport: &str) -> String {
+    token(Principal {
+        sub: format!("foreigner-{passport}"),
+        kind: SubjectKind::Foreigner,
+        dept: String::new(),
+        roles: vec![],
+        id_number: String::new(),
+        credit_code: String::new(),
+        passport_number: passport.into(),
+    })
 }

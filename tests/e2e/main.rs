@@ -5,7 +5,9 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+mod deploy;
 mod errors;
+mod exit_entry;
 mod household;
 mod inbox;
 mod mtls;

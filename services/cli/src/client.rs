@@ -12,7 +12,7 @@ use tonic::{Status, transport::Channel};
 use tonic_types::StatusExt;
 
 /// Default address of household in `onething dev`.
-const HOUSEHOLD: &str = "http://127.0.0.1:50061";
+const HOUSEHOLD: &str = "http://127.0.0.1:18061";
 
 /// `onething case …`
 #[derive(Args)]

@@ -31,20 +31,33 @@ pub struct DevArgs {
 /// A service that cannot start, or a nats-server that cannot be started.
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir).context("creating the data folder")?;
-    let mut household = config::load_settings(onething_household::default_settings(&args.data_dir), None)?;
-    household.nats.url = args.nats_url.clone();
-    if household.auth.jwks_file.is_empty() {
-        // Development keys: `onething token` signs with the private half.
-        let keys = onething_platform::auth::ensure_dev_keys(&args.data_dir.join("keys"))?;
-        household.auth.jwks_file = keys.jwks.display().to_string();
+    let keys = onething_platform::auth::ensure_dev_keys(&args.data_dir.join("keys"))?;
+    // Every service of the mesh: its own port and SQLite file, one NATS, the dev keys.
+    let mut all = vec![
+        ("household", onething_household::default_settings(&args.data_dir)),
+        ("exit_entry", onething_exit_entry::default_settings(&args.data_dir)),
+    ];
+    for (_, s) in &mut all {
+        *s = config::load_settings(s.clone(), None)?;
+        s.nats.url = args.nats_url.clone();
+        if s.auth.jwks_file.is_empty() {
+            s.auth.jwks_file = keys.jwks.display().to_string();
+        }
     }
-    let _telemetry = telemetry::init("onething-dev", &household.log);
+    let _telemetry = telemetry::init("onething-dev", &all[0].1.log);
     let _nats = LocalNats::ensure(&args).await?;
     let stop = shutdown::on_signal();
-    let app = onething_household::build(household).await?;
-    tracing::info!(service = "household", addr = %app.grpc_addr(), "ready");
-    println!("onething dev: household on {} — NATS {}; Ctrl-C stops", app.grpc_addr(), args.nats_url);
-    let services = vec![tokio::spawn(app.run_until_stopped(stop.clone()))];
+    let mut services = Vec::new();
+    for (name, settings) in all {
+        let built = match name {
+            "household" => onething_household::build(settings).await,
+            _ => onething_exit_entry::build(settings).await,
+        }
+        .map_err(|e| e.context(format!("starting {name}")))?;
+        println!("onething dev: {name:<11} on {}", built.grpc_addr());
+        services.push(tokio::spawn(built.run_until_stopped(stop.clone())));
+    }
+    println!("onething dev: NATS {}; Ctrl-C stops", args.nats_url);
     for s in futures::future::join_all(services).await {
         s??;
     }

@@ -24,9 +24,9 @@ use tonic::service::interceptor::InterceptedService;
 /// Service name.
 pub const SERVICE: &str = rules::DEPARTMENT;
 /// Default gRPC port.
-pub const DEFAULT_PORT: u16 = 50061;
+pub const DEFAULT_PORT: u16 = 18061;
 
-/// Development defaults: port 50061, SQLite file `household.db` under `data_dir`.
+/// Development defaults: port 18061, SQLite file `household.db` under `data_dir`.
 pub fn default_settings(data_dir: &Path) -> Settings {
     Settings::for_service(SERVICE, DEFAULT_PORT, data_dir)
 }

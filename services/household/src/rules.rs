@@ -136,16 +136,16 @@ impl Department for Household {
                 result.insert("household_number".into(), home.household_number);
             }
             "household.certificate" => {
-                result.insert("certificate_number".into(), document_number("HJZM", case));
+                result.insert("certificate_number".into(), case.document_number("HJZM"));
             }
             "household.info_confirmation" => {
                 let p = living(txn, case.field("subject_id_number")).await?.map_err(refused)?;
-                result.insert("confirmation_number".into(), document_number("HJQR", case));
+                result.insert("confirmation_number".into(), case.document_number("HJQR"));
                 result.insert("household_number".into(), p.household_number);
                 result.insert("purpose".into(), case.field("purpose").to_string());
             }
             "household.residence_permit" => {
-                let number = document_number("JZZ", case);
+                let number = case.document_number("JZZ");
                 let valid_until = (now.date_naive() + chrono::Months::new(12)).format("%Y-%m-%d").to_string();
                 residence_permit::Entity::insert(residence_permit::ActiveModel {
                     permit_number: Set(number.clone()),
@@ -182,7 +182,7 @@ impl Department for Household {
                         occur_time: Some(onething_platform::cases::timestamp(now)),
                     },
                 ));
-                result.insert("deregistration_number".into(), document_number("HKZX", case));
+                result.insert("deregistration_number".into(), case.document_number("HKZX"));
             }
             "household.collective_household" => {
                 let code = CreditCode::parse(&case.applicant.identifier)
@@ -213,7 +213,7 @@ impl Department for Household {
             }
             "household.id_card_expedited" => {
                 living(txn, case.field("subject_id_number")).await?.map_err(refused)?;
-                result.insert("id_card_application_number".into(), document_number("SFZJJ", case));
+                result.insert("id_card_application_number".into(), case.document_number("SFZJJ"));
             }
             other => {
                 return Err(Error::internal(anyhow::anyhow!("no approval effect for {other}")));
@@ -314,12 +314,6 @@ async fn next_household_number(txn: &DatabaseTransaction, region: &str) -> Resul
         .await?;
     let next = last.and_then(|h| h.household_number.get(6..).and_then(|s| s.parse::<u32>().ok())).map_or(1, |n| n + 1);
     Ok(format!("{region}{next:06}"))
-}
-
-/// A document number: prefix, date, and the case id's tail (unique per case).
-fn document_number(prefix: &str, case: &CaseRecord) -> String {
-    let tail: String = case.id.chars().rev().take(8).collect::<Vec<_>>().into_iter().rev().collect();
-    format!("{prefix}{}{}", Utc::now().format("%Y%m%d"), tail.to_ascii_uppercase())
 }
 
 fn conflict_is_retry(r: std::result::Result<impl Sized, sea_orm::DbErr>) -> Result<()> {

@@ -17,7 +17,9 @@ const NOT_SETTINGS: &[&str] = &["CONFIG", "ADDR", "TOKEN"];
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
-    /// Address the gRPC server binds, e.g. `0.0.0.0:50051`; port 0 picks a free one.
+    /// Address the gRPC server binds, e.g. `0.0.0.0:18061`; port 0 picks a free one. Default
+    /// ports stay below Linux's ephemeral range (32768–60999), where a service's own
+    /// outgoing connections could already hold them.
     pub grpc_addr: String,
     /// sea-orm database URL: `sqlite://path/file.db?mode=rwc` or `postgres://…`.
     pub database_url: String,
@@ -92,7 +94,7 @@ pub struct OutboxSettings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            grpc_addr: "127.0.0.1:50051".into(),
+            grpc_addr: "127.0.0.1:18061".into(),
             database_url: "sqlite://.data/onething.db?mode=rwc".into(),
             nats: NatsSettings::default(),
             log: LogSettings::default(),

@@ -215,6 +215,13 @@ impl CaseRecord {
         self.materials.iter().any(|m| m.code == code)
     }
 
+    /// A document number issued by this case: `prefix`, today's date, the tail of the case
+    /// id (unique per case, so a retried approval issues the same number).
+    pub fn document_number(&self, prefix: &str) -> String {
+        let tail: String = self.id.chars().rev().take(8).collect::<Vec<_>>().into_iter().rev().collect();
+        format!("{prefix}{}{}", Utc::now().format("%Y%m%d"), tail.to_ascii_uppercase())
+    }
+
     /// Reads a row.
     ///
     /// # Errors

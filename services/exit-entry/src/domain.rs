@@ -1,0 +1,387 @@
+//! Exit-entry rules that need no database: the validity of a work-type residence permit
+//! (M13) with the explanation a reviewer reads, the form of each matter, and the committed
+//! time of an expedited business-trip document (M15).
+
+use chrono::{Local, Months, NaiveDate};
+use onething_platform::{
+    cases::{ApplicantRecord, Form},
+    catalog::{Matter, TimeUnit},
+    error::FieldViolation,
+    ids::{CitizenId, CreditCode},
+};
+use onething_proto::common::ApplicantKind;
+
+/// M15: the trip purposes that qualify for the green channel.
+pub const PURPOSES: &[&str] = &["meeting", "negotiation", "contract_signing", "belt_and_road"];
+/// Kinds of travel document.
+pub const DOCUMENT_KINDS: &[&str] = &["passport", "hk_macao_permit", "taiwan_permit"];
+/// Longest ordinary validity of a work-type residence permit, in years (a catalog value,
+/// never beyond the work permit itself).
+pub const ORDINARY_MAX_YEARS: u32 = 2;
+/// Validity granted under M13.
+pub const FIVE_YEARS: u32 = 5;
+
+/// A work-type residence permit the applicant held before.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prior {
+    /// Permit number.
+    pub number: String,
+    /// First day.
+    pub from: NaiveDate,
+    /// Last day.
+    pub until: NaiveDate,
+}
+
+/// A violation on the applicant's record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Offence {
+    /// When.
+    pub date: NaiveDate,
+    /// What (no personal data).
+    pub summary: String,
+}
+
+/// Which rule set the validity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// M13's five years.
+    FiveYear,
+    /// The ordinary validity.
+    Ordinary,
+}
+
+/// The validity decision and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Validity {
+    /// The rule applied.
+    pub rule: Rule,
+    /// First day.
+    pub from: NaiveDate,
+    /// Last day.
+    pub until: NaiveDate,
+    /// For the reviewer: which permits were counted, what blocked the five years.
+    pub explanation: String,
+    /// Permit numbers the five-year rule looked at (the latest two).
+    pub counted: Vec<String>,
+    /// The violation that blocked it, if any.
+    pub blocking: Option<String>,
+}
+
+fn years_from(d: NaiveDate, years: u32) -> NaiveDate {
+    d.checked_add_months(Months::new(12 * years)).and_then(|x| x.pred_opt()).unwrap_or(d)
+}
+
+/// Whether a permit lasted at least one year (有效期1年以上: a year counts).
+fn lasted_a_year(p: &Prior) -> bool {
+    p.until >= years_from(p.from, 1)
+}
+
+/// M13: on a third application, five years when the previous two consecutive work-type
+/// permits each lasted at least a year and no violation is on record; otherwise the
+/// ordinary validity, never beyond the work permit.
+pub fn decide_validity(
+    today: NaiveDate,
+    work_permit_until: NaiveDate,
+    history: &[Prior],
+    offences: &[Offence],
+) -> Validity {
+    let mut h: Vec<&Prior> = history.iter().collect();
+    h.sort_by_key(|p| p.from);
+    let last_two: Vec<&Prior> = h.iter().rev().take(2).rev().copied().collect();
+    let counted: Vec<String> = last_two.iter().map(|p| p.number.clone()).collect();
+    let mut failed = Vec::new();
+    if h.len() < 2 {
+        failed.push(format!("此前工作类居留许可{}次，不满足连续两次的条件", h.len()));
+    } else {
+        let (a, b) = (last_two[0], last_two[1]);
+        for p in [a, b] {
+            if !lasted_a_year(p) {
+                failed.push(format!("许可{}有效期{}至{}，不足1年", p.number, p.from, p.until));
+            }
+        }
+        if a.until.succ_opt().is_some_and(|next| b.from > next) {
+            failed.push(format!("许可{}（至{}）与{}（自{}）之间不连续", a.number, a.until, b.number, b.from));
+        }
+    }
+    let blocking = offences.iter().max_by_key(|o| o.date).map(|o| format!("{} {}", o.date, o.summary));
+    if let Some(b) = &blocking {
+        failed.push(format!("有违法违规记录：{b}"));
+    }
+    if failed.is_empty() {
+        let numbers = last_two.iter().map(|p| format!("{}（{}至{}）", p.number, p.from, p.until)).collect::<Vec<_>>();
+        return Validity {
+            rule: Rule::FiveYear,
+            from: today,
+            until: years_from(today, FIVE_YEARS),
+            explanation: format!(
+                "第三次申请：此前连续两次工作类居留许可{}均在1年以上且无违法违规记录，依M13批准有效期{FIVE_YEARS}年",
+                numbers.join("、")
+            ),
+            counted,
+            blocking: None,
+        };
+    }
+    let until = work_permit_until.min(years_from(today, ORDINARY_MAX_YEARS));
+    Validity {
+        rule: Rule::Ordinary,
+        from: today,
+        until,
+        explanation: format!("{}；按普通有效期批准至{until}（不超过工作许可有效期）", failed.join("；")),
+        counted,
+        blocking,
+    }
+}
+
+/// The committed time of a case: M15's same working day when extremely urgent.
+pub fn time_limit(matter: &Matter, form: &Form) -> (TimeUnit, u32) {
+    if matter.code == "exit_entry.business_travel_expedited"
+        && form.get("extremely_urgent").is_some_and(|v| v == "true")
+    {
+        (TimeUnit::WorkingDays, 0)
+    } else {
+        (matter.time_unit, matter.time_limit)
+    }
+}
+
+/// Checks the form of an exit-entry matter.
+pub fn validate(matter: &Matter, applicant: Option<&ApplicantRecord>, form: &Form) -> Vec<FieldViolation> {
+    let mut out = Vec::new();
+    let mut f = Fields { form, out: &mut out };
+    match matter.code.as_str() {
+        "exit_entry.work_residence_permit" => {
+            f.applicant_kind(applicant, ApplicantKind::Foreigner, "a foreign national");
+            f.pattern(
+                "nationality",
+                |v| v.len() == 3 && v.chars().all(|c| c.is_ascii_uppercase()),
+                "ISO 3166 alpha-3, e.g. DEU",
+            );
+            f.pattern(
+                "work_permit_number",
+                |v| (6..=30).contains(&v.len()) && v.chars().all(|c| c.is_ascii_alphanumeric()),
+                "6 to 30 letters and digits",
+            );
+            f.date("work_permit_valid_until", false);
+            f.credit_code("employer_credit_code");
+            f.optional_flag("high_level_talent");
+        }
+        "exit_entry.business_travel_expedited" => {
+            f.applicant_kind(applicant, ApplicantKind::Citizen, "a citizen");
+            f.credit_code("employer_credit_code");
+            f.one_of("purpose", PURPOSES);
+            f.pattern("destination", |v| v.chars().count() <= 100, "at most 100 characters");
+            f.date("departure_date", true);
+            f.one_of("document_kind", DOCUMENT_KINDS);
+            f.optional_flag("extremely_urgent");
+            if form.get("extremely_urgent").is_some_and(|v| v == "true") {
+                f.pattern(
+                    "urgency_reason",
+                    |v| v.chars().count() <= 200,
+                    "required when extremely urgent, at most 200 characters",
+                );
+            }
+        }
+        "exit_entry.document_cancellation" => {
+            if let Some(v) = form.get("subject_id_number").filter(|v| !v.is_empty()) {
+                if let Err(e) = CitizenId::parse(v) {
+                    out.push(violation("form.subject_id_number", &format!("not a citizen ID number: {e}")));
+                }
+            } else {
+                out.push(violation("form.subject_id_number", "required"));
+            }
+        }
+        _ => out.push(violation("matter_code", "exit-entry has no rules for this matter")),
+    }
+    out
+}
+
+struct Fields<'a> {
+    form: &'a Form,
+    out: &'a mut Vec<FieldViolation>,
+}
+
+impl Fields<'_> {
+    fn get(&mut self, name: &str) -> Option<&str> {
+        match self.form.get(name).map(String::as_str) {
+            Some(v) if !v.is_empty() => Some(v),
+            _ => {
+                self.out.push(violation(&format!("form.{name}"), "required"));
+                None
+            }
+        }
+    }
+
+    fn pattern(&mut self, name: &str, ok: impl Fn(&str) -> bool, rule: &str) {
+        if let Some(v) = self.get(name)
+            && !ok(v)
+        {
+            self.out.push(violation(&format!("form.{name}"), rule));
+        }
+    }
+
+    fn one_of(&mut self, name: &str, allowed: &[&str]) {
+        self.pattern(name, |v| allowed.contains(&v), &format!("one of {}", allowed.join(", ")));
+    }
+
+    fn optional_flag(&mut self, name: &str) {
+        if let Some(v) = self.form.get(name)
+            && !matches!(v.as_str(), "" | "true" | "false")
+        {
+            self.out.push(violation(&format!("form.{name}"), "true or false"));
+        }
+    }
+
+    fn date(&mut self, name: &str, not_past: bool) {
+        if let Some(v) = self.get(name) {
+            match NaiveDate::parse_from_str(v, "%Y-%m-%d") {
+                Ok(d) if not_past && d < Local::now().date_naive() => {
+                    self.out.push(violation(&format!("form.{name}"), "must not be in the past"));
+                }
+                Ok(_) => {}
+                Err(_) => self.out.push(violation(&format!("form.{name}"), "a date as YYYY-MM-DD")),
+            }
+        }
+    }
+
+    fn credit_code(&mut self, name: &str) {
+        if let Some(v) = self.get(name)
+            && let Err(e) = CreditCode::parse(v)
+        {
+            self.out.push(violation(&format!("form.{name}"), &format!("not a unified social credit code: {e}")));
+        }
+    }
+
+    fn applicant_kind(&mut self, applicant: Option<&ApplicantRecord>, kind: ApplicantKind, who: &str) {
+        if applicant.is_some_and(|a| a.kind != kind) {
+            self.out.push(violation("applicant.kind", &format!("this matter is applied for by {who}")));
+        }
+    }
+}
+
+fn violation(field: &str, description: &str) -> FieldViolation {
+    FieldViolation { field: field.to_string(), description: description.to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    fn prior(n: &str, from: &str, until: &str) -> Prior {
+        Prior { number: n.into(), from: d(from), until: d(until) }
+    }
+
+    const TODAY: &str = "2026-11-29";
+    const WORK_PERMIT: &str = "2029-12-31";
+
+    fn decide(history: &[Prior], offences: &[Offence]) -> Validity {
+        decide_validity(d(TODAY), d(WORK_PERMIT), history, offences)
+    }
+
+    #[test]
+    fn eligible_third_application_gets_five_years() {
+        let v = decide(&[prior("WR1", "2022-03-01", "2023-02-28"), prior("WR2", "2023-03-01", "2025-02-28")], &[]);
+        assert_eq!(v.rule, Rule::FiveYear);
+        assert_eq!(v.until, d("2031-11-28"));
+        assert_eq!(v.counted, ["WR1", "WR2"]);
+        assert!(
+            v.explanation.contains("WR1") && v.explanation.contains("WR2") && v.explanation.contains("5年"),
+            "{}",
+            v.explanation
+        );
+        // Only the latest two count: an older short permit does not matter.
+        let v = decide(
+            &[
+                prior("WR0", "2020-01-01", "2020-06-30"),
+                prior("WR1", "2022-03-01", "2023-02-28"),
+                prior("WR2", "2023-03-01", "2025-02-28"),
+            ],
+            &[],
+        );
+        assert_eq!(v.rule, Rule::FiveYear);
+    }
+
+    #[test]
+    fn only_one_prior_permit() {
+        let v = decide(&[prior("WR1", "2024-01-01", "2025-12-31")], &[]);
+        assert_eq!(v.rule, Rule::Ordinary);
+        assert!(v.explanation.contains("此前工作类居留许可1次"), "{}", v.explanation);
+        assert_eq!(v.until, d("2028-11-28"), "two years, within the work permit");
+    }
+
+    #[test]
+    fn a_prior_permit_shorter_than_a_year() {
+        let v = decide(&[prior("WR1", "2023-01-01", "2023-12-31"), prior("WR2", "2024-01-01", "2024-06-30")], &[]);
+        assert_eq!(v.rule, Rule::Ordinary);
+        assert!(v.explanation.contains("许可WR2") && v.explanation.contains("不足1年"), "{}", v.explanation);
+        assert!(!v.explanation.contains("许可WR1有效期"), "WR1 lasted a year: {}", v.explanation);
+    }
+
+    #[test]
+    fn the_two_are_not_consecutive() {
+        let v = decide(&[prior("WR1", "2021-01-01", "2021-12-31"), prior("WR2", "2023-01-01", "2023-12-31")], &[]);
+        assert_eq!(v.rule, Rule::Ordinary);
+        assert!(v.explanation.contains("不连续"), "{}", v.explanation);
+    }
+
+    #[test]
+    fn a_violation_blocks_five_years() {
+        let v = decide(
+            &[prior("WR1", "2022-03-01", "2023-02-28"), prior("WR2", "2023-03-01", "2025-02-28")],
+            &[Offence { date: d("2024-05-10"), summary: "逾期居留3日".into() }],
+        );
+        assert_eq!(v.rule, Rule::Ordinary);
+        assert_eq!(v.blocking.as_deref(), Some("2024-05-10 逾期居留3日"));
+        assert!(v.explanation.contains("违法违规记录"), "{}", v.explanation);
+    }
+
+    #[test]
+    fn the_ordinary_validity_never_passes_the_work_permit() {
+        let v = decide_validity(d(TODAY), d("2027-06-30"), &[], &[]);
+        assert_eq!(v.until, d("2027-06-30"));
+    }
+
+    #[test]
+    fn extremely_urgent_trips_are_same_day() {
+        let c = onething_platform::catalog::Catalog::load("").unwrap();
+        let m = c.get("exit_entry.business_travel_expedited").unwrap();
+        let mut form = Form::new();
+        assert_eq!(time_limit(m, &form), (TimeUnit::WorkingDays, 2));
+        form.insert("extremely_urgent".into(), "true".into());
+        assert_eq!(time_limit(m, &form), (TimeUnit::WorkingDays, 0));
+    }
+
+    #[test]
+    fn forms() {
+        let c = onething_platform::catalog::Catalog::load("").unwrap();
+        let trip = c.get("exit_entry.business_travel_expedited").unwrap();
+        let mut form: Form = [
+            ("employer_credit_code", "91350100M000100Y43"),
+            ("purpose", "tourism"),
+            ("destination", "雅加达"),
+            ("departure_date", "2099-01-01"),
+            ("document_kind", "passport"),
+            ("extremely_urgent", "true"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let fields = |v: Vec<FieldViolation>| v.into_iter().map(|x| x.field).collect::<Vec<_>>();
+        assert_eq!(fields(validate(trip, None, &form)), ["form.purpose", "form.urgency_reason"]);
+        form.insert("purpose".into(), "contract_signing".into());
+        form.insert("urgency_reason".into(), "签约时间提前".into());
+        assert!(validate(trip, None, &form).is_empty());
+        let permit = c.get("exit_entry.work_residence_permit").unwrap();
+        assert_eq!(
+            fields(validate(permit, None, &Form::new())),
+            [
+                "form.nationality",
+                "form.work_permit_number",
+                "form.work_permit_valid_until",
+                "form.employer_credit_code"
+            ]
+        );
+    }
+}

@@ -1,0 +1,107 @@
+//! `onething.exit_entry.v1.ExitEntryService`: permit histories and travel documents.
+
+use crate::store::entities::{permit, travel_document, violation};
+use onething_platform::{
+    auth::{Principal, SubjectKind},
+    authz,
+    error::Error,
+    ids::{CitizenId, Passport},
+};
+use onething_proto::exit_entry::{self as pb, exit_entry_service_server::ExitEntryService};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
+use tonic::{Request, Response, Status};
+
+/// The look-up API.
+#[derive(Clone)]
+pub struct Records {
+    db: DatabaseConnection,
+}
+
+impl Records {
+    /// Look-ups over exit-entry's database.
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+}
+
+/// Readers of exit-entry records: its staff, supervision and our services; a person for
+/// their own records.
+fn reads_records(p: &Principal) -> bool {
+    p.is_staff_of(crate::rules::DEPARTMENT) || authz::is_supervision(p) || p.kind == SubjectKind::Service
+}
+
+#[tonic::async_trait]
+impl ExitEntryService for Records {
+    async fn get_permit_history(
+        &self,
+        r: Request<pb::GetPermitHistoryRequest>,
+    ) -> Result<Response<pb::GetPermitHistoryResponse>, Status> {
+        let caller = authz::principal(&r)?;
+        let passport = Passport::parse(&r.into_inner().passport_number).map_err(|e| {
+            Error::invalid_field(
+                "EXIT_ENTRY_INVALID_PASSPORT",
+                "passport_number",
+                format!("not a passport number: {e}"),
+            )
+        })?;
+        let own = caller.kind == SubjectKind::Foreigner && caller.passport_number == passport.expose();
+        authz::check(reads_records(&caller) || own, &caller, "GetPermitHistory", "permits")?;
+        let permits = permit::Entity::find()
+            .filter(permit::Column::PassportNumber.eq(passport.expose()))
+            .order_by_asc(permit::Column::ValidFrom)
+            .all(&self.db)
+            .await
+            .map_err(Error::from)?;
+        let violations = violation::Entity::find()
+            .filter(violation::Column::PassportNumber.eq(passport.expose()))
+            .order_by_asc(violation::Column::Date)
+            .all(&self.db)
+            .await
+            .map_err(Error::from)?;
+        Ok(Response::new(pb::GetPermitHistoryResponse {
+            permits: permits
+                .into_iter()
+                .map(|p| pb::ResidencePermit {
+                    permit_number: p.permit_number,
+                    kind: p.kind,
+                    valid_from: p.valid_from,
+                    valid_until: p.valid_until,
+                })
+                .collect(),
+            violations: violations.into_iter().map(|v| pb::Violation { date: v.date, summary: v.summary }).collect(),
+        }))
+    }
+
+    async fn list_travel_documents(
+        &self,
+        r: Request<pb::ListTravelDocumentsRequest>,
+    ) -> Result<Response<pb::ListTravelDocumentsResponse>, Status> {
+        let caller = authz::principal(&r)?;
+        let id = CitizenId::parse(&r.into_inner().id_number).map_err(|e| {
+            Error::invalid_field("EXIT_ENTRY_INVALID_ID_NUMBER", "id_number", format!("not a citizen ID number: {e}"))
+        })?;
+        let own = caller.kind == SubjectKind::Citizen && caller.id_number == id.expose();
+        authz::check(reads_records(&caller) || own, &caller, "ListTravelDocuments", "travel_documents")?;
+        let docs = travel_document::Entity::find()
+            .filter(travel_document::Column::IdNumber.eq(id.expose()))
+            .order_by_asc(travel_document::Column::DocumentNumber)
+            .all(&self.db)
+            .await
+            .map_err(Error::from)?;
+        Ok(Response::new(pb::ListTravelDocumentsResponse {
+            documents: docs
+                .into_iter()
+                .map(|d| pb::TravelDocument {
+                    status: if d.status == "cancelled" {
+                        pb::TravelDocumentStatus::Cancelled
+                    } else {
+                        pb::TravelDocumentStatus::Active
+                    } as i32,
+                    document_number: d.document_number,
+                    kind: d.kind,
+                    valid_until: d.valid_until,
+                })
+                .collect(),
+        }))
+    }
+}

@@ -1,0 +1,63 @@
+//! 出入境 — the exit-entry department service: work-type residence permits for foreigners
+//! decided on their permit history (M13), expedited exit documents for enterprise business
+//! trips (M15), and the cancellation of a deceased citizen's travel documents once
+//! household confirms the death. A library with a builder; `main.rs` only wires the process.
+
+pub mod domain;
+pub mod grpc;
+pub mod rules;
+pub mod store;
+
+use onething_platform::{
+    cases::CaseApi,
+    config::Settings,
+    facts::{DeceasedProjection, deceased_spec},
+    grpc::{MAX_MESSAGE_BYTES, server_parts},
+    runtime::{Service, ServiceRuntime, with_routes},
+};
+use onething_proto::{
+    common::case_service_server::CaseServiceServer, exit_entry::exit_entry_service_server::ExitEntryServiceServer,
+};
+use std::path::Path;
+use tonic::service::interceptor::InterceptedService;
+
+/// Service name.
+pub const SERVICE: &str = rules::DEPARTMENT;
+/// Default gRPC port.
+pub const DEFAULT_PORT: u16 = 18062;
+
+/// Development defaults: port 18062, SQLite file `exit_entry.db` under `data_dir`.
+pub fn default_settings(data_dir: &Path) -> Settings {
+    Settings::for_service(SERVICE, DEFAULT_PORT, data_dir)
+}
+
+/// Builds exit-entry: database and migrations, NATS, the listener, the case service and
+/// the look-ups (both authenticated), health, reflection, and the consumer of household's
+/// death facts that decides waiting document cancellations.
+///
+/// # Errors
+/// As [`ServiceRuntime::start`].
+pub async fn build(settings: Settings) -> anyhow::Result<Service> {
+    let mut runtime = ServiceRuntime::start::<store::Migrator>(SERVICE, settings).await?;
+    let api = CaseApi::new(
+        rules::ExitEntry,
+        runtime.db.clone(),
+        runtime.outbox.clone(),
+        runtime.catalog.clone(),
+        runtime.calendar.clone(),
+    );
+    runtime.add_consumer(
+        deceased_spec(SERVICE),
+        DeceasedProjection::new(api.clone(), &["exit_entry.document_cancellation"], "subject_id_number"),
+    );
+    let cases = CaseServiceServer::new(api).max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let cases = InterceptedService::new(cases, runtime.authenticator.clone());
+    let records = ExitEntryServiceServer::new(grpc::Records::new(runtime.db.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let records = InterceptedService::new(records, runtime.authenticator.clone());
+    let parts = server_parts()?;
+    parts.health.set_serving::<CaseServiceServer<CaseApi<rules::ExitEntry>>>().await;
+    parts.health.set_serving::<ExitEntryServiceServer<grpc::Records>>().await;
+    let parts = with_routes(parts, |r| r.add_service(cases).add_service(records));
+    Ok(Service::new(runtime, parts))
+}
