@@ -50,6 +50,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Service> {
         deceased_spec(SERVICE),
         DeceasedProjection::new(api.clone(), &["exit_entry.document_cancellation"], "subject_id_number"),
     );
+    runtime.add_case_sweeper(api.clone());
     let cases = CaseServiceServer::new(api).max_decoding_message_size(MAX_MESSAGE_BYTES);
     let cases = InterceptedService::new(cases, runtime.authenticator.clone());
     let records = ExitEntryServiceServer::new(grpc::Records::new(runtime.db.clone()))

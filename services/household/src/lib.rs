@@ -49,6 +49,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Service> {
         runtime.catalog.clone(),
         runtime.calendar.clone(),
     );
+    runtime.add_case_sweeper(cases.clone());
     let cases = CaseServiceServer::new(cases).max_decoding_message_size(MAX_MESSAGE_BYTES);
     let cases = InterceptedService::new(cases, runtime.authenticator.clone());
     let registry = HouseholdServiceServer::new(grpc::Registry::new(runtime.db.clone()))

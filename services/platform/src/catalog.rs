@@ -16,6 +16,9 @@ pub enum Handling {
     Automatic,
     /// A clerk accepts and decides.
     Review,
+    /// Accepted at intake when the conditions hold (e.g. a booked inspection slot); a
+    /// clerk decides.
+    AutoAccept,
 }
 
 /// How the committed time is counted.
@@ -93,6 +96,14 @@ pub struct Matter {
     /// Materials that may be given but are never required.
     #[serde(default)]
     pub optional_materials: Vec<String>,
+    /// Working days within which an owed 容缺 material must follow a provisional approval;
+    /// later, the approval is revoked.
+    #[serde(default = "default_owed_days")]
+    pub owed_within_working_days: u32,
+}
+
+fn default_owed_days() -> u32 {
+    10
 }
 
 impl Matter {

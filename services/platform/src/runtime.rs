@@ -90,6 +90,24 @@ impl ServiceRuntime {
             .push(Box::new(move |stop| Box::pin(events::consumer::run(js, db, spec, handler, Some(outbox), stop))));
     }
 
+    /// Runs the case housekeeping of `api` every minute: provisional approvals whose owed
+    /// material is overdue are revoked.
+    pub fn add_case_sweeper<D: crate::cases::Department>(&mut self, api: crate::cases::CaseApi<D>) {
+        self.workers.push(Box::new(move |stop: CancellationToken| {
+            Box::pin(async move {
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+                    }
+                    if let Err(e) = api.revoke_overdue(chrono::Utc::now()).await {
+                        tracing::warn!(error = %e, "revoking overdue provisional approvals failed");
+                    }
+                }
+            })
+        }));
+    }
+
     /// Serves `routes` (joined with health and reflection) and runs the outbox relay and the
     /// consumers until `shutdown`; then drains within the configured grace period.
     ///

@@ -82,6 +82,20 @@ pub trait Department: Send + Sync + 'static {
         async { Ok(true) }
     }
 
+    /// Work done after every stored change of a case (`from` is the state it had), in the
+    /// same transaction: e.g. releasing a booked slot when a booking is withdrawn.
+    ///
+    /// # Errors
+    /// A database failure; the change rolls back.
+    fn after_change(
+        &self,
+        _txn: &DatabaseTransaction,
+        _case: &CaseRecord,
+        _from: crate::lifecycle::State,
+    ) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
+
     /// Applies the approval: registry changes in `txn`, and domain facts appended to
     /// `events` (written to the outbox with the case's own events, in causal order).
     /// Returns the result fields shown to the applicant.

@@ -71,7 +71,7 @@ enum Need {
 struct Action_ {
     txn: DatabaseTransaction,
     case: CaseRecord,
-    before: i64,
+    before: (i64, State),
     events: Pending,
 }
 
@@ -172,11 +172,15 @@ impl<D: Department> CaseApi<D> {
         } else {
             (case.time_unit, case.time_limit) = me.dept.time_limit(matter, &case);
             me.dept.on_intake(&txn, &mut case).await?;
-            if matter.handling == Handling::Automatic {
-                self.step(&mut case, Action::Accept, now, &mut events)?;
-                if me.dept.ready(&txn, &case).await? {
-                    self.decide(&txn, &mut case, matter, now, &mut events).await?;
+            match matter.handling {
+                Handling::Automatic => {
+                    self.step(&mut case, Action::Accept, now, &mut events)?;
+                    if me.dept.ready(&txn, &case).await? {
+                        self.decide(&txn, &mut case, matter, now, &mut events).await?;
+                    }
                 }
+                Handling::AutoAccept => self.step(&mut case, Action::Accept, now, &mut events)?,
+                Handling::Review => {}
             }
         }
         match row::Entity::insert(case.to_active()).exec_without_returning(&txn).await {
@@ -210,6 +214,9 @@ impl<D: Department> CaseApi<D> {
             self.step(case, Action::Approve, now, events)
         } else {
             case.missing_materials = owed;
+            // The owed material's own deadline; missing it revokes the approval.
+            let due = self.inner.calendar.add_working_days(now, matter.owed_within_working_days);
+            (case.due_at, case.due_provisional) = (Some(due.at), due.provisional);
             self.step(case, Action::ApproveProvisionally, now, events)
         }
     }
@@ -363,7 +370,7 @@ impl<D: Department> CaseApi<D> {
         if expected_version != 0 && expected_version != case.version {
             return Err(Error::new(Kind::Aborted, "CASE_VERSION_MISMATCH", "the case changed; reload and retry"));
         }
-        Ok(Action_ { before: case.version, txn, case, events: Pending::new() })
+        Ok(Action_ { before: (case.version, case.state), txn, case, events: Pending::new() })
     }
 
     /// Stores the case if nobody changed it meanwhile, with its events, and commits.
@@ -376,12 +383,19 @@ impl<D: Department> CaseApi<D> {
         Ok(case)
     }
 
-    /// Writes `case` (if still at version `before`) and its events in `txn`.
-    async fn store_in(&self, txn: &DatabaseTransaction, case: &CaseRecord, before: i64, events: Pending) -> Result<()> {
+    /// Writes `case` (if still at the version of `before`) and its events in `txn`, then
+    /// runs the department's [`Department::after_change`].
+    async fn store_in(
+        &self,
+        txn: &DatabaseTransaction,
+        case: &CaseRecord,
+        (version, from): (i64, State),
+        events: Pending,
+    ) -> Result<()> {
         let updated = row::Entity::update_many()
             .set(case.to_active())
             .filter(row::Column::Id.eq(case.id.clone()))
-            .filter(row::Column::Version.eq(before))
+            .filter(row::Column::Version.eq(version))
             .exec(txn)
             .await?;
         if updated.rows_affected != 1 {
@@ -390,7 +404,71 @@ impl<D: Department> CaseApi<D> {
         for e in events {
             self.inner.outbox.enqueue(txn, e).await?;
         }
-        Ok(())
+        self.inner.dept.after_change(txn, case, from).await
+    }
+
+    /// Changes a case without a lifecycle transition (e.g. a rescheduled booking) inside the
+    /// caller's transaction: `f` edits it, the version goes up, no state event is written.
+    ///
+    /// # Errors
+    /// NOT_FOUND, the error `f` returns, or ABORTED on a concurrent change.
+    pub async fn amend_in(
+        &self,
+        txn: &DatabaseTransaction,
+        case_id: &str,
+        f: impl FnOnce(&mut CaseRecord) -> Result<()>,
+    ) -> Result<CaseRecord> {
+        let mut case = load(txn, case_id).await?;
+        let before = (case.version, case.state);
+        f(&mut case)?;
+        case.version += 1;
+        case.updated_at = Utc::now();
+        self.store_in(txn, &case, before, Pending::new()).await?;
+        Ok(case)
+    }
+
+    /// Reads a case inside the caller's transaction.
+    ///
+    /// # Errors
+    /// NOT_FOUND or a database failure.
+    pub async fn load_in(&self, txn: &DatabaseTransaction, case_id: &str) -> Result<CaseRecord> {
+        load(txn, case_id).await
+    }
+
+    /// Revokes provisional approvals whose owed material is overdue at `now` (each with its
+    /// event and reason `CASE_OWED_MATERIAL_OVERDUE`). Returns how many. The runtime calls
+    /// it periodically; tests call it with a chosen `now`.
+    ///
+    /// # Errors
+    /// A database failure (cases revoked before it stay revoked).
+    pub async fn revoke_overdue(&self, now: DateTime<Utc>) -> Result<usize> {
+        let overdue = row::Entity::find()
+            .filter(row::Column::Department.eq(self.inner.dept.name()))
+            .filter(row::Column::State.eq(State::ApprovedProvisionally.as_str()))
+            .filter(row::Column::DueAt.lt(now))
+            .all(&self.inner.db)
+            .await?;
+        let mut revoked = 0;
+        for m in overdue {
+            let txn = crate::db::begin_write(&self.inner.db).await?;
+            let mut case = load(&txn, &m.id).await?;
+            if case.state != State::ApprovedProvisionally || case.due_at.is_none_or(|d| d >= now) {
+                continue; // Supplied meanwhile.
+            }
+            let before = (case.version, case.state);
+            let mut events = Pending::new();
+            case.reason_code = "CASE_OWED_MATERIAL_OVERDUE".into();
+            case.reason_text = format!("owed materials not supplied in time: {}", case.missing_materials.join(", "));
+            self.step(&mut case, Action::Revoke, now, &mut events)?;
+            self.store_in(&txn, &case, before, events).await?;
+            txn.commit().await?;
+            tracing::info!(case_id = %case.id, "provisional approval revoked: owed material overdue");
+            revoked += 1;
+        }
+        if revoked > 0 {
+            self.inner.outbox.wake();
+        }
+        Ok(revoked)
     }
 
     /// Decides the accepted cases of automatic matters among `case_ids` that are now
@@ -410,7 +488,7 @@ impl<D: Department> CaseApi<D> {
             {
                 continue;
             }
-            let before = case.version;
+            let before = (case.version, case.state);
             let mut events = Pending::new();
             self.decide(txn, &mut case, &matter, Utc::now(), &mut events).await?;
             self.store_in(txn, &case, before, events).await?;
