@@ -19,6 +19,13 @@ pub mod onething {
             include!(concat!(env!("OUT_DIR"), "/onething.exit_entry.v1.rs"));
         }
     }
+    /// 车管/车检.
+    pub mod vehicle {
+        /// Version 1.
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/onething.vehicle.v1.rs"));
+        }
+    }
     /// 户政.
     pub mod household {
         /// Version 1.
@@ -28,7 +35,9 @@ pub mod onething {
     }
 }
 
-pub use onething::{common::v1 as common, exit_entry::v1 as exit_entry, household::v1 as household};
+pub use onething::{
+    common::v1 as common, exit_entry::v1 as exit_entry, household::v1 as household, vehicle::v1 as vehicle,
+};
 
 /// Encoded `FileDescriptorSet` of every onething proto, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/onething_descriptor.bin"));

@@ -15,3 +15,4 @@ mod nats_permissions;
 mod outbox;
 mod pii;
 mod security;
+mod vehicle;

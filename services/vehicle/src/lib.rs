@@ -1,0 +1,65 @@
+//! 车管/车检 — the vehicle department service: inspection bookings on station slots that
+//! are never overbooked, walk-ins, 交钥匙 proxy inspections and 容缺 (M14), enterprise
+//! vehicle verification, and driving licence cancellation once household confirms a death.
+//! A library with a builder; `main.rs` only wires the process.
+
+pub mod domain;
+pub mod grpc;
+pub mod rules;
+pub mod slots;
+pub mod store;
+
+use onething_platform::{
+    cases::CaseApi,
+    config::Settings,
+    facts::{DeceasedProjection, deceased_spec},
+    grpc::{MAX_MESSAGE_BYTES, server_parts},
+    runtime::{Service, ServiceRuntime, with_routes},
+};
+use onething_proto::{
+    common::case_service_server::CaseServiceServer, vehicle::vehicle_service_server::VehicleServiceServer,
+};
+use std::path::Path;
+use tonic::service::interceptor::InterceptedService;
+
+/// Service name.
+pub const SERVICE: &str = rules::DEPARTMENT;
+/// Default gRPC port.
+pub const DEFAULT_PORT: u16 = 18063;
+
+/// Development defaults: port 18063, SQLite file `vehicle.db` under `data_dir`.
+pub fn default_settings(data_dir: &Path) -> Settings {
+    Settings::for_service(SERVICE, DEFAULT_PORT, data_dir)
+}
+
+/// Builds vehicle: database and migrations, NATS, the listener, the case service and the
+/// vehicle API (both authenticated), health, reflection, the consumer of household's death
+/// facts, and the sweeper that revokes overdue 容缺 approvals.
+///
+/// # Errors
+/// As [`ServiceRuntime::start`].
+pub async fn build(settings: Settings) -> anyhow::Result<Service> {
+    let mut runtime = ServiceRuntime::start::<store::Migrator>(SERVICE, settings).await?;
+    let api = CaseApi::new(
+        rules::Vehicle,
+        runtime.db.clone(),
+        runtime.outbox.clone(),
+        runtime.catalog.clone(),
+        runtime.calendar.clone(),
+    );
+    runtime.add_consumer(
+        deceased_spec(SERVICE),
+        DeceasedProjection::new(api.clone(), &["vehicle.driving_licence_cancellation"], "subject_id_number"),
+    );
+    runtime.add_case_sweeper(api.clone());
+    let ops = grpc::Operations::new(runtime.db.clone(), api.clone(), runtime.outbox.clone());
+    let cases = CaseServiceServer::new(api).max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let cases = InterceptedService::new(cases, runtime.authenticator.clone());
+    let ops = VehicleServiceServer::new(ops).max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let ops = InterceptedService::new(ops, runtime.authenticator.clone());
+    let parts = server_parts()?;
+    parts.health.set_serving::<CaseServiceServer<CaseApi<rules::Vehicle>>>().await;
+    parts.health.set_serving::<VehicleServiceServer<grpc::Operations>>().await;
+    let parts = with_routes(parts, |r| r.add_service(cases).add_service(ops));
+    Ok(Service::new(runtime, parts))
+}

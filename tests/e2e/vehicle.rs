@@ -1,0 +1,358 @@
+//! Vehicle end to end: bookings never exceed a slot's capacity under concurrent requests
+//! to two replicas on one database; 容缺 supplied in time or revoked with its event; the
+//! licence cancellation waits for household's death event; bookings walk in, go 交钥匙,
+//! move and give their place back; bad input stores nothing.
+
+use crate::common::*;
+use onething_platform::{calendar::Calendar, cases::CaseApi, catalog::Catalog, events::Outbox};
+use onething_proto::{
+    common::{self as pb, CaseState, case_service_client::CaseServiceClient},
+    vehicle::{self as vpb, ProxyState, vehicle_service_client::VehicleServiceClient},
+};
+use std::{sync::Arc, time::Duration};
+use tonic::Code;
+use tonic_types::StatusExt;
+
+const PLATE: &str = "鲁K12345";
+const STATION: &str = "WH-HC-01";
+
+fn booking(key: &str, date: &str, time: &str) -> pb::CreateCaseRequest {
+    pb::CreateCaseRequest {
+        matter_code: "vehicle.inspection_booking".into(),
+        applicant: citizen(&seeded_parent()),
+        form: form(&[("plate", PLATE), ("station_id", STATION), ("slot_date", date), ("slot_time", time)]),
+        materials: vec![material("vehicle_licence"), material("vehicle_tax_certificate")],
+        idempotency_key: key.into(),
+        bundle_id: String::new(),
+    }
+}
+
+async fn cases_at(r: &Running, token: &str) -> CaseServiceClient<Authed> {
+    CaseServiceClient::new(connect_as(&r.endpoint(), Some(token)).await)
+}
+
+async fn no_overbooking_across_replicas(backend: Backend) {
+    let Some(db) = TestDb::fresh(backend).await else { return };
+    let nats = NatsServer::start().await;
+    let first = start_vehicle(&db.url, &nats.url()).await;
+    let second = start_vehicle(&db.url, &nats.url()).await;
+    let token = service("coordinator");
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let endpoint = if i % 2 == 0 { first.endpoint() } else { second.endpoint() };
+        let token = token.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut c = CaseServiceClient::new(connect_as(&endpoint, Some(&token)).await);
+            c.create_case(booking(&format!("rush-{i}"), "2099-03-02", "09:00")).await.map(|_| ()).map_err(|s| s.code())
+        }));
+    }
+    let mut ok = 0;
+    let mut full = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => ok += 1,
+            Err(Code::ResourceExhausted) => full += 1,
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((ok, full), (3, 9), "capacity 3: three bookings, nine refusals");
+    assert_eq!(count(&first.db, "cases").await, 3);
+    assert_eq!(count(&first.db, "slots WHERE booked = 3").await, 1);
+    first.stop().await;
+    second.stop().await;
+}
+both_backends!(no_overbooking_across_replicas);
+
+async fn owed_material_supplied_or_revoked(backend: Backend) {
+    let Some(db) = TestDb::fresh(backend).await else { return };
+    let nats = NatsServer::start().await;
+    let vehicle = start_vehicle(&db.url, &nats.url()).await;
+    let mut owner = cases_at(&vehicle, &citizen_token(&seeded_parent())).await;
+    let mut station = cases_at(&vehicle, &staff("vehicle", &["clerk", "approver"])).await;
+    let mut ids = Vec::new();
+    for key in ["owed-1", "owed-2"] {
+        let mut req = booking(key, "2099-03-03", "10:00");
+        req.materials.retain(|m| m.code != "vehicle_tax_certificate");
+        let c = owner.create_case(req).await.unwrap().into_inner().case.unwrap();
+        assert_eq!(c.state(), CaseState::Accepted, "accepted with the tax certificate owed (容缺)");
+        let d = station
+            .approve_case(pb::ApproveCaseRequest { case_id: c.case_id.clone(), expected_version: 0 })
+            .await
+            .unwrap();
+        let d = d.into_inner().case.unwrap();
+        assert_eq!(d.state(), CaseState::ApprovedProvisionally);
+        assert_eq!(d.missing_materials, ["vehicle_tax_certificate"]);
+        assert!(d.time_rule.unwrap().due_time.is_some(), "the owed material has a deadline");
+        ids.push(c.case_id);
+    }
+    // The first supplies in time.
+    let done = owner
+        .supply_materials(pb::SupplyMaterialsRequest {
+            case_id: ids[0].clone(),
+            materials: vec![material("vehicle_tax_certificate")],
+            expected_version: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    assert_eq!(done.state(), CaseState::Approved);
+    // The second misses its deadline: the sweep (driven here with a later clock) revokes it.
+    let api = CaseApi::new(
+        onething_vehicle::rules::Vehicle,
+        vehicle.db.clone(),
+        Outbox::new("vehicle"),
+        Arc::new(Catalog::load("").unwrap()),
+        Arc::new(Calendar::builtin()),
+    );
+    assert_eq!(api.revoke_overdue(chrono::Utc::now()).await.unwrap(), 0, "nothing is late yet");
+    assert_eq!(api.revoke_overdue(chrono::Utc::now() + chrono::Duration::days(40)).await.unwrap(), 1);
+    let revoked =
+        owner.get_case(pb::GetCaseRequest { case_id: ids[1].clone() }).await.unwrap().into_inner().case.unwrap();
+    assert_eq!(revoked.state(), CaseState::Revoked);
+    assert_eq!(revoked.reason_code, "CASE_OWED_MATERIAL_OVERDUE");
+    let js = nats.jetstream().await;
+    eventually(Duration::from_secs(30), "the revoked event", || async {
+        let s = js.get_stream("ONETHING_VEHICLE").await.ok()?;
+        s.get_last_raw_message_by_subject("onething.vehicle.v1.case.revoked").await.ok()
+    })
+    .await
+    .unwrap();
+    vehicle.stop().await;
+}
+both_backends!(owed_material_supplied_or_revoked);
+
+async fn licence_cancellation_waits_for_the_death_event(backend: Backend) {
+    let Some(hh_db) = TestDb::fresh(backend).await else { return };
+    let Some(v_db) = TestDb::fresh(backend).await else { return };
+    let nats = NatsServer::start().await;
+    let household = start_household(&hh_db.url, &nats.url()).await;
+    let vehicle = start_vehicle(&v_db.url, &nats.url()).await;
+    let coordinator = service("coordinator");
+    let mut v = cases_at(&vehicle, &coordinator).await;
+    let mut hh = cases_at(&household, &coordinator).await;
+    let elder = onething_household::store::seed_id("371003", "1949-09-09", 62).unwrap().expose().to_string();
+    let cancel = |key: &str| pb::CreateCaseRequest {
+        matter_code: "vehicle.driving_licence_cancellation".into(),
+        applicant: citizen(&seeded_person()),
+        form: form(&[("subject_id_number", &elder)]),
+        materials: vec![],
+        idempotency_key: key.into(),
+        bundle_id: String::new(),
+    };
+    let waiting = v.create_case(cancel("lic-1")).await.unwrap().into_inner().case.unwrap();
+    assert_eq!(waiting.state(), CaseState::Accepted);
+    assert_eq!(waiting.reason_code, "VEHICLE_AWAITING_DEATH_CONFIRMATION");
+    hh.create_case(pb::CreateCaseRequest {
+        matter_code: "household.deregistration".into(),
+        applicant: citizen(&seeded_person()),
+        form: form(&[
+            ("subject_id_number", &elder),
+            ("death_date", "2026-11-20"),
+            ("death_certificate_number", "SW-2026-0200"),
+        ]),
+        materials: vec![material("death_certificate")],
+        idempotency_key: "lic-dereg".into(),
+        bundle_id: String::new(),
+    })
+    .await
+    .unwrap();
+    let id = waiting.case_id.clone();
+    let done = eventually(Duration::from_secs(30), "the licence cancellation", || {
+        let mut v = v.clone();
+        let id = id.clone();
+        async move {
+            let c = v.get_case(pb::GetCaseRequest { case_id: id }).await.ok()?.into_inner().case?;
+            (c.state() == CaseState::Approved).then_some(c)
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(done.result["cancelled_count"], "1");
+    // The fact again under a new message id: recorded once, decided once.
+    let js = nats.jetstream().await;
+    let stream = js.get_stream("ONETHING_HOUSEHOLD").await.unwrap();
+    let fact = stream.get_last_raw_message_by_subject("onething.household.v1.person.deceased").await.unwrap();
+    let mut headers = fact.headers.clone();
+    headers.insert("Nats-Msg-Id", "replayed-death-v");
+    js.publish_with_headers("onething.household.v1.person.deceased", headers, fact.payload.clone())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let last = stream.get_info().await.unwrap().state.last_sequence;
+    eventually(Duration::from_secs(30), "vehicle to take the repeat", || {
+        let stream = stream.clone();
+        async move {
+            let mut c: async_nats::jetstream::consumer::Consumer<async_nats::jetstream::consumer::pull::Config> =
+                stream.get_consumer("vehicle-deaths").await.ok()?;
+            let info = c.info().await.ok()?;
+            (info.ack_floor.stream_sequence >= last && info.num_ack_pending == 0).then_some(())
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(count(&vehicle.db, "outbox WHERE subject = 'onething.vehicle.v1.driving_licence.cancelled'").await, 1);
+    let again = v.get_case(pb::GetCaseRequest { case_id: waiting.case_id }).await.unwrap().into_inner().case.unwrap();
+    assert_eq!(again.version, done.version);
+    vehicle.stop().await;
+    household.stop().await;
+}
+both_backends!(licence_cancellation_waits_for_the_death_event);
+
+async fn bookings_walk_in_go_proxy_move_and_give_back(backend: Backend) {
+    let Some(db) = TestDb::fresh(backend).await else { return };
+    let nats = NatsServer::start().await;
+    let vehicle = start_vehicle(&db.url, &nats.url()).await;
+    let owner_token = citizen_token(&seeded_parent());
+    let staff_token = staff("vehicle", &["clerk", "approver"]);
+    let mut owner = cases_at(&vehicle, &owner_token).await;
+    let mut ops = VehicleServiceClient::new(connect_as(&vehicle.endpoint(), Some(&owner_token)).await);
+    let mut station_ops = VehicleServiceClient::new(connect_as(&vehicle.endpoint(), Some(&staff_token)).await);
+
+    // 交钥匙: free, tracked step by step until the vehicle is back.
+    let mut proxy = booking("proxy-1", "2099-03-04", "08:30");
+    proxy.form.insert("proxy".into(), "true".into());
+    let c = owner.create_case(proxy).await.unwrap().into_inner().case.unwrap();
+    assert_eq!(c.result["proxy_fee_yuan"], "0");
+    for state in [ProxyState::HandedOver, ProxyState::Inspecting, ProxyState::Inspected, ProxyState::Returned] {
+        let r = station_ops
+            .advance_proxy_inspection(vpb::AdvanceProxyInspectionRequest {
+                case_id: c.case_id.clone(),
+                state: state as i32,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!((r.state(), r.fee_yuan), (state, 0));
+    }
+    let err = station_ops
+        .advance_proxy_inspection(vpb::AdvanceProxyInspectionRequest {
+            case_id: c.case_id.clone(),
+            state: ProxyState::Inspecting as i32,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    let err = ops
+        .advance_proxy_inspection(vpb::AdvanceProxyInspectionRequest {
+            case_id: c.case_id.clone(),
+            state: ProxyState::Returned as i32,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "the owner does not run the station");
+
+    // Reschedule, then withdraw: the places follow.
+    let b = owner.create_case(booking("move-1", "2099-03-05", "09:00")).await.unwrap().into_inner().case.unwrap();
+    ops.reschedule_booking(vpb::RescheduleBookingRequest {
+        case_id: b.case_id.clone(),
+        slot_date: "2099-03-05".into(),
+        slot_time: "11:00".into(),
+    })
+    .await
+    .unwrap();
+    let free = |slots: Vec<vpb::SlotAvailability>, t: &str| slots.into_iter().find(|s| s.time == t).unwrap().free;
+    let day = ops
+        .get_availability(vpb::GetAvailabilityRequest { station_id: STATION.into(), date: "2099-03-05".into() })
+        .await
+        .unwrap();
+    let day = day.into_inner().slots;
+    assert_eq!((free(day.clone(), "09:00"), free(day, "11:00")), (3, 2));
+    owner
+        .withdraw_case(pb::WithdrawCaseRequest { case_id: b.case_id.clone(), reason_text: String::new() })
+        .await
+        .unwrap();
+    let day = ops
+        .get_availability(vpb::GetAvailabilityRequest { station_id: STATION.into(), date: "2099-03-05".into() })
+        .await
+        .unwrap();
+    assert_eq!(free(day.into_inner().slots, "11:00"), 3, "a withdrawn booking gives its place back");
+
+    // 随到随检: a walk-in gets today's next free slot, or a clear answer when the day is over.
+    let mut walk_in = booking("walk-1", "", "");
+    walk_in.form = form(&[("plate", PLATE), ("station_id", STATION), ("walk_in", "true")]);
+    match owner.create_case(walk_in).await {
+        Ok(r) => assert!(r.into_inner().case.unwrap().form.contains_key("slot_time")),
+        Err(s) => assert_eq!(s.get_error_details().error_info().unwrap().reason, "VEHICLE_NO_WALK_IN_CAPACITY"),
+    }
+
+    // Enterprise vehicle verification: automatic, the fleet and its overdue inspections.
+    let fleet = onething_vehicle::store::seed_fleet_owner().to_string();
+    let mut enterprise = cases_at(&vehicle, &enterprise_token(&fleet)).await;
+    let v = enterprise
+        .create_case(pb::CreateCaseRequest {
+            matter_code: "vehicle.enterprise_vehicle_verification".into(),
+            applicant: Some(pb::Applicant {
+                kind: pb::ApplicantKind::Enterprise as i32,
+                identifier: fleet.clone(),
+                name: "威海示例物流有限公司".into(),
+                phone: String::new(),
+            }),
+            form: form(&[]),
+            materials: vec![],
+            idempotency_key: "fleet-1".into(),
+            bundle_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    assert_eq!(v.state(), CaseState::Approved);
+    assert_eq!(v.result["vehicle_count"], "2");
+    assert_eq!(v.result["plates"], "鲁K80001,鲁K80002");
+    vehicle.stop().await;
+}
+both_backends!(bookings_walk_in_go_proxy_move_and_give_back);
+
+async fn bad_bookings_are_refused_and_store_nothing(backend: Backend) {
+    let Some(db) = TestDb::fresh(backend).await else { return };
+    let nats = NatsServer::start().await;
+    let vehicle = start_vehicle(&db.url, &nats.url()).await;
+    let mut c = cases_at(&vehicle, &service("coordinator")).await;
+    let check = |s: tonic::Status| {
+        let d = s.get_error_details();
+        (
+            s.code(),
+            d.error_info().map(|i| i.reason.clone()).unwrap_or_default(),
+            d.bad_request().map(|b| b.field_violations[0].field.clone()).unwrap_or_default(),
+        )
+    };
+    let mut bad_plate = booking("bad-1", "2099-03-02", "09:00");
+    bad_plate.form.insert("plate".into(), "鲁K1234O".into());
+    assert_eq!(
+        check(c.create_case(bad_plate).await.unwrap_err()),
+        (Code::InvalidArgument, "CASE_INVALID_REQUEST".into(), "form.plate".into())
+    );
+    let mut unknown = booking("bad-2", "2099-03-02", "09:00");
+    unknown.form.insert("station_id".into(), "WH-NOWHERE".into());
+    assert_eq!(
+        check(c.create_case(unknown).await.unwrap_err()),
+        (Code::InvalidArgument, "VEHICLE_UNKNOWN_STATION".into(), "form.station_id".into())
+    );
+    let past = booking("bad-3", "2020-01-06", "09:00");
+    assert_eq!(
+        check(c.create_case(past).await.unwrap_err()),
+        (Code::InvalidArgument, "CASE_INVALID_REQUEST".into(), "form.slot_date".into())
+    );
+    let late = booking("bad-4", "2099-03-02", "17:30");
+    assert_eq!(
+        check(c.create_case(late).await.unwrap_err()),
+        (Code::InvalidArgument, "VEHICLE_SLOT_OUTSIDE_HOURS".into(), "form.slot_time".into())
+    );
+    let off_grid = booking("bad-5", "2099-03-02", "09:10");
+    assert_eq!(check(c.create_case(off_grid).await.unwrap_err()).1, "VEHICLE_SLOT_OUTSIDE_HOURS");
+    assert_eq!(count(&vehicle.db, "cases").await, 0);
+    assert_eq!(count(&vehicle.db, "outbox").await, 0);
+    assert_eq!(count(&vehicle.db, "slots WHERE booked > 0").await, 0);
+    // Someone else's vehicle: a well-formed application, not accepted.
+    let mut other = booking("bad-6", "2099-03-02", "09:00");
+    other.applicant = citizen(&seeded_person());
+    let refused = c.create_case(other).await.unwrap().into_inner().case.unwrap();
+    assert_eq!(refused.reason_code, "VEHICLE_NOT_OWNER");
+    assert_eq!(count(&vehicle.db, "slots WHERE booked > 0").await, 0, "a refused booking holds no place");
+    vehicle.stop().await;
+}
+both_backends!(bad_bookings_are_refused_and_store_nothing);
