@@ -169,6 +169,33 @@ impl Calendar {
         Due { at, provisional }
     }
 
+    /// Working days strictly after the day of `from` up to and including the day of `to`
+    /// (China time): how many working days a clock paused at `from` and resumed at `to` lost.
+    pub fn working_days_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> u32 {
+        let (mut day, last) = (from.with_timezone(&china()).date_naive(), to.with_timezone(&china()).date_naive());
+        let mut n = 0;
+        while day < last {
+            day = day.succ_opt().unwrap_or(last);
+            if self.is_working_day(day).0 {
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// A due time moved later by the time its clock was paused (`from` → `to`): working days
+    /// for a working-day limit, clock time for a clock-hour limit.
+    pub fn extend(&self, due: DateTime<Utc>, unit: TimeUnit, from: DateTime<Utc>, to: DateTime<Utc>) -> Due {
+        match unit {
+            TimeUnit::WorkingDays => match self.working_days_between(from, to) {
+                0 => Due { at: due, provisional: false },
+                n => self.add_working_days(due, n),
+            },
+            TimeUnit::ClockHours => Due { at: due + (to - from), provisional: false },
+            TimeUnit::Immediate => Due { at: due, provisional: false },
+        }
+    }
+
     /// The due time of a case accepted at `start` with a committed `limit` in `unit`:
     /// immediate → `start`; clock hours → `start + limit h` (M16: 24 hours means 24 hours);
     /// working days → [`Calendar::add_working_days`].
@@ -255,6 +282,23 @@ mod tests {
         assert!(d.provisional, "2027 has no data yet");
         assert_eq!(d.at, close(2027, 1, 4), "weekends alone: Thu 12-31, Fri 01-01, Mon 01-04");
         assert!(!c.add_working_days(cst(2026, 12, 21, 9, 0), 3).provisional);
+    }
+
+    #[test]
+    fn a_paused_clock_moves_the_due_time_by_the_working_days_lost() {
+        let c = Calendar::builtin();
+        // Due Tue 2025-09-30; paused Fri 09-26 to Thu 10-09 across National Day: the lost
+        // working days are Sun 09-28 (调休), Mon 09-29, Tue 09-30 and Thu 10-09.
+        let due = close(2025, 9, 30);
+        let moved = c.extend(due, TimeUnit::WorkingDays, cst(2025, 9, 26, 10, 0), cst(2025, 10, 9, 10, 0));
+        assert_eq!(c.working_days_between(cst(2025, 9, 26, 10, 0), cst(2025, 10, 9, 10, 0)), 4);
+        // Four working days after Tue 09-30: Thu 10-09, Fri 10-10, Sat 10-11 (调休), Mon 10-13.
+        assert_eq!(moved.at, close(2025, 10, 13));
+        // Paused and resumed the same day: no working day lost.
+        assert_eq!(c.extend(due, TimeUnit::WorkingDays, cst(2025, 9, 26, 9, 0), cst(2025, 9, 26, 16, 0)).at, due);
+        // Clock hours move by the clock.
+        let h = c.extend(due, TimeUnit::ClockHours, cst(2025, 9, 26, 9, 0), cst(2025, 9, 26, 12, 0));
+        assert_eq!(h.at, due + Duration::hours(3));
     }
 
     #[test]

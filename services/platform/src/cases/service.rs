@@ -239,9 +239,12 @@ impl<D: Department> CaseApi<D> {
                 case.reason_text.clear();
             }
             Action::SupplyMaterials | Action::EndSpecialProcedure => {
-                // Paused clock time is added back; the calendar issue refines this to working time.
+                // The time the clock stood still is added back: working days for a
+                // working-day limit, clock time for clock hours.
                 if let (Some(due), Some(since)) = (case.due_at, case.paused_since.take()) {
-                    case.due_at = Some(due + (now - since));
+                    let moved = self.inner.calendar.extend(due, case.time_unit, since, now);
+                    case.due_at = Some(moved.at);
+                    case.due_provisional |= moved.provisional;
                 }
             }
             _ => {}
@@ -671,6 +674,40 @@ impl<D: Department> CaseService for CaseApi<D> {
             })
             .await?;
         Ok(Response::new(pb::RequestSupplementResponse { case: reply(case) }))
+    }
+
+    async fn start_special_procedure(
+        &self,
+        r: Request<pb::StartSpecialProcedureRequest>,
+    ) -> Result<Response<pb::StartSpecialProcedureResponse>, Status> {
+        let p = authz::principal(&r)?;
+        let r = r.into_inner();
+        let case = self
+            .act((&p, "StartSpecialProcedure", Need::Intake), &r.case_id, r.expected_version, |me, case, ev| {
+                let procedure = r.procedure.trim();
+                if procedure.is_empty() || procedure.len() > 64 {
+                    return Err(Error::invalid_field("CASE_INVALID_REQUEST", "procedure", "required, at most 64 characters"));
+                }
+                case.reason_text = format!("special procedure: {procedure}");
+                me.step(case, Action::StartSpecialProcedure, Utc::now(), ev)
+            })
+            .await?;
+        Ok(Response::new(pb::StartSpecialProcedureResponse { case: reply(case) }))
+    }
+
+    async fn end_special_procedure(
+        &self,
+        r: Request<pb::EndSpecialProcedureRequest>,
+    ) -> Result<Response<pb::EndSpecialProcedureResponse>, Status> {
+        let p = authz::principal(&r)?;
+        let r = r.into_inner();
+        let case = self
+            .act((&p, "EndSpecialProcedure", Need::Intake), &r.case_id, r.expected_version, |me, case, ev| {
+                case.reason_text = r.outcome.chars().take(500).collect();
+                me.step(case, Action::EndSpecialProcedure, Utc::now(), ev)
+            })
+            .await?;
+        Ok(Response::new(pb::EndSpecialProcedureResponse { case: reply(case) }))
     }
 
     async fn supply_materials(
