@@ -393,6 +393,14 @@ pub async fn start_vehicle(db_url: &str, nats_url: &str) -> Running {
     start_service(onething_vehicle::build(test_settings(db_url, nats_url))).await
 }
 
+/// Starts liaison on `db_url` and `nats_url`.
+///
+/// # Panics
+/// When it cannot start.
+pub async fn start_liaison(db_url: &str, nats_url: &str) -> Running {
+    start_service(onething_liaison::build(test_settings(db_url, nats_url))).await
+}
+
 /// Runs a service being built by `build` in the test's runtime.
 ///
 /// # Panics

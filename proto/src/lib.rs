@@ -19,6 +19,13 @@ pub mod onething {
             include!(concat!(env!("OUT_DIR"), "/onething.exit_entry.v1.rs"));
         }
     }
+    /// 警企联络.
+    pub mod liaison {
+        /// Version 1.
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/onething.liaison.v1.rs"));
+        }
+    }
     /// 车管/车检.
     pub mod vehicle {
         /// Version 1.
@@ -36,7 +43,8 @@ pub mod onething {
 }
 
 pub use onething::{
-    common::v1 as common, exit_entry::v1 as exit_entry, household::v1 as household, vehicle::v1 as vehicle,
+    common::v1 as common, exit_entry::v1 as exit_entry, household::v1 as household, liaison::v1 as liaison,
+    vehicle::v1 as vehicle,
 };
 
 /// Encoded `FileDescriptorSet` of every onething proto, for gRPC server reflection.

@@ -10,6 +10,7 @@ mod errors;
 mod exit_entry;
 mod household;
 mod inbox;
+mod liaison;
 mod mtls;
 mod nats_permissions;
 mod outbox;

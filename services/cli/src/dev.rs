@@ -37,6 +37,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         ("household", onething_household::default_settings(&args.data_dir)),
         ("exit_entry", onething_exit_entry::default_settings(&args.data_dir)),
         ("vehicle", onething_vehicle::default_settings(&args.data_dir)),
+        ("liaison", onething_liaison::default_settings(&args.data_dir)),
     ];
     for (_, s) in &mut all {
         *s = config::load_settings(s.clone(), None)?;
@@ -53,7 +54,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         let built = match name {
             "household" => onething_household::build(settings).await,
             "exit_entry" => onething_exit_entry::build(settings).await,
-            _ => onething_vehicle::build(settings).await,
+            "vehicle" => onething_vehicle::build(settings).await,
+            _ => onething_liaison::build(settings).await,
         }
         .map_err(|e| e.context(format!("starting {name}")))?;
         println!("onething dev: {name:<11} on {}", built.grpc_addr());

@@ -90,22 +90,37 @@ impl ServiceRuntime {
             .push(Box::new(move |stop| Box::pin(events::consumer::run(js, db, spec, handler, Some(outbox), stop))));
     }
 
-    /// Runs the case housekeeping of `api` every minute: provisional approvals whose owed
-    /// material is overdue are revoked.
-    pub fn add_case_sweeper<D: crate::cases::Department>(&mut self, api: crate::cases::CaseApi<D>) {
+    /// Runs `job` every `every` until shutdown, logging its failures as `name`.
+    pub fn add_periodic<F, Fut>(&mut self, name: &'static str, every: Duration, job: F)
+    where
+        F: Fn() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+    {
         self.workers.push(Box::new(move |stop: CancellationToken| {
             Box::pin(async move {
                 loop {
                     tokio::select! {
                         _ = stop.cancelled() => break,
-                        _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+                        _ = tokio::time::sleep(every) => {}
                     }
-                    if let Err(e) = api.revoke_overdue(chrono::Utc::now()).await {
-                        tracing::warn!(error = %e, "revoking overdue provisional approvals failed");
+                    if let Err(e) = job().await {
+                        tracing::warn!(job = name, error = %format!("{e:#}"), "periodic job failed");
                     }
                 }
             })
         }));
+    }
+
+    /// Runs the case housekeeping of `api` every minute: provisional approvals whose owed
+    /// material is overdue are revoked.
+    pub fn add_case_sweeper<D: crate::cases::Department>(&mut self, api: crate::cases::CaseApi<D>) {
+        self.add_periodic("revoke-overdue", Duration::from_secs(60), move || {
+            let api = api.clone();
+            async move {
+                api.revoke_overdue(chrono::Utc::now()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                Ok(())
+            }
+        });
     }
 
     /// Serves `routes` (joined with health and reflection) and runs the outbox relay and the

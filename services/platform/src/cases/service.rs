@@ -686,7 +686,11 @@ impl<D: Department> CaseService for CaseApi<D> {
             .act((&p, "StartSpecialProcedure", Need::Intake), &r.case_id, r.expected_version, |me, case, ev| {
                 let procedure = r.procedure.trim();
                 if procedure.is_empty() || procedure.len() > 64 {
-                    return Err(Error::invalid_field("CASE_INVALID_REQUEST", "procedure", "required, at most 64 characters"));
+                    return Err(Error::invalid_field(
+                        "CASE_INVALID_REQUEST",
+                        "procedure",
+                        "required, at most 64 characters",
+                    ));
                 }
                 case.reason_text = format!("special procedure: {procedure}");
                 me.step(case, Action::StartSpecialProcedure, Utc::now(), ev)

@@ -1,0 +1,129 @@
+//! `onething.liaison.v1.LiaisonService`: the enterprise registry and the request loop.
+
+use crate::{
+    requests::{Requests, to_proto},
+    store::entities::enterprise,
+};
+use onething_platform::{auth::SubjectKind, authz, error::Error, ids::CreditCode};
+use onething_proto::liaison::{self as pb, liaison_service_server::LiaisonService};
+use sea_orm::{DatabaseConnection, EntityTrait};
+use tonic::{Request, Response, Status};
+
+/// The liaison API.
+#[derive(Clone)]
+pub struct Liaison {
+    db: DatabaseConnection,
+    requests: Requests,
+}
+
+impl Liaison {
+    /// The API over liaison's database and request loop.
+    pub fn new(db: DatabaseConnection, requests: Requests) -> Self {
+        Self { db, requests }
+    }
+}
+
+fn ts(t: Option<prost_types::Timestamp>, field: &str) -> Result<chrono::DateTime<chrono::Utc>, Error> {
+    t.and_then(|t| chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0)))
+        .ok_or_else(|| Error::invalid_field("LIAISON_INVALID_REQUEST", field, "required"))
+}
+
+#[tonic::async_trait]
+impl LiaisonService for Liaison {
+    async fn get_enterprise(
+        &self,
+        r: Request<pb::GetEnterpriseRequest>,
+    ) -> Result<Response<pb::GetEnterpriseResponse>, Status> {
+        let p = authz::principal(&r)?;
+        let code = CreditCode::parse(&r.into_inner().credit_code).map_err(|e| {
+            Error::invalid_field(
+                "LIAISON_INVALID_CREDIT_CODE",
+                "credit_code",
+                format!("not a unified social credit code: {e}"),
+            )
+        })?;
+        let reads =
+            p.is_staff_of(crate::rules::DEPARTMENT) || authz::is_supervision(&p) || p.kind == SubjectKind::Service;
+        authz::check(reads || p.credit_code == code.as_str(), &p, "GetEnterprise", code.as_str())?;
+        let e = enterprise::Entity::find_by_id(code.as_str().to_string())
+            .one(&self.db)
+            .await
+            .map_err(Error::from)?
+            .ok_or_else(|| Error::not_found("LIAISON_ENTERPRISE_NOT_FOUND", "no such enterprise on record"))?;
+        Ok(Response::new(pb::GetEnterpriseResponse {
+            enterprise: Some(pb::Enterprise {
+                credit_code: e.credit_code,
+                name: e.name,
+                legal_representative: e.legal_representative,
+                address: e.address,
+                park: e.park,
+                liaison_officer: e.liaison_officer,
+            }),
+        }))
+    }
+
+    async fn submit_request(
+        &self,
+        r: Request<pb::SubmitRequestRequest>,
+    ) -> Result<Response<pb::SubmitRequestResponse>, Status> {
+        let p = authz::principal(&r)?;
+        let m = self.requests.submit(&p, r.into_inner()).await?;
+        Ok(Response::new(pb::SubmitRequestResponse { request: Some(to_proto(&m)) }))
+    }
+
+    async fn get_request(&self, r: Request<pb::GetRequestRequest>) -> Result<Response<pb::GetRequestResponse>, Status> {
+        let p = authz::principal(&r)?;
+        let m = self.requests.get(&p, &r.into_inner().request_id).await?;
+        Ok(Response::new(pb::GetRequestResponse { request: Some(to_proto(&m)) }))
+    }
+
+    async fn handle_request(
+        &self,
+        r: Request<pb::HandleRequestRequest>,
+    ) -> Result<Response<pb::HandleRequestResponse>, Status> {
+        let p = authz::principal(&r)?;
+        let r = r.into_inner();
+        let m = self.requests.handle(&p, &r.request_id, &r.note).await?;
+        Ok(Response::new(pb::HandleRequestResponse { request: Some(to_proto(&m)) }))
+    }
+
+    async fn rate_request(
+        &self,
+        r: Request<pb::RateRequestRequest>,
+    ) -> Result<Response<pb::RateRequestResponse>, Status> {
+        let p = authz::principal(&r)?;
+        let r = r.into_inner();
+        let m = self.requests.rate(&p, &r.request_id, r.rating).await?;
+        Ok(Response::new(pb::RateRequestResponse { request: Some(to_proto(&m)) }))
+    }
+
+    async fn record_visit(
+        &self,
+        r: Request<pb::RecordVisitRequest>,
+    ) -> Result<Response<pb::RecordVisitResponse>, Status> {
+        let p = authz::principal(&r)?;
+        let r = r.into_inner();
+        let m = self.requests.visit(&p, &r.request_id, r.resolved, &r.note).await?;
+        Ok(Response::new(pb::RecordVisitResponse { request: Some(to_proto(&m)) }))
+    }
+
+    async fn assign_responsibility(
+        &self,
+        r: Request<pb::AssignResponsibilityRequest>,
+    ) -> Result<Response<pb::AssignResponsibilityResponse>, Status> {
+        let p = authz::principal(&r)?;
+        let r = r.into_inner();
+        let m = self.requests.assign_responsibility(&p, &r.request_id, &r.note).await?;
+        Ok(Response::new(pb::AssignResponsibilityResponse { request: Some(to_proto(&m)) }))
+    }
+
+    async fn get_completion_rate(
+        &self,
+        r: Request<pb::GetCompletionRateRequest>,
+    ) -> Result<Response<pb::GetCompletionRateResponse>, Status> {
+        let p = authz::principal(&r)?;
+        let r = r.into_inner();
+        let (from, to) = (ts(r.period_start, "period_start")?, ts(r.period_end, "period_end")?);
+        Ok(Response::new(self.requests.completion(&p, from, to).await?))
+    }
+}

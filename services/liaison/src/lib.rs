@@ -1,0 +1,70 @@
+//! 警企联络 — the enterprise liaison service: enterprises with their liaison officers (M8),
+//! seal filing and cancellation, the hotel special-trade licence with its on-site
+//! inspection, the precursor chemical filing decided within 24 hours (M16), and enterprise
+//! requests through the closed loop 办 → 评 → 访 → 督 → 责 with their completion rate (M19,
+//! M26). A library with a builder; `main.rs` only wires the process.
+
+pub mod domain;
+pub mod grpc;
+pub mod requests;
+pub mod rules;
+pub mod store;
+
+use onething_platform::{
+    cases::CaseApi,
+    config::Settings,
+    grpc::{MAX_MESSAGE_BYTES, server_parts},
+    runtime::{Service, ServiceRuntime, with_routes},
+};
+use onething_proto::{
+    common::case_service_server::CaseServiceServer, liaison::liaison_service_server::LiaisonServiceServer,
+};
+use std::{path::Path, time::Duration};
+use tonic::service::interceptor::InterceptedService;
+
+/// Service name.
+pub const SERVICE: &str = rules::DEPARTMENT;
+/// Default gRPC port.
+pub const DEFAULT_PORT: u16 = 18064;
+
+/// Development defaults: port 18064, SQLite file `liaison.db` under `data_dir`.
+pub fn default_settings(data_dir: &Path) -> Settings {
+    Settings::for_service(SERVICE, DEFAULT_PORT, data_dir)
+}
+
+/// Builds liaison: database and migrations, NATS, the listener, the case service and the
+/// liaison API (both authenticated), health, reflection, and the periodic jobs (revoking
+/// overdue 容缺 approvals, flagging requests not handled in time).
+///
+/// # Errors
+/// As [`ServiceRuntime::start`].
+pub async fn build(settings: Settings) -> anyhow::Result<Service> {
+    let mut runtime = ServiceRuntime::start::<store::Migrator>(SERVICE, settings).await?;
+    let api = CaseApi::new(
+        rules::Liaison,
+        runtime.db.clone(),
+        runtime.outbox.clone(),
+        runtime.catalog.clone(),
+        runtime.calendar.clone(),
+    );
+    runtime.add_case_sweeper(api.clone());
+    let loop_ = requests::Requests::new(runtime.db.clone(), runtime.outbox.clone(), runtime.calendar.clone());
+    let flagger = loop_.clone();
+    runtime.add_periodic("flag-overdue-requests", Duration::from_secs(60), move || {
+        let flagger = flagger.clone();
+        async move {
+            flagger.flag_overdue(chrono::Utc::now()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            Ok(())
+        }
+    });
+    let cases = CaseServiceServer::new(api).max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let cases = InterceptedService::new(cases, runtime.authenticator.clone());
+    let liaison = LiaisonServiceServer::new(grpc::Liaison::new(runtime.db.clone(), loop_))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let liaison = InterceptedService::new(liaison, runtime.authenticator.clone());
+    let parts = server_parts()?;
+    parts.health.set_serving::<CaseServiceServer<CaseApi<rules::Liaison>>>().await;
+    parts.health.set_serving::<LiaisonServiceServer<grpc::Liaison>>().await;
+    let parts = with_routes(parts, |r| r.add_service(cases).add_service(liaison));
+    Ok(Service::new(runtime, parts))
+}

@@ -1,0 +1,168 @@
+//! Liaison's tables — enterprises with their liaison officers (M8), filed seals, enterprise
+//! requests — with synthetic seed data, and its migrator (platform tables first).
+
+pub mod entities;
+
+use entities::{enterprise, seal};
+use onething_platform::ids::CreditCode;
+use sea_orm_migration::{
+    prelude::*,
+    schema::*,
+    sea_orm::{ActiveValue::Set, EntityTrait},
+};
+
+/// Liaison's migrator.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        let mut m = onething_platform::store::migrations();
+        m.push(Box::new(CreateTables));
+        m.push(Box::new(Seed));
+        m
+    }
+}
+
+struct CreateTables;
+
+impl MigrationName for CreateTables {
+    fn name(&self) -> &str {
+        "m20261129_400001_liaison_tables"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateTables {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        let tables = [
+            Table::create()
+                .table("enterprises")
+                .if_not_exists()
+                .col(string("credit_code").primary_key())
+                .col(string("name"))
+                .col(string("legal_representative"))
+                .col(string("address"))
+                .col(string("park"))
+                .col(string("liaison_officer"))
+                .col(boolean("precursor_qualified"))
+                .to_owned(),
+            Table::create()
+                .table("seals")
+                .if_not_exists()
+                .col(string("credit_code"))
+                .col(string("kind"))
+                .col(string("status"))
+                .col(string("case_id"))
+                .primary_key(Index::create().col("credit_code").col("kind"))
+                .to_owned(),
+            Table::create()
+                .table("enterprise_requests")
+                .if_not_exists()
+                .col(string("id").primary_key())
+                .col(string_uniq("idempotency_key"))
+                .col(string("credit_code"))
+                .col(string("channel"))
+                .col(string("category"))
+                .col(string("tier"))
+                .col(string("unit"))
+                .col(string("state"))
+                .col(text("description"))
+                .col(text("handling_note"))
+                .col(integer("rating"))
+                .col(boolean("flagged"))
+                .col(string("flag_reason"))
+                .col(text("visit_note"))
+                .col(text("responsibility_note"))
+                .col(timestamp_with_time_zone("due_at"))
+                .col(timestamp_with_time_zone_null("handled_at"))
+                .col(timestamp_with_time_zone("created_at"))
+                .col(big_integer("version"))
+                .to_owned(),
+        ];
+        for t in tables {
+            m.create_table(t).await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        for t in ["enterprise_requests", "seals", "enterprises"] {
+            m.drop_table(Table::drop().table(t).if_exists().to_owned()).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The seeded logistics enterprise (also the fleet owner and trip employer in other seeds).
+pub fn seed_logistics() -> CreditCode {
+    CreditCode::complete("91371000MA3D00001").expect("valid seed credit code")
+}
+
+/// The seeded chemical enterprise, qualified for precursor chemicals.
+pub fn seed_chemicals() -> CreditCode {
+    CreditCode::complete("91371002MA3C00005").expect("valid seed credit code")
+}
+
+struct Seed;
+
+impl MigrationName for Seed {
+    fn name(&self) -> &str {
+        "m20261129_400002_liaison_seed"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Seed {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        let db = m.get_connection();
+        let rows = [
+            (
+                seed_logistics(),
+                "威海示例物流有限公司",
+                "周强",
+                "山东省威海市环翠区示例路100号",
+                "威海临港经济技术开发区",
+                "园区警长 张警官",
+                false,
+            ),
+            (
+                seed_chemicals(),
+                "威海示例化工有限公司",
+                "陈静",
+                "山东省威海市环翠区化工园1号",
+                "威海化工产业园",
+                "项目警长 李警官",
+                true,
+            ),
+        ];
+        for (code, name, rep, address, park, officer, qualified) in rows {
+            enterprise::Entity::insert(enterprise::ActiveModel {
+                credit_code: Set(code.as_str().into()),
+                name: Set(name.into()),
+                legal_representative: Set(rep.into()),
+                address: Set(address.into()),
+                park: Set(park.into()),
+                liaison_officer: Set(officer.into()),
+                precursor_qualified: Set(qualified),
+            })
+            .exec_without_returning(db)
+            .await?;
+            for kind in ["official", "finance"] {
+                seal::Entity::insert(seal::ActiveModel {
+                    credit_code: Set(code.as_str().into()),
+                    kind: Set(kind.into()),
+                    status: Set("active".into()),
+                    case_id: Set(String::new()),
+                })
+                .exec_without_returning(db)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn down(&self, _m: &SchemaManager) -> Result<(), DbErr> {
+        Ok(())
+    }
+}
