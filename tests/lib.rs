@@ -346,6 +346,16 @@ pub struct Running {
 }
 
 impl Running {
+    /// A placeholder for a service that is not running (its address port is 0).
+    pub fn stopped() -> Self {
+        Self {
+            addr: "127.0.0.1:0".parse().expect("address"),
+            db: sea_orm::DatabaseConnection::default(),
+            stop: CancellationToken::new(),
+            task: tokio::spawn(async { Ok(()) }),
+        }
+    }
+
     /// `http://addr` for a tonic client.
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
@@ -399,6 +409,25 @@ pub async fn start_vehicle(db_url: &str, nats_url: &str) -> Running {
 /// When it cannot start.
 pub async fn start_liaison(db_url: &str, nats_url: &str) -> Running {
     start_service(onething_liaison::build(test_settings(db_url, nats_url))).await
+}
+
+/// Starts service `name` (a department or `coordinator`) with `settings`.
+///
+/// # Panics
+/// When it cannot start, or for an unknown name.
+pub async fn start_named(name: &str, settings: Settings) -> Running {
+    match name {
+        "household" => start_service(onething_household::build(settings)).await,
+        "exit_entry" => start_service(onething_exit_entry::build(settings)).await,
+        "vehicle" => start_service(onething_vehicle::build(settings)).await,
+        "liaison" => start_service(onething_liaison::build(settings)).await,
+        "coordinator" => {
+            let mut settings = settings;
+            settings.auth.signing_key_file = dev_keys().signing_key.display().to_string();
+            start_service(onething_coordinator::build(settings)).await
+        }
+        other => panic!("no service {other}"),
+    }
 }
 
 /// Runs a service being built by `build` in the test's runtime.

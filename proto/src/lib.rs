@@ -12,6 +12,13 @@ pub mod onething {
             include!(concat!(env!("OUT_DIR"), "/onething.common.v1.rs"));
         }
     }
+    /// 一件事: the catalog and bundles.
+    pub mod coordinator {
+        /// Version 1.
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/onething.coordinator.v1.rs"));
+        }
+    }
     /// 出入境.
     pub mod exit_entry {
         /// Version 1.
@@ -43,8 +50,8 @@ pub mod onething {
 }
 
 pub use onething::{
-    common::v1 as common, exit_entry::v1 as exit_entry, household::v1 as household, liaison::v1 as liaison,
-    vehicle::v1 as vehicle,
+    common::v1 as common, coordinator::v1 as coordinator, exit_entry::v1 as exit_entry, household::v1 as household,
+    liaison::v1 as liaison, vehicle::v1 as vehicle,
 };
 
 /// Encoded `FileDescriptorSet` of every onething proto, for gRPC server reflection.

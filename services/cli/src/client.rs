@@ -177,7 +177,7 @@ fn material(s: &str) -> Result<(String, String), String> {
 
 /// Adds the bearer token and the current trace context to every request.
 #[derive(Clone)]
-struct Outgoing(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+pub(crate) struct Outgoing(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
 
 impl tonic::service::Interceptor for Outgoing {
     fn call(&mut self, req: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
@@ -189,9 +189,9 @@ impl tonic::service::Interceptor for Outgoing {
     }
 }
 
-type Client = tonic::service::interceptor::InterceptedService<Channel, Outgoing>;
+pub(crate) type Client = tonic::service::interceptor::InterceptedService<Channel, Outgoing>;
 
-async fn channel(addr: &str, token: Option<&str>) -> anyhow::Result<Client> {
+pub(crate) async fn channel(addr: &str, token: Option<&str>) -> anyhow::Result<Client> {
     let channel =
         Channel::from_shared(addr.to_string())?.connect().await.with_context(|| format!("connecting to {addr}"))?;
     let header = match token {
@@ -202,7 +202,7 @@ async fn channel(addr: &str, token: Option<&str>) -> anyhow::Result<Client> {
 }
 
 /// Turns a status into a readable error: code, reason, field violations.
-fn explain(s: Status) -> anyhow::Error {
+pub(crate) fn explain(s: Status) -> anyhow::Error {
     let d = s.get_error_details();
     let mut msg = format!("{:?}: {}", s.code(), s.message());
     if let Some(info) = d.error_info() {

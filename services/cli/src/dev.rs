@@ -38,12 +38,17 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         ("exit_entry", onething_exit_entry::default_settings(&args.data_dir)),
         ("vehicle", onething_vehicle::default_settings(&args.data_dir)),
         ("liaison", onething_liaison::default_settings(&args.data_dir)),
+        ("coordinator", onething_coordinator::default_settings(&args.data_dir)),
     ];
     for (_, s) in &mut all {
         *s = config::load_settings(s.clone(), None)?;
         s.nats.url = args.nats_url.clone();
         if s.auth.jwks_file.is_empty() {
             s.auth.jwks_file = keys.jwks.display().to_string();
+        }
+        if s.auth.signing_key_file.is_empty() {
+            // The coordinator signs its service tokens with the development key.
+            s.auth.signing_key_file = keys.signing_key.display().to_string();
         }
     }
     let _telemetry = telemetry::init("onething-dev", &all[0].1.log);
@@ -55,7 +60,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             "household" => onething_household::build(settings).await,
             "exit_entry" => onething_exit_entry::build(settings).await,
             "vehicle" => onething_vehicle::build(settings).await,
-            _ => onething_liaison::build(settings).await,
+            "liaison" => onething_liaison::build(settings).await,
+            _ => onething_coordinator::build(settings).await,
         }
         .map_err(|e| e.context(format!("starting {name}")))?;
         println!("onething dev: {name:<11} on {}", built.grpc_addr());

@@ -1,6 +1,7 @@
 //! `onething`: run the whole mesh in one process for development (`onething dev`), mint
 //! development tokens (`onething token`), and client commands for cases and the registry.
 
+mod bundle;
 mod client;
 mod dev;
 
@@ -24,6 +25,10 @@ enum Command {
     Household(client::HouseholdArgs),
     /// Mint a development token signed with the key `onething dev` made.
     Token(client::TokenArgs),
+    /// Apply for a bundle (一件事) once: one form, one set of materials.
+    Apply(bundle::ApplyArgs),
+    /// Follow a bundle: status, or a live view of each step.
+    Bundle(bundle::BundleArgs),
 }
 
 #[tokio::main]
@@ -34,5 +39,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Case(args) => client::case(args).await,
         Command::Household(args) => client::household(args).await,
         Command::Token(args) => client::token(args),
+        Command::Apply(args) => bundle::apply(args).await,
+        Command::Bundle(args) => bundle::bundle(args).await,
     }
 }

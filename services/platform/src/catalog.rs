@@ -3,7 +3,7 @@
 
 use anyhow::{Context as _, bail};
 use serde::Deserialize;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// The catalog built into every binary.
 pub const BUILTIN: &str = include_str!("../catalog.toml");
@@ -117,6 +117,47 @@ impl Matter {
     }
 }
 
+/// One step of a bundle.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    /// Step id within the bundle.
+    pub id: String,
+    /// Matter code.
+    pub matter: String,
+    /// Steps that must be approved first.
+    #[serde(default)]
+    pub after: Vec<String>,
+    /// The applicant may leave it out.
+    #[serde(default)]
+    pub optional: bool,
+    /// It carries on when another step is refused; otherwise it is withdrawn.
+    #[serde(default)]
+    pub stands_alone: bool,
+    /// Step form field ← bundle form field, or a constant written `=value`.
+    #[serde(default)]
+    pub fields: BTreeMap<String, String>,
+}
+
+/// A bundle (一件事).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bundle {
+    /// Code, e.g. `after_death`.
+    pub code: String,
+    /// Chinese name.
+    pub name: String,
+    /// Steps.
+    pub steps: Vec<Step>,
+}
+
+impl Bundle {
+    /// The step with `id`.
+    pub fn step(&self, id: &str) -> Option<&Step> {
+        self.steps.iter().find(|s| s.id == id)
+    }
+}
+
 /// The whole catalog.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -125,6 +166,9 @@ pub struct Catalog {
     pub version: String,
     /// Every matter.
     pub matters: Vec<Matter>,
+    /// Every bundle.
+    #[serde(default)]
+    pub bundles: Vec<Bundle>,
     #[serde(skip)]
     index: HashMap<String, usize>,
 }
@@ -155,7 +199,33 @@ impl Catalog {
                 }
             }
         }
+        let mut codes = BTreeSet::new();
+        for b in &c.bundles {
+            if !codes.insert(&b.code) {
+                bail!("catalog: bundle {} appears twice", b.code);
+            }
+            let mut ids = BTreeSet::new();
+            for st in &b.steps {
+                if !ids.insert(&st.id) {
+                    bail!("catalog: bundle {} has step {} twice", b.code, st.id);
+                }
+                if !c.index.contains_key(&st.matter) {
+                    bail!("catalog: bundle {} step {} names unknown matter {}", b.code, st.id, st.matter);
+                }
+                for a in &st.after {
+                    // Steps come after their prerequisites, so the order is acyclic.
+                    if !ids.contains(a) || a == &st.id {
+                        bail!("catalog: bundle {} step {} waits for {a}, which does not come before it", b.code, st.id);
+                    }
+                }
+            }
+        }
         Ok(c)
+    }
+
+    /// The bundle with `code`.
+    pub fn bundle(&self, code: &str) -> Option<&Bundle> {
+        self.bundles.iter().find(|b| b.code == code)
     }
 
     /// The built-in catalog, or the file at `path` when it is not empty.
@@ -191,6 +261,16 @@ mod tests {
         assert_eq!(c.of_department("household").count(), 7);
         let ch = c.get("household.collective_household").unwrap();
         assert_eq!(ch.required_materials.len(), 3, "M12: exactly three materials");
+    }
+
+    #[test]
+    fn the_seven_bundles_are_valid() {
+        let c = Catalog::parse(BUILTIN).unwrap();
+        assert_eq!(c.bundles.len(), 7);
+        let after_death = c.bundle("after_death").unwrap();
+        assert_eq!(after_death.step("driving_licence").unwrap().after, ["deregistration"]);
+        let bad = BUILTIN.replace("after = [\"deregistration\"], fields = { subject_id_number = \"subject_id_number\" } },\n  { id = \"travel_documents\"", "after = [\"travel_documents\"], fields = { subject_id_number = \"subject_id_number\" } },\n  { id = \"travel_documents\"");
+        assert!(Catalog::parse(&bad).is_err(), "waiting for a later step is refused");
     }
 
     #[test]

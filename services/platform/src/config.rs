@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 pub const ENV_PREFIX: &str = "ONETHING_";
 
 /// `ONETHING_…` variables that are not service settings: the config file, and the CLI's
-/// server address and token.
-const NOT_SETTINGS: &[&str] = &["CONFIG", "ADDR", "TOKEN"];
+/// server addresses and token.
+const NOT_SETTINGS: &[&str] = &["CONFIG", "ADDR", "TOKEN", "COORDINATOR"];
 
 /// Settings every service has.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -39,6 +39,9 @@ pub struct Settings {
     pub auth: crate::auth::AuthSettings,
     /// TLS of the gRPC server; mTLS when a client CA is given.
     pub tls: TlsSettings,
+    /// gRPC addresses of the services this one calls, by name (e.g. `household` →
+    /// `http://household:18061`).
+    pub peers: std::collections::BTreeMap<String, String>,
 }
 
 /// TLS of the gRPC server. Empty `cert_file`: plain HTTP/2 (inside a mesh that encrypts).
@@ -104,6 +107,7 @@ impl Default for Settings {
             calendar_dir: String::new(),
             auth: Default::default(),
             tls: TlsSettings::default(),
+            peers: Default::default(),
         }
     }
 }

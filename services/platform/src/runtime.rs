@@ -90,6 +90,12 @@ impl ServiceRuntime {
             .push(Box::new(move |stop| Box::pin(events::consumer::run(js, db, spec, handler, Some(outbox), stop))));
     }
 
+    /// Adds a long-running worker, started by [`Self::run_until_stopped`] and told to stop
+    /// through its token.
+    pub fn add_worker(&mut self, worker: impl FnOnce(CancellationToken) -> BoxFuture<'static, ()> + Send + 'static) {
+        self.workers.push(Box::new(worker));
+    }
+
     /// Runs `job` every `every` until shutdown, logging its failures as `name`.
     pub fn add_periodic<F, Fut>(&mut self, name: &'static str, every: Duration, job: F)
     where

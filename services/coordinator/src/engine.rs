@@ -1,0 +1,784 @@
+//! The saga engine: submits a bundle (validated in full first, so bad input creates nothing
+//! anywhere), creates each step's case at its department with an idempotency key derived
+//! from bundle and step, follows the departments' case events, starts dependent steps,
+//! withdraws what must not stand alone when a required step is refused, and retries a
+//! department that is down with backoff while the bundle waits. State lives in the
+//! coordinator's database under the bundle's version, so any replica can drive any bundle.
+
+use crate::{
+    saga::{self, BundleState, Step, StepView},
+    store::{bundle, step},
+};
+use chrono::Utc;
+use onething_platform::{
+    auth::{Principal, ServiceIdentity},
+    calendar::Calendar,
+    cases::{ApplicantRecord, MaterialRecord, timestamp},
+    catalog::{Bundle as BundleDef, Catalog},
+    db::{begin_write, is_unique_violation},
+    error::{Error, FieldViolation, Kind, Result},
+    events::{Outbox, OutgoingEvent},
+    ids::{CitizenId, CreditCode},
+    lifecycle::State as CaseState,
+};
+use onething_proto::{
+    common::{self as cpb, case_service_client::CaseServiceClient},
+    coordinator as pb,
+};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter,
+    QueryOrder,
+};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+use tonic::{service::interceptor::InterceptedService, transport::Channel};
+use tonic_types::StatusExt;
+
+type Client = CaseServiceClient<InterceptedService<Channel, ServiceIdentity>>;
+
+/// A bundle with its steps.
+#[derive(Debug, Clone)]
+pub struct Aggregate {
+    /// The bundle row.
+    pub bundle: bundle::Model,
+    /// Its steps, in catalog order.
+    pub steps: Vec<step::Model>,
+}
+
+/// The coordinator's engine, shared by the API, the event handler and the driver.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: DatabaseConnection,
+    catalog: Arc<Catalog>,
+    calendar: Arc<Calendar>,
+    outbox: Outbox,
+    identity: ServiceIdentity,
+    peers: BTreeMap<String, String>,
+    clients: Mutex<HashMap<String, Client>>,
+    wake: tokio::sync::Notify,
+}
+
+/// The idempotency key of a step's case.
+pub fn step_key(bundle_id: &str, step_id: &str) -> String {
+    format!("bundle:{bundle_id}:{step_id}")
+}
+
+fn violation(field: impl Into<String>, description: impl Into<String>) -> FieldViolation {
+    FieldViolation { field: field.into(), description: description.into() }
+}
+
+fn retry_after(attempts: i32) -> chrono::Duration {
+    let ms = 500u64.saturating_mul(1 << attempts.clamp(0, 6)).min(30_000);
+    chrono::Duration::milliseconds(i64::try_from(ms).unwrap_or(30_000))
+}
+
+impl Engine {
+    /// An engine over the coordinator's database, calling departments at `peers` as `identity`.
+    pub fn new(
+        db: DatabaseConnection,
+        catalog: Arc<Catalog>,
+        calendar: Arc<Calendar>,
+        outbox: Outbox,
+        identity: ServiceIdentity,
+        peers: BTreeMap<String, String>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                db,
+                catalog,
+                calendar,
+                outbox,
+                identity,
+                peers,
+                clients: Mutex::new(HashMap::new()),
+                wake: tokio::sync::Notify::new(),
+            }),
+        }
+    }
+
+    /// The catalog.
+    pub fn catalog(&self) -> &Catalog {
+        &self.inner.catalog
+    }
+
+    /// The coordinator's database.
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.inner.db
+    }
+
+    fn client(&self, department: &str) -> Result<Client> {
+        let mut clients =
+            self.inner.clients.lock().map_err(|_| Error::internal(anyhow::anyhow!("client cache poisoned")))?;
+        if let Some(c) = clients.get(department) {
+            return Ok(c.clone());
+        }
+        let url = self
+            .inner
+            .peers
+            .get(department)
+            .ok_or_else(|| Error::internal(anyhow::anyhow!("no address for department {department}")))?;
+        let channel = tonic::transport::Endpoint::from_shared(url.clone())
+            .map_err(Error::internal)?
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(10))
+            .connect_lazy();
+        let c = CaseServiceClient::new(InterceptedService::new(channel, self.inner.identity.clone()));
+        clients.insert(department.to_string(), c.clone());
+        Ok(c)
+    }
+
+    /// Submits a bundle (see the proto for the contract).
+    ///
+    /// # Errors
+    /// INVALID_ARGUMENT with field violations; PERMISSION_DENIED for someone applying in
+    /// another's name; FAILED_PRECONDITION when the key was used for another application.
+    pub async fn submit(&self, p: &Principal, r: pb::SubmitBundleRequest) -> Result<Aggregate> {
+        let def = self
+            .inner
+            .catalog
+            .bundle(&r.code)
+            .ok_or_else(|| Error::invalid_field("COORDINATOR_UNKNOWN_BUNDLE", "code", "not a bundle of the catalog"))?
+            .clone();
+        let mut bad = Vec::new();
+        let applicant = ApplicantRecord::validate(r.applicant.as_ref(), &mut bad);
+        let key = r.idempotency_key.trim().to_string();
+        if key.is_empty() || key.len() > 128 {
+            bad.push(violation("idempotency_key", "required, at most 128 characters"));
+        }
+        for (i, s) in r.optional_steps.iter().enumerate() {
+            if !def.step(s).is_some_and(|d| d.optional) {
+                bad.push(violation(format!("optional_steps[{i}]"), "not an optional step of this bundle"));
+            }
+        }
+        let included: Vec<String> = def
+            .steps
+            .iter()
+            .filter(|s| !s.optional || r.optional_steps.contains(&s.id))
+            .map(|s| s.id.clone())
+            .collect();
+        if included.is_empty() {
+            bad.push(violation("optional_steps", "choose at least one step"));
+        }
+        let form: BTreeMap<String, String> = r.form.iter().map(|(k, v)| (k.clone(), v.trim().to_string())).collect();
+        for st in def.steps.iter().filter(|s| included.contains(&s.id)) {
+            for source in st.fields.values().filter(|v| !v.starts_with('=')) {
+                if form.get(source).is_none_or(|v| v.is_empty())
+                    && !bad.iter().any(|b: &FieldViolation| b.field == format!("form.{source}"))
+                {
+                    bad.push(violation(format!("form.{source}"), format!("required by step {}", st.id)));
+                }
+            }
+        }
+        for (k, v) in &form {
+            if v.is_empty() {
+                continue;
+            }
+            if k.ends_with("id_number")
+                && let Err(e) = CitizenId::parse(v)
+            {
+                bad.push(violation(format!("form.{k}"), format!("not a citizen ID number: {e}")));
+            }
+            if k.ends_with("credit_code")
+                && let Err(e) = CreditCode::parse(v)
+            {
+                bad.push(violation(format!("form.{k}"), format!("not a unified social credit code: {e}")));
+            }
+        }
+        let matters: Vec<_> = def
+            .steps
+            .iter()
+            .filter(|s| included.contains(&s.id))
+            .filter_map(|s| self.inner.catalog.get(&s.matter))
+            .collect();
+        for (st, m) in def.steps.iter().filter(|s| included.contains(&s.id)).zip(&matters) {
+            for required in &m.required_materials {
+                if !r.materials.iter().any(|x| &x.code == required)
+                    && !bad.iter().any(|b: &FieldViolation| b.description.contains(required.as_str()))
+                {
+                    bad.push(violation("materials", format!("{required} is required by step {}", st.id)));
+                }
+            }
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, m) in r.materials.iter().enumerate() {
+            if !matters.iter().any(|mt| mt.knows_material(&m.code)) {
+                bad.push(violation(format!("materials[{i}].code"), "belongs to no step of this bundle"));
+            } else if !seen.insert(m.code.clone()) {
+                bad.push(violation(format!("materials[{i}].code"), "given twice"));
+            }
+            if m.document_uri.trim().is_empty() {
+                bad.push(violation(format!("materials[{i}].document_uri"), "required"));
+            }
+        }
+        if let Some(e) = Error::from_violations("COORDINATOR_INVALID_REQUEST", bad) {
+            return Err(e);
+        }
+        let Some(applicant) = applicant else {
+            return Err(Error::internal(anyhow::anyhow!("applicant validated without a value")));
+        };
+        // Applicants apply for themselves; window clerks of any department for anyone.
+        let own = onething_platform::authz::is_applicant(p, applicant.kind, &applicant.identifier);
+        let clerk =
+            p.kind == onething_platform::auth::SubjectKind::Staff && p.has_role(onething_platform::authz::ROLE_CLERK);
+        onething_platform::authz::check(own || clerk, p, "SubmitBundle", &def.code)?;
+        if let Some(existing) =
+            bundle::Entity::find().filter(bundle::Column::IdempotencyKey.eq(key.clone())).one(&self.inner.db).await?
+        {
+            if existing.code == def.code && existing.applicant_identifier == applicant.identifier {
+                return self.load(&self.inner.db, &existing.id).await;
+            }
+            return Err(Error::failed_precondition(
+                "COORDINATOR_IDEMPOTENCY_KEY_REUSED",
+                "the key was used for another application",
+            ));
+        }
+        let now = Utc::now();
+        let id = uuid::Uuid::now_v7().to_string();
+        let materials: Vec<MaterialRecord> = r
+            .materials
+            .iter()
+            .map(|m| MaterialRecord { code: m.code.clone(), document_uri: m.document_uri.trim().into() })
+            .collect();
+        let due = saga::due(&def, &included, &self.inner.catalog, &self.inner.calendar, now);
+        let kind = match applicant.kind {
+            cpb::ApplicantKind::Enterprise => "enterprise",
+            cpb::ApplicantKind::Foreigner => "foreigner",
+            _ => "citizen",
+        };
+        let b = bundle::Model {
+            id: id.clone(),
+            code: def.code.clone(),
+            state: BundleState::Running.as_str().into(),
+            applicant_kind: kind.into(),
+            applicant_identifier: applicant.identifier.clone(),
+            applicant_name: applicant.name.clone(),
+            applicant_phone: applicant.phone.clone(),
+            form: serde_json::to_string(&form).map_err(Error::internal)?,
+            materials: serde_json::to_string(&materials).map_err(Error::internal)?,
+            idempotency_key: key.clone(),
+            due_at: due.at,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        let steps: Vec<step::Model> = def
+            .steps
+            .iter()
+            .filter(|s| included.contains(&s.id))
+            .map(|s| step::Model {
+                bundle_id: id.clone(),
+                step_id: s.id.clone(),
+                matter_code: s.matter.clone(),
+                department: s.matter.split('.').next().unwrap_or_default().to_string(),
+                state: if s.after.iter().any(|a| included.contains(a)) { Step::Blocked } else { Step::Pending }
+                    .as_str()
+                    .into(),
+                case_id: String::new(),
+                case_state: String::new(),
+                case_version: 0,
+                reason: String::new(),
+                result: "{}".into(),
+                attempts: 0,
+                next_attempt_at: now,
+            })
+            .collect();
+        let agg = Aggregate { bundle: b, steps };
+        let txn = begin_write(&self.inner.db).await?;
+        if let Err(e) = bundle::Entity::insert(bundle::ActiveModel::from(agg.bundle.clone()).reset_all())
+            .exec_without_returning(&txn)
+            .await
+        {
+            txn.rollback().await?;
+            if is_unique_violation(&e) {
+                return Err(Error::new(Kind::Aborted, "COORDINATOR_CONCURRENT_SUBMIT", "retry the submit"));
+            }
+            return Err(e.into());
+        }
+        for s in &agg.steps {
+            step::Entity::insert(step::ActiveModel::from(s.clone()).reset_all()).exec_without_returning(&txn).await?;
+        }
+        self.inner.outbox.enqueue(&txn, Self::bundle_event(&agg, "submitted")).await?;
+        txn.commit().await?;
+        self.inner.outbox.wake();
+        tracing::info!(bundle_id = %id, code = %def.code, "bundle submitted");
+        let engine = self.clone();
+        tokio::spawn(async move { engine.drive(&id).await });
+        Ok(agg)
+    }
+
+    fn bundle_event(agg: &Aggregate, happened: &str) -> OutgoingEvent {
+        let state = match BundleState::parse(&agg.bundle.state) {
+            BundleState::Running => pb::BundleState::Running,
+            BundleState::Completed => pb::BundleState::Completed,
+            BundleState::Failed => pb::BundleState::Failed,
+            BundleState::Withdrawn => pb::BundleState::Withdrawn,
+        };
+        OutgoingEvent::new(
+            format!("onething.coordinator.v1.bundle.{happened}"),
+            format!("bundles/{}", agg.bundle.id),
+            &pb::BundleChanged {
+                bundle_id: agg.bundle.id.clone(),
+                code: agg.bundle.code.clone(),
+                state: state as i32,
+                step_outcomes: agg.steps.iter().map(|s| format!("{}={}", s.step_id, s.state)).collect(),
+                due_time: Some(timestamp(agg.bundle.due_at)),
+                occur_time: Some(timestamp(Utc::now())),
+            },
+        )
+    }
+
+    /// Loads a bundle with its steps.
+    ///
+    /// # Errors
+    /// NOT_FOUND or a database failure.
+    pub async fn load<C: ConnectionTrait>(&self, db: &C, id: &str) -> Result<Aggregate> {
+        let bundle = bundle::Entity::find_by_id(id.to_string())
+            .one(db)
+            .await?
+            .ok_or_else(|| Error::not_found("COORDINATOR_BUNDLE_NOT_FOUND", "no such bundle"))?;
+        let mut steps = step::Entity::find().filter(step::Column::BundleId.eq(id)).all(db).await?;
+        let order: Vec<String> = self
+            .inner
+            .catalog
+            .bundle(&bundle.code)
+            .map(|d| d.steps.iter().map(|s| s.id.clone()).collect())
+            .unwrap_or_default();
+        steps.sort_by_key(|s| order.iter().position(|o| *o == s.step_id).unwrap_or(usize::MAX));
+        Ok(Aggregate { bundle, steps })
+    }
+
+    /// Applies `f` to the bundle, runs the saga rules, and stores it under its version in
+    /// `txn`; a bundle that changed state gets its event.
+    async fn apply_in(
+        &self,
+        txn: &DatabaseTransaction,
+        id: &str,
+        f: impl FnOnce(&mut Aggregate, &BundleDef),
+    ) -> Result<Aggregate> {
+        let mut agg = self.load(txn, id).await?;
+        let def = self
+            .inner
+            .catalog
+            .bundle(&agg.bundle.code)
+            .ok_or_else(|| Error::internal(anyhow::anyhow!("bundle {} left the catalog", agg.bundle.code)))?
+            .clone();
+        let before = (agg.bundle.version, agg.bundle.state.clone(), agg.steps.clone());
+        f(&mut agg, &def);
+        let mut views: Vec<StepView> = agg
+            .steps
+            .iter()
+            .map(|s| StepView { id: s.step_id.clone(), state: Step::parse(&s.state), has_case: !s.case_id.is_empty() })
+            .collect();
+        let next = saga::evaluate(&def, BundleState::parse(&agg.bundle.state), &mut views);
+        for (s, v) in agg.steps.iter_mut().zip(&views) {
+            if Step::parse(&s.state) != v.state {
+                s.state = v.state.as_str().into();
+                if v.state == Step::Pending {
+                    s.next_attempt_at = Utc::now();
+                }
+            }
+        }
+        agg.bundle.state = next.as_str().into();
+        if before.1 == agg.bundle.state && before.2 == agg.steps {
+            return Ok(agg);
+        }
+        agg.bundle.version += 1;
+        agg.bundle.updated_at = Utc::now();
+        let mut am = bundle::ActiveModel::from(agg.bundle.clone()).reset_all();
+        am.id = sea_orm::ActiveValue::Unchanged(agg.bundle.id.clone());
+        let n = bundle::Entity::update_many()
+            .set(am)
+            .filter(bundle::Column::Id.eq(agg.bundle.id.clone()))
+            .filter(bundle::Column::Version.eq(before.0))
+            .exec(txn)
+            .await?;
+        if n.rows_affected != 1 {
+            return Err(Error::new(Kind::Aborted, "COORDINATOR_CONCURRENT_UPDATE", "the bundle changed concurrently"));
+        }
+        for (s, old) in agg.steps.iter().zip(&before.2) {
+            if s != old {
+                step::Entity::update(step::ActiveModel::from(s.clone()).reset_all()).exec(txn).await?;
+            }
+        }
+        if before.1 != agg.bundle.state {
+            self.inner.outbox.enqueue(txn, Self::bundle_event(&agg, &agg.bundle.state)).await?;
+            tracing::info!(bundle_id = %agg.bundle.id, state = %agg.bundle.state, "bundle state changed");
+        }
+        Ok(agg)
+    }
+
+    /// [`Self::apply_in`] in its own transaction, retried when another replica won the race.
+    async fn apply(&self, id: &str, f: impl Fn(&mut Aggregate, &BundleDef)) -> Result<Aggregate> {
+        let mut last = None;
+        for _ in 0..5 {
+            let txn = begin_write(&self.inner.db).await?;
+            match self.apply_in(&txn, id, &f).await {
+                Ok(agg) => {
+                    txn.commit().await?;
+                    self.inner.outbox.wake();
+                    return Ok(agg);
+                }
+                Err(e) if e.kind() == Kind::Aborted => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::internal(anyhow::anyhow!("no attempt made"))))
+    }
+
+    /// A department reported a case of one of our bundles (inside the consumer's inbox
+    /// transaction, so the event and its effect commit together).
+    ///
+    /// # Errors
+    /// A database failure or a concurrent change: the event is redelivered.
+    pub async fn on_case_event(&self, txn: &DatabaseTransaction, e: &cpb::CaseStateChanged) -> Result<()> {
+        let Some(step_id) = e.idempotency_key.strip_prefix(&format!("bundle:{}:", e.bundle_id)) else { return Ok(()) };
+        if bundle::Entity::find_by_id(e.bundle_id.clone()).one(txn).await?.is_none() {
+            return Ok(()); // Not ours (another coordinator deployment, or a test's own case).
+        }
+        let state = cpb::CaseState::try_from(e.to_state).ok().and_then(CaseState::from_proto);
+        let (id, version, reason) = (e.case_id.clone(), e.version, e.reason_code.clone());
+        self.apply_in(txn, &e.bundle_id, |agg, _| {
+            if let (Some(s), Some(state)) = (agg.steps.iter_mut().find(|s| s.step_id == step_id), state) {
+                record_case(s, &id, state, version, &reason, None);
+            }
+        })
+        .await?;
+        self.inner.wake.notify_one();
+        Ok(())
+    }
+
+    /// Advances one bundle: creates due pending steps, withdraws steps being cancelled,
+    /// and fetches the results of steps that finished through events. Errors are logged;
+    /// the driver comes back.
+    pub async fn drive(&self, id: &str) {
+        for _ in 0..50 {
+            match self.drive_once(id).await {
+                Ok(true) => continue,
+                Ok(false) => break,
+                Err(e) => {
+                    tracing::warn!(bundle_id = %id, error = %e, "driving the bundle failed; retrying later");
+                    break;
+                }
+            }
+        }
+    }
+
+    async fn drive_once(&self, id: &str) -> Result<bool> {
+        let agg = self.load(&self.inner.db, id).await?;
+        let now = Utc::now();
+        let state = BundleState::parse(&agg.bundle.state);
+        for s in &agg.steps {
+            match Step::parse(&s.state) {
+                Step::Pending if s.next_attempt_at <= now && state == BundleState::Running => {
+                    let outcome = self.create_case(&agg, s).await;
+                    let sid = s.step_id.clone();
+                    self.apply(id, |agg, _| {
+                        let Some(st) = agg.steps.iter_mut().find(|x| x.step_id == sid) else { return };
+                        if Step::parse(&st.state) != Step::Pending {
+                            return;
+                        }
+                        match &outcome {
+                            Ok(case) => {
+                                let cs = cpb::CaseState::try_from(case.state).ok().and_then(CaseState::from_proto);
+                                if let Some(cs) = cs {
+                                    record_case(
+                                        st,
+                                        &case.case_id,
+                                        cs,
+                                        case.version,
+                                        &case.reason_code,
+                                        Some(&case.result),
+                                    );
+                                }
+                            }
+                            Err(Failure::Retry(why)) => {
+                                st.attempts += 1;
+                                st.next_attempt_at = Utc::now() + retry_after(st.attempts);
+                                st.reason = why.clone();
+                            }
+                            Err(Failure::Refused(why)) => {
+                                st.state = Step::Refused.as_str().into();
+                                st.reason = why.clone();
+                            }
+                        }
+                    })
+                    .await?;
+                    // One action per pass: the next pass sees what this one changed.
+                    return Ok(true);
+                }
+                Step::Cancelling if s.next_attempt_at <= now => {
+                    let outcome = self.cancel_case(s, state).await;
+                    let sid = s.step_id.clone();
+                    self.apply(id, |agg, _| {
+                        let Some(st) = agg.steps.iter_mut().find(|x| x.step_id == sid) else { return };
+                        match &outcome {
+                            Ok(case) => {
+                                let cs = cpb::CaseState::try_from(case.state).ok().and_then(CaseState::from_proto);
+                                st.case_state = cs.map(|c| c.as_str().to_string()).unwrap_or_default();
+                                st.case_version = case.version;
+                                st.state = match cs.map(saga::step_of_case) {
+                                    Some(Step::Done) => Step::Done,
+                                    Some(Step::Refused) => Step::Refused,
+                                    _ => Step::Cancelled,
+                                }
+                                .as_str()
+                                .into();
+                            }
+                            Err(why) => {
+                                st.attempts += 1;
+                                st.next_attempt_at = Utc::now() + retry_after(st.attempts);
+                                st.reason = why.clone();
+                            }
+                        }
+                    })
+                    .await?;
+                    return Ok(true);
+                }
+                Step::InProgress if awaiting_result(s) => {
+                    // Finished through an event: fetch the case's result for the applicant.
+                    if let Ok(mut c) = self.client(&s.department)
+                        && let Ok(r) = c.get_case(cpb::GetCaseRequest { case_id: s.case_id.clone() }).await
+                    {
+                        let result = r.into_inner().case.map(|c| c.result).unwrap_or_default();
+                        let json =
+                            serde_json::to_string(&result.into_iter().collect::<BTreeMap<_, _>>()).unwrap_or_default();
+                        let sid = s.step_id.clone();
+                        self.apply(id, |agg, _| {
+                            if let Some(st) = agg.steps.iter_mut().find(|x| x.step_id == sid)
+                                && awaiting_result(st)
+                            {
+                                st.result = json.clone();
+                                st.state = Step::Done.as_str().into();
+                            }
+                        })
+                        .await?;
+                        return Ok(true);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(false)
+    }
+
+    async fn create_case(&self, agg: &Aggregate, s: &step::Model) -> std::result::Result<cpb::Case, Failure> {
+        let def = self.inner.catalog.bundle(&agg.bundle.code).and_then(|d| d.step(&s.step_id)).cloned();
+        let matter = self.inner.catalog.get(&s.matter_code).cloned();
+        let (Some(def), Some(matter)) = (def, matter) else {
+            return Err(Failure::Refused("step left the catalog".into()));
+        };
+        let form: BTreeMap<String, String> = serde_json::from_str(&agg.bundle.form).unwrap_or_default();
+        let materials: Vec<MaterialRecord> = serde_json::from_str(&agg.bundle.materials).unwrap_or_default();
+        let request = cpb::CreateCaseRequest {
+            matter_code: s.matter_code.clone(),
+            applicant: Some(cpb::Applicant {
+                kind: match agg.bundle.applicant_kind.as_str() {
+                    "enterprise" => cpb::ApplicantKind::Enterprise,
+                    "foreigner" => cpb::ApplicantKind::Foreigner,
+                    _ => cpb::ApplicantKind::Citizen,
+                } as i32,
+                identifier: agg.bundle.applicant_identifier.clone(),
+                name: agg.bundle.applicant_name.clone(),
+                phone: agg.bundle.applicant_phone.clone(),
+            }),
+            form: def
+                .fields
+                .iter()
+                .map(|(to, from)| {
+                    let value = from
+                        .strip_prefix('=')
+                        .map_or_else(|| form.get(from).cloned().unwrap_or_default(), str::to_string);
+                    (to.clone(), value)
+                })
+                .collect(),
+            materials: materials
+                .iter()
+                .filter(|m| matter.knows_material(&m.code))
+                .map(|m| cpb::Material { code: m.code.clone(), document_uri: m.document_uri.clone() })
+                .collect(),
+            idempotency_key: step_key(&agg.bundle.id, &s.step_id),
+            bundle_id: agg.bundle.id.clone(),
+        };
+        let mut client = self.client(&s.department).map_err(|e| Failure::Retry(format!("{e}")))?;
+        match client.create_case(request).await {
+            Ok(r) => r.into_inner().case.ok_or_else(|| Failure::Retry("the department returned no case".into())),
+            Err(status) => Err(Failure::of(&status, &s.department)),
+        }
+    }
+
+    async fn cancel_case(&self, s: &step::Model, state: BundleState) -> std::result::Result<cpb::Case, String> {
+        let mut client = self.client(&s.department).map_err(|e| e.to_string())?;
+        let result = if state == BundleState::Withdrawn {
+            client
+                .withdraw_case(cpb::WithdrawCaseRequest {
+                    case_id: s.case_id.clone(),
+                    reason_text: "bundle withdrawn".into(),
+                })
+                .await
+                .map(|r| r.into_inner().case)
+        } else {
+            client
+                .cancel_case(cpb::CancelCaseRequest {
+                    case_id: s.case_id.clone(),
+                    reason_code: "BUNDLE_STEP_REFUSED".into(),
+                })
+                .await
+                .map(|r| r.into_inner().case)
+        };
+        match result {
+            Ok(Some(c)) => Ok(c),
+            Ok(None) => Err("the department returned no case".into()),
+            // Already finished: take the case as it is.
+            Err(st) if st.code() == tonic::Code::FailedPrecondition => client
+                .get_case(cpb::GetCaseRequest { case_id: s.case_id.clone() })
+                .await
+                .ok()
+                .and_then(|r| r.into_inner().case)
+                .ok_or_else(|| "cannot read the case".into()),
+            Err(st) => Err(format!("{} unavailable; retrying ({:?})", s.department, st.code())),
+        }
+    }
+
+    /// Withdraws a running bundle.
+    ///
+    /// # Errors
+    /// NOT_FOUND; PERMISSION_DENIED for anyone but its applicant; FAILED_PRECONDITION for a
+    /// finished bundle.
+    pub async fn withdraw(&self, p: &Principal, id: &str) -> Result<Aggregate> {
+        let agg = self.load(&self.inner.db, id).await?;
+        onething_platform::authz::check(self.owns(p, &agg), p, "WithdrawBundle", id)?;
+        if BundleState::parse(&agg.bundle.state) != BundleState::Running {
+            return Err(Error::failed_precondition("COORDINATOR_BUNDLE_FINISHED", "the bundle is no longer running"));
+        }
+        let agg = self.apply(id, |agg, _| agg.bundle.state = BundleState::Withdrawn.as_str().into()).await?;
+        let engine = self.clone();
+        let bid = id.to_string();
+        tokio::spawn(async move { engine.drive(&bid).await });
+        Ok(agg)
+    }
+
+    /// Whether `p` is the bundle's applicant.
+    pub fn owns(&self, p: &Principal, agg: &Aggregate) -> bool {
+        p.applicant_identifier() == Some(agg.bundle.applicant_identifier.as_str())
+    }
+
+    /// The bundles `p` may see, newest first.
+    ///
+    /// # Errors
+    /// A database failure.
+    pub async fn list(&self, p: &Principal, limit: u64) -> Result<Vec<Aggregate>> {
+        let mut q = bundle::Entity::find().order_by_desc(bundle::Column::CreatedAt);
+        if let Some(own) = p.applicant_identifier() {
+            q = q.filter(bundle::Column::ApplicantIdentifier.eq(own));
+        }
+        let rows = sea_orm::QuerySelect::limit(q, limit).all(&self.inner.db).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for b in rows {
+            out.push(self.load(&self.inner.db, &b.id).await?);
+        }
+        Ok(out)
+    }
+
+    /// The driver: every half second (or when an event arrived), every bundle with a step
+    /// due for a (re)try or a withdrawal is driven. Runs until `stop`.
+    pub async fn run_driver(self, stop: tokio_util::sync::CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = self.inner.wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+            let due = step::Entity::find()
+                .filter(step::Column::State.is_in([
+                    Step::Pending.as_str(),
+                    Step::Cancelling.as_str(),
+                    Step::InProgress.as_str(),
+                ]))
+                .filter(step::Column::NextAttemptAt.lte(Utc::now()))
+                .all(&self.inner.db)
+                .await;
+            let Ok(due) = due else { continue };
+            let mut ids: Vec<String> = due
+                .into_iter()
+                .filter(|s| Step::parse(&s.state) != Step::InProgress || awaiting_result(s))
+                .map(|s| s.bundle_id)
+                .collect();
+            ids.sort();
+            ids.dedup();
+            for id in ids {
+                self.drive(&id).await;
+            }
+        }
+    }
+}
+
+/// Why a step's case could not be created.
+enum Failure {
+    /// The department is down or failed: try again later.
+    Retry(String),
+    /// The department refused the request.
+    Refused(String),
+}
+
+impl Failure {
+    fn of(status: &tonic::Status, department: &str) -> Self {
+        use tonic::Code as C;
+        match status.code() {
+            C::Unavailable | C::DeadlineExceeded | C::Unknown | C::Aborted | C::Internal | C::Cancelled => {
+                Failure::Retry(format!("{department} unavailable; retrying"))
+            }
+            _ => {
+                let reason = status.get_error_details().error_info().map(|i| i.reason.clone()).unwrap_or_default();
+                Failure::Refused(format!("{reason}: {}", status.message()))
+            }
+        }
+    }
+}
+
+/// Records what a department said about a step's case. An older version changes
+/// nothing; a result (from the create response) is kept whenever it comes. A step is done
+/// only once its result is in: an approval learned from an event (which carries no
+/// personal data) leaves it in progress until the driver fetches the case.
+fn record_case(
+    s: &mut step::Model,
+    case_id: &str,
+    state: CaseState,
+    version: i64,
+    reason: &str,
+    result: Option<&std::collections::HashMap<String, String>>,
+) {
+    if let Some(r) = result {
+        s.result = serde_json::to_string(&r.iter().collect::<BTreeMap<_, _>>()).unwrap_or_else(|_| "{}".into());
+    }
+    if version > s.case_version || s.case_id.is_empty() {
+        s.case_id = case_id.to_string();
+        s.case_state = state.as_str().into();
+        s.case_version = version;
+        s.reason = reason.to_string();
+    }
+    if matches!(Step::parse(&s.state), Step::Pending | Step::InProgress) {
+        let known = CaseState::from_str_name(&s.case_state).unwrap_or(state);
+        s.state = match saga::step_of_case(known) {
+            Step::Done if result.is_none() && awaiting_result(s) => Step::InProgress,
+            other => other,
+        }
+        .as_str()
+        .into();
+    }
+}
+
+/// An approved case whose result the coordinator has not fetched yet.
+fn awaiting_result(s: &step::Model) -> bool {
+    s.result == "{}"
+        && matches!(
+            CaseState::from_str_name(&s.case_state),
+            Some(CaseState::Approved | CaseState::ApprovedProvisionally)
+        )
+}

@@ -1,0 +1,32 @@
+//! What the coordinator consumes: every department's case events, one durable consumer per
+//! department stream, moving the steps of our bundles.
+
+use crate::engine::Engine;
+use onething_platform::events::{ConsumerSpec, Envelope, Handler, nats::stream_name};
+use onething_proto::common::CaseStateChanged;
+use sea_orm::DatabaseTransaction;
+
+/// The departments whose cases bundles are made of.
+pub const DEPARTMENTS: [&str; 4] = ["household", "exit_entry", "vehicle", "liaison"];
+
+/// The consumer of `department`'s case events.
+pub fn case_events_spec(department: &str) -> ConsumerSpec {
+    ConsumerSpec {
+        name: format!("coordinator-{department}-cases"),
+        stream: stream_name(department),
+        filter_subjects: vec![format!("onething.{department}.v1.case.>")],
+    }
+}
+
+/// Moves bundle steps from case events.
+pub struct CaseEvents(pub Engine);
+
+impl Handler for CaseEvents {
+    async fn handle(&self, txn: &DatabaseTransaction, event: &Envelope) -> anyhow::Result<()> {
+        let changed: CaseStateChanged = event.decode()?;
+        if changed.bundle_id.is_empty() {
+            return Ok(());
+        }
+        self.0.on_case_event(txn, &changed).await.map_err(|e| anyhow::anyhow!("{e}"))
+    }
+}

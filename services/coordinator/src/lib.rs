@@ -1,0 +1,72 @@
+//! 一件事 — the coordinator: serves the catalog of matters and bundles (M22), takes a bundle
+//! application once (one form, one set of materials) and runs it as a saga across the
+//! departments (M23): fan-out with idempotency keys, dependent steps after their
+//! prerequisites, compensation when a required step is refused, waiting out a department
+//! that is down. A library with a builder; `main.rs` only wires the process.
+
+pub mod engine;
+pub mod events;
+pub mod grpc;
+pub mod saga;
+pub mod store;
+
+use onething_platform::{
+    auth::ServiceIdentity,
+    config::Settings,
+    grpc::{MAX_MESSAGE_BYTES, server_parts},
+    runtime::{Service, ServiceRuntime, with_routes},
+};
+use onething_proto::coordinator::{
+    bundle_service_server::BundleServiceServer, catalog_service_server::CatalogServiceServer,
+};
+use std::path::Path;
+use tonic::service::interceptor::InterceptedService;
+
+/// Service name.
+pub const SERVICE: &str = "coordinator";
+/// Default gRPC port.
+pub const DEFAULT_PORT: u16 = 18060;
+
+/// Development defaults: port 18060, SQLite file `coordinator.db` under `data_dir`, the
+/// departments on their development ports.
+pub fn default_settings(data_dir: &Path) -> Settings {
+    let mut s = Settings::for_service(SERVICE, DEFAULT_PORT, data_dir);
+    for (dept, port) in [("household", 18061), ("exit_entry", 18062), ("vehicle", 18063), ("liaison", 18064)] {
+        s.peers.insert(dept.into(), format!("http://127.0.0.1:{port}"));
+    }
+    s
+}
+
+/// Builds the coordinator: database and migrations, NATS, the listener, the bundle and
+/// catalog services (authenticated), health, reflection, a consumer of every department's
+/// case events, and the driver that creates, retries and withdraws steps.
+///
+/// # Errors
+/// As [`ServiceRuntime::start`], or no signing key to call the departments with.
+pub async fn build(settings: Settings) -> anyhow::Result<Service> {
+    let identity = ServiceIdentity::load(SERVICE, &settings.auth)?;
+    let peers = settings.peers.clone();
+    let mut runtime = ServiceRuntime::start::<store::Migrator>(SERVICE, settings).await?;
+    let engine = engine::Engine::new(
+        runtime.db.clone(),
+        runtime.catalog.clone(),
+        runtime.calendar.clone(),
+        runtime.outbox.clone(),
+        identity,
+        peers,
+    );
+    for dept in events::DEPARTMENTS {
+        runtime.add_consumer(events::case_events_spec(dept), events::CaseEvents(engine.clone()));
+    }
+    let driver = engine.clone();
+    runtime.add_worker(move |stop| Box::pin(driver.run_driver(stop)));
+    let bundles = BundleServiceServer::new(grpc::Bundles(engine.clone())).max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let bundles = InterceptedService::new(bundles, runtime.authenticator.clone());
+    let catalog = CatalogServiceServer::new(grpc::CatalogApi(engine)).max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let catalog = InterceptedService::new(catalog, runtime.authenticator.clone());
+    let parts = server_parts()?;
+    parts.health.set_serving::<BundleServiceServer<grpc::Bundles>>().await;
+    parts.health.set_serving::<CatalogServiceServer<grpc::CatalogApi>>().await;
+    let parts = with_routes(parts, |r| r.add_service(bundles).add_service(catalog));
+    Ok(Service::new(runtime, parts))
+}

@@ -1,0 +1,169 @@
+//! The coordinator's tables: bundles and their steps. A bundle and its steps change
+//! together under the bundle's version (optimistic concurrency), so any replica can
+//! advance any bundle.
+
+use sea_orm_migration::{prelude::*, schema::*};
+
+/// A bundle application.
+pub mod bundle {
+    use sea_orm::entity::prelude::*;
+
+    /// One bundle. Applicant fields are personal data.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "bundles")]
+    pub struct Model {
+        /// Bundle id.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        /// Bundle code.
+        pub code: String,
+        /// `running`, `completed`, `failed`, `withdrawn`.
+        pub state: String,
+        /// `citizen`, `enterprise`, `foreigner`.
+        pub applicant_kind: String,
+        /// Applicant identifier.
+        pub applicant_identifier: String,
+        /// Applicant name.
+        pub applicant_name: String,
+        /// Applicant phone.
+        pub applicant_phone: String,
+        /// The one form, JSON.
+        pub form: String,
+        /// The one set of materials, JSON.
+        pub materials: String,
+        /// Client key.
+        #[sea_orm(unique)]
+        pub idempotency_key: String,
+        /// Bundle due time.
+        pub due_at: DateTimeUtc,
+        /// Version of the aggregate (bundle and steps).
+        pub version: i64,
+        /// Submitted.
+        pub created_at: DateTimeUtc,
+        /// Last change.
+        pub updated_at: DateTimeUtc,
+    }
+
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// A step of a bundle.
+pub mod step {
+    use sea_orm::entity::prelude::*;
+
+    /// One step.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "bundle_steps")]
+    pub struct Model {
+        /// Bundle.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub bundle_id: String,
+        /// Step id.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub step_id: String,
+        /// Matter code.
+        pub matter_code: String,
+        /// Department.
+        pub department: String,
+        /// [`crate::saga::Step`] name.
+        pub state: String,
+        /// The department's case id, once created.
+        pub case_id: String,
+        /// The case's state name, as last known.
+        pub case_state: String,
+        /// The case version last applied (older events are ignored).
+        pub case_version: i64,
+        /// Why it waits or was refused.
+        pub reason: String,
+        /// Result fields of the case, JSON.
+        pub result: String,
+        /// Failed attempts to reach the department.
+        pub attempts: i32,
+        /// Not before this time is the department tried again.
+        pub next_attempt_at: DateTimeUtc,
+    }
+
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// The coordinator's migrator.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        let mut m = onething_platform::store::migrations();
+        m.push(Box::new(CreateTables));
+        m
+    }
+}
+
+struct CreateTables;
+
+impl MigrationName for CreateTables {
+    fn name(&self) -> &str {
+        "m20261129_500001_coordinator_tables"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateTables {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table("bundles")
+                .if_not_exists()
+                .col(string("id").primary_key())
+                .col(string("code"))
+                .col(string("state"))
+                .col(string("applicant_kind"))
+                .col(string("applicant_identifier"))
+                .col(string("applicant_name"))
+                .col(string("applicant_phone"))
+                .col(text("form"))
+                .col(text("materials"))
+                .col(string_uniq("idempotency_key"))
+                .col(timestamp_with_time_zone("due_at"))
+                .col(big_integer("version"))
+                .col(timestamp_with_time_zone("created_at"))
+                .col(timestamp_with_time_zone("updated_at"))
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table("bundle_steps")
+                .if_not_exists()
+                .col(string("bundle_id"))
+                .col(string("step_id"))
+                .col(string("matter_code"))
+                .col(string("department"))
+                .col(string("state"))
+                .col(string("case_id"))
+                .col(string("case_state"))
+                .col(big_integer("case_version"))
+                .col(text("reason"))
+                .col(text("result"))
+                .col(integer("attempts"))
+                .col(timestamp_with_time_zone("next_attempt_at"))
+                .primary_key(Index::create().col("bundle_id").col("step_id"))
+                .to_owned(),
+        )
+        .await
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        for t in ["bundle_steps", "bundles"] {
+            m.drop_table(Table::drop().table(t).if_exists().to_owned()).await?;
+        }
+        Ok(())
+    }
+}

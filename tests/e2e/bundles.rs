@@ -1,0 +1,640 @@
+//! The coordinator end to end, with every department running: each of the seven bundles
+//! from submit to completed; after_death waits for the deregistration; a refused step
+//! fails the bundle and withdraws what cannot stand alone; a department that is down
+//! delays, never loses and never duplicates a step; two coordinator replicas; the same
+//! submit twice; bad input creates nothing anywhere.
+
+use crate::common::*;
+use onething_platform::config::Settings;
+use onething_proto::{
+    common::{self as cpb, case_service_client::CaseServiceClient},
+    coordinator::{self as pb, BundleState, StepState, bundle_service_client::BundleServiceClient},
+};
+use std::{collections::BTreeMap, time::Duration};
+use tonic::Code;
+use tonic_types::StatusExt;
+
+const DEPARTMENTS: [&str; 4] = ["household", "exit_entry", "vehicle", "liaison"];
+
+pub struct World {
+    pub nats: NatsServer,
+    pub departments: BTreeMap<&'static str, (Running, String)>,
+    pub coordinators: Vec<Running>,
+    dbs: Vec<TestDb>,
+    coordinator_db: String,
+    backend: Backend,
+}
+
+impl World {
+    /// Every department and `replicas` coordinators, each department on its own database.
+    pub async fn start(backend: Backend, replicas: usize) -> Option<Self> {
+        let nats = NatsServer::start().await;
+        let mut dbs = Vec::new();
+        let mut departments = BTreeMap::new();
+        for d in DEPARTMENTS {
+            let db = TestDb::fresh(backend).await?;
+            let mut s = test_settings(&db.url, &nats.url());
+            s.grpc_addr = format!("127.0.0.1:{}", free_port());
+            let addr = s.grpc_addr.clone();
+            departments.insert(d, (start_named(d, s).await, addr));
+            dbs.push(db);
+        }
+        let cdb = TestDb::fresh(backend).await?;
+        let coordinator_db = cdb.url.clone();
+        dbs.push(cdb);
+        let mut w = Self { nats, departments, coordinators: Vec::new(), dbs, coordinator_db, backend };
+        for _ in 0..replicas {
+            let s = w.coordinator_settings();
+            w.coordinators.push(start_named("coordinator", s).await);
+        }
+        Some(w)
+    }
+
+    fn coordinator_settings(&self) -> Settings {
+        let mut s = test_settings(&self.coordinator_db, &self.nats.url());
+        for (d, (_, addr)) in &self.departments {
+            s.peers.insert((*d).to_string(), format!("http://{addr}"));
+        }
+        s
+    }
+
+    pub async fn bundles_as(&self, token: &str, replica: usize) -> BundleServiceClient<Authed> {
+        BundleServiceClient::new(connect_as(&self.coordinators[replica].endpoint(), Some(token)).await)
+    }
+
+    pub async fn cases_at(&self, dept: &str, token: &str) -> CaseServiceClient<Authed> {
+        CaseServiceClient::new(connect_as(&self.departments[dept].0.endpoint(), Some(token)).await)
+    }
+
+    pub fn db(&self, dept: &str) -> &sea_orm::DatabaseConnection {
+        &self.departments[dept].0.db
+    }
+
+    /// Stops a department (as an outage).
+    pub async fn stop(&mut self, dept: &'static str) {
+        let (running, addr) = self.departments.remove(dept).unwrap();
+        running.stop().await;
+        self.departments.insert(dept, (dummy(), addr));
+    }
+
+    /// Starts it again on the same address and database.
+    pub async fn restart(&mut self, dept: &'static str) {
+        let i = DEPARTMENTS.iter().position(|d| *d == dept).unwrap();
+        let mut s = test_settings(&self.dbs[i].url, &self.nats.url());
+        s.grpc_addr = self.departments[dept].1.clone();
+        let running = start_named(dept, s).await;
+        self.departments.get_mut(dept).unwrap().0 = running;
+    }
+
+    pub async fn stop_all(self) {
+        for c in self.coordinators {
+            c.stop().await;
+        }
+        for (_, (r, _)) in self.departments {
+            if r.addr.port() != 0 {
+                r.stop().await;
+            }
+        }
+        let _ = self.backend;
+    }
+}
+
+/// A placeholder for a stopped department.
+fn dummy() -> Running {
+    Running::stopped()
+}
+
+pub fn applicant(kind: cpb::ApplicantKind, id: &str, name: &str) -> Option<cpb::Applicant> {
+    Some(cpb::Applicant { kind: kind as i32, identifier: id.into(), name: name.into(), phone: String::new() })
+}
+
+fn citizen_applicant(id: &str) -> Option<cpb::Applicant> {
+    applicant(cpb::ApplicantKind::Citizen, id, "申请人")
+}
+
+fn enterprise_applicant(code: &str) -> Option<cpb::Applicant> {
+    applicant(cpb::ApplicantKind::Enterprise, code, "威海示例企业")
+}
+
+fn materials(codes: &[&str]) -> Vec<cpb::Material> {
+    codes.iter().map(|c| material(c)).collect()
+}
+
+pub fn submit(
+    code: &str,
+    who: Option<cpb::Applicant>,
+    f: &[(&str, &str)],
+    mats: &[&str],
+    optional: &[&str],
+    key: &str,
+) -> pb::SubmitBundleRequest {
+    pb::SubmitBundleRequest {
+        code: code.into(),
+        applicant: who,
+        form: form(f),
+        materials: materials(mats),
+        optional_steps: optional.iter().map(|s| (*s).to_string()).collect(),
+        idempotency_key: key.into(),
+    }
+}
+
+/// Waits until the bundle is finished (and every step final), then returns it.
+pub async fn finished(c: &mut BundleServiceClient<Authed>, id: &str) -> pb::Bundle {
+    eventually(Duration::from_secs(60), "the bundle to finish", || {
+        let mut c = c.clone();
+        let id = id.to_string();
+        async move {
+            let b = c.get_bundle(pb::GetBundleRequest { bundle_id: id }).await.ok()?.into_inner().bundle?;
+            let done = b.state() != BundleState::Running
+                && b.steps
+                    .iter()
+                    .all(|s| !matches!(s.state(), StepState::Blocked | StepState::Pending | StepState::InProgress));
+            done.then_some(b)
+        }
+    })
+    .await
+    .unwrap()
+}
+
+/// Waits until `step` has a case, and returns its id.
+async fn case_of(c: &mut BundleServiceClient<Authed>, id: &str, step: &str) -> String {
+    eventually(Duration::from_secs(60), "the step's case", || {
+        let mut c = c.clone();
+        let (id, step) = (id.to_string(), step.to_string());
+        async move {
+            let b = c.get_bundle(pb::GetBundleRequest { bundle_id: id }).await.ok()?.into_inner().bundle?;
+            let s = b.steps.into_iter().find(|s| s.step_id == step)?;
+            (!s.case_id.is_empty()).then_some(s.case_id)
+        }
+    })
+    .await
+    .unwrap()
+}
+
+fn steps(b: &pb::Bundle) -> Vec<(String, StepState)> {
+    b.steps.iter().map(|s| (s.step_id.clone(), s.state())).collect()
+}
+
+async fn every_bundle_completes(backend: Backend) {
+    let Some(w) = World::start(backend, 1).await else { return };
+    let parent = seeded_parent();
+    let mut as_parent = w.bundles_as(&citizen_token(&parent), 0).await;
+
+    // 新生儿出生: the child gets an ID number.
+    let b = as_parent
+        .submit_bundle(submit(
+            "newborn",
+            citizen_applicant(&parent),
+            &[
+                ("child_name", "王小雨"),
+                ("child_sex", "F"),
+                ("birth_date", "2026-11-20"),
+                ("parent_id_number", &parent),
+                ("birth_certificate_number", "Q3710020300"),
+            ],
+            &["birth_medical_certificate"],
+            &[],
+            "b-newborn",
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .bundle
+        .unwrap();
+    let b = finished(&mut as_parent, &b.bundle_id).await;
+    assert_eq!(b.state(), BundleState::Completed, "{:?}", steps(&b));
+    let child = b.steps[0].result["new_id_number"].clone();
+    assert_eq!(child.len(), 18);
+
+    // 教育入学 for that child (a local family: the registry confirmation).
+    let b = as_parent
+        .submit_bundle(submit(
+            "school_enrollment",
+            citizen_applicant(&parent),
+            &[("child_id_number", &child)],
+            &[],
+            &["info_confirmation"],
+            "b-school",
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .bundle
+        .unwrap();
+    let b = finished(&mut as_parent, &b.bundle_id).await;
+    assert_eq!(b.state(), BundleState::Completed, "{:?}", steps(&b));
+    assert_eq!(b.steps[0].result["purpose"], "school_enrollment");
+
+    // 教育入学 for a non-local family: a residence permit, reviewed by a household clerk.
+    let mut as_outsider = w.bundles_as(&citizen_token(OUTSIDER), 0).await;
+    let b = as_outsider
+        .submit_bundle(submit(
+            "school_enrollment",
+            citizen_applicant(OUTSIDER),
+            &[("residence_address", "威海市环翠区某处"), ("residence_since", "2025-01-01")],
+            &["id_card", "residence_proof", "photo"],
+            &["residence_permit"],
+            "b-school-2",
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .bundle
+        .unwrap();
+    let case = case_of(&mut as_outsider, &b.bundle_id, "residence_permit").await;
+    let mut hh_clerk = w.cases_at("household", &staff("household", &["clerk", "approver"])).await;
+    hh_clerk.accept_case(cpb::AcceptCaseRequest { case_id: case.clone(), expected_version: 0 }).await.unwrap();
+    hh_clerk.approve_case(cpb::ApproveCaseRequest { case_id: case, expected_version: 0 }).await.unwrap();
+    let b = finished(&mut as_outsider, &b.bundle_id).await;
+    assert_eq!(b.state(), BundleState::Completed, "{:?}", steps(&b));
+    assert!(b.steps[0].result.contains_key("residence_permit_number"), "the step's result reaches the bundle");
+
+    // 退休: the retiree confirms his own registration.
+    let retiree = onething_household::store::seed_id("371002", "1958-01-20", 31).unwrap().expose().to_string();
+    let mut as_retiree = w.bundles_as(&citizen_token(&retiree), 0).await;
+    let b = as_retiree
+        .submit_bundle(submit(
+            "retirement",
+            citizen_applicant(&retiree),
+            &[("subject_id_number", &retiree)],
+            &[],
+            &[],
+            "b-retire",
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .bundle
+        .unwrap();
+    assert_eq!(finished(&mut as_retiree, &b.bundle_id).await.state(), BundleState::Completed);
+
+    // 企业开办: three departments, no human step.
+    let new_co = onething_platform::ids::CreditCode::complete("91371002MA3C00077").unwrap().to_string();
+    let mut as_new_co = w.bundles_as(&enterprise_token(&new_co), 0).await;
+    let b = as_new_co
+        .submit_bundle(submit(
+            "enterprise_opening",
+            enterprise_applicant(&new_co),
+            &[
+                ("seal_kinds", "official,finance"),
+                ("engraving_company", "威海示例刻章店"),
+                ("legal_representative_id_number", &parent),
+                ("premises_address", "威海市环翠区示例园区9号"),
+            ],
+            &["business_licence", "seal_imprints", "legal_representative_id_card", "premises_property_certificate"],
+            &["collective_household", "vehicle_verification"],
+            "b-open",
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .bundle
+        .unwrap();
+    let b = finished(&mut as_new_co, &b.bundle_id).await;
+    assert_eq!(b.state(), BundleState::Completed, "{:?}", steps(&b));
+    assert_eq!(b.steps.iter().map(|s| s.department.as_str()).collect::<Vec<_>>(), ["liaison", "household", "vehicle"]);
+
+    // 企业准营: a hotel licence (inspected and approved by a liaison clerk) and a precursor filing.
+    let chem = onething_liaison::store::seed_chemicals().to_string();
+    let mut as_chem = w.bundles_as(&enterprise_token(&chem), 0).await;
+    let b = as_chem
+        .submit_bundle(submit(
+            "enterprise_operating",
+            enterprise_applicant(&chem),
+            &[
+                ("hotel_name", "化工园宾馆"),
+                ("address", "威海市环翠区化工园2号"),
+                ("rooms", "40"),
+                ("chemical", "acetone"),
+                ("quantity_kg", "100"),
+                ("purpose", "purchase"),
+                ("counterparty_credit_code", "91350100M000100Y43"),
+            ],
+            &[
+                "business_licence",
+                "premises_certificate",
+                "fire_safety_certificate",
+                "security_plan",
+                "purchase_contract",
+                "qualification_certificate",
+            ],
+            &["precursor_filing"],
+            "b-operate",
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .bundle
+        .unwrap();
+    let mut l_clerk = w.cases_at("liaison", &staff("liaison", &["clerk", "approver"])).await;
+    for step in ["hotel_licence", "precursor_filing"] {
+        let case = case_of(&mut as_chem, &b.bundle_id, step).await;
+        l_clerk.accept_case(cpb::AcceptCaseRequest { case_id: case.clone(), expected_version: 0 }).await.unwrap();
+        l_clerk.approve_case(cpb::ApproveCaseRequest { case_id: case, expected_version: 0 }).await.unwrap();
+    }
+    assert_eq!(finished(&mut as_chem, &b.bundle_id).await.state(), BundleState::Completed);
+
+    // 企业注销: seals cancelled, the fleet checked.
+    let logistics = onething_liaison::store::seed_logistics().to_string();
+    let mut as_logistics = w.bundles_as(&enterprise_token(&logistics), 0).await;
+    let b = as_logistics
+        .submit_bundle(submit(
+            "enterprise_deregistration",
+            enterprise_applicant(&logistics),
+            &[("reason", "deregistration")],
+            &["deregistration_or_bankruptcy_document"],
+            &[],
+            "b-dereg",
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .bundle
+        .unwrap();
+    let b = finished(&mut as_logistics, &b.bundle_id).await;
+    assert_eq!(b.state(), BundleState::Completed, "{:?}", steps(&b));
+    assert_eq!(b.steps[1].result["vehicle_count"], "2");
+
+    // 公民身后: deregistration first, then the licence and the travel documents.
+    let elder = onething_household::store::seed_id("371003", "1949-09-09", 62).unwrap().expose().to_string();
+    let relative = seeded_person();
+    let mut as_relative = w.bundles_as(&citizen_token(&relative), 0).await;
+    let b = as_relative
+        .submit_bundle(submit(
+            "after_death",
+            citizen_applicant(&relative),
+            &[
+                ("subject_id_number", &elder),
+                ("death_date", "2026-11-20"),
+                ("death_certificate_number", "SW-2026-0300"),
+            ],
+            &["death_certificate"],
+            &[],
+            "b-death",
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .bundle
+        .unwrap();
+    assert_eq!(
+        steps(&b)[1..],
+        [("driving_licence".to_string(), StepState::Blocked), ("travel_documents".to_string(), StepState::Blocked)],
+        "they wait for the death fact"
+    );
+    let b = finished(&mut as_relative, &b.bundle_id).await;
+    assert_eq!(b.state(), BundleState::Completed, "{:?}", steps(&b));
+    assert_eq!(
+        (b.steps[1].result["cancelled_count"].as_str(), b.steps[2].result["cancelled_count"].as_str()),
+        ("1", "1")
+    );
+    // The cancellations were created after the deregistration was approved.
+    let mut hh = w.cases_at("household", &service("coordinator")).await;
+    let mut v = w.cases_at("vehicle", &service("coordinator")).await;
+    let dereg = hh
+        .get_case(cpb::GetCaseRequest { case_id: b.steps[0].case_id.clone() })
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    let licence = v
+        .get_case(cpb::GetCaseRequest { case_id: b.steps[1].case_id.clone() })
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    assert!(licence.create_time.unwrap().seconds >= dereg.update_time.unwrap().seconds);
+    w.stop_all().await;
+}
+both_backends!(every_bundle_completes);
+
+async fn a_refused_step_withdraws_what_cannot_stand_alone(backend: Backend) {
+    let Some(w) = World::start(backend, 1).await else { return };
+    let chem = onething_liaison::store::seed_chemicals().to_string();
+    let mut as_chem = w.bundles_as(&enterprise_token(&chem), 0).await;
+    let b = as_chem
+        .submit_bundle(submit(
+            "enterprise_operating",
+            enterprise_applicant(&chem),
+            &[
+                ("hotel_name", "化工园宾馆"),
+                ("address", "威海市环翠区化工园2号"),
+                ("rooms", "40"),
+                ("chemical", "acetone"),
+                ("quantity_kg", "100"),
+                ("purpose", "purchase"),
+                ("counterparty_credit_code", "91350100M000100Y43"),
+            ],
+            &[
+                "business_licence",
+                "premises_certificate",
+                "fire_safety_certificate",
+                "security_plan",
+                "purchase_contract",
+                "qualification_certificate",
+            ],
+            &["precursor_filing"],
+            "refused-1",
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .bundle
+        .unwrap();
+    let hotel = case_of(&mut as_chem, &b.bundle_id, "hotel_licence").await;
+    let precursor = case_of(&mut as_chem, &b.bundle_id, "precursor_filing").await;
+    let mut clerk = w.cases_at("liaison", &staff("liaison", &["clerk", "approver"])).await;
+    clerk.accept_case(cpb::AcceptCaseRequest { case_id: hotel.clone(), expected_version: 0 }).await.unwrap();
+    clerk
+        .reject_case(cpb::RejectCaseRequest {
+            case_id: hotel,
+            reason_code: "LIAISON_FIRE_SAFETY_FAILED".into(),
+            reason_text: "消防不合格".into(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap();
+    let b = finished(&mut as_chem, &b.bundle_id).await;
+    assert_eq!(b.state(), BundleState::Failed);
+    assert_eq!(
+        steps(&b),
+        [("hotel_licence".into(), StepState::Refused), ("precursor_filing".into(), StepState::Cancelled)]
+    );
+    let c = clerk.get_case(cpb::GetCaseRequest { case_id: precursor }).await.unwrap().into_inner().case.unwrap();
+    assert_eq!(c.state(), cpb::CaseState::Cancelled, "the department's case was withdrawn too");
+
+    // A refused first step of after_death: the rest never start.
+    let relative = seeded_person();
+    let mut as_relative = w.bundles_as(&citizen_token(&relative), 0).await;
+    let b = as_relative
+        .submit_bundle(submit(
+            "after_death",
+            citizen_applicant(&relative),
+            &[
+                ("subject_id_number", OUTSIDER),
+                ("death_date", "2026-11-20"),
+                ("death_certificate_number", "SW-2026-0301"),
+            ],
+            &["death_certificate"],
+            &[],
+            "refused-2",
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .bundle
+        .unwrap();
+    let b = finished(&mut as_relative, &b.bundle_id).await;
+    assert_eq!(b.state(), BundleState::Failed);
+    assert_eq!(b.steps[0].reason, "HOUSEHOLD_PERSON_NOT_FOUND");
+    assert_eq!(
+        steps(&b)[1..],
+        [("driving_licence".into(), StepState::Skipped), ("travel_documents".into(), StepState::Skipped)]
+    );
+    assert_eq!(count(w.db("vehicle"), "cases").await, 0);
+    assert_eq!(count(w.db("exit_entry"), "cases").await, 0);
+    w.stop_all().await;
+}
+both_backends!(a_refused_step_withdraws_what_cannot_stand_alone);
+
+async fn a_department_that_is_down_only_delays(backend: Backend) {
+    let Some(mut w) = World::start(backend, 1).await else { return };
+    w.stop("vehicle").await;
+    let logistics = onething_liaison::store::seed_logistics().to_string();
+    let mut c = w.bundles_as(&enterprise_token(&logistics), 0).await;
+    let b = c
+        .submit_bundle(submit(
+            "enterprise_deregistration",
+            enterprise_applicant(&logistics),
+            &[("reason", "deregistration")],
+            &["deregistration_or_bankruptcy_document"],
+            &[],
+            "down-1",
+        ))
+        .await
+        .expect("accepted while vehicle is down")
+        .into_inner()
+        .bundle
+        .unwrap();
+    // The applicant sees which part waits, and why.
+    let waiting = eventually(Duration::from_secs(30), "the vehicle step to wait", || {
+        let mut c = c.clone();
+        let id = b.bundle_id.clone();
+        async move {
+            let b = c.get_bundle(pb::GetBundleRequest { bundle_id: id }).await.ok()?.into_inner().bundle?;
+            let s = b.steps.iter().find(|s| s.step_id == "vehicle_verification")?.clone();
+            (s.state() == StepState::Pending && s.reason.contains("vehicle unavailable")).then_some(b)
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(waiting.state(), BundleState::Running);
+    w.restart("vehicle").await;
+    let done = finished(&mut c, &b.bundle_id).await;
+    assert_eq!(done.state(), BundleState::Completed, "{:?}", steps(&done));
+    assert_eq!(count(w.db("vehicle"), "cases").await, 1, "created once");
+    assert_eq!(count(w.db("liaison"), "cases").await, 1);
+    w.stop_all().await;
+}
+both_backends!(a_department_that_is_down_only_delays);
+
+async fn two_replicas_and_one_key(backend: Backend) {
+    let Some(w) = World::start(backend, 2).await else { return };
+    let relative = seeded_person();
+    let token = citizen_token(&relative);
+    let mut ids = Vec::new();
+    // Four retirement-like bundles through both replicas, each sent twice with one key.
+    let retiree = onething_household::store::seed_id("371002", "1985-11-30", 42).unwrap().expose().to_string();
+    for i in 0..4 {
+        let req = submit(
+            "retirement",
+            citizen_applicant(&relative),
+            &[("subject_id_number", &retiree)],
+            &[],
+            &[],
+            &format!("twice-{i}"),
+        );
+        let mut first = w.bundles_as(&token, i % 2).await;
+        let mut second = w.bundles_as(&token, (i + 1) % 2).await;
+        let a = first.submit_bundle(req.clone()).await.unwrap().into_inner().bundle.unwrap();
+        let b = second.submit_bundle(req).await.unwrap().into_inner().bundle.unwrap();
+        assert_eq!(a.bundle_id, b.bundle_id, "one key, one bundle");
+        ids.push(a.bundle_id);
+    }
+    let mut c = w.bundles_as(&token, 0).await;
+    for id in &ids {
+        assert_eq!(finished(&mut c, id).await.state(), BundleState::Completed);
+    }
+    assert_eq!(count(&w.coordinators[0].db, "bundles").await, 4);
+    assert_eq!(count(w.db("household"), "cases").await, 4, "each step created once");
+    // Watching a finished bundle streams it once and ends.
+    let mut stream = c.watch_bundle(pb::WatchBundleRequest { bundle_id: ids[0].clone() }).await.unwrap().into_inner();
+    let first = stream.message().await.unwrap().unwrap().bundle.unwrap();
+    assert_eq!(first.state(), BundleState::Completed);
+    assert!(stream.message().await.unwrap().is_none());
+    w.stop_all().await;
+}
+both_backends!(two_replicas_and_one_key);
+
+async fn bad_bundles_create_nothing_anywhere(backend: Backend) {
+    let Some(w) = World::start(backend, 1).await else { return };
+    let relative = seeded_person();
+    let mut c = w.bundles_as(&citizen_token(&relative), 0).await;
+    let elder = onething_household::store::seed_id("371003", "1949-09-09", 62).unwrap().expose().to_string();
+    let good = || {
+        submit(
+            "after_death",
+            citizen_applicant(&relative),
+            &[
+                ("subject_id_number", &elder),
+                ("death_date", "2026-11-20"),
+                ("death_certificate_number", "SW-2026-0400"),
+            ],
+            &["death_certificate"],
+            &[],
+            "bad-x",
+        )
+    };
+    let fields = |s: &tonic::Status| -> Vec<String> {
+        s.get_error_details()
+            .bad_request()
+            .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+            .unwrap_or_default()
+    };
+    let mut unknown = good();
+    unknown.code = "moon_landing".into();
+    let err = c.submit_bundle(unknown).await.unwrap_err();
+    assert_eq!(
+        (err.code(), err.get_error_details().error_info().unwrap().reason.as_str()),
+        (Code::InvalidArgument, "COORDINATOR_UNKNOWN_BUNDLE")
+    );
+    let mut missing = good();
+    missing.materials.clear();
+    assert_eq!(fields(&c.submit_bundle(missing).await.unwrap_err()), ["materials"]);
+    let mut stray = good();
+    stray.materials.push(material("passport"));
+    assert_eq!(fields(&c.submit_bundle(stray).await.unwrap_err()), ["materials[1].code"]);
+    let mut malformed = good();
+    malformed.form.insert("subject_id_number".into(), "37100319490909062X".into());
+    malformed.applicant = citizen_applicant("11010519491231002Y");
+    assert_eq!(
+        fields(&c.submit_bundle(malformed).await.unwrap_err()),
+        ["applicant.identifier", "form.subject_id_number"]
+    );
+    let err = c
+        .submit_bundle(submit("after_death", citizen_applicant(&seeded_parent()), &[], &[], &[], "bad-y"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let mut other = good();
+    other.applicant = citizen_applicant(&seeded_parent());
+    assert_eq!(c.submit_bundle(other).await.unwrap_err().code(), Code::PermissionDenied, "in someone else's name");
+    assert_eq!(count(&w.coordinators[0].db, "bundles").await, 0);
+    for d in DEPARTMENTS {
+        assert_eq!(count(w.db(d), "cases").await, 0, "{d}");
+    }
+    w.stop_all().await;
+}
+both_backends!(bad_bundles_create_nothing_anywhere);
