@@ -178,3 +178,119 @@ async fn no_personal_data_in_logs_or_spans() {
         }
     }
 }
+
+/// The same check over full bundle runs: every department and the coordinator, the saga's
+/// calls and events, a refused bundle and its compensation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_personal_data_in_a_full_bundle_run() {
+    use crate::bundles::{World, finished, submit};
+    use onething_proto::{common::ApplicantKind, coordinator::BundleState};
+    let spans = SpanSink::default();
+    let logs = LogSink::default();
+    let settings = LogSettings { format: "json".into(), filter: "debug".into() };
+    let _guard = telemetry::init_capturing("pii-bundles", &settings, spans.clone(), logs.clone())
+        .expect("this test must install telemetry first: run it with cargo nextest (one process per test)");
+    let Some(w) = World::start(Backend::Sqlite, 1).await else { return };
+    let relative = seeded_person();
+    let elder = onething_household::store::seed_id("371003", "1949-09-09", 62).unwrap().expose().to_string();
+    let parent = seeded_parent();
+    let phone = "13712345678";
+    let applicant = |id: &str, name: &str| {
+        Some(pb::Applicant {
+            kind: ApplicantKind::Citizen as i32,
+            identifier: id.into(),
+            name: name.into(),
+            phone: phone.into(),
+        })
+    };
+    let mut as_relative = w.bundles_as(&citizen_token(&relative), 0).await;
+    let b = as_relative
+        .submit_bundle(submit(
+            "after_death",
+            applicant(&relative, "赵海燕"),
+            &[
+                ("subject_id_number", &elder),
+                ("death_date", "2026-11-20"),
+                ("death_certificate_number", "SW-2026-0700"),
+            ],
+            &["death_certificate"],
+            &[],
+            "pii-death",
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .bundle
+        .unwrap();
+    assert_eq!(finished(&mut as_relative, &b.bundle_id).await.state(), BundleState::Completed);
+    let mut as_parent = w.bundles_as(&citizen_token(&parent), 0).await;
+    let b = as_parent
+        .submit_bundle(submit(
+            "newborn",
+            applicant(&parent, "王建国"),
+            &[
+                ("child_name", "王小明"),
+                ("child_sex", "M"),
+                ("birth_date", "2026-11-20"),
+                ("parent_id_number", &parent),
+                ("birth_certificate_number", "Q3710020700"),
+            ],
+            &["birth_medical_certificate"],
+            &[],
+            "pii-born",
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .bundle
+        .unwrap();
+    let born = finished(&mut as_parent, &b.bundle_id).await;
+    let child = born.steps[0].result["new_id_number"].clone();
+    // A refused bundle: an unknown person.
+    let b = as_relative
+        .submit_bundle(submit(
+            "after_death",
+            applicant(&relative, "赵海燕"),
+            &[
+                ("subject_id_number", OUTSIDER),
+                ("death_date", "2026-11-20"),
+                ("death_certificate_number", "SW-2026-0701"),
+            ],
+            &["death_certificate"],
+            &[],
+            "pii-refused",
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .bundle
+        .unwrap();
+    assert_eq!(finished(&mut as_relative, &b.bundle_id).await.state(), BundleState::Failed);
+    w.stop_all().await;
+    telemetry::flush();
+
+    let log_text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let span_text = render_spans(&spans);
+    assert!(
+        span_text.contains("BundleService/SubmitBundle") && span_text.contains("event.consume"),
+        "spans were captured"
+    );
+    for secret in [
+        relative,
+        elder,
+        parent,
+        child,
+        OUTSIDER.to_string(),
+        phone.to_string(),
+        "赵海燕".into(),
+        "王建国".into(),
+        "王小明".into(),
+    ] {
+        for (what, text) in [("logs", &log_text), ("spans", &span_text)] {
+            if let Some(at) = text.find(secret.as_str()) {
+                let line = text[..at].rsplit('\n').next().unwrap_or("");
+                panic!("personal data in {what}: …{line}<here>");
+            }
+        }
+    }
+}
