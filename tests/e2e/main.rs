@@ -8,6 +8,7 @@ mod bundles;
 mod common;
 mod deploy;
 mod errors;
+mod events_contract;
 mod exit_entry;
 mod household;
 mod inbox;

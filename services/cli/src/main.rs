@@ -4,6 +4,7 @@
 mod bundle;
 mod client;
 mod dev;
+mod events;
 
 use clap::{Parser, Subcommand};
 
@@ -29,6 +30,8 @@ enum Command {
     Apply(bundle::ApplyArgs),
     /// Follow a bundle: status, or a live view of each step.
     Bundle(bundle::BundleArgs),
+    /// The event contract, live events, replays.
+    Events(events::EventsArgs),
 }
 
 #[tokio::main]
@@ -41,5 +44,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Token(args) => client::token(args),
         Command::Apply(args) => bundle::apply(args).await,
         Command::Bundle(args) => bundle::bundle(args).await,
+        Command::Events(args) => events::events(args).await,
     }
 }

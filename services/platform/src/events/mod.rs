@@ -4,8 +4,10 @@
 
 pub mod cloudevents;
 pub mod consumer;
+pub mod contract;
 pub mod nats;
 pub mod outbox;
+pub mod replay;
 
 pub use cloudevents::{Envelope, EnvelopeError, OutgoingEvent};
 pub use consumer::{ConsumerSpec, Handler, Outcome};

@@ -1,0 +1,126 @@
+//! The event contract: docs/events.md is up to date; replaying a stream from a sequence
+//! returns exactly the events after it; the Python example, as the read-only outside user,
+//! receives and decodes real events a service published.
+
+use crate::common::*;
+use onething_platform::events::replay::{Start, replay};
+use std::{path::PathBuf, process::Command, time::Duration};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+#[test]
+fn the_generated_doc_is_up_to_date() {
+    let on_disk = std::fs::read_to_string(root().join("docs/events.md")).expect("docs/events.md");
+    assert!(on_disk == onething_platform::events::contract::markdown(), "docs/events.md is stale: run `make docs`");
+}
+
+async fn replay_from_a_sequence(backend: Backend) {
+    let Some(mesh) = Mesh::start(backend).await else { return };
+    let mut cases = mesh.cases().await;
+    for i in 0..3 {
+        cases.create_case(certificate_request(&format!("replay-{i}"))).await.unwrap();
+    }
+    let js = mesh.nats.jetstream().await;
+    let all = eventually(Duration::from_secs(30), "nine events", || async {
+        let r = replay(&js, "ONETHING_HOUSEHOLD", ">", Start::All, 100).await.ok()?;
+        (r.len() == 9).then_some(r)
+    })
+    .await
+    .unwrap();
+    let seqs: Vec<u64> = all.iter().map(|r| r.sequence).collect();
+    assert_eq!(seqs, (1..=9).collect::<Vec<_>>());
+    let after = replay(&js, "ONETHING_HOUSEHOLD", ">", Start::After(4), 100).await.unwrap();
+    assert_eq!(after.iter().map(|r| r.sequence).collect::<Vec<_>>(), (5..=9).collect::<Vec<_>>());
+    assert_eq!(
+        after.iter().map(|r| r.event.id.clone()).collect::<Vec<_>>(),
+        all[4..].iter().map(|r| r.event.id.clone()).collect::<Vec<_>>()
+    );
+    let approved =
+        replay(&js, "ONETHING_HOUSEHOLD", "onething.household.v1.case.approved", Start::All, 100).await.unwrap();
+    assert_eq!(approved.len(), 3);
+    let since =
+        replay(&js, "ONETHING_HOUSEHOLD", ">", Start::Since(all[0].event.time - chrono::Duration::seconds(5)), 100)
+            .await
+            .unwrap();
+    assert_eq!(since.len(), 9);
+    assert!(replay(&js, "ONETHING_HOUSEHOLD", ">", Start::After(9), 100).await.unwrap().is_empty());
+    mesh.household.stop().await;
+}
+both_backends!(replay_from_a_sequence);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_example_decodes_real_events() {
+    let python = std::env::var("PYTHON_BIN").map(PathBuf::from).unwrap_or_else(|_| root().join(".tools/py/bin/python"));
+    assert!(python.exists(), "{} is missing: run `make tools`", python.display());
+    let nats = NatsServer::start_secured().await;
+    let db = TestDb::fresh(Backend::Sqlite).await.unwrap();
+    let mut settings = test_settings(&db.url, &nats.url());
+    settings.nats.user = "household".into();
+    settings.nats.password = nats_password("household");
+    let household = start_household_with(settings).await;
+    let mut cases = CaseServiceClientExt::coordinator(&household).await;
+    let born = cases.create_case(birth_request("py-birth", "Q3710027777")).await.unwrap().into_inner().case.unwrap();
+    let new_id = born.result["new_id_number"].clone();
+
+    let generated = tempfile::tempdir().unwrap();
+    let protos: Vec<PathBuf> = walk(&root().join("proto/onething"));
+    let status = Command::new(&python)
+        .args(["-m", "grpc_tools.protoc", "-I"])
+        .arg(root().join("proto"))
+        .arg(format!("--python_out={}", generated.path().display()))
+        .args(&protos)
+        .status()
+        .unwrap();
+    assert!(status.success(), "protoc (grpcio-tools) generated the Python classes");
+    let script = root().join("docs/examples/subscriber.py");
+    let run = {
+        let python = python.clone();
+        let url = nats.url();
+        let dir = generated.path().to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            Command::new(python)
+                .arg(script)
+                .args(["--url", &url, "--user", "external", "--password", &nats_password("external")])
+                .args([
+                    "--stream",
+                    "ONETHING_HOUSEHOLD",
+                    "--subject",
+                    "onething.household.v1.>",
+                    "--count",
+                    "4",
+                    "--timeout",
+                    "20",
+                ])
+                .arg("--generated")
+                .arg(dir)
+                .output()
+                .unwrap()
+        })
+    };
+    let out = run.await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "subscriber failed: {}\n{}", stdout, String::from_utf8_lossy(&out.stderr));
+    let events: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(events.len(), 4);
+    let born_event = events.iter().find(|e| e["type"] == "onething.household.v1.PersonBorn").expect("the birth fact");
+    assert_eq!(born_event["payload"]["idNumber"], new_id.as_str());
+    assert_eq!(born_event["source"], "/onething/household");
+    let approved = events.iter().find(|e| e["subject"] == "onething.household.v1.case.approved").unwrap();
+    assert_eq!(approved["payload"]["toState"], "CASE_STATE_APPROVED");
+    household.stop().await;
+}
+
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else if p.extension().is_some_and(|x| x == "proto") {
+            out.push(p);
+        }
+    }
+    out
+}
