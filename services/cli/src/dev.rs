@@ -134,3 +134,41 @@ async fn async_reachable(url: &str) -> bool {
         .await
         .is_ok_and(|r| r.is_ok())
 }
+
+/// The services `onething serve` runs.
+pub const SERVICES: [&str; 5] = ["coordinator", "household", "exit_entry", "vehicle", "liaison"];
+
+/// Options of `onething serve`.
+#[derive(Args)]
+pub struct ServeArgs {
+    /// coordinator, household, exit_entry (or exit-entry), vehicle or liaison.
+    service: String,
+}
+
+/// Runs one service until SIGTERM, then drains.
+///
+/// # Errors
+/// An unknown service, invalid configuration, or a service that cannot start.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let name = args.service.replace('-', "_");
+    let data = std::path::Path::new(".data");
+    let defaults = match name.as_str() {
+        "coordinator" => onething_coordinator::default_settings(data),
+        "household" => onething_household::default_settings(data),
+        "exit_entry" => onething_exit_entry::default_settings(data),
+        "vehicle" => onething_vehicle::default_settings(data),
+        "liaison" => onething_liaison::default_settings(data),
+        other => bail!("no service {other}; one of {}", SERVICES.join(", ")),
+    };
+    let settings = config::load_settings(defaults, None)?;
+    let _telemetry = telemetry::init(&name, &settings.log);
+    let service = match name.as_str() {
+        "coordinator" => onething_coordinator::build(settings).await?,
+        "household" => onething_household::build(settings).await?,
+        "exit_entry" => onething_exit_entry::build(settings).await?,
+        "vehicle" => onething_vehicle::build(settings).await?,
+        _ => onething_liaison::build(settings).await?,
+    };
+    tracing::info!(service = %name, addr = %service.grpc_addr(), "serving");
+    service.run_until_stopped(shutdown::on_signal()).await
+}

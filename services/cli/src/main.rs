@@ -20,6 +20,9 @@ struct Cli {
 enum Command {
     /// Run every service in one process, each on its own port with its own database.
     Dev(dev::DevArgs),
+    /// Run one service (the container entrypoint): defaults, then ONETHING_CONFIG, then
+    /// ONETHING_… variables.
+    Serve(dev::ServeArgs),
     /// Cases of a department (create, get, list, clerk actions).
     Case(client::CaseArgs),
     /// Household registry and shortcuts (register a birth, look up a person).
@@ -39,6 +42,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Dev(args) => dev::run(args).await,
+        Command::Serve(args) => dev::serve(args).await,
         Command::Case(args) => client::case(args).await,
         Command::Household(args) => client::household(args).await,
         Command::Token(args) => client::token(args),

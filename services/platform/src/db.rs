@@ -15,8 +15,28 @@ use std::time::Duration;
 /// An unreachable server, a bad URL, or a failed migration.
 pub async fn connect_and_migrate<M: MigratorTrait>(url: &str) -> anyhow::Result<DatabaseConnection> {
     let db = connect(url).await?;
-    M::up(&db, None).await.context("applying migrations")?;
+    if url.starts_with("postgres") {
+        migrate_locked::<M>(url).await?;
+    } else {
+        M::up(&db, None).await.context("applying migrations")?;
+    }
     Ok(db)
+}
+
+/// Several replicas starting at once migrate one at a time: a session advisory lock on one
+/// dedicated connection is held while the migrations run.
+async fn migrate_locked<M: MigratorTrait>(url: &str) -> anyhow::Result<()> {
+    use sea_orm::{ConnectionTrait, Statement};
+    let mut opts = ConnectOptions::new(url.to_string());
+    opts.sqlx_logging(false).max_connections(1).min_connections(1);
+    let single = Database::connect(opts).await.context("connecting to migrate")?;
+    let lock = |sql: &str| Statement::from_string(single.get_database_backend(), sql.to_string());
+    // The key is arbitrary but fixed: every onething service uses it for its own database.
+    single.execute_raw(lock("SELECT pg_advisory_lock(727272)")).await.context("taking the migration lock")?;
+    let migrated = M::up(&single, None).await.context("applying migrations");
+    let _ = single.execute_raw(lock("SELECT pg_advisory_unlock(727272)")).await;
+    single.close().await.ok();
+    migrated
 }
 
 /// Connects to `url` without migrating.
