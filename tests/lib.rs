@@ -421,6 +421,7 @@ pub async fn start_named(name: &str, settings: Settings) -> Running {
         "exit_entry" => start_service(onething_exit_entry::build(settings)).await,
         "vehicle" => start_service(onething_vehicle::build(settings)).await,
         "liaison" => start_service(onething_liaison::build(settings)).await,
+        "supervision" => start_service(onething_supervision::build(settings)).await,
         "coordinator" => {
             let mut settings = settings;
             settings.auth.signing_key_file = dev_keys().signing_key.display().to_string();

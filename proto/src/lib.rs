@@ -33,6 +33,13 @@ pub mod onething {
             include!(concat!(env!("OUT_DIR"), "/onething.liaison.v1.rs"));
         }
     }
+    /// 督察.
+    pub mod supervision {
+        /// Version 1.
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/onething.supervision.v1.rs"));
+        }
+    }
     /// 车管/车检.
     pub mod vehicle {
         /// Version 1.
@@ -51,7 +58,7 @@ pub mod onething {
 
 pub use onething::{
     common::v1 as common, coordinator::v1 as coordinator, exit_entry::v1 as exit_entry, household::v1 as household,
-    liaison::v1 as liaison, vehicle::v1 as vehicle,
+    liaison::v1 as liaison, supervision::v1 as supervision, vehicle::v1 as vehicle,
 };
 
 /// Encoded `FileDescriptorSet` of every onething proto, for gRPC server reflection.

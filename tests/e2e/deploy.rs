@@ -68,7 +68,7 @@ fn the_image_and_the_chart_agree() {
     for values in [&[][..], &["values-production.yaml"][..]] {
         let rendered = render(values);
         let deployments = docs(&rendered, "Deployment");
-        assert_eq!(deployments.len(), 5);
+        assert_eq!(deployments.len(), 6);
         let mut ports = std::collections::BTreeSet::new();
         for d in deployments {
             let port: u16 = d.lines().find_map(|l| l.trim().strip_prefix("containerPort: ")).unwrap().parse().unwrap();
@@ -77,7 +77,10 @@ fn the_image_and_the_chart_agree() {
             assert_eq!(d.matches(&format!("grpc: {{port: {port}}}")).count(), 3, "startup, readiness, liveness");
             // The argument is a role `onething serve` knows.
             let role = d.lines().find_map(|l| l.trim().strip_prefix("args: [\"")).unwrap().trim_end_matches("\"]");
-            assert!(["coordinator", "household", "exit_entry", "vehicle", "liaison"].contains(&role), "{role}");
+            assert!(
+                ["coordinator", "household", "exit_entry", "vehicle", "liaison", "supervision"].contains(&role),
+                "{role}"
+            );
             assert!(d.contains("readOnlyRootFilesystem: true") && d.contains("runAsNonRoot: true"));
         }
         assert_eq!(ports, exposed, "the chart's ports are the image's");
@@ -89,7 +92,7 @@ fn rendered_configs_load_as_service_settings() {
     for values in [&[][..], &["values-production.yaml"][..]] {
         let rendered = render(values);
         let maps = docs(&rendered, "ConfigMap");
-        assert_eq!(maps.len(), 5);
+        assert_eq!(maps.len(), 6);
         for m in maps {
             let toml = block(m, "config.toml:");
             let dir = tempfile::tempdir().unwrap();
@@ -101,6 +104,9 @@ fn rendered_configs_load_as_service_settings() {
                 std::iter::empty(),
             )
             .unwrap_or_else(|e| panic!("{e:#}\n{toml}"));
+            if s.nats.user == "supervision" {
+                assert_eq!(s.peers.len(), 5, "supervision asks the departments and the coordinator");
+            }
             if s.nats.user == "coordinator" {
                 assert_eq!(s.peers.len(), 4, "the coordinator knows every department");
                 assert_eq!(s.peers["exit_entry"], "http://onething-exit-entry:18062");

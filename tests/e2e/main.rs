@@ -18,4 +18,5 @@ mod nats_permissions;
 mod outbox;
 mod pii;
 mod security;
+mod supervision;
 mod vehicle;

@@ -39,6 +39,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         ("vehicle", onething_vehicle::default_settings(&args.data_dir)),
         ("liaison", onething_liaison::default_settings(&args.data_dir)),
         ("coordinator", onething_coordinator::default_settings(&args.data_dir)),
+        ("supervision", onething_supervision::default_settings(&args.data_dir)),
     ];
     for (_, s) in &mut all {
         *s = config::load_settings(s.clone(), None)?;
@@ -61,7 +62,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             "exit_entry" => onething_exit_entry::build(settings).await,
             "vehicle" => onething_vehicle::build(settings).await,
             "liaison" => onething_liaison::build(settings).await,
-            _ => onething_coordinator::build(settings).await,
+            "coordinator" => onething_coordinator::build(settings).await,
+            _ => onething_supervision::build(settings).await,
         }
         .map_err(|e| e.context(format!("starting {name}")))?;
         println!("onething dev: {name:<11} on {}", built.grpc_addr());
@@ -136,12 +138,12 @@ async fn async_reachable(url: &str) -> bool {
 }
 
 /// The services `onething serve` runs.
-pub const SERVICES: [&str; 5] = ["coordinator", "household", "exit_entry", "vehicle", "liaison"];
+pub const SERVICES: [&str; 6] = ["coordinator", "household", "exit_entry", "vehicle", "liaison", "supervision"];
 
 /// Options of `onething serve`.
 #[derive(Args)]
 pub struct ServeArgs {
-    /// coordinator, household, exit_entry (or exit-entry), vehicle or liaison.
+    /// coordinator, household, exit_entry (or exit-entry), vehicle, liaison or supervision.
     service: String,
 }
 
@@ -158,6 +160,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "exit_entry" => onething_exit_entry::default_settings(data),
         "vehicle" => onething_vehicle::default_settings(data),
         "liaison" => onething_liaison::default_settings(data),
+        "supervision" => onething_supervision::default_settings(data),
         other => bail!("no service {other}; one of {}", SERVICES.join(", ")),
     };
     let settings = config::load_settings(defaults, None)?;
@@ -167,7 +170,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "household" => onething_household::build(settings).await?,
         "exit_entry" => onething_exit_entry::build(settings).await?,
         "vehicle" => onething_vehicle::build(settings).await?,
-        _ => onething_liaison::build(settings).await?,
+        "liaison" => onething_liaison::build(settings).await?,
+        _ => onething_supervision::build(settings).await?,
     };
     tracing::info!(service = %name, addr = %service.grpc_addr(), "serving");
     service.run_until_stopped(shutdown::on_signal()).await

@@ -7,7 +7,7 @@ use onething_platform::events::{
     Envelope, contract,
     replay::{self, Start},
 };
-use onething_proto::{common, coordinator, exit_entry, household, liaison, vehicle};
+use onething_proto::{common, coordinator, exit_entry, household, liaison, supervision, vehicle};
 
 /// `onething events …`
 #[derive(Args)]
@@ -75,7 +75,12 @@ pub fn describe(e: &Envelope) -> String {
         vehicle::BookingRescheduled,
         vehicle::ProxyInspectionAdvanced,
         liaison::EnterpriseRequestChanged,
-        coordinator::BundleChanged
+        coordinator::BundleChanged,
+        supervision::NoticeIssued,
+        supervision::ComplaintChanged,
+        supervision::RatingChanged,
+        supervision::UnresolvedResolved,
+        supervision::InspectionsDrawn
     );
     format!("<{} bytes of {}>", e.data.len(), e.ce_type)
 }

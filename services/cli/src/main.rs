@@ -5,6 +5,7 @@ mod bundle;
 mod client;
 mod dev;
 mod events;
+mod supervise;
 
 use clap::{Parser, Subcommand};
 
@@ -35,6 +36,8 @@ enum Command {
     Bundle(bundle::BundleArgs),
     /// The event contract, live events, replays.
     Events(events::EventsArgs),
+    /// Supervision: KPIs, checking published random draws.
+    Supervision(supervise::SupervisionArgs),
 }
 
 #[tokio::main]
@@ -49,5 +52,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Apply(args) => bundle::apply(args).await,
         Command::Bundle(args) => bundle::bundle(args).await,
         Command::Events(args) => events::events(args).await,
+        Command::Supervision(args) => supervise::supervision(args).await,
     }
 }

@@ -11,7 +11,7 @@ pub const ENV_PREFIX: &str = "ONETHING_";
 
 /// `ONETHING_…` variables that are not service settings: the config file, and the CLI's
 /// server addresses and token.
-const NOT_SETTINGS: &[&str] = &["CONFIG", "ADDR", "TOKEN", "COORDINATOR"];
+const NOT_SETTINGS: &[&str] = &["CONFIG", "ADDR", "TOKEN", "COORDINATOR", "SUPERVISION"];
 
 /// Settings every service has.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -39,6 +39,9 @@ pub struct Settings {
     pub auth: crate::auth::AuthSettings,
     /// TLS of the gRPC server; mTLS when a client CA is given.
     pub tls: TlsSettings,
+    /// Appended to every durable consumer name. Change it, with an empty database, to
+    /// rebuild a service's projections by replaying its streams from the start.
+    pub consumer_suffix: String,
     /// gRPC addresses of the services this one calls, by name (e.g. `household` →
     /// `http://household:18061`).
     pub peers: std::collections::BTreeMap<String, String>,
@@ -108,6 +111,7 @@ impl Default for Settings {
             auth: Default::default(),
             tls: TlsSettings::default(),
             peers: Default::default(),
+            consumer_suffix: String::new(),
         }
     }
 }

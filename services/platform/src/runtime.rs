@@ -82,7 +82,8 @@ impl ServiceRuntime {
     }
 
     /// Adds a durable idempotent consumer, started by [`Self::run_until_stopped`].
-    pub fn add_consumer<H: Handler>(&mut self, spec: ConsumerSpec, handler: H) {
+    pub fn add_consumer<H: Handler>(&mut self, mut spec: ConsumerSpec, handler: H) {
+        spec.name.push_str(&self.settings.consumer_suffix);
         let js = self.js.clone();
         let db = self.db.clone();
         let outbox = self.outbox.clone();

@@ -131,7 +131,7 @@ pub fn markdown() -> String {
     );
     out.push_str(INTRO);
     let _ = writeln!(out, "\n## Streams\n\n| stream | subjects | publisher |\n|---|---|---|");
-    for d in DEPARTMENTS.iter().chain(&["coordinator"]) {
+    for d in DEPARTMENTS.iter().chain(&["coordinator", "supervision"]) {
         let _ = writeln!(out, "| `{}` | `onething.{d}.>` | {d} |", super::nats::stream_name(d));
     }
     let _ = writeln!(out, "\n## Events\n");

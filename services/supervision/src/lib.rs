@@ -1,0 +1,64 @@
+//! 督察 — supervision (M17, M25, M26, M27): it only listens. Every department's, the
+//! coordinator's and its own events build its records: cases and bundles against their due
+//! times with 督办 notices, the 办不成事 window, ratings and KPIs; it adds complaints and
+//! random inspections (双随机) of its own. Its derived state is a function of the streams.
+
+pub mod domain;
+pub mod grpc;
+pub mod ops;
+pub mod projection;
+pub mod store;
+
+use onething_platform::{
+    config::Settings,
+    grpc::{MAX_MESSAGE_BYTES, server_parts},
+    runtime::{Service, ServiceRuntime, with_routes},
+};
+use onething_proto::supervision::supervision_service_server::SupervisionServiceServer;
+use std::{path::Path, time::Duration};
+use tonic::service::interceptor::InterceptedService;
+
+/// Service name.
+pub const SERVICE: &str = "supervision";
+/// Default gRPC port.
+pub const DEFAULT_PORT: u16 = 18065;
+
+/// Development defaults: port 18065, SQLite `supervision.db` under `data_dir`, the
+/// departments and the coordinator on their development ports.
+pub fn default_settings(data_dir: &Path) -> Settings {
+    let mut s = Settings::for_service(SERVICE, DEFAULT_PORT, data_dir);
+    for (peer, port) in
+        [("coordinator", 18060), ("household", 18061), ("exit_entry", 18062), ("vehicle", 18063), ("liaison", 18064)]
+    {
+        s.peers.insert(peer.into(), format!("http://127.0.0.1:{port}"));
+    }
+    s
+}
+
+/// Builds supervision: database and migrations, NATS, the listener, the authenticated API,
+/// health, reflection, consumers of every stream, and the minutely 督办 notices.
+///
+/// # Errors
+/// As [`ServiceRuntime::start`].
+pub async fn build(settings: Settings) -> anyhow::Result<Service> {
+    let peers = settings.peers.clone();
+    let mut runtime = ServiceRuntime::start::<store::Migrator>(SERVICE, settings).await?;
+    for stream in projection::STREAMS {
+        runtime.add_consumer(projection::spec(stream), projection::Projection { calendar: runtime.calendar.clone() });
+    }
+    let sup = ops::Supervision::new(runtime.db.clone(), runtime.outbox.clone(), runtime.calendar.clone(), peers);
+    let notices = sup.clone();
+    runtime.add_periodic("issue-notices", Duration::from_secs(60), move || {
+        let notices = notices.clone();
+        async move {
+            notices.issue_notices(chrono::Utc::now()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            Ok(())
+        }
+    });
+    let api = SupervisionServiceServer::new(grpc::Api(sup)).max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let api = InterceptedService::new(api, runtime.authenticator.clone());
+    let parts = server_parts()?;
+    parts.health.set_serving::<SupervisionServiceServer<grpc::Api>>().await;
+    let parts = with_routes(parts, |r| r.add_service(api));
+    Ok(Service::new(runtime, parts))
+}

@@ -1,0 +1,418 @@
+//! Supervision end to end: deadlines across a holiday with one 督办 notice; a paused case
+//! is not overdue; a complaint through every step; a bad review with its follow-up; KPIs
+//! over a fixed scenario, the same after wiping the database and replaying the streams;
+//! the random draw reproduced from its published seed, the annual cap respected.
+
+use crate::common::*;
+use chrono::{DateTime, TimeZone, Utc};
+use onething_platform::{
+    calendar::{Calendar, china},
+    catalog::TimeUnit,
+    events::{Envelope, OutgoingEvent, nats::ensure_stream},
+};
+use onething_proto::{
+    common::{self as cpb, CaseState, CaseStateChanged},
+    liaison::{EnterpriseRequestChanged, RequestState},
+    supervision::{self as pb, supervision_service_client::SupervisionServiceClient},
+};
+use std::time::Duration;
+use tonic::Code;
+
+fn cst(y: i32, m: u32, d: u32, h: u32) -> DateTime<Utc> {
+    china().with_ymd_and_hms(y, m, d, h, 0, 0).unwrap().with_timezone(&Utc)
+}
+
+/// Publishes `msg` as a CloudEvent on `subject`, as its department would.
+async fn publish<M: prost::Message + prost::Name>(
+    js: &async_nats::jetstream::Context,
+    source: &str,
+    subject: &str,
+    msg: &M,
+) {
+    let e = OutgoingEvent::new(subject, "test", msg);
+    let env = Envelope {
+        id: uuid::Uuid::now_v7().to_string(),
+        source: format!("/onething/{source}"),
+        ce_type: e.ce_type,
+        subject: e.ce_subject,
+        time: Utc::now(),
+        traceparent: None,
+        data: e.payload.into(),
+    };
+    js.publish_with_headers(subject.to_string(), env.to_headers(), env.data.clone()).await.unwrap().await.unwrap();
+}
+
+fn case_event(
+    id: &str,
+    dept: &str,
+    to: CaseState,
+    version: i64,
+    due: Option<DateTime<Utc>>,
+    at: DateTime<Utc>,
+) -> CaseStateChanged {
+    CaseStateChanged {
+        case_id: id.into(),
+        matter_code: format!("{dept}.some_matter"),
+        department: dept.into(),
+        to_state: to as i32,
+        version,
+        due_time: due.map(onething_platform::cases::timestamp),
+        occur_time: Some(onething_platform::cases::timestamp(at)),
+        ..Default::default()
+    }
+}
+
+fn ops(db: &sea_orm::DatabaseConnection) -> onething_supervision::ops::Supervision {
+    onething_supervision::ops::Supervision::new(
+        db.clone(),
+        onething_platform::events::Outbox::new("supervision"),
+        std::sync::Arc::new(Calendar::builtin()),
+        Default::default(),
+    )
+}
+
+async fn start_supervision(db: &TestDb, nats: &NatsServer, suffix: &str, peers: &[(&str, String)]) -> Running {
+    let mut s = test_settings(&db.url, &nats.url());
+    s.consumer_suffix = suffix.into();
+    for (k, v) in peers {
+        s.peers.insert((*k).into(), v.clone());
+    }
+    start_named("supervision", s).await
+}
+
+async fn deadlines_and_one_notice(backend: Backend) {
+    let Some(db) = TestDb::fresh(backend).await else { return };
+    let nats = NatsServer::start().await;
+    let js = nats.jetstream().await;
+    for d in ["household", "exit_entry", "vehicle", "liaison", "coordinator"] {
+        ensure_stream(&js, d, 1).await.unwrap();
+    }
+    let sup = start_supervision(&db, &nats, "", &[]).await;
+    // Accepted on 30 September 2026 with two working days: National Day (1–7 October) lies
+    // between, so it is due at the close of 9 October.
+    let accepted = cst(2026, 9, 30, 9);
+    let due = Calendar::builtin().due(accepted, TimeUnit::WorkingDays, 2).at;
+    assert_eq!(due, cst(2026, 10, 9, 17));
+    publish(
+        &js,
+        "household",
+        "onething.household.v1.case.accepted",
+        &case_event("late-1", "household", CaseState::Accepted, 2, Some(due), accepted),
+    )
+    .await;
+    // Another case waits for a supplement: its clock is paused, whatever the date.
+    publish(
+        &js,
+        "household",
+        "onething.household.v1.case.accepted",
+        &case_event("paused-1", "household", CaseState::Accepted, 2, Some(cst(2026, 9, 1, 17)), accepted),
+    )
+    .await;
+    publish(
+        &js,
+        "household",
+        "onething.household.v1.case.awaiting_supplement",
+        &case_event("paused-1", "household", CaseState::AwaitingSupplement, 3, None, accepted),
+    )
+    .await;
+    eventually(Duration::from_secs(30), "the projection", || {
+        let db = sup.db.clone();
+        async move {
+            (count(&db, "tracked WHERE paused = TRUE").await == 1 && count(&db, "tracked").await == 2).then_some(())
+        }
+    })
+    .await
+    .unwrap();
+    let s = ops(&sup.db);
+    assert!(s.late(cst(2026, 10, 5, 12)).await.unwrap().is_empty(), "a holiday is not a warning");
+    assert!(s.late(cst(2026, 10, 8, 12)).await.unwrap().is_empty(), "more than a day left");
+    let warned = s.late(cst(2026, 10, 9, 8)).await.unwrap();
+    assert_eq!((warned.len(), warned[0].deadline_state()), (1, pb::DeadlineState::Warning));
+    let overdue = s.late(cst(2026, 10, 9, 18)).await.unwrap();
+    assert_eq!((overdue[0].id.as_str(), overdue[0].deadline_state()), ("late-1", pb::DeadlineState::Overdue));
+    assert_eq!(s.issue_notices(cst(2026, 10, 9, 18)).await.unwrap(), 1);
+    assert_eq!(s.issue_notices(cst(2026, 10, 12, 9)).await.unwrap(), 0, "one notice, not one a minute");
+    assert_eq!(count(&sup.db, "unresolved WHERE source = 'case_overdue'").await, 1, "it reached the 办不成事 window");
+    let mut c =
+        SupervisionServiceClient::new(connect_as(&sup.endpoint(), Some(&staff("supervision", &["inspector"]))).await);
+    let listed = c
+        .list_deadlines(pb::ListDeadlinesRequest {
+            at: Some(onething_platform::cases::timestamp(cst(2026, 10, 9, 18))),
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.into_inner().items.len(), 1, "the paused case is not listed");
+    sup.stop().await;
+}
+both_backends!(deadlines_and_one_notice);
+
+async fn kpis_replay_to_the_same_answer(backend: Backend) {
+    let Some(db) = TestDb::fresh(backend).await else { return };
+    let Some(db2) = TestDb::fresh(backend).await else { return };
+    let nats = NatsServer::start().await;
+    let js = nats.jetstream().await;
+    for d in ["household", "exit_entry", "vehicle", "liaison", "coordinator", "supervision"] {
+        ensure_stream(&js, d, 1).await.unwrap();
+    }
+    let t0 = cst(2026, 11, 2, 9);
+    // Household: three cases finished in November (two by their due time), one open and late.
+    let cases = [("k1", 1, 20), ("k2", 5, 20), ("k3", 25, 20)];
+    for (id, closed_day, due_day) in cases {
+        publish(
+            &js,
+            "household",
+            "onething.household.v1.case.accepted",
+            &case_event(id, "household", CaseState::Accepted, 2, Some(cst(2026, 11, due_day, 17)), t0),
+        )
+        .await;
+        publish(
+            &js,
+            "household",
+            "onething.household.v1.case.approved",
+            &case_event(id, "household", CaseState::Approved, 3, None, cst(2026, 11, closed_day + 1, 10)),
+        )
+        .await;
+    }
+    publish(
+        &js,
+        "household",
+        "onething.household.v1.case.accepted",
+        &case_event("k4", "household", CaseState::Accepted, 2, Some(cst(2026, 11, 10, 17)), t0),
+    )
+    .await;
+    // Liaison: four requests; two completed, one ended in a responsibility record, one open.
+    let req = |id: &str, s: RequestState| EnterpriseRequestChanged {
+        request_id: id.into(),
+        unit: "371000".into(),
+        state: s as i32,
+        occur_time: Some(onething_platform::cases::timestamp(t0)),
+        ..Default::default()
+    };
+    for (id, steps) in [
+        ("r1", vec![RequestState::Submitted, RequestState::Handled, RequestState::Closed]),
+        ("r2", vec![RequestState::Submitted, RequestState::Handled]),
+        (
+            "r3",
+            vec![
+                RequestState::Submitted,
+                RequestState::Handled,
+                RequestState::BadlyRated,
+                RequestState::Visited,
+                RequestState::ResponsibilityAssigned,
+            ],
+        ),
+        ("r4", vec![RequestState::Submitted]),
+    ] {
+        for s in steps {
+            publish(&js, "liaison", "onething.liaison.v1.enterprise_request.changed", &req(id, s)).await;
+        }
+    }
+    // Ratings, as supervision published them: 5 and 3 for household.
+    for (id, score) in [("g1", 5), ("g2", 3)] {
+        let r = pb::RatingChanged {
+            rating_id: id.into(),
+            target_kind: "case".into(),
+            target_id: format!("k-{id}"),
+            department: "household".into(),
+            score,
+            fixed: false,
+            occur_time: Some(onething_platform::cases::timestamp(t0)),
+        };
+        publish(&js, "supervision", "onething.supervision.v1.rating.submitted", &r).await;
+    }
+    let first = start_supervision(&db, &nats, "", &[]).await;
+    let settled = |db: sea_orm::DatabaseConnection| async move {
+        (count(&db, "tracked").await == 4 && count(&db, "requests").await == 4 && count(&db, "ratings").await == 2)
+            .then_some(())
+    };
+    eventually(Duration::from_secs(30), "the projection", || settled(first.db.clone())).await.unwrap();
+    let (from, to, at) = (cst(2026, 11, 1, 0), cst(2026, 12, 1, 0), cst(2026, 11, 29, 12));
+    let k = ops(&first.db).compute_kpis(from, to, at).await.unwrap();
+    let household = k.iter().find(|d| d.department == "household").unwrap();
+    assert_eq!((household.cases_finished, household.cases_on_time, household.overdue_now), (3, 2, 1));
+    assert!((household.on_time_rate - 2.0 / 3.0).abs() < 1e-9);
+    assert_eq!((household.ratings, household.satisfaction), (2, 4.0));
+    let liaison = k.iter().find(|d| d.department == "liaison").unwrap();
+    assert_eq!((liaison.requests_received, liaison.requests_completed), (4, 2));
+    assert!((liaison.request_completion_rate - 0.5).abs() < 1e-9);
+    let late = ops(&first.db).late(at).await.unwrap();
+    first.stop().await;
+
+    // Wipe: a new, empty database, consumers under a new suffix read every stream again.
+    let second = start_supervision(&db2, &nats, "-replay", &[]).await;
+    eventually(Duration::from_secs(30), "the replay", || settled(second.db.clone())).await.unwrap();
+    assert_eq!(ops(&second.db).compute_kpis(from, to, at).await.unwrap(), k, "the same KPIs");
+    assert_eq!(ops(&second.db).late(at).await.unwrap(), late, "the same overdue list");
+    second.stop().await;
+}
+both_backends!(kpis_replay_to_the_same_answer);
+
+async fn complaints_ratings_and_the_draw(backend: Backend) {
+    let Some(mesh) = Mesh::start(backend).await else { return };
+    let Some(sdb) = TestDb::fresh(backend).await else { return };
+    let js = mesh.nats.jetstream().await;
+    for d in ["exit_entry", "vehicle", "liaison", "coordinator"] {
+        ensure_stream(&js, d, 1).await.unwrap();
+    }
+    let sup = start_supervision(&sdb, &mesh.nats, "", &[("household", mesh.household.endpoint())]).await;
+    let inspector = staff("supervision", &["inspector"]);
+    let mut c = SupervisionServiceClient::new(connect_as(&sup.endpoint(), Some(&inspector)).await);
+
+    // 投诉举报: 受理 → 核查 → 处置 → 反馈 → 整改, each with its deadline.
+    let complaint = c
+        .submit_complaint(pb::SubmitComplaintRequest {
+            channel: pb::Channel::Channel12389 as i32,
+            department: "vehicle".into(),
+            summary: "检测站乱收费".into(),
+            idempotency_key: "c-1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .complaint
+        .unwrap();
+    assert!(complaint.next_step_due.is_some());
+    let err = c
+        .advance_complaint(pb::AdvanceComplaintRequest {
+            complaint_id: complaint.complaint_id.clone(),
+            step: pb::ComplaintStep::Replied as i32,
+            note: "x".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "steps in order");
+    for step in [
+        pb::ComplaintStep::Verified,
+        pb::ComplaintStep::Handled,
+        pb::ComplaintStep::Replied,
+        pb::ComplaintStep::Rectified,
+    ] {
+        let after = c
+            .advance_complaint(pb::AdvanceComplaintRequest {
+                complaint_id: complaint.complaint_id.clone(),
+                step: step as i32,
+                note: "已办理".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .complaint
+            .unwrap();
+        assert_eq!(after.step(), step);
+        assert_eq!(after.next_step_due.is_some(), step != pb::ComplaintStep::Rectified);
+    }
+    let err = c
+        .submit_complaint(pb::SubmitComplaintRequest {
+            channel: 0,
+            department: "vehicle".into(),
+            summary: "x".into(),
+            idempotency_key: "c-2".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "unknown channel");
+
+    // 好差评: a finished case rated 1 by its applicant; the follow-up and the fix.
+    let mut cases = mesh.cases().await;
+    let done = cases.create_case(certificate_request("rate-1")).await.unwrap().into_inner().case.unwrap();
+    let open = cases.create_case(residence_request("rate-2")).await.unwrap().into_inner().case.unwrap();
+    eventually(Duration::from_secs(30), "supervision to see the cases", || {
+        let db = sup.db.clone();
+        async move { (count(&db, "tracked WHERE kind = 'case'").await == 2).then_some(()) }
+    })
+    .await
+    .unwrap();
+    let rate = |id: &str, score: u32| pb::RateRequest {
+        target_kind: "case".into(),
+        target_id: id.into(),
+        department: "household".into(),
+        score,
+    };
+    let mut owner =
+        SupervisionServiceClient::new(connect_as(&sup.endpoint(), Some(&citizen_token(&seeded_person()))).await);
+    assert_eq!(owner.rate(rate(&done.case_id, 6)).await.unwrap_err().code(), Code::InvalidArgument);
+    let mut stranger =
+        SupervisionServiceClient::new(connect_as(&sup.endpoint(), Some(&citizen_token(&seeded_parent()))).await);
+    assert_eq!(stranger.rate(rate(&done.case_id, 1)).await.unwrap_err().code(), Code::PermissionDenied, "not theirs");
+    let mut outsider = SupervisionServiceClient::new(connect_as(&sup.endpoint(), Some(&citizen_token(OUTSIDER))).await);
+    assert_eq!(
+        outsider.rate(rate(&open.case_id, 4)).await.unwrap_err().code(),
+        Code::FailedPrecondition,
+        "not finished"
+    );
+    let bad = owner.rate(rate(&done.case_id, 1)).await.unwrap().into_inner().rating.unwrap();
+    assert!(bad.bad && bad.fix_due.is_some());
+    assert_eq!(owner.rate(rate(&done.case_id, 5)).await.unwrap_err().code(), Code::AlreadyExists);
+    let fixed = c
+        .record_fix(pb::RecordFixRequest {
+            rating_id: bad.rating_id.clone(), note: "回访并退还多收费用".into()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .rating
+        .unwrap();
+    assert_eq!(fixed.fix_note, "回访并退还多收费用");
+
+    // 双随机: the draw is published with its seed and inputs; drawing again from them gives
+    // the same list; nobody is drawn more than twice a year.
+    let candidates: Vec<pb::DrawCandidate> =
+        [("91371000MA3D00001B", "D"), ("91371002MA3C00005X", "A"), ("91350100M000100Y43", "C")]
+            .iter()
+            .map(|(c, k)| pb::DrawCandidate { credit_code: (*c).into(), risk_class: (*k).into() })
+            .collect();
+    let request = |seed| pb::DrawInspectionsRequest {
+        year: 2026,
+        seed,
+        count: 2,
+        candidates: candidates.clone(),
+        inspectors: vec!["P1".into(), "P2".into(), "P3".into()],
+        inspectors_per_target: 2,
+    };
+    let first = c.draw_inspections(request(42)).await.unwrap().into_inner();
+    let published = eventually(Duration::from_secs(30), "the published draw", || async {
+        let s = js.get_stream("ONETHING_SUPERVISION").await.ok()?;
+        let m = s.get_last_raw_message_by_subject("onething.supervision.v1.inspections.drawn").await.ok()?;
+        Envelope::from_nats(Some(&m.headers), m.payload.clone()).ok()?.decode::<pb::InspectionsDrawn>().ok()
+    })
+    .await
+    .unwrap();
+    let again = onething_supervision::domain::draw(
+        published.seed,
+        published.count as usize,
+        &published.candidates.iter().map(|c| (c.credit_code.clone(), c.risk_class.clone())).collect::<Vec<_>>(),
+        &published
+            .prior_this_year
+            .iter()
+            .filter_map(|p| p.split_once('='))
+            .map(|(c, n)| (c.to_string(), n.parse().unwrap()))
+            .collect(),
+        &published.inspectors,
+        published.inspectors_per_target as usize,
+    );
+    let got: Vec<(String, Vec<String>)> =
+        first.inspections.iter().map(|i| (i.credit_code.clone(), i.inspectors.clone())).collect();
+    assert_eq!(again.inspections, got, "anyone re-draws the same list");
+    let second = c.draw_inspections(request(43)).await.unwrap().into_inner();
+    let mut per: std::collections::BTreeMap<String, u32> = Default::default();
+    for d in [&first, &second] {
+        for i in &d.inspections {
+            *per.entry(i.credit_code.clone()).or_default() += 1;
+        }
+    }
+    let mut at_cap: Vec<String> = per.iter().filter(|(_, n)| **n >= 2).map(|(c, _)| c.clone()).collect();
+    at_cap.sort();
+    let third = c.draw_inspections(request(44)).await.unwrap().into_inner();
+    let mut capped = third.capped.clone();
+    capped.sort();
+    assert_eq!(capped, at_cap, "those drawn twice this year are left out");
+    assert!(third.inspections.iter().all(|i| !at_cap.contains(&i.credit_code)));
+    for i in &third.inspections {
+        *per.entry(i.credit_code.clone()).or_default() += 1;
+    }
+    assert!(per.values().all(|n| *n <= 2), "the annual cap: {per:?}");
+    sup.stop().await;
+    mesh.household.stop().await;
+    let _ = cpb::CaseState::Approved;
+}
+both_backends!(complaints_ratings_and_the_draw);
