@@ -223,6 +223,7 @@ async fn no_personal_data_in_a_full_bundle_run() {
         .bundle
         .unwrap();
     assert_eq!(finished(&mut as_relative, &b.bundle_id).await.state(), BundleState::Completed);
+    let mut bundle_ids = vec![b.bundle_id.clone()];
     let mut as_parent = w.bundles_as(&citizen_token(&parent), 0).await;
     let b = as_parent
         .submit_bundle(submit(
@@ -245,6 +246,7 @@ async fn no_personal_data_in_a_full_bundle_run() {
         .bundle
         .unwrap();
     let born = finished(&mut as_parent, &b.bundle_id).await;
+    bundle_ids.push(b.bundle_id.clone());
     let child = born.steps[0].result["new_id_number"].clone();
     // A refused bundle: an unknown person.
     let b = as_relative
@@ -266,6 +268,7 @@ async fn no_personal_data_in_a_full_bundle_run() {
         .bundle
         .unwrap();
     assert_eq!(finished(&mut as_relative, &b.bundle_id).await.state(), BundleState::Failed);
+    bundle_ids.push(b.bundle_id.clone());
     w.stop_all().await;
     telemetry::flush();
 
@@ -292,5 +295,40 @@ async fn no_personal_data_in_a_full_bundle_run() {
                 panic!("personal data in {what}: …{line}<here>");
             }
         }
+    }
+    assert_one_trace_per_bundle(&spans, &bundle_ids);
+}
+
+/// Each bundle is one trace: every drive of it, its submit, the department case it created,
+/// the events published and consumed for it share one trace id, and no two bundles share one.
+fn assert_one_trace_per_bundle(sink: &SpanSink, bundle_ids: &[String]) {
+    let spans = sink.0.lock().unwrap();
+    let mut seen = Vec::new();
+    for id in bundle_ids {
+        let drives: Vec<_> = spans
+            .iter()
+            .filter(|s| {
+                s.name == "bundle.drive"
+                    && s.attributes.iter().any(|kv| kv.key.as_str() == "bundle_id" && kv.value.as_str() == id.as_str())
+            })
+            .collect();
+        assert!(!drives.is_empty(), "bundle {id} was driven");
+        let trace = drives[0].span_context.trace_id();
+        assert!(
+            drives.iter().all(|s| s.span_context.trace_id() == trace),
+            "every drive of bundle {id} joins its trace"
+        );
+        let names: Vec<&str> =
+            spans.iter().filter(|s| s.span_context.trace_id() == trace).map(|s| s.name.as_ref()).collect();
+        for wanted in [
+            "onething.coordinator.v1.BundleService/SubmitBundle",
+            "onething.common.v1.CaseService/CreateCase",
+            "outbox.publish",
+            "event.consume",
+        ] {
+            assert!(names.contains(&wanted), "bundle {id}'s trace has {wanted}: {names:?}");
+        }
+        assert!(!seen.contains(&trace), "bundle {id} has a trace of its own");
+        seen.push(trace);
     }
 }

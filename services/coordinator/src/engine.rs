@@ -20,6 +20,7 @@ use onething_platform::{
     events::{Outbox, OutgoingEvent},
     ids::{CitizenId, CreditCode},
     lifecycle::State as CaseState,
+    telemetry,
 };
 use onething_proto::{
     common::{self as cpb, case_service_client::CaseServiceClient},
@@ -267,6 +268,7 @@ impl Engine {
             version: 1,
             created_at: now,
             updated_at: now,
+            traceparent: telemetry::current_traceparent(),
         };
         let steps: Vec<step::Model> = def
             .steps
@@ -308,8 +310,7 @@ impl Engine {
         txn.commit().await?;
         self.inner.outbox.wake();
         tracing::info!(bundle_id = %id, code = %def.code, "bundle submitted");
-        let engine = self.clone();
-        tokio::spawn(async move { engine.drive(&id).await });
+        self.spawn_drive(&id);
         Ok(agg)
     }
 
@@ -454,10 +455,31 @@ impl Engine {
         Ok(())
     }
 
+    /// Drives bundle `id` in the background.
+    fn spawn_drive(&self, id: &str) {
+        let engine = self.clone();
+        let id = id.to_string();
+        tokio::spawn(async move { engine.drive(&id).await });
+    }
+
     /// Advances one bundle: creates due pending steps, withdraws steps being cancelled,
     /// and fetches the results of steps that finished through events. Errors are logged;
     /// the driver comes back.
     pub async fn drive(&self, id: &str) {
+        // Whoever wakes the driver (the submit, an event, the sweeper), its calls and events
+        // belong to the bundle's trace.
+        let parent = bundle::Entity::find_by_id(id)
+            .one(&self.inner.db)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|b| b.traceparent);
+        let span = tracing::info_span!("bundle.drive", bundle_id = %id);
+        telemetry::set_remote_parent(&span, parent.as_deref());
+        tracing::Instrument::instrument(self.drive_rounds(id), span).await;
+    }
+
+    async fn drive_rounds(&self, id: &str) {
         for _ in 0..50 {
             match self.drive_once(id).await {
                 Ok(true) => continue,
@@ -658,9 +680,7 @@ impl Engine {
             return Err(Error::failed_precondition("COORDINATOR_BUNDLE_FINISHED", "the bundle is no longer running"));
         }
         let agg = self.apply(id, |agg, _| agg.bundle.state = BundleState::Withdrawn.as_str().into()).await?;
-        let engine = self.clone();
-        let bid = id.to_string();
-        tokio::spawn(async move { engine.drive(&bid).await });
+        self.spawn_drive(id);
         Ok(agg)
     }
 

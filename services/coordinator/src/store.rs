@@ -42,6 +42,9 @@ pub mod bundle {
         pub created_at: DateTimeUtc,
         /// Last change.
         pub updated_at: DateTimeUtc,
+        /// W3C `traceparent` of the submit: every later drive of the bundle joins this
+        /// trace, so one bundle is one trace.
+        pub traceparent: Option<String>,
     }
 
     /// No relations.
@@ -102,6 +105,7 @@ impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         let mut m = onething_platform::store::migrations();
         m.push(Box::new(CreateTables));
+        m.push(Box::new(AddTraceparent));
         m
     }
 }
@@ -165,5 +169,24 @@ impl MigrationTrait for CreateTables {
             m.drop_table(Table::drop().table(t).if_exists().to_owned()).await?;
         }
         Ok(())
+    }
+}
+
+struct AddTraceparent;
+
+impl MigrationName for AddTraceparent {
+    fn name(&self) -> &str {
+        "m20261129_500002_bundle_traceparent"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddTraceparent {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.alter_table(Table::alter().table("bundles").add_column(string_null("traceparent")).to_owned()).await
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.alter_table(Table::alter().table("bundles").drop_column("traceparent").to_owned()).await
     }
 }
