@@ -50,7 +50,7 @@ impl World {
         Some(w)
     }
 
-    fn coordinator_settings(&self) -> Settings {
+    pub fn coordinator_settings(&self) -> Settings {
         let mut s = test_settings(&self.coordinator_db, &self.nats.url());
         for (d, (_, addr)) in &self.departments {
             s.peers.insert((*d).to_string(), format!("http://{addr}"));

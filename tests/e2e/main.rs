@@ -13,6 +13,7 @@ mod exit_entry;
 mod household;
 mod inbox;
 mod liaison;
+mod metrics;
 mod mtls;
 mod nats_permissions;
 mod outbox;

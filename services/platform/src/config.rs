@@ -21,6 +21,8 @@ pub struct Settings {
     /// ports stay below Linux's ephemeral range (32768–60999), where a service's own
     /// outgoing connections could already hold them.
     pub grpc_addr: String,
+    /// Address of the Prometheus `GET /metrics` endpoint, e.g. `0.0.0.0:9464`; empty: none.
+    pub metrics_addr: String,
     /// sea-orm database URL: `sqlite://path/file.db?mode=rwc` or `postgres://…`.
     pub database_url: String,
     /// NATS connection.
@@ -101,6 +103,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             grpc_addr: "127.0.0.1:18061".into(),
+            metrics_addr: String::new(),
             database_url: "sqlite://.data/onething.db?mode=rwc".into(),
             nats: NatsSettings::default(),
             log: LogSettings::default(),

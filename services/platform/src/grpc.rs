@@ -80,6 +80,7 @@ pub async fn serve(
         builder = builder.tls_config(config)?;
     }
     builder
+        .layer(crate::metrics::RpcMetricsLayer)
         .trace_fn(telemetry::grpc_server_span)
         .timeout(Duration::from_secs(30))
         .http2_keepalive_interval(Some(Duration::from_secs(30)))

@@ -16,6 +16,7 @@ pub mod facts;
 pub mod grpc;
 pub mod ids;
 pub mod lifecycle;
+pub mod metrics;
 pub mod runtime;
 pub mod shutdown;
 pub mod store;

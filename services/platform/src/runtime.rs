@@ -39,6 +39,7 @@ pub struct ServiceRuntime {
     pub authenticator: Authenticator,
     listener: TcpListener,
     addr: SocketAddr,
+    metrics_listener: Option<TcpListener>,
     workers: Vec<Worker>,
 }
 
@@ -60,6 +61,10 @@ impl ServiceRuntime {
         let client = events::nats::connect(&settings.nats, &format!("onething-{name}")).await?;
         let js = jetstream::new(client);
         let (listener, addr) = grpc::bind(&settings.grpc_addr).await?;
+        let metrics_listener = match settings.metrics_addr.as_str() {
+            "" => None,
+            a => Some(grpc::bind(a).await?.0),
+        };
         tracing::info!(service = name, %addr, "service started");
         Ok(Self {
             name,
@@ -72,6 +77,7 @@ impl ServiceRuntime {
             authenticator,
             listener,
             addr,
+            metrics_listener,
             workers: Vec::new(),
         })
     }
@@ -79,6 +85,11 @@ impl ServiceRuntime {
     /// The bound gRPC address.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The bound address of the `/metrics` endpoint, if one is configured.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// Adds a durable idempotent consumer, started by [`Self::run_until_stopped`].
@@ -157,6 +168,14 @@ impl ServiceRuntime {
         for w in self.workers {
             tasks.push(tokio::spawn(w(stop_workers.clone())));
         }
+        if let Some(l) = self.metrics_listener {
+            let stop = stop_workers.clone();
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = crate::metrics::serve(l, stop).await {
+                    tracing::warn!(error = %format!("{e:#}"), "metrics endpoint stopped");
+                }
+            }));
+        }
         let served = grpc::serve(self.listener, parts.routes, parts.health, &self.settings.tls, shutdown).await;
         // Requests have drained; the relay's last round publishes what they committed.
         stop_workers.cancel();
@@ -191,6 +210,11 @@ impl Service {
     /// The address the gRPC server listens on.
     pub fn grpc_addr(&self) -> SocketAddr {
         self.runtime.local_addr()
+    }
+
+    /// The address of the `/metrics` endpoint, if one is configured.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.runtime.metrics_addr()
     }
 
     /// The service's own database (tests inspect it; other services never do).

@@ -143,6 +143,19 @@ async fn consume<H: Handler>(
         );
         telemetry::set_remote_parent(&span, event.traceparent.as_deref());
         let result = handle_one(db, &spec.name, handler, &event).instrument(span).await;
+        let outcome = match &result {
+            Ok(Outcome::Applied) => "applied",
+            Ok(Outcome::Duplicate) => "duplicate",
+            Err(_) => "failed",
+        };
+        crate::metrics::metrics()
+            .events_consumed
+            .get_or_create(&crate::metrics::ConsumeLabels {
+                consumer: spec.name.clone(),
+                subject: msg.subject.to_string(),
+                outcome: outcome.into(),
+            })
+            .inc();
         match result {
             Ok(outcome) => {
                 // A handler may have written events (a waiting case decided): send them now.

@@ -140,6 +140,17 @@ impl Relay {
                 }
             }
         }
+        let m = crate::metrics::metrics();
+        for r in &rows {
+            let family = if sent.contains(&r.seq) {
+                &m.events_published
+            } else if failure.is_some() {
+                &m.events_publish_failed
+            } else {
+                continue;
+            };
+            family.get_or_create(&crate::metrics::SubjectLabels { subject: r.subject.clone() }).inc();
+        }
         if !sent.is_empty() {
             row::Entity::update_many()
                 .col_expr(row::Column::SentAt, Expr::value(Utc::now()))
@@ -168,6 +179,25 @@ impl Relay {
         Ok(row::Entity::find().filter(row::Column::SentAt.is_null()).count(&self.db).await?)
     }
 
+    /// Sets the outbox gauges: rows not yet acknowledged and the age of the oldest.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn record_backlog(&self) -> anyhow::Result<()> {
+        let oldest = row::Entity::find()
+            .filter(row::Column::SentAt.is_null())
+            .order_by_asc(row::Column::Seq)
+            .one(&self.db)
+            .await?;
+        let age = oldest.map_or(0, |r| Ord::max((Utc::now() - r.created_at).num_seconds(), 0));
+        let labels = crate::metrics::ServiceLabels { service: self.department.clone() };
+        let backlog = self.backlog().await? as i64;
+        let m = crate::metrics::metrics();
+        m.outbox_backlog.get_or_create(&labels).set(backlog);
+        m.outbox_oldest_age.get_or_create(&labels).set(age);
+        Ok(())
+    }
+
     /// Runs until `shutdown`: publishes whenever woken or every poll interval, backs off
     /// while NATS is unavailable, prunes old sent rows. On shutdown, one last attempt.
     pub async fn run(self, shutdown: CancellationToken) {
@@ -175,6 +205,7 @@ impl Relay {
         let mut backoff = Duration::from_millis(100);
         let mut stream_ready = false;
         let mut last_prune = tokio::time::Instant::now();
+        let mut last_gauges: Option<tokio::time::Instant> = None;
         loop {
             if !stream_ready {
                 match super::nats::ensure_stream(&self.js, &self.department, self.replicas).await {
@@ -185,9 +216,11 @@ impl Relay {
                 }
             }
             let mut delay = poll;
+            let mut moved = false;
             if stream_ready {
                 match self.publish_pending().await {
                     Ok(n) => {
+                        moved = n > 0;
                         backoff = Duration::from_millis(100);
                         if n as u64 >= self.settings.batch_size {
                             delay = Duration::ZERO;
@@ -200,6 +233,13 @@ impl Relay {
                         stream_ready = false;
                     }
                 }
+            }
+            // After every publish, and every few seconds while stuck or idle.
+            if moved || last_gauges.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
+                if let Err(e) = self.record_backlog().await {
+                    tracing::warn!(error = %format!("{e:#}"), "reading the outbox backlog failed");
+                }
+                last_gauges = Some(tokio::time::Instant::now());
             }
             if last_prune.elapsed() > Duration::from_secs(600) {
                 self.prune().await;

@@ -1,0 +1,123 @@
+//! The `/metrics` endpoint over a known scenario: one newborn bundle completed and one
+//! submit refused. The RPC, event and outbox families move by exactly what happened, and
+//! no label carries an ID number or a name.
+
+use crate::bundles::{World, finished, submit};
+use crate::common::*;
+use onething_proto::{
+    common::{self as cpb, ApplicantKind},
+    coordinator::BundleState,
+};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic::Code;
+
+/// The body of `GET /metrics` at `addr`.
+async fn scrape(addr: &str) -> String {
+    let mut conn = tokio::net::TcpStream::connect(addr).await.expect("metrics endpoint");
+    conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: test\r\n\r\n").await.unwrap();
+    let mut raw = String::new();
+    conn.read_to_string(&mut raw).await.unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.to_ascii_lowercase().contains("content-type: application/openmetrics-text"), "{head}");
+    body.to_string()
+}
+
+/// The value of the sample `series` (name and labels exactly as exposed), 0 when absent.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .map_or(0.0, |v| v.trim().parse().expect("a number"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_move_by_what_happened() {
+    let mut w = World::start(Backend::Sqlite, 0).await.expect("SQLite world");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut s = w.coordinator_settings();
+    s.metrics_addr = addr.clone();
+    w.coordinators.push(start_named("coordinator", s).await);
+
+    let parent = seeded_parent();
+    let applicant = Some(cpb::Applicant {
+        kind: ApplicantKind::Citizen as i32,
+        identifier: parent.clone(),
+        name: "王建国".into(),
+        phone: "13712345678".into(),
+    });
+    let mut bundles = w.bundles_as(&citizen_token(&parent), 0).await;
+    let b = bundles
+        .submit_bundle(submit(
+            "newborn",
+            applicant.clone(),
+            &[
+                ("child_name", "王小明"),
+                ("child_sex", "M"),
+                ("birth_date", "2026-11-20"),
+                ("parent_id_number", &parent),
+                ("birth_certificate_number", "Q3710020900"),
+            ],
+            &["birth_medical_certificate"],
+            &[],
+            "metrics-born",
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .bundle
+        .unwrap();
+    let done = finished(&mut bundles, &b.bundle_id).await;
+    assert_eq!(done.state(), BundleState::Completed);
+    let refused = bundles.submit_bundle(submit("no_such_bundle", applicant, &[], &[], &[], "metrics-bad")).await;
+    assert_eq!(refused.unwrap_err().code(), Code::InvalidArgument);
+
+    let rpc = |method: &str, code: &str| {
+        format!(
+            "onething_grpc_server_requests_total{{service=\"onething.coordinator.v1.BundleService\",method=\"{method}\",code=\"{code}\"}}"
+        )
+    };
+    let published =
+        |state: &str| format!("onething_events_published_total{{subject=\"onething.coordinator.v1.bundle.{state}\"}}");
+    // Publishing and consuming trail the bundle's state by a relay round: wait for them.
+    let text = eventually(Duration::from_secs(30), "the completion event published and the outbox empty", || {
+        let addr = addr.clone();
+        let completed = published("completed");
+        async move {
+            let t = scrape(&addr).await;
+            (sample(&t, &completed) == 1.0 && sample(&t, "onething_outbox_backlog{service=\"coordinator\"}") == 0.0)
+                .then_some(t)
+        }
+    })
+    .await
+    .unwrap();
+
+    assert_eq!(sample(&text, &rpc("SubmitBundle", "OK")), 1.0, "{text}");
+    assert_eq!(sample(&text, &rpc("SubmitBundle", "INVALID_ARGUMENT")), 1.0, "{text}");
+    assert_eq!(
+        sample(
+            &text,
+            "onething_grpc_server_duration_seconds_count{service=\"onething.coordinator.v1.BundleService\",method=\"SubmitBundle\"}"
+        ),
+        2.0
+    );
+    // One department case per step, each created once.
+    let creates = sample(
+        &text,
+        "onething_grpc_server_requests_total{service=\"onething.common.v1.CaseService\",method=\"CreateCase\",code=\"OK\"}",
+    );
+    assert_eq!(creates, done.steps.len() as f64, "{text}");
+    assert_eq!(sample(&text, &published("submitted")), 1.0, "the refused submit published nothing");
+    assert_eq!(sample(&text, "onething_outbox_oldest_age_seconds{service=\"coordinator\"}"), 0.0);
+    // The coordinator applied the household case events, once each.
+    let applied = sample(
+        &text,
+        "onething_events_consumed_total{consumer=\"coordinator-household-cases\",subject=\"onething.household.v1.case.approved\",outcome=\"applied\"}",
+    );
+    assert_eq!(applied, 1.0, "{text}");
+    assert!(!text.contains("outcome=\"failed\""), "no consumer failed: {text}");
+    for secret in [parent.as_str(), "王建国", "王小明", "13712345678"] {
+        assert!(!text.contains(secret), "personal data in metrics");
+    }
+    w.stop_all().await;
+}
