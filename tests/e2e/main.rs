@@ -20,4 +20,5 @@ mod outbox;
 mod pii;
 mod security;
 mod supervision;
+mod traces;
 mod vehicle;

@@ -64,6 +64,17 @@ struct Inner {
     peers: BTreeMap<String, String>,
     clients: Mutex<HashMap<String, Client>>,
     wake: tokio::sync::Notify,
+    /// Bundles being driven in this process, each with "drive it again when done".
+    driving: Mutex<HashMap<String, bool>>,
+}
+
+/// Takes bundle `id` off the driving list however its drive ends.
+struct Driving<'a>(&'a Inner, &'a str);
+
+impl Drop for Driving<'_> {
+    fn drop(&mut self) {
+        self.0.driving.lock().expect("driving list").remove(self.1);
+    }
 }
 
 /// The idempotency key of a step's case.
@@ -100,6 +111,7 @@ impl Engine {
                 peers,
                 clients: Mutex::new(HashMap::new()),
                 wake: tokio::sync::Notify::new(),
+                driving: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -464,15 +476,33 @@ impl Engine {
 
     /// Advances one bundle: creates due pending steps, withdraws steps being cancelled,
     /// and fetches the results of steps that finished through events. Errors are logged;
-    /// the driver comes back.
+    /// the driver comes back. A bundle already being driven in this process is not driven
+    /// twice at once: the running drive goes round once more instead, so a wake-up is never
+    /// lost and a department is not asked for the same case twice by one replica.
     pub async fn drive(&self, id: &str) {
+        {
+            let mut driving = self.inner.driving.lock().expect("driving list");
+            if let Some(again) = driving.get_mut(id) {
+                *again = true;
+                return;
+            }
+            driving.insert(id.to_string(), false);
+        }
+        let _done = Driving(&self.inner, id);
         // Whoever wakes the driver (the submit, an event, the sweeper), its calls and events
         // belong to the bundle's trace.
         let parent =
             bundle::Entity::find_by_id(id).one(&self.inner.db).await.ok().flatten().and_then(|b| b.traceparent);
-        let span = tracing::info_span!("bundle.drive", bundle_id = %id);
-        telemetry::set_remote_parent(&span, parent.as_deref());
-        tracing::Instrument::instrument(self.drive_rounds(id), span).await;
+        loop {
+            let span = tracing::info_span!("bundle.drive", bundle_id = %id);
+            telemetry::set_remote_parent(&span, parent.as_deref());
+            tracing::Instrument::instrument(self.drive_rounds(id), span).await;
+            let mut driving = self.inner.driving.lock().expect("driving list");
+            match driving.get_mut(id) {
+                Some(again) if *again => *again = false,
+                _ => break,
+            }
+        }
     }
 
     async fn drive_rounds(&self, id: &str) {

@@ -50,6 +50,17 @@ where
     install(service, log, |b| b.with_simple_exporter(exporter), writer, true)
 }
 
+/// Like [`init_capturing`], but spans leave through the batch processor production uses:
+/// for tests that point a real exporter (OTLP to a receiver of their own) at `exporter`.
+/// [`flush`] sends what is pending. `None` when telemetry was already installed.
+pub fn init_exporting<E, W>(service: &str, log: &LogSettings, exporter: E, writer: W) -> Option<TelemetryGuard>
+where
+    E: opentelemetry_sdk::trace::SpanExporter + 'static,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    install(service, log, |b| b.with_batch_exporter(exporter), writer, true)
+}
+
 /// Flushes spans not yet exported.
 pub fn flush() {
     if let Some(p) = PROVIDER.get() {
