@@ -12,6 +12,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
 
+/// The household's approved cases.
+const APPROVED: &str = "onething_cases{department=\"household\",state=\"approved\"}";
+
 /// The body of `GET /metrics` at `addr`.
 async fn scrape(addr: &str) -> String {
     let mut conn = tokio::net::TcpStream::connect(addr).await.expect("metrics endpoint");
@@ -85,7 +88,9 @@ async fn metrics_move_by_what_happened() {
         let completed = published("completed");
         async move {
             let t = scrape(&addr).await;
-            (sample(&t, &completed) == 1.0 && sample(&t, "onething_outbox_backlog{service=\"coordinator\"}") == 0.0)
+            (sample(&t, &completed) == 1.0
+                && sample(&t, "onething_outbox_backlog{service=\"coordinator\"}") == 0.0
+                && sample(&t, APPROVED) == 1.0)
                 .then_some(t)
         }
     })
@@ -108,7 +113,7 @@ async fn metrics_move_by_what_happened() {
     );
     assert_eq!(creates, done.steps.len() as f64, "{text}");
     assert_eq!(sample(&text, &published("submitted")), 1.0, "the refused submit published nothing");
-    assert_eq!(sample(&text, "onething_outbox_oldest_age_seconds{service=\"coordinator\"}"), 0.0);
+    assert!(text.contains("\nonething_outbox_oldest_age_seconds{service=\"coordinator\"} 0\n"), "{text}");
     // The coordinator applied the household case events, once each.
     let applied = sample(
         &text,
@@ -116,6 +121,24 @@ async fn metrics_move_by_what_happened() {
     );
     assert_eq!(applied, 1.0, "{text}");
     assert!(!text.contains("outcome=\"failed\""), "no consumer failed: {text}");
+    assert_eq!(
+        sample(&text, "onething_bundle_duration_seconds_count{bundle=\"newborn\",outcome=\"completed\"}"),
+        1.0,
+        "{text}"
+    );
+    assert!(
+        text.contains("\nonething_consumer_lag{consumer=\"coordinator-household-cases\"} 0\n"),
+        "caught up: {text}"
+    );
+    // The household's one case is approved; no other state holds one, none is overdue.
+    let household_cases: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("onething_cases{department=\"household\""))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum();
+    assert_eq!(household_cases, 1.0, "{text}");
+    assert!(text.contains("onething_cases{department=\"household\",state=\"accepted\"} 0"), "every state exposed");
+    assert!(text.contains("\nonething_cases_overdue{department=\"household\"} 0\n"), "none overdue: {text}");
     for secret in [parent.as_str(), "王建国", "王小明", "13712345678"] {
         assert!(!text.contains(secret), "personal data in metrics");
     }

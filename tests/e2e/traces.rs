@@ -67,7 +67,8 @@ async fn a_bundle_is_one_trace_over_otlp() {
     );
     let exporter = opentelemetry_otlp::SpanExporter::builder().with_tonic().with_endpoint(otlp).build().unwrap();
     let settings = LogSettings { format: "json".into(), filter: "info".into() };
-    let _guard = telemetry::init_exporting("traces-test", &settings, exporter, LogSink::default())
+    let logs = LogSink::default();
+    let _guard = telemetry::init_exporting("traces-test", &settings, exporter, logs.clone())
         .expect("this test must install telemetry first: run it with cargo nextest (one process per test)");
 
     let w = World::start(Backend::Sqlite, 1).await.expect("SQLite world");
@@ -138,14 +139,21 @@ async fn a_bundle_is_one_trace_over_otlp() {
             assert!(by_id.contains_key(s.parent_span_id.as_slice()), "span {} has its parent in the trace", s.name);
         }
     }
-    // Every span that names the bundle is in it.
-    for s in spans.iter().filter(|s| attr(s, "bundle_id") == Some(b.bundle_id.as_str())) {
+    // Every span of the bundle's work that names it is in it (the applicant's reads,
+    // GetBundle while waiting, are traces of their own).
+    let reads =
+        ["onething.coordinator.v1.BundleService/GetBundle", "onething.coordinator.v1.BundleService/WatchBundle"];
+    for s in
+        spans.iter().filter(|s| attr(s, "bundle_id") == Some(b.bundle_id.as_str()) && !reads.contains(&s.name.as_str()))
+    {
         assert_eq!(s.trace_id, root.trace_id, "{} joins the bundle's trace", s.name);
     }
     // Submit → each department's case, once per step.
     let creates: Vec<&&Span> = trace.iter().filter(|s| s.name == "onething.common.v1.CaseService/CreateCase").collect();
     assert_eq!(creates.len(), done.steps.len(), "one case per step");
     for c in &creates {
+        assert_eq!(attr(c, "bundle_id"), Some(b.bundle_id.as_str()), "the department's span names the bundle");
+        assert!(done.steps.iter().any(|s| attr(c, "case_id") == Some(s.case_id.as_str())), "and the case");
         let up = ancestors(c);
         assert!(up.iter().any(|n| n == "bundle.drive") && up.last() == Some(&root.name), "{up:?}");
     }
@@ -179,6 +187,17 @@ async fn a_bundle_is_one_trace_over_otlp() {
         .expect("the completion event in the bundle's trace");
     let up = ancestors(completion);
     assert!(up.first().is_some_and(|n| n == "bundle.drive") && up.last() == Some(&root.name), "{up:?}");
+
+    // Log lines carry the trace and span ids: the saga's "bundle state changed" lines are
+    // written inside a drive of the bundle, so they name its trace.
+    let trace_hex: String = root.trace_id.iter().map(|b| format!("{b:02x}")).collect();
+    let log_text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let changed: Vec<&str> =
+        log_text.lines().filter(|l| l.contains("bundle state changed") && l.contains(&b.bundle_id)).collect();
+    assert!(!changed.is_empty(), "the saga logged");
+    for line in changed {
+        assert!(line.contains(&trace_hex) && line.contains("\"span_id\""), "{line}");
+    }
 
     // No personal data in any attribute of any span.
     for secret in [relative.as_str(), elder.as_str(), "赵海燕", "13712345678"] {

@@ -422,6 +422,18 @@ impl Engine {
         }
         if before.1 != agg.bundle.state {
             self.inner.outbox.enqueue(txn, Self::bundle_event(&agg, &agg.bundle.state)).await?;
+            if BundleState::parse(&agg.bundle.state) != BundleState::Running {
+                // Counted before the commit: a commit that then fails counts a bundle that
+                // will finish again later (rare, and only ever an extra sample).
+                let took = (agg.bundle.updated_at - agg.bundle.created_at).num_milliseconds().max(0) as f64 / 1000.0;
+                onething_platform::metrics::metrics()
+                    .bundle_duration
+                    .get_or_create(&onething_platform::metrics::BundleLabels {
+                        bundle: agg.bundle.code.clone(),
+                        outcome: agg.bundle.state.clone(),
+                    })
+                    .observe(took);
+            }
             tracing::info!(bundle_id = %agg.bundle.id, state = %agg.bundle.state, "bundle state changed");
         }
         Ok(agg)
@@ -494,8 +506,14 @@ impl Engine {
         let parent =
             bundle::Entity::find_by_id(id).one(&self.inner.db).await.ok().flatten().and_then(|b| b.traceparent);
         loop {
-            let span = tracing::info_span!("bundle.drive", bundle_id = %id);
+            let span = tracing::info_span!(
+                "bundle.drive",
+                bundle_id = %id,
+                trace_id = tracing::field::Empty,
+                span_id = tracing::field::Empty,
+            );
             telemetry::set_remote_parent(&span, parent.as_deref());
+            telemetry::stamp(&span);
             tracing::Instrument::instrument(self.drive_rounds(id), span).await;
             let mut driving = self.inner.driving.lock().expect("driving list");
             match driving.get_mut(id) {

@@ -81,6 +81,7 @@ fn reads_all(p: &Principal) -> bool {
 }
 
 async fn readable(e: &Engine, p: &Principal, id: &str, rpc: &str) -> Result<Aggregate, Error> {
+    onething_platform::telemetry::record_ids(None, Some(id));
     let agg = e.load(e.db(), id).await?;
     authz::check(reads_all(p) || e.owns(p, &agg), p, rpc, id)?;
     Ok(agg)
@@ -96,6 +97,7 @@ impl BundleService for Bundles {
     ) -> Result<Response<pb::SubmitBundleResponse>, Status> {
         let p = authz::principal(&r)?;
         let agg = self.0.submit(&p, r.into_inner()).await?;
+        onething_platform::telemetry::record_ids(None, Some(&agg.bundle.id));
         Ok(Response::new(pb::SubmitBundleResponse { bundle: Some(to_proto(&agg)) }))
     }
 
@@ -170,7 +172,9 @@ impl BundleService for Bundles {
         r: Request<pb::WithdrawBundleRequest>,
     ) -> Result<Response<pb::WithdrawBundleResponse>, Status> {
         let p = authz::principal(&r)?;
-        let agg = self.0.withdraw(&p, &r.into_inner().bundle_id).await?;
+        let id = r.into_inner().bundle_id;
+        onething_platform::telemetry::record_ids(None, Some(&id));
+        let agg = self.0.withdraw(&p, &id).await?;
         Ok(Response::new(pb::WithdrawBundleResponse { bundle: Some(to_proto(&agg)) }))
     }
 }

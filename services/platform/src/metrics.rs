@@ -71,6 +71,38 @@ pub struct ServiceLabels {
     pub service: String,
 }
 
+/// A durable consumer.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConsumerLabels {
+    /// Durable consumer name.
+    pub consumer: String,
+}
+
+/// A finished bundle.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BundleLabels {
+    /// Bundle code, e.g. `newborn`.
+    pub bundle: String,
+    /// Final state: `completed`, `failed`, `withdrawn`.
+    pub outcome: String,
+}
+
+/// A department's cases in one state.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CaseStateLabels {
+    /// Department.
+    pub department: String,
+    /// Case state, e.g. `accepted`.
+    pub state: String,
+}
+
+/// A department.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DepartmentLabels {
+    /// Department.
+    pub department: String,
+}
+
 /// Every metric family onething records.
 pub struct Metrics {
     registry: Registry,
@@ -88,7 +120,20 @@ pub struct Metrics {
     pub outbox_backlog: Family<ServiceLabels, Gauge>,
     /// Age in seconds of the oldest unsent outbox row (0 when none).
     pub outbox_oldest_age: Family<ServiceLabels, Gauge>,
+    /// Messages in a consumer's stream not yet delivered to it (JetStream `num_pending`).
+    pub consumer_lag: Family<ConsumerLabels, Gauge>,
+    /// Submit to final state of bundles, by bundle code and outcome.
+    pub bundle_duration: Family<BundleLabels, Histogram>,
+    /// A department's cases by state.
+    pub cases: Family<CaseStateLabels, Gauge>,
+    /// A department's open cases whose running clock is past the due time.
+    pub cases_overdue: Family<DepartmentLabels, Gauge>,
 }
+
+/// Bundle duration buckets in seconds: 即办 bundles finish in seconds, clerk-reviewed
+/// ones in days (a time limit is at most 20 working days).
+const BUNDLE_BUCKETS: [f64; 12] =
+    [1.0, 5.0, 30.0, 60.0, 300.0, 1800.0, 3600.0, 14400.0, 86400.0, 259200.0, 604800.0, 2419200.0];
 
 impl Metrics {
     fn new() -> Self {
@@ -131,8 +176,35 @@ impl Metrics {
             prometheus_client::registry::Unit::Seconds,
             outbox_oldest_age.clone(),
         );
+        let consumer_lag = Family::<ConsumerLabels, Gauge>::default();
+        registry.register(
+            "consumer_lag",
+            "Messages in the stream not yet delivered to the consumer (JetStream num_pending)",
+            consumer_lag.clone(),
+        );
+        let bundle_duration = Family::<BundleLabels, Histogram>::new_with_constructor(
+            (|| Histogram::new(BUNDLE_BUCKETS)) as fn() -> Histogram,
+        );
+        registry.register_with_unit(
+            "bundle_duration",
+            "Submit to final state of bundles, by bundle code and outcome",
+            prometheus_client::registry::Unit::Seconds,
+            bundle_duration.clone(),
+        );
+        let cases = Family::<CaseStateLabels, Gauge>::default();
+        registry.register("cases", "A department's cases by state", cases.clone());
+        let cases_overdue = Family::<DepartmentLabels, Gauge>::default();
+        registry.register(
+            "cases_overdue",
+            "A department's open cases whose running clock is past the due time",
+            cases_overdue.clone(),
+        );
         Self {
             registry,
+            consumer_lag,
+            bundle_duration,
+            cases,
+            cases_overdue,
             rpc_requests,
             rpc_duration,
             events_published,

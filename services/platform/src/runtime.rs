@@ -129,9 +129,11 @@ impl ServiceRuntime {
         }));
     }
 
-    /// Runs the case housekeeping of `api` every minute: provisional approvals whose owed
-    /// material is overdue are revoked.
+    /// Runs the case housekeeping of `api`: every minute, provisional approvals whose owed
+    /// material is overdue are revoked; the case gauges follow every change.
     pub fn add_case_sweeper<D: crate::cases::Department>(&mut self, api: crate::cases::CaseApi<D>) {
+        let gauges = api.clone();
+        self.add_worker(move |stop| Box::pin(gauges.run_gauges(stop)));
         self.add_periodic("revoke-overdue", Duration::from_secs(60), move || {
             let api = api.clone();
             async move {

@@ -145,6 +145,42 @@ pub fn current_trace_id() -> Option<String> {
     sc.is_valid().then(|| sc.trace_id().to_string())
 }
 
+/// Records the OpenTelemetry trace and span ids of `span` in its `trace_id` and `span_id`
+/// fields (declared `Empty` where the span is made), so every log line written inside it
+/// carries them. Call it after the span's parent is set.
+pub fn stamp(span: &tracing::Span) {
+    let cx = span.context();
+    let sc = cx.span().span_context().clone();
+    if sc.is_valid() {
+        span.record("trace_id", tracing::field::display(sc.trace_id()));
+        span.record("span_id", tracing::field::display(sc.span_id()));
+    }
+}
+
+/// Records the case or bundle id an event is about (its `ce-subject`, `cases/<id>` or
+/// `bundles/<id>`) in `span`'s `case_id` or `bundle_id` field. Other subjects may hold
+/// personal data (`persons/<ID number>`) and are never recorded.
+pub fn record_event_subject(span: &tracing::Span, ce_subject: &str) {
+    if let Some(id) = ce_subject.strip_prefix("cases/") {
+        span.record("case_id", id);
+    } else if let Some(id) = ce_subject.strip_prefix("bundles/") {
+        span.record("bundle_id", id);
+    }
+}
+
+/// Records a case id and a bundle id (empty ones are skipped) on the current span, where it
+/// declares `case_id` / `bundle_id` (the gRPC server and event spans do), so an operator
+/// finds the request by either id.
+pub fn record_ids(case_id: Option<&str>, bundle_id: Option<&str>) {
+    let span = tracing::Span::current();
+    if let Some(id) = case_id.filter(|s| !s.is_empty()) {
+        span.record("case_id", id);
+    }
+    if let Some(id) = bundle_id.filter(|s| !s.is_empty()) {
+        span.record("bundle_id", id);
+    }
+}
+
 /// Makes `span` a child of the remote context in `traceparent` (from a NATS header or an
 /// outbox row); does nothing for a missing or malformed value.
 pub fn set_remote_parent(span: &tracing::Span, traceparent: Option<&str>) {
@@ -180,11 +216,16 @@ pub fn grpc_server_span(req: &http::Request<()>) -> tracing::Span {
         rpc.system = "grpc",
         rpc.service = %service,
         rpc.method = %method,
+        case_id = tracing::field::Empty,
+        bundle_id = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
     );
     let cx = opentelemetry::global::get_text_map_propagator(|p| p.extract(&HttpHeaders(req.headers())));
     if cx.span().span_context().is_valid() {
         let _ = span.set_parent(cx);
     }
+    stamp(&span);
     span
 }
 

@@ -47,6 +47,8 @@ struct Inner<D> {
     outbox: Outbox,
     catalog: Arc<Catalog>,
     calendar: Arc<Calendar>,
+    /// Told of every case written, so the case gauges follow within a second.
+    changed: tokio::sync::Notify,
 }
 
 /// Events of the transitions made while handling one request, written before commit.
@@ -84,7 +86,7 @@ impl<D: Department> CaseApi<D> {
         catalog: Arc<Catalog>,
         calendar: Arc<Calendar>,
     ) -> Self {
-        Self { inner: Arc::new(Inner { dept, db, outbox, catalog, calendar }) }
+        Self { inner: Arc::new(Inner { dept, db, outbox, catalog, calendar, changed: tokio::sync::Notify::new() }) }
     }
 
     /// The department rules.
@@ -183,6 +185,7 @@ impl<D: Department> CaseApi<D> {
                 Handling::Review => {}
             }
         }
+        self.inner.changed.notify_one();
         match row::Entity::insert(case.to_active()).exec_without_returning(&txn).await {
             Ok(_) => {}
             Err(e) if is_unique_violation(&e) => {
@@ -195,6 +198,7 @@ impl<D: Department> CaseApi<D> {
         }
         self.commit(txn, events).await?;
         tracing::info!(case_id = %case.id, matter = %case.matter_code, state = %case.state, "case created");
+        crate::telemetry::record_ids(Some(&case.id), Some(&case.bundle_id));
         Ok(case)
     }
 
@@ -320,6 +324,7 @@ impl<D: Department> CaseApi<D> {
     /// INVALID_ARGUMENT for an empty id, NOT_FOUND for an unknown one, PERMISSION_DENIED
     /// for a caller who may not read it.
     pub async fn get(&self, p: &Principal, case_id: &str) -> Result<CaseRecord> {
+        crate::telemetry::record_ids(Some(case_id), None);
         let case = load(&self.inner.db, case_id).await?;
         authz::check(self.can_read(p, &case), p, "GetCase", case_id)?;
         Ok(case)
@@ -407,6 +412,7 @@ impl<D: Department> CaseApi<D> {
         for e in events {
             self.inner.outbox.enqueue(txn, e).await?;
         }
+        self.inner.changed.notify_one();
         self.inner.dept.after_change(txn, case, from).await
     }
 
@@ -474,6 +480,66 @@ impl<D: Department> CaseApi<D> {
         Ok(revoked)
     }
 
+    /// Sets the case gauges of this department: cases by state, and open cases whose
+    /// running clock is past the due time at `now`. The runtime calls it periodically.
+    ///
+    /// # Errors
+    /// A database failure.
+    pub async fn record_gauges(&self, now: DateTime<Utc>) -> Result<()> {
+        use sea_orm::{PaginatorTrait, QuerySelect};
+        let dept = self.inner.dept.name();
+        let counts: Vec<(String, i64)> = row::Entity::find()
+            .select_only()
+            .column(row::Column::State)
+            .column_as(row::Column::Id.count(), "n")
+            .filter(row::Column::Department.eq(dept))
+            .group_by(row::Column::State)
+            .into_tuple()
+            .all(&self.inner.db)
+            .await?;
+        let overdue = row::Entity::find()
+            .filter(row::Column::Department.eq(dept))
+            .filter(row::Column::State.is_in(State::ALL.iter().filter(|s| s.is_open()).map(|s| s.as_str())))
+            .filter(row::Column::PausedSince.is_null())
+            .filter(row::Column::DueAt.lt(now))
+            .count(&self.inner.db)
+            .await?;
+        let m = crate::metrics::metrics();
+        // Every state, so a state that emptied reads 0 rather than its last count.
+        for state in State::ALL {
+            let n = counts.iter().find(|(s, _)| s == state.as_str()).map_or(0, |(_, n)| *n);
+            m.cases
+                .get_or_create(&crate::metrics::CaseStateLabels {
+                    department: dept.into(),
+                    state: state.as_str().into(),
+                })
+                .set(n);
+        }
+        m.cases_overdue
+            .get_or_create(&crate::metrics::DepartmentLabels { department: dept.into() })
+            .set(overdue as i64);
+        Ok(())
+    }
+
+    /// Keeps the case gauges current until `stop`: a second after cases change (so a burst
+    /// costs one refresh), and every 15 seconds, as the clock makes cases overdue.
+    pub async fn run_gauges(self, stop: tokio_util::sync::CancellationToken) {
+        loop {
+            if let Err(e) = self.record_gauges(Utc::now()).await {
+                tracing::warn!(error = %e, "refreshing the case gauges failed");
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = self.inner.changed.notified() => {}
+                _ = tokio::time::sleep(std::time::Duration::from_secs(15)) => {}
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            }
+        }
+    }
+
     /// Decides the accepted cases of automatic matters among `case_ids` that are now
     /// ready, inside the caller's transaction (a consumer's inbox transaction, so the fact
     /// that made them ready and their decision commit together). Returns how many advanced.
@@ -514,6 +580,7 @@ impl<D: Department> CaseApi<D> {
         expected_version: i64,
         f: impl FnOnce(&Self, &mut CaseRecord, &mut Pending) -> Result<()>,
     ) -> Result<CaseRecord> {
+        crate::telemetry::record_ids(Some(case_id), None);
         let mut a = self.begin_action(p, rpc, need, case_id, expected_version).await?;
         f(self, &mut a.case, &mut a.events)?;
         self.finish_action(a).await

@@ -103,7 +103,7 @@ async fn consume<H: Handler>(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     let stream = js.get_stream(&spec.stream).await?;
-    let consumer: jetstream::consumer::Consumer<pull::Config> = stream
+    let mut consumer: jetstream::consumer::Consumer<pull::Config> = stream
         .get_or_create_consumer(
             &spec.name,
             pull::Config {
@@ -116,14 +116,28 @@ async fn consume<H: Handler>(
         )
         .await?;
     let mut messages = consumer.messages().await?;
+    let lag = crate::metrics::metrics()
+        .consumer_lag
+        .get_or_create_owned(&crate::metrics::ConsumerLabels { consumer: spec.name.clone() });
+    // Each delivery tells how many are still pending; while idle the consumer's info does.
+    let mut idle = tokio::time::interval(Duration::from_secs(15));
     loop {
         let msg = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
+            _ = idle.tick() => {
+                if let Ok(info) = consumer.info().await {
+                    lag.set(info.num_pending as i64);
+                }
+                continue;
+            }
             next = messages.next() => match next {
                 Some(m) => m?,
                 None => anyhow::bail!("message stream ended"),
             },
         };
+        if let Ok(info) = msg.info() {
+            lag.set(info.pending as i64);
+        }
         let event = match Envelope::from_nats(msg.headers.as_ref(), msg.payload.clone()) {
             Ok(e) => e,
             Err(e) => {
@@ -140,8 +154,14 @@ async fn consume<H: Handler>(
             messaging.destination.name = %msg.subject,
             messaging.message.id = %event.id,
             messaging.consumer.group.name = %spec.name,
+            case_id = tracing::field::Empty,
+            bundle_id = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
         );
         telemetry::set_remote_parent(&span, event.traceparent.as_deref());
+        telemetry::record_event_subject(&span, &event.subject);
+        telemetry::stamp(&span);
         let result = handle_one(db, &spec.name, handler, &event).instrument(span).await;
         let outcome = match &result {
             Ok(Outcome::Applied) => "applied",

@@ -120,8 +120,14 @@ impl Relay {
                 messaging.operation = "publish",
                 messaging.destination.name = %r.subject,
                 messaging.message.id = %r.event_id,
+                case_id = tracing::field::Empty,
+                bundle_id = tracing::field::Empty,
+                trace_id = tracing::field::Empty,
+                span_id = tracing::field::Empty,
             );
             telemetry::set_remote_parent(&span, r.traceparent.as_deref());
+            telemetry::record_event_subject(&span, &r.ce_subject);
+            telemetry::stamp(&span);
             let publish = self.js.publish_with_headers(r.subject.clone(), envelope.to_headers(), envelope.data.clone());
             match tracing::Instrument::instrument(publish, span).await {
                 Ok(ack) => pending.push((r.seq, ack)),
