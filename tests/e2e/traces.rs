@@ -18,7 +18,7 @@ use opentelemetry_proto::tonic::{
         trace_service_server::{TraceService, TraceServiceServer},
     },
     common::v1::any_value::Value,
-    trace::v1::Span,
+    trace::v1::{Span, span::SpanKind},
 };
 use std::{
     collections::HashMap,
@@ -149,7 +149,17 @@ async fn a_bundle_is_one_trace_over_otlp() {
         assert_eq!(s.trace_id, root.trace_id, "{} joins the bundle's trace", s.name);
     }
     // Submit → each department's case, once per step.
-    let creates: Vec<&&Span> = trace.iter().filter(|s| s.name == "onething.common.v1.CaseService/CreateCase").collect();
+    // Both sides of a call have a span: the department's server span is the child of the
+    // coordinator's client span.
+    let kind = |k: SpanKind| k as i32;
+    let creates: Vec<&&Span> = trace
+        .iter()
+        .filter(|s| s.name == "onething.common.v1.CaseService/CreateCase" && s.kind == kind(SpanKind::Server))
+        .collect();
+    for c in &creates {
+        let client = by_id.get(c.parent_span_id.as_slice()).expect("the caller's span");
+        assert_eq!((client.name.as_str(), client.kind), (c.name.as_str(), kind(SpanKind::Client)));
+    }
     assert_eq!(creates.len(), done.steps.len(), "one case per step");
     for c in &creates {
         assert_eq!(attr(c, "bundle_id"), Some(b.bundle_id.as_str()), "the department's span names the bundle");

@@ -10,6 +10,7 @@ use crate::{
     store::{bundle, step},
 };
 use chrono::Utc;
+use onething_platform::grpc::TracedChannel;
 use onething_platform::{
     auth::{Principal, ServiceIdentity},
     calendar::Calendar,
@@ -35,10 +36,10 @@ use std::{
     sync::{Arc, Mutex},
     time::Duration,
 };
-use tonic::{service::interceptor::InterceptedService, transport::Channel};
+use tonic::service::interceptor::InterceptedService;
 use tonic_types::StatusExt;
 
-type Client = CaseServiceClient<InterceptedService<Channel, ServiceIdentity>>;
+type Client = CaseServiceClient<InterceptedService<TracedChannel, ServiceIdentity>>;
 
 /// A bundle with its steps.
 #[derive(Debug, Clone)]
@@ -137,11 +138,7 @@ impl Engine {
             .peers
             .get(department)
             .ok_or_else(|| Error::internal(anyhow::anyhow!("no address for department {department}")))?;
-        let channel = tonic::transport::Endpoint::from_shared(url.clone())
-            .map_err(Error::internal)?
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(10))
-            .connect_lazy();
+        let channel = onething_platform::grpc::peer_channel(url).map_err(Error::internal)?;
         let c = CaseServiceClient::new(InterceptedService::new(channel, self.inner.identity.clone()));
         clients.insert(department.to_string(), c.clone());
         Ok(c)

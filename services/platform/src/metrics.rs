@@ -288,15 +288,9 @@ where
         let call = self.inner.call(req);
         Box::pin(async move {
             let result = call.await;
-            // Errors come back trailers-only, with grpc-status in the headers; a response
-            // that starts normally is counted OK (a stream failing later is not seen here).
+            // A stream failing after its first message is counted OK: not seen here.
             let code = match &result {
-                Ok(resp) => resp
-                    .headers()
-                    .get("grpc-status")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<i32>().ok())
-                    .map_or(tonic::Code::Ok, tonic::Code::from_i32),
+                Ok(resp) => crate::grpc::status_in_headers(resp.headers()),
                 Err(_) => tonic::Code::Unavailable,
             };
             let m = metrics();

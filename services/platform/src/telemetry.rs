@@ -229,6 +229,22 @@ pub fn grpc_server_span(req: &http::Request<()>) -> tracing::Span {
     span
 }
 
+struct HeadersMut<'a>(&'a mut http::HeaderMap);
+
+impl Injector for HeadersMut<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(k), Ok(v)) = (http::HeaderName::from_bytes(key.as_bytes()), http::HeaderValue::from_str(&value)) {
+            self.0.insert(k, v);
+        }
+    }
+}
+
+/// Puts `span`'s trace context into outgoing HTTP/2 headers (replacing any there).
+pub fn inject_headers(span: &tracing::Span, headers: &mut http::HeaderMap) {
+    let cx = span.context();
+    opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&cx, &mut HeadersMut(headers)));
+}
+
 struct Metadata<'a>(&'a mut tonic::metadata::MetadataMap);
 
 impl Injector for Metadata<'_> {

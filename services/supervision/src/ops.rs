@@ -401,7 +401,7 @@ impl Supervision {
         let url = self.peers.get(department).ok_or_else(|| {
             Error::invalid_field("SUPERVISION_UNKNOWN_DEPARTMENT", "department", "no such department")
         })?;
-        let channel = tonic::transport::Endpoint::from_shared(url.clone()).map_err(Error::internal)?.connect_lazy();
+        let channel = onething_platform::grpc::peer_channel(url).map_err(Error::internal)?;
         let header = bearer
             .parse()
             .map_err(|_| Error::new(Kind::Unauthenticated, "AUTH_TOKEN_INVALID", "the token is not valid"))?;
