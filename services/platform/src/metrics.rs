@@ -112,7 +112,8 @@ pub struct Metrics {
     pub rpc_duration: Family<MethodLabels, Histogram>,
     /// Events JetStream acknowledged, by subject.
     pub events_published: Family<SubjectLabels, Counter>,
-    /// Publish attempts that failed (the rows stay in the outbox), by subject.
+    /// Events a failed publish round left unsent (they stay in the outbox and are retried),
+    /// by subject.
     pub events_publish_failed: Family<SubjectLabels, Counter>,
     /// Events handled by a consumer, by outcome.
     pub events_consumed: Family<ConsumeLabels, Counter>,
@@ -158,7 +159,7 @@ impl Metrics {
         let events_publish_failed = Family::<SubjectLabels, Counter>::default();
         registry.register(
             "events_publish_failed",
-            "Event publishes that failed; the rows stay in the outbox and are retried",
+            "Events a failed publish round left unsent; they stay in the outbox and are retried",
             events_publish_failed.clone(),
         );
         let events_consumed = Family::<ConsumeLabels, Counter>::default();

@@ -212,6 +212,7 @@ impl Relay {
         let mut stream_ready = false;
         let mut last_prune = tokio::time::Instant::now();
         let mut last_gauges: Option<tokio::time::Instant> = None;
+        let mut gauges_stale = true;
         loop {
             if !stream_ready {
                 match super::nats::ensure_stream(&self.js, &self.department, self.replicas).await {
@@ -222,11 +223,10 @@ impl Relay {
                 }
             }
             let mut delay = poll;
-            let mut moved = false;
             if stream_ready {
                 match self.publish_pending().await {
                     Ok(n) => {
-                        moved = n > 0;
+                        gauges_stale |= n > 0;
                         backoff = Duration::from_millis(100);
                         if n as u64 >= self.settings.batch_size {
                             delay = Duration::ZERO;
@@ -240,8 +240,10 @@ impl Relay {
                     }
                 }
             }
-            // After every publish, and every few seconds while stuck or idle.
-            if moved || last_gauges.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
+            // At most every second after publishing, every 5 seconds while stuck or idle.
+            let due = if gauges_stale { Duration::from_secs(1) } else { Duration::from_secs(5) };
+            if last_gauges.is_none_or(|t| t.elapsed() >= due) {
+                gauges_stale = false;
                 if let Err(e) = self.record_backlog().await {
                     tracing::warn!(error = %format!("{e:#}"), "reading the outbox backlog failed");
                 }
