@@ -9,15 +9,12 @@ pub mod rules;
 pub mod store;
 
 use onething_platform::{
-    cases::CaseApi,
     config::Settings,
     facts::{DeceasedProjection, deceased_spec},
     grpc::{MAX_MESSAGE_BYTES, server_parts},
     runtime::{Service, ServiceRuntime, with_routes},
 };
-use onething_proto::{
-    common::case_service_server::CaseServiceServer, exit_entry::exit_entry_service_server::ExitEntryServiceServer,
-};
+use onething_proto::exit_entry::exit_entry_service_server::ExitEntryServiceServer;
 use std::path::Path;
 use tonic::service::interceptor::InterceptedService;
 
@@ -39,25 +36,17 @@ pub fn default_settings(data_dir: &Path) -> Settings {
 /// As [`ServiceRuntime::start`].
 pub async fn build(settings: Settings) -> anyhow::Result<Service> {
     let mut runtime = ServiceRuntime::start::<store::Migrator>(SERVICE, settings).await?;
-    let api = CaseApi::new(
-        rules::ExitEntry,
-        runtime.db.clone(),
-        runtime.outbox.clone(),
-        runtime.catalog.clone(),
-        runtime.calendar.clone(),
-    );
+    let api = runtime.case_api(rules::ExitEntry);
     runtime.add_consumer(
         deceased_spec(SERVICE),
         DeceasedProjection::new(api.clone(), &["exit_entry.document_cancellation"], "subject_id_number"),
     );
     runtime.add_case_sweeper(api.clone());
-    let cases = CaseServiceServer::new(api).max_decoding_message_size(MAX_MESSAGE_BYTES);
-    let cases = InterceptedService::new(cases, runtime.authenticator.clone());
     let records = ExitEntryServiceServer::new(grpc::Records::new(runtime.db.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let records = InterceptedService::new(records, runtime.authenticator.clone());
     let parts = server_parts()?;
-    parts.health.set_serving::<CaseServiceServer<CaseApi<rules::ExitEntry>>>().await;
+    let cases = runtime.case_service(&parts, api).await;
     parts.health.set_serving::<ExitEntryServiceServer<grpc::Records>>().await;
     let parts = with_routes(parts, |r| r.add_service(cases).add_service(records));
     Ok(Service::new(runtime, parts))

@@ -10,14 +10,11 @@ pub mod rules;
 pub mod store;
 
 use onething_platform::{
-    cases::CaseApi,
     config::Settings,
     grpc::{MAX_MESSAGE_BYTES, server_parts},
     runtime::{Service, ServiceRuntime, with_routes},
 };
-use onething_proto::{
-    common::case_service_server::CaseServiceServer, household::household_service_server::HouseholdServiceServer,
-};
+use onething_proto::household::household_service_server::HouseholdServiceServer;
 use std::path::Path;
 use tonic::service::interceptor::InterceptedService;
 
@@ -42,22 +39,14 @@ pub type Application = Service;
 /// As [`ServiceRuntime::start`].
 pub async fn build(settings: Settings) -> anyhow::Result<Service> {
     let mut runtime = ServiceRuntime::start::<store::Migrator>(SERVICE, settings).await?;
-    let cases = CaseApi::new(
-        rules::Household,
-        runtime.db.clone(),
-        runtime.outbox.clone(),
-        runtime.catalog.clone(),
-        runtime.calendar.clone(),
-    );
+    let cases = runtime.case_api(rules::Household);
     runtime.add_case_sweeper(cases.clone());
-    let cases = CaseServiceServer::new(cases).max_decoding_message_size(MAX_MESSAGE_BYTES);
-    let cases = InterceptedService::new(cases, runtime.authenticator.clone());
     let registry = HouseholdServiceServer::new(grpc::Registry::new(runtime.db.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let registry = InterceptedService::new(registry, runtime.authenticator.clone());
     runtime.add_consumer(events::notifier_spec(), events::Notifier);
     let parts = server_parts()?;
-    parts.health.set_serving::<CaseServiceServer<CaseApi<rules::Household>>>().await;
+    let cases = runtime.case_service(&parts, cases).await;
     parts.health.set_serving::<HouseholdServiceServer<grpc::Registry>>().await;
     let parts = with_routes(parts, |r| r.add_service(cases).add_service(registry));
     Ok(Service::new(runtime, parts))

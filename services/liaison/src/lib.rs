@@ -11,14 +11,11 @@ pub mod rules;
 pub mod store;
 
 use onething_platform::{
-    cases::CaseApi,
     config::Settings,
     grpc::{MAX_MESSAGE_BYTES, server_parts},
     runtime::{Service, ServiceRuntime, with_routes},
 };
-use onething_proto::{
-    common::case_service_server::CaseServiceServer, liaison::liaison_service_server::LiaisonServiceServer,
-};
+use onething_proto::liaison::liaison_service_server::LiaisonServiceServer;
 use std::{path::Path, time::Duration};
 use tonic::service::interceptor::InterceptedService;
 
@@ -40,13 +37,7 @@ pub fn default_settings(data_dir: &Path) -> Settings {
 /// As [`ServiceRuntime::start`].
 pub async fn build(settings: Settings) -> anyhow::Result<Service> {
     let mut runtime = ServiceRuntime::start::<store::Migrator>(SERVICE, settings).await?;
-    let api = CaseApi::new(
-        rules::Liaison,
-        runtime.db.clone(),
-        runtime.outbox.clone(),
-        runtime.catalog.clone(),
-        runtime.calendar.clone(),
-    );
+    let api = runtime.case_api(rules::Liaison);
     runtime.add_case_sweeper(api.clone());
     let loop_ = requests::Requests::new(runtime.db.clone(), runtime.outbox.clone(), runtime.calendar.clone());
     let flagger = loop_.clone();
@@ -57,13 +48,11 @@ pub async fn build(settings: Settings) -> anyhow::Result<Service> {
             Ok(())
         }
     });
-    let cases = CaseServiceServer::new(api).max_decoding_message_size(MAX_MESSAGE_BYTES);
-    let cases = InterceptedService::new(cases, runtime.authenticator.clone());
     let liaison = LiaisonServiceServer::new(grpc::Liaison::new(runtime.db.clone(), loop_))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let liaison = InterceptedService::new(liaison, runtime.authenticator.clone());
     let parts = server_parts()?;
-    parts.health.set_serving::<CaseServiceServer<CaseApi<rules::Liaison>>>().await;
+    let cases = runtime.case_service(&parts, api).await;
     parts.health.set_serving::<LiaisonServiceServer<grpc::Liaison>>().await;
     let parts = with_routes(parts, |r| r.add_service(cases).add_service(liaison));
     Ok(Service::new(runtime, parts))

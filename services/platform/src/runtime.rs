@@ -12,12 +12,13 @@ use crate::{
 };
 use async_nats::jetstream;
 use futures::future::BoxFuture;
+use onething_proto::common::case_service_server::CaseServiceServer;
 use sea_orm::DatabaseConnection;
 use sea_orm_migration::MigratorTrait;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::service::Routes;
+use tonic::service::{Routes, interceptor::InterceptedService};
 
 /// A started service: its database, bus, outbox, catalog and bound listener.
 pub struct ServiceRuntime {
@@ -90,6 +91,30 @@ impl ServiceRuntime {
     /// The bound address of the `/metrics` endpoint, if one is configured.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The case service of department `dept` over this service's database, outbox, catalog
+    /// and calendar.
+    pub fn case_api<D: crate::cases::Department>(&self, dept: D) -> crate::cases::CaseApi<D> {
+        crate::cases::CaseApi::new(
+            dept,
+            self.db.clone(),
+            self.outbox.clone(),
+            self.catalog.clone(),
+            self.calendar.clone(),
+        )
+    }
+
+    /// `api` as the department's `onething.common.v1.CaseService`: the message size limit,
+    /// every call authenticated, and reported serving in `parts`' health.
+    pub async fn case_service<D: crate::cases::Department>(
+        &self,
+        parts: &grpc::ServerParts,
+        api: crate::cases::CaseApi<D>,
+    ) -> InterceptedService<CaseServiceServer<crate::cases::CaseApi<D>>, Authenticator> {
+        parts.health.set_serving::<CaseServiceServer<crate::cases::CaseApi<D>>>().await;
+        let server = CaseServiceServer::new(api).max_decoding_message_size(grpc::MAX_MESSAGE_BYTES);
+        InterceptedService::new(server, self.authenticator.clone())
     }
 
     /// Adds a durable idempotent consumer, started by [`Self::run_until_stopped`].

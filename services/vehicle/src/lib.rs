@@ -10,15 +10,12 @@ pub mod slots;
 pub mod store;
 
 use onething_platform::{
-    cases::CaseApi,
     config::Settings,
     facts::{DeceasedProjection, deceased_spec},
     grpc::{MAX_MESSAGE_BYTES, server_parts},
     runtime::{Service, ServiceRuntime, with_routes},
 };
-use onething_proto::{
-    common::case_service_server::CaseServiceServer, vehicle::vehicle_service_server::VehicleServiceServer,
-};
+use onething_proto::vehicle::vehicle_service_server::VehicleServiceServer;
 use std::path::Path;
 use tonic::service::interceptor::InterceptedService;
 
@@ -40,25 +37,17 @@ pub fn default_settings(data_dir: &Path) -> Settings {
 /// As [`ServiceRuntime::start`].
 pub async fn build(settings: Settings) -> anyhow::Result<Service> {
     let mut runtime = ServiceRuntime::start::<store::Migrator>(SERVICE, settings).await?;
-    let api = CaseApi::new(
-        rules::Vehicle,
-        runtime.db.clone(),
-        runtime.outbox.clone(),
-        runtime.catalog.clone(),
-        runtime.calendar.clone(),
-    );
+    let api = runtime.case_api(rules::Vehicle);
     runtime.add_consumer(
         deceased_spec(SERVICE),
         DeceasedProjection::new(api.clone(), &["vehicle.driving_licence_cancellation"], "subject_id_number"),
     );
     runtime.add_case_sweeper(api.clone());
     let ops = grpc::Operations::new(runtime.db.clone(), api.clone(), runtime.outbox.clone());
-    let cases = CaseServiceServer::new(api).max_decoding_message_size(MAX_MESSAGE_BYTES);
-    let cases = InterceptedService::new(cases, runtime.authenticator.clone());
     let ops = VehicleServiceServer::new(ops).max_decoding_message_size(MAX_MESSAGE_BYTES);
     let ops = InterceptedService::new(ops, runtime.authenticator.clone());
     let parts = server_parts()?;
-    parts.health.set_serving::<CaseServiceServer<CaseApi<rules::Vehicle>>>().await;
+    let cases = runtime.case_service(&parts, api).await;
     parts.health.set_serving::<VehicleServiceServer<grpc::Operations>>().await;
     let parts = with_routes(parts, |r| r.add_service(cases).add_service(ops));
     Ok(Service::new(runtime, parts))
