@@ -108,6 +108,58 @@ pub fn applicant(kind: cpb::ApplicantKind, id: &str, name: &str) -> Option<cpb::
     Some(cpb::Applicant { kind: kind as i32, identifier: id.into(), name: name.into(), phone: String::new() })
 }
 
+/// A citizen applicant who gave a phone number (the PII tests look for it in telemetry).
+pub fn citizen_with_phone(id: &str, name: &str, phone: &str) -> Option<cpb::Applicant> {
+    Some(cpb::Applicant {
+        kind: cpb::ApplicantKind::Citizen as i32,
+        identifier: id.into(),
+        name: name.into(),
+        phone: phone.into(),
+    })
+}
+
+/// 新生儿出生 by `who`: `parent`'s child `(name, sex)` born 2026-11-20, medical
+/// certificate `certificate`.
+pub fn newborn(
+    who: Option<cpb::Applicant>,
+    parent: &str,
+    (child_name, child_sex): (&str, &str),
+    certificate: &str,
+    key: &str,
+) -> pb::SubmitBundleRequest {
+    submit(
+        "newborn",
+        who,
+        &[
+            ("child_name", child_name),
+            ("child_sex", child_sex),
+            ("birth_date", "2026-11-20"),
+            ("parent_id_number", parent),
+            ("birth_certificate_number", certificate),
+        ],
+        &["birth_medical_certificate"],
+        &[],
+        key,
+    )
+}
+
+/// 公民身后 by `who`: `subject` died 2026-11-20, death certificate `certificate`.
+pub fn after_death(
+    who: Option<cpb::Applicant>,
+    subject: &str,
+    certificate: &str,
+    key: &str,
+) -> pb::SubmitBundleRequest {
+    submit(
+        "after_death",
+        who,
+        &[("subject_id_number", subject), ("death_date", "2026-11-20"), ("death_certificate_number", certificate)],
+        &["death_certificate"],
+        &[],
+        key,
+    )
+}
+
 fn citizen_applicant(id: &str) -> Option<cpb::Applicant> {
     applicant(cpb::ApplicantKind::Citizen, id, "申请人")
 }
@@ -136,6 +188,34 @@ pub fn submit(
         optional_steps: optional.iter().map(|s| (*s).to_string()).collect(),
         idempotency_key: key.into(),
     }
+}
+
+/// 企业准营 for the seeded chemicals enterprise `chem`: a hotel licence and the optional
+/// precursor filing.
+fn operating(chem: &str, key: &str) -> pb::SubmitBundleRequest {
+    submit(
+        "enterprise_operating",
+        enterprise_applicant(chem),
+        &[
+            ("hotel_name", "化工园宾馆"),
+            ("address", "威海市环翠区化工园2号"),
+            ("rooms", "40"),
+            ("chemical", "acetone"),
+            ("quantity_kg", "100"),
+            ("purpose", "purchase"),
+            ("counterparty_credit_code", "91350100M000100Y43"),
+        ],
+        &[
+            "business_licence",
+            "premises_certificate",
+            "fire_safety_certificate",
+            "security_plan",
+            "purchase_contract",
+            "qualification_certificate",
+        ],
+        &["precursor_filing"],
+        key,
+    )
 }
 
 /// Waits until the bundle is finished (and every step final), then returns it.
@@ -182,20 +262,7 @@ async fn every_bundle_completes(backend: Backend) {
 
     // 新生儿出生: the child gets an ID number.
     let b = as_parent
-        .submit_bundle(submit(
-            "newborn",
-            citizen_applicant(&parent),
-            &[
-                ("child_name", "王小雨"),
-                ("child_sex", "F"),
-                ("birth_date", "2026-11-20"),
-                ("parent_id_number", &parent),
-                ("birth_certificate_number", "Q3710020300"),
-            ],
-            &["birth_medical_certificate"],
-            &[],
-            "b-newborn",
-        ))
+        .submit_bundle(newborn(citizen_applicant(&parent), &parent, ("王小雨", "F"), "Q3710020300", "b-newborn"))
         .await
         .unwrap()
         .into_inner()
@@ -297,35 +364,7 @@ async fn every_bundle_completes(backend: Backend) {
     // 企业准营: a hotel licence (inspected and approved by a liaison clerk) and a precursor filing.
     let chem = onething_liaison::store::seed_chemicals().to_string();
     let mut as_chem = w.bundles_as(&enterprise_token(&chem), 0).await;
-    let b = as_chem
-        .submit_bundle(submit(
-            "enterprise_operating",
-            enterprise_applicant(&chem),
-            &[
-                ("hotel_name", "化工园宾馆"),
-                ("address", "威海市环翠区化工园2号"),
-                ("rooms", "40"),
-                ("chemical", "acetone"),
-                ("quantity_kg", "100"),
-                ("purpose", "purchase"),
-                ("counterparty_credit_code", "91350100M000100Y43"),
-            ],
-            &[
-                "business_licence",
-                "premises_certificate",
-                "fire_safety_certificate",
-                "security_plan",
-                "purchase_contract",
-                "qualification_certificate",
-            ],
-            &["precursor_filing"],
-            "b-operate",
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .bundle
-        .unwrap();
+    let b = as_chem.submit_bundle(operating(&chem, "b-operate")).await.unwrap().into_inner().bundle.unwrap();
     let mut l_clerk = w.cases_at("liaison", &staff("liaison", &["clerk", "approver"])).await;
     for step in ["hotel_licence", "precursor_filing"] {
         let case = case_of(&mut as_chem, &b.bundle_id, step).await;
@@ -360,18 +399,7 @@ async fn every_bundle_completes(backend: Backend) {
     let relative = seeded_person();
     let mut as_relative = w.bundles_as(&citizen_token(&relative), 0).await;
     let b = as_relative
-        .submit_bundle(submit(
-            "after_death",
-            citizen_applicant(&relative),
-            &[
-                ("subject_id_number", &elder),
-                ("death_date", "2026-11-20"),
-                ("death_certificate_number", "SW-2026-0300"),
-            ],
-            &["death_certificate"],
-            &[],
-            "b-death",
-        ))
+        .submit_bundle(after_death(citizen_applicant(&relative), &elder, "SW-2026-0300", "b-death"))
         .await
         .unwrap()
         .into_inner()
@@ -414,35 +442,7 @@ async fn a_refused_step_withdraws_what_cannot_stand_alone(backend: Backend) {
     let Some(w) = World::start(backend, 1).await else { return };
     let chem = onething_liaison::store::seed_chemicals().to_string();
     let mut as_chem = w.bundles_as(&enterprise_token(&chem), 0).await;
-    let b = as_chem
-        .submit_bundle(submit(
-            "enterprise_operating",
-            enterprise_applicant(&chem),
-            &[
-                ("hotel_name", "化工园宾馆"),
-                ("address", "威海市环翠区化工园2号"),
-                ("rooms", "40"),
-                ("chemical", "acetone"),
-                ("quantity_kg", "100"),
-                ("purpose", "purchase"),
-                ("counterparty_credit_code", "91350100M000100Y43"),
-            ],
-            &[
-                "business_licence",
-                "premises_certificate",
-                "fire_safety_certificate",
-                "security_plan",
-                "purchase_contract",
-                "qualification_certificate",
-            ],
-            &["precursor_filing"],
-            "refused-1",
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .bundle
-        .unwrap();
+    let b = as_chem.submit_bundle(operating(&chem, "refused-1")).await.unwrap().into_inner().bundle.unwrap();
     let hotel = case_of(&mut as_chem, &b.bundle_id, "hotel_licence").await;
     let precursor = case_of(&mut as_chem, &b.bundle_id, "precursor_filing").await;
     let mut clerk = w.cases_at("liaison", &staff("liaison", &["clerk", "approver"])).await;
@@ -469,18 +469,7 @@ async fn a_refused_step_withdraws_what_cannot_stand_alone(backend: Backend) {
     let relative = seeded_person();
     let mut as_relative = w.bundles_as(&citizen_token(&relative), 0).await;
     let b = as_relative
-        .submit_bundle(submit(
-            "after_death",
-            citizen_applicant(&relative),
-            &[
-                ("subject_id_number", OUTSIDER),
-                ("death_date", "2026-11-20"),
-                ("death_certificate_number", "SW-2026-0301"),
-            ],
-            &["death_certificate"],
-            &[],
-            "refused-2",
-        ))
+        .submit_bundle(after_death(citizen_applicant(&relative), OUTSIDER, "SW-2026-0301", "refused-2"))
         .await
         .unwrap()
         .into_inner()
@@ -583,20 +572,7 @@ async fn bad_bundles_create_nothing_anywhere(backend: Backend) {
     let relative = seeded_person();
     let mut c = w.bundles_as(&citizen_token(&relative), 0).await;
     let elder = onething_household::store::seed_id("371003", "1949-09-09", 62).unwrap().expose().to_string();
-    let good = || {
-        submit(
-            "after_death",
-            citizen_applicant(&relative),
-            &[
-                ("subject_id_number", &elder),
-                ("death_date", "2026-11-20"),
-                ("death_certificate_number", "SW-2026-0400"),
-            ],
-            &["death_certificate"],
-            &[],
-            "bad-x",
-        )
-    };
+    let good = || after_death(citizen_applicant(&relative), &elder, "SW-2026-0400", "bad-x");
     let fields = |s: &tonic::Status| -> Vec<String> {
         s.get_error_details()
             .bad_request()

@@ -2,12 +2,9 @@
 //! submit refused. The RPC, event and outbox families move by exactly what happened, and
 //! no label carries an ID number or a name.
 
-use crate::bundles::{World, finished, submit};
+use crate::bundles::{World, citizen_with_phone, finished, newborn, submit};
 use crate::common::*;
-use onething_proto::{
-    common::{self as cpb, ApplicantKind},
-    coordinator::BundleState,
-};
+use onething_proto::coordinator::BundleState;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
@@ -43,28 +40,10 @@ async fn metrics_move_by_what_happened() {
     w.coordinators.push(start_named("coordinator", s).await);
 
     let parent = seeded_parent();
-    let applicant = Some(cpb::Applicant {
-        kind: ApplicantKind::Citizen as i32,
-        identifier: parent.clone(),
-        name: "王建国".into(),
-        phone: "13712345678".into(),
-    });
+    let applicant = citizen_with_phone(&parent, "王建国", "13712345678");
     let mut bundles = w.bundles_as(&citizen_token(&parent), 0).await;
     let b = bundles
-        .submit_bundle(submit(
-            "newborn",
-            applicant.clone(),
-            &[
-                ("child_name", "王小明"),
-                ("child_sex", "M"),
-                ("birth_date", "2026-11-20"),
-                ("parent_id_number", &parent),
-                ("birth_certificate_number", "Q3710020900"),
-            ],
-            &["birth_medical_certificate"],
-            &[],
-            "metrics-born",
-        ))
+        .submit_bundle(newborn(applicant.clone(), &parent, ("王小明", "M"), "Q3710020900", "metrics-born"))
         .await
         .unwrap()
         .into_inner()

@@ -183,8 +183,8 @@ async fn no_personal_data_in_logs_or_spans() {
 /// calls and events, a refused bundle and its compensation.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_personal_data_in_a_full_bundle_run() {
-    use crate::bundles::{World, finished, submit};
-    use onething_proto::{common::ApplicantKind, coordinator::BundleState};
+    use crate::bundles::{World, after_death, citizen_with_phone, finished, newborn};
+    use onething_proto::coordinator::BundleState;
     let spans = SpanSink::default();
     let logs = LogSink::default();
     let settings = LogSettings { format: "json".into(), filter: "debug".into() };
@@ -195,28 +195,10 @@ async fn no_personal_data_in_a_full_bundle_run() {
     let elder = onething_household::store::seed_id("371003", "1949-09-09", 62).unwrap().expose().to_string();
     let parent = seeded_parent();
     let phone = "13712345678";
-    let applicant = |id: &str, name: &str| {
-        Some(pb::Applicant {
-            kind: ApplicantKind::Citizen as i32,
-            identifier: id.into(),
-            name: name.into(),
-            phone: phone.into(),
-        })
-    };
+    let applicant = |id: &str, name: &str| citizen_with_phone(id, name, phone);
     let mut as_relative = w.bundles_as(&citizen_token(&relative), 0).await;
     let b = as_relative
-        .submit_bundle(submit(
-            "after_death",
-            applicant(&relative, "赵海燕"),
-            &[
-                ("subject_id_number", &elder),
-                ("death_date", "2026-11-20"),
-                ("death_certificate_number", "SW-2026-0700"),
-            ],
-            &["death_certificate"],
-            &[],
-            "pii-death",
-        ))
+        .submit_bundle(after_death(applicant(&relative, "赵海燕"), &elder, "SW-2026-0700", "pii-death"))
         .await
         .unwrap()
         .into_inner()
@@ -226,20 +208,7 @@ async fn no_personal_data_in_a_full_bundle_run() {
     let mut bundle_ids = vec![b.bundle_id.clone()];
     let mut as_parent = w.bundles_as(&citizen_token(&parent), 0).await;
     let b = as_parent
-        .submit_bundle(submit(
-            "newborn",
-            applicant(&parent, "王建国"),
-            &[
-                ("child_name", "王小明"),
-                ("child_sex", "M"),
-                ("birth_date", "2026-11-20"),
-                ("parent_id_number", &parent),
-                ("birth_certificate_number", "Q3710020700"),
-            ],
-            &["birth_medical_certificate"],
-            &[],
-            "pii-born",
-        ))
+        .submit_bundle(newborn(applicant(&parent, "王建国"), &parent, ("王小明", "M"), "Q3710020700", "pii-born"))
         .await
         .unwrap()
         .into_inner()
@@ -250,18 +219,7 @@ async fn no_personal_data_in_a_full_bundle_run() {
     let child = born.steps[0].result["new_id_number"].clone();
     // A refused bundle: an unknown person.
     let b = as_relative
-        .submit_bundle(submit(
-            "after_death",
-            applicant(&relative, "赵海燕"),
-            &[
-                ("subject_id_number", OUTSIDER),
-                ("death_date", "2026-11-20"),
-                ("death_certificate_number", "SW-2026-0701"),
-            ],
-            &["death_certificate"],
-            &[],
-            "pii-refused",
-        ))
+        .submit_bundle(after_death(applicant(&relative, "赵海燕"), OUTSIDER, "SW-2026-0701", "pii-refused"))
         .await
         .unwrap()
         .into_inner()

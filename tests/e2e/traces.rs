@@ -4,13 +4,10 @@
 //! share one trace id, form one tree rooted at the submit, and link submit → department
 //! cases → events → completion, with no personal data in any attribute.
 
-use crate::bundles::{World, finished, submit};
+use crate::bundles::{World, after_death, citizen_with_phone, finished};
 use crate::common::*;
 use onething_platform::{config::LogSettings, telemetry};
-use onething_proto::{
-    common::{self as cpb, ApplicantKind},
-    coordinator::BundleState,
-};
+use onething_proto::coordinator::BundleState;
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_proto::tonic::{
     collector::trace::v1::{
@@ -74,26 +71,10 @@ async fn a_bundle_is_one_trace_over_otlp() {
     let w = World::start(Backend::Sqlite, 1).await.expect("SQLite world");
     let relative = seeded_person();
     let elder = onething_household::store::seed_id("371003", "1949-09-09", 62).unwrap().expose().to_string();
-    let applicant = Some(cpb::Applicant {
-        kind: ApplicantKind::Citizen as i32,
-        identifier: relative.clone(),
-        name: "赵海燕".into(),
-        phone: "13712345678".into(),
-    });
+    let applicant = citizen_with_phone(&relative, "赵海燕", "13712345678");
     let mut bundles = w.bundles_as(&citizen_token(&relative), 0).await;
     let b = bundles
-        .submit_bundle(submit(
-            "after_death",
-            applicant,
-            &[
-                ("subject_id_number", &elder),
-                ("death_date", "2026-11-20"),
-                ("death_certificate_number", "SW-2026-0900"),
-            ],
-            &["death_certificate"],
-            &[],
-            "traces-death",
-        ))
+        .submit_bundle(after_death(applicant, &elder, "SW-2026-0900", "traces-death"))
         .await
         .unwrap()
         .into_inner()
