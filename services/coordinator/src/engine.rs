@@ -349,10 +349,23 @@ impl Engine {
     /// # Errors
     /// NOT_FOUND or a database failure.
     pub async fn load<C: ConnectionTrait>(&self, db: &C, id: &str) -> Result<Aggregate> {
-        let bundle = bundle::Entity::find_by_id(id.to_string())
-            .one(db)
-            .await?
-            .ok_or_else(|| Error::not_found("COORDINATOR_BUNDLE_NOT_FOUND", "no such bundle"))?;
+        self.load_with(db, id, false).await
+    }
+
+    /// [`Self::load`], with the bundle row locked until `txn` ends (`SELECT … FOR UPDATE` on
+    /// PostgreSQL; SQLite's write transaction already holds the database). Writers of one
+    /// bundle in one database then wait for each other instead of losing the version race.
+    async fn load_for_update(&self, txn: &DatabaseTransaction, id: &str) -> Result<Aggregate> {
+        self.load_with(txn, id, true).await
+    }
+
+    async fn load_with<C: ConnectionTrait>(&self, db: &C, id: &str, lock: bool) -> Result<Aggregate> {
+        let mut q = bundle::Entity::find_by_id(id.to_string());
+        if lock {
+            q = sea_orm::QuerySelect::lock_exclusive(q);
+        }
+        let bundle =
+            q.one(db).await?.ok_or_else(|| Error::not_found("COORDINATOR_BUNDLE_NOT_FOUND", "no such bundle"))?;
         let mut steps = step::Entity::find().filter(step::Column::BundleId.eq(id)).all(db).await?;
         let order: Vec<String> = self
             .inner
@@ -365,14 +378,14 @@ impl Engine {
     }
 
     /// Applies `f` to the bundle, runs the saga rules, and stores it under its version in
-    /// `txn`; a bundle that changed state gets its event.
+    /// `txn`; a bundle that changed state gets its event. Also says whether anything changed.
     async fn apply_in(
         &self,
         txn: &DatabaseTransaction,
         id: &str,
         f: impl FnOnce(&mut Aggregate, &BundleDef),
-    ) -> Result<Aggregate> {
-        let mut agg = self.load(txn, id).await?;
+    ) -> Result<(Aggregate, bool)> {
+        let mut agg = self.load_for_update(txn, id).await?;
         let def = self
             .inner
             .catalog
@@ -397,7 +410,7 @@ impl Engine {
         }
         agg.bundle.state = next.as_str().into();
         if before.1 == agg.bundle.state && before.2 == agg.steps {
-            return Ok(agg);
+            return Ok((agg, false));
         }
         agg.bundle.version += 1;
         agg.bundle.updated_at = Utc::now();
@@ -433,7 +446,7 @@ impl Engine {
             }
             tracing::info!(bundle_id = %agg.bundle.id, state = %agg.bundle.state, "bundle state changed");
         }
-        Ok(agg)
+        Ok((agg, true))
     }
 
     /// [`Self::apply_in`] in its own transaction, retried when another replica won the race.
@@ -442,7 +455,7 @@ impl Engine {
         for _ in 0..5 {
             let txn = begin_write(&self.inner.db).await?;
             match self.apply_in(&txn, id, &f).await {
-                Ok(agg) => {
+                Ok((agg, _)) => {
                     txn.commit().await?;
                     self.inner.outbox.wake();
                     return Ok(agg);
@@ -466,13 +479,18 @@ impl Engine {
         }
         let state = cpb::CaseState::try_from(e.to_state).ok().and_then(CaseState::from_proto);
         let (id, version, reason) = (e.case_id.clone(), e.version, e.reason_code.clone());
-        self.apply_in(txn, &e.bundle_id, |agg, _| {
-            if let (Some(s), Some(state)) = (agg.steps.iter_mut().find(|s| s.step_id == step_id), state) {
-                record_case(s, &id, state, version, &reason, None);
-            }
-        })
-        .await?;
-        self.inner.wake.notify_one();
+        let (_, changed) = self
+            .apply_in(txn, &e.bundle_id, |agg, _| {
+                if let (Some(s), Some(state)) = (agg.steps.iter_mut().find(|s| s.step_id == step_id), state) {
+                    record_case(s, &id, state, version, &reason, None);
+                }
+            })
+            .await?;
+        // Most events only confirm what the create call already told the driver; only a
+        // change can give the driver work.
+        if changed {
+            self.inner.wake.notify_one();
+        }
         Ok(())
     }
 
@@ -537,45 +555,48 @@ impl Engine {
         let agg = self.load(&self.inner.db, id).await?;
         let now = Utc::now();
         let state = BundleState::parse(&agg.bundle.state);
+        // The steps due for their case are created at their departments at once and the
+        // answers recorded together: one round trip's time and one transaction, not one per
+        // step. A step that does not stand alone waits while another required step is still
+        // pending, so a refusal there withdraws it before any case exists (as one by one).
+        let def = self.inner.catalog.bundle(&agg.bundle.code);
+        let pending = |s: &step::Model| Step::parse(&s.state) == Step::Pending;
+        let required = |s: &step::Model| def.and_then(|d| d.step(&s.step_id)).is_none_or(|d| !d.optional);
+        let stands_alone = |s: &step::Model| def.and_then(|d| d.step(&s.step_id)).is_some_and(|d| d.stands_alone);
+        let mut due: Vec<&step::Model> = agg
+            .steps
+            .iter()
+            .filter(|s| pending(s) && s.next_attempt_at <= now && state == BundleState::Running)
+            .collect();
+        let at_once: Vec<&step::Model> = due
+            .iter()
+            .copied()
+            .filter(|s| {
+                stands_alone(s) || !agg.steps.iter().any(|o| o.step_id != s.step_id && pending(o) && required(o))
+            })
+            .collect();
+        if !at_once.is_empty() {
+            due = at_once;
+        } else {
+            due.truncate(1);
+        }
+        if !due.is_empty() {
+            let answers = futures::future::join_all(due.iter().map(|s| self.create_case(&agg, s))).await;
+            let outcomes: Vec<(String, std::result::Result<cpb::Case, Failure>)> =
+                due.iter().map(|s| s.step_id.clone()).zip(answers).collect();
+            self.apply(id, |agg, _| {
+                for (sid, outcome) in &outcomes {
+                    if let Some(st) = agg.steps.iter_mut().find(|x| &x.step_id == sid) {
+                        record_created(st, outcome);
+                    }
+                }
+            })
+            .await?;
+            // The next pass sees what this one changed.
+            return Ok(true);
+        }
         for s in &agg.steps {
             match Step::parse(&s.state) {
-                Step::Pending if s.next_attempt_at <= now && state == BundleState::Running => {
-                    let outcome = self.create_case(&agg, s).await;
-                    let sid = s.step_id.clone();
-                    self.apply(id, |agg, _| {
-                        let Some(st) = agg.steps.iter_mut().find(|x| x.step_id == sid) else { return };
-                        if Step::parse(&st.state) != Step::Pending {
-                            return;
-                        }
-                        match &outcome {
-                            Ok(case) => {
-                                let cs = cpb::CaseState::try_from(case.state).ok().and_then(CaseState::from_proto);
-                                if let Some(cs) = cs {
-                                    record_case(
-                                        st,
-                                        &case.case_id,
-                                        cs,
-                                        case.version,
-                                        &case.reason_code,
-                                        Some(&case.result),
-                                    );
-                                }
-                            }
-                            Err(Failure::Retry(why)) => {
-                                st.attempts += 1;
-                                st.next_attempt_at = Utc::now() + retry_after(st.attempts);
-                                st.reason = why.clone();
-                            }
-                            Err(Failure::Refused(why)) => {
-                                st.state = Step::Refused.as_str().into();
-                                st.reason = why.clone();
-                            }
-                        }
-                    })
-                    .await?;
-                    // One action per pass: the next pass sees what this one changed.
-                    return Ok(true);
-                }
                 Step::Cancelling if s.next_attempt_at <= now => {
                     let outcome = self.cancel_case(s, state).await;
                     let sid = s.step_id.clone();
@@ -800,6 +821,30 @@ impl Failure {
                 Failure::Refused(format!("{reason}: {}", status.message()))
             }
         }
+    }
+}
+
+/// Records the answer to a step's CreateCase. The case's own events may have been
+/// recorded first (the step is then in progress with this case): the answer still brings
+/// the result, which events never carry. A failure counts only for a step still pending.
+fn record_created(st: &mut step::Model, outcome: &std::result::Result<cpb::Case, Failure>) {
+    let pending = Step::parse(&st.state) == Step::Pending;
+    match outcome {
+        Ok(case) if pending || (Step::parse(&st.state) == Step::InProgress && st.case_id == case.case_id) => {
+            if let Some(cs) = cpb::CaseState::try_from(case.state).ok().and_then(CaseState::from_proto) {
+                record_case(st, &case.case_id, cs, case.version, &case.reason_code, Some(&case.result));
+            }
+        }
+        Err(Failure::Retry(why)) if pending => {
+            st.attempts += 1;
+            st.next_attempt_at = Utc::now() + retry_after(st.attempts);
+            st.reason = why.clone();
+        }
+        Err(Failure::Refused(why)) if pending => {
+            st.state = Step::Refused.as_str().into();
+            st.reason = why.clone();
+        }
+        _ => {}
     }
 }
 

@@ -15,6 +15,8 @@ pub fn case_events_spec(department: &str) -> ConsumerSpec {
         name: format!("coordinator-{department}-cases"),
         stream: stream_name(department),
         filter_subjects: vec![format!("onething.{department}.v1.case.>")],
+        // Handlers lock the bundle row, which the other departments' consumers lock too.
+        batch: 1,
     }
 }
 
@@ -27,6 +29,7 @@ impl Handler for CaseEvents {
         if changed.bundle_id.is_empty() {
             return Ok(());
         }
-        self.0.on_case_event(txn, &changed).await.map_err(|e| anyhow::anyhow!("{e}"))
+        // Kept as our error type: the consumer retries a lost concurrency race (ABORTED) at once.
+        self.0.on_case_event(txn, &changed).await.map_err(anyhow::Error::new)
     }
 }

@@ -106,6 +106,7 @@ impl MigratorTrait for Migrator {
         let mut m = onething_platform::store::migrations();
         m.push(Box::new(CreateTables));
         m.push(Box::new(AddTraceparent));
+        m.push(Box::new(DueStepsIndex));
         m
     }
 }
@@ -188,5 +189,46 @@ impl MigrationTrait for AddTraceparent {
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
         m.alter_table(Table::alter().table("bundles").drop_column("traceparent").to_owned()).await
+    }
+}
+
+struct DueStepsIndex;
+
+impl MigrationName for DueStepsIndex {
+    fn name(&self) -> &str {
+        "m20261129_500003_due_steps_index"
+    }
+}
+
+/// The driver looks for steps by state and due time many times a second under load; without
+/// an index that is a scan of every step ever made.
+#[async_trait::async_trait]
+impl MigrationTrait for DueStepsIndex {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_index(
+            Index::create()
+                .name("bundle_steps_due")
+                .table("bundle_steps")
+                .col("state")
+                .col("next_attempt_at")
+                .if_not_exists()
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("bundles_by_applicant")
+                .table("bundles")
+                .col("applicant_identifier")
+                .col("created_at")
+                .if_not_exists()
+                .to_owned(),
+        )
+        .await
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.drop_index(Index::drop().name("bundles_by_applicant").table("bundles").to_owned()).await?;
+        m.drop_index(Index::drop().name("bundle_steps_due").table("bundle_steps").to_owned()).await
     }
 }

@@ -20,6 +20,8 @@ pub fn notifier_spec() -> ConsumerSpec {
         name: NOTIFIER.into(),
         stream: stream_name(crate::rules::DEPARTMENT),
         filter_subjects: vec!["onething.household.v1.case.>".into()],
+        // Notifications are only added: batches are safe.
+        batch: 64,
     }
 }
 

@@ -290,9 +290,11 @@ fn parse_date(s: &str) -> Result<NaiveDate> {
 }
 
 /// A new ID number in `region` for a child born on `born`: the next free sequence code of
-/// the right parity. Two concurrent births may pick the same one; the loser retries.
+/// the right parity. Births of one region and date take codes one after the other; should
+/// another writer still take the same one, the unique index refuses and the loser retries.
 async fn assign_id(txn: &DatabaseTransaction, region: &str, born: NaiveDate, sex: &str) -> Result<CitizenId> {
     let prefix = format!("{region}{}", born.format("%Y%m%d"));
+    onething_platform::db::lock_sequence(txn, &format!("id_number:{prefix}")).await?;
     let highest = person::Entity::find()
         .filter(person::Column::IdNumber.starts_with(&prefix))
         .order_by_desc(person::Column::IdNumber)
@@ -307,6 +309,9 @@ async fn assign_id(txn: &DatabaseTransaction, region: &str, born: NaiveDate, sex
 }
 
 async fn next_household_number(txn: &DatabaseTransaction, region: &str) -> Result<String> {
+    // Registrations in one region take numbers one after the other (the unique index stays
+    // the guard against another database writer).
+    onething_platform::db::lock_sequence(txn, &format!("household_number:{region}")).await?;
     let last = household::Entity::find()
         .filter(household::Column::HouseholdNumber.starts_with(region))
         .order_by_desc(household::Column::HouseholdNumber)

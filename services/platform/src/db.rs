@@ -91,3 +91,25 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTra
     })
     .await
 }
+
+/// Makes concurrent transactions that assign from the same sequence `name` (e.g. the next
+/// household number of a region) wait for each other until the holder ends, instead of
+/// both reading the same last number and one failing on the unique index. PostgreSQL: a
+/// transaction-scoped advisory lock on the name's hash. SQLite: nothing to do, as
+/// [`begin_write`] already holds the database.
+///
+/// # Errors
+/// The database refused the lock.
+pub async fn lock_sequence(txn: &sea_orm::DatabaseTransaction, name: &str) -> Result<(), sea_orm::DbErr> {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    if txn.get_database_backend() != DbBackend::Postgres {
+        return Ok(());
+    }
+    txn.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT pg_advisory_xact_lock(hashtext($1))",
+        [name.into()],
+    ))
+    .await
+    .map(|_| ())
+}

@@ -91,6 +91,8 @@ pub fn deceased_spec(service: &str) -> ConsumerSpec {
         name: format!("{service}-deaths"),
         stream: stream_name("household"),
         filter_subjects: vec!["onething.household.v1.person.deceased".into()],
+        // Deciding waiting cases locks them; deaths are rare.
+        batch: 1,
     }
 }
 

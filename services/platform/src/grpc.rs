@@ -67,7 +67,15 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     health.set_service_status("", ServingStatus::Serving).await;
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // Replies are small and come in bursts: without TCP_NODELAY, Nagle's algorithm holds a
+    // reply back until the peer's delayed ACK (tens of milliseconds per call). tonic sets
+    // it only on listeners it binds itself.
+    let incoming = futures::StreamExt::map(tokio_stream::wrappers::TcpListenerStream::new(listener), |s| {
+        if let Ok(s) = &s {
+            let _ = s.set_nodelay(true);
+        }
+        s
+    });
     let drain = {
         let health = health.clone();
         async move {

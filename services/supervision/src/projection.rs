@@ -19,7 +19,13 @@ pub const STREAMS: [&str; 6] = ["household", "exit_entry", "vehicle", "liaison",
 
 /// The consumer of one stream.
 pub fn spec(stream: &str) -> ConsumerSpec {
-    ConsumerSpec { name: format!("supervision-{stream}"), stream: stream_name(stream), filter_subjects: vec![] }
+    // Each stream's events touch only that stream's records here, so batches are safe.
+    ConsumerSpec {
+        name: format!("supervision-{stream}"),
+        stream: stream_name(stream),
+        filter_subjects: vec![],
+        batch: 64,
+    }
 }
 
 fn ts(t: Option<prost_types::Timestamp>) -> Option<DateTime<Utc>> {

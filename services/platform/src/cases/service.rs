@@ -133,7 +133,7 @@ impl<D: Department> CaseApi<D> {
             return same_request(existing, matter, &applicant);
         }
         let now = Utc::now();
-        let mut case = CaseRecord {
+        let case = CaseRecord {
             id: uuid::Uuid::now_v7().to_string(),
             matter_code: matter.code.clone(),
             department: me.dept.name().to_string(),
@@ -157,6 +157,24 @@ impl<D: Department> CaseApi<D> {
             created_at: now,
             updated_at: now,
         };
+        // A department rule that lost a race with a concurrent request (ABORTED: a number
+        // taken meanwhile) runs again at once in a fresh transaction, with the case as it
+        // was before the attempt; the caller sees a conflict only when it keeps losing.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.create_once(case.clone(), matter, now).await {
+                Err(e) if e.kind() == Kind::Aborted && attempt < 5 => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// One attempt of [`Self::create`]: intake, the automatic decision, the row and its
+    /// events in one transaction.
+    async fn create_once(&self, mut case: CaseRecord, matter: &Matter, now: DateTime<Utc>) -> Result<CaseRecord> {
+        let me = &self.inner;
+        let key = case.idempotency_key.clone();
         let txn = crate::db::begin_write(&me.db).await?;
         let mut events: Pending = vec![self.event(&case, None)];
         let missing: Vec<String> =
@@ -191,7 +209,7 @@ impl<D: Department> CaseApi<D> {
             Err(e) if is_unique_violation(&e) => {
                 // A concurrent request with the same key won; answer with its case.
                 txn.rollback().await?;
-                let existing = self.find_by_key(key).await?.ok_or_else(|| Error::internal(e))?;
+                let existing = self.find_by_key(&key).await?.ok_or_else(|| Error::internal(e))?;
                 return same_request(existing, matter, &case.applicant);
             }
             Err(e) => return Err(e.into()),

@@ -21,6 +21,11 @@ pub struct ConsumerSpec {
     pub stream: String,
     /// Subjects to receive, e.g. `onething.household.v1.case.>`.
     pub filter_subjects: Vec<String>,
+    /// At most this many events that are already waiting are handled in one transaction,
+    /// each in its own savepoint (an event that fails is undone alone and tried again on
+    /// its own). 1: a transaction per event, for handlers that lock rows another consumer
+    /// also locks, where batches could deadlock.
+    pub batch: usize,
 }
 
 /// The effect of an event, applied inside the inbox transaction.
@@ -49,22 +54,98 @@ pub async fn handle_one<H: Handler>(
     handler: &H,
     event: &Envelope,
 ) -> anyhow::Result<Outcome> {
+    // A handler that lost an optimistic-concurrency race (ABORTED) tries again at once in a
+    // fresh transaction; waiting for a redelivery would add seconds for nothing.
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match handle_once(db, consumer, handler, event).await {
+            Err(e) if attempt < 4 && is_conflict(&e) => continue,
+            other => return other,
+        }
+    }
+}
+
+/// Whether a handler's error is a lost concurrency race worth an immediate retry.
+fn is_conflict(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<crate::error::Error>().is_some_and(|e| e.kind() == crate::error::Kind::Aborted))
+}
+
+async fn handle_once<H: Handler>(
+    db: &DatabaseConnection,
+    consumer: &str,
+    handler: &H,
+    event: &Envelope,
+) -> anyhow::Result<Outcome> {
     let txn = crate::db::begin_write(db).await?;
+    let outcome = handle_in(&txn, consumer, handler, event).await?;
+    match outcome {
+        Outcome::Duplicate => txn.rollback().await?,
+        Outcome::Applied => txn.commit().await?,
+    }
+    Ok(outcome)
+}
+
+/// The inbox insert and, for an event not seen before, its effect, in `txn`.
+async fn handle_in<H: Handler>(
+    txn: &DatabaseTransaction,
+    consumer: &str,
+    handler: &H,
+    event: &Envelope,
+) -> anyhow::Result<Outcome> {
     let inserted = inbox::Entity::insert(inbox::ActiveModel {
         consumer: Set(consumer.to_string()),
         event_id: Set(event.id.clone()),
         handled_at: Set(Utc::now()),
     })
     .on_conflict_do_nothing_on([inbox::Column::Consumer, inbox::Column::EventId])
-    .exec_without_returning(&txn)
+    .exec_without_returning(txn)
     .await?;
     if !matches!(inserted, sea_orm::TryInsertResult::Inserted(n) if n > 0) {
-        txn.rollback().await?;
         return Ok(Outcome::Duplicate);
     }
-    handler.handle(&txn, event).await?;
-    txn.commit().await?;
+    handler.handle(txn, event).await?;
     Ok(Outcome::Applied)
+}
+
+/// Handles several events in one transaction, each in its own savepoint, each in its own
+/// span: one commit for all. An event whose handler fails is undone alone and tried again
+/// on its own with [`handle_one`] after the commit; when the batch itself cannot commit,
+/// every event is tried on its own (the inbox makes that safe).
+pub async fn handle_batch<H: Handler>(
+    db: &DatabaseConnection,
+    consumer: &str,
+    handler: &H,
+    events: &[(Envelope, tracing::Span)],
+) -> Vec<anyhow::Result<Outcome>> {
+    let together = async {
+        let txn = crate::db::begin_write(db).await?;
+        let mut out = Vec::with_capacity(events.len());
+        for (event, span) in events {
+            let point = sea_orm::TransactionTrait::begin(&txn).await?;
+            match handle_in(&point, consumer, handler, event).instrument(span.clone()).await {
+                Ok(outcome) => {
+                    point.commit().await?;
+                    out.push(Some(outcome));
+                }
+                Err(_) => {
+                    point.rollback().await?;
+                    out.push(None);
+                }
+            }
+        }
+        txn.commit().await?;
+        anyhow::Ok(out)
+    };
+    let done = together.await.unwrap_or_else(|_| vec![None; events.len()]);
+    let mut results = Vec::with_capacity(events.len());
+    for ((event, span), outcome) in events.iter().zip(done) {
+        results.push(match outcome {
+            Some(o) => Ok(o),
+            None => handle_one(db, consumer, handler, event).instrument(span.clone()).await,
+        });
+    }
+    results
 }
 
 /// Consumes `spec` until `shutdown`, reconnecting after errors. Each message: decode the
@@ -115,14 +196,16 @@ async fn consume<H: Handler>(
             },
         )
         .await?;
-    let mut messages = consumer.messages().await?;
+    // What is already waiting comes as one batch (up to `spec.batch`); one event at a
+    // time when the consumer keeps up.
+    let mut messages = consumer.messages().await?.ready_chunks(spec.batch.max(1));
     let lag = crate::metrics::metrics()
         .consumer_lag
         .get_or_create_owned(&crate::metrics::ConsumerLabels { consumer: spec.name.clone() });
     // Each delivery tells how many are still pending; while idle the consumer's info does.
     let mut idle = tokio::time::interval(Duration::from_secs(15));
     loop {
-        let msg = tokio::select! {
+        let delivered = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
             _ = idle.tick() => {
                 if let Ok(info) = consumer.info().await {
@@ -131,66 +214,100 @@ async fn consume<H: Handler>(
                 continue;
             }
             next = messages.next() => match next {
-                Some(m) => m?,
+                Some(batch) => batch,
                 None => anyhow::bail!("message stream ended"),
             },
         };
-        if let Ok(info) = msg.info() {
-            lag.set(info.pending as i64);
+        let mut batch = Vec::with_capacity(delivered.len());
+        let mut broken = None;
+        for m in delivered {
+            let msg = match m {
+                Ok(msg) => msg,
+                Err(e) => {
+                    // Handle what came before it; the rest is redelivered after reconnecting.
+                    broken = Some(e);
+                    break;
+                }
+            };
+            if let Ok(info) = msg.info() {
+                lag.set(info.pending as i64);
+            }
+            match Envelope::from_nats(msg.headers.as_ref(), msg.payload.clone()) {
+                Ok(event) => {
+                    let span = consume_span(&msg, &event, &spec.name);
+                    batch.push((msg, event, span));
+                }
+                Err(e) => {
+                    tracing::error!(consumer = %spec.name, subject = %msg.subject, error = %e, "poison message terminated");
+                    let _ = msg.ack_with(AckKind::Term).await;
+                }
+            }
         }
-        let event = match Envelope::from_nats(msg.headers.as_ref(), msg.payload.clone()) {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::error!(consumer = %spec.name, subject = %msg.subject, error = %e, "poison message terminated");
-                let _ = msg.ack_with(AckKind::Term).await;
-                continue;
+        let results = match batch.as_slice() {
+            [] => Vec::new(),
+            [(_, event, span)] => vec![handle_one(db, &spec.name, handler, event).instrument(span.clone()).await],
+            more => {
+                let events: Vec<(Envelope, tracing::Span)> =
+                    more.iter().map(|(_, e, s)| (e.clone(), s.clone())).collect();
+                handle_batch(db, &spec.name, handler, &events).await
             }
         };
-        let span = tracing::info_span!(
-            "event.consume",
-            otel.kind = "consumer",
-            messaging.system = "nats",
-            messaging.operation = "process",
-            messaging.destination.name = %msg.subject,
-            messaging.message.id = %event.id,
-            messaging.consumer.group.name = %spec.name,
-            case_id = tracing::field::Empty,
-            bundle_id = tracing::field::Empty,
-            trace_id = tracing::field::Empty,
-            span_id = tracing::field::Empty,
-        );
-        telemetry::set_remote_parent(&span, event.traceparent.as_deref());
-        telemetry::record_event_subject(&span, &event.subject);
-        telemetry::stamp(&span);
-        let result = handle_one(db, &spec.name, handler, &event).instrument(span).await;
-        let outcome = match &result {
-            Ok(Outcome::Applied) => "applied",
-            Ok(Outcome::Duplicate) => "duplicate",
-            Err(_) => "failed",
-        };
-        crate::metrics::metrics()
-            .events_consumed
-            .get_or_create(&crate::metrics::ConsumeLabels {
-                consumer: spec.name.clone(),
-                subject: msg.subject.to_string(),
-                outcome: outcome.into(),
-            })
-            .inc();
-        match result {
-            Ok(outcome) => {
-                // A handler may have written events (a waiting case decided): send them now.
-                if let (Outcome::Applied, Some(o)) = (outcome, outbox) {
-                    o.wake();
+        let mut applied = false;
+        for ((msg, event, _), result) in batch.iter().zip(results) {
+            let outcome = match &result {
+                Ok(Outcome::Applied) => "applied",
+                Ok(Outcome::Duplicate) => "duplicate",
+                Err(_) => "failed",
+            };
+            crate::metrics::metrics()
+                .events_consumed
+                .get_or_create(&crate::metrics::ConsumeLabels {
+                    consumer: spec.name.clone(),
+                    subject: msg.subject.to_string(),
+                    outcome: outcome.into(),
+                })
+                .inc();
+            match result {
+                Ok(outcome) => {
+                    applied |= outcome == Outcome::Applied;
+                    if let Err(e) = msg.ack().await {
+                        // The effect is committed; a redelivery will be recognised as a duplicate.
+                        tracing::warn!(consumer = %spec.name, error = %e, "ack failed");
+                    }
                 }
-                if let Err(e) = msg.ack().await {
-                    // The effect is committed; a redelivery will be recognised as a duplicate.
-                    tracing::warn!(consumer = %spec.name, error = %e, "ack failed");
+                Err(e) => {
+                    tracing::warn!(consumer = %spec.name, event_id = %event.id, error = %format!("{e:#}"), "handler failed; redelivery later");
+                    let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(2)))).await;
                 }
             }
-            Err(e) => {
-                tracing::warn!(consumer = %spec.name, event_id = %event.id, error = %format!("{e:#}"), "handler failed; redelivery later");
-                let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(2)))).await;
-            }
+        }
+        // A handler may have written events (a waiting case decided): send them now.
+        if let (true, Some(o)) = (applied, outbox) {
+            o.wake();
+        }
+        if let Some(e) = broken {
+            return Err(e.into());
         }
     }
+}
+
+/// The consumer span of one event, a child of the span that published it.
+fn consume_span(msg: &jetstream::Message, event: &Envelope, consumer: &str) -> tracing::Span {
+    let span = tracing::info_span!(
+        "event.consume",
+        otel.kind = "consumer",
+        messaging.system = "nats",
+        messaging.operation = "process",
+        messaging.destination.name = %msg.subject,
+        messaging.message.id = %event.id,
+        messaging.consumer.group.name = %consumer,
+        case_id = tracing::field::Empty,
+        bundle_id = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+    );
+    telemetry::set_remote_parent(&span, event.traceparent.as_deref());
+    telemetry::record_event_subject(&span, &event.subject);
+    telemetry::stamp(&span);
+    span
 }
