@@ -415,3 +415,52 @@ async fn confirmation_certificate_and_green_channel(backend: Backend) {
     mesh.household.stop().await;
 }
 both_backends!(confirmation_certificate_and_green_channel);
+
+/// Household numbers are a sequence per region: enterprises registering at once each get
+/// their own number, and none of them sees a conflict (no ABORTED reaches the caller).
+async fn concurrent_collective_households_get_distinct_numbers(backend: Backend) {
+    use onething_proto::common::*;
+    let Some(mesh) = Mesh::start(backend).await else {
+        return;
+    };
+    let cases = mesh.cases().await;
+    let mut calls = Vec::new();
+    for i in 0..8 {
+        let mut cases = cases.clone();
+        let code = onething_platform::ids::CreditCode::complete(&format!("91371002MA3D0001{i}")).unwrap();
+        calls.push(tokio::spawn(async move {
+            cases
+                .create_case(CreateCaseRequest {
+                    matter_code: "household.collective_household".into(),
+                    applicant: Some(Applicant {
+                        kind: ApplicantKind::Enterprise as i32,
+                        identifier: code.to_string(),
+                        name: format!("威海并发示例企业{i}"),
+                        phone: String::new(),
+                    }),
+                    form: form(&[
+                        ("legal_representative_id_number", &seeded_parent()),
+                        ("premises_address", "威海市环翠区示例园区2号"),
+                    ]),
+                    materials: vec![
+                        material("business_licence"),
+                        material("legal_representative_id_card"),
+                        material("premises_property_certificate"),
+                    ],
+                    idempotency_key: format!("concurrent-ch-{i}"),
+                    bundle_id: String::new(),
+                })
+                .await
+        }));
+    }
+    let mut numbers = std::collections::BTreeSet::new();
+    for call in calls {
+        let case = call.await.unwrap().expect("no conflict reaches the caller").into_inner().case.unwrap();
+        assert_eq!(case.state(), CaseState::Approved);
+        numbers.insert(case.result["household_number"].clone());
+    }
+    assert_eq!(numbers.len(), 8, "{numbers:?}");
+    assert!(numbers.iter().all(|n| n.starts_with("371002")), "{numbers:?}");
+    mesh.household.stop().await;
+}
+both_backends!(concurrent_collective_households_get_distinct_numbers);

@@ -71,3 +71,25 @@ async fn a_repeated_relay_publish_is_deduplicated(backend: Backend) {
     mesh.household.stop().await;
 }
 both_backends!(a_repeated_relay_publish_is_deduplicated);
+
+/// The events of one state change are written with one statement and still leave in the
+/// order they happened (a 即办 case: submitted, accepted, approved).
+async fn events_of_one_change_leave_in_order(backend: Backend) {
+    let Some(mesh) = Mesh::start(backend).await else {
+        return;
+    };
+    let mut cases = mesh.cases().await;
+    cases.create_case(certificate_request("in-order")).await.unwrap();
+    let js = mesh.nats.jetstream().await;
+    let subjects: Vec<String> = read_stream(&js, 3).await.iter().map(|m| m.subject.to_string()).collect();
+    assert_eq!(
+        subjects,
+        [
+            "onething.household.v1.case.submitted",
+            "onething.household.v1.case.accepted",
+            "onething.household.v1.case.approved"
+        ]
+    );
+    mesh.household.stop().await;
+}
+both_backends!(events_of_one_change_leave_in_order);

@@ -67,7 +67,14 @@ struct Inner {
     wake: tokio::sync::Notify,
     /// Bundles being driven in this process, each with "drive it again when done".
     driving: Mutex<HashMap<String, bool>>,
+    /// (bundle, step) → (case id, version) this process has committed: most case events
+    /// repeat what the CreateCase answer told, and are then known without a query.
+    recorded: Mutex<HashMap<(String, String), (String, i64)>>,
 }
+
+/// Entries of [`Inner::recorded`] kept at most (it is emptied when full: a miss only costs
+/// a query).
+const RECORDED_MAX: usize = 50_000;
 
 /// Takes bundle `id` off the driving list however its drive ends.
 struct Driving<'a>(&'a Inner, &'a str);
@@ -113,6 +120,7 @@ impl Engine {
                 clients: Mutex::new(HashMap::new()),
                 wake: tokio::sync::Notify::new(),
                 driving: Mutex::new(HashMap::new()),
+                recorded: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -319,7 +327,7 @@ impl Engine {
         txn.commit().await?;
         self.inner.outbox.wake();
         tracing::info!(bundle_id = %id, code = %def.code, "bundle submitted");
-        self.spawn_drive(&id);
+        self.spawn_drive(&id, agg.bundle.traceparent.clone());
         Ok(agg)
     }
 
@@ -458,6 +466,7 @@ impl Engine {
                 Ok((agg, _)) => {
                     txn.commit().await?;
                     self.inner.outbox.wake();
+                    self.remember(&agg);
                     return Ok(agg);
                 }
                 Err(e) if e.kind() == Kind::Aborted => last = Some(e),
@@ -494,11 +503,43 @@ impl Engine {
         Ok(())
     }
 
-    /// Drives bundle `id` in the background.
-    fn spawn_drive(&self, id: &str) {
+    /// Whether a department's case event is already reflected in its step (the same case
+    /// at this version or a later one), or concerns no step of ours: handling it would
+    /// change nothing, now or later, since versions only go up.
+    ///
+    /// # Errors
+    /// A database failure.
+    pub async fn knows_case_event(&self, db: &DatabaseConnection, e: &cpb::CaseStateChanged) -> Result<bool> {
+        let Some(step_id) = e.idempotency_key.strip_prefix(&format!("bundle:{}:", e.bundle_id)) else {
+            return Ok(true);
+        };
+        let key = (e.bundle_id.clone(), step_id.to_string());
+        let seen = |case_id: &str, version: i64| case_id == e.case_id && version >= e.version;
+        if let Some((case_id, version)) = self.inner.recorded.lock().expect("recorded cases").get(&key)
+            && seen(case_id, *version)
+        {
+            return Ok(true);
+        }
+        let known = step::Entity::find_by_id(key).one(db).await?;
+        Ok(known.is_some_and(|s| seen(&s.case_id, s.case_version)))
+    }
+
+    /// Notes the steps' cases of a committed aggregate for [`Self::knows_case_event`].
+    fn remember(&self, agg: &Aggregate) {
+        let mut recorded = self.inner.recorded.lock().expect("recorded cases");
+        if recorded.len() >= RECORDED_MAX {
+            recorded.clear();
+        }
+        for s in agg.steps.iter().filter(|s| !s.case_id.is_empty()) {
+            recorded.insert((s.bundle_id.clone(), s.step_id.clone()), (s.case_id.clone(), s.case_version));
+        }
+    }
+
+    /// Drives bundle `id` in the background, in the trace of `traceparent`.
+    fn spawn_drive(&self, id: &str, traceparent: Option<String>) {
         let engine = self.clone();
         let id = id.to_string();
-        tokio::spawn(async move { engine.drive(&id).await });
+        tokio::spawn(async move { engine.drive_traced(&id, Some(traceparent)).await });
     }
 
     /// Advances one bundle: creates due pending steps, withdraws steps being cancelled,
@@ -507,6 +548,12 @@ impl Engine {
     /// twice at once: the running drive goes round once more instead, so a wake-up is never
     /// lost and a department is not asked for the same case twice by one replica.
     pub async fn drive(&self, id: &str) {
+        self.drive_traced(id, None).await;
+    }
+
+    /// [`Self::drive`] with the bundle's trace context when the caller has it already
+    /// (`None`: read it from the bundle).
+    async fn drive_traced(&self, id: &str, traceparent: Option<Option<String>>) {
         {
             let mut driving = self.inner.driving.lock().expect("driving list");
             if let Some(again) = driving.get_mut(id) {
@@ -518,8 +565,10 @@ impl Engine {
         let _done = Driving(&self.inner, id);
         // Whoever wakes the driver (the submit, an event, the sweeper), its calls and events
         // belong to the bundle's trace.
-        let parent =
-            bundle::Entity::find_by_id(id).one(&self.inner.db).await.ok().flatten().and_then(|b| b.traceparent);
+        let parent = match traceparent {
+            Some(known) => known,
+            None => bundle::Entity::find_by_id(id).one(&self.inner.db).await.ok().flatten().and_then(|b| b.traceparent),
+        };
         loop {
             let span = tracing::info_span!(
                 "bundle.drive",
@@ -584,16 +633,17 @@ impl Engine {
             let answers = futures::future::join_all(due.iter().map(|s| self.create_case(&agg, s))).await;
             let outcomes: Vec<(String, std::result::Result<cpb::Case, Failure>)> =
                 due.iter().map(|s| s.step_id.clone()).zip(answers).collect();
-            self.apply(id, |agg, _| {
-                for (sid, outcome) in &outcomes {
-                    if let Some(st) = agg.steps.iter_mut().find(|x| &x.step_id == sid) {
-                        record_created(st, outcome);
+            let agg = self
+                .apply(id, |agg, _| {
+                    for (sid, outcome) in &outcomes {
+                        if let Some(st) = agg.steps.iter_mut().find(|x| &x.step_id == sid) {
+                            record_created(st, outcome);
+                        }
                     }
-                }
-            })
-            .await?;
-            // The next pass sees what this one changed.
-            return Ok(true);
+                })
+                .await?;
+            // The next pass sees what this one changed; a bundle whose steps all ended has none.
+            return Ok(agg.steps.iter().any(|s| !Step::parse(&s.state).is_final()));
         }
         for s in &agg.steps {
             match Step::parse(&s.state) {
@@ -742,7 +792,7 @@ impl Engine {
             return Err(Error::failed_precondition("COORDINATOR_BUNDLE_FINISHED", "the bundle is no longer running"));
         }
         let agg = self.apply(id, |agg, _| agg.bundle.state = BundleState::Withdrawn.as_str().into()).await?;
-        self.spawn_drive(id);
+        self.spawn_drive(id, agg.bundle.traceparent.clone());
         Ok(agg)
     }
 

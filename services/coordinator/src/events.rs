@@ -4,7 +4,7 @@
 use crate::engine::Engine;
 use onething_platform::events::{ConsumerSpec, Envelope, Handler, nats::stream_name};
 use onething_proto::common::CaseStateChanged;
-use sea_orm::DatabaseTransaction;
+use sea_orm::{DatabaseConnection, DatabaseTransaction};
 
 /// The departments whose cases bundles are made of.
 pub const DEPARTMENTS: [&str; 4] = ["household", "exit_entry", "vehicle", "liaison"];
@@ -31,5 +31,11 @@ impl Handler for CaseEvents {
         }
         // Kept as our error type: the consumer retries a lost concurrency race (ABORTED) at once.
         self.0.on_case_event(txn, &changed).await.map_err(anyhow::Error::new)
+    }
+
+    async fn already_applied(&self, db: &DatabaseConnection, event: &Envelope) -> anyhow::Result<bool> {
+        // Most case events repeat what the CreateCase answer already recorded.
+        let Ok(changed) = event.decode::<CaseStateChanged>() else { return Ok(false) };
+        self.0.knows_case_event(db, &changed).await.map_err(anyhow::Error::new)
     }
 }

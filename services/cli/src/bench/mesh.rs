@@ -77,13 +77,14 @@ impl Drop for Nats {
 /// Databases made for one run on a PostgreSQL server, dropped (forcibly) on drop.
 pub struct Databases {
     admin_url: String,
-    names: Vec<String>,
+    /// (label, database name) of each database made.
+    made: Vec<(String, String)>,
 }
 
 impl Databases {
     /// An empty set on the server whose maintenance database is `admin_url`.
     pub fn new(admin_url: &str) -> Self {
-        Self { admin_url: admin_url.to_string(), names: Vec::new() }
+        Self { admin_url: admin_url.to_string(), made: Vec::new() }
     }
 
     /// Creates a fresh database and returns its URL.
@@ -93,13 +94,13 @@ impl Databases {
     pub async fn create(&mut self, admin: &DatabaseConnection, label: &str) -> anyhow::Result<String> {
         let name = format!("onething_bench_{label}_{}", uuid::Uuid::now_v7().simple());
         admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.context("CREATE DATABASE")?;
-        self.names.push(name.clone());
+        self.made.push((label.to_string(), name.clone()));
         Ok(database_url(&self.admin_url, &name))
     }
 
-    /// Names of the databases made so far.
-    pub fn names(&self) -> &[String] {
-        &self.names
+    /// (label, database name) of the databases made so far.
+    pub fn made(&self) -> &[(String, String)] {
+        &self.made
     }
 }
 
@@ -112,10 +113,11 @@ pub fn database_url(admin_url: &str, name: &str) -> String {
 
 impl Drop for Databases {
     fn drop(&mut self) {
-        if self.names.is_empty() {
+        if self.made.is_empty() {
             return;
         }
-        let (url, names) = (self.admin_url.clone(), std::mem::take(&mut self.names));
+        let url = self.admin_url.clone();
+        let names: Vec<String> = std::mem::take(&mut self.made).into_iter().map(|(_, name)| name).collect();
         // Drop runs outside async: a small runtime on its own thread does the cleanup.
         let _ = std::thread::spawn(move || {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };

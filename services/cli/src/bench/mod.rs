@@ -93,16 +93,19 @@ pub struct Bound {
     pub postgres: Vec<bound::Throughput>,
     /// Events published to JetStream per completed bundle (all services' streams).
     pub events_per_bundle: f64,
-    /// Transactions committed per completed bundle in the services' databases, as
-    /// PostgreSQL counts them (`pg_stat_database.xact_commit`: a statement outside a
-    /// transaction is one, read-only ones included).
-    pub transactions_per_bundle: f64,
-    /// Transaction ids taken per completed bundle, cluster-wide: writing transactions and
-    /// their writing savepoints (a consumer batch takes one per event). For comparison.
-    pub transaction_ids_per_bundle: f64,
+    /// Writing transactions per completed bundle: transaction ids PostgreSQL handed out over
+    /// the load (only a transaction that writes takes one; the server-wide count, so keep
+    /// the server otherwise idle while benchmarking). What the commit bound is divided by.
+    pub write_transactions_per_bundle: f64,
+    /// Every commit per completed bundle in the services' databases
+    /// (`pg_stat_database.xact_commit`: each statement outside a transaction is one, so
+    /// read-only statements count too). For comparison: reads cost CPU, not commits.
+    pub commits_per_bundle: f64,
+    /// [`Bound::commits_per_bundle`] by service: where the database work goes.
+    pub commits_per_bundle_by_service: std::collections::BTreeMap<String, f64>,
     /// Bundles per second JetStream allows: best publishes/s over events per bundle.
     pub jetstream_bundles_per_second: f64,
-    /// Bundles per second PostgreSQL allows: best commits/s over transactions per bundle.
+    /// Bundles per second PostgreSQL allows: best commits/s over writing transactions per bundle.
     pub postgres_bundles_per_second: f64,
     /// The lower of the two.
     pub bundles_per_second: f64,
@@ -169,7 +172,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         bail!("a warm-up bundle failed: {why}; see the logs in {}", run_dir.display());
     }
     quiesce(&nats.url).await;
-    let counted_from = Counters::read(&admin, &nats.url, dbs.names()).await?;
+    let counted_from = Counters::read(&admin, &nats.url, dbs.made()).await?;
     let completed_from = driver.submitted();
 
     let mut phases = Vec::new();
@@ -196,13 +199,21 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     );
 
     quiesce(&nats.url).await;
-    let counted_to = Counters::read(&admin, &nats.url, dbs.names()).await?;
+    let counted_to = Counters::read(&admin, &nats.url, dbs.made()).await?;
     let bundles = (driver.submitted() - completed_from).max(1) as f64;
     let events = (counted_to.messages - counted_from.messages) as f64 / bundles;
     let writes = (counted_to.next_xid - counted_from.next_xid) as f64 / bundles;
-    let commits = (counted_to.commits - counted_from.commits) as f64 / bundles;
+    let by_service: std::collections::BTreeMap<String, f64> = counted_to
+        .commits
+        .iter()
+        .filter(|(label, _)| mesh::SERVICES.contains(&label.as_str()))
+        .map(|(label, n)| {
+            (label.clone(), load::round((n - counted_from.commits.get(label).unwrap_or(n)) as f64 / bundles))
+        })
+        .collect();
+    let commits: f64 = by_service.values().sum();
     let js_bundles = bound::best(&js_bound) / events.max(1e-9);
-    let pg_bundles = bound::best(&pg_bound) / commits.max(1e-9);
+    let pg_bundles = bound::best(&pg_bound) / writes.max(1e-9);
     let bound_bundles = js_bundles.min(pg_bundles);
     let report = Report {
         started: started.to_rfc3339(),
@@ -220,8 +231,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             jetstream: round_all(js_bound),
             postgres: round_all(pg_bound),
             events_per_bundle: load::round(events),
-            transactions_per_bundle: load::round(commits),
-            transaction_ids_per_bundle: load::round(writes),
+            write_transactions_per_bundle: load::round(writes),
+            commits_per_bundle: load::round(commits),
+            commits_per_bundle_by_service: by_service,
             jetstream_bundles_per_second: load::round(js_bundles),
             postgres_bundles_per_second: load::round(pg_bundles),
             bundles_per_second: load::round(bound_bundles),
@@ -282,11 +294,12 @@ async fn stream_messages(nats_url: &str) -> anyhow::Result<u64> {
 struct Counters {
     messages: u64,
     next_xid: i64,
-    commits: i64,
+    /// Commits by database label (the service).
+    commits: std::collections::BTreeMap<String, i64>,
 }
 
 impl Counters {
-    async fn read(admin: &DatabaseConnection, nats_url: &str, dbs: &[String]) -> anyhow::Result<Self> {
+    async fn read(admin: &DatabaseConnection, nats_url: &str, dbs: &[(String, String)]) -> anyhow::Result<Self> {
         let messages = stream_messages(nats_url).await?;
         // The next transaction id: only transactions that write are given one, and reading
         // it this way does not take one.
@@ -294,14 +307,17 @@ impl Counters {
             .await?
             .parse()
             .context("transaction id")?;
-        let names = dbs.iter().map(|d| format!("'{d}'")).collect::<Vec<_>>().join(",");
-        let commits: i64 = scalar(
-            admin,
-            &format!("SELECT COALESCE(SUM(xact_commit), 0)::text FROM pg_stat_database WHERE datname IN ({names})"),
-        )
-        .await?
-        .parse()
-        .context("commit count")?;
+        let mut commits = std::collections::BTreeMap::new();
+        for (label, name) in dbs {
+            let n: i64 = scalar(
+                admin,
+                &format!("SELECT COALESCE(SUM(xact_commit), 0)::text FROM pg_stat_database WHERE datname = '{name}'"),
+            )
+            .await?
+            .parse()
+            .context("commit count")?;
+            commits.insert(label.clone(), n);
+        }
         Ok(Self { messages, next_xid, commits })
     }
 }
@@ -347,15 +363,17 @@ pub fn markdown(r: &Report) -> String {
     }
     let _ = writeln!(
         s,
-        "\nOne bundle: {:.2} events, {:.2} committed transactions ({:.2} transaction ids).\n\
+        "\nOne bundle: {:.2} events, {:.2} writing transactions ({:.2} commits with read-only statements).\n\
          Bound: JetStream {:.1} bundles/s, PostgreSQL {:.1} bundles/s → **{:.1} bundles/s**.\n",
         b.events_per_bundle,
-        b.transactions_per_bundle,
-        b.transaction_ids_per_bundle,
+        b.write_transactions_per_bundle,
+        b.commits_per_bundle,
         b.jetstream_bundles_per_second,
         b.postgres_bundles_per_second,
         b.bundles_per_second
     );
+    let by: Vec<String> = b.commits_per_bundle_by_service.iter().map(|(k, v)| format!("{k} {v:.1}")).collect();
+    let _ = writeln!(s, "Commits per bundle by service: {}.\n", by.join(", "));
     let _ = writeln!(s, "## Throughput and latency (submit → completed event)\n");
     let _ = writeln!(
         s,
@@ -378,7 +396,7 @@ pub fn markdown(r: &Report) -> String {
         "\nPeak **{:.1} bundles/s** = **{:.2}** of the bound. At half the peak, p99 **{:.1} ms**.\n",
         r.peak_bundles_per_second, r.ratio, r.half_peak.p99_ms
     );
-    let _ = writeln!(s, "## CPU (% of one core) and memory (PSS MiB) per process\n");
+    let _ = writeln!(s, "## CPU (% of one core; 200% is both cores of two) and memory (PSS MiB) per process\n");
     let names: Vec<&str> = r.half_peak.processes.iter().map(|u| u.name.as_str()).collect();
     let _ = writeln!(s, "| load | {} |", names.join(" | "));
     let _ = writeln!(s, "|---|{}", "---:|".repeat(names.len()));

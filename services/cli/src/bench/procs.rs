@@ -31,6 +31,8 @@ pub struct Sample {
     at: Instant,
     ticks: Vec<u64>,
     rss_kib: Vec<u64>,
+    /// The whole machine: (busy ticks, all ticks) over every core, and memory in use (KiB).
+    machine: (u64, u64, u64),
 }
 
 /// One target between two samples.
@@ -73,6 +75,29 @@ fn read(pid: u32) -> Option<(u64, u64, String)> {
     Some((utime + stime, pss.unwrap_or(rss_pages * 4), comm))
 }
 
+/// Busy and all CPU ticks of every core since boot (`/proc/stat`), and memory in use.
+fn machine() -> (u64, u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("cpu "))
+        .map(|l| l.split_whitespace().filter_map(|v| v.parse().ok()).collect())
+        .unwrap_or_default();
+    // user nice system idle iowait irq softirq steal …: idle and iowait are not busy.
+    let all: u64 = ticks.iter().take(8).sum();
+    let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let field = |name: &str| -> u64 {
+        meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    };
+    (all.saturating_sub(idle), all, field("MemTotal:").saturating_sub(field("MemAvailable:")))
+}
+
 fn all_pids() -> Vec<u32> {
     std::fs::read_dir("/proc")
         .map(|d| d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect())
@@ -96,10 +121,11 @@ pub fn sample(targets: &[Target]) -> Sample {
         ticks.push(tk);
         rss_kib.push(rss);
     }
-    Sample { at: Instant::now(), ticks, rss_kib }
+    Sample { at: Instant::now(), ticks, rss_kib, machine: machine() }
 }
 
-/// What each target used between `before` and `after` (samples of the same targets).
+/// What each target used between `before` and `after` (samples of the same targets), and
+/// last the whole machine (every process, memory in use rather than PSS).
 pub fn usage(targets: &[Target], before: &Sample, after: &Sample) -> Vec<Usage> {
     let secs = after.at.duration_since(before.at).as_secs_f64().max(1e-3);
     let hz = ticks_per_second();
@@ -111,6 +137,17 @@ pub fn usage(targets: &[Target], before: &Sample, after: &Sample) -> Vec<Usage> 
             cpu_percent: round1(after.ticks[i].saturating_sub(before.ticks[i]) as f64 / hz / secs * 100.0),
             rss_mib: round1(after.rss_kib[i] as f64 / 1024.0),
         })
+        .chain(std::iter::once({
+            // The whole machine in the same unit: percent of one core, so 200 is both of two.
+            let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+            let busy = after.machine.0.saturating_sub(before.machine.0) as f64;
+            let all = after.machine.1.saturating_sub(before.machine.1).max(1) as f64;
+            Usage {
+                name: "whole machine".into(),
+                cpu_percent: round1(busy / all * 100.0 * cores),
+                rss_mib: round1(after.machine.2 as f64 / 1024.0),
+            }
+        }))
         .collect()
 }
 

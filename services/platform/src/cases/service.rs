@@ -306,9 +306,7 @@ impl<D: Department> CaseApi<D> {
     }
 
     async fn commit(&self, txn: DatabaseTransaction, events: Pending) -> Result<()> {
-        for e in events {
-            self.inner.outbox.enqueue(&txn, e).await?;
-        }
+        self.inner.outbox.enqueue_all(&txn, events).await?;
         txn.commit().await?;
         self.inner.outbox.wake();
         Ok(())
@@ -427,9 +425,7 @@ impl<D: Department> CaseApi<D> {
         if updated.rows_affected != 1 {
             return Err(Error::new(Kind::Aborted, "CASE_CONCURRENT_UPDATE", "the case changed concurrently; retry"));
         }
-        for e in events {
-            self.inner.outbox.enqueue(txn, e).await?;
-        }
+        self.inner.outbox.enqueue_all(txn, events).await?;
         self.inner.changed.notify_one();
         self.inner.dept.after_change(txn, case, from).await
     }

@@ -21,10 +21,10 @@ pub struct ConsumerSpec {
     pub stream: String,
     /// Subjects to receive, e.g. `onething.household.v1.case.>`.
     pub filter_subjects: Vec<String>,
-    /// At most this many events that are already waiting are handled in one transaction,
-    /// each in its own savepoint (an event that fails is undone alone and tried again on
-    /// its own). 1: a transaction per event, for handlers that lock rows another consumer
-    /// also locks, where batches could deadlock.
+    /// At most this many events that are already waiting are handled in one transaction
+    /// ([`handle_batch`]: when one fails, each is handled on its own). 1: a transaction per
+    /// event, for handlers that lock rows another consumer also locks, where batches could
+    /// deadlock.
     pub batch: usize,
 }
 
@@ -33,6 +33,17 @@ pub trait Handler: Send + Sync + 'static {
     /// Applies `event` using `txn`. An error rolls the transaction back and the event is
     /// redelivered later; a handler that does not recognise an event returns `Ok(())`.
     fn handle(&self, txn: &DatabaseTransaction, event: &Envelope) -> impl Future<Output = anyhow::Result<()>> + Send;
+
+    /// Whether this service's state already reflects `event`, so handling it would change
+    /// nothing now or at any later delivery: it is then acknowledged without a transaction
+    /// or an inbox entry (outcome `known`). Asked by [`handle_one`] only. The default: no.
+    fn already_applied(
+        &self,
+        _db: &DatabaseConnection,
+        _event: &Envelope,
+    ) -> impl Future<Output = anyhow::Result<bool>> + Send {
+        async { Ok(false) }
+    }
 }
 
 /// What [`handle_one`] did.
@@ -42,6 +53,9 @@ pub enum Outcome {
     Applied,
     /// The event was handled before; nothing was done.
     Duplicate,
+    /// The handler's state already reflected the event ([`Handler::already_applied`]);
+    /// nothing was written.
+    Known,
 }
 
 /// Handles one event exactly once for `consumer`: inbox insert and effect in one transaction.
@@ -56,6 +70,9 @@ pub async fn handle_one<H: Handler>(
 ) -> anyhow::Result<Outcome> {
     // A handler that lost an optimistic-concurrency race (ABORTED) tries again at once in a
     // fresh transaction; waiting for a redelivery would add seconds for nothing.
+    if handler.already_applied(db, event).await.unwrap_or(false) {
+        return Ok(Outcome::Known);
+    }
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -80,8 +97,8 @@ async fn handle_once<H: Handler>(
     let txn = crate::db::begin_write(db).await?;
     let outcome = handle_in(&txn, consumer, handler, event).await?;
     match outcome {
-        Outcome::Duplicate => txn.rollback().await?,
         Outcome::Applied => txn.commit().await?,
+        Outcome::Duplicate | Outcome::Known => txn.rollback().await?,
     }
     Ok(outcome)
 }
@@ -108,10 +125,10 @@ async fn handle_in<H: Handler>(
     Ok(Outcome::Applied)
 }
 
-/// Handles several events in one transaction, each in its own savepoint, each in its own
-/// span: one commit for all. An event whose handler fails is undone alone and tried again
-/// on its own with [`handle_one`] after the commit; when the batch itself cannot commit,
-/// every event is tried on its own (the inbox makes that safe).
+/// Handles several events in one transaction, each in its own span: one commit for all.
+/// When any of them fails, or the commit does, the whole batch is undone and every event is
+/// handled on its own with [`handle_one`] (the inbox makes that safe), so a failing event
+/// is retried and redelivered alone.
 pub async fn handle_batch<H: Handler>(
     db: &DatabaseConnection,
     consumer: &str,
@@ -122,28 +139,17 @@ pub async fn handle_batch<H: Handler>(
         let txn = crate::db::begin_write(db).await?;
         let mut out = Vec::with_capacity(events.len());
         for (event, span) in events {
-            let point = sea_orm::TransactionTrait::begin(&txn).await?;
-            match handle_in(&point, consumer, handler, event).instrument(span.clone()).await {
-                Ok(outcome) => {
-                    point.commit().await?;
-                    out.push(Some(outcome));
-                }
-                Err(_) => {
-                    point.rollback().await?;
-                    out.push(None);
-                }
-            }
+            out.push(handle_in(&txn, consumer, handler, event).instrument(span.clone()).await?);
         }
         txn.commit().await?;
         anyhow::Ok(out)
     };
-    let done = together.await.unwrap_or_else(|_| vec![None; events.len()]);
+    if let Ok(out) = together.await {
+        return out.into_iter().map(Ok).collect();
+    }
     let mut results = Vec::with_capacity(events.len());
-    for ((event, span), outcome) in events.iter().zip(done) {
-        results.push(match outcome {
-            Some(o) => Ok(o),
-            None => handle_one(db, consumer, handler, event).instrument(span.clone()).await,
-        });
+    for (event, span) in events {
+        results.push(handle_one(db, consumer, handler, event).instrument(span.clone()).await);
     }
     results
 }
@@ -257,6 +263,7 @@ async fn consume<H: Handler>(
             let outcome = match &result {
                 Ok(Outcome::Applied) => "applied",
                 Ok(Outcome::Duplicate) => "duplicate",
+                Ok(Outcome::Known) => "known",
                 Err(_) => "failed",
             };
             crate::metrics::metrics()

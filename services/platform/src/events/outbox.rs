@@ -35,25 +35,50 @@ impl Outbox {
     /// # Errors
     /// The database refused the insert; the caller's transaction should roll back.
     pub async fn enqueue<C: ConnectionTrait>(&self, txn: &C, event: OutgoingEvent) -> Result<String, sea_orm::DbErr> {
-        let id = uuid::Uuid::now_v7().to_string();
+        let mut ids = self.enqueue_all(txn, vec![event]).await?;
+        Ok(ids.pop().unwrap_or_default())
+    }
+
+    /// Writes `events`, in this order, with one statement (a state change that emits
+    /// several events costs one round trip, not one per event). Returns their ids.
+    ///
+    /// # Errors
+    /// As [`Outbox::enqueue`].
+    pub async fn enqueue_all<C: ConnectionTrait>(
+        &self,
+        txn: &C,
+        events: Vec<OutgoingEvent>,
+    ) -> Result<Vec<String>, sea_orm::DbErr> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
         let now = Utc::now();
-        row::Entity::insert(row::ActiveModel {
-            event_id: Set(id.clone()),
-            subject: Set(event.subject),
-            ce_type: Set(event.ce_type),
-            ce_source: Set(self.source.clone()),
-            ce_subject: Set(event.ce_subject),
-            ce_time: Set(now),
-            traceparent: Set(telemetry::current_traceparent()),
-            payload: Set(event.payload),
-            created_at: Set(now),
-            sent_at: Set(None),
-            attempts: Set(0),
-            ..Default::default()
-        })
-        .exec_without_returning(txn)
-        .await?;
-        Ok(id)
+        let traceparent = telemetry::current_traceparent();
+        let mut ids = Vec::with_capacity(events.len());
+        let rows: Vec<row::ActiveModel> = events
+            .into_iter()
+            .map(|event| {
+                let id = uuid::Uuid::now_v7().to_string();
+                ids.push(id.clone());
+                row::ActiveModel {
+                    event_id: Set(id),
+                    subject: Set(event.subject),
+                    ce_type: Set(event.ce_type),
+                    ce_source: Set(self.source.clone()),
+                    ce_subject: Set(event.ce_subject),
+                    ce_time: Set(now),
+                    traceparent: Set(traceparent.clone()),
+                    payload: Set(event.payload),
+                    created_at: Set(now),
+                    sent_at: Set(None),
+                    attempts: Set(0),
+                    ..Default::default()
+                }
+            })
+            .collect();
+        // Sequence numbers follow the order of the rows in one multi-row insert.
+        row::Entity::insert_many(rows).exec_without_returning(txn).await?;
+        Ok(ids)
     }
 
     /// Tells the relay that rows were committed; call after the transaction commits.
