@@ -44,6 +44,13 @@ impl Mesh {
         Some(Self { nats, household, _db: db })
     }
 
+    /// Stops household and starts it again on the same database, as after a crash and a
+    /// restart (what it kept only in memory is gone).
+    pub async fn restart_household(&mut self) {
+        std::mem::replace(&mut self.household, Running::stopped()).stop().await;
+        self.household = start_household(&self._db.url, &self.nats.url()).await;
+    }
+
     /// Household's case service as the coordinator (applies and acts for applicants).
     pub async fn cases(&self) -> CaseServiceClient<Authed> {
         self.cases_as(Some(&service("coordinator"))).await

@@ -15,6 +15,12 @@ async fn outbox_survives_a_nats_outage(backend: Backend) {
     let js = mesh.nats.jetstream().await;
     // Each 即办 certificate is three transitions: submitted, accepted, approved.
     assert_eq!(read_stream(&js, 15).await.len(), 15);
+    // The relay marks what it published a moment later, many rows at once.
+    eventually(Duration::from_secs(30), "the published rows marked sent", || async {
+        (count_unsent(&mesh.household.db).await == 0).then_some(())
+    })
+    .await
+    .unwrap();
 
     mesh.nats.stop();
     // Intake goes on without the broker.
@@ -50,18 +56,26 @@ async fn count_unsent(db: &sea_orm::DatabaseConnection) -> i64 {
 /// is dropped by JetStream's dedup on `Nats-Msg-Id`.
 async fn a_repeated_relay_publish_is_deduplicated(backend: Backend) {
     use sea_orm::{ConnectionTrait, Statement};
-    let Some(mesh) = Mesh::start(backend).await else {
+    let Some(mut mesh) = Mesh::start(backend).await else {
         return;
     };
     let mut cases = mesh.cases().await;
     cases.create_case(certificate_request("once")).await.unwrap();
     let js = mesh.nats.jetstream().await;
     assert_eq!(read_stream(&js, 3).await.len(), 3);
-    // Mark every row unsent, as if the relay had crashed before recording the acks.
-    let db = &mesh.household.db;
+    eventually(Duration::from_secs(30), "the rows marked sent", || async {
+        (count_unsent(&mesh.household.db).await == 0).then_some(())
+    })
+    .await
+    .unwrap();
+    // Mark every row unsent, as if the relay had crashed before recording the acks, and
+    // restart: the relay finds them again.
+    let db = mesh.household.db.clone();
     db.execute_raw(Statement::from_string(db.get_database_backend(), "UPDATE outbox SET sent_at = NULL"))
         .await
         .unwrap();
+    mesh.restart_household().await;
+    let db = &mesh.household.db;
     let relay_done = eventually(Duration::from_secs(30), "the relay to re-send", || async {
         (count_unsent(db).await == 0).then_some(())
     });
@@ -93,3 +107,41 @@ async fn events_of_one_change_leave_in_order(backend: Backend) {
     mesh.household.stop().await;
 }
 both_backends!(events_of_one_change_leave_in_order);
+
+/// Transactions commit out of sequence order: an event whose row has a lower sequence
+/// number but commits after later rows were published still leaves. (PostgreSQL: SQLite's
+/// writers wait for each other, so there the order cannot invert.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_committed_late_with_a_lower_sequence_is_not_lost() {
+    use onething_platform::events::{Outbox, OutgoingEvent};
+    use sea_orm::TransactionTrait;
+    let Some(mesh) = Mesh::start(Backend::Postgres).await else {
+        return;
+    };
+    let db = mesh.household.db.clone();
+    // A transaction takes its sequence number now and commits later.
+    let slow = db.begin().await.unwrap();
+    let late = OutgoingEvent::new(
+        "onething.household.v1.case.approved",
+        "cases/late",
+        &onething_proto::common::CaseStateChanged { case_id: "late".into(), ..Default::default() },
+    );
+    let late_id = Outbox::new("household").enqueue(&slow, late).await.unwrap();
+    // Meanwhile a case is created, published and marked sent.
+    mesh.cases().await.create_case(certificate_request("overtaking")).await.unwrap();
+    let js = mesh.nats.jetstream().await;
+    assert_eq!(read_stream(&js, 3).await.len(), 3);
+    eventually(Duration::from_secs(30), "the later rows marked sent", || async {
+        (count(&db, "outbox WHERE sent_at IS NOT NULL").await == 3).then_some(())
+    })
+    .await
+    .unwrap();
+    slow.commit().await.unwrap();
+    let ids: Vec<String> = read_stream(&js, 4)
+        .await
+        .iter()
+        .map(|m| m.headers.as_ref().unwrap().get("ce-id").unwrap().as_str().to_string())
+        .collect();
+    assert!(ids.contains(&late_id), "{ids:?}");
+    mesh.household.stop().await;
+}

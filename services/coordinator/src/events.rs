@@ -2,7 +2,10 @@
 //! department stream, moving the steps of our bundles.
 
 use crate::engine::Engine;
-use onething_platform::events::{ConsumerSpec, Envelope, Handler, nats::stream_name};
+use onething_platform::{
+    events::{ConsumerSpec, Envelope, Handler, nats::stream_name},
+    lifecycle::State,
+};
 use onething_proto::common::CaseStateChanged;
 use sea_orm::{DatabaseConnection, DatabaseTransaction};
 
@@ -14,7 +17,14 @@ pub fn case_events_spec(department: &str) -> ConsumerSpec {
     ConsumerSpec {
         name: format!("coordinator-{department}-cases"),
         stream: stream_name(department),
-        filter_subjects: vec![format!("onething.{department}.v1.case.>")],
+        // Every state but `submitted`: a case of ours is submitted only by our own
+        // CreateCase, whose answer is recorded (and a lost answer is fetched again by
+        // repeating the call with its idempotency key), so that event never tells news.
+        filter_subjects: State::ALL
+            .iter()
+            .filter(|s| **s != State::Submitted)
+            .map(|s| format!("onething.{department}.v1.case.{}", s.as_str()))
+            .collect(),
         // Handlers lock the bundle row, which the other departments' consumers lock too.
         batch: 1,
     }

@@ -45,7 +45,12 @@ async fn migrate_locked<M: MigratorTrait>(url: &str) -> anyhow::Result<()> {
 /// As [`connect_and_migrate`].
 pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
     let mut opts = ConnectOptions::new(url.to_string());
-    opts.sqlx_logging(false).acquire_timeout(Duration::from_secs(10));
+    // A pooled connection used within the last seconds is handed out as it is: pinging it
+    // on every checkout (the default) costs a round trip per statement. One idle longer,
+    // which a server restart, a proxy or a firewall may have dropped, is pinged first.
+    opts.sqlx_logging(false)
+        .acquire_timeout(Duration::from_secs(10))
+        .test_before_acquire_if_idle_for(Duration::from_secs(10));
     if url.starts_with("sqlite:") {
         if let Some(path) = sqlite_path(url)
             && let Some(dir) = std::path::Path::new(&path).parent()

@@ -1,7 +1,8 @@
 //! Transactional outbox: [`Outbox::enqueue`] writes an event in the caller's transaction, so
 //! the event exists exactly when the state change does. The [`Relay`] publishes unsent rows
 //! to JetStream in order with `Nats-Msg-Id` = event id (a publish repeated after a crash is
-//! dropped by the broker) and marks them sent once acknowledged. NATS down: rows wait.
+//! dropped by the broker) and marks them sent once acknowledged (many at once, a moment
+//! later; until then it remembers which went). NATS down: rows wait.
 
 use super::cloudevents::{Envelope, OutgoingEvent};
 use crate::{config::OutboxSettings, store::outbox as row, telemetry};
@@ -95,7 +96,16 @@ pub struct Relay {
     settings: OutboxSettings,
     department: String,
     replicas: usize,
+    /// Published rows not yet marked sent: marked together a moment later, one statement
+    /// for many publishes, and left out of the next rounds meanwhile. (Not a "published up
+    /// to" mark: transactions commit out of sequence order, so a lower row can appear after
+    /// a higher one went.) A crash before marking republishes them, which JetStream drops as
+    /// duplicates (the event id is the message id) and consumers would ignore anyway.
+    unmarked: std::sync::Mutex<Vec<i64>>,
 }
+
+/// How long published rows may wait to be marked sent.
+const MARK_EVERY: Duration = Duration::from_millis(200);
 
 impl Relay {
     /// A relay for `outbox`'s rows in `db`, ensuring `department`'s stream before publishing.
@@ -107,7 +117,15 @@ impl Relay {
         replicas: usize,
         settings: OutboxSettings,
     ) -> Self {
-        Self { db, js, wake: outbox.wake.clone(), settings, department: department.to_string(), replicas }
+        Self {
+            db,
+            js,
+            wake: outbox.wake.clone(),
+            settings,
+            department: department.to_string(),
+            replicas,
+            unmarked: std::sync::Mutex::new(Vec::new()),
+        }
     }
 
     /// Publishes one batch of unsent rows in order and marks the acknowledged ones sent.
@@ -116,12 +134,12 @@ impl Relay {
     /// # Errors
     /// The database failed, or NATS did not acknowledge a publish (the rows stay unsent).
     pub async fn publish_pending(&self) -> anyhow::Result<usize> {
-        let rows = row::Entity::find()
-            .filter(row::Column::SentAt.is_null())
-            .order_by_asc(row::Column::Seq)
-            .limit(self.settings.batch_size)
-            .all(&self.db)
-            .await?;
+        let unmarked = self.unmarked.lock().map_err(|_| anyhow::anyhow!("unmarked rows poisoned"))?.clone();
+        let mut query = row::Entity::find().filter(row::Column::SentAt.is_null());
+        if !unmarked.is_empty() {
+            query = query.filter(row::Column::Seq.is_not_in(unmarked));
+        }
+        let rows = query.order_by_asc(row::Column::Seq).limit(self.settings.batch_size).all(&self.db).await?;
         if rows.is_empty() {
             return Ok(0);
         }
@@ -182,13 +200,7 @@ impl Relay {
             };
             family.get_or_create(&crate::metrics::SubjectLabels { subject: r.subject.clone() }).inc();
         }
-        if !sent.is_empty() {
-            row::Entity::update_many()
-                .col_expr(row::Column::SentAt, Expr::value(Utc::now()))
-                .filter(row::Column::Seq.is_in(sent.clone()))
-                .exec(&self.db)
-                .await?;
-        }
+        self.unmarked.lock().map_err(|_| anyhow::anyhow!("unmarked rows poisoned"))?.extend(&sent);
         if let Some(e) = failure {
             let unsent: Vec<i64> = rows.iter().map(|r| r.seq).filter(|s| !sent.contains(s)).collect();
             row::Entity::update_many()
@@ -199,6 +211,29 @@ impl Relay {
             return Err(e);
         }
         Ok(sent.len())
+    }
+
+    /// Marks the published rows sent, in one statement.
+    ///
+    /// # Errors
+    /// The database failed; the rows stay noted and are marked next time.
+    pub async fn mark_sent(&self) -> anyhow::Result<usize> {
+        let seqs = std::mem::take(&mut *self.unmarked.lock().map_err(|_| anyhow::anyhow!("unmarked rows poisoned"))?);
+        if seqs.is_empty() {
+            return Ok(0);
+        }
+        let marked = row::Entity::update_many()
+            .col_expr(row::Column::SentAt, Expr::value(Utc::now()))
+            .filter(row::Column::Seq.is_in(seqs.clone()))
+            .exec(&self.db)
+            .await;
+        if let Err(e) = marked {
+            if let Ok(mut u) = self.unmarked.lock() {
+                u.extend(seqs);
+            }
+            return Err(e.into());
+        }
+        Ok(seqs.len())
     }
 
     /// Number of rows not yet acknowledged by JetStream.
@@ -238,6 +273,7 @@ impl Relay {
         let mut last_prune = tokio::time::Instant::now();
         let mut last_gauges: Option<tokio::time::Instant> = None;
         let mut gauges_stale = true;
+        let mut last_mark = tokio::time::Instant::now();
         loop {
             if !stream_ready {
                 match super::nats::ensure_stream(&self.js, &self.department, self.replicas).await {
@@ -265,6 +301,19 @@ impl Relay {
                     }
                 }
             }
+            // Published rows are marked sent together, at most MARK_EVERY after publishing.
+            if self.unmarked.lock().is_ok_and(|u| !u.is_empty()) {
+                let waited = last_mark.elapsed();
+                if waited >= MARK_EVERY {
+                    if let Err(e) = self.mark_sent().await {
+                        tracing::warn!(error = %format!("{e:#}"), "marking outbox rows sent failed; retrying");
+                    }
+                    last_mark = tokio::time::Instant::now();
+                }
+                delay = delay.min(MARK_EVERY.saturating_sub(waited).max(Duration::from_millis(10)));
+            } else {
+                last_mark = tokio::time::Instant::now();
+            }
             // At most every second after publishing, every 5 seconds while stuck or idle.
             let due = if gauges_stale { Duration::from_secs(1) } else { Duration::from_secs(5) };
             if last_gauges.is_none_or(|t| t.elapsed() >= due) {
@@ -291,6 +340,9 @@ impl Relay {
                 tracing::warn!(error = %format!("{e:#}"), "outbox not drained; rows stay for the next start")
             }
             _ => {}
+        }
+        if let Err(e) = self.mark_sent().await {
+            tracing::warn!(error = %format!("{e:#}"), "published rows not marked sent; they go again (as duplicates) next start");
         }
     }
 
