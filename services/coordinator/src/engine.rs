@@ -70,6 +70,20 @@ struct Inner {
     /// (bundle, step) → (case id, version) this process has committed: most case events
     /// repeat what the CreateCase answer told, and are then known without a query.
     recorded: Mutex<HashMap<(String, String), (String, i64)>>,
+    /// (bundle, step) whose CreateCase this process is calling and recording right now.
+    creating: Mutex<std::collections::HashSet<(String, String)>>,
+}
+
+/// Takes steps off [`Inner::creating`] however their creation ends.
+struct Creating<'a>(&'a Inner, Vec<(String, String)>);
+
+impl Drop for Creating<'_> {
+    fn drop(&mut self) {
+        let mut creating = self.0.creating.lock().expect("creating list");
+        for key in &self.1 {
+            creating.remove(key);
+        }
+    }
 }
 
 /// Entries of [`Inner::recorded`] kept at most (it is emptied when full: a miss only costs
@@ -121,6 +135,7 @@ impl Engine {
                 wake: tokio::sync::Notify::new(),
                 driving: Mutex::new(HashMap::new()),
                 recorded: Mutex::new(HashMap::new()),
+                creating: Mutex::new(std::collections::HashSet::new()),
             }),
         }
     }
@@ -504,8 +519,9 @@ impl Engine {
     }
 
     /// Whether a department's case event is already reflected in its step (the same case
-    /// at this version or a later one), or concerns no step of ours: handling it would
-    /// change nothing, now or later, since versions only go up.
+    /// at this version or a later one), is being recorded from its CreateCase answer right
+    /// now, or concerns no step of ours: handling it would change nothing, now or later,
+    /// since versions only go up.
     ///
     /// # Errors
     /// A database failure.
@@ -514,6 +530,12 @@ impl Engine {
             return Ok(true);
         };
         let key = (e.bundle_id.clone(), step_id.to_string());
+        // Its CreateCase is being called or recorded here: the answer tells at least what
+        // the event does (and should recording fail, the step stays pending and the call is
+        // repeated with its idempotency key, which answers with the case as it is then).
+        if self.inner.creating.lock().expect("creating list").contains(&key) {
+            return Ok(true);
+        }
         let seen = |case_id: &str, version: i64| case_id == e.case_id && version >= e.version;
         if let Some((case_id, version)) = self.inner.recorded.lock().expect("recorded cases").get(&key)
             && seen(case_id, *version)
@@ -630,6 +652,9 @@ impl Engine {
             due.truncate(1);
         }
         if !due.is_empty() {
+            let keys: Vec<(String, String)> = due.iter().map(|s| (id.to_string(), s.step_id.clone())).collect();
+            self.inner.creating.lock().expect("creating list").extend(keys.iter().cloned());
+            let _creating = Creating(&self.inner, keys);
             let answers = futures::future::join_all(due.iter().map(|s| self.create_case(&agg, s))).await;
             let outcomes: Vec<(String, std::result::Result<cpb::Case, Failure>)> =
                 due.iter().map(|s| s.step_id.clone()).zip(answers).collect();
