@@ -165,7 +165,7 @@ impl Metrics {
         let events_consumed = Family::<ConsumeLabels, Counter>::default();
         registry.register(
             "events_consumed",
-            "Events handled by a consumer: applied, duplicate (already applied) or failed (redelivered)",
+            "Events handled by a consumer: applied, duplicate (already applied), known (state already had it) or failed (redelivered)",
             events_consumed.clone(),
         );
         let outbox_backlog = Family::<ServiceLabels, Gauge>::default();
