@@ -58,21 +58,24 @@ pub enum Outcome {
     Known,
 }
 
-/// Handles one event exactly once for `consumer`: inbox insert and effect in one transaction.
+/// Handles one event exactly once for `consumer`: inbox insert and effect in one transaction
+/// (nothing at all when [`Handler::already_applied`] says the state has it), retried at
+/// once up to three times when the handler lost a concurrency race.
 ///
 /// # Errors
-/// The handler or the database failed; nothing was committed.
+/// The handler or the database failed (also after the retries); nothing was committed.
 pub async fn handle_one<H: Handler>(
     db: &DatabaseConnection,
     consumer: &str,
     handler: &H,
     event: &Envelope,
 ) -> anyhow::Result<Outcome> {
-    // A handler that lost an optimistic-concurrency race (ABORTED) tries again at once in a
-    // fresh transaction; waiting for a redelivery would add seconds for nothing.
+    // A failing check is no answer: the event is then handled the ordinary way.
     if handler.already_applied(db, event).await.unwrap_or(false) {
         return Ok(Outcome::Known);
     }
+    // A handler that lost an optimistic-concurrency race (ABORTED) tries again at once in a
+    // fresh transaction; waiting for a redelivery would add seconds for nothing.
     let mut attempt = 0;
     loop {
         attempt += 1;
