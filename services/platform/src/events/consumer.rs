@@ -21,12 +21,16 @@ pub struct ConsumerSpec {
     pub stream: String,
     /// Subjects to receive, e.g. `onething.household.v1.case.>`.
     pub filter_subjects: Vec<String>,
-    /// At most this many events that are already waiting are handled in one transaction
-    /// ([`handle_batch`]: when one fails, each is handled on its own). 1: a transaction per
-    /// event, for handlers that lock rows another consumer also locks, where batches could
-    /// deadlock.
+    /// Up to this many events are handled in one transaction ([`handle_batch`]: when one
+    /// fails, each is handled on its own), gathered for at most [`BATCH_LINGER`] after the
+    /// first: for consumers off the applicant's critical path. 1: an event at once, in a
+    /// transaction of its own; also for handlers that lock rows another consumer also
+    /// locks, where batches could deadlock.
     pub batch: usize,
 }
+
+/// How long a batched consumer waits for more events after the first one of a batch.
+pub const BATCH_LINGER: Duration = Duration::from_millis(50);
 
 /// The effect of an event, applied inside the inbox transaction.
 pub trait Handler: Send + Sync + 'static {
@@ -205,9 +209,7 @@ async fn consume<H: Handler>(
             },
         )
         .await?;
-    // What is already waiting comes as one batch (up to `spec.batch`); one event at a
-    // time when the consumer keeps up.
-    let mut messages = consumer.messages().await?.ready_chunks(spec.batch.max(1));
+    let mut messages = consumer.messages().await?;
     let lag = crate::metrics::metrics()
         .consumer_lag
         .get_or_create_owned(&crate::metrics::ConsumerLabels { consumer: spec.name.clone() });
@@ -223,10 +225,24 @@ async fn consume<H: Handler>(
                 continue;
             }
             next = messages.next() => match next {
-                Some(batch) => batch,
+                Some(first) => vec![first],
                 None => anyhow::bail!("message stream ended"),
             },
         };
+        // A batched consumer gathers what arrives within BATCH_LINGER after the first event
+        // (up to `spec.batch`): one transaction for several events even under light load.
+        let mut delivered = delivered;
+        if spec.batch > 1 {
+            let until = tokio::time::Instant::now() + BATCH_LINGER;
+            while delivered.len() < spec.batch {
+                match tokio::time::timeout_at(until, messages.next()).await {
+                    Ok(Some(m)) => delivered.push(m),
+                    // The stream ended or time is up: handle what came; an ended stream
+                    // shows again at the next read.
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        }
         let mut batch = Vec::with_capacity(delivered.len());
         let mut broken = None;
         for m in delivered {
