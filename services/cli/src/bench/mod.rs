@@ -171,8 +171,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if let Some(load::Outcome::Failed(why)) = outcomes.iter().find(|o| matches!(o, load::Outcome::Failed(_))) {
         bail!("a warm-up bundle failed: {why}; see the logs in {}", run_dir.display());
     }
-    quiesce(&nats.url).await;
-    let counted_from = Counters::read(&admin, &nats.url, dbs.made()).await?;
+    let js = async_nats::jetstream::new(async_nats::connect(&nats.url).await.context("connecting to NATS")?);
+    quiesce(&js).await;
+    let counted_from = Counters::read(&admin, &js, dbs.made()).await?;
     let completed_from = driver.submitted();
 
     let mut phases = Vec::new();
@@ -198,8 +199,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         half_peak.bundles_per_second, half_peak.p50_ms, half_peak.p99_ms, half_peak.failed
     );
 
-    quiesce(&nats.url).await;
-    let counted_to = Counters::read(&admin, &nats.url, dbs.made()).await?;
+    quiesce(&js).await;
+    let counted_to = Counters::read(&admin, &js, dbs.made()).await?;
     let bundles = (driver.submitted() - completed_from).max(1) as f64;
     let events = (counted_to.messages - counted_from.messages) as f64 / bundles;
     let writes = (counted_to.next_xid - counted_from.next_xid) as f64 / bundles;
@@ -270,10 +271,10 @@ async fn scalar(db: &DatabaseConnection, sql: &str) -> anyhow::Result<String> {
 }
 
 /// Waits until the streams stop growing (the outboxes have drained), at most 10 seconds.
-async fn quiesce(nats_url: &str) {
+async fn quiesce(js: &async_nats::jetstream::Context) {
     let mut last = u64::MAX;
     for _ in 0..40 {
-        let now = stream_messages(nats_url).await.unwrap_or(0);
+        let now = stream_messages(js).await.unwrap_or(0);
         if now == last {
             return;
         }
@@ -283,9 +284,8 @@ async fn quiesce(nats_url: &str) {
 }
 
 /// Messages in the services' streams (`ONETHING_*`).
-async fn stream_messages(nats_url: &str) -> anyhow::Result<u64> {
+async fn stream_messages(js: &async_nats::jetstream::Context) -> anyhow::Result<u64> {
     use futures::TryStreamExt;
-    let js = async_nats::jetstream::new(async_nats::connect(nats_url).await?);
     let streams: Vec<_> = js.streams().try_collect().await?;
     Ok(streams.iter().filter(|s| s.config.name.starts_with("ONETHING_")).map(|s| s.state.messages).sum())
 }
@@ -299,8 +299,12 @@ struct Counters {
 }
 
 impl Counters {
-    async fn read(admin: &DatabaseConnection, nats_url: &str, dbs: &[(String, String)]) -> anyhow::Result<Self> {
-        let messages = stream_messages(nats_url).await?;
+    async fn read(
+        admin: &DatabaseConnection,
+        js: &async_nats::jetstream::Context,
+        dbs: &[(String, String)],
+    ) -> anyhow::Result<Self> {
+        let messages = stream_messages(js).await?;
         // The next transaction id: only transactions that write are given one, and reading
         // it this way does not take one.
         let next_xid: i64 = scalar(admin, "SELECT pg_snapshot_xmax(pg_current_snapshot())::text")

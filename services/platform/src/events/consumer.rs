@@ -243,7 +243,8 @@ async fn consume<H: Handler>(
                 }
             }
         }
-        let mut batch = Vec::with_capacity(delivered.len());
+        // The messages, and beside them (same order) their events with their spans.
+        let (mut msgs, mut events) = (Vec::with_capacity(delivered.len()), Vec::with_capacity(delivered.len()));
         let mut broken = None;
         for m in delivered {
             let msg = match m {
@@ -260,7 +261,8 @@ async fn consume<H: Handler>(
             match Envelope::from_nats(msg.headers.as_ref(), msg.payload.clone()) {
                 Ok(event) => {
                     let span = consume_span(&msg, &event, &spec.name);
-                    batch.push((msg, event, span));
+                    events.push((event, span));
+                    msgs.push(msg);
                 }
                 Err(e) => {
                     tracing::error!(consumer = %spec.name, subject = %msg.subject, error = %e, "poison message terminated");
@@ -268,17 +270,13 @@ async fn consume<H: Handler>(
                 }
             }
         }
-        let results = match batch.as_slice() {
+        let results = match events.as_slice() {
             [] => Vec::new(),
-            [(_, event, span)] => vec![handle_one(db, &spec.name, handler, event).instrument(span.clone()).await],
-            more => {
-                let events: Vec<(Envelope, tracing::Span)> =
-                    more.iter().map(|(_, e, s)| (e.clone(), s.clone())).collect();
-                handle_batch(db, &spec.name, handler, &events).await
-            }
+            [(event, span)] => vec![handle_one(db, &spec.name, handler, event).instrument(span.clone()).await],
+            more => handle_batch(db, &spec.name, handler, more).await,
         };
         let mut applied = false;
-        for ((msg, event, _), result) in batch.iter().zip(results) {
+        for ((msg, (event, _)), result) in msgs.iter().zip(&events).zip(results) {
             let outcome = match &result {
                 Ok(Outcome::Applied) => "applied",
                 Ok(Outcome::Duplicate) => "duplicate",
