@@ -194,8 +194,7 @@ impl TestDb {
                 let name = format!("onething_t_{}", uuid::Uuid::now_v7().simple());
                 use sea_orm::ConnectionTrait;
                 admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("CREATE DATABASE");
-                let base = pg_admin_url();
-                let url = format!("{}/{name}", base.rsplit_once('/').map_or(base.as_str(), |(b, _)| b));
+                let url = onething_platform::db::database_url(&pg_admin_url(), &name);
                 Some(Self { url, pg_name: Some(name), _dir: None })
             }
         }
@@ -204,22 +203,9 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let Some(name) = self.pg_name.take() else {
-            return;
-        };
-        // Drop runs outside async; a short-lived runtime on its own thread does the cleanup.
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
-                return;
-            };
-            rt.block_on(async {
-                if let Ok(admin) = onething_platform::db::connect(&pg_admin_url()).await {
-                    use sea_orm::ConnectionTrait;
-                    let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
-                }
-            });
-        })
-        .join();
+        if let Some(name) = self.pg_name.take() {
+            onething_platform::db::drop_databases_blocking(&pg_admin_url(), vec![name]);
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use anyhow::{Context as _, bail};
 use clap::Args;
 use onething_platform::{config, shutdown, telemetry};
 use std::{
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::Duration,
 };
@@ -85,47 +85,70 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A nats-server this process started; killed on drop.
-struct LocalNats(Option<Child>);
+/// A nats-server with JetStream this process started; killed on drop.
+pub(crate) struct NatsProcess(Child);
+
+impl NatsProcess {
+    /// Starts `bin` on loopback `port` with its JetStream store in `store`, and waits (up to
+    /// 10 seconds) until JetStream answers.
+    ///
+    /// # Errors
+    /// The binary is missing (run `make tools`), cannot start, or does not answer.
+    pub(crate) async fn spawn(bin: &Path, port: u16, store: &Path) -> anyhow::Result<Self> {
+        if !bin.exists() {
+            bail!("{} is missing: run `make tools` (or set NATS_SERVER_BIN)", bin.display());
+        }
+        let child = Command::new(bin)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(store)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let me = Self(child);
+        let url = format!("nats://127.0.0.1:{port}");
+        for _ in 0..200 {
+            if let Ok(c) = async_nats::connect(&url).await
+                && async_nats::jetstream::new(c).query_account().await.is_ok()
+            {
+                return Ok(me);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("nats-server did not answer at {url}")
+    }
+
+    /// Its process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for NatsProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The nats-server `onething dev` started, if it had to (stopped when this is dropped).
+struct LocalNats {
+    _started: Option<NatsProcess>,
+}
 
 impl LocalNats {
     async fn ensure(args: &DevArgs) -> anyhow::Result<Self> {
         if async_reachable(&args.nats_url).await {
-            return Ok(Self(None));
+            return Ok(Self { _started: None });
         }
         let (host, port) = host_port(&args.nats_url)?;
         if !matches!(host.as_str(), "127.0.0.1" | "localhost") {
             bail!("nothing answers at {} and it is not local; start NATS or fix the URL", args.nats_url);
         }
-        if !args.nats_server.exists() {
-            bail!("{} is missing: run `make tools` (or set NATS_SERVER_BIN)", args.nats_server.display());
-        }
         let store = args.data_dir.join("nats");
-        let child = Command::new(&args.nats_server)
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-            .arg(&store)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("starting {}", args.nats_server.display()))?;
-        let me = Self(Some(child));
-        for _ in 0..100 {
-            if async_reachable(&args.nats_url).await {
-                println!("started nats-server with JetStream at {} (store {})", args.nats_url, store.display());
-                return Ok(me);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        bail!("nats-server did not come up at {}", args.nats_url)
-    }
-}
-
-impl Drop for LocalNats {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        let nats = NatsProcess::spawn(&args.nats_server, port, &store).await?;
+        println!("started nats-server with JetStream at {} (store {})", args.nats_url, store.display());
+        Ok(Self { _started: Some(nats) })
     }
 }
 
@@ -162,7 +185,7 @@ pub struct ServeArgs {
 /// An unknown service, invalid configuration, or a service that cannot start.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let name = args.service.replace('-', "_");
-    let data = std::path::Path::new(".data");
+    let data = Path::new(".data");
     let defaults = match name.as_str() {
         "coordinator" => onething_coordinator::default_settings(data),
         "household" => onething_household::default_settings(data),

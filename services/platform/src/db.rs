@@ -118,3 +118,48 @@ pub async fn lock_sequence(txn: &sea_orm::DatabaseTransaction, name: &str) -> Re
     .await
     .map(|_| ())
 }
+
+/// The URL of database `name` on the server of `server_url` (same credentials and options).
+pub fn database_url(server_url: &str, name: &str) -> String {
+    let (base, query) = server_url.split_once('?').unwrap_or((server_url, ""));
+    let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
+    if query.is_empty() { format!("{base}/{name}") } else { format!("{base}/{name}?{query}") }
+}
+
+/// Drops PostgreSQL databases `names` (forcibly: open connections are ended) through the
+/// maintenance database at `admin_url`, blocking until done; for `Drop` implementations of
+/// throwaway databases (tests, the benchmark), which cannot await. Failures are ignored:
+/// what is left is only a leftover database.
+pub fn drop_databases_blocking(admin_url: &str, names: Vec<String>) {
+    if names.is_empty() {
+        return;
+    }
+    let url = admin_url.to_string();
+    // A small runtime on its own thread: the caller may be inside another runtime.
+    let _ = std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        rt.block_on(async {
+            if let Ok(admin) = connect(&url).await {
+                use sea_orm::ConnectionTrait;
+                for name in names {
+                    let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+                }
+            }
+        });
+    })
+    .join();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls_keep_the_server_and_the_options() {
+        assert_eq!(
+            database_url("postgres://postgres@127.0.0.1:5432/postgres", "x"),
+            "postgres://postgres@127.0.0.1:5432/x"
+        );
+        assert_eq!(database_url("postgres://u@h/postgres?sslmode=disable", "x"), "postgres://u@h/x?sslmode=disable");
+    }
+}

@@ -25,7 +25,7 @@ pub fn free_port() -> anyhow::Result<u16> {
 
 /// A nats-server with JetStream in a temporary store; killed on drop.
 pub struct Nats {
-    child: Child,
+    process: crate::dev::NatsProcess,
     /// Client URL.
     pub url: String,
     _store: tempfile::TempDir,
@@ -35,42 +35,17 @@ impl Nats {
     /// Starts `bin` on a free port and waits until JetStream answers.
     ///
     /// # Errors
-    /// The binary is missing or the server does not come up within 10 seconds.
+    /// As [`crate::dev::NatsProcess::spawn`].
     pub async fn start(bin: &Path) -> anyhow::Result<Self> {
-        if !bin.exists() {
-            bail!("{} is missing: run `make tools` (or pass --nats-server)", bin.display());
-        }
         let store = tempfile::tempdir().context("a folder for the JetStream store")?;
         let port = free_port()?;
-        let child = Command::new(bin)
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-            .arg(store.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        let me = Self { child, url: format!("nats://127.0.0.1:{port}"), _store: store };
-        for _ in 0..200 {
-            if let Ok(c) = async_nats::connect(&me.url).await
-                && async_nats::jetstream::new(c).query_account().await.is_ok()
-            {
-                return Ok(me);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        bail!("nats-server did not answer at {}", me.url)
+        let process = crate::dev::NatsProcess::spawn(bin, port, store.path()).await?;
+        Ok(Self { process, url: format!("nats://127.0.0.1:{port}"), _store: store })
     }
 
     /// Its process id.
     pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.pid()
     }
 }
 
@@ -95,7 +70,7 @@ impl Databases {
         let name = format!("onething_bench_{label}_{}", uuid::Uuid::now_v7().simple());
         admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.context("CREATE DATABASE")?;
         self.made.push((label.to_string(), name.clone()));
-        Ok(database_url(&self.admin_url, &name))
+        Ok(onething_platform::db::database_url(&self.admin_url, &name))
     }
 
     /// (label, database name) of the databases made so far.
@@ -104,32 +79,10 @@ impl Databases {
     }
 }
 
-/// The URL of database `name` on the server of `admin_url`.
-pub fn database_url(admin_url: &str, name: &str) -> String {
-    let (base, query) = admin_url.split_once('?').map_or((admin_url, ""), |(b, q)| (b, q));
-    let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
-    if query.is_empty() { format!("{base}/{name}") } else { format!("{base}/{name}?{query}") }
-}
-
 impl Drop for Databases {
     fn drop(&mut self) {
-        if self.made.is_empty() {
-            return;
-        }
-        let url = self.admin_url.clone();
-        let names: Vec<String> = std::mem::take(&mut self.made).into_iter().map(|(_, name)| name).collect();
-        // Drop runs outside async: a small runtime on its own thread does the cleanup.
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
-            rt.block_on(async {
-                if let Ok(admin) = onething_platform::db::connect(&url).await {
-                    for name in names {
-                        let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
-                    }
-                }
-            });
-        })
-        .join();
+        let names = std::mem::take(&mut self.made).into_iter().map(|(_, name)| name).collect();
+        onething_platform::db::drop_databases_blocking(&self.admin_url, names);
     }
 }
 
@@ -239,19 +192,5 @@ impl Drop for Services {
             let _ = p.child.kill();
             let _ = p.child.wait();
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn database_urls_keep_the_server_and_the_options() {
-        assert_eq!(
-            database_url("postgres://postgres@127.0.0.1:5432/postgres", "x"),
-            "postgres://postgres@127.0.0.1:5432/x"
-        );
-        assert_eq!(database_url("postgres://u@h/postgres?sslmode=disable", "x"), "postgres://u@h/x?sslmode=disable");
     }
 }
