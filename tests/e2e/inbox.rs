@@ -100,6 +100,16 @@ async fn a_batch_applies_each_event_once_and_a_failing_one_alone(backend: Backen
     assert_eq!(outcomes, [Outcome::Duplicate, Outcome::Duplicate, Outcome::Applied]);
     assert_eq!(count(&db, "notifications").await, 5);
 
+    // The same event twice within one batch is applied once; a batch of events all seen
+    // before writes nothing.
+    let twice = handle_batch(&db, NOTIFIER, &Notifier, &[event("b-4"), event("b-4")]).await;
+    let outcomes: Vec<Outcome> = twice.into_iter().map(Result::unwrap).collect();
+    assert_eq!(outcomes, [Outcome::Applied, Outcome::Duplicate]);
+    let seen = handle_batch(&db, NOTIFIER, &Notifier, &[event("b-3"), event("b-4")]).await;
+    let outcomes: Vec<Outcome> = seen.into_iter().map(Result::unwrap).collect();
+    assert_eq!(outcomes, [Outcome::Duplicate, Outcome::Duplicate]);
+    assert_eq!(count(&db, "notifications").await, 6);
+
     // A handler that already reflects an event acknowledges it without writing anything.
     struct Known;
     impl Handler for Known {

@@ -22,15 +22,10 @@ fn cst(y: i32, m: u32, d: u32, h: u32) -> DateTime<Utc> {
     china().with_ymd_and_hms(y, m, d, h, 0, 0).unwrap().with_timezone(&Utc)
 }
 
-/// Publishes `msg` as a CloudEvent on `subject`, as its department would.
-async fn publish<M: prost::Message + prost::Name>(
-    js: &async_nats::jetstream::Context,
-    source: &str,
-    subject: &str,
-    msg: &M,
-) {
+/// `msg` as the CloudEvent its department would publish on `subject`.
+fn envelope<M: prost::Message + prost::Name>(source: &str, subject: &str, msg: &M) -> Envelope {
     let e = OutgoingEvent::new(subject, "test", msg);
-    let env = Envelope {
+    Envelope {
         id: uuid::Uuid::now_v7().to_string(),
         source: format!("/onething/{source}"),
         ce_type: e.ce_type,
@@ -38,7 +33,17 @@ async fn publish<M: prost::Message + prost::Name>(
         time: Utc::now(),
         traceparent: None,
         data: e.payload.into(),
-    };
+    }
+}
+
+/// Publishes `msg` as a CloudEvent on `subject`, as its department would.
+async fn publish<M: prost::Message + prost::Name>(
+    js: &async_nats::jetstream::Context,
+    source: &str,
+    subject: &str,
+    msg: &M,
+) {
+    let env = envelope(source, subject, msg);
     js.publish_with_headers(subject.to_string(), env.to_headers(), env.data.clone()).await.unwrap().await.unwrap();
 }
 
@@ -416,3 +421,100 @@ async fn complaints_ratings_and_the_draw(backend: Backend) {
     let _ = cpb::CaseState::Approved;
 }
 both_backends!(complaints_ratings_and_the_draw);
+
+/// A batch of events moves supervision's records exactly as the same events one by one:
+/// cases with transitions out of order and repeated, a bundle completed, a failed one
+/// entering the 办不成事 window; then a batch mixing in a 督办 notice (handled event by event).
+async fn a_batch_projects_as_one_by_one(backend: Backend) {
+    use onething_platform::events::consumer::{handle_batch, handle_one};
+    use onething_proto::coordinator::{BundleChanged, BundleState};
+    use onething_supervision::{
+        projection::Projection,
+        store::{Migrator, tracked, unresolved},
+    };
+    use sea_orm::{EntityTrait, QueryOrder};
+    let Some(a) = TestDb::fresh(backend).await else { return };
+    let Some(b) = TestDb::fresh(backend).await else { return };
+    let one = onething_platform::db::connect_and_migrate::<Migrator>(&a.url).await.unwrap();
+    let many = onething_platform::db::connect_and_migrate::<Migrator>(&b.url).await.unwrap();
+    let projection = Projection { calendar: std::sync::Arc::new(Calendar::builtin()) };
+    let t0 = cst(2026, 11, 2, 9);
+    let case = |id: &str, to: CaseState, v: i64| {
+        envelope(
+            "household",
+            "onething.household.v1.case.changed",
+            &case_event(id, "household", to, v, Some(cst(2026, 11, 20, 17)), t0),
+        )
+    };
+    let bundle = |id: &str, state: BundleState| {
+        envelope(
+            "coordinator",
+            "onething.coordinator.v1.bundle.changed",
+            &BundleChanged {
+                bundle_id: id.into(),
+                code: "enterprise_opening".into(),
+                state: state as i32,
+                step_outcomes: vec!["seal=REFUSED".into()],
+                occur_time: Some(onething_platform::cases::timestamp(t0)),
+                ..Default::default()
+            },
+        )
+    };
+    let notice = envelope(
+        "supervision",
+        "onething.supervision.v1.notice.issued",
+        &pb::NoticeIssued {
+            kind: "case".into(),
+            id: "c2".into(),
+            department: "household".into(),
+            ..Default::default()
+        },
+    );
+    // A kind of event the projection does not follow rides along in a batch.
+    let mut unfollowed = case("c9", CaseState::Accepted, 2);
+    unfollowed.ce_type = "onething.household.v1.PersonRegistered".into();
+    let first = vec![
+        unfollowed,
+        case("c1", CaseState::Submitted, 1),
+        case("c1", CaseState::Accepted, 2),
+        case("c2", CaseState::Accepted, 2),
+        case("c1", CaseState::Approved, 4),
+        case("c1", CaseState::Accepted, 3), // late: older than what came before
+        case("c2", CaseState::Submitted, 1),
+        bundle("b1", BundleState::Running),
+        bundle("b1", BundleState::Completed),
+        bundle("b2", BundleState::Failed),
+    ];
+    let second = vec![case("c3", CaseState::Accepted, 2), notice, case("c2", CaseState::Approved, 3)];
+    for (round, batch) in (1..).zip([first, second]) {
+        for e in &batch {
+            assert_eq!(
+                handle_one(&one, "s", &projection, e).await.unwrap(),
+                onething_platform::events::Outcome::Applied
+            );
+        }
+        let spans: Vec<(Envelope, tracing::Span)> = batch.into_iter().map(|e| (e, tracing::Span::none())).collect();
+        for r in handle_batch(&many, "s", &projection, &spans).await {
+            assert_eq!(r.unwrap(), onething_platform::events::Outcome::Applied);
+        }
+        let rows = |db: sea_orm::DatabaseConnection| async move {
+            let t = tracked::Entity::find()
+                .order_by_asc(tracked::Column::Kind)
+                .order_by_asc(tracked::Column::Id)
+                .all(&db)
+                .await
+                .unwrap();
+            let u = unresolved::Entity::find().order_by_asc(unresolved::Column::Id).all(&db).await.unwrap();
+            (t, u)
+        };
+        // Taken together (one inbox insert, one time), not event by event after a failure.
+        assert_eq!(count(&many, "(SELECT DISTINCT handled_at FROM inbox) AS batches").await, round);
+        let (expected, got) = (rows(one.clone()).await, rows(many.clone()).await);
+        assert_eq!(got, expected);
+        assert!(!expected.1.is_empty(), "the failed bundle is in the window");
+    }
+    let t = tracked::Entity::find_by_id(("case".to_string(), "c1".to_string())).one(&many).await.unwrap().unwrap();
+    assert_eq!((t.version, t.last_state.as_str(), t.closed), (4, "approved", true));
+    assert_eq!(count(&many, "tracked").await, 5);
+}
+both_backends!(a_batch_projects_as_one_by_one);

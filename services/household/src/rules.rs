@@ -296,7 +296,8 @@ async fn assign_id(txn: &DatabaseTransaction, region: &str, born: NaiveDate, sex
     let prefix = format!("{region}{}", born.format("%Y%m%d"));
     onething_platform::db::lock_sequence(txn, &format!("id_number:{prefix}")).await?;
     let highest = person::Entity::find()
-        .filter(person::Column::IdNumber.starts_with(&prefix))
+        // A range, not LIKE: PostgreSQL walks the primary key for it under any collation.
+        .filter(person::Column::IdNumber.between(format!("{prefix}000"), format!("{prefix}999X")))
         .order_by_desc(person::Column::IdNumber)
         .one(txn)
         .await?
@@ -313,7 +314,8 @@ async fn next_household_number(txn: &DatabaseTransaction, region: &str) -> Resul
     // the guard against another database writer).
     onething_platform::db::lock_sequence(txn, &format!("household_number:{region}")).await?;
     let last = household::Entity::find()
-        .filter(household::Column::HouseholdNumber.starts_with(region))
+        // A range, not LIKE: PostgreSQL walks the primary key for it under any collation.
+        .filter(household::Column::HouseholdNumber.between(format!("{region}000000"), format!("{region}999999")))
         .order_by_desc(household::Column::HouseholdNumber)
         .one(txn)
         .await?;

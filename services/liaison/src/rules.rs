@@ -14,7 +14,9 @@ use onething_platform::{
     events::OutgoingEvent,
 };
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter, sea_query::Expr,
+    ActiveValue::Set,
+    ColumnTrait, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter,
+    sea_query::{Expr, OnConflict},
 };
 
 /// Department name and event namespace.
@@ -82,35 +84,36 @@ impl Department for Liaison {
         match case.matter_code.as_str() {
             "liaison.seal_engraving_filing" => {
                 // A new enterprise (企业开办) is on record from its first filing.
-                let known = enterprise::Entity::find_by_id(code.clone()).one(txn).await?.is_some();
-                if !known {
-                    enterprise::Entity::insert(enterprise::ActiveModel {
-                        credit_code: Set(code.clone()),
-                        name: Set(case.applicant.name.clone()),
-                        legal_representative: Set(String::new()),
-                        address: Set(String::new()),
-                        park: Set(String::new()),
-                        liaison_officer: Set(String::new()),
-                        precursor_qualified: Set(false),
-                    })
+                enterprise::Entity::insert(enterprise::ActiveModel {
+                    credit_code: Set(code.clone()),
+                    name: Set(case.applicant.name.clone()),
+                    legal_representative: Set(String::new()),
+                    address: Set(String::new()),
+                    park: Set(String::new()),
+                    liaison_officer: Set(String::new()),
+                    precursor_qualified: Set(false),
+                })
+                .on_conflict_do_nothing()
+                .exec_without_returning(txn)
+                .await?;
+                // Each kind filed (again) is active under this case: one upsert for all.
+                let mut filed = kinds(case);
+                filed.sort();
+                filed.dedup();
+                let seals = filed.into_iter().map(|kind| seal::ActiveModel {
+                    credit_code: Set(code.clone()),
+                    kind: Set(kind),
+                    status: Set("active".into()),
+                    case_id: Set(case.id.clone()),
+                });
+                seal::Entity::insert_many(seals)
+                    .on_conflict(
+                        OnConflict::columns([seal::Column::CreditCode, seal::Column::Kind])
+                            .update_columns([seal::Column::Status, seal::Column::CaseId])
+                            .to_owned(),
+                    )
                     .exec_without_returning(txn)
                     .await?;
-                }
-                for kind in kinds(case) {
-                    seal::Entity::delete_many()
-                        .filter(seal::Column::CreditCode.eq(code.clone()))
-                        .filter(seal::Column::Kind.eq(kind.clone()))
-                        .exec(txn)
-                        .await?;
-                    seal::Entity::insert(seal::ActiveModel {
-                        credit_code: Set(code.clone()),
-                        kind: Set(kind),
-                        status: Set("active".into()),
-                        case_id: Set(case.id.clone()),
-                    })
-                    .exec_without_returning(txn)
-                    .await?;
-                }
                 result.insert("filing_number".into(), case.document_number("GZBA"));
             }
             "liaison.seal_cancellation" => {

@@ -11,7 +11,10 @@ use onething_platform::{
 };
 use onething_proto::{common, coordinator, liaison, supervision as pb};
 use prost::Name;
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, DatabaseTransaction, EntityTrait, sea_query::OnConflict};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter,
+    sea_query::OnConflict,
+};
 use std::sync::Arc;
 
 /// The streams supervision reads, its own included.
@@ -80,15 +83,9 @@ pub struct Projection {
     pub calendar: Arc<Calendar>,
 }
 
-async fn track(
-    txn: &DatabaseTransaction,
-    kind: &str,
-    id: &str,
-    f: impl FnOnce(&mut tracked::Model),
-) -> anyhow::Result<()> {
-    let existing = tracked::Entity::find_by_id((kind.to_string(), id.to_string())).one(txn).await?;
-    let fresh = existing.is_none();
-    let mut m = existing.unwrap_or(tracked::Model {
+/// A record not seen before.
+fn blank(kind: &str, id: &str) -> tracked::Model {
+    tracked::Model {
         kind: kind.into(),
         id: id.into(),
         department: String::new(),
@@ -100,7 +97,18 @@ async fn track(
         last_state: String::new(),
         version: 0,
         notice_sent: false,
-    });
+    }
+}
+
+async fn track(
+    txn: &DatabaseTransaction,
+    kind: &str,
+    id: &str,
+    f: impl FnOnce(&mut tracked::Model),
+) -> anyhow::Result<()> {
+    let existing = tracked::Entity::find_by_id((kind.to_string(), id.to_string())).one(txn).await?;
+    let fresh = existing.is_none();
+    let mut m = existing.unwrap_or_else(|| blank(kind, id));
     let before = m.clone();
     f(&mut m);
     if fresh {
@@ -111,62 +119,216 @@ async fn track(
     Ok(())
 }
 
-impl Handler for Projection {
-    async fn handle(&self, txn: &DatabaseTransaction, e: &Envelope) -> anyhow::Result<()> {
+/// A case's transition applied to its record (an older event, redelivered late, changes nothing).
+fn apply_case(m: &mut tracked::Model, c: &common::CaseStateChanged, to: State, at: DateTime<Utc>) {
+    if c.version <= m.version {
+        return;
+    }
+    m.version = c.version;
+    m.department = c.department.clone();
+    m.code = c.matter_code.clone();
+    m.last_state = to.as_str().into();
+    if let Some(due) = ts(c.due_time) {
+        m.due_at = Some(due);
+    }
+    m.paused = to.pauses_clock();
+    if to.is_final() && !m.closed {
+        m.closed = true;
+        m.closed_at = Some(at);
+    }
+}
+
+/// A bundle's change applied to its record.
+fn apply_bundle(
+    m: &mut tracked::Model,
+    b: &coordinator::BundleChanged,
+    state: coordinator::BundleState,
+    at: DateTime<Utc>,
+) {
+    m.department = "coordinator".into();
+    m.code = b.code.clone();
+    m.due_at = ts(b.due_time).or(m.due_at);
+    m.last_state = state.as_str_name().into();
+    if state != coordinator::BundleState::Running && !m.closed {
+        m.closed = true;
+        m.closed_at = Some(at);
+    }
+}
+
+/// Whether [`Projection::handle`] applies events of type `t` one at a time, each in its own way.
+fn own_handling(t: &str) -> bool {
+    [
+        liaison::EnterpriseRequestChanged::full_name(),
+        pb::NoticeIssued::full_name(),
+        pb::RatingChanged::full_name(),
+        pb::UnresolvedResolved::full_name(),
+        pb::InspectionsDrawn::full_name(),
+    ]
+    .iter()
+    .any(|n| n == t)
+}
+
+/// The events a batch applies in memory: case and bundle changes, the bulk of every stream.
+enum Change {
+    Case(common::CaseStateChanged, State, DateTime<Utc>),
+    Bundle(coordinator::BundleChanged, coordinator::BundleState, DateTime<Utc>),
+    /// Moves no record (an unknown state, or a kind of event not followed).
+    Nothing,
+}
+
+impl Change {
+    /// The change `e` makes, or `None` for the kinds handled one at a time.
+    fn of(e: &Envelope) -> anyhow::Result<Option<Self>> {
         let t = e.ce_type.as_str();
-        if t == common::CaseStateChanged::full_name() {
+        Ok(Some(if t == common::CaseStateChanged::full_name() {
             let c: common::CaseStateChanged = e.decode()?;
-            let Some(to) = common::CaseState::try_from(c.to_state).ok().and_then(State::from_proto) else {
-                return Ok(());
-            };
-            let at = ts(c.occur_time).unwrap_or(e.time);
-            track(txn, "case", &c.case_id, |m| {
-                if c.version <= m.version {
-                    return; // An older event, redelivered late.
+            match common::CaseState::try_from(c.to_state).ok().and_then(State::from_proto) {
+                Some(to) => {
+                    let at = ts(c.occur_time).unwrap_or(e.time);
+                    Self::Case(c, to, at)
                 }
-                m.version = c.version;
-                m.department = c.department.clone();
-                m.code = c.matter_code.clone();
-                m.last_state = to.as_str().into();
-                if let Some(due) = ts(c.due_time) {
-                    m.due_at = Some(due);
-                }
-                m.paused = to.pauses_clock();
-                if to.is_final() && !m.closed {
-                    m.closed = true;
-                    m.closed_at = Some(at);
-                }
-            })
-            .await?;
+                None => Self::Nothing,
+            }
         } else if t == coordinator::BundleChanged::full_name() {
             let b: coordinator::BundleChanged = e.decode()?;
             let state = coordinator::BundleState::try_from(b.state).unwrap_or(coordinator::BundleState::Unspecified);
             let at = ts(b.occur_time).unwrap_or(e.time);
-            track(txn, "bundle", &b.bundle_id, |m| {
-                m.department = "coordinator".into();
-                m.code = b.code.clone();
-                m.due_at = ts(b.due_time).or(m.due_at);
-                m.last_state = state.as_str_name().into();
-                if state != coordinator::BundleState::Running && !m.closed {
-                    m.closed = true;
-                    m.closed_at = Some(at);
+            Self::Bundle(b, state, at)
+        } else if own_handling(t) {
+            return Ok(None);
+        } else {
+            // Kinds the projection does not follow (registrations, permits …).
+            Self::Nothing
+        }))
+    }
+
+    fn key(&self) -> Option<(&'static str, &str)> {
+        match self {
+            Self::Case(c, ..) => Some(("case", &c.case_id)),
+            Self::Bundle(b, ..) => Some(("bundle", &b.bundle_id)),
+            Self::Nothing => None,
+        }
+    }
+}
+
+impl Projection {
+    /// A failed bundle enters the 办不成事 window.
+    async fn bundle_failed(
+        &self,
+        txn: &DatabaseTransaction,
+        b: &coordinator::BundleChanged,
+        at: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        window(
+            txn,
+            &self.calendar,
+            Arrival {
+                source: "bundle_failed",
+                ref_id: &b.bundle_id,
+                department: "coordinator",
+                tier: "city",
+                reason: &b.step_outcomes.join(", "),
+                at,
+            },
+        )
+        .await
+    }
+
+    /// A batch of case and bundle changes: their records read with one query, moved in
+    /// memory in delivery order, written back with one upsert. `None` when the batch holds
+    /// another kind of event (those go one by one).
+    async fn apply_changes(
+        &self,
+        txn: &DatabaseTransaction,
+        events: &[&(Envelope, tracing::Span)],
+    ) -> anyhow::Result<Option<()>> {
+        let mut changes = Vec::with_capacity(events.len());
+        for (e, _) in events.iter().map(|p| (&p.0, &p.1)) {
+            match Change::of(e)? {
+                Some(c) => changes.push(c),
+                None => return Ok(None),
+            }
+        }
+        let ids: Vec<String> = changes.iter().filter_map(|c| c.key().map(|(_, id)| id.to_string())).collect();
+        if ids.is_empty() {
+            return Ok(Some(()));
+        }
+        let mut records: std::collections::HashMap<(String, String), tracked::Model> = tracked::Entity::find()
+            // Both key columns, so the primary key serves the lookup.
+            .filter(tracked::Column::Kind.is_in(["case", "bundle"]))
+            .filter(tracked::Column::Id.is_in(ids))
+            .all(txn)
+            .await?
+            .into_iter()
+            .map(|m| ((m.kind.clone(), m.id.clone()), m))
+            .collect();
+        let before = records.clone();
+        for change in &changes {
+            let Some((kind, id)) = change.key() else { continue };
+            let m = records.entry((kind.to_string(), id.to_string())).or_insert_with(|| blank(kind, id));
+            match change {
+                Change::Case(c, to, at) => apply_case(m, c, *to, *at),
+                Change::Bundle(b, state, at) => {
+                    apply_bundle(m, b, *state, *at);
+                    if *state == coordinator::BundleState::Failed {
+                        self.bundle_failed(txn, b, *at).await?;
+                    }
                 }
-            })
-            .await?;
-            if state == coordinator::BundleState::Failed {
-                window(
-                    txn,
-                    &self.calendar,
-                    Arrival {
-                        source: "bundle_failed",
-                        ref_id: &b.bundle_id,
-                        department: "coordinator",
-                        tier: "city",
-                        reason: &b.step_outcomes.join(", "),
-                        at,
-                    },
-                )
-                .await?;
+                Change::Nothing => {}
+            }
+        }
+        let moved: Vec<tracked::ActiveModel> = records
+            .into_iter()
+            .filter(|(k, m)| before.get(k) != Some(m))
+            .map(|(_, m)| tracked::ActiveModel::from(m).reset_all())
+            .collect();
+        // The columns these events move: a 督办 notice recorded meanwhile is left alone.
+        let upsert = OnConflict::columns([tracked::Column::Kind, tracked::Column::Id])
+            .update_columns([
+                tracked::Column::Department,
+                tracked::Column::Code,
+                tracked::Column::DueAt,
+                tracked::Column::Paused,
+                tracked::Column::Closed,
+                tracked::Column::ClosedAt,
+                tracked::Column::LastState,
+                tracked::Column::Version,
+            ])
+            .to_owned();
+        if !moved.is_empty() {
+            tracked::Entity::insert_many(moved).on_conflict(upsert).exec_without_returning(txn).await?;
+        }
+        Ok(Some(()))
+    }
+}
+
+impl Handler for Projection {
+    async fn handle_many(
+        &self,
+        txn: &DatabaseTransaction,
+        events: &[&(Envelope, tracing::Span)],
+    ) -> anyhow::Result<()> {
+        if self.apply_changes(txn, events).await?.is_some() {
+            return Ok(());
+        }
+        for (e, span) in events.iter().map(|p| (&p.0, &p.1)) {
+            tracing::Instrument::instrument(self.handle(txn, e), span.clone()).await?;
+        }
+        Ok(())
+    }
+
+    async fn handle(&self, txn: &DatabaseTransaction, e: &Envelope) -> anyhow::Result<()> {
+        let t = e.ce_type.as_str();
+        if let Some(change) = Change::of(e)? {
+            match change {
+                Change::Case(c, to, at) => track(txn, "case", &c.case_id, |m| apply_case(m, &c, to, at)).await?,
+                Change::Bundle(b, state, at) => {
+                    track(txn, "bundle", &b.bundle_id, |m| apply_bundle(m, &b, state, at)).await?;
+                    if state == coordinator::BundleState::Failed {
+                        self.bundle_failed(txn, &b, at).await?;
+                    }
+                }
+                Change::Nothing => {}
             }
         } else if t == liaison::EnterpriseRequestChanged::full_name() {
             let r: liaison::EnterpriseRequestChanged = e.decode()?;

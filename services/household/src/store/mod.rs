@@ -22,6 +22,7 @@ impl MigratorTrait for Migrator {
         let mut m = onething_platform::store::migrations();
         m.push(Box::new(M20261129CreateRegistry));
         m.push(Box::new(M20261129SeedRegistry));
+        m.push(Box::new(M20261129IndexCreditCode));
         m
     }
 }
@@ -190,5 +191,30 @@ impl MigrationTrait for M20261129SeedRegistry {
         person::Entity::delete_many().exec(db).await?;
         household::Entity::delete_many().exec(db).await?;
         Ok(())
+    }
+}
+
+/// An index on the enterprise of a collective household: intake asks whether the enterprise
+/// has one already, which without it reads every household.
+struct M20261129IndexCreditCode;
+
+impl MigrationName for M20261129IndexCreditCode {
+    fn name(&self) -> &str {
+        "m20261129_100003_households_credit_code"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M20261129IndexCreditCode {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_index(
+            Index::create()
+                .name("households_credit_code")
+                .table("households")
+                .col("credit_code")
+                .if_not_exists()
+                .to_owned(),
+        )
+        .await
     }
 }

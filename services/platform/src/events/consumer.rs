@@ -38,6 +38,24 @@ pub trait Handler: Send + Sync + 'static {
     /// redelivered later; a handler that does not recognise an event returns `Ok(())`.
     fn handle(&self, txn: &DatabaseTransaction, event: &Envelope) -> impl Future<Output = anyhow::Result<()>> + Send;
 
+    /// Applies several events, none seen before by this consumer, in delivery order, in one
+    /// transaction ([`handle_batch`]); each comes with its consume span. The default applies
+    /// them one by one with [`Handler::handle`], each in its span; a handler may do better
+    /// (read what the whole batch needs at once, write it at once). An error undoes the
+    /// batch, whose events are then handled one by one.
+    fn handle_many(
+        &self,
+        txn: &DatabaseTransaction,
+        events: &[&(Envelope, tracing::Span)],
+    ) -> impl Future<Output = anyhow::Result<()>> + Send {
+        async move {
+            for (event, span) in events.iter().map(|pair| (&pair.0, &pair.1)) {
+                self.handle(txn, event).instrument(span.clone()).await?;
+            }
+            Ok(())
+        }
+    }
+
     /// Whether this service's state already reflects `event`, so handling it would change
     /// nothing now or at any later delivery: it is then acknowledged without a transaction
     /// or an inbox entry (outcome `known`). Asked by [`handle_one`] only. The default: no.
@@ -132,10 +150,12 @@ async fn handle_in<H: Handler>(
     Ok(Outcome::Applied)
 }
 
-/// Handles several events in one transaction, each in its own span: one commit for all.
-/// When any of them fails, or the commit does, the whole batch is undone and every event is
-/// handled on its own with [`handle_one`] (the inbox makes that safe), so a failing event
-/// is retried and redelivered alone.
+/// Handles several events in one transaction: one inbox insert for all of them (those
+/// already in the inbox, or repeated within the batch, are duplicates), then
+/// [`Handler::handle_many`] with the new ones, then one commit. When any of them fails, or
+/// the commit does, the whole batch is undone and every event is handled on its own with
+/// [`handle_one`] (the inbox makes that safe), so a failing event is retried and redelivered
+/// alone.
 pub async fn handle_batch<H: Handler>(
     db: &DatabaseConnection,
     consumer: &str,
@@ -144,9 +164,20 @@ pub async fn handle_batch<H: Handler>(
 ) -> Vec<anyhow::Result<Outcome>> {
     let together = async {
         let txn = crate::db::begin_write(db).await?;
+        let mut fresh = record_new(&txn, consumer, events.iter().map(|(e, _)| e.id.as_str())).await?;
         let mut out = Vec::with_capacity(events.len());
-        for (event, span) in events {
-            out.push(handle_in(&txn, consumer, handler, event).instrument(span.clone()).await?);
+        let mut new = Vec::with_capacity(events.len());
+        for pair in events {
+            // `remove`: the same event twice in one batch is applied once.
+            if fresh.remove(pair.0.id.as_str()) {
+                new.push(pair);
+                out.push(Outcome::Applied);
+            } else {
+                out.push(Outcome::Duplicate);
+            }
+        }
+        if !new.is_empty() {
+            handler.handle_many(&txn, &new).await?;
         }
         txn.commit().await?;
         anyhow::Ok(out)
@@ -159,6 +190,30 @@ pub async fn handle_batch<H: Handler>(
         results.push(handle_one(db, consumer, handler, event).instrument(span.clone()).await);
     }
     results
+}
+
+/// Records `ids` in `consumer`'s inbox with one statement; returns those not there before.
+async fn record_new<'a>(
+    txn: &DatabaseTransaction,
+    consumer: &str,
+    ids: impl Iterator<Item = &'a str>,
+) -> anyhow::Result<std::collections::HashSet<String>> {
+    let now = Utc::now();
+    let rows: Vec<inbox::ActiveModel> = ids
+        .map(|id| inbox::ActiveModel {
+            consumer: Set(consumer.to_string()),
+            event_id: Set(id.to_string()),
+            handled_at: Set(now),
+        })
+        .collect();
+    let inserted = inbox::Entity::insert_many(rows)
+        .on_conflict_do_nothing_on([inbox::Column::Consumer, inbox::Column::EventId])
+        .exec_with_returning_keys(txn)
+        .await?;
+    Ok(match inserted {
+        sea_orm::TryInsertResult::Inserted(keys) => keys.into_iter().map(|(_, id)| id).collect(),
+        sea_orm::TryInsertResult::Empty | sea_orm::TryInsertResult::Conflicted => Default::default(),
+    })
 }
 
 /// Consumes `spec` until `shutdown`, reconnecting after errors. Each message: decode the
