@@ -95,7 +95,7 @@ pub struct OutboxSettings {
     pub poll_interval_ms: u64,
     /// Rows published per round.
     pub batch_size: u64,
-    /// Sent rows older than this many hours are deleted.
+    /// Sent rows written more than this many hours ago are deleted.
     pub retain_sent_hours: u64,
 }
 

@@ -166,11 +166,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     targets.push(procs::Target { name: "bench driver".into(), watched: procs::Watched::Pid(std::process::id()) });
 
     eprintln!("bench: warming up");
-    let warm = load::Limit { for_: Duration::from_secs(3), bundles: Some(if args.smoke { 2 } else { 40 }) };
+    let warm = load::Limit { for_: Duration::from_secs(5), bundles: Some(if args.smoke { 2 } else { 400 }) };
     let (outcomes, _) = load::closed(&driver, 4, warm).await;
     if let Some(load::Outcome::Failed(why)) = outcomes.iter().find(|o| matches!(o, load::Outcome::Failed(_))) {
         bail!("a warm-up bundle failed: {why}; see the logs in {}", run_dir.display());
     }
+    analyze(&args.pg, dbs.made()).await?;
     let js = async_nats::jetstream::new(async_nats::connect(&nats.url).await.context("connecting to NATS")?);
     quiesce(&js).await;
     let counted_from = Counters::read(&admin, &js, dbs.made()).await?;
@@ -254,6 +255,19 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 
 fn round_all(v: Vec<bound::Throughput>) -> Vec<bound::Throughput> {
     v.into_iter().map(|t| bound::Throughput { per_second: load::round(t.per_second), ..t }).collect()
+}
+
+/// Gathers planner statistics in the services' databases, as a database in service has them.
+/// Fresh tables have none until autovacuum comes by (a minute or more), and the services'
+/// prepared statements, planned for the few rows of the first seconds, would scan whole
+/// tables for the rest of the run.
+async fn analyze(admin_url: &str, made: &[(String, String)]) -> anyhow::Result<()> {
+    for (label, name) in made.iter().filter(|(label, _)| label.as_str() != "bound") {
+        let db = connect_one(&onething_platform::db::database_url(admin_url, name)).await?;
+        db.execute_unprepared("ANALYZE").await.with_context(|| format!("ANALYZE in {label}'s database"))?;
+        db.close().await?;
+    }
+    Ok(())
 }
 
 async fn connect_one(url: &str) -> anyhow::Result<DatabaseConnection> {

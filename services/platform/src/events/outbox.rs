@@ -348,7 +348,14 @@ impl Relay {
 
     async fn prune(&self) {
         let cutoff = Utc::now() - chrono::Duration::hours(self.settings.retain_sent_hours as i64);
-        if let Err(e) = row::Entity::delete_many().filter(row::Column::SentAt.lt(cutoff)).exec(&self.db).await {
+        // By creation time (indexed; rows are sent moments after they are written), and only
+        // rows sent: one still waiting for NATS stays however old it is.
+        let old = row::Entity::delete_many()
+            .filter(row::Column::CreatedAt.lt(cutoff))
+            .filter(row::Column::SentAt.is_not_null())
+            .exec(&self.db)
+            .await;
+        if let Err(e) = old {
             tracing::warn!(error = %e, "pruning sent outbox rows failed");
         }
     }

@@ -9,7 +9,36 @@ use sea_orm_migration::{prelude::*, schema::*};
 
 /// The platform's migrations, in order.
 pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-    vec![Box::new(M20261129CreatePlatformTables)]
+    vec![Box::new(M20261129CreatePlatformTables), Box::new(M20261129OutboxPendingIndex)]
+}
+
+/// The relay's index: only rows not yet sent, in sequence order, so its "next unsent rows"
+/// query is a plain index scan. (On `(sent_at, seq)` PostgreSQL chose a bitmap scan, which
+/// re-read every row marked sent since the last vacuum on every call — thousands under load
+/// — as a bitmap scan never marks index entries of dead rows to be skipped.) No index may
+/// lead with `sent_at`, or the planner takes it again for `sent_at IS NULL`: pruning finds
+/// old rows by `created_at`.
+struct M20261129OutboxPendingIndex;
+
+impl MigrationName for M20261129OutboxPendingIndex {
+    fn name(&self) -> &str {
+        "m20261129_000002_outbox_pending_index"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M20261129OutboxPendingIndex {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        // A partial index: the same statement on PostgreSQL and SQLite.
+        m.get_connection()
+            .execute_unprepared("CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (seq) WHERE sent_at IS NULL")
+            .await?;
+        m.drop_index(Index::drop().name("outbox_unsent").table("outbox").if_exists().to_owned()).await?;
+        m.create_index(
+            Index::create().name("outbox_created_at").table("outbox").col("created_at").if_not_exists().to_owned(),
+        )
+        .await
+    }
 }
 
 struct M20261129CreatePlatformTables;
