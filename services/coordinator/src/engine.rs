@@ -29,7 +29,7 @@ use onething_proto::{
 };
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter,
-    QueryOrder,
+    Iterable, QueryOrder, sea_query::OnConflict,
 };
 use std::{
     collections::{BTreeMap, HashMap},
@@ -335,9 +335,9 @@ impl Engine {
             }
             return Err(e.into());
         }
-        for s in &agg.steps {
-            step::Entity::insert(step::ActiveModel::from(s.clone()).reset_all()).exec_without_returning(&txn).await?;
-        }
+        step::Entity::insert_many(agg.steps.iter().map(|s| step::ActiveModel::from(s.clone()).reset_all()))
+            .exec_without_returning(&txn)
+            .await?;
         self.inner.outbox.enqueue(&txn, Self::bundle_event(&agg, "submitted")).await?;
         txn.commit().await?;
         self.inner.outbox.wake();
@@ -448,10 +448,22 @@ impl Engine {
         if n.rows_affected != 1 {
             return Err(Error::new(Kind::Aborted, "COORDINATOR_CONCURRENT_UPDATE", "the bundle changed concurrently"));
         }
-        for (s, old) in agg.steps.iter().zip(&before.2) {
-            if s != old {
-                step::Entity::update(step::ActiveModel::from(s.clone()).reset_all()).exec(txn).await?;
-            }
+        // The changed steps in one statement: an upsert whose rows all exist, so it updates.
+        let changed: Vec<step::ActiveModel> = agg
+            .steps
+            .iter()
+            .zip(&before.2)
+            .filter(|(s, old)| s != old)
+            .map(|(s, _)| step::ActiveModel::from(s.clone()).reset_all())
+            .collect();
+        if !changed.is_empty() {
+            let rest = step::Column::iter().filter(|c| !matches!(c, step::Column::BundleId | step::Column::StepId));
+            step::Entity::insert_many(changed)
+                .on_conflict(
+                    OnConflict::columns([step::Column::BundleId, step::Column::StepId]).update_columns(rest).to_owned(),
+                )
+                .exec_without_returning(txn)
+                .await?;
         }
         if before.1 != agg.bundle.state {
             self.inner.outbox.enqueue(txn, Self::bundle_event(&agg, &agg.bundle.state)).await?;
