@@ -28,8 +28,8 @@ use onething_proto::{
     coordinator as pb,
 };
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter,
-    Iterable, QueryOrder, sea_query::OnConflict,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, Iterable,
+    QueryFilter, QueryOrder, sea_query::OnConflict,
 };
 use std::{
     collections::{BTreeMap, HashMap},

@@ -71,6 +71,11 @@ fn notification(
 }
 
 impl Handler for Notifier {
+    /// It queues notifications; it never writes events.
+    fn writes_events(&self) -> bool {
+        false
+    }
+
     async fn handle(&self, txn: &DatabaseTransaction, event: &Envelope) -> anyhow::Result<()> {
         let Some((changed, state)) = to_tell(event)? else {
             return Ok(());

@@ -122,9 +122,8 @@ impl ServiceRuntime {
         spec.name.push_str(&self.settings.consumer_suffix);
         let js = self.js.clone();
         let db = self.db.clone();
-        let outbox = self.outbox.clone();
-        self.workers
-            .push(Box::new(move |stop| Box::pin(events::consumer::run(js, db, spec, handler, Some(outbox), stop))));
+        let outbox = handler.writes_events().then(|| self.outbox.clone());
+        self.workers.push(Box::new(move |stop| Box::pin(events::consumer::run(js, db, spec, handler, outbox, stop))));
     }
 
     /// Adds a long-running worker, started by [`Self::run_until_stopped`] and told to stop

@@ -303,6 +303,11 @@ impl Projection {
 }
 
 impl Handler for Projection {
+    /// Its records are its own tables; it never writes events.
+    fn writes_events(&self) -> bool {
+        false
+    }
+
     async fn handle_many(
         &self,
         txn: &DatabaseTransaction,

@@ -56,6 +56,13 @@ pub trait Handler: Send + Sync + 'static {
         }
     }
 
+    /// Whether handling events may write events to the outbox, so the relay is woken after
+    /// each applied batch. The default: yes. A handler that never does (a projection, a
+    /// queue of its own) says no and spares the relay a look at an empty outbox each time.
+    fn writes_events(&self) -> bool {
+        true
+    }
+
     /// Whether this service's state already reflects `event`, so handling it would change
     /// nothing now or at any later delivery: it is then acknowledged without a transaction
     /// or an inbox entry (outcome `known`). Asked by [`handle_one`] only. The default: no.
