@@ -235,23 +235,23 @@ impl Projection {
     }
 
     /// A batch of case and bundle changes: their records read with one query, moved in
-    /// memory in delivery order, written back with one upsert. `None` when the batch holds
-    /// another kind of event (those go one by one).
+    /// memory in delivery order, written back with one upsert. False, having done nothing,
+    /// when the batch holds a kind of event handled one at a time.
     async fn apply_changes(
         &self,
         txn: &DatabaseTransaction,
         events: &[&(Envelope, tracing::Span)],
-    ) -> anyhow::Result<Option<()>> {
+    ) -> anyhow::Result<bool> {
         let mut changes = Vec::with_capacity(events.len());
-        for (e, _) in events.iter().map(|p| (&p.0, &p.1)) {
+        for (e, _) in events {
             match Change::of(e)? {
                 Some(c) => changes.push(c),
-                None => return Ok(None),
+                None => return Ok(false),
             }
         }
         let ids: Vec<String> = changes.iter().filter_map(|c| c.key().map(|(_, id)| id.to_string())).collect();
         if ids.is_empty() {
-            return Ok(Some(()));
+            return Ok(true);
         }
         let mut records: std::collections::HashMap<(String, String), tracked::Model> = tracked::Entity::find()
             // Both key columns, so the primary key serves the lookup.
@@ -298,7 +298,7 @@ impl Projection {
         if !moved.is_empty() {
             tracked::Entity::insert_many(moved).on_conflict(upsert).exec_without_returning(txn).await?;
         }
-        Ok(Some(()))
+        Ok(true)
     }
 }
 
@@ -313,7 +313,7 @@ impl Handler for Projection {
         txn: &DatabaseTransaction,
         events: &[&(Envelope, tracing::Span)],
     ) -> anyhow::Result<()> {
-        if self.apply_changes(txn, events).await?.is_some() {
+        if self.apply_changes(txn, events).await? {
             return Ok(());
         }
         for (e, span) in events.iter().map(|p| (&p.0, &p.1)) {
