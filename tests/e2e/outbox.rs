@@ -145,3 +145,44 @@ async fn an_event_committed_late_with_a_lower_sequence_is_not_lost() {
     assert!(ids.contains(&late_id), "{ids:?}");
     mesh.household.stop().await;
 }
+
+/// Pruning deletes sent rows written longer ago than the retention, and nothing else: not a
+/// recent sent row, not an old row still waiting for NATS.
+async fn pruning_keeps_recent_and_unsent_rows(backend: Backend) {
+    use onething_platform::events::{Outbox, OutgoingEvent, Relay};
+    use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
+    let Some(test_db) = TestDb::fresh(backend).await else { return };
+    let db =
+        onething_platform::db::connect_and_migrate::<onething_household::store::Migrator>(&test_db.url).await.unwrap();
+    let nats = NatsServer::start().await;
+    let outbox = Outbox::new("household");
+    let txn = db.begin().await.unwrap();
+    for name in ["old-sent", "old-unsent", "new-sent"] {
+        let e = OutgoingEvent::new(
+            "onething.household.v1.case.approved",
+            format!("cases/{name}"),
+            &onething_proto::common::CaseStateChanged { case_id: name.into(), ..Default::default() },
+        );
+        outbox.enqueue(&txn, e).await.unwrap();
+    }
+    txn.commit().await.unwrap();
+    let set = |sql: String| {
+        let db = db.clone();
+        async move { db.execute_raw(Statement::from_string(db.get_database_backend(), sql)).await.unwrap() }
+    };
+    let (old, recent) = (chrono::Utc::now() - chrono::Duration::hours(48), chrono::Utc::now());
+    let at = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%d %H:%M:%S%.6f+00:00").to_string();
+    set(format!(
+        "UPDATE outbox SET created_at = '{}', sent_at = '{}' WHERE ce_subject = 'cases/old-sent'",
+        at(old),
+        at(old)
+    ))
+    .await;
+    set(format!("UPDATE outbox SET created_at = '{}' WHERE ce_subject = 'cases/old-unsent'", at(old))).await;
+    set(format!("UPDATE outbox SET sent_at = '{}' WHERE ce_subject = 'cases/new-sent'", at(recent))).await;
+    let relay = Relay::new(&outbox, db.clone(), nats.jetstream().await, "household", 1, Default::default());
+    assert_eq!(relay.prune_sent().await.unwrap(), 1);
+    assert_eq!(count(&db, "outbox WHERE ce_subject = 'cases/old-sent'").await, 0);
+    assert_eq!(count(&db, "outbox").await, 2, "the recent sent row and the old unsent one stay");
+}
+both_backends!(pruning_keeps_recent_and_unsent_rows);

@@ -346,16 +346,24 @@ impl Relay {
         }
     }
 
-    async fn prune(&self) {
+    /// Deletes sent rows written more than `retain_sent_hours` ago (by creation time, which
+    /// is indexed; rows are sent moments after they are written). A row still waiting for
+    /// NATS stays however old it is. Returns how many went. Public so tests can call it.
+    ///
+    /// # Errors
+    /// The database failed; nothing was deleted.
+    pub async fn prune_sent(&self) -> anyhow::Result<u64> {
         let cutoff = Utc::now() - chrono::Duration::hours(self.settings.retain_sent_hours as i64);
-        // By creation time (indexed; rows are sent moments after they are written), and only
-        // rows sent: one still waiting for NATS stays however old it is.
-        let old = row::Entity::delete_many()
+        Ok(row::Entity::delete_many()
             .filter(row::Column::CreatedAt.lt(cutoff))
             .filter(row::Column::SentAt.is_not_null())
             .exec(&self.db)
-            .await;
-        if let Err(e) = old {
+            .await?
+            .rows_affected)
+    }
+
+    async fn prune(&self) {
+        if let Err(e) = self.prune_sent().await {
             tracing::warn!(error = %e, "pruning sent outbox rows failed");
         }
     }
