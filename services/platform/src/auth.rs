@@ -186,7 +186,14 @@ fn now() -> u64 {
 pub struct Verifier {
     keys: Vec<(Option<String>, DecodingKey, Algorithm)>,
     settings: AuthSettings,
+    /// Tokens verified before, with their principal and expiry: a caller sending the same
+    /// token again (a service's own token, reused for a minute) is not checked again until
+    /// it expires. Emptied when full.
+    verified: std::sync::Mutex<std::collections::HashMap<String, (Principal, u64)>>,
 }
+
+/// How many verified tokens a [`Verifier`] remembers.
+const VERIFIED_CAPACITY: usize = 4096;
 
 impl Verifier {
     /// Loads the JWKS file named in `settings`.
@@ -229,7 +236,7 @@ impl Verifier {
         if keys.is_empty() {
             bail!("JWKS holds no usable asymmetric signing key");
         }
-        Ok(Self { keys, settings: settings.clone() })
+        Ok(Self { keys, settings: settings.clone(), verified: Default::default() })
     }
 
     /// Verifies a token and returns its principal.
@@ -239,6 +246,30 @@ impl Verifier {
     /// audience not ours), `AUTH_TOKEN_INVALID` (malformed, unknown key, bad signature,
     /// bad claims).
     pub fn verify(&self, token: &str) -> Result<Principal, Error> {
+        if let Some(p) = self.remembered(token, now()) {
+            return Ok(p);
+        }
+        let (principal, exp) = self.check(token)?;
+        if let Ok(mut verified) = self.verified.lock() {
+            if verified.len() >= VERIFIED_CAPACITY {
+                verified.clear();
+            }
+            verified.insert(token.to_string(), (principal.clone(), exp));
+        }
+        Ok(principal)
+    }
+
+    /// The principal of `token` if it was verified before and has not expired at `now`
+    /// (with the same leeway as a full check).
+    fn remembered(&self, token: &str, now: u64) -> Option<Principal> {
+        let verified = self.verified.lock().ok()?;
+        let (p, exp) = verified.get(token)?;
+        (now <= exp.saturating_add(self.settings.leeway_seconds)).then(|| p.clone())
+    }
+
+    /// The full check: signature, issuer, audience, expiry, claims. Returns the principal
+    /// and the expiry.
+    fn check(&self, token: &str) -> Result<(Principal, u64), Error> {
         let invalid = || Error::new(ErrorKind::Unauthenticated, "AUTH_TOKEN_INVALID", "the token is not valid");
         let header = jsonwebtoken::decode_header(token).map_err(|_| invalid())?;
         let candidates = self.keys.iter().filter(|(kid, _, alg)| {
@@ -252,7 +283,10 @@ impl Verifier {
             v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
             v.leeway = self.settings.leeway_seconds;
             match jsonwebtoken::decode::<Claims>(token, key, &v) {
-                Ok(data) => return principal_of(data.claims).ok_or_else(invalid),
+                Ok(data) => {
+                    let exp = data.claims.exp;
+                    return principal_of(data.claims).map(|p| (p, exp)).ok_or_else(invalid);
+                }
                 Err(e) => {
                     use jsonwebtoken::errors::ErrorKind as J;
                     last = match e.kind() {
@@ -462,6 +496,40 @@ mod tests {
     }
 
     #[test]
+    fn a_token_verified_before_is_recognised_until_it_expires() {
+        let (m, v, _d) = setup();
+        let token = m.mint(clerk(), 60).unwrap();
+        assert!(v.remembered(&token, now()).is_none(), "nothing remembered before the first check");
+        assert_eq!(v.verify(&token).unwrap(), clerk());
+        assert_eq!(v.remembered(&token, now()), Some(clerk()));
+        assert_eq!(v.verify(&token).unwrap(), clerk());
+        // Past its expiry and the leeway, a remembered token is checked in full again.
+        let later = now() + 60 + v.settings.leeway_seconds + 1;
+        assert!(v.remembered(&token, later).is_none());
+        // A token that fails is never remembered.
+        let stranger = Minter::from_seed([9; 32], AuthSettings::default());
+        let forged = stranger.mint(clerk(), 60).unwrap();
+        assert!(v.verify(&forged).is_err());
+        assert!(v.remembered(&forged, now()).is_none());
+    }
+
+    #[test]
+    fn a_service_sends_the_same_token_for_a_while() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = ensure_dev_keys(dir.path()).unwrap();
+        let settings = AuthSettings {
+            jwks_file: keys.jwks.display().to_string(),
+            signing_key_file: keys.signing_key.display().to_string(),
+            ..Default::default()
+        };
+        let identity = ServiceIdentity::load("coordinator", &settings).unwrap();
+        let first = identity.token().unwrap();
+        assert_eq!(identity.token().unwrap(), first, "reused, not signed again");
+        let p = Verifier::load(&settings).unwrap().verify(&first).unwrap();
+        assert_eq!((p.kind, p.sub.as_str()), (SubjectKind::Service, "coordinator"));
+    }
+
+    #[test]
     fn a_minted_token_verifies() {
         let (m, v, _d) = setup();
         let p = v.verify(&m.mint(clerk(), 60).unwrap()).unwrap();
@@ -506,7 +574,16 @@ mod tests {
 pub struct ServiceIdentity {
     minter: Arc<Minter>,
     name: String,
+    /// The token sent lately and when it was signed: reused for [`TOKEN_REUSE`], so the
+    /// peer's verifier recognises it, and neither side spends a signature per call.
+    current: Arc<std::sync::Mutex<Option<(String, std::time::Instant)>>>,
 }
+
+/// Lifetime of a service token.
+const SERVICE_TOKEN_TTL_SECONDS: u64 = 300;
+/// How long a service token is sent again before a fresh one is signed (well inside its
+/// lifetime, so it never arrives expired).
+const TOKEN_REUSE: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl ServiceIdentity {
     /// The identity of service `name`, signed with `settings.signing_key_file`.
@@ -518,10 +595,22 @@ impl ServiceIdentity {
             bail!("auth.signing_key_file is required for {name} to call other services");
         }
         let minter = Minter::load(Path::new(&settings.signing_key_file), settings.clone())?;
-        Ok(Self { minter: Arc::new(minter), name: name.to_string() })
+        Ok(Self { minter: Arc::new(minter), name: name.to_string(), current: Default::default() })
     }
 
     fn token(&self) -> anyhow::Result<String> {
+        let mut current = self.current.lock().map_err(|_| anyhow::anyhow!("service token poisoned"))?;
+        if let Some((token, signed)) = current.as_ref()
+            && signed.elapsed() < TOKEN_REUSE
+        {
+            return Ok(token.clone());
+        }
+        let token = self.sign()?;
+        *current = Some((token.clone(), std::time::Instant::now()));
+        Ok(token)
+    }
+
+    fn sign(&self) -> anyhow::Result<String> {
         self.minter.mint(
             Principal {
                 sub: self.name.clone(),
@@ -532,7 +621,7 @@ impl ServiceIdentity {
                 credit_code: String::new(),
                 passport_number: String::new(),
             },
-            300,
+            SERVICE_TOKEN_TTL_SECONDS,
         )
     }
 }
@@ -540,7 +629,7 @@ impl ServiceIdentity {
 impl tonic::service::Interceptor for ServiceIdentity {
     fn call(&mut self, req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
         let mut req = crate::telemetry::inject_grpc(req)?;
-        // Signing per call keeps tokens short-lived without a refresh task (Ed25519 is cheap).
+        // Signed at most once a minute, lazily: no refresh task.
         let token = self.token().map_err(|_| tonic::Status::internal("cannot sign the service token"))?;
         let value = format!("Bearer {token}").parse().map_err(|_| tonic::Status::internal("token is not ASCII"))?;
         req.metadata_mut().insert("authorization", value);
