@@ -342,7 +342,7 @@ impl Engine {
         txn.commit().await?;
         self.inner.outbox.wake();
         tracing::info!(bundle_id = %id, code = %def.code, "bundle submitted");
-        self.spawn_drive(&id, agg.bundle.traceparent.clone());
+        self.spawn_drive(agg.clone());
         Ok(agg)
     }
 
@@ -570,10 +570,15 @@ impl Engine {
     }
 
     /// Drives bundle `id` in the background, in the trace of `traceparent`.
-    fn spawn_drive(&self, id: &str, traceparent: Option<String>) {
+    /// Drives a bundle this process has just written, starting from `agg` as committed
+    /// (its first round reads nothing).
+    fn spawn_drive(&self, agg: Aggregate) {
         let engine = self.clone();
-        let id = id.to_string();
-        tokio::spawn(async move { engine.drive_traced(&id, Some(traceparent)).await });
+        tokio::spawn(async move {
+            let id = agg.bundle.id.clone();
+            let traceparent = agg.bundle.traceparent.clone();
+            engine.drive_traced(&id, Some(traceparent), Some(agg)).await
+        });
     }
 
     /// Advances one bundle: creates due pending steps, withdraws steps being cancelled,
@@ -582,12 +587,12 @@ impl Engine {
     /// twice at once: the running drive goes round once more instead, so a wake-up is never
     /// lost and a department is not asked for the same case twice by one replica.
     pub async fn drive(&self, id: &str) {
-        self.drive_traced(id, None).await;
+        self.drive_traced(id, None, None).await;
     }
 
     /// [`Self::drive`] with the bundle's trace context when the caller has it already
-    /// (`None`: read it from the bundle).
-    async fn drive_traced(&self, id: &str, traceparent: Option<Option<String>>) {
+    /// (`None`: read it from the bundle), and the bundle as just committed, if the caller has it.
+    async fn drive_traced(&self, id: &str, traceparent: Option<Option<String>>, mut first: Option<Aggregate>) {
         {
             let mut driving = self.inner.driving.lock().expect("driving list");
             if let Some(again) = driving.get_mut(id) {
@@ -612,7 +617,7 @@ impl Engine {
             );
             telemetry::set_remote_parent(&span, parent.as_deref());
             telemetry::stamp(&span);
-            tracing::Instrument::instrument(self.drive_rounds(id), span).await;
+            tracing::Instrument::instrument(self.drive_rounds(id, first.take()), span).await;
             let mut driving = self.inner.driving.lock().expect("driving list");
             match driving.get_mut(id) {
                 Some(again) if *again => *again = false,
@@ -621,9 +626,9 @@ impl Engine {
         }
     }
 
-    async fn drive_rounds(&self, id: &str) {
+    async fn drive_rounds(&self, id: &str, mut first: Option<Aggregate>) {
         for _ in 0..50 {
-            match self.drive_once(id).await {
+            match self.drive_once(id, first.take()).await {
                 Ok(true) => continue,
                 Ok(false) => break,
                 Err(e) => {
@@ -634,8 +639,12 @@ impl Engine {
         }
     }
 
-    async fn drive_once(&self, id: &str) -> Result<bool> {
-        let agg = self.load(&self.inner.db, id).await?;
+    /// One round; `known` is the bundle as this process just committed it (else it is read).
+    async fn drive_once(&self, id: &str, known: Option<Aggregate>) -> Result<bool> {
+        let agg = match known {
+            Some(agg) => agg,
+            None => self.load(&self.inner.db, id).await?,
+        };
         let now = Utc::now();
         let state = BundleState::parse(&agg.bundle.state);
         // The steps due for their case are created at their departments at once and the
@@ -829,7 +838,7 @@ impl Engine {
             return Err(Error::failed_precondition("COORDINATOR_BUNDLE_FINISHED", "the bundle is no longer running"));
         }
         let agg = self.apply(id, |agg, _| agg.bundle.state = BundleState::Withdrawn.as_str().into()).await?;
-        self.spawn_drive(id, agg.bundle.traceparent.clone());
+        self.spawn_drive(agg.clone());
         Ok(agg)
     }
 
