@@ -356,3 +356,103 @@ async fn bad_bookings_are_refused_and_store_nothing(backend: Backend) {
     vehicle.stop().await;
 }
 both_backends!(bad_bookings_are_refused_and_store_nothing);
+
+/// A licence cancellation being created while the death is confirmed does not miss it: the
+/// confirmation waits for the transaction that checked for it, then finds the case waiting.
+/// (The creation is played by hand here, to hold its transaction open: it checks, the death
+/// event is delivered meanwhile, then it writes a waiting case and commits.) PostgreSQL:
+/// on SQLite writers already wait for each other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_death_confirmed_while_a_case_checks_for_it_is_not_missed() {
+    use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, TransactionTrait};
+    let Some(hh_db) = TestDb::fresh(Backend::Postgres).await else { return };
+    let Some(v_db) = TestDb::fresh(Backend::Postgres).await else { return };
+    let nats = NatsServer::start().await;
+    let household = start_household(&hh_db.url, &nats.url()).await;
+    let vehicle = start_vehicle(&v_db.url, &nats.url()).await;
+    let coordinator = service("coordinator");
+    let mut v = cases_at(&vehicle, &coordinator).await;
+    let mut hh = cases_at(&household, &coordinator).await;
+    let elder = onething_household::store::seed_id("371003", "1949-09-09", 62).unwrap().expose().to_string();
+    let other = onething_household::store::seed_id("371082", "1995-02-28", 82).unwrap().expose().to_string();
+    // A waiting case about someone else, as the template of the row the creation writes.
+    let template = v
+        .create_case(pb::CreateCaseRequest {
+            matter_code: "vehicle.driving_licence_cancellation".into(),
+            applicant: citizen(&seeded_person()),
+            form: form(&[("subject_id_number", &other)]),
+            materials: vec![],
+            idempotency_key: "race-template".into(),
+            bundle_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    assert_eq!(template.state(), CaseState::Accepted);
+
+    // The creation checks: no death confirmed yet.
+    let creation = vehicle.db.begin().await.unwrap();
+    assert!(!onething_platform::facts::is_deceased(&creation, &elder).await.unwrap());
+    // Household confirms the death; vehicle's consumer receives it while the creation is open.
+    hh.create_case(pb::CreateCaseRequest {
+        matter_code: "household.deregistration".into(),
+        applicant: citizen(&seeded_person()),
+        form: form(&[
+            ("subject_id_number", &elder),
+            ("death_date", "2026-11-20"),
+            ("death_certificate_number", "SW-2026-0400"),
+        ]),
+        materials: vec![material("death_certificate")],
+        idempotency_key: "race-dereg".into(),
+        bundle_id: String::new(),
+    })
+    .await
+    .unwrap();
+    let js = nats.jetstream().await;
+    let stream = js.get_stream("ONETHING_HOUSEHOLD").await.unwrap();
+    eventually(Duration::from_secs(30), "vehicle to receive the death", || {
+        let stream = stream.clone();
+        async move {
+            let fact = stream.get_last_raw_message_by_subject("onething.household.v1.person.deceased").await.ok()?;
+            let mut c: async_nats::jetstream::consumer::Consumer<async_nats::jetstream::consumer::pull::Config> =
+                stream.get_consumer("vehicle-deaths").await.ok()?;
+            let info = c.info().await.ok()?;
+            (info.delivered.stream_sequence >= fact.sequence).then_some(())
+        }
+    })
+    .await
+    .unwrap();
+    // The creation writes its case, waiting for the death it did not find, and commits.
+    let row = onething_platform::store::case::Entity::find_by_id(template.case_id.clone())
+        .one(&creation)
+        .await
+        .unwrap()
+        .unwrap();
+    onething_platform::store::case::Model {
+        id: "race-case".into(),
+        idempotency_key: "race-case".into(),
+        form: row.form.replace(&other, &elder),
+        ..row
+    }
+    .into_active_model()
+    .reset_all()
+    .insert(&creation)
+    .await
+    .unwrap();
+    creation.commit().await.unwrap();
+
+    let done = eventually(Duration::from_secs(30), "the case decided by the death", || {
+        let mut v = v.clone();
+        async move {
+            let c = v.get_case(pb::GetCaseRequest { case_id: "race-case".into() }).await.ok()?.into_inner().case?;
+            (c.state() == CaseState::Approved).then_some(c)
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(done.result["cancelled_count"], "1");
+    vehicle.stop().await;
+    household.stop().await;
+}

@@ -294,7 +294,7 @@ fn parse_date(s: &str) -> Result<NaiveDate> {
 /// another writer still take the same one, the unique index refuses and the loser retries.
 async fn assign_id(txn: &DatabaseTransaction, region: &str, born: NaiveDate, sex: &str) -> Result<CitizenId> {
     let prefix = format!("{region}{}", born.format("%Y%m%d"));
-    onething_platform::db::lock_sequence(txn, &format!("id_number:{prefix}")).await?;
+    onething_platform::db::lock_named(txn, &format!("id_number:{prefix}")).await?;
     let highest = person::Entity::find()
         // A range, not LIKE: PostgreSQL walks the primary key for it under any collation.
         .filter(person::Column::IdNumber.between(format!("{prefix}000"), format!("{prefix}999X")))
@@ -312,7 +312,7 @@ async fn assign_id(txn: &DatabaseTransaction, region: &str, born: NaiveDate, sex
 async fn next_household_number(txn: &DatabaseTransaction, region: &str) -> Result<String> {
     // Registrations in one region take numbers one after the other (the unique index stays
     // the guard against another database writer).
-    onething_platform::db::lock_sequence(txn, &format!("household_number:{region}")).await?;
+    onething_platform::db::lock_named(txn, &format!("household_number:{region}")).await?;
     let last = household::Entity::find()
         // A range, not LIKE: PostgreSQL walks the primary key for it under any collation.
         .filter(household::Column::HouseholdNumber.between(format!("{region}000000"), format!("{region}999999")))

@@ -97,15 +97,17 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTra
     .await
 }
 
-/// Makes concurrent transactions that assign from the same sequence `name` (e.g. the next
-/// household number of a region) wait for each other until the holder ends, instead of
-/// both reading the same last number and one failing on the unique index. PostgreSQL: a
-/// transaction-scoped advisory lock on the name's hash. SQLite: nothing to do, as
-/// [`begin_write`] already holds the database.
+/// Makes concurrent transactions that take the same `name` wait for each other until the
+/// holder ends: those assigning from one sequence (e.g. the next household number of a
+/// region), instead of both reading the same last number and one failing on the unique
+/// index; or a check and a change that must not miss each other (a case asking whether a
+/// death is confirmed while the confirmation arrives). PostgreSQL: a transaction-scoped
+/// advisory lock on the name's hash. SQLite: nothing to do, as [`begin_write`] already
+/// holds the database.
 ///
 /// # Errors
 /// The database refused the lock.
-pub async fn lock_sequence(txn: &sea_orm::DatabaseTransaction, name: &str) -> Result<(), sea_orm::DbErr> {
+pub async fn lock_named(txn: &sea_orm::DatabaseTransaction, name: &str) -> Result<(), sea_orm::DbErr> {
     use sea_orm::{ConnectionTrait, DbBackend, Statement};
     if txn.get_database_backend() != DbBackend::Postgres {
         return Ok(());

@@ -12,9 +12,7 @@ use crate::{
 };
 use chrono::Utc;
 use onething_proto::household::PersonDeceased;
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, entity::prelude::*,
-};
+use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, entity::prelude::*};
 use sea_orm_migration::{prelude::*, schema::*};
 
 /// A death confirmed by household, as this service recorded it.
@@ -77,12 +75,21 @@ impl MigrationTrait for CreateDeceased {
     }
 }
 
-/// Whether household has confirmed the death of `id_number`.
+/// Whether household has confirmed the death of `id_number`. Asked in the transaction
+/// that creates or advances a case; until that ends, the confirmation of this death waits
+/// (see [`lock_person`]), so a case that found no confirmation is committed, as waiting,
+/// before the confirmation looks for waiting cases — neither misses the other.
 ///
 /// # Errors
 /// A database failure.
-pub async fn is_deceased<C: ConnectionTrait>(db: &C, id_number: &str) -> Result<bool, DbErr> {
-    Ok(deceased::Entity::find_by_id(id_number.to_string()).one(db).await?.is_some())
+pub async fn is_deceased(txn: &DatabaseTransaction, id_number: &str) -> Result<bool, DbErr> {
+    lock_person(txn, id_number).await?;
+    Ok(deceased::Entity::find_by_id(id_number.to_string()).one(txn).await?.is_some())
+}
+
+/// Serialises, per person, the check for a death and its recording.
+async fn lock_person(txn: &DatabaseTransaction, id_number: &str) -> Result<(), DbErr> {
+    crate::db::lock_named(txn, &format!("deceased:{id_number}")).await
 }
 
 /// The durable consumer `<service>-deaths` on household's stream.
@@ -114,6 +121,8 @@ impl<D: Department> DeceasedProjection<D> {
 impl<D: Department> Handler for DeceasedProjection<D> {
     async fn handle(&self, txn: &DatabaseTransaction, event: &Envelope) -> anyhow::Result<()> {
         let fact: PersonDeceased = event.decode()?;
+        // A case checking this death right now commits first, and is then found waiting.
+        lock_person(txn, &fact.id_number).await?;
         let inserted = deceased::Entity::insert(deceased::ActiveModel {
             id_number: Set(fact.id_number.clone()),
             death_date: Set(fact.death_date.clone()),
