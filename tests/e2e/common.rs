@@ -97,6 +97,27 @@ pub fn seeded_person() -> String {
     onething_household::store::seed_id("371002", "1985-11-30", 42).expect("seed id").expose().to_string()
 }
 
+/// A seeded elderly person (刘桂兰), whose death the tests confirm.
+pub fn seeded_elder() -> String {
+    onething_household::store::seed_id("371003", "1949-09-09", 62).expect("seed id").expose().to_string()
+}
+
+/// The deregistration of `subject` after a death (2026-11-20), asked by [`seeded_person`].
+pub fn deregistration(subject: &str, certificate: &str, key: &str, bundle_id: &str) -> pb::CreateCaseRequest {
+    pb::CreateCaseRequest {
+        matter_code: "household.deregistration".into(),
+        applicant: citizen(&seeded_person()),
+        form: form(&[
+            ("subject_id_number", subject),
+            ("death_date", "2026-11-20"),
+            ("death_certificate_number", certificate),
+        ]),
+        materials: vec![material("death_certificate")],
+        idempotency_key: key.into(),
+        bundle_id: bundle_id.into(),
+    }
+}
+
 pub fn citizen(id: &str) -> Option<pb::Applicant> {
     Some(pb::Applicant {
         kind: pb::ApplicantKind::Citizen as i32,

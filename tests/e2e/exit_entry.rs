@@ -198,7 +198,7 @@ async fn document_cancellation_waits_for_the_death_event(backend: Backend) {
     let coordinator = service("coordinator");
     let mut xe = CaseServiceClient::new(connect_as(&exit_entry.endpoint(), Some(&coordinator)).await);
     let mut hh = CaseServiceClient::new(connect_as(&household.endpoint(), Some(&coordinator)).await);
-    let elder = onething_household::store::seed_id("371003", "1949-09-09", 62).unwrap().expose().to_string();
+    let elder = seeded_elder();
 
     // Created before the death is confirmed: accepted, waiting, and saying why.
     let waiting = xe
@@ -220,18 +220,7 @@ async fn document_cancellation_waits_for_the_death_event(backend: Backend) {
 
     // Household deregisters the person; its death fact reaches exit-entry over JetStream.
     let dereg = hh
-        .create_case(pb::CreateCaseRequest {
-            matter_code: "household.deregistration".into(),
-            applicant: citizen(&seeded_person()),
-            form: form(&[
-                ("subject_id_number", &elder),
-                ("death_date", "2026-11-20"),
-                ("death_certificate_number", "SW-2026-0100"),
-            ]),
-            materials: vec![material("death_certificate")],
-            idempotency_key: "after-death-dereg".into(),
-            bundle_id: "bundle-x".into(),
-        })
+        .create_case(deregistration(&elder, "SW-2026-0100", "after-death-dereg", "bundle-x"))
         .await
         .unwrap()
         .into_inner()

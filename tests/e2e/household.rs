@@ -205,19 +205,8 @@ async fn deregistration_marks_the_person_deceased(backend: Backend) {
         return;
     };
     let mut cases = mesh.cases().await;
-    let elder = onething_household::store::seed_id("371003", "1949-09-09", 62).unwrap().expose().to_string();
-    let req = CreateCaseRequest {
-        matter_code: "household.deregistration".into(),
-        applicant: citizen(&seeded_person()),
-        form: form(&[
-            ("subject_id_number", &elder),
-            ("death_date", "2026-11-20"),
-            ("death_certificate_number", "SW-2026-0001"),
-        ]),
-        materials: vec![material("death_certificate")],
-        idempotency_key: "dereg-1".into(),
-        bundle_id: "bundle-1".into(),
-    };
+    let elder = seeded_elder();
+    let req = deregistration(&elder, "SW-2026-0001", "dereg-1", "bundle-1");
     let case = cases.create_case(req.clone()).await.unwrap().into_inner().case.unwrap();
     assert_eq!(case.state(), CaseState::Approved);
     // Deregistering again is refused at intake.

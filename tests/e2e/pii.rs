@@ -78,22 +78,8 @@ async fn no_personal_data_in_logs_or_spans() {
     clerk.approve_case(pb::ApproveCaseRequest { case_id: id.clone(), expected_version: 0 }).await.unwrap();
 
     // Deregistration and its death fact; a collective household; refusals.
-    let elder = onething_household::store::seed_id("371003", "1949-09-09", 62).unwrap().expose().to_string();
-    cases
-        .create_case(pb::CreateCaseRequest {
-            matter_code: "household.deregistration".into(),
-            applicant: citizen(&seeded_person()),
-            form: form(&[
-                ("subject_id_number", &elder),
-                ("death_date", "2026-11-20"),
-                ("death_certificate_number", "SW-PII-0001"),
-            ]),
-            materials: vec![material("death_certificate")],
-            idempotency_key: "pii-dereg".into(),
-            bundle_id: String::new(),
-        })
-        .await
-        .unwrap();
+    let elder = seeded_elder();
+    cases.create_case(deregistration(&elder, "SW-PII-0001", "pii-dereg", "")).await.unwrap();
     let code = onething_platform::ids::CreditCode::complete("91371002MA3C00002").unwrap().to_string();
     cases
         .create_case(pb::CreateCaseRequest {
@@ -192,7 +178,7 @@ async fn no_personal_data_in_a_full_bundle_run() {
         .expect("this test must install telemetry first: run it with cargo nextest (one process per test)");
     let Some(w) = World::start(Backend::Sqlite, 1).await else { return };
     let relative = seeded_person();
-    let elder = onething_household::store::seed_id("371003", "1949-09-09", 62).unwrap().expose().to_string();
+    let elder = seeded_elder();
     let parent = seeded_parent();
     let phone = "13712345678";
     let applicant = |id: &str, name: &str| citizen_with_phone(id, name, phone);

@@ -123,6 +123,18 @@ async fn owed_material_supplied_or_revoked(backend: Backend) {
 }
 both_backends!(owed_material_supplied_or_revoked);
 
+/// The cancellation of `subject`'s driving licence after their death, asked by a relative.
+fn licence_cancellation(subject: &str, key: &str) -> pb::CreateCaseRequest {
+    pb::CreateCaseRequest {
+        matter_code: "vehicle.driving_licence_cancellation".into(),
+        applicant: citizen(&seeded_person()),
+        form: form(&[("subject_id_number", subject)]),
+        materials: vec![],
+        idempotency_key: key.into(),
+        bundle_id: String::new(),
+    }
+}
+
 async fn licence_cancellation_waits_for_the_death_event(backend: Backend) {
     let Some(hh_db) = TestDb::fresh(backend).await else { return };
     let Some(v_db) = TestDb::fresh(backend).await else { return };
@@ -132,32 +144,11 @@ async fn licence_cancellation_waits_for_the_death_event(backend: Backend) {
     let coordinator = service("coordinator");
     let mut v = cases_at(&vehicle, &coordinator).await;
     let mut hh = cases_at(&household, &coordinator).await;
-    let elder = onething_household::store::seed_id("371003", "1949-09-09", 62).unwrap().expose().to_string();
-    let cancel = |key: &str| pb::CreateCaseRequest {
-        matter_code: "vehicle.driving_licence_cancellation".into(),
-        applicant: citizen(&seeded_person()),
-        form: form(&[("subject_id_number", &elder)]),
-        materials: vec![],
-        idempotency_key: key.into(),
-        bundle_id: String::new(),
-    };
-    let waiting = v.create_case(cancel("lic-1")).await.unwrap().into_inner().case.unwrap();
+    let elder = seeded_elder();
+    let waiting = v.create_case(licence_cancellation(&elder, "lic-1")).await.unwrap().into_inner().case.unwrap();
     assert_eq!(waiting.state(), CaseState::Accepted);
     assert_eq!(waiting.reason_code, "VEHICLE_AWAITING_DEATH_CONFIRMATION");
-    hh.create_case(pb::CreateCaseRequest {
-        matter_code: "household.deregistration".into(),
-        applicant: citizen(&seeded_person()),
-        form: form(&[
-            ("subject_id_number", &elder),
-            ("death_date", "2026-11-20"),
-            ("death_certificate_number", "SW-2026-0200"),
-        ]),
-        materials: vec![material("death_certificate")],
-        idempotency_key: "lic-dereg".into(),
-        bundle_id: String::new(),
-    })
-    .await
-    .unwrap();
+    hh.create_case(deregistration(&elder, "SW-2026-0200", "lic-dereg", "")).await.unwrap();
     let id = waiting.case_id.clone();
     let done = eventually(Duration::from_secs(30), "the licence cancellation", || {
         let mut v = v.clone();
@@ -373,43 +364,18 @@ async fn a_death_confirmed_while_a_case_checks_for_it_is_not_missed() {
     let coordinator = service("coordinator");
     let mut v = cases_at(&vehicle, &coordinator).await;
     let mut hh = cases_at(&household, &coordinator).await;
-    let elder = onething_household::store::seed_id("371003", "1949-09-09", 62).unwrap().expose().to_string();
+    let elder = seeded_elder();
     let other = onething_household::store::seed_id("371082", "1995-02-28", 82).unwrap().expose().to_string();
     // A waiting case about someone else, as the template of the row the creation writes.
-    let template = v
-        .create_case(pb::CreateCaseRequest {
-            matter_code: "vehicle.driving_licence_cancellation".into(),
-            applicant: citizen(&seeded_person()),
-            form: form(&[("subject_id_number", &other)]),
-            materials: vec![],
-            idempotency_key: "race-template".into(),
-            bundle_id: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .case
-        .unwrap();
+    let template =
+        v.create_case(licence_cancellation(&other, "race-template")).await.unwrap().into_inner().case.unwrap();
     assert_eq!(template.state(), CaseState::Accepted);
 
     // The creation checks: no death confirmed yet.
     let creation = vehicle.db.begin().await.unwrap();
     assert!(!onething_platform::facts::is_deceased(&creation, &elder).await.unwrap());
     // Household confirms the death; vehicle's consumer receives it while the creation is open.
-    hh.create_case(pb::CreateCaseRequest {
-        matter_code: "household.deregistration".into(),
-        applicant: citizen(&seeded_person()),
-        form: form(&[
-            ("subject_id_number", &elder),
-            ("death_date", "2026-11-20"),
-            ("death_certificate_number", "SW-2026-0400"),
-        ]),
-        materials: vec![material("death_certificate")],
-        idempotency_key: "race-dereg".into(),
-        bundle_id: String::new(),
-    })
-    .await
-    .unwrap();
+    hh.create_case(deregistration(&elder, "SW-2026-0400", "race-dereg", "")).await.unwrap();
     let js = nats.jetstream().await;
     let stream = js.get_stream("ONETHING_HOUSEHOLD").await.unwrap();
     eventually(Duration::from_secs(30), "vehicle to receive the death", || {
