@@ -135,15 +135,32 @@ fn licence_cancellation(subject: &str, key: &str) -> pb::CreateCaseRequest {
     }
 }
 
+/// Household and vehicle on their own databases and broker, with the coordinator's clients.
+struct Deaths {
+    household: Running,
+    vehicle: Running,
+    nats: NatsServer,
+    v: CaseServiceClient<Authed>,
+    hh: CaseServiceClient<Authed>,
+    _dbs: (TestDb, TestDb),
+}
+
+impl Deaths {
+    async fn start(backend: Backend) -> Option<Self> {
+        let hh_db = TestDb::fresh(backend).await?;
+        let v_db = TestDb::fresh(backend).await?;
+        let nats = NatsServer::start().await;
+        let household = start_household(&hh_db.url, &nats.url()).await;
+        let vehicle = start_vehicle(&v_db.url, &nats.url()).await;
+        let coordinator = service("coordinator");
+        let v = cases_at(&vehicle, &coordinator).await;
+        let hh = cases_at(&household, &coordinator).await;
+        Some(Self { household, vehicle, nats, v, hh, _dbs: (hh_db, v_db) })
+    }
+}
+
 async fn licence_cancellation_waits_for_the_death_event(backend: Backend) {
-    let Some(hh_db) = TestDb::fresh(backend).await else { return };
-    let Some(v_db) = TestDb::fresh(backend).await else { return };
-    let nats = NatsServer::start().await;
-    let household = start_household(&hh_db.url, &nats.url()).await;
-    let vehicle = start_vehicle(&v_db.url, &nats.url()).await;
-    let coordinator = service("coordinator");
-    let mut v = cases_at(&vehicle, &coordinator).await;
-    let mut hh = cases_at(&household, &coordinator).await;
+    let Some(Deaths { household, vehicle, nats, mut v, mut hh, _dbs }) = Deaths::start(backend).await else { return };
     let elder = seeded_elder();
     let waiting = v.create_case(licence_cancellation(&elder, "lic-1")).await.unwrap().into_inner().case.unwrap();
     assert_eq!(waiting.state(), CaseState::Accepted);
@@ -356,14 +373,9 @@ both_backends!(bad_bookings_are_refused_and_store_nothing);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_death_confirmed_while_a_case_checks_for_it_is_not_missed() {
     use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, TransactionTrait};
-    let Some(hh_db) = TestDb::fresh(Backend::Postgres).await else { return };
-    let Some(v_db) = TestDb::fresh(Backend::Postgres).await else { return };
-    let nats = NatsServer::start().await;
-    let household = start_household(&hh_db.url, &nats.url()).await;
-    let vehicle = start_vehicle(&v_db.url, &nats.url()).await;
-    let coordinator = service("coordinator");
-    let mut v = cases_at(&vehicle, &coordinator).await;
-    let mut hh = cases_at(&household, &coordinator).await;
+    let Some(Deaths { household, vehicle, nats, mut v, mut hh, _dbs }) = Deaths::start(Backend::Postgres).await else {
+        return;
+    };
     let elder = seeded_elder();
     let other = onething_household::store::seed_id("371082", "1995-02-28", 82).unwrap().expose().to_string();
     // A waiting case about someone else, as the template of the row the creation writes.
