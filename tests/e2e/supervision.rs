@@ -518,3 +518,46 @@ async fn a_batch_projects_as_one_by_one(backend: Backend) {
     assert_eq!(count(&many, "tracked").await, 5);
 }
 both_backends!(a_batch_projects_as_one_by_one);
+
+/// Supervision started before the other services made their streams (a mesh starting):
+/// its consumers say once, at info, that they wait, with no warning, and take the events
+/// once the streams exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumers_wait_quietly_for_streams_not_made_yet() {
+    use onething_platform::{config::LogSettings, telemetry};
+    let spans = SpanSink::default();
+    let logs = LogSink::default();
+    let settings = LogSettings { format: "json".into(), filter: "info".into() };
+    let _guard = telemetry::init_capturing("streams-test", &settings, spans, logs.clone())
+        .expect("this test must install telemetry first: run it with cargo nextest (one process per test)");
+    let Some(db) = TestDb::fresh(Backend::Sqlite).await else { return };
+    let nats = NatsServer::start().await;
+    let supervision = start_supervision(&db, &nats, "", &[]).await;
+    let text = || String::from_utf8_lossy(&logs.0.lock().unwrap()).to_string();
+    eventually(Duration::from_secs(30), "the consumers to say they wait", || async {
+        text().contains("waiting for the stream to be created by its service").then_some(())
+    })
+    .await
+    .unwrap();
+    let js = nats.jetstream().await;
+    ensure_stream(&js, "household", 1).await.unwrap();
+    let t0 = cst(2026, 11, 2, 9);
+    publish(
+        &js,
+        "household",
+        "onething.household.v1.case.accepted",
+        &case_event("w1", "household", CaseState::Accepted, 2, Some(cst(2026, 11, 20, 17)), t0),
+    )
+    .await;
+    eventually(Duration::from_secs(30), "the event taken", || async {
+        (count(&supervision.db, "tracked").await == 1).then_some(())
+    })
+    .await
+    .unwrap();
+    let log = text();
+    let waiting =
+        log.lines().filter(|l| l.contains("waiting for the stream") && l.contains("supervision-household")).count();
+    assert_eq!(waiting, 1, "said once per consumer");
+    assert!(!log.lines().any(|l| l.contains("\"WARN\"") && l.contains("consumer")), "no warnings: {log}");
+    supervision.stop().await;
+}

@@ -235,9 +235,23 @@ pub async fn run<H: Handler>(
     shutdown: CancellationToken,
 ) {
     let mut backoff = Duration::from_millis(200);
+    let mut told_waiting = false;
     while !shutdown.is_cancelled() {
         match consume(&js, &db, &spec, &handler, outbox.as_ref(), &shutdown).await {
             Ok(()) => break,
+            // Another service's stream that its service has not made yet (the mesh starting):
+            // expected, so said once, quietly.
+            Err(e) if e.downcast_ref::<StreamMissing>().is_some() => {
+                if !told_waiting {
+                    tracing::info!(consumer = %spec.name, stream = %spec.stream, "waiting for the stream to be created by its service");
+                    told_waiting = true;
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
             Err(e) => {
                 tracing::warn!(consumer = %spec.name, error = %format!("{e:#}"), "consumer interrupted; retrying");
                 tokio::select! {
@@ -258,7 +272,14 @@ async fn consume<H: Handler>(
     outbox: Option<&Outbox>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let stream = js.get_stream(&spec.stream).await?;
+    let stream = js.get_stream(&spec.stream).await.map_err(|e| match e.kind() {
+        jetstream::context::GetStreamErrorKind::JetStream(j)
+            if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+        {
+            anyhow::Error::new(StreamMissing)
+        }
+        _ => anyhow::Error::new(e),
+    })?;
     let mut consumer: jetstream::consumer::Consumer<pull::Config> = stream
         .get_or_create_consumer(
             &spec.name,
@@ -376,6 +397,18 @@ async fn consume<H: Handler>(
         }
     }
 }
+
+/// The consumer's stream does not exist (yet).
+#[derive(Debug)]
+struct StreamMissing;
+
+impl std::fmt::Display for StreamMissing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("stream not found")
+    }
+}
+
+impl std::error::Error for StreamMissing {}
 
 /// The consumer span of one event, a child of the span that published it.
 fn consume_span(msg: &jetstream::Message, event: &Envelope, consumer: &str) -> tracing::Span {
