@@ -157,10 +157,18 @@ pub fn stamp(span: &tracing::Span) {
     }
 }
 
+/// Prepares the span of publishing or consuming one event: parented to the trace context
+/// the event carries, with the case or bundle it is about, and its own ids stamped.
+pub fn join_event(span: &tracing::Span, traceparent: Option<&str>, ce_subject: &str) {
+    set_remote_parent(span, traceparent);
+    record_event_subject(span, ce_subject);
+    stamp(span);
+}
+
 /// Records the case or bundle id an event is about (its `ce-subject`, `cases/<id>` or
 /// `bundles/<id>`) in `span`'s `case_id` or `bundle_id` field. Other subjects may hold
 /// personal data (`persons/<ID number>`) and are never recorded.
-pub fn record_event_subject(span: &tracing::Span, ce_subject: &str) {
+fn record_event_subject(span: &tracing::Span, ce_subject: &str) {
     if let Some(id) = ce_subject.strip_prefix("cases/") {
         span.record("case_id", id);
     } else if let Some(id) = ce_subject.strip_prefix("bundles/") {

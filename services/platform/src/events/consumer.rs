@@ -425,8 +425,6 @@ fn consume_span(msg: &jetstream::Message, event: &Envelope, consumer: &str) -> t
         trace_id = tracing::field::Empty,
         span_id = tracing::field::Empty,
     );
-    telemetry::set_remote_parent(&span, event.traceparent.as_deref());
-    telemetry::record_event_subject(&span, &event.subject);
-    telemetry::stamp(&span);
+    telemetry::join_event(&span, event.traceparent.as_deref(), &event.subject);
     span
 }

@@ -168,9 +168,7 @@ impl Relay {
                 trace_id = tracing::field::Empty,
                 span_id = tracing::field::Empty,
             );
-            telemetry::set_remote_parent(&span, r.traceparent.as_deref());
-            telemetry::record_event_subject(&span, &r.ce_subject);
-            telemetry::stamp(&span);
+            telemetry::join_event(&span, r.traceparent.as_deref(), &r.ce_subject);
             let publish = self.js.publish_with_headers(r.subject.clone(), envelope.to_headers(), envelope.data.clone());
             match tracing::Instrument::instrument(publish, span).await {
                 Ok(ack) => pending.push((r.seq, ack)),
