@@ -24,5 +24,12 @@ pub mod telemetry;
 
 pub use error::{Error, Result};
 
+/// Every binary linking the platform (each service, `onething`, the tests) allocates with
+/// mimalloc: under load glibc's allocator took about a fifth of the services' CPU in `perf`
+/// (`malloc`, `free` and their consolidation of freed chunks across threads); see
+/// docs/benchmark.md.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[cfg(test)]
 mod fuzz;
