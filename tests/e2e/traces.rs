@@ -179,15 +179,25 @@ async fn a_bundle_is_one_trace_over_otlp() {
     let up = ancestors(completion);
     assert!(up.first().is_some_and(|n| n == "bundle.drive") && up.last() == Some(&root.name), "{up:?}");
 
-    // Log lines carry the trace and span ids: the saga's "bundle state changed" lines are
-    // written inside a drive of the bundle, so they name its trace.
+    // Log lines carry the trace and span ids of the span they were written in: every line
+    // about the bundle (its submit, the saga's "bundle state changed" lines in its drives, the
+    // departments' "case created" inside their CreateCase calls) names its trace.
     let trace_hex: String = root.trace_id.iter().map(|b| format!("{b:02x}")).collect();
     let log_text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
-    let changed: Vec<&str> =
-        log_text.lines().filter(|l| l.contains("bundle state changed") && l.contains(&b.bundle_id)).collect();
-    assert!(!changed.is_empty(), "the saga logged");
-    for line in changed {
-        assert!(line.contains(&trace_hex) && line.contains("\"span_id\""), "{line}");
+    let about: Vec<serde_json::Value> = log_text
+        .lines()
+        .filter(|l| l.contains(&b.bundle_id))
+        .map(|l| serde_json::from_str(l).expect("a log line is one JSON object"))
+        .collect();
+    for message in ["bundle submitted", "bundle state changed", "case created"] {
+        assert!(about.iter().any(|l| l["message"] == message), "{message} logged");
+    }
+    let spans_ids: std::collections::HashSet<String> =
+        trace.iter().map(|s| s.span_id.iter().map(|b| format!("{b:02x}")).collect()).collect();
+    for line in &about {
+        assert_eq!(line["trace_id"].as_str(), Some(trace_hex.as_str()), "{line}");
+        let span_id = line["span_id"].as_str().unwrap_or_default();
+        assert!(spans_ids.contains(span_id), "the line names a span of the trace: {line}");
     }
 
     // No personal data in any attribute of any span.

@@ -609,14 +609,8 @@ impl Engine {
             None => bundle::Entity::find_by_id(id).one(&self.inner.db).await.ok().flatten().and_then(|b| b.traceparent),
         };
         loop {
-            let span = tracing::info_span!(
-                "bundle.drive",
-                bundle_id = %id,
-                trace_id = tracing::field::Empty,
-                span_id = tracing::field::Empty,
-            );
+            let span = tracing::info_span!("bundle.drive", bundle_id = %id);
             telemetry::set_remote_parent(&span, parent.as_deref());
-            telemetry::stamp(&span);
             tracing::Instrument::instrument(self.drive_rounds(id, first.take()), span).await;
             let mut driving = self.inner.driving.lock().expect("driving list");
             match driving.get_mut(id) {

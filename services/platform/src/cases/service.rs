@@ -215,8 +215,8 @@ impl<D: Department> CaseApi<D> {
             Err(e) => return Err(e.into()),
         }
         self.commit(txn, events).await?;
-        tracing::info!(case_id = %case.id, matter = %case.matter_code, state = %case.state, "case created");
         crate::telemetry::record_ids(Some(&case.id), Some(&case.bundle_id));
+        tracing::info!(case_id = %case.id, matter = %case.matter_code, state = %case.state, "case created");
         Ok(case)
     }
 

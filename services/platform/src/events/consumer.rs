@@ -422,8 +422,6 @@ fn consume_span(msg: &jetstream::Message, event: &Envelope, consumer: &str) -> t
         messaging.consumer.group.name = %consumer,
         case_id = tracing::field::Empty,
         bundle_id = tracing::field::Empty,
-        trace_id = tracing::field::Empty,
-        span_id = tracing::field::Empty,
     );
     telemetry::join_event(&span, event.traceparent.as_deref(), &event.subject);
     span

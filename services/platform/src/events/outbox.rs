@@ -165,8 +165,6 @@ impl Relay {
                 messaging.message.id = %r.event_id,
                 case_id = tracing::field::Empty,
                 bundle_id = tracing::field::Empty,
-                trace_id = tracing::field::Empty,
-                span_id = tracing::field::Empty,
             );
             telemetry::join_event(&span, r.traceparent.as_deref(), &r.ce_subject);
             let publish = self.js.publish_with_headers(r.subject.clone(), envelope.to_headers(), envelope.data.clone());
