@@ -104,7 +104,7 @@ impl Handler for Notifier {
         if wanted.is_empty() {
             return Ok(());
         }
-        let ids: Vec<String> = wanted.iter().map(|(_, c, _)| c.case_id.clone()).collect();
+        let ids: std::collections::BTreeSet<String> = wanted.iter().map(|(_, c, _)| c.case_id.clone()).collect();
         let cases: HashMap<String, case::Model> = case::Entity::find()
             .filter(case::Column::Id.is_in(ids))
             .all(txn)

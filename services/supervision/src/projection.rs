@@ -249,7 +249,9 @@ impl Projection {
                 None => return Ok(false),
             }
         }
-        let ids: Vec<String> = changes.iter().filter_map(|c| c.key().map(|(_, id)| id.to_string())).collect();
+        // Each id once: a batch often holds several changes of one case or bundle.
+        let ids: std::collections::BTreeSet<String> =
+            changes.iter().filter_map(|c| c.key().map(|(_, id)| id.to_string())).collect();
         if ids.is_empty() {
             return Ok(true);
         }
