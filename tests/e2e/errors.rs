@@ -151,3 +151,27 @@ async fn registry_lookups_validate_their_input() {
     assert_eq!(h.members.len(), 3);
     mesh.household.stop().await;
 }
+
+/// A repeated CreateCase (the coordinator retrying, a client resending) is answered with the
+/// case the first one made and writes nothing more; the same key for another application is
+/// refused with FAILED_PRECONDITION and writes nothing either.
+async fn a_repeated_create_is_answered_with_its_case(backend: Backend) {
+    let Some(mesh) = Mesh::start(backend).await else {
+        return;
+    };
+    let mut cases = mesh.cases().await;
+    let db = mesh.household.db.clone();
+    let first = cases.create_case(certificate_request("again-1")).await.unwrap().into_inner().case.unwrap();
+    assert_eq!(first.state(), CaseState::Approved, "a certificate is issued at once");
+    let its_events = format!("outbox WHERE ce_subject = 'cases/{}'", first.case_id);
+    let written = (count(&db, "cases").await, count(&db, &its_events).await);
+    assert!(written.1 > 0, "the first request wrote its events");
+
+    let again = cases.create_case(certificate_request("again-1")).await.unwrap().into_inner().case.unwrap();
+    assert_eq!((again.case_id.as_str(), again.version), (first.case_id.as_str(), first.version));
+    let other = cases.create_case(residence_request("again-1")).await.unwrap_err();
+    assert_eq!(other.code(), Code::FailedPrecondition);
+    assert_eq!(reason(&other), "CASE_IDEMPOTENCY_KEY_REUSED");
+    assert_eq!((count(&db, "cases").await, count(&db, &its_events).await), written, "nothing more written");
+}
+both_backends!(a_repeated_create_is_answered_with_its_case);
