@@ -63,7 +63,12 @@ async fn the_benchmark_smoke_run_completes_every_bundle_and_reports() {
     }
     let bound = &report["bound"];
     for part in ["jetstream", "postgres"] {
-        assert!(bound[part].as_array().unwrap().iter().all(|t| t["per_second"].as_f64().unwrap() > 0.0), "{bound}");
+        let measured = bound[part].as_array().unwrap();
+        assert!(measured.iter().all(|t| t["per_second"].as_f64().unwrap() > 0.0), "{bound}");
+        // Measured before the mesh starts and again after it stops.
+        for when in ["before the load", "after the load"] {
+            assert!(measured.iter().any(|t| t["when"] == when), "{part} {when}: {bound}");
+        }
     }
     // Three departments each create, accept and approve a case (three events apiece), and
     // the coordinator reports the bundle submitted and completed: at least eleven events.

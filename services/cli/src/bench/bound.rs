@@ -20,6 +20,9 @@ use std::{
 /// One measurement of a part.
 #[derive(Debug, Clone, Serialize)]
 pub struct Throughput {
+    /// When it was measured: before or after the mesh ran (the best of both counts, so
+    /// a moment of a slow disk or a busy neighbour does not make the bound look low).
+    pub when: &'static str,
     /// Concurrent publishers or connections.
     pub concurrency: usize,
     /// Operations per second.
@@ -31,7 +34,12 @@ pub struct Throughput {
 ///
 /// # Errors
 /// NATS unreachable or JetStream refusing the stream.
-pub async fn jetstream(url: &str, concurrencies: &[usize], for_: Duration) -> anyhow::Result<Vec<Throughput>> {
+pub async fn jetstream(
+    url: &str,
+    concurrencies: &[usize],
+    for_: Duration,
+    when: &'static str,
+) -> anyhow::Result<Vec<Throughput>> {
     let client = async_nats::connect(url).await.context("connecting to NATS")?;
     let js = jetstream::new(client);
     let mut out = Vec::new();
@@ -79,7 +87,7 @@ pub async fn jetstream(url: &str, concurrencies: &[usize], for_: Duration) -> an
             t.await??;
         }
         let secs = start.elapsed().as_secs_f64();
-        out.push(Throughput { concurrency: publishers, per_second: acked.load(Ordering::Relaxed) as f64 / secs });
+        out.push(Throughput { when, concurrency: publishers, per_second: acked.load(Ordering::Relaxed) as f64 / secs });
         js.delete_stream(&name).await.context("deleting the bound stream")?;
     }
     Ok(out)
@@ -106,7 +114,12 @@ fn headers(publisher: usize, n: u64) -> HeaderMap {
 ///
 /// # Errors
 /// The database is unreachable or refuses the table.
-pub async fn postgres(url: &str, concurrencies: &[usize], for_: Duration) -> anyhow::Result<Vec<Throughput>> {
+pub async fn postgres(
+    url: &str,
+    concurrencies: &[usize],
+    for_: Duration,
+    when: &'static str,
+) -> anyhow::Result<Vec<Throughput>> {
     let mut out = Vec::new();
     for &connections in concurrencies {
         let mut opts = ConnectOptions::new(url.to_string());
@@ -139,7 +152,11 @@ pub async fn postgres(url: &str, concurrencies: &[usize], for_: Duration) -> any
             t.await??;
         }
         let secs = start.elapsed().as_secs_f64();
-        out.push(Throughput { concurrency: connections, per_second: committed.load(Ordering::Relaxed) as f64 / secs });
+        out.push(Throughput {
+            when,
+            concurrency: connections,
+            per_second: committed.load(Ordering::Relaxed) as f64 / secs,
+        });
         db.close().await.ok();
     }
     Ok(out)
