@@ -552,6 +552,21 @@ async fn two_replicas_and_one_key(backend: Backend) {
         assert_eq!(a.bundle_id, b.bundle_id, "one key, one bundle");
         ids.push(a.bundle_id);
     }
+    // The same key for another application is refused and makes nothing.
+    let other = submit(
+        "retirement",
+        citizen_applicant(&seeded_parent()),
+        &[("subject_id_number", &retiree)],
+        &[],
+        &[],
+        "twice-0",
+    );
+    let err = w.bundles_as(&citizen_token(&seeded_parent()), 1).await.submit_bundle(other).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+    assert_eq!(
+        err.get_error_details().error_info().map(|i| i.reason.clone()).as_deref(),
+        Some("COORDINATOR_IDEMPOTENCY_KEY_REUSED")
+    );
     let mut c = w.bundles_as(&token, 0).await;
     for id in &ids {
         assert_eq!(finished(&mut c, id).await.state(), BundleState::Completed);

@@ -261,17 +261,6 @@ impl Engine {
         let clerk =
             p.kind == onething_platform::auth::SubjectKind::Staff && p.has_role(onething_platform::authz::ROLE_CLERK);
         onething_platform::authz::check(own || clerk, p, "SubmitBundle", &def.code)?;
-        if let Some(existing) =
-            bundle::Entity::find().filter(bundle::Column::IdempotencyKey.eq(key.clone())).one(&self.inner.db).await?
-        {
-            if existing.code == def.code && existing.applicant_identifier == applicant.identifier {
-                return self.load(&self.inner.db, &existing.id).await;
-            }
-            return Err(Error::failed_precondition(
-                "COORDINATOR_IDEMPOTENCY_KEY_REUSED",
-                "the key was used for another application",
-            ));
-        }
         let now = Utc::now();
         let id = uuid::Uuid::now_v7().to_string();
         let materials: Vec<MaterialRecord> = r
@@ -325,6 +314,20 @@ impl Engine {
             .collect();
         let agg = Aggregate { bundle: b, steps };
         let txn = begin_write(&self.inner.db).await?;
+        // A repeated submit is answered with the bundle it made. Read in the transaction
+        // rather than before it: one transaction fewer per bundle.
+        if let Some(existing) =
+            bundle::Entity::find().filter(bundle::Column::IdempotencyKey.eq(key.clone())).one(&txn).await?
+        {
+            txn.rollback().await?;
+            if existing.code == def.code && existing.applicant_identifier == applicant.identifier {
+                return self.load(&self.inner.db, &existing.id).await;
+            }
+            return Err(Error::failed_precondition(
+                "COORDINATOR_IDEMPOTENCY_KEY_REUSED",
+                "the key was used for another application",
+            ));
+        }
         if let Err(e) = bundle::Entity::insert(bundle::ActiveModel::from(agg.bundle.clone()).reset_all())
             .exec_without_returning(&txn)
             .await
