@@ -272,8 +272,9 @@ impl<S, B, R> tower::Service<http::Request<B>> for RpcMetrics<S>
 where
     S: tower::Service<http::Request<B>, Response = http::Response<R>>,
     S::Future: Send + 'static,
+    R: http_body::Body,
 {
-    type Response = S::Response;
+    type Response = http::Response<Counted<R>>;
     type Error = S::Error;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
@@ -289,23 +290,103 @@ where
         let call = self.inner.call(req);
         Box::pin(async move {
             let result = call.await;
-            // A stream failing after its first message is counted OK: not seen here.
-            let code = match &result {
-                Ok(resp) => crate::grpc::status_in_headers(resp.headers()),
-                Err(_) => tonic::Code::Unavailable,
-            };
-            let m = metrics();
-            m.rpc_duration.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
-            m.rpc_requests
-                .get_or_create(&RpcLabels {
-                    service: labels.service,
-                    method: labels.method,
-                    code: code_name(code).into(),
-                })
-                .inc();
-            result
+            // Duration until the response headers: a stream's length is not its handling time.
+            metrics().rpc_duration.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+            match result {
+                Ok(resp) => {
+                    // The status is in the headers of an error without messages, else in the
+                    // trailers after the last message (a stream may fail after its first).
+                    let in_headers = resp.headers().contains_key("grpc-status");
+                    let code = crate::grpc::status_in_headers(resp.headers());
+                    Ok(resp.map(|body| Counted {
+                        inner: Box::pin(body),
+                        pending: Some(Pending { labels, code: in_headers.then_some(code) }),
+                    }))
+                }
+                Err(e) => {
+                    count_rpc(labels, tonic::Code::Unavailable);
+                    Err(e)
+                }
+            }
         })
     }
+}
+
+/// What a response body still has to count when it ends.
+#[derive(Debug)]
+struct Pending {
+    labels: MethodLabels,
+    /// The status the headers carried, if they did.
+    code: Option<tonic::Code>,
+}
+
+/// A gRPC response body that counts its RPC in [`Metrics::rpc_requests`] once the status is
+/// known: from the trailers, from the headers of a response without messages, or, when the
+/// body is dropped before its end (the client went away), as `CANCELLED`.
+#[derive(Debug)]
+pub struct Counted<R> {
+    inner: Pin<Box<R>>,
+    pending: Option<Pending>,
+}
+
+impl<R> Counted<R> {
+    fn finish(&mut self, trailers: Option<&http::HeaderMap>) {
+        if let Some(p) = self.pending.take() {
+            let code = trailers.map(crate::grpc::status_in_headers).or(p.code).unwrap_or(tonic::Code::Ok);
+            count_rpc(p.labels, code);
+        }
+    }
+}
+
+impl<R: http_body::Body> http_body::Body for Counted<R> {
+    type Data = R::Data;
+    type Error = R::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let polled = self.inner.as_mut().poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) if frame.is_trailers() => self.finish(frame.trailers_ref()),
+            Poll::Ready(None) => self.finish(None),
+            Poll::Ready(Some(Err(_))) => {
+                if let Some(p) = self.pending.as_mut() {
+                    p.code = Some(tonic::Code::Unknown);
+                }
+                self.finish(None);
+            }
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<R> Drop for Counted<R> {
+    fn drop(&mut self) {
+        if let Some(p) = self.pending.as_mut()
+            && p.code.is_none()
+        {
+            // Dropped before its trailers: the response never finished.
+            p.code = Some(tonic::Code::Cancelled);
+        }
+        self.finish(None);
+    }
+}
+
+fn count_rpc(labels: MethodLabels, code: tonic::Code) {
+    metrics()
+        .rpc_requests
+        .get_or_create(&RpcLabels { service: labels.service, method: labels.method, code: code_name(code).into() })
+        .inc();
 }
 
 /// The canonical upper-case name of a gRPC status code, as grpc-go and grpcurl print it.
@@ -351,6 +432,95 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    /// A response body of given frames, then its end.
+    struct Frames(std::collections::VecDeque<http_body::Frame<bytes::Bytes>>);
+
+    impl http_body::Body for Frames {
+        type Data = bytes::Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+            Poll::Ready(self.0.pop_front().map(Ok))
+        }
+
+        fn is_end_stream(&self) -> bool {
+            self.0.is_empty()
+        }
+    }
+
+    /// A gRPC route answering every request with `headers` and `frames`.
+    #[derive(Clone)]
+    struct Answer(Option<i32>, Vec<Option<i32>>);
+
+    impl tower::Service<http::Request<()>> for Answer {
+        type Response = http::Response<Frames>;
+        type Error = std::convert::Infallible;
+        type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: http::Request<()>) -> Self::Future {
+            // `Some(code)`: trailers with that status; `None`: a message.
+            let frames = self
+                .1
+                .iter()
+                .map(|f| match f {
+                    Some(code) => {
+                        let mut t = http::HeaderMap::new();
+                        t.insert("grpc-status", code.to_string().parse().expect("a header value"));
+                        http_body::Frame::trailers(t)
+                    }
+                    None => http_body::Frame::data(bytes::Bytes::from_static(b"message")),
+                })
+                .collect();
+            let mut resp = http::Response::new(Frames(frames));
+            if let Some(code) = self.0 {
+                resp.headers_mut().insert("grpc-status", code.to_string().parse().expect("a header value"));
+            }
+            std::future::ready(Ok(resp))
+        }
+    }
+
+    /// Calls `method` once through the layer, reads `read` frames of the body, drops it, and
+    /// returns the code names counted for it.
+    async fn counted(method: &str, answer: Answer, read: usize) -> Vec<(String, u64)> {
+        use http_body::Body as _;
+        use tower::{Layer as _, Service as _};
+        let mut svc = RpcMetricsLayer.layer(answer);
+        let req = http::Request::builder().uri(format!("/test.Metrics/{method}")).body(()).expect("a request");
+        let mut body = Box::pin(svc.call(req).await.expect("a response").into_body());
+        for _ in 0..read {
+            let _ = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await;
+        }
+        drop(body);
+        ["OK", "INTERNAL", "INVALID_ARGUMENT", "CANCELLED"]
+            .into_iter()
+            .map(|code| {
+                let labels = RpcLabels { service: "test.Metrics".into(), method: method.into(), code: code.into() };
+                (code.to_string(), metrics().rpc_requests.get_or_create(&labels).get())
+            })
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn rpcs_are_counted_with_the_status_they_end_with() {
+        let one = |code: &str| vec![(code.to_string(), 1)];
+        // A unary answer: a message, then trailers saying OK.
+        assert_eq!(counted("Unary", Answer(None, vec![None, Some(0)]), 3).await, one("OK"));
+        // A stream failing after its first message: INTERNAL in the trailers.
+        assert_eq!(counted("LateFailure", Answer(None, vec![None, None, Some(13)]), 4).await, one("INTERNAL"));
+        // An error without messages: the status in the headers, a body never read.
+        assert_eq!(counted("Refused", Answer(Some(3), vec![]), 0).await, one("INVALID_ARGUMENT"));
+        // A stream the client left before its end.
+        assert_eq!(counted("Left", Answer(None, vec![None, None, Some(0)]), 1).await, one("CANCELLED"));
     }
 
     #[test]
