@@ -259,6 +259,13 @@ async fn enterprise_collective_household(backend: Backend) {
     let case = cases.create_case(req("ch-1")).await.unwrap().into_inner().case.unwrap();
     assert_eq!(case.state(), CaseState::Approved, "three materials suffice (M12), no human step");
     assert_eq!(case.result["household_number"], "371002000003");
+    // The first request repeated (its answer lost): its rule would now refuse it, yet it is
+    // answered with the case it made, and nothing more is written.
+    let households = count(&mesh.household.db, "households").await;
+    let again = cases.create_case(req("ch-1")).await.unwrap().into_inner().case.unwrap();
+    assert_eq!((again.case_id.as_str(), again.state()), (case.case_id.as_str(), CaseState::Approved));
+    assert_eq!(again.result["household_number"], "371002000003");
+    assert_eq!(count(&mesh.household.db, "households").await, households);
     let second = cases.create_case(req("ch-2")).await.unwrap().into_inner().case.unwrap();
     assert_eq!(second.reason_code, "HOUSEHOLD_COLLECTIVE_EXISTS");
     mesh.household.stop().await;

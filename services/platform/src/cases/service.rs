@@ -12,7 +12,6 @@ use crate::{
     calendar::Calendar,
     cases::record::timestamp,
     catalog::{Catalog, Handling, Matter},
-    db::is_unique_violation,
     error::{Error, FieldViolation, Kind, Result},
     events::{Outbox, OutgoingEvent, nats::subject_root},
     lifecycle::{Action, State},
@@ -169,59 +168,93 @@ impl<D: Department> CaseApi<D> {
 
     /// One attempt of [`Self::create`]: intake, the automatic decision, the row and its
     /// events in one transaction.
+    ///
+    /// The key is not looked up first (a statement fewer for every new case): a repeated
+    /// request (the coordinator retrying, a client resending) does the work again in its
+    /// transaction, finds its row already there, undoes everything and answers with the case
+    /// it made. A repeat can also fail where the first succeeded (its effect is in place
+    /// now), so a failed attempt asks for the key before it reports the failure.
     async fn create_once(&self, mut case: CaseRecord, matter: &Matter, now: DateTime<Utc>) -> Result<CaseRecord> {
         let me = &self.inner;
         let key = case.idempotency_key.clone();
         let txn = crate::db::begin_write(&me.db).await?;
-        // A repeated request (the coordinator retrying, a client resending) is answered with
-        // the case it made. Read in the transaction rather than before it: one transaction
-        // fewer per new case.
-        if let Some(existing) = find_by_key(&txn, &key).await? {
-            txn.rollback().await?;
-            return same_request(existing, matter, &case.applicant);
-        }
-        let mut events: Pending = vec![self.event(&case, None)];
+        let written = match self.intake(&txn, &mut case, matter, now).await {
+            Ok(events) => {
+                let inserted = row::Entity::insert(case.to_active())
+                    .on_conflict_do_nothing_on([row::Column::IdempotencyKey])
+                    .exec_without_returning(&txn)
+                    .await;
+                match inserted {
+                    Ok(sea_orm::TryInsertResult::Inserted(n)) if n > 0 => Ok(Some(events)),
+                    Ok(_) => Ok(None),
+                    Err(e) => Err(e.into()),
+                }
+            }
+            Err(e) => Err(e),
+        };
+        let events = match written {
+            Ok(Some(events)) => events,
+            // The key is taken: by an earlier request, or a concurrent one that committed.
+            Ok(None) => {
+                txn.rollback().await?;
+                let existing = find_by_key(&me.db, &key)
+                    .await?
+                    .ok_or_else(|| Error::internal(anyhow::anyhow!("idempotency key taken by no case")))?;
+                return same_request(existing, matter, &case.applicant);
+            }
+            Err(e) => {
+                txn.rollback().await?;
+                return match find_by_key(&me.db, &key).await? {
+                    Some(existing) => same_request(existing, matter, &case.applicant),
+                    None => Err(e),
+                };
+            }
+        };
+        self.commit(txn, events).await?;
+        me.changed.notify_one();
+        crate::telemetry::record_ids(Some(&case.id), Some(&case.bundle_id));
+        tracing::info!(case_id = %case.id, matter = %case.matter_code, state = %case.state, "case created");
+        Ok(case)
+    }
+
+    /// The intake of a new case in `txn`: required materials, the department's conditions,
+    /// and for an automatic matter the decision; returns the events to write with its row.
+    async fn intake(
+        &self,
+        txn: &DatabaseTransaction,
+        case: &mut CaseRecord,
+        matter: &Matter,
+        now: DateTime<Utc>,
+    ) -> Result<Pending> {
+        let me = &self.inner;
+        let mut events: Pending = vec![self.event(case, None)];
         let missing: Vec<String> =
             matter.required_materials.iter().filter(|m| !case.has_material(m)).cloned().collect();
         let refusal = if !missing.is_empty() {
             case.missing_materials = missing;
             Some(Refusal::new("CASE_MISSING_MATERIALS", "required materials are missing"))
         } else {
-            me.dept.check_intake(&txn, &case).await?
+            me.dept.check_intake(txn, case).await?
         };
         if let Some(r) = refusal {
             case.reason_code = r.reason_code;
             case.reason_text = r.reason_text;
-            self.step(&mut case, Action::NotAccept, now, &mut events)?;
+            self.step(case, Action::NotAccept, now, &mut events)?;
         } else {
-            (case.time_unit, case.time_limit) = me.dept.time_limit(matter, &case);
-            me.dept.on_intake(&txn, &mut case).await?;
+            (case.time_unit, case.time_limit) = me.dept.time_limit(matter, case);
+            me.dept.on_intake(txn, case).await?;
             match matter.handling {
                 Handling::Automatic => {
-                    self.step(&mut case, Action::Accept, now, &mut events)?;
-                    if me.dept.ready(&txn, &case).await? {
-                        self.decide(&txn, &mut case, matter, now, &mut events).await?;
+                    self.step(case, Action::Accept, now, &mut events)?;
+                    if me.dept.ready(txn, case).await? {
+                        self.decide(txn, case, matter, now, &mut events).await?;
                     }
                 }
-                Handling::AutoAccept => self.step(&mut case, Action::Accept, now, &mut events)?,
+                Handling::AutoAccept => self.step(case, Action::Accept, now, &mut events)?,
                 Handling::Review => {}
             }
         }
-        self.inner.changed.notify_one();
-        match row::Entity::insert(case.to_active()).exec_without_returning(&txn).await {
-            Ok(_) => {}
-            Err(e) if is_unique_violation(&e) => {
-                // A concurrent request with the same key won; answer with its case.
-                txn.rollback().await?;
-                let existing = find_by_key(&me.db, &key).await?.ok_or_else(|| Error::internal(e))?;
-                return same_request(existing, matter, &case.applicant);
-            }
-            Err(e) => return Err(e.into()),
-        }
-        self.commit(txn, events).await?;
-        crate::telemetry::record_ids(Some(&case.id), Some(&case.bundle_id));
-        tracing::info!(case_id = %case.id, matter = %case.matter_code, state = %case.state, "case created");
-        Ok(case)
+        Ok(events)
     }
 
     /// Approves (or provisionally approves, when a 容缺 material is owed) an accepted case
