@@ -384,13 +384,15 @@ impl Engine {
     }
 
     async fn load_with<C: ConnectionTrait>(&self, db: &C, id: &str, lock: bool) -> Result<Aggregate> {
-        let mut q = bundle::Entity::find_by_id(id.to_string());
+        // The bundle and its steps in one statement; locking takes the bundle's row (`FOR
+        // UPDATE OF bundles`: the steps are the nullable side of the join, and every writer
+        // of a bundle's steps locks the bundle first).
+        let mut q = bundle::Entity::find_by_id(id.to_string()).find_with_related(step::Entity);
         if lock {
-            q = sea_orm::QuerySelect::lock_exclusive(q);
+            sea_orm::QueryTrait::query(&mut q).lock_with_tables(sea_orm::sea_query::LockType::Update, [bundle::Entity]);
         }
-        let bundle =
-            q.one(db).await?.ok_or_else(|| Error::not_found("COORDINATOR_BUNDLE_NOT_FOUND", "no such bundle"))?;
-        let mut steps = step::Entity::find().filter(step::Column::BundleId.eq(id)).all(db).await?;
+        let (bundle, mut steps) =
+            q.all(db).await?.pop().ok_or_else(|| Error::not_found("COORDINATOR_BUNDLE_NOT_FOUND", "no such bundle"))?;
         let order: Vec<String> = self
             .inner
             .catalog

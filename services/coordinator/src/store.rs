@@ -47,9 +47,19 @@ pub mod bundle {
         pub traceparent: Option<String>,
     }
 
-    /// No relations.
+    /// A bundle has its steps (read together with it in one statement).
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
+    pub enum Relation {
+        /// The bundle's steps.
+        #[sea_orm(has_many = "super::step::Entity")]
+        Steps,
+    }
+
+    impl Related<super::step::Entity> for Entity {
+        fn to() -> RelationDef {
+            Relation::Steps.def()
+        }
+    }
 
     impl ActiveModelBehavior for ActiveModel {}
 }
@@ -90,9 +100,19 @@ pub mod step {
         pub next_attempt_at: DateTimeUtc,
     }
 
-    /// No relations.
+    /// A step belongs to its bundle.
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
+    pub enum Relation {
+        /// The step's bundle.
+        #[sea_orm(belongs_to = "super::bundle::Entity", from = "Column::BundleId", to = "super::bundle::Column::Id")]
+        Bundle,
+    }
+
+    impl Related<super::bundle::Entity> for Entity {
+        fn to() -> RelationDef {
+            Relation::Bundle.def()
+        }
+    }
 
     impl ActiveModelBehavior for ActiveModel {}
 }

@@ -15,12 +15,17 @@ use std::collections::HashMap;
 /// Durable name of the notifier.
 pub const NOTIFIER: &str = "household-notifier";
 
-/// The notifier's consumer: every case transition of household.
+/// The notifier's consumer: the case transitions of household an applicant is told about.
 pub fn notifier_spec() -> ConsumerSpec {
     ConsumerSpec {
         name: NOTIFIER.into(),
         stream: stream_name(crate::rules::DEPARTMENT),
-        filter_subjects: vec!["onething.household.v1.case.>".into()],
+        // Only the states worth telling: the others would be delivered to be ignored.
+        filter_subjects: State::ALL
+            .into_iter()
+            .filter(|s| worth_telling(*s))
+            .map(|s| format!("onething.household.v1.case.{}", s.as_str()))
+            .collect(),
         // Notifications are only added: batches are safe.
         batch: 64,
     }
