@@ -78,8 +78,19 @@ async fn the_benchmark_smoke_run_completes_every_bundle_and_reports() {
     assert!(bound["commits_per_bundle"].as_f64().unwrap() >= 5.0, "{bound}");
     assert!(bound["bundles_per_second"].as_f64().unwrap() > 0.0, "{bound}");
     assert!(report["ratio"].as_f64().unwrap() > 0.0);
+    // The CPU account: every bound measurement and phase says what the machine spent.
+    for t in bound["jetstream"].as_array().unwrap().iter().chain(bound["postgres"].as_array().unwrap()) {
+        assert!(t["machine_cpu_percent"].as_f64().unwrap() >= 0.0, "{t}");
+        assert!(t["cpu_ms_per_operation"].as_f64().unwrap() >= 0.0, "{t}");
+    }
+    for phase in levels.iter().chain([&report["half_peak"]]) {
+        assert!(phase["cpu_ms_per_bundle"].as_f64().unwrap() >= 0.0, "{phase}");
+    }
+    let cpu = &report["cpu"];
+    assert!(["postgres", "jetstream"].contains(&cpu["bound_part"].as_str().unwrap()), "{cpu}");
+    assert_eq!(cpu["peak_cpu_ms_per_bundle_by_process"].as_array().unwrap().len(), 10, "{cpu}");
     let md = std::fs::read_to_string(out.path().join("latest.md")).unwrap();
-    for heading in ["## Bound", "## Throughput and latency", "half peak", "## CPU"] {
+    for heading in ["## Bound", "## Throughput and latency", "half peak", "## CPU", "## Where the ratio comes from"] {
         assert!(md.contains(heading), "{heading} missing from the Markdown report:\n{md}");
     }
     // The databases the run made are gone again.

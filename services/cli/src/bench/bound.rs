@@ -4,6 +4,7 @@
 //! PostgreSQL: committed single-row write transactions per second. Each is measured at a
 //! few concurrencies and the best is taken: the most the part allows.
 
+use super::procs::{self, Sample};
 use anyhow::Context as _;
 use async_nats::{HeaderMap, jetstream};
 use futures::{StreamExt, stream::FuturesUnordered};
@@ -27,6 +28,29 @@ pub struct Throughput {
     pub concurrency: usize,
     /// Operations per second.
     pub per_second: f64,
+    /// The whole machine's CPU while measuring, in percent of one core (200 is both
+    /// cores of two): whether the part had the processors to itself and used them.
+    pub machine_cpu_percent: f64,
+    /// The whole machine's CPU per operation, milliseconds: what an acknowledged publish
+    /// or a commit costs this machine when nothing else runs (the server, the client and
+    /// the kernel together).
+    pub cpu_ms_per_operation: f64,
+}
+
+impl Throughput {
+    /// A measurement of `ops` operations over `secs` seconds, between machine samples
+    /// `before` and `after`.
+    fn new(when: &'static str, concurrency: usize, ops: u64, secs: f64, before: &Sample, after: &Sample) -> Self {
+        let cpu = procs::usage(&[], before, after).pop().map_or(0.0, |u| u.cpu_percent);
+        let per_second = ops as f64 / secs.max(1e-3);
+        Self {
+            when,
+            concurrency,
+            per_second,
+            machine_cpu_percent: cpu,
+            cpu_ms_per_operation: (super::load::cpu_ms_each(cpu, per_second) * 1e4).round() / 1e4,
+        }
+    }
 }
 
 /// Acknowledged JetStream publishes per second, `publishers` at a time each keeping
@@ -55,6 +79,7 @@ pub async fn jetstream(
         .await
         .context("creating the bound stream")?;
         let acked = Arc::new(AtomicU64::new(0));
+        let sampled = procs::sample(&[]);
         let start = Instant::now();
         let mut tasks = Vec::new();
         for p in 0..publishers {
@@ -87,7 +112,8 @@ pub async fn jetstream(
             t.await??;
         }
         let secs = start.elapsed().as_secs_f64();
-        out.push(Throughput { when, concurrency: publishers, per_second: acked.load(Ordering::Relaxed) as f64 / secs });
+        let ops = acked.load(Ordering::Relaxed);
+        out.push(Throughput::new(when, publishers, ops, secs, &sampled, &procs::sample(&[])));
         js.delete_stream(&name).await.context("deleting the bound stream")?;
     }
     Ok(out)
@@ -131,6 +157,7 @@ pub async fn postgres(
         )
         .await?;
         let committed = Arc::new(AtomicU64::new(0));
+        let sampled = procs::sample(&[]);
         let start = Instant::now();
         let mut tasks = Vec::new();
         for _ in 0..connections {
@@ -152,11 +179,8 @@ pub async fn postgres(
             t.await??;
         }
         let secs = start.elapsed().as_secs_f64();
-        out.push(Throughput {
-            when,
-            concurrency: connections,
-            per_second: committed.load(Ordering::Relaxed) as f64 / secs,
-        });
+        let ops = committed.load(Ordering::Relaxed);
+        out.push(Throughput::new(when, connections, ops, secs, &sampled, &procs::sample(&[])));
         db.close().await.ok();
     }
     Ok(out)
@@ -164,5 +188,10 @@ pub async fn postgres(
 
 /// The best of several measurements (0 when there are none).
 pub fn best(of: &[Throughput]) -> f64 {
-    of.iter().map(|t| t.per_second).fold(0.0, f64::max)
+    best_of(of).map_or(0.0, |t| t.per_second)
+}
+
+/// The measurement with the most operations per second.
+pub fn best_of(of: &[Throughput]) -> Option<&Throughput> {
+    of.iter().max_by(|a, b| a.per_second.total_cmp(&b.per_second))
 }

@@ -234,6 +234,8 @@ pub struct Phase {
     pub failures: Vec<String>,
     /// CPU and memory of each process during the phase.
     pub processes: Vec<super::procs::Usage>,
+    /// The whole machine's CPU per completed bundle, milliseconds (0 when none completed).
+    pub cpu_ms_per_bundle: f64,
 }
 
 /// How long a phase runs: until `for_` has passed, or `bundles` were submitted if given.
@@ -325,8 +327,20 @@ pub fn summarise(
         p99_ms: round(percentile(&ms, 0.99)),
         max_ms: round(ms.last().copied().unwrap_or(0.0)),
         failures: failures.into_iter().take(5).collect(),
+        cpu_ms_per_bundle: round(cpu_ms_each(machine_cpu(&processes), ms.len() as f64 / seconds.max(1e-3))),
         processes,
     }
+}
+
+/// The whole machine's CPU, percent of one core, from a phase's usage (its last line).
+pub fn machine_cpu(processes: &[super::procs::Usage]) -> f64 {
+    processes.last().map_or(0.0, |u| u.cpu_percent)
+}
+
+/// Milliseconds of CPU per unit of work: `cpu_percent` of one core spent on `per_second`
+/// units a second (0 when nothing was done).
+pub fn cpu_ms_each(cpu_percent: f64, per_second: f64) -> f64 {
+    if per_second > 0.0 { cpu_percent * 10.0 / per_second } else { 0.0 }
 }
 
 /// The `q` quantile of sorted values (nearest rank); 0 for none.

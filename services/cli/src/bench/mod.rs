@@ -75,6 +75,63 @@ pub struct Report {
     pub ratio: f64,
     /// The open-loop phase at half the peak.
     pub half_peak: load::Phase,
+    /// Where the ratio comes from, in CPU.
+    pub cpu: CpuAccount,
+}
+
+/// The ratio in CPU: the peak is the machine's busy CPU over the CPU a bundle costs, the
+/// bound the measured part's operations per second over those a bundle needs, so
+/// ratio = (CPU of one bundle's bound operations, measured alone ÷ CPU of one bundle in
+/// the mesh) × (machine CPU at the peak ÷ machine CPU while the bound was measured). The
+/// first factor is what a leaner mesh raises; it is about the work a bundle does besides
+/// the operations the bound counts.
+#[derive(Debug, Serialize)]
+pub struct CpuAccount {
+    /// The whole machine's CPU at the peak level, percent of one core.
+    pub peak_machine_cpu_percent: f64,
+    /// CPU per completed bundle at the peak level, milliseconds.
+    pub peak_cpu_ms_per_bundle: f64,
+    /// CPU per bundle at the peak by process, milliseconds (each line of the CPU table).
+    pub peak_cpu_ms_per_bundle_by_process: Vec<(String, f64)>,
+    /// The part that sets the bound: `postgres` or `jetstream`.
+    pub bound_part: String,
+    /// The machine's CPU while that part's best figure was measured, percent of one core.
+    pub bound_machine_cpu_percent: f64,
+    /// CPU per operation of that part then, milliseconds.
+    pub bound_cpu_ms_per_operation: f64,
+    /// CPU of one bundle's operations of that part, measured alone: operations per bundle
+    /// × CPU per operation, milliseconds.
+    pub bound_cpu_ms_per_bundle: f64,
+    /// [`CpuAccount::bound_cpu_ms_per_bundle`] ÷ [`CpuAccount::peak_cpu_ms_per_bundle`].
+    pub bound_share_of_bundle_cpu: f64,
+    /// [`CpuAccount::peak_machine_cpu_percent`] ÷ [`CpuAccount::bound_machine_cpu_percent`].
+    pub machine_use_factor: f64,
+}
+
+impl CpuAccount {
+    /// The account of the level that reached the peak against the measurement that set the
+    /// bound (`part`, with `ops_per_bundle` of its operations per bundle).
+    fn new(peak: &load::Phase, part: &str, measured: Option<&bound::Throughput>, ops_per_bundle: f64) -> Self {
+        let machine = load::machine_cpu(&peak.processes);
+        let (bound_cpu, per_op) = measured.map_or((0.0, 0.0), |t| (t.machine_cpu_percent, t.cpu_ms_per_operation));
+        let bound_per_bundle = per_op * ops_per_bundle;
+        let ratio = |a: f64, b: f64| if b > 0.0 { load::round(a / b) } else { 0.0 };
+        Self {
+            peak_machine_cpu_percent: machine,
+            peak_cpu_ms_per_bundle: peak.cpu_ms_per_bundle,
+            peak_cpu_ms_per_bundle_by_process: peak
+                .processes
+                .iter()
+                .map(|u| (u.name.clone(), load::round(load::cpu_ms_each(u.cpu_percent, peak.bundles_per_second))))
+                .collect(),
+            bound_part: part.into(),
+            bound_machine_cpu_percent: bound_cpu,
+            bound_cpu_ms_per_operation: per_op,
+            bound_cpu_ms_per_bundle: load::round(bound_per_bundle),
+            bound_share_of_bundle_cpu: ratio(bound_per_bundle, peak.cpu_ms_per_bundle),
+            machine_use_factor: ratio(machine, bound_cpu),
+        }
+    }
 }
 
 /// What the run ran on.
@@ -236,6 +293,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let js_bundles = bound::best(&js_bound) / events.max(1e-9);
     let pg_bundles = bound::best(&pg_bound) / writes.max(1e-9);
     let bound_bundles = js_bundles.min(pg_bundles);
+    let peak_phase = phases.iter().max_by(|a, b| a.bundles_per_second.total_cmp(&b.bundles_per_second));
+    let cpu = match peak_phase {
+        Some(p) if pg_bundles <= js_bundles => CpuAccount::new(p, "postgres", bound::best_of(&pg_bound), writes),
+        Some(p) => CpuAccount::new(p, "jetstream", bound::best_of(&js_bound), events),
+        None => CpuAccount::new(&half_peak, "postgres", None, 0.0),
+    };
     let report = Report {
         started: started.to_rfc3339(),
         smoke: args.smoke,
@@ -263,6 +326,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         ratio: load::round(peak / bound_bundles.max(1e-9)),
         levels: phases,
         half_peak,
+        cpu,
     };
     drop(dbs);
     drop(nats);
@@ -449,6 +513,7 @@ pub fn markdown(r: &Report) -> String {
             p.processes.iter().map(|u| format!("{:.0}% / {:.0}", u.cpu_percent, u.rss_mib)).collect();
         let _ = writeln!(s, "| {load} | {} |", cells.join(" | "));
     }
+    cpu_account(&mut s, r);
     let failures: Vec<&String> =
         r.levels.iter().chain(std::iter::once(&r.half_peak)).flat_map(|p| &p.failures).collect();
     if !failures.is_empty() {
@@ -458,4 +523,78 @@ pub fn markdown(r: &Report) -> String {
         }
     }
     s
+}
+
+/// The Markdown section of [`CpuAccount`].
+fn cpu_account(s: &mut String, r: &Report) {
+    use std::fmt::Write as _;
+    let c = &r.cpu;
+    let (operation, ops, what) = if c.bound_part == "jetstream" {
+        ("an acknowledged JetStream publish", r.bound.events_per_bundle, "events")
+    } else {
+        ("a PostgreSQL write commit", r.bound.write_transactions_per_bundle, "writing transactions")
+    };
+    let by: Vec<String> =
+        c.peak_cpu_ms_per_bundle_by_process.iter().map(|(name, ms)| format!("{name} {ms:.2}")).collect();
+    let _ = writeln!(s, "\n## Where the ratio comes from (CPU)\n");
+    let _ = writeln!(
+        s,
+        "At the peak the machine was {:.0}% busy: **{:.2} ms of CPU per bundle** ({}).\n",
+        c.peak_machine_cpu_percent,
+        c.peak_cpu_ms_per_bundle,
+        by.join(", ")
+    );
+    let _ = writeln!(
+        s,
+        "Measured alone, {operation} cost {:.3} ms of the machine's CPU ({:.0}% busy): the {ops:.2} {what} \
+         of a bundle {:.2} ms, **{:.2} of a bundle's CPU**. Ratio = {:.2} × {:.2} (machine busy at the peak \
+         ÷ while measuring the bound) = {:.2}. For a ratio of 0.5 at these costs a whole bundle could \
+         cost at most {:.2} ms of CPU.",
+        c.bound_cpu_ms_per_operation,
+        c.bound_machine_cpu_percent,
+        c.bound_cpu_ms_per_bundle,
+        c.bound_share_of_bundle_cpu,
+        c.bound_share_of_bundle_cpu,
+        c.machine_use_factor,
+        c.bound_share_of_bundle_cpu * c.machine_use_factor,
+        2.0 * c.bound_cpu_ms_per_bundle * c.machine_use_factor,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usage(name: &str, cpu_percent: f64) -> procs::Usage {
+        procs::Usage { name: name.into(), cpu_percent, rss_mib: 20.0 }
+    }
+
+    #[test]
+    fn the_cpu_account_multiplies_out_to_the_ratio() {
+        // 1,200 bundles in 10 s, the machine 180 % busy (postgres 70 %): 15 ms per bundle.
+        let done = vec![load::Outcome::Completed(Duration::from_millis(30)); 1200];
+        let peak =
+            load::summarise(4, 0.0, &done, 10.0, vec![usage("postgres (all)", 70.0), usage("whole machine", 180.0)]);
+        assert_eq!(peak.cpu_ms_per_bundle, 15.0);
+        // 9,000 commits/s with the machine 190 % busy; six writing transactions a bundle.
+        let measured = bound::Throughput {
+            when: BEFORE,
+            concurrency: 8,
+            per_second: 9000.0,
+            machine_cpu_percent: 190.0,
+            cpu_ms_per_operation: 190.0 * 10.0 / 9000.0,
+        };
+        let c = CpuAccount::new(&peak, "postgres", Some(&measured), 6.0);
+        assert_eq!(
+            c.peak_cpu_ms_per_bundle_by_process,
+            [("postgres (all)".to_string(), 5.83), ("whole machine".to_string(), 15.0)]
+        );
+        assert_eq!(c.bound_cpu_ms_per_bundle, 1.27);
+        let ratio = peak.bundles_per_second / (measured.per_second / 6.0);
+        let product = c.bound_share_of_bundle_cpu * c.machine_use_factor;
+        assert!((product - ratio).abs() < 0.01, "{product} against {ratio}");
+        // Nothing measured: an account of zeros, not a division by zero.
+        let none = CpuAccount::new(&peak, "postgres", None, 6.0);
+        assert_eq!((none.bound_share_of_bundle_cpu, none.machine_use_factor), (0.0, 0.0));
+    }
 }
