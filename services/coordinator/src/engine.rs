@@ -384,15 +384,18 @@ impl Engine {
     }
 
     async fn load_with<C: ConnectionTrait>(&self, db: &C, id: &str, lock: bool) -> Result<Aggregate> {
-        // The bundle and its steps in one statement; locking takes the bundle's row (`FOR
-        // UPDATE OF bundles`: the steps are the nullable side of the join, and every writer
-        // of a bundle's steps locks the bundle first).
-        let mut q = bundle::Entity::find_by_id(id.to_string()).find_with_related(step::Entity);
+        let mut q = bundle::Entity::find_by_id(id.to_string());
         if lock {
-            sea_orm::QueryTrait::query(&mut q).lock_with_tables(sea_orm::sea_query::LockType::Update, [bundle::Entity]);
+            q = sea_orm::QuerySelect::lock_exclusive(q);
         }
-        let (bundle, mut steps) =
-            q.all(db).await?.pop().ok_or_else(|| Error::not_found("COORDINATOR_BUNDLE_NOT_FOUND", "no such bundle"))?;
+        let bundle =
+            q.one(db).await?.ok_or_else(|| Error::not_found("COORDINATOR_BUNDLE_NOT_FOUND", "no such bundle"))?;
+        // A second statement, not a join: a join locking `FOR UPDATE OF bundles` that waited
+        // for the lock returns the bundle row as the other transaction committed it but the
+        // steps as they were before (READ COMMITTED re-reads only the locked row); written
+        // back, those stale steps undid the other's (seen: a completed bundle whose step was
+        // still in progress). Read after the lock, the steps include that commit.
+        let mut steps = step::Entity::find().filter(step::Column::BundleId.eq(id)).all(db).await?;
         let order: Vec<String> = self
             .inner
             .catalog

@@ -47,19 +47,9 @@ pub mod bundle {
         pub traceparent: Option<String>,
     }
 
-    /// A bundle has its steps (read together with it in one statement).
+    /// No relations.
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {
-        /// The bundle's steps.
-        #[sea_orm(has_many = "super::step::Entity")]
-        Steps,
-    }
-
-    impl Related<super::step::Entity> for Entity {
-        fn to() -> RelationDef {
-            Relation::Steps.def()
-        }
-    }
+    pub enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
 }
@@ -100,19 +90,9 @@ pub mod step {
         pub next_attempt_at: DateTimeUtc,
     }
 
-    /// A step belongs to its bundle.
+    /// No relations.
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {
-        /// The step's bundle.
-        #[sea_orm(belongs_to = "super::bundle::Entity", from = "Column::BundleId", to = "super::bundle::Column::Id")]
-        Bundle,
-    }
-
-    impl Related<super::bundle::Entity> for Entity {
-        fn to() -> RelationDef {
-            Relation::Bundle.def()
-        }
-    }
+    pub enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
 }
