@@ -186,3 +186,100 @@ async fn pruning_keeps_recent_and_unsent_rows(backend: Backend) {
     assert_eq!(count(&db, "outbox").await, 2, "the recent sent row and the old unsent one stay");
 }
 both_backends!(pruning_keeps_recent_and_unsent_rows);
+
+/// An outbox and its relay on a fresh household database, driven step by step.
+async fn relay_alone(
+    backend: Backend,
+) -> Option<(
+    TestDb,
+    sea_orm::DatabaseConnection,
+    NatsServer,
+    onething_platform::events::Outbox,
+    onething_platform::events::Relay,
+)> {
+    use onething_platform::events::{Outbox, Relay};
+    let test_db = TestDb::fresh(backend).await?;
+    let db =
+        onething_platform::db::connect_and_migrate::<onething_household::store::Migrator>(&test_db.url).await.unwrap();
+    let nats = NatsServer::start().await;
+    let js = nats.jetstream().await;
+    onething_platform::events::nats::ensure_stream(&js, "household", 1).await.unwrap();
+    let outbox = Outbox::new("household");
+    let relay = Relay::new(&outbox, db.clone(), js, "household", 1, Default::default());
+    Some((test_db, db, nats, outbox, relay))
+}
+
+/// The event of case `id` reaching `state`.
+fn case_event(id: &str, state: &str) -> onething_platform::events::OutgoingEvent {
+    onething_platform::events::OutgoingEvent::new(
+        format!("onething.household.v1.case.{state}"),
+        format!("cases/{id}"),
+        &onething_proto::common::CaseStateChanged { case_id: id.into(), ..Default::default() },
+    )
+}
+
+/// (subject, ce-subject) of every message on household's stream.
+async fn on_stream(nats: &NatsServer, expect: usize) -> Vec<(String, String)> {
+    read_stream(&nats.jetstream().await, expect)
+        .await
+        .iter()
+        .map(|m| (m.subject.to_string(), m.headers.as_ref().unwrap().get("ce-subject").unwrap().as_str().to_string()))
+        .collect()
+}
+
+/// The events of a new case, handed to the relay after the commit, are published without
+/// reading the outbox, in order, once, and marked sent; rows of a rolled-back transaction
+/// are never handed over nor published.
+async fn handed_over_events_leave_without_reading_the_outbox(backend: Backend) {
+    use sea_orm::TransactionTrait;
+    let Some((_test_db, db, nats, outbox, relay)) = relay_alone(backend).await else { return };
+    let txn = db.begin().await.unwrap();
+    let events = ["submitted", "accepted", "approved"].map(|s| case_event("new-1", s)).to_vec();
+    let new = outbox.enqueue_new(&txn, events).await.unwrap();
+    assert_eq!(new.ids().len(), 3);
+    txn.commit().await.unwrap();
+    new.hand_over();
+    let undone = db.begin().await.unwrap();
+    let gone = outbox.enqueue_new(&undone, vec![case_event("undone", "submitted")]).await.unwrap();
+    undone.rollback().await.unwrap();
+    drop(gone);
+
+    assert_eq!(relay.publish_handed().await.unwrap(), 3);
+    assert_eq!(relay.publish_pending().await.unwrap(), 0, "read back, nothing is left to send");
+    assert_eq!(relay.mark_sent().await.unwrap(), 3);
+    assert_eq!(count(&db, "outbox WHERE sent_at IS NULL").await, 0);
+    let subjects: Vec<String> = on_stream(&nats, 3).await.into_iter().map(|(s, _)| s).collect();
+    assert_eq!(
+        subjects,
+        [
+            "onething.household.v1.case.submitted",
+            "onething.household.v1.case.accepted",
+            "onething.household.v1.case.approved"
+        ]
+    );
+}
+both_backends!(handed_over_events_leave_without_reading_the_outbox);
+
+/// A case's later event, read from the outbox, never overtakes its first events when their
+/// hand-over comes late: reading finds those committed rows too and sends them first, and
+/// the late hand-over sends nothing twice.
+async fn a_late_hand_over_is_not_overtaken(backend: Backend) {
+    use sea_orm::TransactionTrait;
+    let Some((_test_db, db, nats, outbox, relay)) = relay_alone(backend).await else { return };
+    let txn = db.begin().await.unwrap();
+    let created = outbox.enqueue_new(&txn, vec![case_event("late-1", "submitted")]).await.unwrap();
+    txn.commit().await.unwrap();
+    // Not handed over yet; the case changes again and that change is read back.
+    let txn = db.begin().await.unwrap();
+    outbox.enqueue(&txn, case_event("late-1", "accepted")).await.unwrap();
+    txn.commit().await.unwrap();
+    outbox.wake();
+    assert_eq!(relay.publish_pending().await.unwrap(), 2);
+    created.hand_over();
+    assert_eq!(relay.publish_handed().await.unwrap(), 0, "already sent");
+    let states: Vec<String> = on_stream(&nats, 2).await.into_iter().map(|(s, _)| s).collect();
+    assert_eq!(states, ["onething.household.v1.case.submitted", "onething.household.v1.case.accepted"]);
+    let info = nats.jetstream().await.get_stream("ONETHING_HOUSEHOLD").await.unwrap().get_info().await.unwrap();
+    assert_eq!(info.state.messages, 2, "nothing twice");
+}
+both_backends!(a_late_hand_over_is_not_overtaken);

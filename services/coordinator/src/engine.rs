@@ -339,9 +339,10 @@ impl Engine {
         step::Entity::insert_many(agg.steps.iter().map(|s| step::ActiveModel::from(s.clone()).reset_all()))
             .exec_without_returning(&txn)
             .await?;
-        self.inner.outbox.enqueue(&txn, Self::bundle_event(&agg, "submitted")).await?;
+        // The bundle is new in this transaction: its event goes to the relay as it is.
+        let handed = self.inner.outbox.enqueue_new(&txn, vec![Self::bundle_event(&agg, "submitted")]).await?;
         txn.commit().await?;
-        self.inner.outbox.wake();
+        handed.hand_over();
         tracing::info!(bundle_id = %id, code = %def.code, "bundle submitted");
         self.spawn_drive(agg.clone());
         Ok(agg)

@@ -210,7 +210,20 @@ impl<D: Department> CaseApi<D> {
                 };
             }
         };
-        self.commit(txn, events).await?;
+        // The case is new in this transaction: when all its events are about it, they go
+        // to the relay as they are. An event about anything else (a person's death, say)
+        // may have older ones of its own waiting: then the relay reads the change's events
+        // from the outbox, all in the order they were written.
+        let own = format!("cases/{}", case.id);
+        if events.iter().all(|e| e.ce_subject == own) {
+            let handed = me.outbox.enqueue_new(&txn, events).await?;
+            txn.commit().await?;
+            handed.hand_over();
+        } else {
+            me.outbox.enqueue_all(&txn, events).await?;
+            txn.commit().await?;
+            me.outbox.wake();
+        }
         me.changed.notify_one();
         crate::telemetry::record_ids(Some(&case.id), Some(&case.bundle_id));
         tracing::info!(case_id = %case.id, matter = %case.matter_code, state = %case.state, "case created");
@@ -340,13 +353,6 @@ impl<D: Department> CaseApi<D> {
             format!("cases/{}", case.id),
             &msg,
         )
-    }
-
-    async fn commit(&self, txn: DatabaseTransaction, events: Pending) -> Result<()> {
-        self.inner.outbox.enqueue_all(&txn, events).await?;
-        txn.commit().await?;
-        self.inner.outbox.wake();
-        Ok(())
     }
 
     fn matter_of(&self, code: &str) -> Result<&Matter> {

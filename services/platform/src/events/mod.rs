@@ -11,4 +11,4 @@ pub mod replay;
 
 pub use cloudevents::{Envelope, EnvelopeError, OutgoingEvent};
 pub use consumer::{ConsumerSpec, Handler, Outcome};
-pub use outbox::{Outbox, Relay};
+pub use outbox::{NewEvents, Outbox, Relay};

@@ -3,6 +3,12 @@
 //! to JetStream in order with `Nats-Msg-Id` = event id (a publish repeated after a crash is
 //! dropped by the broker) and marks them sent once acknowledged (many at once, a moment
 //! later; until then it remembers which went). NATS down: rows wait.
+//!
+//! A transaction that creates the thing its events are about (a new case, a new bundle)
+//! may hand its rows to the relay after committing ([`Outbox::enqueue_new`]): the relay
+//! publishes them without reading them back. No older event of a new thing can be waiting,
+//! and a later one is written only after this commit, when reading the outbox finds these
+//! rows too and publishes them first: each thing's events still leave in order.
 
 use super::cloudevents::{Envelope, OutgoingEvent};
 use crate::{config::OutboxSettings, store::outbox as row, telemetry};
@@ -13,7 +19,13 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     sea_query::{Expr, ExprTrait},
 };
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -21,13 +33,57 @@ use tokio_util::sync::CancellationToken;
 #[derive(Clone, Debug)]
 pub struct Outbox {
     source: String,
-    wake: Arc<Notify>,
+    signals: Arc<Signals>,
+}
+
+/// What writers tell the relay.
+#[derive(Debug, Default)]
+struct Signals {
+    /// Wakes the relay.
+    wake: Notify,
+    /// Rows were committed that the relay must read from the outbox.
+    read_wanted: AtomicBool,
+    /// Committed rows handed over ([`NewEvents::hand_over`]), to publish without reading.
+    handed: Mutex<Vec<row::Model>>,
+}
+
+/// Rows of new things' events written in a transaction not yet committed: after the
+/// commit, [`NewEvents::hand_over`] gives them to the relay. Dropped instead (the
+/// transaction rolled back, or the commit failed), nothing is handed over; rows that did
+/// commit are then found when the relay next reads the outbox (at the latest one poll
+/// interval later).
+#[must_use = "hand the rows to the relay after the commit"]
+#[derive(Debug)]
+pub struct NewEvents {
+    rows: Vec<row::Model>,
+    signals: Arc<Signals>,
+}
+
+impl NewEvents {
+    /// The event ids, in order.
+    pub fn ids(&self) -> Vec<String> {
+        self.rows.iter().map(|r| r.event_id.clone()).collect()
+    }
+
+    /// Gives the committed rows to the relay. Call only after the commit succeeded.
+    pub fn hand_over(self) {
+        if self.rows.is_empty() {
+            return;
+        }
+        if let Ok(mut handed) = self.signals.handed.lock() {
+            handed.extend(self.rows);
+        } else {
+            // Never poisoned in practice; read them back instead.
+            self.signals.read_wanted.store(true, Ordering::Release);
+        }
+        self.signals.wake.notify_one();
+    }
 }
 
 impl Outbox {
     /// An outbox whose events carry `ce-source` = `/onething/<service>`.
     pub fn new(service: &str) -> Self {
-        Self { source: format!("/onething/{service}"), wake: Arc::new(Notify::new()) }
+        Self { source: format!("/onething/{service}"), signals: Arc::new(Signals::default()) }
     }
 
     /// Writes `event` in `txn` (any connection; pass the transaction of the state change).
@@ -53,38 +109,87 @@ impl Outbox {
         if events.is_empty() {
             return Ok(Vec::new());
         }
+        let rows = self.rows(events);
+        let ids = rows.iter().map(|r| r.event_id.clone()).collect();
+        // Sequence numbers follow the order of the rows in one multi-row insert.
+        row::Entity::insert_many(rows.into_iter().map(active)).exec_without_returning(txn).await?;
+        Ok(ids)
+    }
+
+    /// Writes `events` like [`Outbox::enqueue_all`], for a transaction that creates the
+    /// thing they are about (every event's `ce-subject` new in it): after the commit,
+    /// [`NewEvents::hand_over`] gives them to the relay, which publishes them without
+    /// reading them back. Never for events of something that existed before the
+    /// transaction: an older event of it could still be waiting and would be overtaken.
+    ///
+    /// # Errors
+    /// As [`Outbox::enqueue`].
+    pub async fn enqueue_new<C: ConnectionTrait>(
+        &self,
+        txn: &C,
+        events: Vec<OutgoingEvent>,
+    ) -> Result<NewEvents, sea_orm::DbErr> {
+        let mut rows = self.rows(events);
+        if !rows.is_empty() {
+            let mut seqs =
+                row::Entity::insert_many(rows.iter().cloned().map(active)).exec_with_returning_keys(txn).await?;
+            // Numbers are taken in the order of the rows; RETURNING's order is not promised.
+            seqs.sort_unstable();
+            if seqs.len() != rows.len() {
+                return Err(sea_orm::DbErr::Custom("outbox insert returned no sequence numbers".into()));
+            }
+            for (r, seq) in rows.iter_mut().zip(seqs) {
+                r.seq = seq;
+            }
+        }
+        Ok(NewEvents { rows, signals: self.signals.clone() })
+    }
+
+    /// The rows of `events`, stamped now with this outbox's source and the current trace.
+    fn rows(&self, events: Vec<OutgoingEvent>) -> Vec<row::Model> {
         let now = Utc::now();
         let traceparent = telemetry::current_traceparent();
-        let mut ids = Vec::with_capacity(events.len());
-        let rows: Vec<row::ActiveModel> = events
+        events
             .into_iter()
-            .map(|event| {
-                let id = uuid::Uuid::now_v7().to_string();
-                ids.push(id.clone());
-                row::ActiveModel {
-                    event_id: Set(id),
-                    subject: Set(event.subject),
-                    ce_type: Set(event.ce_type),
-                    ce_source: Set(self.source.clone()),
-                    ce_subject: Set(event.ce_subject),
-                    ce_time: Set(now),
-                    traceparent: Set(traceparent.clone()),
-                    payload: Set(event.payload),
-                    created_at: Set(now),
-                    sent_at: Set(None),
-                    attempts: Set(0),
-                    ..Default::default()
-                }
+            .map(|event| row::Model {
+                seq: 0,
+                event_id: uuid::Uuid::now_v7().to_string(),
+                subject: event.subject,
+                ce_type: event.ce_type,
+                ce_source: self.source.clone(),
+                ce_subject: event.ce_subject,
+                ce_time: now,
+                traceparent: traceparent.clone(),
+                payload: event.payload,
+                created_at: now,
+                sent_at: None,
+                attempts: 0,
             })
-            .collect();
-        // Sequence numbers follow the order of the rows in one multi-row insert.
-        row::Entity::insert_many(rows).exec_without_returning(txn).await?;
-        Ok(ids)
+            .collect()
     }
 
     /// Tells the relay that rows were committed; call after the transaction commits.
     pub fn wake(&self) {
-        self.wake.notify_one();
+        self.signals.read_wanted.store(true, Ordering::Release);
+        self.signals.wake.notify_one();
+    }
+}
+
+/// A row to insert: the sequence number is the database's.
+fn active(r: row::Model) -> row::ActiveModel {
+    row::ActiveModel {
+        event_id: Set(r.event_id),
+        subject: Set(r.subject),
+        ce_type: Set(r.ce_type),
+        ce_source: Set(r.ce_source),
+        ce_subject: Set(r.ce_subject),
+        ce_time: Set(r.ce_time),
+        traceparent: Set(r.traceparent),
+        payload: Set(r.payload),
+        created_at: Set(r.created_at),
+        sent_at: Set(None),
+        attempts: Set(0),
+        ..Default::default()
     }
 }
 
@@ -92,7 +197,7 @@ impl Outbox {
 pub struct Relay {
     db: DatabaseConnection,
     js: jetstream::Context,
-    wake: Arc<Notify>,
+    signals: Arc<Signals>,
     settings: OutboxSettings,
     department: String,
     replicas: usize,
@@ -120,7 +225,7 @@ impl Relay {
         Self {
             db,
             js,
-            wake: outbox.wake.clone(),
+            signals: outbox.signals.clone(),
             settings,
             department: department.to_string(),
             replicas,
@@ -128,21 +233,46 @@ impl Relay {
         }
     }
 
-    /// Publishes one batch of unsent rows in order and marks the acknowledged ones sent.
+    /// Publishes one batch of unsent rows read from the outbox, with the rows handed over
+    /// meanwhile, in sequence order, and notes the acknowledged ones to be marked sent.
     /// Returns how many were sent. Public so tests can drive the relay step by step.
     ///
     /// # Errors
     /// The database failed, or NATS did not acknowledge a publish (the rows stay unsent).
     pub async fn publish_pending(&self) -> anyhow::Result<usize> {
+        self.publish(true).await
+    }
+
+    /// Publishes only the rows handed over since the last round ([`NewEvents::hand_over`]),
+    /// without reading the outbox. Public so tests can drive the relay step by step.
+    ///
+    /// # Errors
+    /// As [`Relay::publish_pending`].
+    pub async fn publish_handed(&self) -> anyhow::Result<usize> {
+        self.publish(false).await
+    }
+
+    async fn publish(&self, read: bool) -> anyhow::Result<usize> {
         let unmarked = self.unmarked.lock().map_err(|_| anyhow::anyhow!("unmarked rows poisoned"))?.clone();
-        let mut query = row::Entity::find().filter(row::Column::SentAt.is_null());
-        if !unmarked.is_empty() {
-            query = query.filter(row::Column::Seq.is_not_in(unmarked));
-        }
-        let rows = query.order_by_asc(row::Column::Seq).limit(self.settings.batch_size).all(&self.db).await?;
+        let handed =
+            std::mem::take(&mut *self.signals.handed.lock().map_err(|_| anyhow::anyhow!("handed rows poisoned"))?);
+        let mut rows = if read {
+            let mut query = row::Entity::find().filter(row::Column::SentAt.is_null());
+            if !unmarked.is_empty() {
+                query = query.filter(row::Column::Seq.is_not_in(unmarked.clone()));
+            }
+            query.order_by_asc(row::Column::Seq).limit(self.settings.batch_size).all(&self.db).await?
+        } else {
+            Vec::new()
+        };
+        // A handed row the outbox read also returned, or one already published, goes once.
+        let known: std::collections::HashSet<i64> = rows.iter().map(|r| r.seq).chain(unmarked).collect();
+        rows.extend(handed.into_iter().filter(|r| !known.contains(&r.seq)));
         if rows.is_empty() {
             return Ok(0);
         }
+        rows.sort_by_key(|r| r.seq);
+        rows.dedup_by_key(|r| r.seq);
         // Pipeline the publishes, then collect the acks in order.
         let mut pending = Vec::with_capacity(rows.len());
         let mut failure = None;
@@ -270,6 +400,11 @@ impl Relay {
         let mut last_gauges: Option<tokio::time::Instant> = None;
         let mut gauges_stale = true;
         let mut last_mark = tokio::time::Instant::now();
+        // The outbox is read when a writer asks (`wake`), every poll interval (rows of
+        // other replicas, rows whose writer did not hand them over), and after a full
+        // batch; woken only by handed-over rows, the relay publishes just those.
+        let mut last_read: Option<tokio::time::Instant> = None;
+        let mut full = false;
         loop {
             if !stream_ready {
                 match super::nats::ensure_stream(&self.js, &self.department, self.replicas).await {
@@ -281,11 +416,18 @@ impl Relay {
             }
             let mut delay = poll;
             if stream_ready {
-                match self.publish_pending().await {
+                let read = self.signals.read_wanted.swap(false, Ordering::AcqRel)
+                    || full
+                    || last_read.is_none_or(|t| t.elapsed() >= poll);
+                if read {
+                    last_read = Some(tokio::time::Instant::now());
+                }
+                match self.publish(read).await {
                     Ok(n) => {
                         gauges_stale |= n > 0;
                         backoff = Duration::from_millis(100);
-                        if n as u64 >= self.settings.batch_size {
+                        full = n as u64 >= self.settings.batch_size;
+                        if full {
                             delay = Duration::ZERO;
                         }
                     }
@@ -296,6 +438,13 @@ impl Relay {
                         stream_ready = false;
                     }
                 }
+            }
+            if !stream_ready {
+                // Handed rows unsent are in the outbox: read them back once NATS is there.
+                if let Ok(mut handed) = self.signals.handed.lock() {
+                    handed.clear();
+                }
+                self.signals.read_wanted.store(true, Ordering::Release);
             }
             // Published rows are marked sent together, at most MARK_EVERY after publishing.
             if self.unmarked.lock().is_ok_and(|u| !u.is_empty()) {
@@ -325,7 +474,7 @@ impl Relay {
             }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = self.wake.notified() => {}
+                _ = self.signals.wake.notified() => {}
                 _ = tokio::time::sleep(delay) => {}
             }
         }
