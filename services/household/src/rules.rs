@@ -120,17 +120,20 @@ impl Department for Household {
                 .exec_without_returning(txn)
                 .await;
                 conflict_is_retry(inserted)?;
-                events.push(OutgoingEvent::new(
-                    "onething.household.v1.person.born",
-                    format!("persons/{}", id.expose()),
-                    &pb::PersonBorn {
-                        id_number: id.expose().to_string(),
-                        birth_date: case.field("birth_date").to_string(),
-                        household_number: home.household_number.clone(),
-                        case_id: case.id.clone(),
-                        occur_time: Some(onething_platform::cases::timestamp(now)),
-                    },
-                ));
+                events.push(
+                    OutgoingEvent::new(
+                        "onething.household.v1.person.born",
+                        format!("persons/{}", id.expose()),
+                        &pb::PersonBorn {
+                            id_number: id.expose().to_string(),
+                            birth_date: case.field("birth_date").to_string(),
+                            household_number: home.household_number.clone(),
+                            case_id: case.id.clone(),
+                            occur_time: Some(onething_platform::cases::timestamp(now)),
+                        },
+                    )
+                    .of_new_subject(),
+                );
                 tracing::info!(case_id = %case.id, new_id = %id, "birth registered");
                 result.insert("new_id_number".into(), id.expose().to_string());
                 result.insert("household_number".into(), home.household_number);
@@ -199,16 +202,19 @@ impl Department for Household {
                 .exec_without_returning(txn)
                 .await;
                 conflict_is_retry(inserted)?;
-                events.push(OutgoingEvent::new(
-                    "onething.household.v1.collective_household.established",
-                    format!("households/{number}"),
-                    &pb::CollectiveHouseholdEstablished {
-                        household_number: number.clone(),
-                        credit_code: code.as_str().to_string(),
-                        case_id: case.id.clone(),
-                        occur_time: Some(onething_platform::cases::timestamp(now)),
-                    },
-                ));
+                events.push(
+                    OutgoingEvent::new(
+                        "onething.household.v1.collective_household.established",
+                        format!("households/{number}"),
+                        &pb::CollectiveHouseholdEstablished {
+                            household_number: number.clone(),
+                            credit_code: code.as_str().to_string(),
+                            case_id: case.id.clone(),
+                            occur_time: Some(onething_platform::cases::timestamp(now)),
+                        },
+                    )
+                    .of_new_subject(),
+                );
                 result.insert("household_number".into(), number);
             }
             "household.id_card_expedited" => {

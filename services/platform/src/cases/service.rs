@@ -210,12 +210,13 @@ impl<D: Department> CaseApi<D> {
                 };
             }
         };
-        // The case is new in this transaction: when all its events are about it, they go
-        // to the relay as they are. An event about anything else (a person's death, say)
-        // may have older ones of its own waiting: then the relay reads the change's events
-        // from the outbox, all in the order they were written.
+        // The case is new in this transaction: when every event is about it or about
+        // something else new in it (a household established), they go to the relay as they
+        // are. An event about an older thing (a person's death) may have older ones of its
+        // own waiting: then the relay reads the change's events from the outbox, all in the
+        // order they were written.
         let own = format!("cases/{}", case.id);
-        if events.iter().all(|e| e.ce_subject == own) {
+        if events.iter().all(|e| e.ce_subject == own || e.subject_is_new) {
             let handed = me.outbox.enqueue_new(&txn, events).await?;
             txn.commit().await?;
             handed.hand_over();

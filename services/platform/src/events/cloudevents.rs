@@ -22,6 +22,9 @@ pub struct OutgoingEvent {
     pub ce_type: String,
     /// Encoded payload.
     pub payload: Vec<u8>,
+    /// The transaction writing the event also creates its subject (a person born, a
+    /// household established): no older event of it can be waiting in the outbox.
+    pub subject_is_new: bool,
 }
 
 impl OutgoingEvent {
@@ -36,7 +39,16 @@ impl OutgoingEvent {
             ce_subject: ce_subject.into(),
             ce_type: M::full_name(),
             payload: message.encode_to_vec(),
+            subject_is_new: false,
         }
+    }
+
+    /// The event, marked as written by the transaction that creates its subject
+    /// ([`OutgoingEvent::subject_is_new`]).
+    #[must_use]
+    pub fn of_new_subject(mut self) -> Self {
+        self.subject_is_new = true;
+        self
     }
 }
 
