@@ -187,9 +187,11 @@ async fn pruning_keeps_recent_and_unsent_rows(backend: Backend) {
 }
 both_backends!(pruning_keeps_recent_and_unsent_rows);
 
-/// An outbox and its relay on a fresh household database, driven step by step.
+/// An outbox and its relay (publishing up to `batch` rows a round) on a fresh household
+/// database, driven step by step.
 async fn relay_alone(
     backend: Backend,
+    batch: u64,
 ) -> Option<(
     TestDb,
     sea_orm::DatabaseConnection,
@@ -205,7 +207,8 @@ async fn relay_alone(
     let js = nats.jetstream().await;
     onething_platform::events::nats::ensure_stream(&js, "household", 1).await.unwrap();
     let outbox = Outbox::new("household");
-    let relay = Relay::new(&outbox, db.clone(), js, "household", 1, Default::default());
+    let settings = onething_platform::config::OutboxSettings { batch_size: batch, ..Default::default() };
+    let relay = Relay::new(&outbox, db.clone(), js, "household", 1, settings);
     Some((test_db, db, nats, outbox, relay))
 }
 
@@ -228,11 +231,11 @@ async fn on_stream(nats: &NatsServer, expect: usize) -> Vec<(String, String)> {
 }
 
 /// The events of a new case, handed to the relay after the commit, are published without
-/// reading the outbox, in order, once, and marked sent; rows of a rolled-back transaction
-/// are never handed over nor published.
+/// reading the outbox, in order, a batch a round, once, and marked sent; rows of a
+/// rolled-back transaction are never handed over nor published.
 async fn handed_over_events_leave_without_reading_the_outbox(backend: Backend) {
     use sea_orm::TransactionTrait;
-    let Some((_test_db, db, nats, outbox, relay)) = relay_alone(backend).await else { return };
+    let Some((_test_db, db, nats, outbox, relay)) = relay_alone(backend, 2).await else { return };
     let txn = db.begin().await.unwrap();
     let events = ["submitted", "accepted", "approved"].map(|s| case_event("new-1", s)).to_vec();
     let new = outbox.enqueue_new(&txn, events).await.unwrap();
@@ -244,7 +247,8 @@ async fn handed_over_events_leave_without_reading_the_outbox(backend: Backend) {
     undone.rollback().await.unwrap();
     drop(gone);
 
-    assert_eq!(relay.publish_handed().await.unwrap(), 3);
+    assert_eq!(relay.publish_handed().await.unwrap(), 2, "a batch");
+    assert_eq!(relay.publish_handed().await.unwrap(), 1, "the rest");
     assert_eq!(relay.publish_pending().await.unwrap(), 0, "read back, nothing is left to send");
     assert_eq!(relay.mark_sent().await.unwrap(), 3);
     assert_eq!(count(&db, "outbox WHERE sent_at IS NULL").await, 0);
@@ -265,7 +269,7 @@ both_backends!(handed_over_events_leave_without_reading_the_outbox);
 /// the late hand-over sends nothing twice.
 async fn a_late_hand_over_is_not_overtaken(backend: Backend) {
     use sea_orm::TransactionTrait;
-    let Some((_test_db, db, nats, outbox, relay)) = relay_alone(backend).await else { return };
+    let Some((_test_db, db, nats, outbox, relay)) = relay_alone(backend, 256).await else { return };
     let txn = db.begin().await.unwrap();
     let created = outbox.enqueue_new(&txn, vec![case_event("late-1", "submitted")]).await.unwrap();
     txn.commit().await.unwrap();

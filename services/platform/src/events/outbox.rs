@@ -254,8 +254,12 @@ impl Relay {
 
     async fn publish(&self, read: bool) -> anyhow::Result<usize> {
         let unmarked = self.unmarked.lock().map_err(|_| anyhow::anyhow!("unmarked rows poisoned"))?.clone();
-        let handed =
-            std::mem::take(&mut *self.signals.handed.lock().map_err(|_| anyhow::anyhow!("handed rows poisoned"))?);
+        // At most a batch of handed rows a round, like a read; the rest wait for the next.
+        let handed: Vec<row::Model> = {
+            let mut h = self.signals.handed.lock().map_err(|_| anyhow::anyhow!("handed rows poisoned"))?;
+            let n = h.len().min(self.settings.batch_size as usize);
+            h.drain(..n).collect()
+        };
         let mut rows = if read {
             let mut query = row::Entity::find().filter(row::Column::SentAt.is_null());
             if !unmarked.is_empty() {
@@ -306,10 +310,12 @@ impl Relay {
                 }
             }
         }
-        let mut sent = Vec::with_capacity(pending.len());
+        let mut sent = std::collections::HashSet::with_capacity(pending.len());
         for (seq, ack) in pending {
             match ack.await {
-                Ok(_) => sent.push(seq),
+                Ok(_) => {
+                    sent.insert(seq);
+                }
                 Err(e) => {
                     failure.get_or_insert_with(|| anyhow::Error::new(e).context("waiting for JetStream ack"));
                 }
