@@ -178,30 +178,8 @@ impl<D: Department> CaseApi<D> {
         let me = &self.inner;
         let key = case.idempotency_key.clone();
         let txn = crate::db::begin_write(&me.db).await?;
-        let written = match self.intake(&txn, &mut case, matter, now).await {
-            Ok(events) => {
-                let inserted = row::Entity::insert(case.to_active())
-                    .on_conflict_do_nothing_on([row::Column::IdempotencyKey])
-                    .exec_without_returning(&txn)
-                    .await;
-                match inserted {
-                    Ok(sea_orm::TryInsertResult::Inserted(n)) if n > 0 => Ok(Some(events)),
-                    Ok(_) => Ok(None),
-                    Err(e) => Err(e.into()),
-                }
-            }
-            Err(e) => Err(e),
-        };
-        let events = match written {
-            Ok(Some(events)) => events,
-            // The key is taken: by an earlier request, or a concurrent one that committed.
-            Ok(None) => {
-                txn.rollback().await?;
-                let existing = find_by_key(&me.db, &key)
-                    .await?
-                    .ok_or_else(|| Error::internal(anyhow::anyhow!("idempotency key taken by no case")))?;
-                return same_request(existing, matter, &case.applicant);
-            }
+        let events = match self.intake(&txn, &mut case, matter, now).await {
+            Ok(events) => events,
             Err(e) => {
                 txn.rollback().await?;
                 return match find_by_key(&me.db, &key).await? {
@@ -210,6 +188,18 @@ impl<D: Department> CaseApi<D> {
                 };
             }
         };
+        let inserted = row::Entity::insert(case.to_active())
+            .on_conflict_do_nothing_on([row::Column::IdempotencyKey])
+            .exec_without_returning(&txn)
+            .await?;
+        if !matches!(inserted, sea_orm::TryInsertResult::Inserted(n) if n > 0) {
+            // The key is taken: by an earlier request, or a concurrent one that committed.
+            txn.rollback().await?;
+            let existing = find_by_key(&me.db, &key)
+                .await?
+                .ok_or_else(|| Error::internal(anyhow::anyhow!("idempotency key taken by no case")))?;
+            return same_request(existing, matter, &case.applicant);
+        }
         // The case is new in this transaction: when every event is about it or about
         // something else new in it (a household established), they go to the relay as they
         // are. An event about an older thing (a person's death) may have older ones of its
