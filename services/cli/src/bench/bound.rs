@@ -41,7 +41,7 @@ impl Throughput {
     /// A measurement of `ops` operations over `secs` seconds, between machine samples
     /// `before` and `after`.
     fn new(when: &'static str, concurrency: usize, ops: u64, secs: f64, before: &Sample, after: &Sample) -> Self {
-        let cpu = procs::usage(&[], before, after).pop().map_or(0.0, |u| u.cpu_percent);
+        let cpu = super::load::machine_cpu(&procs::usage(&[], before, after));
         let per_second = ops as f64 / secs.max(1e-3);
         Self {
             when,

@@ -315,19 +315,20 @@ pub fn summarise(
             Outcome::Completed(_) => None,
         })
         .collect();
+    let per_second = ms.len() as f64 / seconds.max(1e-3);
     Phase {
         concurrency,
         offered_per_second: round(offered),
         completed: ms.len(),
         failed: failures.len(),
         seconds: round(seconds),
-        bundles_per_second: round(ms.len() as f64 / seconds.max(1e-3)),
+        bundles_per_second: round(per_second),
         p50_ms: round(percentile(&ms, 0.50)),
         p95_ms: round(percentile(&ms, 0.95)),
         p99_ms: round(percentile(&ms, 0.99)),
         max_ms: round(ms.last().copied().unwrap_or(0.0)),
         failures: failures.into_iter().take(5).collect(),
-        cpu_ms_per_bundle: round(cpu_ms_each(machine_cpu(&processes), ms.len() as f64 / seconds.max(1e-3))),
+        cpu_ms_per_bundle: round(cpu_ms_each(machine_cpu(&processes), per_second)),
         processes,
     }
 }

@@ -276,7 +276,6 @@ impl Relay {
             return Ok(0);
         }
         rows.sort_by_key(|r| r.seq);
-        rows.dedup_by_key(|r| r.seq);
         // Pipeline the publishes, then collect the acks in order.
         let mut pending = Vec::with_capacity(rows.len());
         let mut failure = None;
