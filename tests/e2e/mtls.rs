@@ -79,6 +79,7 @@ async fn a_client_needs_a_certificate_from_the_ca() {
         cert_file: write("server.pem", &pki.server.0),
         key_file: write("server.key", &pki.server.1),
         client_ca_file: write("ca.pem", &pki.ca),
+        ..Default::default()
     };
     let household = start_household_with(settings).await;
 

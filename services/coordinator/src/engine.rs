@@ -10,7 +10,7 @@ use crate::{
     store::{bundle, step},
 };
 use chrono::Utc;
-use onething_platform::grpc::TracedChannel;
+use onething_platform::grpc::{Peers, TracedChannel};
 use onething_platform::{
     auth::{Principal, ServiceIdentity},
     calendar::Calendar,
@@ -62,8 +62,7 @@ struct Inner {
     calendar: Arc<Calendar>,
     outbox: Outbox,
     identity: ServiceIdentity,
-    peers: BTreeMap<String, String>,
-    clients: Mutex<HashMap<String, Client>>,
+    peers: Peers,
     wake: tokio::sync::Notify,
     /// Bundles being driven in this process, each with "drive it again when done".
     driving: Mutex<HashMap<String, bool>>,
@@ -121,7 +120,7 @@ impl Engine {
         calendar: Arc<Calendar>,
         outbox: Outbox,
         identity: ServiceIdentity,
-        peers: BTreeMap<String, String>,
+        peers: Peers,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -131,7 +130,6 @@ impl Engine {
                 outbox,
                 identity,
                 peers,
-                clients: Mutex::new(HashMap::new()),
                 wake: tokio::sync::Notify::new(),
                 driving: Mutex::new(HashMap::new()),
                 recorded: Mutex::new(HashMap::new()),
@@ -151,20 +149,13 @@ impl Engine {
     }
 
     fn client(&self, department: &str) -> Result<Client> {
-        let mut clients =
-            self.inner.clients.lock().map_err(|_| Error::internal(anyhow::anyhow!("client cache poisoned")))?;
-        if let Some(c) = clients.get(department) {
-            return Ok(c.clone());
-        }
-        let url = self
+        let channel = self
             .inner
             .peers
-            .get(department)
+            .channel(department)
+            .map_err(Error::internal)?
             .ok_or_else(|| Error::internal(anyhow::anyhow!("no address for department {department}")))?;
-        let channel = onething_platform::grpc::peer_channel(url).map_err(Error::internal)?;
-        let c = CaseServiceClient::new(InterceptedService::new(channel, self.inner.identity.clone()));
-        clients.insert(department.to_string(), c.clone());
-        Ok(c)
+        Ok(CaseServiceClient::new(InterceptedService::new(channel, self.inner.identity.clone())))
     }
 
     /// Submits a bundle (see the proto for the contract).

@@ -13,14 +13,13 @@ pub mod store;
 use onething_platform::{
     auth::ServiceIdentity,
     config::Settings,
-    grpc::{MAX_MESSAGE_BYTES, server_parts},
-    runtime::{Service, ServiceRuntime, with_routes},
+    grpc::{MAX_MESSAGE_BYTES, Peers, server_parts},
+    runtime::{Service, ServiceRuntime},
 };
 use onething_proto::coordinator::{
     bundle_service_server::BundleServiceServer, catalog_service_server::CatalogServiceServer,
 };
 use std::path::Path;
-use tonic::service::interceptor::InterceptedService;
 
 /// Service name.
 pub const SERVICE: &str = "coordinator";
@@ -45,7 +44,7 @@ pub fn default_settings(data_dir: &Path) -> Settings {
 /// As [`ServiceRuntime::start`], or no signing key to call the departments with.
 pub async fn build(settings: Settings) -> anyhow::Result<Service> {
     let identity = ServiceIdentity::load(SERVICE, &settings.auth)?;
-    let peers = settings.peers.clone();
+    let peers = Peers::from_settings(&settings)?;
     let mut runtime = ServiceRuntime::start::<store::Migrator>(SERVICE, settings).await?;
     let engine = engine::Engine::new(
         runtime.db.clone(),
@@ -61,12 +60,9 @@ pub async fn build(settings: Settings) -> anyhow::Result<Service> {
     let driver = engine.clone();
     runtime.add_worker(move |stop| Box::pin(driver.run_driver(stop)));
     let bundles = BundleServiceServer::new(grpc::Bundles(engine.clone())).max_decoding_message_size(MAX_MESSAGE_BYTES);
-    let bundles = InterceptedService::new(bundles, runtime.authenticator.clone());
+    let bundles = runtime.authenticated(bundles);
     let catalog = CatalogServiceServer::new(grpc::CatalogApi(engine)).max_decoding_message_size(MAX_MESSAGE_BYTES);
-    let catalog = InterceptedService::new(catalog, runtime.authenticator.clone());
-    let parts = server_parts()?;
-    parts.health.set_serving::<BundleServiceServer<grpc::Bundles>>().await;
-    parts.health.set_serving::<CatalogServiceServer<grpc::CatalogApi>>().await;
-    let parts = with_routes(parts, |r| r.add_service(bundles).add_service(catalog));
+    let catalog = runtime.authenticated(catalog);
+    let parts = server_parts().add(bundles).await.add(catalog).await;
     Ok(Service::new(runtime, parts))
 }

@@ -12,11 +12,10 @@ use onething_platform::{
     config::Settings,
     facts::{DeceasedProjection, deceased_spec},
     grpc::{MAX_MESSAGE_BYTES, server_parts},
-    runtime::{Service, ServiceRuntime, with_routes},
+    runtime::{Service, ServiceRuntime},
 };
 use onething_proto::exit_entry::exit_entry_service_server::ExitEntryServiceServer;
 use std::path::Path;
-use tonic::service::interceptor::InterceptedService;
 
 /// Service name.
 pub const SERVICE: &str = rules::DEPARTMENT;
@@ -44,10 +43,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Service> {
     runtime.add_case_sweeper(api.clone());
     let records = ExitEntryServiceServer::new(grpc::Records::new(runtime.db.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
-    let records = InterceptedService::new(records, runtime.authenticator.clone());
-    let parts = server_parts()?;
-    let cases = runtime.case_service(&parts, api).await;
-    parts.health.set_serving::<ExitEntryServiceServer<grpc::Records>>().await;
-    let parts = with_routes(parts, |r| r.add_service(cases).add_service(records));
+    let records = runtime.authenticated(records);
+    let parts = server_parts().add(runtime.case_service(api)).await.add(records).await;
     Ok(Service::new(runtime, parts))
 }

@@ -12,11 +12,10 @@ pub mod store;
 use onething_platform::{
     config::Settings,
     grpc::{MAX_MESSAGE_BYTES, server_parts},
-    runtime::{Service, ServiceRuntime, with_routes},
+    runtime::{Service, ServiceRuntime},
 };
 use onething_proto::household::household_service_server::HouseholdServiceServer;
 use std::path::Path;
-use tonic::service::interceptor::InterceptedService;
 
 /// Service name.
 pub const SERVICE: &str = rules::DEPARTMENT;
@@ -43,11 +42,8 @@ pub async fn build(settings: Settings) -> anyhow::Result<Service> {
     runtime.add_case_sweeper(cases.clone());
     let registry = HouseholdServiceServer::new(grpc::Registry::new(runtime.db.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
-    let registry = InterceptedService::new(registry, runtime.authenticator.clone());
+    let registry = runtime.authenticated(registry);
     runtime.add_consumer(events::notifier_spec(), events::Notifier);
-    let parts = server_parts()?;
-    let cases = runtime.case_service(&parts, cases).await;
-    parts.health.set_serving::<HouseholdServiceServer<grpc::Registry>>().await;
-    let parts = with_routes(parts, |r| r.add_service(cases).add_service(registry));
+    let parts = server_parts().add(runtime.case_service(cases)).await.add(registry).await;
     Ok(Service::new(runtime, parts))
 }

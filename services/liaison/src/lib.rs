@@ -13,11 +13,10 @@ pub mod store;
 use onething_platform::{
     config::Settings,
     grpc::{MAX_MESSAGE_BYTES, server_parts},
-    runtime::{Service, ServiceRuntime, with_routes},
+    runtime::{Service, ServiceRuntime},
 };
 use onething_proto::liaison::liaison_service_server::LiaisonServiceServer;
 use std::{path::Path, time::Duration};
-use tonic::service::interceptor::InterceptedService;
 
 /// Service name.
 pub const SERVICE: &str = rules::DEPARTMENT;
@@ -50,10 +49,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Service> {
     });
     let liaison = LiaisonServiceServer::new(grpc::Liaison::new(runtime.db.clone(), loop_))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
-    let liaison = InterceptedService::new(liaison, runtime.authenticator.clone());
-    let parts = server_parts()?;
-    let cases = runtime.case_service(&parts, api).await;
-    parts.health.set_serving::<LiaisonServiceServer<grpc::Liaison>>().await;
-    let parts = with_routes(parts, |r| r.add_service(cases).add_service(liaison));
+    let liaison = runtime.authenticated(liaison);
+    let parts = server_parts().add(runtime.case_service(api)).await.add(liaison).await;
     Ok(Service::new(runtime, parts))
 }

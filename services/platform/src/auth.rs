@@ -31,6 +31,10 @@ pub struct AuthSettings {
     /// Ed25519 PKCS#8 key with which this service signs its own service tokens when it
     /// calls others (empty: it calls no one). Its public key must be in the callees' JWKS.
     pub signing_key_file: String,
+    /// How often the JWKS file is read again, in seconds (0: never): a key the SSO adds is
+    /// honoured, a key it removes refused, without a restart (a mounted ConfigMap changes
+    /// in place).
+    pub jwks_reload_seconds: u64,
 }
 
 impl Default for AuthSettings {
@@ -41,6 +45,7 @@ impl Default for AuthSettings {
             audience: "onething".into(),
             leeway_seconds: 30,
             signing_key_file: String::new(),
+            jwks_reload_seconds: 30,
         }
     }
 }
@@ -182,9 +187,13 @@ fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
+/// Verification keys: key id, key, algorithm.
+type Keys = Vec<(Option<String>, DecodingKey, Algorithm)>;
+
 /// Verifies tokens against a set of public keys.
 pub struct Verifier {
-    keys: Vec<(Option<String>, DecodingKey, Algorithm)>,
+    /// The keys and the JWKS text they came from; replaced whole by [`Verifier::reload`].
+    keys: std::sync::RwLock<(Arc<Keys>, String)>,
     settings: AuthSettings,
     /// Tokens verified before, with their principal and expiry: a caller sending the same
     /// token again (a service's own token, reused for a minute) is not checked again until
@@ -215,30 +224,68 @@ impl Verifier {
     /// # Errors
     /// Malformed JSON or no usable key.
     pub fn from_jwks(jwks: &str, settings: &AuthSettings) -> anyhow::Result<Self> {
-        let set: JwkSet = serde_json::from_str(jwks).context("parsing JWKS")?;
-        let mut keys = Vec::new();
-        for jwk in &set.keys {
-            let alg = match (&jwk.common.key_algorithm, &jwk.algorithm) {
-                (Some(a), _) => a.to_string().parse::<Algorithm>().ok(),
-                (None, jsonwebtoken::jwk::AlgorithmParameters::OctetKeyPair(_)) => Some(Algorithm::EdDSA),
-                (None, jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_)) => Some(Algorithm::ES256),
-                (None, jsonwebtoken::jwk::AlgorithmParameters::RSA(_)) => Some(Algorithm::RS256),
-                _ => None,
-            };
-            // Symmetric keys are refused: the verifier must never be able to mint.
-            let Some(alg) = alg.filter(|a| !matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)) else {
-                continue;
-            };
-            if let Ok(key) = DecodingKey::from_jwk(jwk) {
-                keys.push((jwk.common.key_id.clone(), key, alg));
-            }
-        }
-        if keys.is_empty() {
-            bail!("JWKS holds no usable asymmetric signing key");
-        }
-        Ok(Self { keys, settings: settings.clone(), verified: Default::default() })
+        let keys = parse_jwks(jwks)?;
+        Ok(Self {
+            keys: std::sync::RwLock::new((Arc::new(keys), jwks.to_string())),
+            settings: settings.clone(),
+            verified: Default::default(),
+        })
     }
 
+    /// Reads the JWKS file again and, when it changed, verifies with its keys from now on
+    /// and forgets every token verified before (one signed by a removed key must fail).
+    /// Returns whether the keys changed.
+    ///
+    /// # Errors
+    /// An unreadable file or a JWKS without a usable key: the keys in use stay.
+    pub fn reload(&self) -> anyhow::Result<bool> {
+        let text = std::fs::read_to_string(&self.settings.jwks_file)
+            .with_context(|| format!("reading JWKS {}", self.settings.jwks_file))?;
+        if self.keys.read().is_ok_and(|k| k.1 == text) {
+            return Ok(false);
+        }
+        let keys = parse_jwks(&text)?;
+        if let Ok(mut slot) = self.keys.write() {
+            *slot = (Arc::new(keys), text);
+        }
+        if let Ok(mut verified) = self.verified.lock() {
+            verified.clear();
+        }
+        Ok(true)
+    }
+
+    fn current_keys(&self) -> Arc<Keys> {
+        self.keys.read().map(|k| k.0.clone()).unwrap_or_default()
+    }
+}
+
+/// The usable asymmetric keys of a JWKS.
+fn parse_jwks(jwks: &str) -> anyhow::Result<Keys> {
+    let set: JwkSet = serde_json::from_str(jwks).context("parsing JWKS")?;
+    let mut keys = Vec::new();
+    for jwk in &set.keys {
+        let alg = match (&jwk.common.key_algorithm, &jwk.algorithm) {
+            (Some(a), _) => a.to_string().parse::<Algorithm>().ok(),
+            (None, jsonwebtoken::jwk::AlgorithmParameters::OctetKeyPair(_)) => Some(Algorithm::EdDSA),
+            (None, jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_)) => Some(Algorithm::ES256),
+            (None, jsonwebtoken::jwk::AlgorithmParameters::RSA(_)) => Some(Algorithm::RS256),
+            _ => None,
+        };
+        // Symmetric keys are refused: the verifier must never be able to mint.
+        let Some(alg) = alg.filter(|a| !matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)) else {
+            continue;
+        };
+        if let Ok(key) = DecodingKey::from_jwk(jwk) {
+            keys.push((jwk.common.key_id.clone(), key, alg));
+        }
+    }
+    if keys.is_empty() {
+        bail!("JWKS holds no usable asymmetric signing key");
+    }
+    Ok(keys)
+}
+
+impl Verifier {
     /// Verifies a token and returns its principal.
     ///
     /// # Errors
@@ -272,7 +319,8 @@ impl Verifier {
     fn check(&self, token: &str) -> Result<(Principal, u64), Error> {
         let invalid = || Error::new(ErrorKind::Unauthenticated, "AUTH_TOKEN_INVALID", "the token is not valid");
         let header = jsonwebtoken::decode_header(token).map_err(|_| invalid())?;
-        let candidates = self.keys.iter().filter(|(kid, _, alg)| {
+        let keys = self.current_keys();
+        let candidates = keys.iter().filter(|(kid, _, alg)| {
             *alg == header.alg && (header.kid.is_none() || kid.as_ref() == header.kid.as_ref())
         });
         let mut last = invalid();
@@ -335,6 +383,30 @@ impl Authenticator {
     /// An interceptor over `verifier`.
     pub fn new(verifier: Verifier) -> Self {
         Self(Arc::new(verifier))
+    }
+
+    /// Reads the JWKS file again every `auth.jwks_reload_seconds` until `stop`, logging a
+    /// change (key ids only) or a failure (the keys in use stay).
+    pub async fn reload_keys(self, stop: tokio_util::sync::CancellationToken) {
+        let every = self.0.settings.jwks_reload_seconds;
+        if every == 0 || self.0.settings.jwks_file.is_empty() {
+            return;
+        }
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(std::time::Duration::from_secs(every)) => {}
+            }
+            match self.0.reload() {
+                Ok(true) => {
+                    let kids: Vec<String> =
+                        self.0.current_keys().iter().map(|(kid, _, _)| kid.clone().unwrap_or_default()).collect();
+                    tracing::info!(target: "audit", keys = ?kids, "verification keys reloaded");
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %format!("{e:#}"), "JWKS not reloaded; the keys in use stay"),
+            }
+        }
     }
 }
 
@@ -511,6 +583,34 @@ mod tests {
         let forged = stranger.mint(clerk(), 60).unwrap();
         assert!(v.verify(&forged).is_err());
         assert!(v.remembered(&forged, now()).is_none());
+    }
+
+    #[test]
+    fn a_reloaded_jwks_honours_a_new_key_and_refuses_a_removed_one() {
+        let (old, v, _d) = setup();
+        let new = Minter::from_seed([7; 32], v.settings.clone());
+        let keys_of = |m: &Minter| serde_json::from_str::<serde_json::Value>(&m.jwks()).unwrap()["keys"].clone();
+        let set = |ms: &[&Minter]| {
+            let keys: Vec<serde_json::Value> =
+                ms.iter().flat_map(|m| keys_of(m).as_array().cloned().unwrap_or_default()).collect();
+            serde_json::json!({ "keys": keys }).to_string()
+        };
+        let by_old = old.mint(clerk(), 60).unwrap();
+        let by_new = new.mint(clerk(), 60).unwrap();
+        assert!(v.verify(&by_old).is_ok());
+        assert!(v.verify(&by_new).is_err(), "not in the JWKS yet");
+        assert!(!v.reload().unwrap(), "nothing changed");
+        std::fs::write(&v.settings.jwks_file, set(&[&old, &new])).unwrap();
+        assert!(v.reload().unwrap());
+        assert!(v.verify(&by_new).is_ok() && v.verify(&by_old).is_ok(), "both keys during the rotation");
+        std::fs::write(&v.settings.jwks_file, set(&[&new])).unwrap();
+        assert!(v.reload().unwrap());
+        assert!(v.verify(&by_old).is_err(), "a removed key fails, even for a token verified before");
+        assert!(v.verify(&by_new).is_ok());
+        // A broken file keeps the keys in use.
+        std::fs::write(&v.settings.jwks_file, "{ not json").unwrap();
+        assert!(v.reload().is_err());
+        assert!(v.verify(&by_new).is_ok());
     }
 
     #[test]

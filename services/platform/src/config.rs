@@ -25,6 +25,8 @@ pub struct Settings {
     pub metrics_addr: String,
     /// sea-orm database URL: `sqlite://path/file.db?mode=rwc` or `postgres://…`.
     pub database_url: String,
+    /// Database pool and session limits, and PostgreSQL TLS.
+    pub database: DatabaseSettings,
     /// NATS connection.
     pub nats: NatsSettings,
     /// Logging.
@@ -59,6 +61,42 @@ pub struct TlsSettings {
     pub key_file: String,
     /// PEM CA that client certificates must chain to; set, it makes TLS mutual.
     pub client_ca_file: String,
+    /// PEM CA that the peers' server certificates must chain to. Set, every peer is called
+    /// over TLS (`https://` addresses), presenting `cert_file`/`key_file` as the client
+    /// certificate (so the certificate needs both server and client authentication usages).
+    pub peer_ca_file: String,
+}
+
+/// Database pool and session settings. PostgreSQL only, except `max_connections`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// Connections in this process's pool. Mind the server's `max_connections`: replicas ×
+    /// this (a PgBouncer in front when that is too many).
+    pub max_connections: u32,
+    /// PostgreSQL `statement_timeout` of every session, in milliseconds (0: none): a runaway
+    /// query is cancelled instead of holding a connection and its locks.
+    pub statement_timeout_ms: u64,
+    /// PostgreSQL `idle_in_transaction_session_timeout`, in milliseconds (0: none): a session
+    /// left in an open transaction (a stuck process) is ended, releasing its locks.
+    pub idle_in_transaction_timeout_ms: u64,
+    /// PostgreSQL `sslmode`: `disable`, `prefer`, `require`, `verify-ca` or `verify-full`;
+    /// empty: whatever the URL says (libpq's default, `prefer`).
+    pub ssl_mode: String,
+    /// PEM root certificate the server's certificate must chain to (`verify-ca`, `verify-full`).
+    pub ssl_root_cert: String,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            statement_timeout_ms: 30_000,
+            idle_in_transaction_timeout_ms: 60_000,
+            ssl_mode: String::new(),
+            ssl_root_cert: String::new(),
+        }
+    }
 }
 
 /// NATS connection settings.
@@ -75,6 +113,14 @@ pub struct NatsSettings {
     pub password: String,
     /// Replicas of the streams this service creates (3 in a production cluster).
     pub stream_replicas: usize,
+    /// TLS to the servers: required (the connection fails rather than fall back to plain).
+    pub tls_required: bool,
+    /// PEM CA the servers' certificates must chain to (implies TLS).
+    pub tls_ca_file: String,
+    /// PEM client certificate, for servers that verify clients (with `tls_key_file`).
+    pub tls_cert_file: String,
+    /// PEM key of `tls_cert_file`.
+    pub tls_key_file: String,
 }
 
 /// Logging settings.
@@ -105,6 +151,7 @@ impl Default for Settings {
             grpc_addr: "127.0.0.1:18061".into(),
             metrics_addr: String::new(),
             database_url: "sqlite://.data/onething.db?mode=rwc".into(),
+            database: DatabaseSettings::default(),
             nats: NatsSettings::default(),
             log: LogSettings::default(),
             outbox: OutboxSettings::default(),
@@ -127,6 +174,10 @@ impl Default for NatsSettings {
             user: String::new(),
             password: String::new(),
             stream_replicas: 1,
+            tls_required: false,
+            tls_ca_file: String::new(),
+            tls_cert_file: String::new(),
+            tls_key_file: String::new(),
         }
     }
 }
@@ -184,7 +235,7 @@ where
         let Some(rest) = key.strip_prefix(ENV_PREFIX) else {
             continue;
         };
-        if NOT_SETTINGS.contains(&rest) {
+        if NOT_SETTINGS.contains(&rest) || is_service_link(rest, &raw) {
             continue;
         }
         let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
@@ -199,6 +250,34 @@ where
 /// As [`load`].
 pub fn load_settings(defaults: Settings, file: Option<&Path>) -> anyhow::Result<Settings> {
     load(defaults, file, std::env::vars())
+}
+
+/// Whether `name=value` (an environment variable without the `ONETHING_` prefix) is a
+/// Kubernetes service-link variable. The kubelet injects, for every Service of the namespace
+/// (e.g. `onething-household`), `ONETHING_HOUSEHOLD_SERVICE_HOST` (an address),
+/// `…_SERVICE_PORT` and `…_SERVICE_PORT_<PORT NAME>` (numbers), `…_PORT` and
+/// `…_PORT_<n>_<PROTO>` (`tcp://address:port`), and `…_PORT_<n>_<PROTO>_ADDR|_PORT|_PROTO`.
+/// Name and value must both have that shape: no setting does (nested settings use `__`), so
+/// such a variable is skipped while a mistyped setting stays an error.
+fn is_service_link(name: &str, value: &str) -> bool {
+    let parts: Vec<&str> = name.split('_').collect();
+    if name.contains("__") || parts.iter().any(|p| p.is_empty()) {
+        return false;
+    }
+    let is_proto = |p: &str| matches!(p, "TCP" | "UDP" | "SCTP");
+    let is_port = |p: &str| p.parse::<u16>().is_ok();
+    let is_url = value.starts_with("tcp://") || value.starts_with("udp://") || value.starts_with("sctp://");
+    let is_host = value.parse::<std::net::IpAddr>().is_ok();
+    (1..parts.len()).any(|i| match &parts[i..] {
+        ["SERVICE", "HOST"] => is_host,
+        ["SERVICE", "PORT", ..] => is_port(value),
+        ["PORT"] => is_url,
+        ["PORT", n, proto] => is_port(n) && is_proto(proto) && is_url,
+        ["PORT", n, proto, "ADDR"] => is_port(n) && is_proto(proto) && is_host,
+        ["PORT", n, proto, "PORT"] => is_port(n) && is_proto(proto) && is_port(value),
+        ["PORT", n, proto, "PROTO"] => is_port(n) && is_proto(proto) && !value.is_empty(),
+        _ => false,
+    })
 }
 
 fn merge(base: &mut toml::Value, overlay: toml::Value) {
@@ -295,6 +374,35 @@ mod tests {
         .unwrap();
         assert_eq!(s.shutdown_grace_seconds, 5);
         assert_eq!(s.nats.password, "1234");
+    }
+
+    #[test]
+    fn kubernetes_service_links_are_not_settings() {
+        let links = [
+            ("ONETHING_HOUSEHOLD_SERVICE_HOST", "10.96.0.12"),
+            ("ONETHING_HOUSEHOLD_SERVICE_PORT", "18061"),
+            ("ONETHING_HOUSEHOLD_SERVICE_PORT_GRPC", "18061"),
+            ("ONETHING_HOUSEHOLD_PORT", "tcp://10.96.0.12:18061"),
+            ("ONETHING_HOUSEHOLD_PORT_18061_TCP", "tcp://10.96.0.12:18061"),
+            ("ONETHING_HOUSEHOLD_PORT_18061_TCP_PROTO", "tcp"),
+            ("ONETHING_HOUSEHOLD_PORT_18061_TCP_PORT", "18061"),
+            ("ONETHING_HOUSEHOLD_PORT_18061_TCP_ADDR", "10.96.0.12"),
+            ("ONETHING_EXIT_ENTRY_PORT_9462_TCP_ADDR", "10.96.0.13"),
+            ("ONETHING_COORDINATOR_SERVICE_PORT_METRICS", "9460"),
+        ];
+        let s = load(Settings::default(), None, env(&links)).unwrap();
+        assert_eq!(s, Settings::default());
+        let typos = [
+            ("ONETHING_GRPC_ADDRR", "0.0.0.0:1"),
+            ("ONETHING_NATS__PORT", "tcp://1.2.3.4:5"),
+            ("ONETHING_METRICS_PORT", "9464"),
+            ("ONETHING_HOUSEHOLD_PORT_18061_TCPX", "tcp://1.2.3.4:5"),
+            ("ONETHING_PORT", "tcp://1.2.3.4:5"),
+            ("ONETHING_DB_SERVICE_HOST", "db.example"),
+        ];
+        for (typo, value) in typos {
+            assert!(load(Settings::default(), None, env(&[(typo, value)])).is_err(), "{typo} must stay an error");
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Database: connect with sea-orm to SQLite (the embedded default) or PostgreSQL (production)
 //! from one URL, and run a service's migrations. The same entities and migrations serve both.
 
+use crate::config::DatabaseSettings;
 use anyhow::Context as _;
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 use sea_orm_migration::MigratorTrait;
@@ -14,9 +15,20 @@ use std::time::Duration;
 /// # Errors
 /// An unreachable server, a bad URL, or a failed migration.
 pub async fn connect_and_migrate<M: MigratorTrait>(url: &str) -> anyhow::Result<DatabaseConnection> {
-    let db = connect(url).await?;
+    connect_and_migrate_with::<M>(url, &DatabaseSettings::default()).await
+}
+
+/// [`connect_and_migrate`] with the pool size, session timeouts and TLS of `settings`.
+///
+/// # Errors
+/// As [`connect_and_migrate`], or an unknown `ssl_mode`.
+pub async fn connect_and_migrate_with<M: MigratorTrait>(
+    url: &str,
+    settings: &DatabaseSettings,
+) -> anyhow::Result<DatabaseConnection> {
+    let db = connect_with(url, settings).await?;
     if url.starts_with("postgres") {
-        migrate_locked::<M>(url).await?;
+        migrate_locked::<M>(url, settings).await?;
     } else {
         M::up(&db, None).await.context("applying migrations")?;
     }
@@ -25,10 +37,12 @@ pub async fn connect_and_migrate<M: MigratorTrait>(url: &str) -> anyhow::Result<
 
 /// Several replicas starting at once migrate one at a time: a session advisory lock on one
 /// dedicated connection is held while the migrations run.
-async fn migrate_locked<M: MigratorTrait>(url: &str) -> anyhow::Result<()> {
+async fn migrate_locked<M: MigratorTrait>(url: &str, settings: &DatabaseSettings) -> anyhow::Result<()> {
     use sea_orm::{ConnectionTrait, Statement};
-    let mut opts = ConnectOptions::new(url.to_string());
-    opts.sqlx_logging(false).max_connections(1).min_connections(1);
+    // A migration may rewrite a large table: no statement timeout on this one connection.
+    let settings = DatabaseSettings { statement_timeout_ms: 0, ..settings.clone() };
+    let mut opts = postgres_options(url, &settings)?;
+    opts.max_connections(1).min_connections(1);
     let single = Database::connect(opts).await.context("connecting to migrate")?;
     let lock = |sql: &str| Statement::from_string(single.get_database_backend(), sql.to_string());
     // The key is arbitrary but fixed: every onething service uses it for its own database.
@@ -44,7 +58,16 @@ async fn migrate_locked<M: MigratorTrait>(url: &str) -> anyhow::Result<()> {
 /// # Errors
 /// As [`connect_and_migrate`].
 pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
-    let mut opts = ConnectOptions::new(url.to_string());
+    connect_with(url, &DatabaseSettings::default()).await
+}
+
+/// [`connect`] with the pool size, session timeouts and TLS of `settings`.
+///
+/// # Errors
+/// As [`connect`], or an unknown `ssl_mode`.
+pub async fn connect_with(url: &str, settings: &DatabaseSettings) -> anyhow::Result<DatabaseConnection> {
+    let mut opts =
+        if url.starts_with("postgres") { postgres_options(url, settings)? } else { ConnectOptions::new(url) };
     // A pooled connection used within the last seconds is handed out as it is: pinging it
     // on every checkout (the default) costs a round trip per statement. One idle longer,
     // which a server restart, a proxy or a firewall may have dropped, is pinged first.
@@ -58,16 +81,47 @@ pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
         {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
-        opts.max_connections(8).map_sqlx_sqlite_opts(|o| {
+        opts.max_connections(settings.max_connections.clamp(1, 8)).map_sqlx_sqlite_opts(|o| {
             o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
                 .busy_timeout(Duration::from_secs(10))
                 .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
                 .create_if_missing(true)
         });
     } else {
-        opts.max_connections(16);
+        opts.max_connections(settings.max_connections.max(1));
     }
     Database::connect(opts).await.context("connecting to the database")
+}
+
+/// The options of a PostgreSQL pool: session timeouts set at connect (`options` of the
+/// startup packet, no extra round trip) and TLS as configured.
+///
+/// # Errors
+/// An unknown `ssl_mode`.
+fn postgres_options(url: &str, settings: &DatabaseSettings) -> anyhow::Result<ConnectOptions> {
+    use sea_orm::sqlx::postgres::PgSslMode;
+    let mode: Option<PgSslMode> = match settings.ssl_mode.as_str() {
+        "" => None,
+        m => Some(m.parse().map_err(|_| anyhow::anyhow!("database.ssl_mode {m:?} is not a PostgreSQL sslmode"))?),
+    };
+    let mut session = Vec::new();
+    if settings.statement_timeout_ms > 0 {
+        session.push(("statement_timeout", settings.statement_timeout_ms.to_string()));
+    }
+    if settings.idle_in_transaction_timeout_ms > 0 {
+        session.push(("idle_in_transaction_session_timeout", settings.idle_in_transaction_timeout_ms.to_string()));
+    }
+    let root = settings.ssl_root_cert.clone();
+    let mut opts = ConnectOptions::new(url);
+    opts.sqlx_logging(false).map_sqlx_postgres_opts(move |o| {
+        let o = o.options(session.clone());
+        let o = match mode {
+            Some(m) => o.ssl_mode(m),
+            None => o,
+        };
+        if root.is_empty() { o } else { o.ssl_root_cert(&root) }
+    });
+    Ok(opts)
 }
 
 fn sqlite_path(url: &str) -> Option<String> {

@@ -1,48 +1,93 @@
-//! gRPC server defaults every service gets: grpc.health.v1, server reflection over every
-//! onething proto, a span per request joined to the caller's trace, message size limits,
-//! and graceful shutdown that reports NOT_SERVING before draining.
+//! gRPC server defaults every service gets: grpc.health.v1, server reflection over exactly
+//! the APIs a port serves, a span per request joined to the caller's trace, message size limits,
+//! graceful shutdown that reports NOT_SERVING before draining, and the channels to peers
+//! (TLS with this service's client certificate when configured).
 
 use crate::{config::TlsSettings, telemetry};
 use anyhow::Context as _;
-use std::{net::SocketAddr, time::Duration};
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
-use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 /// Largest request message a service decodes (1 MiB): materials are references, not files.
 pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 
-/// Health and reflection, ready to be joined by the service's own routes.
+/// What a gRPC port serves: the service's own APIs, grpc.health.v1 reporting each of them,
+/// and server reflection listing exactly those (plus health and reflection), so an operator
+/// exploring a port with grpcurl sees what answers there and nothing else.
 pub struct ServerParts {
-    /// Report per-service health; the server sets the overall status itself.
+    /// Per-service health; the server sets the overall status itself.
     pub health: HealthReporter,
-    /// Routes holding health and reflection.
-    pub routes: Routes,
+    routes: Routes,
+    served: Vec<&'static str>,
 }
 
-/// Builds the health and reflection services.
-///
-/// # Errors
-/// A malformed descriptor set (a build problem).
-pub fn server_parts() -> anyhow::Result<ServerParts> {
+/// The descriptor sets reflection draws from: every onething proto, health, and google.rpc
+/// (so grpcurl and other clients can decode error details).
+const DESCRIPTOR_SETS: [&[u8]; 3] =
+    [onething_proto::FILE_DESCRIPTOR_SET, tonic_health::pb::FILE_DESCRIPTOR_SET, tonic_types::pb::FILE_DESCRIPTOR_SET];
+
+/// Starts the parts of a port: health alone, until the service's APIs are added.
+pub fn server_parts() -> ServerParts {
     let (health, health_service) = tonic_health::server::health_reporter();
-    // google.rpc is registered so grpcurl and other clients can decode error details.
-    let sets = [
-        onething_proto::FILE_DESCRIPTOR_SET,
-        tonic_health::pb::FILE_DESCRIPTOR_SET,
-        tonic_types::pb::FILE_DESCRIPTOR_SET,
-    ];
-    let builder = || {
-        sets.iter()
-            .fold(tonic_reflection::server::Builder::configure(), |b, set| b.register_encoded_file_descriptor_set(set))
-    };
-    let reflection = builder().build_v1()?;
-    let reflection_alpha = builder().build_v1alpha()?;
-    let routes = Routes::new(health_service).add_service(reflection).add_service(reflection_alpha);
-    Ok(ServerParts { health, routes })
+    ServerParts { health, routes: Routes::new(health_service), served: Vec::new() }
 }
+
+impl ServerParts {
+    /// Adds `svc` to the port: routed, reported SERVING in health, listed by reflection.
+    pub async fn add<S>(mut self, svc: S) -> Self
+    where
+        S: tower::Service<http::Request<tonic::body::Body>, Error = std::convert::Infallible>
+            + tonic::server::NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Response: axum::response::IntoResponse,
+        S::Future: Send + 'static,
+    {
+        self.health.set_service_status(S::NAME, ServingStatus::Serving).await;
+        self.served.push(S::NAME);
+        self.routes = self.routes.add_service(svc);
+        self
+    }
+
+    /// The full names of the APIs added so far (without health and reflection).
+    pub fn served(&self) -> &[&'static str] {
+        &self.served
+    }
+
+    /// The routes with reflection (v1 and v1alpha) over exactly the served APIs and health.
+    ///
+    /// # Errors
+    /// A malformed descriptor set, or an API whose proto is not in it (a build problem).
+    fn into_routes(self) -> anyhow::Result<(Routes, HealthReporter)> {
+        let names: Vec<&str> = self.served.iter().copied().chain([HEALTH_SERVICE]).collect();
+        let builder = || {
+            let b = DESCRIPTOR_SETS.iter().fold(tonic_reflection::server::Builder::configure(), |b, set| {
+                b.register_encoded_file_descriptor_set(set)
+            });
+            names.iter().fold(b, |b, n| b.with_service_name(*n))
+        };
+        let v1 = builder().build_v1().context("building reflection")?;
+        let v1alpha = builder().build_v1alpha().context("building reflection")?;
+        Ok((self.routes.add_service(v1).add_service(v1alpha), self.health))
+    }
+}
+
+/// The full name of grpc.health.v1.
+const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
 
 /// Binds `addr` (port 0 picks a free port).
 ///
@@ -61,12 +106,14 @@ pub async fn bind(addr: &str) -> anyhow::Result<(TcpListener, SocketAddr)> {
 /// The server failed to run.
 pub async fn serve(
     listener: TcpListener,
-    routes: Routes,
-    health: HealthReporter,
+    parts: ServerParts,
     tls: &TlsSettings,
+    ready: Readiness,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let (routes, health) = parts.into_routes()?;
     health.set_service_status("", ServingStatus::Serving).await;
+    ready.set(true);
     // Replies are small and come in bursts: without TCP_NODELAY, Nagle's algorithm holds a
     // reply back until the peer's delayed ACK (tens of milliseconds per call). tonic sets
     // it only on listeners it binds itself.
@@ -80,6 +127,7 @@ pub async fn serve(
         let health = health.clone();
         async move {
             shutdown.cancelled().await;
+            ready.set(false);
             health.set_service_status("", ServingStatus::NotServing).await;
         }
     };
@@ -121,18 +169,101 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// A channel to another onething service: connects lazily (a peer that is down fails the
-/// call, not the start), 2 s to connect, 10 s per call, and a client span per call.
-///
-/// # Errors
-/// A malformed URL.
-pub fn peer_channel(url: &str) -> anyhow::Result<TracedChannel> {
-    let channel = tonic::transport::Endpoint::from_shared(url.to_string())
-        .with_context(|| format!("peer address {url}"))?
-        .connect_timeout(Duration::from_secs(2))
-        .timeout(Duration::from_secs(10))
-        .connect_lazy();
-    Ok(TracedChannel(channel))
+/// Whether the gRPC server takes requests: set when it starts serving, cleared when the
+/// drain begins. The metrics port's `/readyz` answers from it (Kubernetes' probes: a gRPC
+/// probe cannot present a client certificate, an HTTP probe of the plain metrics port can).
+#[derive(Clone, Debug, Default)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Readiness {
+    /// Marks the server ready or not.
+    pub fn set(&self, ready: bool) {
+        self.0.store(ready, Ordering::Relaxed);
+    }
+
+    /// Whether the server takes requests.
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// The services a service calls (`peers` of its settings) and how it reaches them: plain
+/// HTTP/2, or TLS verified against `tls.peer_ca_file`, presenting the service's own
+/// certificate (`tls.cert_file`/`key_file`) so that a callee with mTLS admits it. Channels
+/// connect lazily (a peer that is down fails the call, not the start), 2 s to connect, 10 s
+/// per call, a client span per call; one channel per peer, shared by every call.
+#[derive(Clone, Default)]
+pub struct Peers {
+    urls: BTreeMap<String, String>,
+    tls: Option<ClientTlsConfig>,
+    channels: Arc<Mutex<BTreeMap<String, TracedChannel>>>,
+}
+
+impl std::fmt::Debug for Peers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peers").field("urls", &self.urls).field("tls", &self.tls.is_some()).finish()
+    }
+}
+
+impl Peers {
+    /// The peers of `settings`.
+    ///
+    /// # Errors
+    /// With peer TLS on: an `http://` peer (it would bypass TLS), an unreadable CA, or a
+    /// certificate without its key. Without it: an `https://` peer (no CA to verify it by).
+    pub fn from_settings(settings: &crate::config::Settings) -> anyhow::Result<Self> {
+        let tls = &settings.tls;
+        let client = if tls.peer_ca_file.is_empty() {
+            None
+        } else {
+            let read = |p: &str| std::fs::read(p).with_context(|| format!("reading {p}"));
+            let mut c = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(&tls.peer_ca_file)?));
+            if !tls.cert_file.is_empty() {
+                c = c.identity(Identity::from_pem(read(&tls.cert_file)?, read(&tls.key_file)?));
+            }
+            Some(c)
+        };
+        for (name, url) in &settings.peers {
+            match (client.is_some(), url.starts_with("https://")) {
+                (true, false) => anyhow::bail!("peer {name} at {url}: tls.peer_ca_file is set, so peers need https://"),
+                (false, true) => anyhow::bail!("peer {name} at {url}: https:// needs tls.peer_ca_file to verify it"),
+                _ => {}
+            }
+        }
+        Ok(Self { urls: settings.peers.clone(), tls: client, channels: Default::default() })
+    }
+
+    /// Peers at plain `http://` addresses (tests, development).
+    pub fn plain(urls: BTreeMap<String, String>) -> Self {
+        Self { urls, tls: None, channels: Default::default() }
+    }
+
+    /// Whether `name` is a known peer.
+    pub fn knows(&self, name: &str) -> bool {
+        self.urls.contains_key(name)
+    }
+
+    /// The channel to peer `name`, or `None` for a peer the settings do not name.
+    ///
+    /// # Errors
+    /// A malformed address or TLS configuration.
+    pub fn channel(&self, name: &str) -> anyhow::Result<Option<TracedChannel>> {
+        let Some(url) = self.urls.get(name) else { return Ok(None) };
+        let mut channels = self.channels.lock().map_err(|_| anyhow::anyhow!("peer channels poisoned"))?;
+        if let Some(c) = channels.get(name) {
+            return Ok(Some(c.clone()));
+        }
+        let mut endpoint = tonic::transport::Endpoint::from_shared(url.clone())
+            .with_context(|| format!("peer address {url}"))?
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(10));
+        if let Some(tls) = &self.tls {
+            endpoint = endpoint.tls_config(tls.clone()).with_context(|| format!("TLS to peer {name}"))?;
+        }
+        let channel = TracedChannel(endpoint.connect_lazy());
+        channels.insert(name.to_string(), channel.clone());
+        Ok(Some(channel))
+    }
 }
 
 /// A [`tonic::transport::Channel`] that makes a `grpc.client` span around every call and

@@ -231,20 +231,40 @@ pub fn metrics() -> &'static Metrics {
     &METRICS
 }
 
-/// Serves `GET /metrics` on `listener` until `shutdown`.
+/// Serves `GET /metrics`, and the probes Kubernetes asks on this plain port (a gRPC probe
+/// cannot present a client certificate when the gRPC port wants one): `GET /livez` (the
+/// process answers) and `GET /readyz` (200 while the gRPC server takes requests, 503 before
+/// and from the start of the drain), on `listener` until `shutdown`.
 ///
 /// # Errors
 /// The HTTP server failed.
-pub async fn serve(listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let app = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(|| async {
-            (
-                [(http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-                metrics().render(),
-            )
-        }),
-    );
+pub async fn serve(
+    listener: TcpListener,
+    ready: crate::grpc::Readiness,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let readyz = move || {
+        let ready = ready.clone();
+        async move {
+            if ready.is_ready() {
+                (http::StatusCode::OK, "ready\n")
+            } else {
+                (http::StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+            }
+        }
+    };
+    let app = axum::Router::new()
+        .route("/livez", axum::routing::get(|| async { "alive\n" }))
+        .route("/readyz", axum::routing::get(readyz))
+        .route(
+            "/metrics",
+            axum::routing::get(|| async {
+                (
+                    [(http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+                    metrics().render(),
+                )
+            }),
+        );
     axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
     Ok(())
 }

@@ -18,7 +18,7 @@ use sea_orm_migration::MigratorTrait;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::service::{Routes, interceptor::InterceptedService};
+use tonic::service::interceptor::InterceptedService;
 
 /// A started service: its database, bus, outbox, catalog and bound listener.
 pub struct ServiceRuntime {
@@ -58,7 +58,7 @@ impl ServiceRuntime {
         let authenticator = Authenticator::new(Verifier::load(&settings.auth)?);
         let catalog = Arc::new(Catalog::load(&settings.catalog_file)?);
         let calendar = Arc::new(Calendar::load(&settings.calendar_dir)?);
-        let db = crate::db::connect_and_migrate::<M>(&settings.database_url).await?;
+        let db = crate::db::connect_and_migrate_with::<M>(&settings.database_url, &settings.database).await?;
         let client = events::nats::connect(&settings.nats, &format!("onething-{name}")).await?;
         let js = jetstream::new(client);
         let (listener, addr) = grpc::bind(&settings.grpc_addr).await?;
@@ -105,15 +105,17 @@ impl ServiceRuntime {
         )
     }
 
-    /// `api` as the department's `onething.common.v1.CaseService`: the message size limit,
-    /// every call authenticated, and reported serving in `parts`' health.
-    pub async fn case_service<D: crate::cases::Department>(
+    /// `api` as the department's `onething.common.v1.CaseService`: the message size limit
+    /// and every call authenticated (add it to the port with [`grpc::ServerParts::add`]).
+    pub fn case_service<D: crate::cases::Department>(
         &self,
-        parts: &grpc::ServerParts,
         api: crate::cases::CaseApi<D>,
     ) -> InterceptedService<CaseServiceServer<crate::cases::CaseApi<D>>, Authenticator> {
-        parts.health.set_serving::<CaseServiceServer<crate::cases::CaseApi<D>>>().await;
-        let server = CaseServiceServer::new(api).max_decoding_message_size(grpc::MAX_MESSAGE_BYTES);
+        self.authenticated(CaseServiceServer::new(api).max_decoding_message_size(grpc::MAX_MESSAGE_BYTES))
+    }
+
+    /// `server` behind the authenticator: every call needs a valid token.
+    pub fn authenticated<S>(&self, server: S) -> InterceptedService<S, Authenticator> {
         InterceptedService::new(server, self.authenticator.clone())
     }
 
@@ -167,8 +169,9 @@ impl ServiceRuntime {
         });
     }
 
-    /// Serves `routes` (joined with health and reflection) and runs the outbox relay and the
-    /// consumers until `shutdown`; then drains within the configured grace period.
+    /// Serves `parts` (with reflection over exactly its APIs) and runs the outbox relay, the
+    /// consumers, the JWKS reload and the metrics and probe endpoint until `shutdown`; then
+    /// drains within the configured grace period.
     ///
     /// # Errors
     /// The gRPC server failed.
@@ -190,19 +193,24 @@ impl ServiceRuntime {
             self.settings.nats.stream_replicas,
             self.settings.outbox.clone(),
         );
-        let mut tasks = vec![tokio::spawn(relay.run(stop_workers.clone()))];
+        let mut tasks = vec![
+            tokio::spawn(relay.run(stop_workers.clone())),
+            tokio::spawn(self.authenticator.clone().reload_keys(stop_workers.clone())),
+        ];
+        let ready = grpc::Readiness::default();
         for w in self.workers {
             tasks.push(tokio::spawn(w(stop_workers.clone())));
         }
         if let Some(l) = self.metrics_listener {
             let stop = stop_workers.clone();
+            let ready = ready.clone();
             tasks.push(tokio::spawn(async move {
-                if let Err(e) = crate::metrics::serve(l, stop).await {
+                if let Err(e) = crate::metrics::serve(l, ready, stop).await {
                     tracing::warn!(error = %format!("{e:#}"), "metrics endpoint stopped");
                 }
             }));
         }
-        let served = grpc::serve(self.listener, parts.routes, parts.health, &self.settings.tls, shutdown).await;
+        let served = grpc::serve(self.listener, parts, &self.settings.tls, ready, shutdown).await;
         // Requests have drained; the relay's last round publishes what they committed.
         stop_workers.cancel();
         let grace = Duration::from_secs(self.settings.shutdown_grace_seconds);
@@ -213,12 +221,6 @@ impl ServiceRuntime {
         tracing::info!(service = self.name, "service stopped");
         served
     }
-}
-
-/// Adds `routes` to the server's health and reflection routes.
-pub fn with_routes(mut parts: grpc::ServerParts, f: impl FnOnce(Routes) -> Routes) -> grpc::ServerParts {
-    parts.routes = f(parts.routes);
-    parts
 }
 
 /// A built service, listening but not yet serving: what each service's `build` returns.

@@ -11,12 +11,11 @@ pub mod store;
 
 use onething_platform::{
     config::Settings,
-    grpc::{MAX_MESSAGE_BYTES, server_parts},
-    runtime::{Service, ServiceRuntime, with_routes},
+    grpc::{MAX_MESSAGE_BYTES, Peers, server_parts},
+    runtime::{Service, ServiceRuntime},
 };
 use onething_proto::supervision::supervision_service_server::SupervisionServiceServer;
 use std::{path::Path, time::Duration};
-use tonic::service::interceptor::InterceptedService;
 
 /// Service name.
 pub const SERVICE: &str = "supervision";
@@ -41,7 +40,7 @@ pub fn default_settings(data_dir: &Path) -> Settings {
 /// # Errors
 /// As [`ServiceRuntime::start`].
 pub async fn build(settings: Settings) -> anyhow::Result<Service> {
-    let peers = settings.peers.clone();
+    let peers = Peers::from_settings(&settings)?;
     let mut runtime = ServiceRuntime::start::<store::Migrator>(SERVICE, settings).await?;
     for stream in projection::STREAMS {
         runtime.add_consumer(projection::spec(stream), projection::Projection { calendar: runtime.calendar.clone() });
@@ -56,9 +55,6 @@ pub async fn build(settings: Settings) -> anyhow::Result<Service> {
         }
     });
     let api = SupervisionServiceServer::new(grpc::Api(sup)).max_decoding_message_size(MAX_MESSAGE_BYTES);
-    let api = InterceptedService::new(api, runtime.authenticator.clone());
-    let parts = server_parts()?;
-    parts.health.set_serving::<SupervisionServiceServer<grpc::Api>>().await;
-    let parts = with_routes(parts, |r| r.add_service(api));
+    let parts = server_parts().add(runtime.authenticated(api)).await;
     Ok(Service::new(runtime, parts))
 }

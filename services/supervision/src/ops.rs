@@ -16,6 +16,7 @@ use onething_platform::{
     db::begin_write,
     error::{Error, Kind, Result},
     events::{Outbox, OutgoingEvent},
+    grpc::Peers,
 };
 use onething_proto::{common as cpb, coordinator as copb, supervision as pb};
 use sea_orm::{
@@ -29,7 +30,7 @@ pub struct Supervision {
     db: DatabaseConnection,
     outbox: Outbox,
     calendar: Arc<Calendar>,
-    peers: BTreeMap<String, String>,
+    peers: Peers,
 }
 
 fn staff(p: &Principal) -> bool {
@@ -115,12 +116,7 @@ impl tonic::service::Interceptor for Forward {
 impl Supervision {
     /// Supervision over its database, outbox and calendar; `peers` are the departments and
     /// the coordinator it asks about ownership.
-    pub fn new(
-        db: DatabaseConnection,
-        outbox: Outbox,
-        calendar: Arc<Calendar>,
-        peers: BTreeMap<String, String>,
-    ) -> Self {
+    pub fn new(db: DatabaseConnection, outbox: Outbox, calendar: Arc<Calendar>, peers: Peers) -> Self {
         Self { db, outbox, calendar, peers }
     }
 
@@ -398,10 +394,9 @@ impl Supervision {
     }
 
     async fn ask_owner(&self, kind: &str, department: &str, id: &str, bearer: &str) -> Result<()> {
-        let url = self.peers.get(department).ok_or_else(|| {
+        let channel = self.peers.channel(department).map_err(Error::internal)?.ok_or_else(|| {
             Error::invalid_field("SUPERVISION_UNKNOWN_DEPARTMENT", "department", "no such department")
         })?;
-        let channel = onething_platform::grpc::peer_channel(url).map_err(Error::internal)?;
         let header = bearer
             .parse()
             .map_err(|_| Error::new(Kind::Unauthenticated, "AUTH_TOKEN_INVALID", "the token is not valid"))?;

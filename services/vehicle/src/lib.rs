@@ -13,11 +13,10 @@ use onething_platform::{
     config::Settings,
     facts::{DeceasedProjection, deceased_spec},
     grpc::{MAX_MESSAGE_BYTES, server_parts},
-    runtime::{Service, ServiceRuntime, with_routes},
+    runtime::{Service, ServiceRuntime},
 };
 use onething_proto::vehicle::vehicle_service_server::VehicleServiceServer;
 use std::path::Path;
-use tonic::service::interceptor::InterceptedService;
 
 /// Service name.
 pub const SERVICE: &str = rules::DEPARTMENT;
@@ -45,10 +44,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Service> {
     runtime.add_case_sweeper(api.clone());
     let ops = grpc::Operations::new(runtime.db.clone(), api.clone(), runtime.outbox.clone());
     let ops = VehicleServiceServer::new(ops).max_decoding_message_size(MAX_MESSAGE_BYTES);
-    let ops = InterceptedService::new(ops, runtime.authenticator.clone());
-    let parts = server_parts()?;
-    let cases = runtime.case_service(&parts, api).await;
-    parts.health.set_serving::<VehicleServiceServer<grpc::Operations>>().await;
-    let parts = with_routes(parts, |r| r.add_service(cases).add_service(ops));
+    let ops = runtime.authenticated(ops);
+    let parts = server_parts().add(runtime.case_service(api)).await.add(ops).await;
     Ok(Service::new(runtime, parts))
 }

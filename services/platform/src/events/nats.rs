@@ -22,6 +22,9 @@ pub fn subject_root(department: &str) -> String {
 /// Connects to NATS. Returns at once even when the server is down: the client keeps
 /// retrying in the background, and the outbox holds events until it is back.
 ///
+/// With a CA (or `tls_required`) the connection is TLS or nothing; a client certificate is
+/// presented when one is configured.
+///
 /// # Errors
 /// A malformed URL or an unreadable credentials file.
 pub async fn connect(settings: &NatsSettings, client_name: &str) -> anyhow::Result<async_nats::Client> {
@@ -30,6 +33,15 @@ pub async fn connect(settings: &NatsSettings, client_name: &str) -> anyhow::Resu
         .retry_on_initial_connect()
         .max_reconnects(None)
         .connection_timeout(Duration::from_secs(5));
+    if settings.tls_required || !settings.tls_ca_file.is_empty() {
+        opts = opts.require_tls(true);
+    }
+    if !settings.tls_ca_file.is_empty() {
+        opts = opts.add_root_certificates(settings.tls_ca_file.clone().into());
+    }
+    if !settings.tls_cert_file.is_empty() {
+        opts = opts.add_client_certificate(settings.tls_cert_file.clone().into(), settings.tls_key_file.clone().into());
+    }
     if !settings.credentials_file.is_empty() {
         opts = opts.credentials_file(&settings.credentials_file).await.context("reading NATS credentials file")?;
     } else if !settings.user.is_empty() {
