@@ -6,7 +6,7 @@ use onething_tests::{nats_server_bin, pg_admin_url};
 use std::path::PathBuf;
 
 /// The `onething` binary beside this test binary (`make test` builds it first).
-fn onething_binary() -> PathBuf {
+pub(crate) fn onething_binary() -> PathBuf {
     let me = std::env::current_exe().expect("test binary path");
     let dir = me.parent().and_then(|deps| deps.parent()).expect("target folder");
     let bin = dir.join("onething");

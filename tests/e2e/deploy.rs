@@ -20,7 +20,12 @@ fn example_configs_load() {
 }
 
 /// Renders the chart with helm (from `make tools`) and `values` files.
-fn render(values: &[&str]) -> String {
+pub(crate) fn render(values: &[&str]) -> String {
+    render_with(values, &[])
+}
+
+/// Renders the chart with `values` files and `--set` overrides `sets`.
+pub(crate) fn render_with(values: &[&str], sets: &[String]) -> String {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let helm = std::env::var("HELM_BIN").map(std::path::PathBuf::from).unwrap_or_else(|_| root.join(".tools/bin/helm"));
     assert!(helm.exists(), "{} is missing: run `make tools`", helm.display());
@@ -28,6 +33,9 @@ fn render(values: &[&str]) -> String {
     cmd.arg("template").arg("onething").arg(root.join("charts/onething"));
     for v in values {
         cmd.arg("-f").arg(root.join("charts/onething").join(v));
+    }
+    for s in sets {
+        cmd.arg("--set").arg(s);
     }
     let out = cmd.output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -73,8 +81,10 @@ fn the_image_and_the_chart_agree() {
         for d in deployments {
             let port: u16 = d.lines().find_map(|l| l.trim().strip_prefix("containerPort: ")).unwrap().parse().unwrap();
             ports.insert(port);
-            // Probes ask grpc.health.v1 on the container's port.
-            assert_eq!(d.matches(&format!("grpc: {{port: {port}}}")).count(), 3, "startup, readiness, liveness");
+            // Probes ask the plain metrics port (a gRPC probe cannot pass mTLS).
+            assert_eq!(d.matches("httpGet: {path: /readyz, port: metrics}").count(), 2, "startup, readiness");
+            assert_eq!(d.matches("httpGet: {path: /livez, port: metrics}").count(), 1, "liveness");
+            assert!(d.contains("enableServiceLinks: false"));
             // The argument is a role `onething serve` knows.
             let role = d.lines().find_map(|l| l.trim().strip_prefix("args: [\"")).unwrap().trim_end_matches("\"]");
             assert!(
@@ -91,7 +101,7 @@ fn the_image_and_the_chart_agree() {
 fn rendered_configs_load_as_service_settings() {
     for values in [&[][..], &["values-production.yaml"][..]] {
         let rendered = render(values);
-        let maps = docs(&rendered, "ConfigMap");
+        let maps: Vec<&str> = docs(&rendered, "ConfigMap").into_iter().filter(|m| m.contains("config.toml:")).collect();
         assert_eq!(maps.len(), 6);
         for m in maps {
             let toml = block(m, "config.toml:");
@@ -109,7 +119,8 @@ fn rendered_configs_load_as_service_settings() {
             }
             if s.nats.user == "coordinator" {
                 assert_eq!(s.peers.len(), 4, "the coordinator knows every department");
-                assert_eq!(s.peers["exit_entry"], "http://onething-exit-entry:18062");
+                let scheme = if s.tls.peer_ca_file.is_empty() { "http" } else { "https" };
+                assert_eq!(s.peers["exit_entry"], format!("{scheme}://onething-exit-entry:18062"));
             }
             assert!(s.grpc_addr.starts_with("0.0.0.0:18"));
         }

@@ -24,3 +24,14 @@ app.kubernetes.io/component: {{ .service }}
 {{- define "onething.role" -}}
 {{- .service | replace "-" "_" -}}
 {{- end -}}
+
+{{/* Checksum of the JWKS: the chart's own, or the external ConfigMap's as it is now. */}}
+{{- define "onething.jwksChecksum" -}}
+{{- $jwks := .Values.auth.jwks -}}
+{{- if not $jwks -}}
+{{- with (lookup "v1" "ConfigMap" .Release.Namespace .Values.auth.jwksConfigMap) -}}
+{{- $jwks = toJson .data -}}
+{{- end -}}
+{{- end -}}
+{{- $jwks | sha256sum -}}
+{{- end -}}

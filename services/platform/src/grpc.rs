@@ -73,7 +73,7 @@ impl ServerParts {
     /// # Errors
     /// A malformed descriptor set, or an API whose proto is not in it (a build problem).
     fn into_routes(self) -> anyhow::Result<(Routes, HealthReporter)> {
-        let names: Vec<&str> = self.served.iter().copied().chain([HEALTH_SERVICE]).collect();
+        let names: Vec<&str> = self.served.iter().copied().chain(ALWAYS_SERVED).collect();
         let builder = || {
             let b = DESCRIPTOR_SETS.iter().fold(tonic_reflection::server::Builder::configure(), |b, set| {
                 b.register_encoded_file_descriptor_set(set)
@@ -86,8 +86,9 @@ impl ServerParts {
     }
 }
 
-/// The full name of grpc.health.v1.
-const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
+/// What every port serves besides its APIs (a reflection builder given names lists only those).
+const ALWAYS_SERVED: [&str; 3] =
+    ["grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"];
 
 /// Binds `addr` (port 0 picks a free port).
 ///
