@@ -271,3 +271,72 @@ async fn oversized_requests_are_refused() {
     assert!(page.is_ok(), "a large page size is clamped, not an error");
     mesh.household.stop().await;
 }
+
+/// The SSO rotates its key: the new key is added to the mounted JWKS, then the old one is
+/// removed. A running service honours the new key and refuses the old one without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_jwks_is_honoured_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = dir.path().join("jwks.json");
+    let keys_of = |path: &std::path::Path| -> Vec<serde_json::Value> {
+        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        v["keys"].as_array().cloned().unwrap()
+    };
+    let old_keys = keys_of(&dev_keys().jwks);
+    std::fs::write(&jwks, serde_json::json!({ "keys": old_keys }).to_string()).unwrap();
+    let new = onething_platform::auth::ensure_dev_keys(&dir.path().join("new")).unwrap();
+    let mut settings_new = auth_settings();
+    settings_new.jwks_file = new.jwks.display().to_string();
+    let by_new = onething_platform::auth::Minter::load(&new.signing_key, settings_new)
+        .unwrap()
+        .mint(
+            Principal {
+                sub: "household-staff".into(),
+                kind: SubjectKind::Staff,
+                dept: "household".into(),
+                roles: vec!["clerk".into()],
+                id_number: String::new(),
+                credit_code: String::new(),
+                passport_number: String::new(),
+            },
+            600,
+        )
+        .unwrap();
+    let by_old = staff("household", &["clerk"]);
+
+    let nats = NatsServer::start().await;
+    let db = TestDb::fresh(Backend::Sqlite).await.unwrap();
+    let mut settings = test_settings(&db.url, &nats.url());
+    settings.auth.jwks_file = jwks.display().to_string();
+    settings.auth.jwks_reload_seconds = 1;
+    let household = start_household_with(settings).await;
+    let get = |token: String| {
+        let endpoint = household.endpoint();
+        async move {
+            let mut c = pb::case_service_client::CaseServiceClient::new(connect_as(&endpoint, Some(&token)).await);
+            c.get_case(pb::GetCaseRequest { case_id: "nope".into() }).await.map(|_| ()).unwrap_err().code()
+        }
+    };
+    assert_eq!(get(by_old.clone()).await, Code::NotFound, "the old key verifies");
+    assert_eq!(get(by_new.clone()).await, Code::Unauthenticated, "the new key is not published yet");
+
+    let both: Vec<serde_json::Value> = old_keys.iter().cloned().chain(keys_of(&new.jwks)).collect();
+    std::fs::write(&jwks, serde_json::json!({ "keys": both }).to_string()).unwrap();
+    eventually(std::time::Duration::from_secs(10), "the new key to verify", || {
+        let get = get(by_new.clone());
+        async move { (get.await == Code::NotFound).then_some(()) }
+    })
+    .await
+    .unwrap();
+    assert_eq!(get(by_old.clone()).await, Code::NotFound, "both keys during the rotation");
+
+    std::fs::write(&jwks, serde_json::json!({ "keys": keys_of(&new.jwks) }).to_string()).unwrap();
+    eventually(std::time::Duration::from_secs(10), "the old key to fail", || {
+        let get = get(by_old.clone());
+        async move { (get.await == Code::Unauthenticated).then_some(()) }
+    })
+    .await
+    .unwrap();
+    assert_eq!(get(by_new).await, Code::NotFound);
+    household.stop().await;
+}
