@@ -19,6 +19,10 @@ GRPCURL     := $(PY)/bin/grpcurl
 PY_EXAMPLE  := $(PY)/.example-deps
 HELM        := $(TOOLS)/bin/helm
 KUBE_VALIDATE := $(PY)/bin/kubernetes-validate
+# Debian's prometheus package ships both: promtool checks the chart's rules, the
+# end-to-end test runs a real Prometheus against the mesh.
+PROMTOOL    := /usr/bin/promtool
+SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 HELM_LAYER_VERSION  := 2.2.2
 KUBE_VALIDATE_VERSION := 1.37.0
 DATA        ?= $(CURDIR)/.data
@@ -62,11 +66,15 @@ $(KUBE_VALIDATE): | $(PY)/bin/python
 	$(PY)/bin/pip install --quiet --disable-pip-version-check kubernetes-validate==$(KUBE_VALIDATE_VERSION)
 	@touch $@
 
+$(PROMTOOL):
+	$(SUDO) apt-get update
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus
+
 $(BUF):
 	npm install --prefix $(NPM) --no-save --no-audit --no-fund --silent @bufbuild/buf@$(BUF_VERSION)
 	@touch $@
 
-tools: $(NATS_SERVER) $(BUF) $(GRPCURL) $(PY_EXAMPLE) $(HELM) $(KUBE_VALIDATE) ## Install the pinned nats-server, buf, grpcurl and the Python example's packages into .tools/
+tools: $(NATS_SERVER) $(BUF) $(GRPCURL) $(PY_EXAMPLE) $(HELM) $(KUBE_VALIDATE) $(PROMTOOL) ## Install the pinned nats-server, buf, grpcurl and the Python example's packages into .tools/, Prometheus with apt
 
 build: ## Build every crate
 	$(CARGO) build --workspace
@@ -86,7 +94,7 @@ bench: $(NATS_SERVER) ## Benchmark bundle throughput and latency against the bro
 test: tools proto-lint proto-breaking deploy-check chart-check test-rust ## Everything CI checks: protos, deploy and chart checks, unit and end-to-end tests (SQLite and PostgreSQL)
 
 # The benchmark's smoke test runs the onething binary, which test builds do not make.
-test-rust: $(NATS_SERVER)
+test-rust: $(NATS_SERVER) $(PROMTOOL)
 	$(CARGO) build --bin onething
 ifeq ($(NEXTEST),yes)
 	$(CARGO) nextest run --workspace --no-fail-fast
@@ -104,13 +112,26 @@ deploy-check: $(NATS_SERVER)
 
 # The Helm chart: lint (strict), render with the default and production values, validate
 # the manifests against the Kubernetes schemas (strict), and make sure a broken value fails.
-chart-check: $(HELM) $(KUBE_VALIDATE)
+# The alerts: promtool checks the rules file and the PrometheusRule the chart renders, and
+# runs their unit tests.
+chart-check: $(HELM) $(KUBE_VALIDATE) $(PROMTOOL)
 	$(HELM) lint --strict charts/onething
 	$(HELM) lint --strict charts/onething -f charts/onething/values-production.yaml
 	mkdir -p $(TOOLS)/rendered
 	$(HELM) template onething charts/onething > $(TOOLS)/rendered/default.yaml
 	$(HELM) template onething charts/onething -f charts/onething/values-production.yaml > $(TOOLS)/rendered/production.yaml
-	$(KUBE_VALIDATE) --strict --quiet -k 1.35.0 $(TOOLS)/rendered/default.yaml $(TOOLS)/rendered/production.yaml
+	$(KUBE_VALIDATE) --strict --quiet -k 1.35.0 $(TOOLS)/rendered/default.yaml $(TOOLS)/rendered/production.yaml \
+		| tee $(TOOLS)/rendered/validate.log; test $${PIPESTATUS[0]} -eq 0
+	@# A kind without a schema passes with a warning: only the PrometheusRule (a CRD) may be one.
+	@if grep -v 'kind PrometheusRule with api version monitoring.coreos.com/v1 ' $(TOOLS)/rendered/validate.log | grep .; then \
+		echo "chart-check: kubernetes-validate could not check a manifest"; exit 1; fi
+	$(PROMTOOL) check rules charts/onething/files/alerts.yaml
+	$(PROMTOOL) test rules tests/prometheus/alerts_test.yaml
+	$(HELM) template onething charts/onething -f charts/onething/values-production.yaml --show-only templates/prometheusrule.yaml \
+		| $(PY)/bin/python -c 'import sys, yaml; yaml.safe_dump(yaml.safe_load(sys.stdin)["spec"], sys.stdout)' > $(TOOLS)/rendered/rules.yaml
+	$(PROMTOOL) check rules $(TOOLS)/rendered/rules.yaml
+	$(HELM) template onething charts/onething -f charts/onething/values-production.yaml --show-only templates/dashboard.yaml \
+		| $(PY)/bin/python -c 'import json, sys, yaml; json.loads(yaml.safe_load(sys.stdin)["data"]["onething.json"])'
 	@if $(HELM) template onething charts/onething --set services.household.replicas=-1 >/dev/null 2>&1; then \
 		echo "chart-check: a negative replica count was accepted"; exit 1; \
 	else echo "chart-check: a negative replica count is refused, as it should be"; fi

@@ -322,14 +322,16 @@ impl Relay {
         }
         let m = crate::metrics::metrics();
         for r in &rows {
-            let family = if sent.contains(&r.seq) {
-                &m.events_published
+            // Both series of a subject exist from its first round: a first failure then
+            // shows as a rise from 0 (rate() sees it), and the dashboard shows 0, not nothing.
+            let labels = crate::metrics::SubjectLabels { subject: r.subject.clone() };
+            let published = m.events_published.get_or_create_owned(&labels);
+            let failed = m.events_publish_failed.get_or_create_owned(&labels);
+            if sent.contains(&r.seq) {
+                published.inc();
             } else if failure.is_some() {
-                &m.events_publish_failed
-            } else {
-                continue;
-            };
-            family.get_or_create(&crate::metrics::SubjectLabels { subject: r.subject.clone() }).inc();
+                failed.inc();
+            }
         }
         self.unmarked.lock().map_err(|_| anyhow::anyhow!("unmarked rows poisoned"))?.extend(&sent);
         if let Some(e) = failure {
