@@ -132,9 +132,11 @@ chart-check: $(HELM) $(KUBE_VALIDATE) $(PROMTOOL)
 	$(PROMTOOL) check rules $(TOOLS)/rendered/rules.yaml
 	$(HELM) template onething charts/onething -f charts/onething/values-production.yaml --show-only templates/dashboard.yaml \
 		| $(PY)/bin/python -c 'import json, sys, yaml; json.loads(yaml.safe_load(sys.stdin)["data"]["onething.json"])'
-	@if $(HELM) template onething charts/onething --set services.household.replicas=-1 >/dev/null 2>&1; then \
-		echo "chart-check: a negative replica count was accepted"; exit 1; \
-	else echo "chart-check: a negative replica count is refused, as it should be"; fi
+	@for bad in services.household.replicas=-1 tls.enabld=true services.ghost.port=18070 \
+		services.household.calls={household} database.sslRootCertSecret=ca database.secret=; do \
+		if $(HELM) template onething charts/onething --set "$$bad" >/dev/null 2>&1; then \
+			echo "chart-check: a broken value was accepted: $$bad"; exit 1; fi; done; \
+	echo "chart-check: negative replicas, a misspelt key, an unknown service, a self-call, an unverified root certificate and an empty Secret name are refused"
 
 proto-lint: $(BUF)
 	cd proto && $(BUF) lint && $(BUF) format --diff --exit-code

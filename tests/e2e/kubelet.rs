@@ -70,7 +70,7 @@ impl Drop for Release {
 pub(crate) fn documents(rendered: &str) -> Vec<Value> {
     rendered
         .split("\n---")
-        .filter_map(|d| serde_yaml::from_str::<Value>(d).ok())
+        .map(|d| serde_yaml::from_str::<Value>(d).unwrap_or_else(|e| panic!("rendered YAML: {e}\n{d}")))
         .filter(|v| v.get("kind").is_some())
         .collect()
 }

@@ -30,6 +30,7 @@ fn namespace(name: &str) -> BTreeMap<String, String> {
 
 /// Whether `selector` (`matchLabels`; an empty selector selects everything) selects `l`.
 fn selects(selector: &Value, l: &BTreeMap<String, String>) -> bool {
+    assert!(selector.get("matchExpressions").is_none(), "the evaluator does not model matchExpressions: {selector:?}");
     labels(&selector["matchLabels"]).iter().all(|(k, v)| l.get(k) == Some(v))
 }
 
@@ -41,13 +42,17 @@ fn admitted(policies: &[&Value], src: &Source, dst: &BTreeMap<String, String>, p
     }
     selecting.iter().any(|p| {
         p["spec"]["ingress"].as_sequence().into_iter().flatten().any(|rule| {
-            let ports_ok = rule
-                .get("ports")
-                .and_then(Value::as_sequence)
-                .is_none_or(|ports| ports.iter().any(|q| q["port"].as_u64() == Some(u64::from(port))));
+            let ports_ok = rule.get("ports").and_then(Value::as_sequence).is_none_or(|ports| {
+                ports.iter().any(|q| {
+                    assert!(q["port"].as_u64().is_some(), "the evaluator models numeric ports only: {q:?}");
+                    assert!(q.get("endPort").is_none() && text(&q["protocol"]) == "TCP", "TCP only: {q:?}");
+                    q["port"].as_u64() == Some(u64::from(port))
+                })
+            });
             let from = rule.get("from").and_then(Value::as_sequence).filter(|f| !f.is_empty());
             let from_ok = from.is_none_or(|peers| {
                 peers.iter().any(|peer| {
+                    assert!(peer.get("ipBlock").is_none(), "the evaluator does not model ipBlock: {peer:?}");
                     let pods = peer.get("podSelector");
                     let nss = peer.get("namespaceSelector");
                     let ns_ok = match nss {
@@ -112,7 +117,22 @@ fn check(values: &[&str]) {
             }
         }
     }
-    assert!(calls.len() >= 9, "coordinator → 4 departments, supervision → 5: {calls:?}");
+    // What the code needs, not what the values say: the coordinator creates cases in every
+    // department it follows; supervision asks every department and the coordinator whether a
+    // rater owns what they rate.
+    let deployment = |name: &str| format!("onething-{}", name.replace('_', "-"));
+    let mut needed: Vec<(String, String)> = Vec::new();
+    for dept in onething_coordinator::events::DEPARTMENTS {
+        needed.push((deployment("coordinator"), deployment(dept)));
+        needed.push((deployment("supervision"), deployment(dept)));
+    }
+    needed.push((deployment("supervision"), deployment("coordinator")));
+    for (caller, callee) in &needed {
+        assert!(
+            calls.iter().any(|(a, b, _)| a == caller && b == callee),
+            "{caller} needs {callee} but the chart gives it no peer ({values:?})"
+        );
+    }
     for (caller, callee, port) in &calls {
         assert_eq!(targets[callee].grpc, *port, "{caller} calls {callee} on its gRPC port");
     }
@@ -163,8 +183,10 @@ fn network_policies_admit_exactly_the_call_graph() {
 fn the_evaluator_knows_an_open_rule_from_a_closed_one() {
     // A rule with ports and no `from` admits everyone: the chart must never render one for
     // a service nobody calls (the evaluator has to see that, or it proves nothing).
-    let open: Value =
-        serde_yaml::from_str("spec: {podSelector: {matchLabels: {a: b}}, ingress: [{ports: [{port: 1}]}]}").unwrap();
+    let open: Value = serde_yaml::from_str(
+        "spec: {podSelector: {matchLabels: {a: b}}, ingress: [{ports: [{port: 1, protocol: TCP}]}]}",
+    )
+    .unwrap();
     let anyone = Source { name: "x".into(), labels: BTreeMap::new(), namespace: namespace("elsewhere") };
     let dst = BTreeMap::from([("a".to_string(), "b".to_string())]);
     assert!(admitted(&[&open], &anyone, &dst, 1));

@@ -194,6 +194,9 @@ type Keys = Vec<(Option<String>, DecodingKey, Algorithm)>;
 pub struct Verifier {
     /// The keys and the JWKS text they came from; replaced whole by [`Verifier::reload`].
     keys: std::sync::RwLock<(Arc<Keys>, String)>,
+    /// Bumped by every reload, under the `verified` lock: a check that began with the keys
+    /// before a reload must not remember its token after the reload emptied the memory.
+    generation: std::sync::atomic::AtomicU64,
     settings: AuthSettings,
     /// Tokens verified before, with their principal and expiry: a caller sending the same
     /// token again (a service's own token, reused for a minute) is not checked again until
@@ -227,6 +230,7 @@ impl Verifier {
         let keys = parse_jwks(jwks)?;
         Ok(Self {
             keys: std::sync::RwLock::new((Arc::new(keys), jwks.to_string())),
+            generation: Default::default(),
             settings: settings.clone(),
             verified: Default::default(),
         })
@@ -249,6 +253,7 @@ impl Verifier {
             *slot = (Arc::new(keys), text);
         }
         if let Ok(mut verified) = self.verified.lock() {
+            self.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             verified.clear();
         }
         Ok(true)
@@ -296,8 +301,11 @@ impl Verifier {
         if let Some(p) = self.remembered(token, now()) {
             return Ok(p);
         }
+        let generation = self.generation.load(std::sync::atomic::Ordering::SeqCst);
         let (principal, exp) = self.check(token)?;
-        if let Ok(mut verified) = self.verified.lock() {
+        if let Ok(mut verified) = self.verified.lock()
+            && self.generation.load(std::sync::atomic::Ordering::SeqCst) == generation
+        {
             if verified.len() >= VERIFIED_CAPACITY {
                 verified.clear();
             }

@@ -268,7 +268,8 @@ fn is_service_link(name: &str, value: &str) -> bool {
     let is_port = |p: &str| p.parse::<u16>().is_ok();
     let is_url = value.starts_with("tcp://") || value.starts_with("udp://") || value.starts_with("sctp://");
     let is_host = value.parse::<std::net::IpAddr>().is_ok();
-    (1..parts.len()).any(|i| match &parts[i..] {
+    // From 0: a Service named `onething` gives ONETHING_SERVICE_HOST, ONETHING_PORT, ….
+    (0..parts.len()).any(|i| match &parts[i..] {
         ["SERVICE", "HOST"] => is_host,
         ["SERVICE", "PORT", ..] => is_port(value),
         ["PORT"] => is_url,
@@ -389,6 +390,11 @@ mod tests {
             ("ONETHING_HOUSEHOLD_PORT_18061_TCP_ADDR", "10.96.0.12"),
             ("ONETHING_EXIT_ENTRY_PORT_9462_TCP_ADDR", "10.96.0.13"),
             ("ONETHING_COORDINATOR_SERVICE_PORT_METRICS", "9460"),
+            ("ONETHING_SERVICE_HOST", "10.96.0.9"),
+            ("ONETHING_PORT", "tcp://10.96.0.9:80"),
+            ("ONETHING_PORT_80_TCP_ADDR", "10.96.0.9"),
+            ("ONETHING_DNS_PORT_53_UDP", "udp://[fd00::a]:53"),
+            ("ONETHING_DNS_SERVICE_HOST", "fd00::a"),
         ];
         let s = load(Settings::default(), None, env(&links)).unwrap();
         assert_eq!(s, Settings::default());
@@ -397,12 +403,17 @@ mod tests {
             ("ONETHING_NATS__PORT", "tcp://1.2.3.4:5"),
             ("ONETHING_METRICS_PORT", "9464"),
             ("ONETHING_HOUSEHOLD_PORT_18061_TCPX", "tcp://1.2.3.4:5"),
-            ("ONETHING_PORT", "tcp://1.2.3.4:5"),
             ("ONETHING_DB_SERVICE_HOST", "db.example"),
+            ("ONETHING_HOUSEHOLD_PORT_18061_UDP_ADDR", "not-an-address"),
         ];
         for (typo, value) in typos {
             assert!(load(Settings::default(), None, env(&[(typo, value)])).is_err(), "{typo} must stay an error");
         }
+        // In a file nothing is skipped: a link-shaped key is a typo there.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "household_port = \"tcp://10.96.0.12:18061\"\n").unwrap();
+        assert!(load(Settings::default(), Some(&file), env(&[])).is_err());
     }
 
     #[test]

@@ -97,13 +97,20 @@ pub async fn connect_with(url: &str, settings: &DatabaseSettings) -> anyhow::Res
 /// startup packet, no extra round trip) and TLS as configured.
 ///
 /// # Errors
-/// An unknown `ssl_mode`.
+/// An unknown `ssl_mode`, or a root certificate with a mode that does not verify.
 fn postgres_options(url: &str, settings: &DatabaseSettings) -> anyhow::Result<ConnectOptions> {
     use sea_orm::sqlx::postgres::PgSslMode;
     let mode: Option<PgSslMode> = match settings.ssl_mode.as_str() {
         "" => None,
         m => Some(m.parse().map_err(|_| anyhow::anyhow!("database.ssl_mode {m:?} is not a PostgreSQL sslmode"))?),
     };
+    // Only verify-ca and verify-full check the server's certificate: a root certificate with
+    // any other mode would look like verification and be none.
+    if !settings.ssl_root_cert.is_empty() && !matches!(mode, Some(PgSslMode::VerifyCa | PgSslMode::VerifyFull)) {
+        anyhow::bail!(
+            "database.ssl_root_cert needs ssl_mode verify-ca or verify-full (the certificate is not checked otherwise)"
+        );
+    }
     let mut session = Vec::new();
     if settings.statement_timeout_ms > 0 {
         session.push(("statement_timeout", settings.statement_timeout_ms.to_string()));

@@ -151,9 +151,13 @@ pub async fn serve(
 /// every client must present a certificate chaining to it (mTLS).
 ///
 /// # Errors
-/// A configured file that cannot be read.
+/// A configured file that cannot be read, or a key or client CA without a certificate
+/// (which would otherwise serve plain HTTP/2 while TLS was meant).
 pub fn server_tls(tls: &TlsSettings) -> anyhow::Result<Option<ServerTlsConfig>> {
     if tls.cert_file.is_empty() {
+        if !tls.key_file.is_empty() || !tls.client_ca_file.is_empty() {
+            anyhow::bail!("tls.key_file or tls.client_ca_file is set without tls.cert_file: TLS would be off");
+        }
         return Ok(None);
     }
     let read = |p: &str| std::fs::read(p).with_context(|| format!("reading {p}"));

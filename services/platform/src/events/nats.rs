@@ -26,14 +26,28 @@ pub fn subject_root(department: &str) -> String {
 /// presented when one is configured.
 ///
 /// # Errors
-/// A malformed URL or an unreadable credentials file.
+/// A malformed URL, an unreadable credentials or TLS file, or a certificate without its key.
 pub async fn connect(settings: &NatsSettings, client_name: &str) -> anyhow::Result<async_nats::Client> {
     let mut opts = async_nats::ConnectOptions::new()
         .name(client_name)
         .retry_on_initial_connect()
         .max_reconnects(None)
         .connection_timeout(Duration::from_secs(5));
-    if settings.tls_required || !settings.tls_ca_file.is_empty() {
+    let tls = settings.tls_required
+        || !settings.tls_ca_file.is_empty()
+        || !settings.tls_cert_file.is_empty()
+        || !settings.tls_key_file.is_empty();
+    if tls {
+        // Any TLS setting means TLS or nothing; the files are read now, so a wrong path
+        // stops the start instead of failing every reconnect in the background.
+        for f in [&settings.tls_ca_file, &settings.tls_cert_file, &settings.tls_key_file] {
+            if !f.is_empty() {
+                std::fs::metadata(f).with_context(|| format!("reading NATS TLS file {f}"))?;
+            }
+        }
+        if settings.tls_cert_file.is_empty() != settings.tls_key_file.is_empty() {
+            anyhow::bail!("nats.tls_cert_file and nats.tls_key_file go together");
+        }
         opts = opts.require_tls(true);
     }
     if !settings.tls_ca_file.is_empty() {
