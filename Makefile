@@ -109,6 +109,7 @@ lint: $(BUF) proto-lint ## rustfmt check, clippy with warnings as errors, buf li
 deploy-check: $(NATS_SERVER)
 	python3 deploy/nats/gen_auth.py --check
 	env $(foreach u,HOUSEHOLD EXIT_ENTRY VEHICLE LIAISON COORDINATOR SUPERVISION EXTERNAL,NATS_$(u)_PASSWORD=check) $(NATS_SERVER) -c deploy/nats/dev.conf -t
+	env $(foreach u,HOUSEHOLD EXIT_ENTRY VEHICLE LIAISON COORDINATOR SUPERVISION EXTERNAL,NATS_$(u)_PASSWORD=check) NODE_NAME=check NATS_STORE_DIR=/data/jetstream $(NATS_SERVER) -c deploy/nats/cluster.conf -t
 
 # The Helm chart: lint (strict), render with the default and production values, validate
 # the manifests against the Kubernetes schemas (strict), and make sure a broken value fails.

@@ -61,7 +61,8 @@ pub async fn connect(settings: &NatsSettings, client_name: &str) -> anyhow::Resu
     } else if !settings.user.is_empty() {
         opts = opts.user_and_password(settings.user.clone(), settings.password.clone());
     }
-    opts.connect(settings.url.as_str()).await.context("connecting to NATS")
+    let servers: Vec<&str> = settings.url.split(',').map(str::trim).filter(|u| !u.is_empty()).collect();
+    opts.connect(servers).await.context("connecting to NATS")
 }
 
 /// Creates the department's stream if it does not exist, or updates its configuration.
