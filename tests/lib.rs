@@ -247,9 +247,14 @@ fn principal(sub: &str, kind: SubjectKind, dept: &str, roles: &[&str]) -> Princi
     }
 }
 
+/// Staff of `dept` with `roles`, as a principal (to sign with another key or issuer).
+pub fn staff_principal(dept: &str, roles: &[&str]) -> Principal {
+    principal(&format!("{dept}-staff"), SubjectKind::Staff, dept, roles)
+}
+
 /// Staff of `dept` with `roles`.
 pub fn staff(dept: &str, roles: &[&str]) -> String {
-    token(principal(&format!("{dept}-staff"), SubjectKind::Staff, dept, roles))
+    token(staff_principal(dept, roles))
 }
 
 /// One of our services, e.g. `coordinator`.
@@ -264,11 +269,16 @@ pub fn citizen_token(id: &str) -> String {
     token(p)
 }
 
-/// An enterprise with credit code `code`.
-pub fn enterprise_token(code: &str) -> String {
+/// An enterprise with credit code `code`, as a principal (to sign with another key or issuer).
+pub fn enterprise_principal(code: &str) -> Principal {
     let mut p = principal(&format!("enterprise-{code}"), SubjectKind::Enterprise, "", &[]);
     p.credit_code = code.into();
-    token(p)
+    p
+}
+
+/// An enterprise with credit code `code`.
+pub fn enterprise_token(code: &str) -> String {
+    token(enterprise_principal(code))
 }
 
 /// Adds `authorization: Bearer …` to every request.
@@ -504,4 +514,46 @@ pub fn foreigner_token(passport: &str) -> String {
         credit_code: String::new(),
         passport_number: passport.into(),
     })
+}
+
+/// `GET path` at `addr` (`host:port`) over HTTP/1.1: the status code and the body; `None`
+/// when nothing listens, nothing answers within 5 seconds, or the answer is not HTTP.
+pub async fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    tokio::time::timeout(Duration::from_secs(5), http_get_once(addr, path)).await.ok()?
+}
+
+async fn http_get_once(addr: &str, path: &str) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut conn = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\nConnection: close\r\n\r\n");
+    conn.write_all(request.as_bytes()).await.ok()?;
+    let mut raw = Vec::new();
+    conn.read_to_end(&mut raw).await.ok()?;
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let body = &raw[split + 4..];
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok())?;
+    let chunked = head.lines().any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("transfer-encoding:") && l.contains("chunked")
+    });
+    let body = if chunked { dechunk(body)? } else { body.to_vec() };
+    String::from_utf8(body).ok().map(|b| (status, b))
+}
+
+/// The body of a chunked transfer encoding.
+fn dechunk(mut rest: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line = rest.windows(2).position(|w| w == b"\r\n")?;
+        let size = String::from_utf8_lossy(&rest[..line]).to_string();
+        let size = usize::from_str_radix(size.split(';').next().unwrap_or_default().trim(), 16).ok()?;
+        if size == 0 {
+            return Some(out);
+        }
+        let start = line + 2;
+        out.extend_from_slice(rest.get(start..start + size)?);
+        rest = rest.get(start + size + 2..)?;
+    }
 }

@@ -1,5 +1,8 @@
 //! The example configurations under deploy/config load as service settings (unknown keys
-//! are errors, so a renamed setting shows up here).
+//! are errors, so a renamed setting shows up here), and the image and the chart agree; with
+//! the helpers the chart tests share: rendering the chart and reading its manifests.
+
+use serde_yaml::Value;
 
 #[test]
 fn example_configs_load() {
@@ -124,5 +127,29 @@ fn rendered_configs_load_as_service_settings() {
             }
             assert!(s.grpc_addr.starts_with("0.0.0.0:18"));
         }
+    }
+}
+
+/// The documents of a rendered manifest, parsed (a document that is not YAML fails the test).
+pub(crate) fn documents(rendered: &str) -> Vec<Value> {
+    rendered
+        .split("\n---")
+        .map(|d| serde_yaml::from_str::<Value>(d).unwrap_or_else(|e| panic!("rendered YAML: {e}\n{d}")))
+        .filter(|v| v.get("kind").is_some())
+        .collect()
+}
+
+/// The documents of `kind`.
+pub(crate) fn of_kind<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    docs.iter().filter(|d| d["kind"].as_str() == Some(kind)).collect()
+}
+
+/// A scalar as text (empty for anything else).
+pub(crate) fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        _ => String::new(),
     }
 }

@@ -11,6 +11,7 @@
 //! between the services, NATS over TLS, PostgreSQL verified against its root certificate.
 
 use crate::common::*;
+use crate::deploy::{documents, of_kind, text};
 use onething_proto::coordinator::{self as pb, BundleState, bundle_service_client::BundleServiceClient};
 use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};
 use serde_yaml::Value;
@@ -64,27 +65,6 @@ impl Drop for Release {
             let _ = p.child.kill();
             let _ = p.child.wait();
         }
-    }
-}
-
-pub(crate) fn documents(rendered: &str) -> Vec<Value> {
-    rendered
-        .split("\n---")
-        .map(|d| serde_yaml::from_str::<Value>(d).unwrap_or_else(|e| panic!("rendered YAML: {e}\n{d}")))
-        .filter(|v| v.get("kind").is_some())
-        .collect()
-}
-
-pub(crate) fn of_kind<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
-    docs.iter().filter(|d| d["kind"].as_str() == Some(kind)).collect()
-}
-
-pub(crate) fn text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Number(n) => n.to_string(),
-        Value::Bool(b) => b.to_string(),
-        _ => String::new(),
     }
 }
 
@@ -284,7 +264,8 @@ async fn probe_once(probe: &Value, ports: &BTreeMap<String, u16>) -> bool {
     };
     if let Some(h) = probe.get("httpGet") {
         let Some(port) = port_of(&h["port"]) else { return false };
-        return http_status(port, &text(&h["path"])).await.is_some_and(|s| (200..400).contains(&s));
+        let answer = http_get(&format!("127.0.0.1:{port}"), &text(&h["path"])).await;
+        return answer.is_some_and(|(s, _)| (200..400).contains(&s));
     }
     if let Some(g) = probe.get("grpc") {
         let Some(port) = port_of(&g["port"]) else { return false };
@@ -303,19 +284,6 @@ async fn probe_once(probe: &Value, ports: &BTreeMap<String, u16>) -> bool {
         return tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok();
     }
     panic!("unknown probe {probe:?}")
-}
-
-/// The status code of `GET path` on loopback `port`.
-async fn http_status(port: u16, path: &str) -> Option<u16> {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .ok()?;
-    let mut head = vec![0u8; 64];
-    let n = tokio::time::timeout(Duration::from_secs(1), s.read(&mut head)).await.ok()?.ok()?;
-    let line = std::str::from_utf8(&head[..n]).ok()?;
-    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Runs `kind` of `c`'s probes until it passes, within the spec's failureThreshold × periodSeconds.
@@ -396,7 +364,7 @@ fn start_nats(dir: &Path, port: u16, tls: Option<&(String, String)>) -> Child {
 }
 
 /// The Secrets and ConfigMaps a platform team creates before installing (docs/deploy.md).
-async fn objects(dbs: &[(String, TestDb)], ca: &Ca, tls: bool, docs: &[Value]) -> (Objects, Objects) {
+fn objects(dbs: &[(String, TestDb)], ca: &Ca, tls: bool, docs: &[Value]) -> (Objects, Objects) {
     let mut maps: Objects = BTreeMap::new();
     for cm in of_kind(docs, "ConfigMap") {
         let data = cm["data"].as_mapping().unwrap();
@@ -450,16 +418,7 @@ fn sso_token(docs: &[Value], code: &str) -> String {
     let issuer = config.lines().find_map(|l| l.trim().strip_prefix("issuer = ")).unwrap().trim_matches('"');
     let settings = onething_platform::auth::AuthSettings { issuer: issuer.into(), ..auth_settings() };
     let minter = onething_platform::auth::Minter::load(&dev_keys().signing_key, settings).unwrap();
-    let principal = onething_platform::auth::Principal {
-        sub: format!("enterprise-{code}"),
-        kind: onething_platform::auth::SubjectKind::Enterprise,
-        dept: String::new(),
-        roles: Vec::new(),
-        id_number: String::new(),
-        credit_code: code.into(),
-        passport_number: String::new(),
-    };
-    minter.mint(principal, 600).unwrap()
+    minter.mint(enterprise_principal(code), 600).unwrap()
 }
 
 /// The coordinator's bundle API as the gateway reaches it: plain, or with the gateway's
@@ -506,7 +465,7 @@ async fn install_and_apply(values: &[&str], tls: bool) {
         let service = text(&d["metadata"]["labels"]["app.kubernetes.io/component"]);
         dbs.push((service, TestDb::fresh(Backend::Postgres).await.expect("PostgreSQL")));
     }
-    let (maps, secrets) = objects(&dbs, &ca, tls, &docs).await;
+    let (maps, secrets) = objects(&dbs, &ca, tls, &docs);
     let hosts = dir.path().join("hosts");
     std::fs::write(&hosts, hosts_file(&docs, &["nats.nats.svc"])).unwrap();
     std::fs::set_permissions(&hosts, std::fs::Permissions::from_mode(0o644)).unwrap();

@@ -17,7 +17,6 @@ use onething_proto::{
 };
 use std::{
     collections::{BTreeMap, HashSet},
-    io::{Read as _, Write as _},
     path::PathBuf,
     process::{Child, Command, Stdio},
     sync::{Arc, Mutex},
@@ -79,18 +78,7 @@ impl Node {
 
     /// Status and body of a monitoring endpoint, e.g. `/healthz`.
     async fn monitor(&self, path: &str) -> Option<(u16, String)> {
-        let (port, path) = (self.http_port, path.to_string());
-        tokio::task::spawn_blocking(move || {
-            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-            s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-            write!(s, "GET {path} HTTP/1.0\r\n\r\n").ok()?;
-            let mut text = String::new();
-            s.read_to_string(&mut text).ok()?;
-            let (head, body) = text.split_once("\r\n\r\n")?;
-            Some((head.split(' ').nth(1)?.parse().ok()?, body.to_string()))
-        })
-        .await
-        .ok()?
+        http_get(&format!("127.0.0.1:{}", self.http_port), path).await
     }
 }
 

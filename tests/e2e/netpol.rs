@@ -5,7 +5,7 @@
 //! caller→callee pair in a rendered `[peers]` must be admitted; the gateway must reach every
 //! gRPC port, Prometheus every metrics port; nothing else may pass.
 
-use crate::kubelet::{documents, of_kind, text};
+use crate::deploy::{documents, of_kind, text};
 use serde_yaml::Value;
 use std::collections::{BTreeMap, BTreeSet};
 

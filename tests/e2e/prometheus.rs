@@ -14,7 +14,6 @@ use std::{
     process::{Child, Command, Stdio},
     time::Duration,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
 
 /// Debian's `prometheus` package, which `make tools` installs.
@@ -64,7 +63,7 @@ impl Prometheus {
             .unwrap_or_else(|e| panic!("starting {PROMETHEUS_BIN}: {e}"));
         let prom = Self { child, addr, dir };
         let ready = eventually(Duration::from_secs(30), "Prometheus to be ready", || async {
-            get(&prom.addr, "/-/ready").await.filter(|(status, _)| *status == 200)
+            http_get(&prom.addr, "/-/ready").await.filter(|(status, _)| *status == 200)
         })
         .await;
         assert!(ready.is_ok(), "Prometheus did not start:\n{}", prom.log());
@@ -77,7 +76,7 @@ impl Prometheus {
 
     /// `data` of the API answer at `path`, which must be a success.
     async fn api(&self, path: &str) -> Value {
-        let (status, body) = get(&self.addr, path).await.expect("Prometheus answers");
+        let (status, body) = http_get(&self.addr, path).await.expect("Prometheus answers");
         let answer: Value =
             serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: not JSON ({e}), status {status}: {body}"));
         assert_eq!(answer["status"], "success", "{path}: {body}");
@@ -101,42 +100,6 @@ impl Drop for Prometheus {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// `GET path` over HTTP/1.1: the status code and the body; `None` when nothing listens.
-async fn get(addr: &str, path: &str) -> Option<(u16, String)> {
-    let mut conn = tokio::net::TcpStream::connect(addr).await.ok()?;
-    let request =
-        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\nConnection: close\r\n\r\n");
-    conn.write_all(request.as_bytes()).await.ok()?;
-    let mut raw = Vec::new();
-    conn.read_to_end(&mut raw).await.ok()?;
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("an HTTP response head");
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let body = &raw[split + 4..];
-    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("an HTTP status line");
-    let chunked = head.lines().any(|l| {
-        let l = l.to_ascii_lowercase();
-        l.starts_with("transfer-encoding:") && l.contains("chunked")
-    });
-    let body = if chunked { dechunk(body) } else { body.to_vec() };
-    Some((status, String::from_utf8(body).expect("a UTF-8 body")))
-}
-
-/// The body of a chunked transfer encoding.
-fn dechunk(mut rest: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let line = rest.windows(2).position(|w| w == b"\r\n").expect("a chunk size line");
-        let size = String::from_utf8_lossy(&rest[..line]).to_string();
-        let size = usize::from_str_radix(size.split(';').next().unwrap_or_default().trim(), 16).expect("a chunk size");
-        if size == 0 {
-            return out;
-        }
-        let start = line + 2;
-        out.extend_from_slice(&rest[start..start + size]);
-        rest = &rest[start + size + 2..];
     }
 }
 

@@ -289,18 +289,7 @@ async fn a_rotated_jwks_is_honoured_without_a_restart() {
     settings_new.jwks_file = new.jwks.display().to_string();
     let by_new = onething_platform::auth::Minter::load(&new.signing_key, settings_new)
         .unwrap()
-        .mint(
-            Principal {
-                sub: "household-staff".into(),
-                kind: SubjectKind::Staff,
-                dept: "household".into(),
-                roles: vec!["clerk".into()],
-                id_number: String::new(),
-                credit_code: String::new(),
-                passport_number: String::new(),
-            },
-            600,
-        )
+        .mint(staff_principal("household", &["clerk"]), 600)
         .unwrap();
     let by_old = staff("household", &["clerk"]);
 

@@ -153,7 +153,6 @@ impl Engine {
             .inner
             .peers
             .channel(department)
-            .map_err(Error::internal)?
             .ok_or_else(|| Error::internal(anyhow::anyhow!("no address for department {department}")))?;
         Ok(CaseServiceClient::new(InterceptedService::new(channel, self.inner.identity.clone())))
     }

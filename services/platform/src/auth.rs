@@ -393,28 +393,23 @@ impl Authenticator {
         Self(Arc::new(verifier))
     }
 
-    /// Reads the JWKS file again every `auth.jwks_reload_seconds` until `stop`, logging a
-    /// change (key ids only) or a failure (the keys in use stay).
-    pub async fn reload_keys(self, stop: tokio_util::sync::CancellationToken) {
+    /// How often the JWKS file is to be read again (`auth.jwks_reload_seconds`), if at all.
+    pub fn reload_interval(&self) -> Option<std::time::Duration> {
         let every = self.0.settings.jwks_reload_seconds;
-        if every == 0 || self.0.settings.jwks_file.is_empty() {
-            return;
+        (every > 0 && !self.0.settings.jwks_file.is_empty()).then(|| std::time::Duration::from_secs(every))
+    }
+
+    /// Reads the JWKS file again ([`Verifier::reload`]), logging a change (key ids only).
+    ///
+    /// # Errors
+    /// As [`Verifier::reload`]: the keys in use stay.
+    pub fn reload_keys(&self) -> anyhow::Result<()> {
+        if self.0.reload()? {
+            let kids: Vec<String> =
+                self.0.current_keys().iter().map(|(kid, _, _)| kid.clone().unwrap_or_default()).collect();
+            tracing::info!(target: "audit", keys = ?kids, "verification keys reloaded");
         }
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(std::time::Duration::from_secs(every)) => {}
-            }
-            match self.0.reload() {
-                Ok(true) => {
-                    let kids: Vec<String> =
-                        self.0.current_keys().iter().map(|(kid, _, _)| kid.clone().unwrap_or_default()).collect();
-                    tracing::info!(target: "audit", keys = ?kids, "verification keys reloaded");
-                }
-                Ok(false) => {}
-                Err(e) => tracing::warn!(error = %format!("{e:#}"), "JWKS not reloaded; the keys in use stay"),
-            }
-        }
+        Ok(())
     }
 }
 

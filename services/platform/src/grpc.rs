@@ -9,7 +9,7 @@ use std::{
     collections::BTreeMap,
     net::SocketAddr,
     sync::{
-        Arc, Mutex,
+        Arc,
         atomic::{AtomicBool, Ordering},
     },
     time::Duration,
@@ -61,11 +61,6 @@ impl ServerParts {
         self.served.push(S::NAME);
         self.routes = self.routes.add_service(svc);
         self
-    }
-
-    /// The full names of the APIs added so far (without health and reflection).
-    pub fn served(&self) -> &[&'static str] {
-        &self.served
     }
 
     /// The routes with reflection (v1 and v1alpha) over exactly the served APIs and health.
@@ -160,10 +155,10 @@ pub fn server_tls(tls: &TlsSettings) -> anyhow::Result<Option<ServerTlsConfig>> 
         }
         return Ok(None);
     }
-    let read = |p: &str| std::fs::read(p).with_context(|| format!("reading {p}"));
-    let mut config = ServerTlsConfig::new().identity(Identity::from_pem(read(&tls.cert_file)?, read(&tls.key_file)?));
+    let identity = Identity::from_pem(read_pem(&tls.cert_file)?, read_pem(&tls.key_file)?);
+    let mut config = ServerTlsConfig::new().identity(identity);
     if !tls.client_ca_file.is_empty() {
-        config = config.client_ca_root(Certificate::from_pem(read(&tls.client_ca_file)?));
+        config = config.client_ca_root(Certificate::from_pem(read_pem(&tls.client_ca_file)?));
     }
     Ok(Some(config))
 }
@@ -194,81 +189,60 @@ impl Readiness {
 
 /// The services a service calls (`peers` of its settings) and how it reaches them: plain
 /// HTTP/2, or TLS verified against `tls.peer_ca_file`, presenting the service's own
-/// certificate (`tls.cert_file`/`key_file`) so that a callee with mTLS admits it. Channels
-/// connect lazily (a peer that is down fails the call, not the start), 2 s to connect, 10 s
-/// per call, a client span per call; one channel per peer, shared by every call.
-#[derive(Clone, Default)]
+/// certificate (`tls.cert_file`/`key_file`) so that a callee with mTLS admits it. One
+/// channel per peer, made at start and shared by every call; it connects lazily (a peer that
+/// is down fails the call, not the start), 2 s to connect, 10 s per call, a client span per call.
+#[derive(Clone, Debug, Default)]
 pub struct Peers {
-    urls: BTreeMap<String, String>,
-    tls: Option<ClientTlsConfig>,
-    channels: Arc<Mutex<BTreeMap<String, TracedChannel>>>,
-}
-
-impl std::fmt::Debug for Peers {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Peers").field("urls", &self.urls).field("tls", &self.tls.is_some()).finish()
-    }
+    channels: BTreeMap<String, TracedChannel>,
 }
 
 impl Peers {
     /// The peers of `settings`.
     ///
     /// # Errors
-    /// With peer TLS on: an `http://` peer (it would bypass TLS), an unreadable CA, or a
-    /// certificate without its key. Without it: an `https://` peer (no CA to verify it by).
+    /// A malformed address; with peer TLS on: an `http://` peer (it would bypass TLS), an
+    /// unreadable CA, or a certificate without its key; without it: an `https://` peer (no CA
+    /// to verify it by).
     pub fn from_settings(settings: &crate::config::Settings) -> anyhow::Result<Self> {
         let tls = &settings.tls;
         let client = if tls.peer_ca_file.is_empty() {
             None
         } else {
-            let read = |p: &str| std::fs::read(p).with_context(|| format!("reading {p}"));
-            let mut c = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(&tls.peer_ca_file)?));
+            let mut c = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read_pem(&tls.peer_ca_file)?));
             if !tls.cert_file.is_empty() {
-                c = c.identity(Identity::from_pem(read(&tls.cert_file)?, read(&tls.key_file)?));
+                c = c.identity(Identity::from_pem(read_pem(&tls.cert_file)?, read_pem(&tls.key_file)?));
             }
             Some(c)
         };
+        let mut channels = BTreeMap::new();
         for (name, url) in &settings.peers {
             match (client.is_some(), url.starts_with("https://")) {
                 (true, false) => anyhow::bail!("peer {name} at {url}: tls.peer_ca_file is set, so peers need https://"),
                 (false, true) => anyhow::bail!("peer {name} at {url}: https:// needs tls.peer_ca_file to verify it"),
                 _ => {}
             }
+            let mut endpoint = tonic::transport::Endpoint::from_shared(url.clone())
+                .with_context(|| format!("peer address {url}"))?
+                .connect_timeout(Duration::from_secs(2))
+                .timeout(Duration::from_secs(10));
+            if let Some(c) = &client {
+                endpoint = endpoint.tls_config(c.clone()).with_context(|| format!("TLS to peer {name}"))?;
+            }
+            channels.insert(name.clone(), TracedChannel(endpoint.connect_lazy()));
         }
-        Ok(Self { urls: settings.peers.clone(), tls: client, channels: Default::default() })
-    }
-
-    /// Peers at plain `http://` addresses (tests, development).
-    pub fn plain(urls: BTreeMap<String, String>) -> Self {
-        Self { urls, tls: None, channels: Default::default() }
-    }
-
-    /// Whether `name` is a known peer.
-    pub fn knows(&self, name: &str) -> bool {
-        self.urls.contains_key(name)
+        Ok(Self { channels })
     }
 
     /// The channel to peer `name`, or `None` for a peer the settings do not name.
-    ///
-    /// # Errors
-    /// A malformed address or TLS configuration.
-    pub fn channel(&self, name: &str) -> anyhow::Result<Option<TracedChannel>> {
-        let Some(url) = self.urls.get(name) else { return Ok(None) };
-        let mut channels = self.channels.lock().map_err(|_| anyhow::anyhow!("peer channels poisoned"))?;
-        if let Some(c) = channels.get(name) {
-            return Ok(Some(c.clone()));
-        }
-        let mut endpoint = tonic::transport::Endpoint::from_shared(url.clone())
-            .with_context(|| format!("peer address {url}"))?
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(10));
-        if let Some(tls) = &self.tls {
-            endpoint = endpoint.tls_config(tls.clone()).with_context(|| format!("TLS to peer {name}"))?;
-        }
-        let channel = TracedChannel(endpoint.connect_lazy());
-        channels.insert(name.to_string(), channel.clone());
-        Ok(Some(channel))
+    pub fn channel(&self, name: &str) -> Option<TracedChannel> {
+        self.channels.get(name).cloned()
     }
+}
+
+/// The contents of a PEM file of the TLS settings.
+fn read_pem(path: &str) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading {path}"))
 }
 
 /// A [`tonic::transport::Channel`] that makes a `grpc.client` span around every call and

@@ -47,8 +47,9 @@ pub struct ServiceRuntime {
 type Worker = Box<dyn FnOnce(CancellationToken) -> BoxFuture<'static, ()> + Send>;
 
 impl ServiceRuntime {
-    /// Loads the verification keys and the catalog, connects and migrates the database
-    /// with `M`, connects NATS (returning even while NATS is down) and binds the listener.
+    /// Loads the verification keys (read again every `auth.jwks_reload_seconds`) and the
+    /// catalog, connects and migrates the database with `M`, connects NATS (returning even
+    /// while NATS is down) and binds the listener.
     ///
     /// # Errors
     /// No or unreadable verification keys, an invalid catalog, an unreachable database, a failed migration, a bad NATS
@@ -67,7 +68,7 @@ impl ServiceRuntime {
             a => Some(grpc::bind(a).await?.0),
         };
         tracing::info!(service = name, %addr, "service started");
-        Ok(Self {
+        let mut runtime = Self {
             name,
             settings,
             db,
@@ -80,7 +81,12 @@ impl ServiceRuntime {
             addr,
             metrics_listener,
             workers: Vec::new(),
-        })
+        };
+        if let Some(every) = runtime.authenticator.reload_interval() {
+            let authenticator = runtime.authenticator.clone();
+            runtime.add_periodic("reload-jwks", every, move || std::future::ready(authenticator.reload_keys()));
+        }
+        Ok(runtime)
     }
 
     /// The bound gRPC address.
@@ -170,7 +176,7 @@ impl ServiceRuntime {
     }
 
     /// Serves `parts` (with reflection over exactly its APIs) and runs the outbox relay, the
-    /// consumers, the JWKS reload and the metrics and probe endpoint until `shutdown`; then
+    /// workers (consumers, the JWKS reload, …) and the metrics and probe endpoint until `shutdown`; then
     /// drains within the configured grace period.
     ///
     /// # Errors
@@ -193,10 +199,7 @@ impl ServiceRuntime {
             self.settings.nats.stream_replicas,
             self.settings.outbox.clone(),
         );
-        let mut tasks = vec![
-            tokio::spawn(relay.run(stop_workers.clone())),
-            tokio::spawn(self.authenticator.clone().reload_keys(stop_workers.clone())),
-        ];
+        let mut tasks = vec![tokio::spawn(relay.run(stop_workers.clone()))];
         let ready = grpc::Readiness::default();
         for w in self.workers {
             tasks.push(tokio::spawn(w(stop_workers.clone())));

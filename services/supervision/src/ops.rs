@@ -394,7 +394,7 @@ impl Supervision {
     }
 
     async fn ask_owner(&self, kind: &str, department: &str, id: &str, bearer: &str) -> Result<()> {
-        let channel = self.peers.channel(department).map_err(Error::internal)?.ok_or_else(|| {
+        let channel = self.peers.channel(department).ok_or_else(|| {
             Error::invalid_field("SUPERVISION_UNKNOWN_DEPARTMENT", "department", "no such department")
         })?;
         let header = bearer
