@@ -148,8 +148,10 @@ proto-breaking: $(BUF)
 		$(BUF) breaking proto --against '.git#ref=HEAD~1,subdir=proto'; \
 	else echo "proto-breaking: no previous commit with protos to compare with"; fi
 
-docs: ## Regenerate docs/events.md from the event contract and the protos
+docs: ## Regenerate docs/events.md (event contract, protos) and the authorisation table of docs/security.md
 	$(CARGO) run --quiet --bin onething -- events doc > docs/events.md
+	$(CARGO) run --quiet --bin onething -- policy-doc < docs/security.md > docs/security.md.new
+	mv docs/security.md.new docs/security.md
 
 fmt: $(BUF) ## Format Rust and proto sources
 	$(CARGO) fmt --all

@@ -244,7 +244,17 @@ fn principal(sub: &str, kind: SubjectKind, dept: &str, roles: &[&str]) -> Princi
         id_number: String::new(),
         credit_code: String::new(),
         passport_number: String::new(),
+        actor: None,
     }
+}
+
+/// The identity of service `name`, signing with the development key.
+pub fn service_identity(name: &str) -> onething_platform::auth::ServiceIdentity {
+    let settings = onething_platform::auth::AuthSettings {
+        signing_key_file: dev_keys().signing_key.display().to_string(),
+        ..auth_settings()
+    };
+    onething_platform::auth::ServiceIdentity::load(name, &settings).expect("service identity")
 }
 
 /// Staff of `dept` with `roles`, as a principal (to sign with another key or issuer).
@@ -417,11 +427,14 @@ pub async fn start_named(name: &str, settings: Settings) -> Running {
         "exit_entry" => start_service(onething_exit_entry::build(settings)).await,
         "vehicle" => start_service(onething_vehicle::build(settings)).await,
         "liaison" => start_service(onething_liaison::build(settings)).await,
-        "supervision" => start_service(onething_supervision::build(settings)).await,
-        "coordinator" => {
+        "coordinator" | "supervision" => {
             let mut settings = settings;
             settings.auth.signing_key_file = dev_keys().signing_key.display().to_string();
-            start_service(onething_coordinator::build(settings)).await
+            if name == "coordinator" {
+                start_service(onething_coordinator::build(settings)).await
+            } else {
+                start_service(onething_supervision::build(settings)).await
+            }
         }
         other => panic!("no service {other}"),
     }
@@ -513,6 +526,7 @@ pub fn foreigner_token(passport: &str) -> String {
         id_number: String::new(),
         credit_code: String::new(),
         passport_number: passport.into(),
+        actor: None,
     })
 }
 

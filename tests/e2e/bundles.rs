@@ -160,11 +160,11 @@ pub fn after_death(
     )
 }
 
-fn citizen_applicant(id: &str) -> Option<cpb::Applicant> {
+pub(crate) fn citizen_applicant(id: &str) -> Option<cpb::Applicant> {
     applicant(cpb::ApplicantKind::Citizen, id, "申请人")
 }
 
-fn enterprise_applicant(code: &str) -> Option<cpb::Applicant> {
+pub(crate) fn enterprise_applicant(code: &str) -> Option<cpb::Applicant> {
     applicant(cpb::ApplicantKind::Enterprise, code, "威海示例企业")
 }
 
@@ -192,7 +192,7 @@ pub fn submit(
 
 /// 企业准营 for the seeded chemicals enterprise `chem`: a hotel licence and the optional
 /// precursor filing.
-fn operating(chem: &str, key: &str) -> pb::SubmitBundleRequest {
+pub(crate) fn operating(chem: &str, key: &str) -> pb::SubmitBundleRequest {
     submit(
         "enterprise_operating",
         enterprise_applicant(chem),
@@ -218,6 +218,36 @@ fn operating(chem: &str, key: &str) -> pb::SubmitBundleRequest {
     )
 }
 
+/// 企业开办 for `who`, legally represented by the seeded parent: liaison, household and
+/// vehicle steps, no human step.
+pub(crate) fn opening(who: Option<cpb::Applicant>, key: &str) -> pb::SubmitBundleRequest {
+    submit(
+        "enterprise_opening",
+        who,
+        &[
+            ("seal_kinds", "official,finance"),
+            ("engraving_company", "威海示例刻章店"),
+            ("legal_representative_id_number", &seeded_parent()),
+            ("premises_address", "威海市环翠区示例园区9号"),
+        ],
+        &["business_licence", "seal_imprints", "legal_representative_id_card", "premises_property_certificate"],
+        &["collective_household", "vehicle_verification"],
+        key,
+    )
+}
+
+/// A liaison clerk accepts and approves both steps of the 企业准营 bundle `id`, which then
+/// completes.
+pub(crate) async fn approve_operating(w: &World, applicant: &mut BundleServiceClient<Authed>, id: &str) {
+    let mut l_clerk = w.cases_at("liaison", &staff("liaison", &["clerk", "approver"])).await;
+    for step in ["hotel_licence", "precursor_filing"] {
+        let case = case_of(applicant, id, step).await;
+        l_clerk.accept_case(cpb::AcceptCaseRequest { case_id: case.clone(), expected_version: 0 }).await.unwrap();
+        l_clerk.approve_case(cpb::ApproveCaseRequest { case_id: case, expected_version: 0 }).await.unwrap();
+    }
+    assert_eq!(finished(applicant, id).await.state(), BundleState::Completed);
+}
+
 /// Waits until the bundle is finished (and every step final), then returns it.
 pub async fn finished(c: &mut BundleServiceClient<Authed>, id: &str) -> pb::Bundle {
     eventually(Duration::from_secs(60), "the bundle to finish", || {
@@ -237,7 +267,7 @@ pub async fn finished(c: &mut BundleServiceClient<Authed>, id: &str) -> pb::Bund
 }
 
 /// Waits until `step` has a case, and returns its id.
-async fn case_of(c: &mut BundleServiceClient<Authed>, id: &str, step: &str) -> String {
+pub(crate) async fn case_of(c: &mut BundleServiceClient<Authed>, id: &str, step: &str) -> String {
     eventually(Duration::from_secs(60), "the step's case", || {
         let mut c = c.clone();
         let (id, step) = (id.to_string(), step.to_string());
@@ -339,19 +369,7 @@ async fn every_bundle_completes(backend: Backend) {
     let new_co = onething_platform::ids::CreditCode::complete("91371002MA3C00077").unwrap().to_string();
     let mut as_new_co = w.bundles_as(&enterprise_token(&new_co), 0).await;
     let b = as_new_co
-        .submit_bundle(submit(
-            "enterprise_opening",
-            enterprise_applicant(&new_co),
-            &[
-                ("seal_kinds", "official,finance"),
-                ("engraving_company", "威海示例刻章店"),
-                ("legal_representative_id_number", &parent),
-                ("premises_address", "威海市环翠区示例园区9号"),
-            ],
-            &["business_licence", "seal_imprints", "legal_representative_id_card", "premises_property_certificate"],
-            &["collective_household", "vehicle_verification"],
-            "b-open",
-        ))
+        .submit_bundle(opening(enterprise_applicant(&new_co), "b-open"))
         .await
         .unwrap()
         .into_inner()
@@ -365,13 +383,7 @@ async fn every_bundle_completes(backend: Backend) {
     let chem = onething_liaison::store::seed_chemicals().to_string();
     let mut as_chem = w.bundles_as(&enterprise_token(&chem), 0).await;
     let b = as_chem.submit_bundle(operating(&chem, "b-operate")).await.unwrap().into_inner().bundle.unwrap();
-    let mut l_clerk = w.cases_at("liaison", &staff("liaison", &["clerk", "approver"])).await;
-    for step in ["hotel_licence", "precursor_filing"] {
-        let case = case_of(&mut as_chem, &b.bundle_id, step).await;
-        l_clerk.accept_case(cpb::AcceptCaseRequest { case_id: case.clone(), expected_version: 0 }).await.unwrap();
-        l_clerk.approve_case(cpb::ApproveCaseRequest { case_id: case, expected_version: 0 }).await.unwrap();
-    }
-    assert_eq!(finished(&mut as_chem, &b.bundle_id).await.state(), BundleState::Completed);
+    approve_operating(&w, &mut as_chem, &b.bundle_id).await;
 
     // 企业注销: seals cancelled, the fleet checked.
     let logistics = onething_liaison::store::seed_logistics().to_string();
@@ -552,16 +564,16 @@ async fn two_replicas_and_one_key(backend: Backend) {
         assert_eq!(a.bundle_id, b.bundle_id, "one key, one bundle");
         ids.push(a.bundle_id);
     }
-    // The same key for another application is refused and makes nothing.
+    // The same caller's same key for another application is refused and makes nothing.
     let other = submit(
         "retirement",
-        citizen_applicant(&seeded_parent()),
-        &[("subject_id_number", &retiree)],
+        citizen_applicant(&relative),
+        &[("subject_id_number", &seeded_parent())],
         &[],
         &[],
         "twice-0",
     );
-    let err = w.bundles_as(&citizen_token(&seeded_parent()), 1).await.submit_bundle(other).await.unwrap_err();
+    let err = w.bundles_as(&token, 1).await.submit_bundle(other).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
     assert_eq!(
         err.get_error_details().error_info().map(|i| i.reason.clone()).as_deref(),

@@ -384,10 +384,12 @@ fn objects(dbs: &[(String, TestDb)], ca: &Ca, tls: bool, docs: &[Value]) -> (Obj
     }
     secrets.insert("onething-db".into(), db);
     secrets.insert("onething-nats".into(), nats);
-    secrets.insert(
-        "onething-coordinator-key".into(),
-        BTreeMap::from([("key.pem".into(), std::fs::read(&keys.signing_key).unwrap())]),
-    );
+    for service in ["coordinator", "supervision"] {
+        secrets.insert(
+            format!("onething-{service}-key"),
+            BTreeMap::from([("key.pem".into(), std::fs::read(&keys.signing_key).unwrap())]),
+        );
+    }
     if tls {
         secrets.insert("onething-nats-tls".into(), BTreeMap::from([("ca.crt".into(), ca.pem.clone().into_bytes())]));
         let snakeoil = std::fs::read("/etc/ssl/certs/ssl-cert-snakeoil.pem").expect("PostgreSQL's certificate");
@@ -484,19 +486,8 @@ async fn install_and_apply(values: &[&str], tls: bool) {
     let token = sso_token(&docs, &company);
     let gateway = tls.then(|| ca.leaf(&["api-gateway".into()]));
     let mut bundles = coordinator(&ca, tls, gateway, &token).await.unwrap();
-    let request = crate::bundles::submit(
-        "enterprise_opening",
-        crate::bundles::applicant(onething_proto::common::ApplicantKind::Enterprise, &company, "威海示例企业"),
-        &[
-            ("seal_kinds", "official,finance"),
-            ("engraving_company", "威海示例刻章店"),
-            ("legal_representative_id_number", &seeded_parent()),
-            ("premises_address", "威海市环翠区示例园区9号"),
-        ],
-        &["business_licence", "seal_imprints", "legal_representative_id_card", "premises_property_certificate"],
-        &["collective_household", "vehicle_verification"],
-        "kubelet-open",
-    );
+    let who = crate::bundles::applicant(onething_proto::common::ApplicantKind::Enterprise, &company, "威海示例企业");
+    let request = crate::bundles::opening(who, "kubelet-open");
     let b = bundles.submit_bundle(request).await.unwrap().into_inner().bundle.unwrap();
     let b = crate::bundles::finished(&mut bundles, &b.bundle_id).await;
     let logs = || release.pods.iter().map(|p| format!("== {}\n{}", p.name, p.log())).collect::<Vec<_>>().join("\n");

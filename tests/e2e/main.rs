@@ -4,6 +4,7 @@
 // Test code: a failed unwrap is a failed test with its location, which is what we want.
 #![allow(clippy::unwrap_used)]
 
+mod authz_matrix;
 mod bench;
 mod bundles;
 mod common;
@@ -11,6 +12,7 @@ mod deploy;
 mod errors;
 mod events_contract;
 mod exit_entry;
+mod hostile;
 mod household;
 mod inbox;
 mod kubelet;

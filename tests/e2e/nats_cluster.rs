@@ -216,7 +216,7 @@ impl Mesh {
 
     /// The bundle service as supervision, which reads every bundle.
     async fn reader(&self) -> BundleServiceClient<Authed> {
-        BundleServiceClient::new(connect_as(&self.coordinator, Some(&service("supervision"))).await)
+        BundleServiceClient::new(connect_as(&self.coordinator, Some(&staff("supervision", &[]))).await)
     }
 
     async fn stop(self) {

@@ -12,7 +12,7 @@ use tonic_reflection::pb::v1::{
 };
 
 /// The services `channel`'s reflection lists.
-async fn listed(channel: tonic::transport::Channel) -> BTreeSet<String> {
+pub(crate) async fn listed(channel: tonic::transport::Channel) -> BTreeSet<String> {
     let request = ServerReflectionRequest {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),

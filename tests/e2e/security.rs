@@ -106,6 +106,7 @@ fn vehicle_staff() -> Principal {
         id_number: String::new(),
         credit_code: String::new(),
         passport_number: String::new(),
+        actor: None,
     }
 }
 
@@ -236,20 +237,25 @@ async fn every_rpc_refuses_the_wrong_callers(backend: Backend) {
 }
 both_backends!(every_rpc_refuses_the_wrong_callers);
 
-/// A retried create with another applicant's idempotency key learns nothing of their case.
+/// Idempotency keys are the caller's: another applicant sending the same key makes a case
+/// of their own and learns nothing of the first (no answer with it, no "already used").
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idempotency_key_does_not_leak_another_applicants_case() {
     let Some(mesh) = Mesh::start(Backend::Sqlite).await else { return };
     let mut owner = mesh.cases_as(Some(&citizen_token(OUTSIDER))).await;
-    owner.create_case(residence_request("shared-key")).await.unwrap();
+    let first = owner.create_case(residence_request("shared-key")).await.unwrap().into_inner().case.unwrap();
     let mut other = mesh.cases_as(Some(&citizen_token(&seeded_person()))).await;
     let mut req = certificate_request("shared-key");
     req.matter_code = "household.residence_permit".into();
     req.materials = vec![material("id_card"), material("residence_proof")];
     req.form = form(&[("residence_address", "威海市环翠区某处"), ("residence_since", "2025-01-01")]);
-    let err = other.create_case(req).await.unwrap_err();
-    assert_eq!(err.code(), Code::FailedPrecondition);
-    assert!(!err.message().contains(OUTSIDER));
+    let theirs = other.create_case(req).await.unwrap().into_inner().case.unwrap();
+    assert_ne!(theirs.case_id, first.case_id, "the same key of another caller is another request");
+    assert_eq!(theirs.applicant.as_ref().unwrap().identifier, seeded_person());
+    assert_eq!(theirs.idempotency_key, "shared-key", "the caller sees their own key");
+    // The owner's retry still finds the owner's case.
+    let again = owner.create_case(residence_request("shared-key")).await.unwrap().into_inner().case.unwrap();
+    assert_eq!(again.case_id, first.case_id);
     mesh.household.stop().await;
 }
 

@@ -37,7 +37,7 @@ fn envelope<M: prost::Message + prost::Name>(source: &str, subject: &str, msg: &
 }
 
 /// Publishes `msg` as a CloudEvent on `subject`, as its department would.
-async fn publish<M: prost::Message + prost::Name>(
+pub(crate) async fn publish<M: prost::Message + prost::Name>(
     js: &async_nats::jetstream::Context,
     source: &str,
     subject: &str,
@@ -73,6 +73,7 @@ fn ops(db: &sea_orm::DatabaseConnection) -> onething_supervision::ops::Supervisi
         onething_platform::events::Outbox::new("supervision"),
         std::sync::Arc::new(Calendar::builtin()),
         Default::default(),
+        service_identity("supervision"),
     )
 }
 

@@ -492,6 +492,7 @@ pub fn token(args: TokenArgs) -> anyhow::Result<()> {
         id_number: args.id_number,
         credit_code: args.credit_code,
         passport_number: args.passport_number,
+        actor: None,
     };
     println!("{}", minter.mint(principal, args.ttl)?);
     Ok(())

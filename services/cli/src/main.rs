@@ -38,6 +38,9 @@ enum Command {
     Bundle(bundle::BundleArgs),
     /// The event contract, live events, replays.
     Events(events::EventsArgs),
+    /// Write the authorisation table (services/platform/src/policy.rs) into a copy of
+    /// docs/security.md read from standard input, to standard output.
+    PolicyDoc,
     /// Supervision: KPIs, checking published random draws.
     Supervision(supervise::SupervisionArgs),
     /// Benchmark: bundle throughput and latency through the whole mesh on PostgreSQL,
@@ -57,6 +60,13 @@ async fn main() -> anyhow::Result<()> {
         Command::Apply(args) => bundle::apply(args).await,
         Command::Bundle(args) => bundle::bundle(args).await,
         Command::Events(args) => events::events(args).await,
+        Command::PolicyDoc => {
+            let doc = std::io::read_to_string(std::io::stdin())?;
+            let out = onething_platform::policy::splice(&doc)
+                .ok_or_else(|| anyhow::anyhow!("the table's markers are missing from the input"))?;
+            print!("{out}");
+            Ok(())
+        }
         Command::Supervision(args) => supervise::supervision(args).await,
         Command::Bench(args) => bench::run(args).await,
     }

@@ -163,6 +163,12 @@ impl Engine {
     /// INVALID_ARGUMENT with field violations; PERMISSION_DENIED for someone applying in
     /// another's name; FAILED_PRECONDITION when the key was used for another application.
     pub async fn submit(&self, p: &Principal, r: pb::SubmitBundleRequest) -> Result<Aggregate> {
+        // A window clerk of any department (一窗受理); supervision decides nothing.
+        let clerk = p.kind == onething_platform::auth::SubjectKind::Staff
+            && p.has_role(onething_platform::authz::ROLE_CLERK)
+            && !onething_platform::authz::is_supervision(p);
+        // Who may submit at all is decided before the request is looked at.
+        onething_platform::authz::check(p.kind.is_applicant() || clerk, p, "SubmitBundle", &r.code)?;
         let def = self
             .inner
             .catalog
@@ -248,9 +254,9 @@ impl Engine {
         };
         // Applicants apply for themselves; window clerks of any department for anyone.
         let own = onething_platform::authz::is_applicant(p, applicant.kind, &applicant.identifier);
-        let clerk =
-            p.kind == onething_platform::auth::SubjectKind::Staff && p.has_role(onething_platform::authz::ROLE_CLERK);
         onething_platform::authz::check(own || clerk, p, "SubmitBundle", &def.code)?;
+        // The key is the caller's: another caller's same key finds nothing of this one.
+        let key = onething_platform::idempotency::scoped(p, &key);
         let now = Utc::now();
         let id = uuid::Uuid::now_v7().to_string();
         let materials: Vec<MaterialRecord> = r
@@ -259,11 +265,7 @@ impl Engine {
             .map(|m| MaterialRecord { code: m.code.clone(), document_uri: m.document_uri.trim().into() })
             .collect();
         let due = saga::due(&def, &included, &self.inner.catalog, &self.inner.calendar, now);
-        let kind = match applicant.kind {
-            cpb::ApplicantKind::Enterprise => "enterprise",
-            cpb::ApplicantKind::Foreigner => "foreigner",
-            _ => "citizen",
-        };
+        let kind = onething_platform::idempotency::applicant_kind_name(applicant.kind);
         let b = bundle::Model {
             id: id.clone(),
             code: def.code.clone(),
@@ -318,7 +320,11 @@ impl Engine {
                 .one(&self.inner.db)
                 .await?
                 .ok_or_else(|| Error::internal(anyhow::anyhow!("idempotency key taken by no bundle")))?;
-            if existing.code == def.code && existing.applicant_identifier == applicant.identifier {
+            if existing.code == def.code
+                && existing.form == agg.bundle.form
+                && existing.applicant_kind == kind
+                && existing.applicant_identifier == applicant.identifier
+            {
                 return self.load(&self.inner.db, &existing.id).await;
             }
             return Err(Error::failed_precondition(
@@ -501,12 +507,20 @@ impl Engine {
     }
 
     /// A department reported a case of one of our bundles (inside the consumer's inbox
-    /// transaction, so the event and its effect commit together).
+    /// transaction, so the event and its effect commit together). The event counts only
+    /// when it comes from `department`'s stream, names that department, and concerns the
+    /// very case the step's CreateCase created: a case someone else put into a bundle (or
+    /// an event of another department) moves nothing.
     ///
     /// # Errors
     /// A database failure or a concurrent change: the event is redelivered.
-    pub async fn on_case_event(&self, txn: &DatabaseTransaction, e: &cpb::CaseStateChanged) -> Result<()> {
-        let Some(step_id) = e.idempotency_key.strip_prefix(&format!("bundle:{}:", e.bundle_id)) else { return Ok(()) };
+    pub async fn on_case_event(
+        &self,
+        txn: &DatabaseTransaction,
+        department: &str,
+        e: &cpb::CaseStateChanged,
+    ) -> Result<()> {
+        let Some(step_id) = Self::step_of(department, e) else { return Ok(()) };
         if bundle::Entity::find_by_id(e.bundle_id.clone()).one(txn).await?.is_none() {
             return Ok(()); // Not ours (another coordinator deployment, or a test's own case).
         }
@@ -514,7 +528,8 @@ impl Engine {
         let (id, version, reason) = (e.case_id.clone(), e.version, e.reason_code.clone());
         let (_, changed) = self
             .apply_in(txn, &e.bundle_id, |agg, _| {
-                if let (Some(s), Some(state)) = (agg.steps.iter_mut().find(|s| s.step_id == step_id), state) {
+                let step = agg.steps.iter_mut().find(|s| s.step_id == step_id && Self::is_its_case(s, department, &id));
+                if let (Some(s), Some(state)) = (step, state) {
                     record_case(s, &id, state, version, &reason, None);
                 }
             })
@@ -527,6 +542,22 @@ impl Engine {
         Ok(())
     }
 
+    /// The step an event of `department`'s stream speaks of: its key is the coordinator's
+    /// step key and it names the stream's department.
+    fn step_of<'e>(department: &str, e: &'e cpb::CaseStateChanged) -> Option<&'e str> {
+        if e.department != department || e.case_id.is_empty() {
+            return None;
+        }
+        e.idempotency_key.strip_prefix(&format!("bundle:{}:", e.bundle_id))
+    }
+
+    /// Whether `case_id` is the case the step's CreateCase created in `department`. While
+    /// the answer is not recorded yet (no case id) nothing counts: the driver repeats the
+    /// call with its idempotency key, which answers with the case as it is then.
+    fn is_its_case(s: &step::Model, department: &str, case_id: &str) -> bool {
+        s.department == department && !s.case_id.is_empty() && s.case_id == case_id
+    }
+
     /// Whether a department's case event is already reflected in its step (the same case
     /// at this version or a later one), is being recorded from its CreateCase answer right
     /// now, or concerns no step of ours: handling it would change nothing, now or later,
@@ -534,10 +565,13 @@ impl Engine {
     ///
     /// # Errors
     /// A database failure.
-    pub async fn knows_case_event(&self, db: &DatabaseConnection, e: &cpb::CaseStateChanged) -> Result<bool> {
-        let Some(step_id) = e.idempotency_key.strip_prefix(&format!("bundle:{}:", e.bundle_id)) else {
-            return Ok(true);
-        };
+    pub async fn knows_case_event(
+        &self,
+        db: &DatabaseConnection,
+        department: &str,
+        e: &cpb::CaseStateChanged,
+    ) -> Result<bool> {
+        let Some(step_id) = Self::step_of(department, e) else { return Ok(true) };
         let key = (e.bundle_id.clone(), step_id.to_string());
         // Its CreateCase is being called or recorded here: the answer tells at least what
         // the event does (and should recording fail, the step stays pending and the call is
@@ -552,7 +586,8 @@ impl Engine {
             return Ok(true);
         }
         let known = step::Entity::find_by_id(key).one(db).await?;
-        Ok(known.is_some_and(|s| seen(&s.case_id, s.case_version)))
+        // Another case than the step's (or none recorded yet) would change nothing either.
+        Ok(known.is_none_or(|s| !Self::is_its_case(&s, department, &e.case_id) || seen(&s.case_id, s.case_version)))
     }
 
     /// Notes the steps' cases of a committed aggregate for [`Self::knows_case_event`].
@@ -820,11 +855,19 @@ impl Engine {
     /// Withdraws a running bundle.
     ///
     /// # Errors
-    /// NOT_FOUND; PERMISSION_DENIED for anyone but its applicant; FAILED_PRECONDITION for a
+    /// PERMISSION_DENIED for anyone but its applicant (and for a bundle that does not
+    /// exist); FAILED_PRECONDITION for a
     /// finished bundle.
     pub async fn withdraw(&self, p: &Principal, id: &str) -> Result<Aggregate> {
-        let agg = self.load(&self.inner.db, id).await?;
-        onething_platform::authz::check(self.owns(p, &agg), p, "WithdrawBundle", id)?;
+        use onething_platform::authz;
+        authz::check(p.kind.is_applicant(), p, "WithdrawBundle", id)?;
+        // Not found and not theirs answer alike: no one learns whether another's bundle exists.
+        let agg = match self.load(&self.inner.db, id).await {
+            Ok(agg) if crate::view::owns(p, &agg) => agg,
+            Ok(_) => return Err(authz::deny(p, "WithdrawBundle", id)),
+            Err(e) if e.reason() == "COORDINATOR_BUNDLE_NOT_FOUND" => return Err(authz::deny(p, "WithdrawBundle", id)),
+            Err(e) => return Err(e),
+        };
         if BundleState::parse(&agg.bundle.state) != BundleState::Running {
             return Err(Error::failed_precondition("COORDINATOR_BUNDLE_FINISHED", "the bundle is no longer running"));
         }
@@ -833,19 +876,29 @@ impl Engine {
         Ok(agg)
     }
 
-    /// Whether `p` is the bundle's applicant.
-    pub fn owns(&self, p: &Principal, agg: &Aggregate) -> bool {
-        p.applicant_identifier() == Some(agg.bundle.applicant_identifier.as_str())
-    }
-
-    /// The bundles `p` may see, newest first.
+    /// The bundles `p` may see, newest first: an applicant (or a service acting for one)
+    /// their own, staff those with a step in their department, supervision all.
     ///
     /// # Errors
-    /// A database failure.
+    /// PERMISSION_DENIED for anyone else; a database failure.
     pub async fn list(&self, p: &Principal, limit: u64) -> Result<Vec<Aggregate>> {
+        use onething_platform::{auth::SubjectKind, authz};
         let mut q = bundle::Entity::find().order_by_desc(bundle::Column::CreatedAt);
-        if let Some(own) = p.applicant_identifier() {
-            q = q.filter(bundle::Column::ApplicantIdentifier.eq(own));
+        let reader = authz::acting_for(p).unwrap_or(p);
+        if let Some((kind, id)) = reader.applicant() {
+            q = q
+                .filter(bundle::Column::ApplicantKind.eq(onething_platform::idempotency::applicant_kind_name(kind)))
+                .filter(bundle::Column::ApplicantIdentifier.eq(id));
+        } else if authz::is_supervision(reader) {
+        } else if reader.kind == SubjectKind::Staff {
+            let theirs = sea_orm::sea_query::Query::select()
+                .column(step::Column::BundleId)
+                .from(step::Entity)
+                .and_where(step::Column::Department.eq(reader.dept.clone()))
+                .to_owned();
+            q = q.filter(bundle::Column::Id.in_subquery(theirs));
+        } else {
+            return Err(authz::deny(p, "ListBundles", "bundles"));
         }
         let rows = sea_orm::QuerySelect::limit(q, limit).all(&self.inner.db).await?;
         let mut out = Vec::with_capacity(rows.len());

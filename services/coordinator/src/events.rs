@@ -30,8 +30,15 @@ pub fn case_events_spec(department: &str) -> ConsumerSpec {
     }
 }
 
-/// Moves bundle steps from case events.
-pub struct CaseEvents(pub Engine);
+/// Moves bundle steps from the case events of one department's stream.
+pub struct CaseEvents {
+    /// The engine whose bundles the events move.
+    pub engine: Engine,
+    /// The department whose stream this consumer reads: an event counts only for a step of
+    /// that department, so no other department (nor anyone who got a case into it) can move
+    /// another's step.
+    pub department: &'static str,
+}
 
 impl Handler for CaseEvents {
     async fn handle(&self, txn: &DatabaseTransaction, event: &Envelope) -> anyhow::Result<()> {
@@ -40,12 +47,12 @@ impl Handler for CaseEvents {
             return Ok(());
         }
         // Kept as our error type: the consumer retries a lost concurrency race (ABORTED) at once.
-        self.0.on_case_event(txn, &changed).await.map_err(anyhow::Error::new)
+        self.engine.on_case_event(txn, self.department, &changed).await.map_err(anyhow::Error::new)
     }
 
     async fn already_applied(&self, db: &DatabaseConnection, event: &Envelope) -> anyhow::Result<bool> {
         // Most case events repeat what the CreateCase answer already recorded.
         let Ok(changed) = event.decode::<CaseStateChanged>() else { return Ok(false) };
-        self.0.knows_case_event(db, &changed).await.map_err(anyhow::Error::new)
+        self.engine.knows_case_event(db, self.department, &changed).await.map_err(anyhow::Error::new)
     }
 }

@@ -4,87 +4,33 @@
 use crate::{
     engine::{Aggregate, Engine},
     saga::{BundleState, Step},
+    view::View,
 };
-use onething_platform::{
-    auth::{Principal, SubjectKind},
-    authz,
-    cases::timestamp,
-    error::Error,
-    lifecycle::State as CaseState,
-};
-use onething_proto::{
-    common as cpb,
-    coordinator::{self as pb, bundle_service_server::BundleService, catalog_service_server::CatalogService},
+use onething_platform::{auth::Principal, authz, error::Error};
+use onething_proto::coordinator::{
+    self as pb, bundle_service_server::BundleService, catalog_service_server::CatalogService,
 };
 use std::{pin::Pin, time::Duration};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-/// The API message of a bundle.
-pub fn to_proto(a: &Aggregate) -> pb::Bundle {
-    let b = &a.bundle;
-    pb::Bundle {
-        bundle_id: b.id.clone(),
-        code: b.code.clone(),
-        state: match BundleState::parse(&b.state) {
-            BundleState::Running => pb::BundleState::Running,
-            BundleState::Completed => pb::BundleState::Completed,
-            BundleState::Failed => pb::BundleState::Failed,
-            BundleState::Withdrawn => pb::BundleState::Withdrawn,
-        } as i32,
-        applicant: Some(cpb::Applicant {
-            kind: match b.applicant_kind.as_str() {
-                "enterprise" => cpb::ApplicantKind::Enterprise,
-                "foreigner" => cpb::ApplicantKind::Foreigner,
-                _ => cpb::ApplicantKind::Citizen,
-            } as i32,
-            identifier: b.applicant_identifier.clone(),
-            name: b.applicant_name.clone(),
-            phone: b.applicant_phone.clone(),
-        }),
-        steps: a
-            .steps
-            .iter()
-            .map(|s| pb::BundleStep {
-                step_id: s.step_id.clone(),
-                matter_code: s.matter_code.clone(),
-                department: s.department.clone(),
-                state: match Step::parse(&s.state) {
-                    Step::Blocked => pb::StepState::Blocked,
-                    Step::Pending => pb::StepState::Pending,
-                    Step::InProgress | Step::Cancelling => pb::StepState::InProgress,
-                    Step::Done => pb::StepState::Done,
-                    Step::Refused => pb::StepState::Refused,
-                    Step::Cancelled => pb::StepState::Cancelled,
-                    Step::Skipped => pb::StepState::Skipped,
-                } as i32,
-                case_id: s.case_id.clone(),
-                case_state: CaseState::from_str_name(&s.case_state)
-                    .map_or(cpb::CaseState::Unspecified, CaseState::to_proto) as i32,
-                reason: if Step::parse(&s.state) == Step::Cancelling { "withdrawing".into() } else { s.reason.clone() },
-                result: serde_json::from_str(&s.result).unwrap_or_default(),
-            })
-            .collect(),
-        due_time: Some(timestamp(b.due_at)),
-        version: b.version,
-        create_time: Some(timestamp(b.created_at)),
-        update_time: Some(timestamp(b.updated_at)),
-    }
-}
-
 /// The bundle API.
 #[derive(Clone)]
 pub struct Bundles(pub Engine);
 
-fn reads_all(p: &Principal) -> bool {
-    p.kind == SubjectKind::Staff || p.kind == SubjectKind::Service
-}
-
-async fn readable(e: &Engine, p: &Principal, id: &str, rpc: &str) -> Result<Aggregate, Error> {
+/// Loads the bundle `id` with the view `p` may have of it. A bundle that does not exist
+/// and one `p` may not see answer alike (PERMISSION_DENIED), so no one learns whether
+/// another's bundle exists.
+async fn readable(e: &Engine, p: &Principal, id: &str, rpc: &str) -> Result<(Aggregate, View), Error> {
     onething_platform::telemetry::record_ids(None, Some(id));
-    let agg = e.load(e.db(), id).await?;
-    authz::check(reads_all(p) || e.owns(p, &agg), p, rpc, id)?;
-    Ok(agg)
+    authz::check(View::may_ask(p), p, rpc, id)?;
+    let agg = match e.load(e.db(), id).await {
+        Ok(agg) => agg,
+        Err(err) if err.reason() == "COORDINATOR_BUNDLE_NOT_FOUND" => return Err(authz::deny(p, rpc, id)),
+        Err(err) => return Err(err),
+    };
+    let view = View::of(p, &agg).ok_or_else(|| authz::deny(p, rpc, id))?;
+    Ok((agg, view))
 }
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchBundleResponse, Status>> + Send>>;
@@ -98,13 +44,14 @@ impl BundleService for Bundles {
         let p = authz::principal(&r)?;
         let agg = self.0.submit(&p, r.into_inner()).await?;
         onething_platform::telemetry::record_ids(None, Some(&agg.bundle.id));
-        Ok(Response::new(pb::SubmitBundleResponse { bundle: Some(to_proto(&agg)) }))
+        // Its applicant, or the clerk who entered it: both gave what it shows.
+        Ok(Response::new(pb::SubmitBundleResponse { bundle: Some(View::Full.show(&agg)) }))
     }
 
     async fn get_bundle(&self, r: Request<pb::GetBundleRequest>) -> Result<Response<pb::GetBundleResponse>, Status> {
         let p = authz::principal(&r)?;
-        let agg = readable(&self.0, &p, &r.into_inner().bundle_id, "GetBundle").await?;
-        Ok(Response::new(pb::GetBundleResponse { bundle: Some(to_proto(&agg)) }))
+        let (agg, view) = readable(&self.0, &p, &r.into_inner().bundle_id, "GetBundle").await?;
+        Ok(Response::new(pb::GetBundleResponse { bundle: Some(view.show(&agg)) }))
     }
 
     async fn list_bundles(
@@ -112,7 +59,7 @@ impl BundleService for Bundles {
         r: Request<pb::ListBundlesRequest>,
     ) -> Result<Response<pb::ListBundlesResponse>, Status> {
         let p = authz::principal(&r)?;
-        authz::check(reads_all(&p) || p.applicant_identifier().is_some(), &p, "ListBundles", "bundles")?;
+        authz::check(View::may_ask(&p), &p, "ListBundles", "bundles")?;
         let size = match r.into_inner().page_size {
             n if n < 0 => {
                 return Err(
@@ -123,7 +70,8 @@ impl BundleService for Bundles {
             n => n.min(100),
         };
         let list = self.0.list(&p, u64::try_from(size).unwrap_or(20)).await?;
-        Ok(Response::new(pb::ListBundlesResponse { bundles: list.iter().map(to_proto).collect() }))
+        let bundles = list.iter().filter_map(|a| View::of(&p, a).map(|v| v.show(a))).collect();
+        Ok(Response::new(pb::ListBundlesResponse { bundles }))
     }
 
     type WatchBundleStream = WatchStream;
@@ -134,7 +82,7 @@ impl BundleService for Bundles {
     ) -> Result<Response<Self::WatchBundleStream>, Status> {
         let p = authz::principal(&r)?;
         let id = r.into_inner().bundle_id;
-        let first = readable(&self.0, &p, &id, "WatchBundle").await?;
+        let (first, view) = readable(&self.0, &p, &id, "WatchBundle").await?;
         let engine = self.0.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(8);
         tokio::spawn(async move {
@@ -143,7 +91,7 @@ impl BundleService for Bundles {
             loop {
                 if agg.bundle.version != last {
                     last = agg.bundle.version;
-                    if tx.send(Ok(pb::WatchBundleResponse { bundle: Some(to_proto(&agg)) })).await.is_err() {
+                    if tx.send(Ok(pb::WatchBundleResponse { bundle: Some(view.show(&agg)) })).await.is_err() {
                         return; // The watcher went away.
                     }
                     // A finished bundle whose steps are all final ends the stream.
@@ -175,7 +123,7 @@ impl BundleService for Bundles {
         let id = r.into_inner().bundle_id;
         onething_platform::telemetry::record_ids(None, Some(&id));
         let agg = self.0.withdraw(&p, &id).await?;
-        Ok(Response::new(pb::WithdrawBundleResponse { bundle: Some(to_proto(&agg)) }))
+        Ok(Response::new(pb::WithdrawBundleResponse { bundle: Some(View::Full.show(&agg)) }))
     }
 }
 

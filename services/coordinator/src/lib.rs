@@ -9,6 +9,7 @@ pub mod events;
 pub mod grpc;
 pub mod saga;
 pub mod store;
+pub mod view;
 
 use onething_platform::{
     auth::ServiceIdentity,
@@ -55,7 +56,10 @@ pub async fn build(settings: Settings) -> anyhow::Result<Service> {
         peers,
     );
     for dept in events::DEPARTMENTS {
-        runtime.add_consumer(events::case_events_spec(dept), events::CaseEvents(engine.clone()));
+        runtime.add_consumer(
+            events::case_events_spec(dept),
+            events::CaseEvents { engine: engine.clone(), department: dept },
+        );
     }
     let driver = engine.clone();
     runtime.add_worker(move |stop| Box::pin(driver.run_driver(stop)));

@@ -107,6 +107,12 @@ impl MigratorTrait for Migrator {
         m.push(Box::new(CreateTables));
         m.push(Box::new(AddTraceparent));
         m.push(Box::new(DueStepsIndex));
+        m.push(Box::new(onething_platform::store::RescopeKeys {
+            name: "m20261202_500004_bundle_keys_by_caller",
+            table: "bundles",
+            // The applicant most likely sent it (a clerk's entries cannot be told apart).
+            scope_sql: "(applicant_kind || ':' || applicant_identifier)",
+        }));
         m
     }
 }

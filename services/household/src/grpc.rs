@@ -24,10 +24,9 @@ impl Registry {
     }
 }
 
-/// Registry readers: household staff, supervision, our services (who look persons up for
-/// their own matters), and a citizen for their own record.
+/// Registry readers: see [`authz::reads_register`]; a citizen reads their own record.
 fn reads_registry(p: &Principal) -> bool {
-    p.is_staff_of(crate::rules::DEPARTMENT) || authz::is_supervision(p) || p.kind == SubjectKind::Service
+    authz::reads_register(p, crate::rules::DEPARTMENT)
 }
 
 fn person_pb(p: person::Model) -> pb::Person {

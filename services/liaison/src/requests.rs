@@ -58,7 +58,13 @@ fn liaison_staff(p: &Principal, role: &str) -> bool {
     p.is_staff_of(crate::rules::DEPARTMENT) && p.has_role(role)
 }
 
-fn is_enterprise(p: &Principal, code: &str) -> bool {
+/// Who reads the completion rates: liaison staff and supervision.
+pub(crate) fn reads_completion(p: &Principal) -> bool {
+    p.is_staff_of(crate::rules::DEPARTMENT) || authz::is_supervision(p)
+}
+
+/// Whether `p` is the enterprise `code` itself.
+pub(crate) fn is_enterprise(p: &Principal, code: &str) -> bool {
     p.kind == SubjectKind::Enterprise && p.credit_code == code
 }
 
@@ -114,6 +120,9 @@ impl Requests {
     /// INVALID_ARGUMENT for a malformed credit code, an unknown channel or category, or an
     /// empty description; PERMISSION_DENIED for an enterprise asking for another.
     pub async fn submit(&self, p: &Principal, r: pb::SubmitRequestRequest) -> Result<request::Model> {
+        // Who may submit at all is decided before the request is looked at.
+        let may = p.kind == SubjectKind::Enterprise || liaison_staff(p, ROLE_CLERK);
+        authz::check(may, p, "SubmitRequest", "requests")?;
         let mut bad = Vec::new();
         let code = CreditCode::parse(&r.credit_code);
         if let Err(e) = &code {
@@ -147,11 +156,12 @@ impl Requests {
         let (Ok(code), Some((tier, unit))) = (code, route) else {
             return Err(Error::internal(anyhow::anyhow!("validated request without a route")));
         };
-        let allowed =
-            is_enterprise(p, code.as_str()) || liaison_staff(p, ROLE_CLERK) || p.is_service(authz::COORDINATOR);
+        let allowed = is_enterprise(p, code.as_str()) || liaison_staff(p, ROLE_CLERK);
         authz::check(allowed, p, "SubmitRequest", code.as_str())?;
+        // The key is the caller's: another's same key finds nothing of theirs.
+        let key = onething_platform::idempotency::scoped(p, key);
         if let Some(existing) =
-            request::Entity::find().filter(request::Column::IdempotencyKey.eq(key)).one(&self.db).await?
+            request::Entity::find().filter(request::Column::IdempotencyKey.eq(key.clone())).one(&self.db).await?
         {
             return if existing.credit_code == code.as_str() {
                 Ok(existing)
@@ -165,7 +175,7 @@ impl Requests {
         let now = Utc::now();
         let m = request::Model {
             id: uuid::Uuid::now_v7().to_string(),
-            idempotency_key: key.into(),
+            idempotency_key: key,
             credit_code: code.as_str().into(),
             channel: channel.as_str_name().into(),
             category: r.category.clone(),
@@ -204,9 +214,13 @@ impl Requests {
     /// # Errors
     /// NOT_FOUND; PERMISSION_DENIED for another enterprise.
     pub async fn get(&self, p: &Principal, id: &str) -> Result<request::Model> {
-        let m = self.load(&self.db, id).await?;
-        let reads =
-            p.is_staff_of(crate::rules::DEPARTMENT) || authz::is_supervision(p) || p.kind == SubjectKind::Service;
+        let reads = p.is_staff_of(crate::rules::DEPARTMENT) || authz::is_supervision(p);
+        authz::check(reads || p.kind == SubjectKind::Enterprise, p, "GetRequest", id)?;
+        // An unknown id and another enterprise's request answer alike to an enterprise.
+        let m = match self.load(&self.db, id).await {
+            Err(e) if !reads && e.kind() == Kind::NotFound => return Err(authz::deny(p, "GetRequest", id)),
+            other => other?,
+        };
         authz::check(reads || is_enterprise(p, &m.credit_code), p, "GetRequest", id)?;
         Ok(m)
     }
@@ -223,13 +237,25 @@ impl Requests {
     async fn step(
         &self,
         (p, rpc, id): (&Principal, &str, &str),
-        allowed: impl FnOnce(&Principal, &request::Model) -> bool,
+        allowed: impl Fn(&Principal, Option<&request::Model>) -> bool,
         from: &[RequestState],
         f: impl FnOnce(&mut request::Model) -> Result<()>,
     ) -> Result<request::Model> {
+        // Who may take this step at all is decided before anything is looked up (`None`).
+        authz::check(allowed(p, None), p, rpc, id)?;
         let txn = begin_write(&self.db).await?;
-        let mut m = self.load(&txn, id).await?;
-        authz::check(allowed(p, &m), p, rpc, id)?;
+        // An unknown id and another enterprise's request answer alike to an enterprise.
+        let mut m = match self.load(&txn, id).await {
+            Err(e)
+                if e.kind() == Kind::NotFound
+                    && !p.is_staff_of(crate::rules::DEPARTMENT)
+                    && !authz::is_supervision(p) =>
+            {
+                return Err(authz::deny(p, rpc, id));
+            }
+            other => other?,
+        };
+        authz::check(allowed(p, Some(&m)), p, rpc, id)?;
         if !from.contains(&state_of(&m)) {
             return Err(Error::failed_precondition(
                 "LIAISON_REQUEST_WRONG_STATE",
@@ -271,13 +297,14 @@ impl Requests {
     /// # Errors
     /// PERMISSION_DENIED for anyone but a liaison clerk; FAILED_PRECONDITION unless submitted.
     pub async fn handle(&self, p: &Principal, id: &str, text: &str) -> Result<request::Model> {
-        let text = note(text, "note")?;
+        // Checked after the caller: a stranger learns nothing from a validation answer.
+        let text = note(text, "note");
         self.step(
             (p, "HandleRequest", id),
             |p, _| liaison_staff(p, ROLE_CLERK),
             &[RequestState::Submitted],
             |m| {
-                m.handling_note = text;
+                m.handling_note = text?;
                 m.state = RequestState::Handled.as_str_name().into();
                 m.handled_at = Some(Utc::now());
                 Ok(())
@@ -292,12 +319,13 @@ impl Requests {
     /// INVALID_ARGUMENT outside 1–5; PERMISSION_DENIED for anyone but the enterprise;
     /// FAILED_PRECONDITION unless handled.
     pub async fn rate(&self, p: &Principal, id: &str, rating: u32) -> Result<request::Model> {
+        authz::check(p.kind == SubjectKind::Enterprise, p, "RateRequest", id)?;
         if !(1..=5).contains(&rating) {
             return Err(Error::invalid_field("LIAISON_INVALID_RATING", "rating", "from 1 to 5"));
         }
         self.step(
             (p, "RateRequest", id),
-            |p, m| is_enterprise(p, &m.credit_code),
+            |p, m| m.map_or(p.kind == SubjectKind::Enterprise, |m| is_enterprise(p, &m.credit_code)),
             &[RequestState::Handled],
             |m| {
                 m.rating = i32::try_from(rating).unwrap_or(0);
@@ -318,13 +346,14 @@ impl Requests {
     /// # Errors
     /// PERMISSION_DENIED for anyone but liaison staff; FAILED_PRECONDITION unless badly rated.
     pub async fn visit(&self, p: &Principal, id: &str, resolved: bool, text: &str) -> Result<request::Model> {
-        let text = note(text, "note")?;
+        // Checked after the caller: a stranger learns nothing from a validation answer.
+        let text = note(text, "note");
         self.step(
             (p, "RecordVisit", id),
             |p, _| p.is_staff_of(crate::rules::DEPARTMENT),
             &[RequestState::BadlyRated],
             |m| {
-                m.visit_note = text;
+                m.visit_note = text?;
                 m.state = if resolved { RequestState::Closed } else { RequestState::Visited }.as_str_name().into();
                 Ok(())
             },
@@ -338,10 +367,11 @@ impl Requests {
     /// PERMISSION_DENIED for anyone but supervision or a liaison approver; FAILED_PRECONDITION
     /// unless visited and unresolved.
     pub async fn assign_responsibility(&self, p: &Principal, id: &str, text: &str) -> Result<request::Model> {
-        let text = note(text, "note")?;
-        let may = |p: &Principal, _: &request::Model| authz::is_supervision(p) || liaison_staff(p, ROLE_APPROVER);
+        let text = note(text, "note");
+        let may =
+            |p: &Principal, _: Option<&request::Model>| authz::is_supervision(p) || liaison_staff(p, ROLE_APPROVER);
         self.step((p, "AssignResponsibility", id), may, &[RequestState::Visited], |m| {
-            m.responsibility_note = text;
+            m.responsibility_note = text?;
             m.state = RequestState::ResponsibilityAssigned.as_str_name().into();
             Ok(())
         })
@@ -389,12 +419,7 @@ impl Requests {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<pb::GetCompletionRateResponse> {
-        authz::check(
-            p.is_staff_of(crate::rules::DEPARTMENT) || authz::is_supervision(p),
-            p,
-            "GetCompletionRate",
-            "requests",
-        )?;
+        authz::check(reads_completion(p), p, "GetCompletionRate", "requests")?;
         let rows = request::Entity::find()
             .filter(request::Column::CreatedAt.gte(from))
             .filter(request::Column::CreatedAt.lt(to))

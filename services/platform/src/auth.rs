@@ -86,6 +86,9 @@ pub struct Claims {
     pub exp: u64,
     /// Issued at.
     pub iat: u64,
+    /// Not before, seconds since the epoch (checked when present).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
     /// Subject kind.
     pub kind: SubjectKind,
     /// Department of staff and services, e.g. `household`, `supervision`, `coordinator`.
@@ -101,6 +104,29 @@ pub struct Claims {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub credit_code: String,
     /// Passport number of a foreign national. Personal data.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub passport_number: String,
+    /// The applicant a service acts for (token exchange, RFC 8693 style): a service that
+    /// asks another on a user's behalf sends its own token with the user here, never the
+    /// user's token. Only service tokens may carry it, and only an applicant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<Actor>,
+}
+
+/// The user named in a service token's `act` claim.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Actor {
+    /// The user's stable subject id.
+    pub sub: String,
+    /// Citizen, enterprise or foreigner.
+    pub kind: SubjectKind,
+    /// Citizen ID number. Personal data.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub id_number: String,
+    /// Credit code.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub credit_code: String,
+    /// Passport number. Personal data.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub passport_number: String,
 }
@@ -122,6 +148,8 @@ pub struct Principal {
     pub credit_code: String,
     /// Passport number (foreigners). Personal data: masked in `Debug`.
     pub passport_number: String,
+    /// The applicant a service acts for (the token's `act` claim), if any.
+    pub actor: Option<Box<Principal>>,
 }
 
 impl fmt::Debug for Principal {
@@ -134,6 +162,7 @@ impl fmt::Debug for Principal {
             .field("id_number", &crate::ids::mask_id(&self.id_number))
             .field("credit_code", &self.credit_code)
             .field("passport_number", &crate::ids::mask_id(&self.passport_number))
+            .field("actor", &self.actor)
             .finish()
     }
 }
@@ -154,13 +183,30 @@ impl Principal {
         self.kind == SubjectKind::Service && self.sub == name
     }
 
-    /// The applicant identifier this principal acts as: its ID number or credit code.
-    pub fn applicant_identifier(&self) -> Option<&str> {
+    /// The applicant this principal is: its kind and identifier (ID number, credit code or
+    /// passport number). An applicant is always the pair: a passport number that equals a
+    /// citizen's ID number is another person.
+    pub fn applicant(&self) -> Option<(onething_proto::common::ApplicantKind, &str)> {
+        use onething_proto::common::ApplicantKind as A;
         match self.kind {
-            SubjectKind::Citizen if !self.id_number.is_empty() => Some(&self.id_number),
-            SubjectKind::Enterprise if !self.credit_code.is_empty() => Some(&self.credit_code),
-            SubjectKind::Foreigner if !self.passport_number.is_empty() => Some(&self.passport_number),
+            SubjectKind::Citizen if !self.id_number.is_empty() => Some((A::Citizen, &self.id_number)),
+            SubjectKind::Enterprise if !self.credit_code.is_empty() => Some((A::Enterprise, &self.credit_code)),
+            SubjectKind::Foreigner if !self.passport_number.is_empty() => Some((A::Foreigner, &self.passport_number)),
             _ => None,
+        }
+    }
+
+    /// A principal with no department, roles, identifiers or actor.
+    pub fn bare(sub: &str, kind: SubjectKind) -> Self {
+        Self {
+            sub: sub.to_string(),
+            kind,
+            dept: String::new(),
+            roles: Vec::new(),
+            id_number: String::new(),
+            credit_code: String::new(),
+            passport_number: String::new(),
+            actor: None,
         }
     }
 
@@ -173,12 +219,20 @@ impl Principal {
             sub: self.sub,
             exp: now + ttl_seconds,
             iat: now,
+            nbf: None,
             kind: self.kind,
             dept: self.dept,
             roles: self.roles,
             id_number: self.id_number,
             credit_code: self.credit_code,
             passport_number: self.passport_number,
+            act: self.actor.map(|a| Actor {
+                sub: a.sub,
+                kind: a.kind,
+                id_number: a.id_number,
+                credit_code: a.credit_code,
+                passport_number: a.passport_number,
+            }),
         }
     }
 }
@@ -187,8 +241,56 @@ fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// Verification keys: key id, key, algorithm.
-type Keys = Vec<(Option<String>, DecodingKey, Algorithm)>;
+/// What a key may sign: the JWK member `signs`, e.g.
+/// `{"iss": "https://sso.example", "kinds": ["staff", "citizen"], "depts": ["household"]}` for
+/// an SSO key, `{"services": ["coordinator"]}` for a service's key. A key without it signs
+/// people (staff, citizens, enterprises, foreigners) and never a service, so an SSO's JWKS
+/// works as published and still cannot mint a service; a service's key signs only that
+/// service. `"services": ["*"]` (any service) is for development keys.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KeyScope {
+    /// The issuer of this key's tokens (default: `auth.issuer`).
+    #[serde(default)]
+    pub iss: Option<String>,
+    /// The kinds of people it signs (default: all, when `services` is empty; none otherwise).
+    #[serde(default)]
+    pub kinds: Option<Vec<SubjectKind>>,
+    /// When given, the only departments its staff tokens may name.
+    #[serde(default)]
+    pub depts: Option<Vec<String>>,
+    /// The services it signs (`sub` = `dept` = the name); `*` for any.
+    #[serde(default)]
+    pub services: Vec<String>,
+}
+
+impl KeyScope {
+    /// Whether a token with `claims` is within this scope.
+    fn allows(&self, c: &Claims) -> bool {
+        if c.kind == SubjectKind::Service {
+            return c.sub == c.dept && self.services.iter().any(|s| s == "*" || *s == c.sub);
+        }
+        let people = [SubjectKind::Staff, SubjectKind::Citizen, SubjectKind::Enterprise, SubjectKind::Foreigner];
+        let kinds: &[SubjectKind] = match &self.kinds {
+            Some(k) => k,
+            None if self.services.is_empty() => &people,
+            None => &[],
+        };
+        kinds.contains(&c.kind)
+            && (c.kind != SubjectKind::Staff || self.depts.as_ref().is_none_or(|d| d.contains(&c.dept)))
+    }
+}
+
+/// One verification key.
+struct Key {
+    kid: Option<String>,
+    key: DecodingKey,
+    alg: Algorithm,
+    scope: KeyScope,
+}
+
+/// Verification keys.
+type Keys = Vec<Key>;
 
 /// Verifies tokens against a set of public keys.
 pub struct Verifier {
@@ -264,11 +366,15 @@ impl Verifier {
     }
 }
 
-/// The usable asymmetric keys of a JWKS.
+/// The usable asymmetric keys of a JWKS, each with its scope.
+///
+/// # Errors
+/// Malformed JSON, a `signs` member that is not a [`KeyScope`], or no usable key.
 fn parse_jwks(jwks: &str) -> anyhow::Result<Keys> {
     let set: JwkSet = serde_json::from_str(jwks).context("parsing JWKS")?;
+    let raw: serde_json::Value = serde_json::from_str(jwks).context("parsing JWKS")?;
     let mut keys = Vec::new();
-    for jwk in &set.keys {
+    for (i, jwk) in set.keys.iter().enumerate() {
         let alg = match (&jwk.common.key_algorithm, &jwk.algorithm) {
             (Some(a), _) => a.to_string().parse::<Algorithm>().ok(),
             (None, jsonwebtoken::jwk::AlgorithmParameters::OctetKeyPair(_)) => Some(Algorithm::EdDSA),
@@ -280,8 +386,14 @@ fn parse_jwks(jwks: &str) -> anyhow::Result<Keys> {
         let Some(alg) = alg.filter(|a| !matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)) else {
             continue;
         };
+        // A malformed scope is an error, not "no scope": that would widen the key.
+        let scope = match raw["keys"][i].get("signs") {
+            Some(v) => serde_json::from_value(v.clone())
+                .with_context(|| format!("key {:?}: `signs` is not a key scope", jwk.common.key_id))?,
+            None => KeyScope::default(),
+        };
         if let Ok(key) = DecodingKey::from_jwk(jwk) {
-            keys.push((jwk.common.key_id.clone(), key, alg));
+            keys.push(Key { kid: jwk.common.key_id.clone(), key, alg, scope });
         }
     }
     if keys.is_empty() {
@@ -328,17 +440,25 @@ impl Verifier {
         let invalid = || Error::new(ErrorKind::Unauthenticated, "AUTH_TOKEN_INVALID", "the token is not valid");
         let header = jsonwebtoken::decode_header(token).map_err(|_| invalid())?;
         let keys = self.current_keys();
-        let candidates = keys.iter().filter(|(kid, _, alg)| {
-            *alg == header.alg && (header.kid.is_none() || kid.as_ref() == header.kid.as_ref())
-        });
+        let candidates = keys.iter().filter(|k| k.alg == header.alg && (header.kid.is_none() || k.kid == header.kid));
         let mut last = invalid();
-        for (_, key, alg) in candidates {
-            let mut v = Validation::new(*alg);
-            v.set_issuer(&[&self.settings.issuer]);
+        for k in candidates {
+            let mut v = Validation::new(k.alg);
+            v.set_issuer(&[k.scope.iss.as_deref().unwrap_or(&self.settings.issuer)]);
             v.set_audience(&[&self.settings.audience]);
             v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+            v.validate_nbf = true;
             v.leeway = self.settings.leeway_seconds;
-            match jsonwebtoken::decode::<Claims>(token, key, &v) {
+            match jsonwebtoken::decode::<Claims>(token, &k.key, &v) {
+                Ok(data) if !k.scope.allows(&data.claims) => {
+                    // Signed by a key that may not sign this (an SSO key minting a service,
+                    // a service's key minting a person or another service).
+                    return Err(Error::new(
+                        ErrorKind::Unauthenticated,
+                        "AUTH_TOKEN_OUT_OF_SCOPE",
+                        "the token's key may not sign this subject",
+                    ));
+                }
                 Ok(data) => {
                     let exp = data.claims.exp;
                     return principal_of(data.claims).map(|p| (p, exp)).ok_or_else(invalid);
@@ -349,6 +469,11 @@ impl Verifier {
                         J::ExpiredSignature => {
                             Error::new(ErrorKind::Unauthenticated, "AUTH_TOKEN_EXPIRED", "the token has expired")
                         }
+                        J::ImmatureSignature => Error::new(
+                            ErrorKind::Unauthenticated,
+                            "AUTH_TOKEN_NOT_YET_VALID",
+                            "the token is not valid yet",
+                        ),
                         J::InvalidIssuer | J::InvalidAudience => Error::new(
                             ErrorKind::Unauthenticated,
                             "AUTH_TOKEN_WRONG_ISSUER",
@@ -363,14 +488,34 @@ impl Verifier {
     }
 }
 
+/// Whether `kind` with these identifiers is a well-formed subject.
+fn identified(kind: SubjectKind, dept: &str, id_number: &str, credit_code: &str, passport: &str) -> bool {
+    match kind {
+        SubjectKind::Staff | SubjectKind::Service => !dept.is_empty(),
+        SubjectKind::Citizen => crate::ids::CitizenId::parse(id_number).is_ok(),
+        SubjectKind::Enterprise => crate::ids::CreditCode::parse(credit_code).is_ok(),
+        SubjectKind::Foreigner => crate::ids::Passport::parse(passport).is_ok(),
+    }
+}
+
 fn principal_of(c: Claims) -> Option<Principal> {
-    let ok = !c.sub.is_empty()
-        && match c.kind {
-            SubjectKind::Staff | SubjectKind::Service => !c.dept.is_empty(),
-            SubjectKind::Citizen => crate::ids::CitizenId::parse(&c.id_number).is_ok(),
-            SubjectKind::Enterprise => crate::ids::CreditCode::parse(&c.credit_code).is_ok(),
-            SubjectKind::Foreigner => crate::ids::Passport::parse(&c.passport_number).is_ok(),
-        };
+    let ok = !c.sub.is_empty() && identified(c.kind, &c.dept, &c.id_number, &c.credit_code, &c.passport_number);
+    // Only a service acts for someone, and only for an applicant.
+    let actor = match c.act {
+        None => None,
+        Some(a) if c.kind == SubjectKind::Service && a.kind.is_applicant() && !a.sub.is_empty() => {
+            if !identified(a.kind, "", &a.id_number, &a.credit_code, &a.passport_number) {
+                return None;
+            }
+            Some(Box::new(Principal {
+                id_number: a.id_number,
+                credit_code: a.credit_code,
+                passport_number: a.passport_number,
+                ..Principal::bare(&a.sub, a.kind)
+            }))
+        }
+        Some(_) => return None,
+    };
     ok.then_some(Principal {
         sub: c.sub,
         kind: c.kind,
@@ -379,6 +524,7 @@ fn principal_of(c: Claims) -> Option<Principal> {
         id_number: c.id_number,
         credit_code: c.credit_code,
         passport_number: c.passport_number,
+        actor,
     })
 }
 
@@ -405,8 +551,7 @@ impl Authenticator {
     /// As [`Verifier::reload`]: the keys in use stay.
     pub fn reload_keys(&self) -> anyhow::Result<()> {
         if self.0.reload()? {
-            let kids: Vec<String> =
-                self.0.current_keys().iter().map(|(kid, _, _)| kid.clone().unwrap_or_default()).collect();
+            let kids: Vec<String> = self.0.current_keys().iter().map(|k| k.kid.clone().unwrap_or_default()).collect();
             tracing::info!(target: "audit", keys = ?kids, "verification keys reloaded");
         }
         Ok(())
@@ -457,6 +602,13 @@ pub struct DevKeys {
 pub fn ensure_dev_keys(dir: &Path) -> anyhow::Result<DevKeys> {
     let keys = DevKeys { signing_key: dir.join("dev-signing-key.pem"), jwks: dir.join("dev-jwks.json") };
     if keys.signing_key.exists() && keys.jwks.exists() {
+        // A JWKS written before keys had scopes is written again from its key: without a
+        // scope the development key could no longer sign the services.
+        let scoped = std::fs::read_to_string(&keys.jwks).is_ok_and(|t| t.contains("\"signs\""));
+        if !scoped {
+            let minter = Minter::load(&keys.signing_key, AuthSettings::default())?;
+            std::fs::write(&keys.jwks, minter.jwks()).context("writing the JWKS")?;
+        }
         return Ok(keys);
     }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -514,13 +666,21 @@ impl Minter {
         Ok(Self::from_seed(seed, settings))
     }
 
-    /// The JWKS (public key only) matching this key.
+    /// The development JWKS (public key only) matching this key: it signs everyone, every
+    /// service included. Production keys are scoped (see [`KeyScope`]).
     pub fn jwks(&self) -> String {
-        serde_json::json!({"keys": [{
+        let everyone = serde_json::json!({"services": ["*"]});
+        let mut key = self.jwk(&everyone);
+        key["signs"]["kinds"] = serde_json::json!(["staff", "citizen", "enterprise", "foreigner"]);
+        serde_json::json!({ "keys": [key] }).to_string()
+    }
+
+    /// This key as one JWK (public key only) that may sign `scope` (a [`KeyScope`] as JSON).
+    pub fn jwk(&self, scope: &serde_json::Value) -> serde_json::Value {
+        serde_json::json!({
             "kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "use": "sig",
-            "kid": self.kid, "x": self.public_x,
-        }]})
-        .to_string()
+            "kid": self.kid, "x": self.public_x, "signs": scope,
+        })
     }
 
     /// A token for `principal`, valid `ttl_seconds`.
@@ -555,6 +715,7 @@ mod tests {
             id_number: String::new(),
             credit_code: String::new(),
             passport_number: String::new(),
+            actor: None,
         }
     }
 
@@ -714,18 +875,48 @@ impl ServiceIdentity {
     }
 
     fn sign(&self) -> anyhow::Result<String> {
-        self.minter.mint(
-            Principal {
-                sub: self.name.clone(),
-                kind: SubjectKind::Service,
-                dept: self.name.clone(),
-                roles: vec![],
-                id_number: String::new(),
-                credit_code: String::new(),
-                passport_number: String::new(),
-            },
-            SERVICE_TOKEN_TTL_SECONDS,
-        )
+        self.minter.mint(self.principal(), SERVICE_TOKEN_TTL_SECONDS)
+    }
+
+    fn principal(&self) -> Principal {
+        Principal { dept: self.name.clone(), ..Principal::bare(&self.name, SubjectKind::Service) }
+    }
+
+    /// A client interceptor that calls as this service acting for `user` (an applicant):
+    /// this service's own short-lived token with the user in its `act` claim, so the callee
+    /// decides as for the user while the user's own token never leaves the service it was
+    /// sent to.
+    ///
+    /// # Errors
+    /// The user is not an applicant, or signing failed.
+    pub fn acting_for(&self, user: &Principal) -> anyhow::Result<OnBehalf> {
+        if !user.kind.is_applicant() {
+            bail!("a service acts only for an applicant");
+        }
+        let actor = Principal {
+            id_number: user.id_number.clone(),
+            credit_code: user.credit_code.clone(),
+            passport_number: user.passport_number.clone(),
+            ..Principal::bare(&user.sub, user.kind)
+        };
+        let token =
+            self.minter.mint(Principal { actor: Some(Box::new(actor)), ..self.principal() }, ON_BEHALF_TTL_SECONDS)?;
+        Ok(OnBehalf(format!("Bearer {token}").parse().context("token is not ASCII")?))
+    }
+}
+
+/// Lifetime of a token made for one call on a user's behalf.
+const ON_BEHALF_TTL_SECONDS: u64 = 60;
+
+/// Sends a token made by [`ServiceIdentity::acting_for`] (and the trace context).
+#[derive(Clone)]
+pub struct OnBehalf(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
+
+impl tonic::service::Interceptor for OnBehalf {
+    fn call(&mut self, req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        let mut req = crate::telemetry::inject_grpc(req)?;
+        req.metadata_mut().insert("authorization", self.0.clone());
+        Ok(req)
     }
 }
 

@@ -15,6 +15,12 @@ pub const ROLE_APPROVER: &str = "approver";
 pub const SUPERVISION: &str = "supervision";
 /// Service name of the coordinator, which acts for applicants and compensates.
 pub const COORDINATOR: &str = "coordinator";
+/// Role of supervision staff who need applicants' personal data (an investigator of a
+/// complaint); other supervision staff read cases and bundles masked.
+pub const ROLE_PERSONAL_DATA: &str = "personal_data";
+/// The services that may call others acting for an applicant (the `act` claim): only
+/// supervision, which asks the owning service whether a rater owns what they rate.
+pub const ACTS_FOR_APPLICANTS: &[&str] = &["supervision"];
 
 /// The authenticated principal of a request.
 ///
@@ -59,6 +65,27 @@ pub fn is_applicant(p: &Principal, applicant_kind: onething_proto::common::Appli
         (SubjectKind::Foreigner, A::Foreigner) => p.passport_number == identifier,
         _ => false,
     }
+}
+
+/// The applicant a service acts for, when it is one of [`ACTS_FOR_APPLICANTS`]: the callee
+/// decides as for that applicant. Anyone else's `act` claim counts for nothing.
+pub fn acting_for(p: &Principal) -> Option<&Principal> {
+    let may = p.kind == SubjectKind::Service && ACTS_FOR_APPLICANTS.contains(&p.sub.as_str());
+    p.actor.as_deref().filter(|_| may)
+}
+
+/// Whether `p`, reading across departments, sees applicants' personal data unmasked: all
+/// but supervision staff without [`ROLE_PERSONAL_DATA`] (the others who read a case are its
+/// applicant, its department and the coordinator, which need it).
+pub fn sees_personal_data(p: &Principal) -> bool {
+    !is_supervision(p) || p.has_role(ROLE_PERSONAL_DATA)
+}
+
+/// Readers of a department's records of persons and enterprises (registers that are
+/// personal data through and through, so nothing is left to show masked): that department's
+/// staff and supervision staff with [`ROLE_PERSONAL_DATA`]. No service reads them.
+pub fn reads_register(p: &Principal, department: &str) -> bool {
+    p.is_staff_of(department) || (is_supervision(p) && p.has_role(ROLE_PERSONAL_DATA))
 }
 
 /// Supervision staff: read everything, decide nothing.

@@ -36,7 +36,7 @@ impl SupervisionService for Api {
     ) -> Result<Response<pb::SubmitComplaintResponse>, Status> {
         let p = authz::principal(&r)?;
         let m = self.0.submit_complaint(&p, r.into_inner()).await?;
-        Ok(Response::new(pb::SubmitComplaintResponse { complaint: Some(complaint_pb(&m)) }))
+        Ok(Response::new(pb::SubmitComplaintResponse { complaint: Some(complaint_pb(&m, &p)) }))
     }
 
     async fn advance_complaint(
@@ -45,13 +45,12 @@ impl SupervisionService for Api {
     ) -> Result<Response<pb::AdvanceComplaintResponse>, Status> {
         let p = authz::principal(&r)?;
         let m = self.0.advance_complaint(&p, r.into_inner()).await?;
-        Ok(Response::new(pb::AdvanceComplaintResponse { complaint: Some(complaint_pb(&m)) }))
+        Ok(Response::new(pb::AdvanceComplaintResponse { complaint: Some(complaint_pb(&m, &p)) }))
     }
 
     async fn rate(&self, r: Request<pb::RateRequest>) -> Result<Response<pb::RateResponse>, Status> {
         let p = authz::principal(&r)?;
-        let bearer = r.metadata().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-        let m = self.0.rate(&p, &bearer, r.into_inner()).await?;
+        let m = self.0.rate(&p, r.into_inner()).await?;
         Ok(Response::new(pb::RateResponse { rating: Some(rating_pb(&m)) }))
     }
 
@@ -81,6 +80,8 @@ impl SupervisionService for Api {
 
     async fn get_kpis(&self, r: Request<pb::GetKpisRequest>) -> Result<Response<pb::GetKpisResponse>, Status> {
         let p = authz::principal(&r)?;
+        // Checked before the request is looked at (and again where the KPIs are read).
+        authz::check(authz::is_supervision(&p), &p, "GetKpis", "kpis")?;
         let r = r.into_inner();
         let (from, to) = (required(r.period_start, "period_start")?, required(r.period_end, "period_end")?);
         let departments = self.0.kpis(&p, from, to, at(r.at)).await?;

@@ -38,14 +38,16 @@ pub fn default_settings(data_dir: &Path) -> Settings {
 /// health, reflection, consumers of every stream, and the minutely 督办 notices.
 ///
 /// # Errors
-/// As [`ServiceRuntime::start`].
+/// As [`ServiceRuntime::start`], or no signing key to ask owners with.
 pub async fn build(settings: Settings) -> anyhow::Result<Service> {
     let peers = Peers::from_settings(&settings)?;
+    let identity = onething_platform::auth::ServiceIdentity::load(SERVICE, &settings.auth)?;
     let mut runtime = ServiceRuntime::start::<store::Migrator>(SERVICE, settings).await?;
     for stream in projection::STREAMS {
         runtime.add_consumer(projection::spec(stream), projection::Projection { calendar: runtime.calendar.clone() });
     }
-    let sup = ops::Supervision::new(runtime.db.clone(), runtime.outbox.clone(), runtime.calendar.clone(), peers);
+    let sup =
+        ops::Supervision::new(runtime.db.clone(), runtime.outbox.clone(), runtime.calendar.clone(), peers, identity);
     let notices = sup.clone();
     runtime.add_periodic("issue-notices", Duration::from_secs(60), move || {
         let notices = notices.clone();

@@ -9,7 +9,7 @@ use crate::{
 };
 use chrono::{DateTime, Utc};
 use onething_platform::{
-    auth::{Principal, SubjectKind},
+    auth::{Principal, ServiceIdentity, SubjectKind},
     authz,
     calendar::Calendar,
     cases::timestamp,
@@ -31,6 +31,7 @@ pub struct Supervision {
     outbox: Outbox,
     calendar: Arc<Calendar>,
     peers: Peers,
+    identity: ServiceIdentity,
 }
 
 fn staff(p: &Principal) -> bool {
@@ -70,8 +71,9 @@ pub fn rating_pb(m: &rating::Model) -> pb::Rating {
     }
 }
 
-/// The API message of a complaint.
-pub fn complaint_pb(m: &complaint::Model) -> pb::Complaint {
+/// The API message of a complaint as `reader` sees it: staff notes for supervision staff
+/// only (a complainant sees the step and its deadline, not the investigators' notes).
+pub fn complaint_pb(m: &complaint::Model, reader: &Principal) -> pb::Complaint {
     pb::Complaint {
         complaint_id: m.id.clone(),
         channel: pb::Channel::from_str_name(&m.channel).unwrap_or(pb::Channel::Unspecified) as i32,
@@ -79,7 +81,7 @@ pub fn complaint_pb(m: &complaint::Model) -> pb::Complaint {
         summary: m.summary.clone(),
         step: pb::ComplaintStep::from_str_name(&m.step).unwrap_or(pb::ComplaintStep::Unspecified) as i32,
         next_step_due: m.next_step_due.map(timestamp),
-        notes: serde_json::from_str(&m.notes).unwrap_or_default(),
+        notes: if staff(reader) { serde_json::from_str(&m.notes).unwrap_or_default() } else { Vec::new() },
     }
 }
 
@@ -102,22 +104,17 @@ fn row<'a>(by: &'a mut BTreeMap<String, pb::DepartmentKpi>, d: &str) -> &'a mut 
     by.entry(d.to_string()).or_insert_with(|| pb::DepartmentKpi { department: d.into(), ..Default::default() })
 }
 
-/// Sends the caller's own token with a request, so the owning service decides.
-#[derive(Clone)]
-struct Forward(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
-
-impl tonic::service::Interceptor for Forward {
-    fn call(&mut self, mut req: tonic::Request<()>) -> std::result::Result<tonic::Request<()>, tonic::Status> {
-        req.metadata_mut().insert("authorization", self.0.clone());
-        Ok(req)
-    }
-}
-
 impl Supervision {
     /// Supervision over its database, outbox and calendar; `peers` are the departments and
-    /// the coordinator it asks about ownership.
-    pub fn new(db: DatabaseConnection, outbox: Outbox, calendar: Arc<Calendar>, peers: Peers) -> Self {
-        Self { db, outbox, calendar, peers }
+    /// the coordinator it asks about ownership, as `identity` acting for the rater.
+    pub fn new(
+        db: DatabaseConnection,
+        outbox: Outbox,
+        calendar: Arc<Calendar>,
+        peers: Peers,
+        identity: ServiceIdentity,
+    ) -> Self {
+        Self { db, outbox, calendar, peers, identity }
     }
 
     /// Cases and bundles in warning or overdue at `at`.
@@ -207,11 +204,14 @@ impl Supervision {
         Ok(n)
     }
 
-    /// Receives a complaint.
+    /// Receives a complaint; the same caller's same key answers with the complaint it made.
     ///
     /// # Errors
+    /// PERMISSION_DENIED for anyone but applicants (online) and supervision staff;
     /// INVALID_ARGUMENT for an unknown channel, an empty summary or key.
     pub async fn submit_complaint(&self, p: &Principal, r: pb::SubmitComplaintRequest) -> Result<complaint::Model> {
+        // Who may complain at all is decided before the request is looked at.
+        authz::check(staff(p) || p.kind.is_applicant(), p, "SubmitComplaint", "complaints")?;
         let channel = pb::Channel::try_from(r.channel).unwrap_or(pb::Channel::Unspecified);
         let mut bad = Vec::new();
         let v = |f: &str, d: &str| onething_platform::error::FieldViolation { field: f.into(), description: d.into() };
@@ -237,17 +237,17 @@ impl Supervision {
             "SubmitComplaint",
             "complaints",
         )?;
-        if let Some(m) = complaint::Entity::find()
-            .filter(complaint::Column::IdempotencyKey.eq(r.idempotency_key.clone()))
-            .one(&self.db)
-            .await?
+        // The key is the caller's: another's same key finds nothing of theirs.
+        let key = onething_platform::idempotency::scoped(p, &r.idempotency_key);
+        if let Some(m) =
+            complaint::Entity::find().filter(complaint::Column::IdempotencyKey.eq(key.clone())).one(&self.db).await?
         {
             return Ok(m);
         }
         let now = Utc::now();
         let m = complaint::Model {
             id: format!("TS{}", now.format("%Y%m%d%H%M%S%f")),
-            idempotency_key: r.idempotency_key.clone(),
+            idempotency_key: key,
             channel: channel.as_str_name().into(),
             department: r.department.trim().into(),
             summary: r.summary.trim().into(),
@@ -322,14 +322,17 @@ impl Supervision {
         Ok(next)
     }
 
-    /// Rates a finished case or bundle. Ownership is the owning service's call, asked with
-    /// the rater's own `bearer` token.
+    /// Rates a finished case or bundle. Ownership is the owning service's call, asked by
+    /// supervision acting for the rater (its own token, the rater as the actor): the rater's
+    /// token never leaves supervision.
     ///
     /// # Errors
     /// INVALID_ARGUMENT outside 1–5 or for an unknown target kind; PERMISSION_DENIED for
     /// someone else's case or a non-applicant; FAILED_PRECONDITION when it is not finished;
     /// ALREADY_EXISTS when it was rated.
-    pub async fn rate(&self, p: &Principal, bearer: &str, r: pb::RateRequest) -> Result<rating::Model> {
+    pub async fn rate(&self, p: &Principal, r: pb::RateRequest) -> Result<rating::Model> {
+        // Who may rate at all is decided before the request is looked at.
+        authz::check(p.kind.is_applicant(), p, "Rate", &r.target_id)?;
         if !(1..=5).contains(&r.score) {
             return Err(Error::invalid_field("SUPERVISION_INVALID_RATING", "score", "from 1 to 5"));
         }
@@ -337,9 +340,8 @@ impl Supervision {
         if !matches!(kind, "case" | "bundle") {
             return Err(Error::invalid_field("SUPERVISION_INVALID_REQUEST", "target_kind", "case or bundle"));
         }
-        authz::check(p.kind.is_applicant(), p, "Rate", &r.target_id)?;
         let department = if kind == "bundle" { "coordinator".to_string() } else { r.department.replace('-', "_") };
-        self.ask_owner(kind, &department, &r.target_id, bearer).await?;
+        self.ask_owner(kind, &department, &r.target_id, p).await?;
         let finished = tracked::Entity::find_by_id((kind.to_string(), r.target_id.clone()))
             .one(&self.db)
             .await?
@@ -393,14 +395,12 @@ impl Supervision {
         )
     }
 
-    async fn ask_owner(&self, kind: &str, department: &str, id: &str, bearer: &str) -> Result<()> {
+    async fn ask_owner(&self, kind: &str, department: &str, id: &str, rater: &Principal) -> Result<()> {
         let channel = self.peers.channel(department).ok_or_else(|| {
             Error::invalid_field("SUPERVISION_UNKNOWN_DEPARTMENT", "department", "no such department")
         })?;
-        let header = bearer
-            .parse()
-            .map_err(|_| Error::new(Kind::Unauthenticated, "AUTH_TOKEN_INVALID", "the token is not valid"))?;
-        let intercepted = tonic::service::interceptor::InterceptedService::new(channel, Forward(header));
+        let on_behalf = self.identity.acting_for(rater).map_err(Error::internal)?;
+        let intercepted = tonic::service::interceptor::InterceptedService::new(channel, on_behalf);
         let answer = if kind == "bundle" {
             copb::bundle_service_client::BundleServiceClient::new(intercepted)
                 .get_bundle(copb::GetBundleRequest { bundle_id: id.into() })
@@ -431,11 +431,17 @@ impl Supervision {
     /// PERMISSION_DENIED for anyone but supervision or the department's staff;
     /// FAILED_PRECONDITION for a good rating or one fixed already.
     pub async fn record_fix(&self, p: &Principal, r: pb::RecordFixRequest) -> Result<rating::Model> {
+        // Staff only, before anything is looked up; which department's, once it is.
+        authz::check(p.kind == SubjectKind::Staff, p, "RecordFix", &r.rating_id)?;
         let txn = begin_write(&self.db).await?;
-        let m = rating::Entity::find_by_id(r.rating_id.clone())
-            .one(&txn)
-            .await?
-            .ok_or_else(|| Error::not_found("SUPERVISION_RATING_NOT_FOUND", "no such rating"))?;
+        let Some(m) = rating::Entity::find_by_id(r.rating_id.clone()).one(&txn).await? else {
+            // Staff of a department learn nothing of ratings that do not exist.
+            return Err(if staff(p) {
+                Error::not_found("SUPERVISION_RATING_NOT_FOUND", "no such rating")
+            } else {
+                authz::deny(p, "RecordFix", &r.rating_id)
+            });
+        };
         authz::check(
             staff(p) || (p.kind == SubjectKind::Staff && p.dept == m.department),
             p,

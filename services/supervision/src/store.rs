@@ -179,6 +179,12 @@ impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         let mut m = onething_platform::store::migrations();
         m.push(Box::new(CreateTables));
+        m.push(Box::new(onething_platform::store::RescopeKeys {
+            name: "m20261202_600002_complaint_keys_by_caller",
+            table: "complaints",
+            // Who sent them was not kept: no caller's key finds them again.
+            scope_sql: "'unknown'",
+        }));
         m
     }
 }

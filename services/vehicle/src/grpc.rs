@@ -7,12 +7,13 @@ use crate::{
 };
 use chrono::{NaiveDate, Utc};
 use onething_platform::{
-    auth::{Principal, SubjectKind},
+    auth::Principal,
     authz::{self, ROLE_CLERK},
     cases::{CaseApi, timestamp},
     db::begin_write,
     error::{Error, Result},
     events::{Outbox, OutgoingEvent},
+    idempotency::applicant_kind_name,
     lifecycle::State,
 };
 use onething_proto::vehicle::{self as pb, ProxyState, vehicle_service_server::VehicleService};
@@ -45,14 +46,23 @@ async fn reschedule(
     p: &Principal,
     r: pb::RescheduleBookingRequest,
 ) -> Result<pb::RescheduleBookingResponse> {
+    // Who may move a booking at all is decided before the request is looked at.
+    let clerk = is_station_staff(p) && p.has_role(ROLE_CLERK);
+    authz::check(p.kind.is_applicant() || clerk, p, "RescheduleBooking", &r.case_id)?;
     let date = NaiveDate::parse_from_str(&r.slot_date, "%Y-%m-%d")
         .map_err(|_| Error::invalid_field("VEHICLE_INVALID_REQUEST", "slot_date", "a date as YYYY-MM-DD"))?;
     let time = domain::parse_time(&r.slot_time)
         .ok_or_else(|| Error::invalid_field("VEHICLE_INVALID_REQUEST", "slot_time", "a time as HH:MM"))?;
     let txn = begin_write(&me.db).await?;
-    let case = me.cases.load_in(&txn, &r.case_id).await?;
+    // An unknown booking and another's answer alike to an applicant.
+    let case = match me.cases.load_in(&txn, &r.case_id).await {
+        Err(e) if !clerk && e.kind() == onething_platform::error::Kind::NotFound => {
+            return Err(authz::deny(p, "RescheduleBooking", &r.case_id));
+        }
+        other => other?,
+    };
     let owner = authz::is_applicant(p, case.applicant.kind, &case.applicant.identifier);
-    authz::check(owner || (is_station_staff(p) && p.has_role(ROLE_CLERK)), p, "RescheduleBooking", &r.case_id)?;
+    authz::check(owner || clerk, p, "RescheduleBooking", &r.case_id)?;
     if case.matter_code != "vehicle.inspection_booking" || case.state != State::Accepted {
         return Err(Error::failed_precondition("VEHICLE_NOT_RESCHEDULABLE", "only an accepted booking can move"));
     }
@@ -188,14 +198,16 @@ impl VehicleService for Operations {
     ) -> Result<Response<pb::ListVehiclesResponse>, Status> {
         let p = authz::principal(&r)?;
         let owner = r.into_inner().owner_identifier.trim().to_ascii_uppercase();
-        let reads = is_station_staff(&p) || authz::is_supervision(&p) || p.kind == SubjectKind::Service;
-        authz::check(reads || p.applicant_identifier() == Some(owner.as_str()), &p, "ListVehicles", "vehicles")?;
-        let vehicles = vehicle::Entity::find()
-            .filter(vehicle::Column::OwnerIdentifier.eq(owner))
-            .order_by_asc(vehicle::Column::Plate)
-            .all(&self.db)
-            .await
-            .map_err(Error::from)?;
+        // Station staff and supervision look owners up; an owner sees their own vehicles,
+        // of their own kind (a passport number equal to an ID number is another owner).
+        let own_kind = p.applicant().filter(|(_, id)| *id == owner).map(|(k, _)| applicant_kind_name(k));
+        let reads = is_station_staff(&p) || authz::is_supervision(&p);
+        authz::check(reads || own_kind.is_some(), &p, "ListVehicles", "vehicles")?;
+        let mut q = vehicle::Entity::find().filter(vehicle::Column::OwnerIdentifier.eq(owner));
+        if let (Some(kind), false) = (own_kind, reads) {
+            q = q.filter(vehicle::Column::OwnerKind.eq(kind));
+        }
+        let vehicles = q.order_by_asc(vehicle::Column::Plate).all(&self.db).await.map_err(Error::from)?;
         Ok(Response::new(pb::ListVehiclesResponse {
             vehicles: vehicles
                 .into_iter()

@@ -161,6 +161,7 @@ impl Driver {
                 id_number: String::new(),
                 credit_code: code.clone(),
                 passport_number: String::new(),
+                actor: None,
             },
             3600,
         )?;

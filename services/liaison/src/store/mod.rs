@@ -20,6 +20,12 @@ impl MigratorTrait for Migrator {
         let mut m = onething_platform::store::migrations();
         m.push(Box::new(CreateTables));
         m.push(Box::new(Seed));
+        m.push(Box::new(onething_platform::store::RescopeKeys {
+            name: "m20261202_400003_request_keys_by_caller",
+            table: "enterprise_requests",
+            // The enterprise most likely sent it (a clerk's entries cannot be told apart).
+            scope_sql: "('enterprise:' || credit_code)",
+        }));
         m
     }
 }

@@ -326,13 +326,31 @@ impl CaseRecord {
                 provisional: self.due_provisional,
             }),
             result: self.result.clone().into_iter().collect(),
-            idempotency_key: self.idempotency_key.clone(),
+            idempotency_key: crate::idempotency::client_key(&self.idempotency_key).to_string(),
             version: self.version,
             create_time: Some(timestamp(self.created_at)),
             update_time: Some(timestamp(self.updated_at)),
             bundle_id: self.bundle_id.clone(),
         }
     }
+}
+
+/// `case` as a reader who may not see personal data sees it (supervision without the
+/// personal-data role): the applicant masked, the form's values and the materials'
+/// documents withheld, results masked; the matter, states, reasons and times stay.
+pub fn masked(mut case: pb::Case) -> pb::Case {
+    if let Some(a) = case.applicant.as_mut() {
+        a.identifier = crate::ids::mask_id(&a.identifier);
+        a.name = crate::ids::mask_name(&a.name);
+        a.phone = crate::ids::mask_phone(&a.phone);
+    }
+    for v in case.form.values_mut().chain(case.result.values_mut()) {
+        *v = "***".into();
+    }
+    for m in &mut case.materials {
+        m.document_uri.clear();
+    }
+    case
 }
 
 /// A protobuf timestamp.

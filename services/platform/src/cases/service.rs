@@ -25,6 +25,10 @@ use sea_orm::{
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
+/// How the coordinator's keys of bundle steps begin (`bundle:<bundle id>:<step id>`);
+/// reserved to it.
+pub const BUNDLE_KEY_PREFIX: &str = "bundle:";
+
 /// Largest page of ListCases.
 pub const MAX_PAGE_SIZE: i32 = 100;
 const DEFAULT_PAGE_SIZE: i32 = 20;
@@ -104,6 +108,10 @@ impl<D: Department> CaseApi<D> {
         let may_create =
             p.kind.is_applicant() || (self.is_staff(p) && p.has_role(ROLE_CLERK)) || p.is_service(COORDINATOR);
         authz::check(may_create, p, "CreateCase", &req.matter_code)?;
+        // Only the coordinator puts a case in a bundle: a bundle id or a step's key from
+        // anyone else would let them steer someone else's bundle.
+        let in_bundle = !req.bundle_id.trim().is_empty() || req.idempotency_key.trim().starts_with(BUNDLE_KEY_PREFIX);
+        authz::check(!in_bundle || p.is_service(COORDINATOR), p, "CreateCase", "bundle")?;
         let matter = self.matter_of(&req.matter_code)?;
         let mut violations = Vec::new();
         let key = req.idempotency_key.trim();
@@ -147,7 +155,7 @@ impl<D: Department> CaseApi<D> {
             paused_since: None,
             due_provisional: false,
             priority: matter.priority,
-            idempotency_key: key.to_string(),
+            idempotency_key: crate::idempotency::scoped(p, key),
             bundle_id: req.bundle_id.trim().to_string(),
             version: 1,
             created_at: now,
@@ -334,7 +342,7 @@ impl<D: Department> CaseApi<D> {
             version: case.version,
             due_time: case.due_at.map(timestamp),
             occur_time: Some(timestamp(case.updated_at)),
-            idempotency_key: case.idempotency_key.clone(),
+            idempotency_key: crate::idempotency::client_key(&case.idempotency_key).to_string(),
             bundle_id: case.bundle_id.clone(),
             applicant_kind: case.applicant.kind as i32,
             due_time_provisional: case.due_provisional,
@@ -366,7 +374,17 @@ impl<D: Department> CaseApi<D> {
     /// for a caller who may not read it.
     pub async fn get(&self, p: &Principal, case_id: &str) -> Result<CaseRecord> {
         crate::telemetry::record_ids(Some(case_id), None);
-        let case = load(&self.inner.db, case_id).await?;
+        // Who may read cases here at all is decided before the request is looked at.
+        let may = self.reads_department(p) || p.kind.is_applicant() || authz::acting_for(p).is_some();
+        authz::check(may, p, "GetCase", case_id)?;
+        // Nobody outside may learn whether a case exists: a refusal and an unknown id
+        // answer alike for whoever may not read this department's cases at all.
+        let case = match load(&self.inner.db, case_id).await {
+            Err(e) if e.kind() == Kind::NotFound && !self.reads_department(p) => {
+                return Err(authz::deny(p, "GetCase", case_id));
+            }
+            other => other?,
+        };
         authz::check(self.can_read(p, &case), p, "GetCase", case_id)?;
         Ok(case)
     }
@@ -379,9 +397,17 @@ impl<D: Department> CaseApi<D> {
         authz::is_applicant(p, case.applicant.kind, &case.applicant.identifier)
     }
 
-    /// Who may read a case: its applicant, this department's staff, supervision, the coordinator.
+    /// Who may read every case of this department: its staff, supervision, the coordinator.
+    fn reads_department(&self, p: &Principal) -> bool {
+        self.is_staff(p) || authz::is_supervision(p) || p.is_service(COORDINATOR)
+    }
+
+    /// Who may read a case: those who read the department, its applicant, and a service
+    /// acting for its applicant (supervision asking before a rating).
     fn can_read(&self, p: &Principal, case: &CaseRecord) -> bool {
-        Self::is_owner(p, case) || self.is_staff(p) || authz::is_supervision(p) || p.is_service(COORDINATOR)
+        self.reads_department(p)
+            || Self::is_owner(p, case)
+            || authz::acting_for(p).is_some_and(|a| Self::is_owner(a, case))
     }
 
     /// Whether `p` may take an action needing `need` on `case` (`None`: before loading it,
@@ -414,7 +440,13 @@ impl<D: Department> CaseApi<D> {
     ) -> Result<Action_> {
         authz::check(self.may(p, need, None), p, rpc, case_id)?;
         let txn = crate::db::begin_write(&self.inner.db).await?;
-        let case = load(&txn, case_id).await?;
+        // As in `get`: an unknown id and another's case answer alike to outsiders.
+        let case = match load(&txn, case_id).await {
+            Err(e) if e.kind() == Kind::NotFound && !self.reads_department(p) => {
+                return Err(authz::deny(p, rpc, case_id));
+            }
+            other => other?,
+        };
         authz::check(self.may(p, need, Some(&case)), p, rpc, case_id)?;
         if expected_version != 0 && expected_version != case.version {
             return Err(Error::new(Kind::Aborted, "CASE_VERSION_MISMATCH", "the case changed; reload and retry"));
@@ -642,8 +674,8 @@ impl<D: Department> CaseApi<D> {
     pub async fn list(&self, p: &Principal, req: pb::ListCasesRequest) -> Result<(Vec<CaseRecord>, String)> {
         // Staff, supervision and the coordinator see the department's cases; an applicant
         // sees their own; anyone else nothing.
-        let everything = self.is_staff(p) || authz::is_supervision(p) || p.is_service(COORDINATOR);
-        let own = p.applicant_identifier().map(str::to_string);
+        let everything = self.reads_department(p);
+        let own = p.applicant().map(|(kind, id)| (crate::idempotency::applicant_kind_name(kind), id.to_string()));
         authz::check(everything || own.is_some(), p, "ListCases", self.inner.dept.name())?;
         if req.page_size < 0 {
             return Err(Error::invalid_field("CASE_INVALID_REQUEST", "page_size", "must not be negative"));
@@ -667,8 +699,8 @@ impl<D: Department> CaseApi<D> {
         if !req.matter_code.is_empty() {
             q = q.filter(row::Column::MatterCode.eq(req.matter_code));
         }
-        if !everything && let Some(id) = own {
-            q = q.filter(row::Column::ApplicantIdentifier.eq(id));
+        if !everything && let Some((kind, id)) = own {
+            q = q.filter(row::Column::ApplicantKind.eq(kind)).filter(row::Column::ApplicantIdentifier.eq(id));
         }
         let rows = q.offset(offset).limit(size as u64 + 1).all(&self.inner.db).await?;
         let more = rows.len() > size as usize;
@@ -702,7 +734,10 @@ async fn load<C: sea_orm::ConnectionTrait>(db: &C, case_id: &str) -> Result<Case
 /// A retried create returns the first case only when it is the same matter for the same
 /// applicant; anything else reuses a key and learns nothing about the other case.
 fn same_request(existing: CaseRecord, matter: &Matter, applicant: &ApplicantRecord) -> Result<CaseRecord> {
-    if existing.matter_code == matter.code && existing.applicant.identifier == applicant.identifier {
+    if existing.matter_code == matter.code
+        && existing.applicant.kind == applicant.kind
+        && existing.applicant.identifier == applicant.identifier
+    {
         Ok(existing)
     } else {
         Err(Error::failed_precondition(
@@ -731,6 +766,11 @@ fn reply(case: CaseRecord) -> Option<pb::Case> {
     Some(case.to_proto())
 }
 
+/// The case as `p` may see it: masked for a reader without the personal-data role.
+fn shown(p: &Principal, case: &CaseRecord) -> pb::Case {
+    if authz::sees_personal_data(p) { case.to_proto() } else { super::record::masked(case.to_proto()) }
+}
+
 #[tonic::async_trait]
 impl<D: Department> CaseService for CaseApi<D> {
     async fn create_case(&self, r: Request<pb::CreateCaseRequest>) -> Result<Response<pb::CreateCaseResponse>, Status> {
@@ -742,14 +782,14 @@ impl<D: Department> CaseService for CaseApi<D> {
     async fn get_case(&self, r: Request<pb::GetCaseRequest>) -> Result<Response<pb::GetCaseResponse>, Status> {
         let p = authz::principal(&r)?;
         let case = self.get(&p, &r.into_inner().case_id).await?;
-        Ok(Response::new(pb::GetCaseResponse { case: reply(case) }))
+        Ok(Response::new(pb::GetCaseResponse { case: Some(shown(&p, &case)) }))
     }
 
     async fn list_cases(&self, r: Request<pb::ListCasesRequest>) -> Result<Response<pb::ListCasesResponse>, Status> {
         let p = authz::principal(&r)?;
         let (cases, next_page_token) = self.list(&p, r.into_inner()).await?;
         Ok(Response::new(pb::ListCasesResponse {
-            cases: cases.iter().map(CaseRecord::to_proto).collect(),
+            cases: cases.iter().map(|c| shown(&p, c)).collect(),
             next_page_token,
         }))
     }

@@ -9,7 +9,42 @@ use sea_orm_migration::{prelude::*, schema::*};
 
 /// The platform's migrations, in order.
 pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-    vec![Box::new(M20261129CreatePlatformTables), Box::new(M20261129OutboxPendingIndex)]
+    vec![
+        Box::new(M20261129CreatePlatformTables),
+        Box::new(M20261129OutboxPendingIndex),
+        Box::new(RescopeKeys {
+            name: "m20261202_000003_case_keys_by_caller",
+            table: "cases",
+            // Keys of the coordinator's steps were its own; any other most likely the applicant's.
+            scope_sql: "(CASE WHEN idempotency_key LIKE 'bundle:%' THEN 'service:coordinator' \
+                        ELSE applicant_kind || ':' || applicant_identifier END)",
+        }),
+    ]
+}
+
+/// Scopes the idempotency keys of `table`'s rows by caller, once (see
+/// [`crate::idempotency::rescope_sql`]): every store with a key has one of these.
+pub struct RescopeKeys {
+    /// Migration name.
+    pub name: &'static str,
+    /// Table with an `idempotency_key` column.
+    pub table: &'static str,
+    /// SQL text expression of a row's caller scope.
+    pub scope_sql: &'static str,
+}
+
+impl MigrationName for RescopeKeys {
+    fn name(&self) -> &str {
+        self.name
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for RescopeKeys {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.get_connection().execute_unprepared(&crate::idempotency::rescope_sql(self.table, self.scope_sql)).await?;
+        Ok(())
+    }
 }
 
 /// The relay's index: only rows not yet sent, in sequence order, so its "next unsent rows"

@@ -1,0 +1,137 @@
+//! What a reader sees of a bundle: its applicant everything; the staff of a department
+//! with a step in it their own steps, the others' states only, the applicant masked;
+//! supervision everything masked unless its role needs personal data; no one else anything.
+
+use crate::{
+    engine::Aggregate,
+    saga::{BundleState, Step},
+};
+use onething_platform::{
+    auth::{Principal, SubjectKind},
+    authz,
+    cases::timestamp,
+    idempotency::applicant_kind_name,
+    ids::{mask_id, mask_name, mask_phone},
+    lifecycle::State as CaseState,
+};
+use onething_proto::{common as cpb, coordinator as pb};
+
+/// A reader's view of one bundle.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum View {
+    /// Its applicant (or a service acting for them), or the clerk who entered it.
+    Full,
+    /// Staff of this department, which has a step in the bundle.
+    Department(String),
+    /// Supervision staff without the personal-data role: states, times and reasons.
+    Masked,
+}
+
+impl View {
+    /// Whether `p` may ask for bundles at all (before any is looked up): applicants,
+    /// staff, and a service acting for an applicant. A service on its own reads none.
+    pub fn may_ask(p: &Principal) -> bool {
+        let reader = authz::acting_for(p).unwrap_or(p);
+        reader.kind.is_applicant() || reader.kind == SubjectKind::Staff
+    }
+
+    /// The view `p` has of `agg`, or `None` when `p` may not see it.
+    pub fn of(p: &Principal, agg: &Aggregate) -> Option<Self> {
+        let reader = authz::acting_for(p).unwrap_or(p);
+        if owns(reader, agg) {
+            return Some(Self::Full);
+        }
+        if authz::is_supervision(reader) {
+            return Some(if authz::sees_personal_data(reader) { Self::Full } else { Self::Masked });
+        }
+        let in_it = reader.kind == SubjectKind::Staff && agg.steps.iter().any(|s| s.department == reader.dept);
+        in_it.then(|| Self::Department(reader.dept.clone()))
+    }
+
+    /// `agg` as this view shows it.
+    pub fn show(&self, agg: &Aggregate) -> pb::Bundle {
+        let mut b = to_proto(agg);
+        if *self == Self::Full {
+            return b;
+        }
+        if let Some(a) = b.applicant.as_mut() {
+            a.identifier = mask_id(&a.identifier);
+            a.name = mask_name(&a.name);
+            a.phone = mask_phone(&a.phone);
+        }
+        for s in &mut b.steps {
+            match self {
+                Self::Department(d) if *d == s.department => {}
+                Self::Department(_) => {
+                    // Another department's case: that it moves, not what it holds.
+                    s.case_id.clear();
+                    s.result.clear();
+                    s.reason.clear();
+                }
+                // Results hold permit and licence numbers; states and reasons are what
+                // supervision watches.
+                _ => s.result.clear(),
+            }
+        }
+        b
+    }
+}
+
+/// Whether `p` is the bundle's applicant (kind and identifier).
+pub fn owns(p: &Principal, agg: &Aggregate) -> bool {
+    p.applicant().is_some_and(|(kind, id)| {
+        applicant_kind_name(kind) == agg.bundle.applicant_kind && id == agg.bundle.applicant_identifier
+    })
+}
+
+/// The whole API message of a bundle (what its applicant sees).
+pub fn to_proto(a: &Aggregate) -> pb::Bundle {
+    let b = &a.bundle;
+    pb::Bundle {
+        bundle_id: b.id.clone(),
+        code: b.code.clone(),
+        state: match BundleState::parse(&b.state) {
+            BundleState::Running => pb::BundleState::Running,
+            BundleState::Completed => pb::BundleState::Completed,
+            BundleState::Failed => pb::BundleState::Failed,
+            BundleState::Withdrawn => pb::BundleState::Withdrawn,
+        } as i32,
+        applicant: Some(cpb::Applicant {
+            kind: match b.applicant_kind.as_str() {
+                "enterprise" => cpb::ApplicantKind::Enterprise,
+                "foreigner" => cpb::ApplicantKind::Foreigner,
+                _ => cpb::ApplicantKind::Citizen,
+            } as i32,
+            identifier: b.applicant_identifier.clone(),
+            name: b.applicant_name.clone(),
+            phone: b.applicant_phone.clone(),
+        }),
+        steps: a
+            .steps
+            .iter()
+            .map(|s| pb::BundleStep {
+                step_id: s.step_id.clone(),
+                matter_code: s.matter_code.clone(),
+                department: s.department.clone(),
+                state: match Step::parse(&s.state) {
+                    Step::Blocked => pb::StepState::Blocked,
+                    Step::Pending => pb::StepState::Pending,
+                    Step::InProgress | Step::Cancelling => pb::StepState::InProgress,
+                    Step::Done => pb::StepState::Done,
+                    Step::Refused => pb::StepState::Refused,
+                    Step::Cancelled => pb::StepState::Cancelled,
+                    Step::Skipped => pb::StepState::Skipped,
+                } as i32,
+                case_id: s.case_id.clone(),
+                case_state: CaseState::from_str_name(&s.case_state)
+                    .map_or(cpb::CaseState::Unspecified, CaseState::to_proto) as i32,
+                reason: if Step::parse(&s.state) == Step::Cancelling { "withdrawing".into() } else { s.reason.clone() },
+                result: serde_json::from_str(&s.result).unwrap_or_default(),
+            })
+            .collect(),
+        due_time: Some(timestamp(b.due_at)),
+        version: b.version,
+        create_time: Some(timestamp(b.created_at)),
+        update_time: Some(timestamp(b.updated_at)),
+    }
+}

@@ -1,0 +1,233 @@
+//! Hostile callers inside the network, as issue 20 found them: a citizen steering an
+//! enterprise's bundle with its step key, forged case events for a step, a passport number
+//! equal to a citizen's ID number, and staff reading bundles that are not theirs.
+
+use crate::{
+    bundles::{
+        World, approve_operating, case_of, citizen_applicant, enterprise_applicant, finished, opening, operating,
+        submit,
+    },
+    common::*,
+};
+use onething_proto::{
+    common::{self as cpb, CaseState, CaseStateChanged},
+    coordinator::{self as pb, BundleState, StepState},
+};
+use std::time::Duration;
+use tonic::Code;
+
+/// Waits until the coordinator's consumer of `stream` has nothing pending or unacknowledged.
+async fn drained(js: &async_nats::jetstream::Context, stream: &str) {
+    eventually(Duration::from_secs(30), "the coordinator to take every event", || async {
+        let s = js.get_stream(stream).await.ok()?;
+        let names: Vec<String> =
+            futures::StreamExt::collect::<Vec<_>>(s.consumer_names()).await.into_iter().flatten().collect();
+        let ours: Vec<String> = names.into_iter().filter(|n| n.starts_with("coordinator-")).collect();
+        if ours.is_empty() {
+            return None;
+        }
+        for name in ours {
+            let c: async_nats::jetstream::consumer::PullConsumer = s.get_consumer(&name).await.ok()?;
+            let info = c.cached_info();
+            if info.num_pending > 0 || info.num_ack_pending > 0 {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_citizen_cannot_steer_an_enterprise_bundle() {
+    let Some(w) = World::start(Backend::Sqlite, 1).await else { return };
+    let chem = onething_liaison::store::seed_chemicals().to_string();
+    let mut as_chem = w.bundles_as(&enterprise_token(&chem), 0).await;
+    let b = as_chem.submit_bundle(operating(&chem, "hostile-operate")).await.unwrap().into_inner().bundle.unwrap();
+    let hotel = case_of(&mut as_chem, &b.bundle_id, "hotel_licence").await;
+    let step_key = format!("bundle:{}:hotel_licence", b.bundle_id);
+
+    // The attack of the issue: a case of the citizen's own, put into the enterprise's bundle.
+    let mut as_citizen = w.cases_at("household", &citizen_token(OUTSIDER)).await;
+    let cases_before = count(w.db("household"), "cases").await;
+    for (bundle_id, key) in [
+        (b.bundle_id.clone(), step_key.clone()),
+        (b.bundle_id.clone(), "mine".into()),
+        (String::new(), step_key.clone()),
+    ] {
+        let mut req = residence_request(&key);
+        req.bundle_id = bundle_id;
+        req.materials.clear(); // materials missing: it would be refused at once
+        let err = as_citizen.create_case(req).await.unwrap_err();
+        assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    }
+    assert_eq!(count(w.db("household"), "cases").await, cases_before, "nothing written");
+
+    // Forged events for the step: from another department's stream, naming another
+    // department, or naming a case the step did not create.
+    let js = async_nats::jetstream::new(async_nats::connect(w.nats.url()).await.unwrap());
+    let forged = |dept: &str, case_id: &str, to: CaseState| CaseStateChanged {
+        case_id: case_id.into(),
+        matter_code: "liaison.hotel_licence".into(),
+        department: dept.into(),
+        to_state: to as i32,
+        reason_code: "CASE_MISSING_MATERIALS".into(),
+        version: 99,
+        idempotency_key: step_key.clone(),
+        bundle_id: b.bundle_id.clone(),
+        applicant_kind: cpb::ApplicantKind::Enterprise as i32,
+        ..Default::default()
+    };
+    let household = forged("household", "forged-case", CaseState::NotAccepted);
+    crate::supervision::publish(&js, "household", "onething.household.v1.case.not_accepted", &household).await;
+    let as_household = forged("household", &hotel, CaseState::Rejected);
+    crate::supervision::publish(&js, "liaison", "onething.liaison.v1.case.rejected", &as_household).await;
+    let other_case = forged("liaison", "another-case", CaseState::Rejected);
+    crate::supervision::publish(&js, "liaison", "onething.liaison.v1.case.rejected", &other_case).await;
+    drained(&js, "ONETHING_HOUSEHOLD").await;
+    drained(&js, "ONETHING_LIAISON").await;
+
+    let now = as_chem.get_bundle(pb::GetBundleRequest { bundle_id: b.bundle_id.clone() }).await.unwrap();
+    let now = now.into_inner().bundle.unwrap();
+    assert_eq!(now.state(), BundleState::Running);
+    let step = now.steps.iter().find(|s| s.step_id == "hotel_licence").unwrap();
+    assert_eq!(step.case_id, hotel, "the step still points at its own case");
+    assert_eq!(step.state(), StepState::InProgress);
+    assert!(step.reason.is_empty(), "{:?}", step.reason);
+
+    // The bundle goes on as if nothing had happened.
+    approve_operating(&w, &mut as_chem, &b.bundle_id).await;
+    w.stop_all().await;
+}
+
+/// A foreign national whose passport number equals a citizen's ID number is someone else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_identifier_of_another_kind_is_another_person() {
+    let Some(mesh) = Mesh::start(Backend::Sqlite).await else { return };
+    let mut citizen = mesh.cases_as(Some(&citizen_token(OUTSIDER))).await;
+    let case = citizen.create_case(residence_request("kind-1")).await.unwrap().into_inner().case.unwrap();
+    let mut foreigner = mesh.cases_as(Some(&foreigner_token(OUTSIDER))).await;
+    let listed = foreigner.list_cases(cpb::ListCasesRequest::default()).await.unwrap().into_inner();
+    assert!(listed.cases.is_empty(), "{:?}", listed.cases.len());
+    let id = case.case_id.clone();
+    let denied = [
+        foreigner.get_case(cpb::GetCaseRequest { case_id: id.clone() }).await.map(|_| ()),
+        foreigner
+            .supply_materials(cpb::SupplyMaterialsRequest {
+                case_id: id.clone(),
+                materials: vec![material("photo")],
+                expected_version: 0,
+            })
+            .await
+            .map(|_| ()),
+        foreigner
+            .withdraw_case(cpb::WithdrawCaseRequest { case_id: id.clone(), reason_text: String::new() })
+            .await
+            .map(|_| ()),
+        // An id that does not exist answers the same: nobody learns what exists.
+        foreigner.get_case(cpb::GetCaseRequest { case_id: "no-such-case".into() }).await.map(|_| ()),
+        foreigner
+            .withdraw_case(cpb::WithdrawCaseRequest { case_id: "no-such-case".into(), reason_text: String::new() })
+            .await
+            .map(|_| ()),
+    ];
+    for r in denied {
+        assert_eq!(r.unwrap_err().code(), Code::PermissionDenied);
+    }
+    let again = citizen.get_case(cpb::GetCaseRequest { case_id: id }).await.unwrap().into_inner().case.unwrap();
+    assert_eq!(again.version, case.version, "nothing changed");
+    mesh.household.stop().await;
+}
+
+/// Staff see a bundle only where one of its steps is theirs, and only their steps in full;
+/// supervision sees every bundle masked unless it holds `personal_data`; a passport number
+/// equal to a citizen's ID number lists none of the citizen's bundles.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staff_read_only_what_their_steps_need() {
+    let Some(w) = World::start(Backend::Sqlite, 1).await else { return };
+    // 企业开办: liaison, household and vehicle steps, no human step.
+    let new_co = onething_platform::ids::CreditCode::complete("91371002MA3C00078").unwrap().to_string();
+    let mut as_new_co = w.bundles_as(&enterprise_token(&new_co), 0).await;
+    let open = as_new_co
+        .submit_bundle(opening(enterprise_applicant(&new_co), "least-open"))
+        .await
+        .unwrap()
+        .into_inner()
+        .bundle
+        .unwrap();
+    let open = finished(&mut as_new_co, &open.bundle_id).await;
+    assert_eq!(open.state(), BundleState::Completed);
+    // 企业准营: liaison steps only.
+    let chem = onething_liaison::store::seed_chemicals().to_string();
+    let mut as_chem = w.bundles_as(&enterprise_token(&chem), 0).await;
+    let operate = as_chem.submit_bundle(operating(&chem, "least-operate")).await.unwrap().into_inner().bundle.unwrap();
+    // A citizen's retirement bundle.
+    let relative = seeded_person();
+    let retiree = onething_household::store::seed_id("371002", "1985-11-30", 42).unwrap().expose().to_string();
+    let retire = submit(
+        "retirement",
+        citizen_applicant(&relative),
+        &[("subject_id_number", &retiree)],
+        &[],
+        &[],
+        "least-retire",
+    );
+    let retire = w.bundles_as(&citizen_token(&relative), 0).await.submit_bundle(retire).await.unwrap();
+    let retire = retire.into_inner().bundle.unwrap();
+
+    let get = |c: &mut pb::bundle_service_client::BundleServiceClient<Authed>, id: &str| {
+        let mut c = c.clone();
+        let id = id.to_string();
+        async move { c.get_bundle(pb::GetBundleRequest { bundle_id: id }).await.map(|r| r.into_inner().bundle.unwrap()) }
+    };
+    let list = |c: &mut pb::bundle_service_client::BundleServiceClient<Authed>| {
+        let mut c = c.clone();
+        async move {
+            let l = c.list_bundles(pb::ListBundlesRequest { page_size: 100 }).await.unwrap().into_inner();
+            l.bundles.into_iter().map(|b| b.bundle_id).collect::<Vec<_>>()
+        }
+    };
+
+    // A vehicle clerk: the opening (a vehicle step), not the liaison-only bundle.
+    let mut vehicle = w.bundles_as(&staff("vehicle", &["clerk", "approver"]), 0).await;
+    let seen = list(&mut vehicle).await;
+    assert!(seen.contains(&open.bundle_id) && !seen.contains(&operate.bundle_id) && !seen.contains(&retire.bundle_id));
+    assert_eq!(get(&mut vehicle, &operate.bundle_id).await.unwrap_err().code(), Code::PermissionDenied);
+    assert_eq!(get(&mut vehicle, "no-such-bundle").await.unwrap_err().code(), Code::PermissionDenied);
+    let theirs = get(&mut vehicle, &open.bundle_id).await.unwrap();
+    let who = theirs.applicant.as_ref().unwrap();
+    assert_ne!(who.identifier, new_co, "the applicant is masked");
+    assert!(who.identifier.contains('*'));
+    for s in &theirs.steps {
+        let full = open.steps.iter().find(|o| o.step_id == s.step_id).unwrap();
+        assert_eq!(s.state, full.state, "every step's state");
+        if s.department == "vehicle" {
+            assert_eq!((&s.case_id, &s.result), (&full.case_id, &full.result), "their own step in full");
+        } else {
+            assert!(s.case_id.is_empty() && s.result.is_empty() && s.reason.is_empty(), "{s:?}");
+        }
+    }
+
+    // Supervision: every bundle, masked, unless it holds personal_data.
+    let mut sup = w.bundles_as(&staff("supervision", &[]), 0).await;
+    let seen = list(&mut sup).await;
+    assert!([&open, &operate, &retire].iter().all(|b| seen.contains(&b.bundle_id)));
+    let masked = get(&mut sup, &retire.bundle_id).await.unwrap();
+    assert_ne!(masked.applicant.as_ref().unwrap().identifier, relative);
+    assert!(get(&mut sup, &open.bundle_id).await.unwrap().steps.iter().all(|s| s.result.is_empty()));
+    let mut investigator = w.bundles_as(&staff("supervision", &["personal_data"]), 0).await;
+    assert_eq!(get(&mut investigator, &retire.bundle_id).await.unwrap().applicant.unwrap().identifier, relative);
+
+    // The same identifier of another kind: none of the citizen's bundles.
+    let mut foreigner = w.bundles_as(&foreigner_token(&relative), 0).await;
+    assert!(list(&mut foreigner).await.is_empty());
+    assert_eq!(get(&mut foreigner, &retire.bundle_id).await.unwrap_err().code(), Code::PermissionDenied);
+    let withdrawn = foreigner.withdraw_bundle(pb::WithdrawBundleRequest { bundle_id: retire.bundle_id.clone() }).await;
+    assert_eq!(withdrawn.unwrap_err().code(), Code::PermissionDenied);
+    // Nor does a service on its own account list bundles.
+    let mut svc = w.bundles_as(&service("supervision"), 0).await;
+    let denied = svc.list_bundles(pb::ListBundlesRequest { page_size: 10 }).await.unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    w.stop_all().await;
+}
