@@ -363,6 +363,26 @@ fn start_nats(dir: &Path, port: u16, tls: Option<&(String, String)>) -> Child {
         .unwrap()
 }
 
+/// The keys of a release as docs/deploy.md has them: the JWKS holds the SSO's key as an SSO
+/// publishes it (no scope: it signs people, never a service) and each calling service's own
+/// key, made by `onething key`'s function and scoped to that service alone; with those
+/// services' private keys for their Secrets.
+fn release_keys() -> (Vec<u8>, Vec<(String, Vec<u8>)>) {
+    let dir = tempfile::tempdir().unwrap();
+    let sso = onething_platform::auth::Minter::load(&dev_keys().signing_key, auth_settings()).unwrap();
+    let mut published = sso.jwk(&serde_json::json!({}));
+    published.as_object_mut().unwrap().remove("signs");
+    let mut keys = vec![published];
+    let mut pems = Vec::new();
+    for service in ["coordinator", "supervision"] {
+        let path = dir.path().join(format!("{service}.pem"));
+        let minter = onething_platform::auth::new_signing_key(&path, auth_settings()).unwrap();
+        keys.push(minter.jwk(&serde_json::json!({ "services": [service] })));
+        pems.push((service.to_string(), std::fs::read(&path).unwrap()));
+    }
+    (serde_json::json!({ "keys": keys }).to_string().into_bytes(), pems)
+}
+
 /// The Secrets and ConfigMaps a platform team creates before installing (docs/deploy.md).
 fn objects(dbs: &[(String, TestDb)], ca: &Ca, tls: bool, docs: &[Value]) -> (Objects, Objects) {
     let mut maps: Objects = BTreeMap::new();
@@ -371,9 +391,8 @@ fn objects(dbs: &[(String, TestDb)], ca: &Ca, tls: bool, docs: &[Value]) -> (Obj
         let files = data.iter().map(|(k, v)| (text(k), text(v).into_bytes())).collect();
         maps.insert(text(&cm["metadata"]["name"]), files);
     }
-    let keys = dev_keys();
-    maps.entry("onething-jwks".into())
-        .or_insert_with(|| BTreeMap::from([("jwks.json".into(), std::fs::read(&keys.jwks).unwrap())]));
+    let (jwks, signing) = release_keys();
+    maps.entry("onething-jwks".into()).or_insert_with(|| BTreeMap::from([("jwks.json".into(), jwks)]));
     let mut secrets: Objects = BTreeMap::new();
     let mut db = BTreeMap::new();
     let mut nats = BTreeMap::new();
@@ -384,11 +403,8 @@ fn objects(dbs: &[(String, TestDb)], ca: &Ca, tls: bool, docs: &[Value]) -> (Obj
     }
     secrets.insert("onething-db".into(), db);
     secrets.insert("onething-nats".into(), nats);
-    for service in ["coordinator", "supervision"] {
-        secrets.insert(
-            format!("onething-{service}-key"),
-            BTreeMap::from([("key.pem".into(), std::fs::read(&keys.signing_key).unwrap())]),
-        );
+    for (service, pem) in signing {
+        secrets.insert(format!("onething-{service}-key"), BTreeMap::from([("key.pem".into(), pem)]));
     }
     if tls {
         secrets.insert("onething-nats-tls".into(), BTreeMap::from([("ca.crt".into(), ca.pem.clone().into_bytes())]));

@@ -427,6 +427,32 @@ pub async fn household(args: HouseholdArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `onething key …`
+#[derive(Args)]
+pub struct KeyArgs {
+    /// The service that signs with the key (coordinator, supervision): its JWK may sign
+    /// that service and nothing else.
+    #[arg(long)]
+    service: String,
+    /// Where to write the private key (PKCS#8 PEM, mode 0600); refused if it exists.
+    #[arg(long)]
+    out: std::path::PathBuf,
+}
+
+/// Runs `onething key …`: writes a new signing key for a service and prints its JWK,
+/// scoped to that service, for the JWKS.
+///
+/// # Errors
+/// An unknown service, an existing file, or no randomness.
+pub fn key(args: KeyArgs) -> anyhow::Result<()> {
+    if !crate::dev::SERVICES.contains(&args.service.as_str()) {
+        anyhow::bail!("no service {}; one of {}", args.service, crate::dev::SERVICES.join(", "));
+    }
+    let minter = onething_platform::auth::new_signing_key(&args.out, Default::default())?;
+    println!("{}", minter.jwk(&serde_json::json!({ "services": [args.service] })));
+    Ok(())
+}
+
 /// `onething token …`
 #[derive(Args)]
 pub struct TokenArgs {

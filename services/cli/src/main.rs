@@ -32,6 +32,8 @@ enum Command {
     Household(client::HouseholdArgs),
     /// Mint a development token signed with the key `onething dev` made.
     Token(client::TokenArgs),
+    /// Make a service's signing key and print its JWK, scoped to that service alone.
+    Key(client::KeyArgs),
     /// Apply for a bundle (一件事) once: one form, one set of materials.
     Apply(bundle::ApplyArgs),
     /// Follow a bundle: status, or a live view of each step.
@@ -57,6 +59,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Case(args) => client::case(args).await,
         Command::Household(args) => client::household(args).await,
         Command::Token(args) => client::token(args),
+        Command::Key(args) => client::key(args),
         Command::Apply(args) => bundle::apply(args).await,
         Command::Bundle(args) => bundle::bundle(args).await,
         Command::Events(args) => events::events(args).await,

@@ -601,9 +601,9 @@ pub struct DevKeys {
 /// The folder or files cannot be written, or the system has no randomness.
 pub fn ensure_dev_keys(dir: &Path) -> anyhow::Result<DevKeys> {
     let keys = DevKeys { signing_key: dir.join("dev-signing-key.pem"), jwks: dir.join("dev-jwks.json") };
-    if keys.signing_key.exists() && keys.jwks.exists() {
-        // A JWKS written before keys had scopes is written again from its key: without a
-        // scope the development key could no longer sign the services.
+    if keys.signing_key.exists() {
+        // A JWKS missing, or written before keys had scopes, is written again from the key:
+        // without a scope the development key could no longer sign the services.
         let scoped = std::fs::read_to_string(&keys.jwks).is_ok_and(|t| t.contains("\"signs\""));
         if !scoped {
             let minter = Minter::load(&keys.signing_key, AuthSettings::default())?;
@@ -612,12 +612,27 @@ pub fn ensure_dev_keys(dir: &Path) -> anyhow::Result<DevKeys> {
         return Ok(keys);
     }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut seed = [0u8; 32];
-    getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-    let minter = Minter::from_seed(seed, AuthSettings::default());
-    std::fs::write(&keys.signing_key, pkcs8_pem(&seed)).context("writing the signing key")?;
+    let minter = new_signing_key(&keys.signing_key, AuthSettings::default())?;
     std::fs::write(&keys.jwks, minter.jwks()).context("writing the JWKS")?;
     Ok(keys)
+}
+
+/// Makes a new Ed25519 signing key, writes it to `path` (PKCS#8 PEM, readable by its owner
+/// only) and returns it; its public half, scoped with [`Minter::jwk`], goes in the JWKS.
+///
+/// # Errors
+/// The system has no randomness, or the file cannot be written (or exists already).
+pub fn new_signing_key(path: &Path, settings: AuthSettings) -> anyhow::Result<Minter> {
+    use std::io::Write as _;
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(pkcs8_pem(&seed).as_bytes()).context("writing the signing key")?;
+    Ok(Minter::from_seed(seed, settings))
 }
 
 /// PKCS#8 wrapping of an Ed25519 seed (RFC 8410): a fixed prefix, then the 32 bytes.
