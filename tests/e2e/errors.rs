@@ -107,16 +107,19 @@ async fn bad_input_is_refused_and_stores_nothing(backend: Backend) {
     assert_eq!(err.code(), Code::FailedPrecondition);
     assert_eq!(reason(&err), "CASE_ILLEGAL_TRANSITION");
     let after =
-        cases.get_case(pb::GetCaseRequest { case_id: c.case_id.clone() }).await.unwrap().into_inner().case.unwrap();
+        clerk.get_case(pb::GetCaseRequest { case_id: c.case_id.clone() }).await.unwrap().into_inner().case.unwrap();
     assert_eq!(after.state(), CaseState::Rejected);
     assert_eq!(after.version, rejected.version);
     assert_eq!(count(&db, "outbox").await, outbox_before);
     assert_eq!(count(&db, "residence_permits").await, 0, "the refused approval had no effect");
 
-    // Unknown case, bad paging.
-    let err = cases.get_case(pb::GetCaseRequest { case_id: "nope".into() }).await.unwrap_err();
+    // Unknown case (NOT_FOUND to the department's staff; to anyone else it answers as
+    // another's case would, PERMISSION_DENIED), bad paging.
+    let err = clerk.get_case(pb::GetCaseRequest { case_id: "nope".into() }).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
     assert_eq!(reason(&err), "CASE_NOT_FOUND");
+    let err = cases.get_case(pb::GetCaseRequest { case_id: "nope".into() }).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
     let err = clerk.list_cases(pb::ListCasesRequest { page_size: -1, ..Default::default() }).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     let err = clerk

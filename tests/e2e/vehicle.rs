@@ -167,8 +167,10 @@ async fn licence_cancellation_waits_for_the_death_event(backend: Backend) {
     assert_eq!(waiting.reason_code, "VEHICLE_AWAITING_DEATH_CONFIRMATION");
     hh.create_case(deregistration(&elder, "SW-2026-0200", "lic-dereg", "")).await.unwrap();
     let id = waiting.case_id.clone();
+    // The coordinator reads only its bundles' cases; vehicle's staff read these.
+    let reader = cases_at(&vehicle, &staff("vehicle", &[])).await;
     let done = eventually(Duration::from_secs(30), "the licence cancellation", || {
-        let mut v = v.clone();
+        let mut v = reader.clone();
         let id = id.clone();
         async move {
             let c = v.get_case(pb::GetCaseRequest { case_id: id }).await.ok()?.into_inner().case?;
@@ -202,7 +204,14 @@ async fn licence_cancellation_waits_for_the_death_event(backend: Backend) {
     .await
     .unwrap();
     assert_eq!(count(&vehicle.db, "outbox WHERE subject = 'onething.vehicle.v1.driving_licence.cancelled'").await, 1);
-    let again = v.get_case(pb::GetCaseRequest { case_id: waiting.case_id }).await.unwrap().into_inner().case.unwrap();
+    let again = reader
+        .clone()
+        .get_case(pb::GetCaseRequest { case_id: waiting.case_id })
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
     assert_eq!(again.version, done.version);
     vehicle.stop().await;
     household.stop().await;
@@ -421,8 +430,9 @@ async fn a_death_confirmed_while_a_case_checks_for_it_is_not_missed() {
     .unwrap();
     creation.commit().await.unwrap();
 
+    let reader = cases_at(&vehicle, &staff("vehicle", &[])).await;
     let done = eventually(Duration::from_secs(30), "the case decided by the death", || {
-        let mut v = v.clone();
+        let mut v = reader.clone();
         async move {
             let c = v.get_case(pb::GetCaseRequest { case_id: "race-case".into() }).await.ok()?.into_inner().case?;
             (c.state() == CaseState::Approved).then_some(c)

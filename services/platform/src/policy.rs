@@ -52,8 +52,8 @@ pub const RULES: &[Rule] = &[
         ["coordinator"],
         "a bundle's steps; alone may set `bundle_id` or a `bundle:` key"
     ),
-    rule!("onething.common.v1.CaseService/GetCase", OWN, ANYONE, None, MASKED, ["coordinator"], "any case"),
-    rule!("onething.common.v1.CaseService/ListCases", OWN, ANYONE, None, MASKED, ["coordinator"], "any case"),
+    rule!("onething.common.v1.CaseService/GetCase", OWN, ANYONE, None, MASKED, ["coordinator"], "cases of bundles"),
+    rule!("onething.common.v1.CaseService/ListCases", OWN, ANYONE, None, MASKED, [], ""),
     rule!("onething.common.v1.CaseService/AcceptCase", None, Some("`clerk`"), None, None, [], ""),
     rule!("onething.common.v1.CaseService/RequestSupplement", None, Some("`clerk`"), None, None, [], ""),
     rule!(

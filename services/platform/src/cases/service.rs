@@ -375,7 +375,10 @@ impl<D: Department> CaseApi<D> {
     pub async fn get(&self, p: &Principal, case_id: &str) -> Result<CaseRecord> {
         crate::telemetry::record_ids(Some(case_id), None);
         // Who may read cases here at all is decided before the request is looked at.
-        let may = self.reads_department(p) || p.kind.is_applicant() || authz::acting_for(p).is_some();
+        let may = self.reads_department(p)
+            || p.kind.is_applicant()
+            || authz::acting_for(p).is_some()
+            || p.is_service(COORDINATOR);
         authz::check(may, p, "GetCase", case_id)?;
         // Nobody outside may learn whether a case exists: a refusal and an unknown id
         // answer alike for whoever may not read this department's cases at all.
@@ -397,17 +400,19 @@ impl<D: Department> CaseApi<D> {
         authz::is_applicant(p, case.applicant.kind, &case.applicant.identifier)
     }
 
-    /// Who may read every case of this department: its staff, supervision, the coordinator.
+    /// Who may read every case of this department: its staff and supervision.
     fn reads_department(&self, p: &Principal) -> bool {
-        self.is_staff(p) || authz::is_supervision(p) || p.is_service(COORDINATOR)
+        self.is_staff(p) || authz::is_supervision(p)
     }
 
-    /// Who may read a case: those who read the department, its applicant, and a service
-    /// acting for its applicant (supervision asking before a rating).
+    /// Who may read a case: those who read the department, its applicant, a service acting
+    /// for its applicant (supervision asking before a rating), and the coordinator for the
+    /// cases of its bundles (what its steps need; it lists nothing).
     fn can_read(&self, p: &Principal, case: &CaseRecord) -> bool {
         self.reads_department(p)
             || Self::is_owner(p, case)
             || authz::acting_for(p).is_some_and(|a| Self::is_owner(a, case))
+            || (p.is_service(COORDINATOR) && !case.bundle_id.is_empty())
     }
 
     /// Whether `p` may take an action needing `need` on `case` (`None`: before loading it,
@@ -672,8 +677,8 @@ impl<D: Department> CaseApi<D> {
     /// INVALID_ARGUMENT for a negative page size or a bad page token; PERMISSION_DENIED
     /// for staff of another department.
     pub async fn list(&self, p: &Principal, req: pb::ListCasesRequest) -> Result<(Vec<CaseRecord>, String)> {
-        // Staff, supervision and the coordinator see the department's cases; an applicant
-        // sees their own; anyone else nothing.
+        // Staff and supervision see the department's cases; an applicant sees their own;
+        // anyone else (the coordinator included) nothing.
         let everything = self.reads_department(p);
         let own = p.applicant().map(|(kind, id)| (crate::idempotency::applicant_kind_name(kind), id.to_string()));
         authz::check(everything || own.is_some(), p, "ListCases", self.inner.dept.name())?;
