@@ -11,7 +11,7 @@ use onething_platform::{
     policy::{self, Right},
 };
 use prost::Message as _;
-use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+use sea_orm::{ConnectionTrait, DatabaseConnection, FromQueryResult as _, Statement};
 use std::collections::BTreeMap;
 use tonic::Code;
 
@@ -163,8 +163,9 @@ async fn call(channel: &tonic::transport::Channel, path: &str, streaming: bool, 
     }
 }
 
-/// Rows per table of a service's SQLite database.
-async fn rows(db: &DatabaseConnection) -> BTreeMap<String, i64> {
+/// Every row of every table of a service's SQLite database, as JSON: a refused call that
+/// updated a row would show here as well as one that inserted or deleted.
+async fn rows(db: &DatabaseConnection) -> BTreeMap<String, Vec<serde_json::Value>> {
     let tables = db
         .query_all_raw(Statement::from_string(
             db.get_database_backend(),
@@ -175,7 +176,9 @@ async fn rows(db: &DatabaseConnection) -> BTreeMap<String, i64> {
     let mut out = BTreeMap::new();
     for t in tables {
         let name: String = t.try_get("", "name").unwrap();
-        out.insert(name.clone(), count(db, &format!("\"{name}\"")).await);
+        let all = Statement::from_string(db.get_database_backend(), format!("SELECT * FROM \"{name}\" ORDER BY 1"));
+        let rows = serde_json::Value::find_by_statement(all).all(db).await.unwrap();
+        out.insert(name, rows);
     }
     out
 }
@@ -194,7 +197,10 @@ async fn every_rpc_refuses_whom_its_row_refuses() {
     let apis = methods();
     let bad_tokens = unauthenticated(&keys);
     let mut before = Vec::new();
-    for (_, r, _) in &running {
+    for (name, r, _) in &running {
+        // Whatever a service publishes at start is sent first, so the relay changes nothing later.
+        let unsent = || async { (count(&r.db, "outbox WHERE sent_at IS NULL").await == 0).then_some(()) };
+        eventually(std::time::Duration::from_secs(30), name, unsent).await.unwrap();
         before.push(rows(&r.db).await);
     }
     let mut wrong = Vec::new();

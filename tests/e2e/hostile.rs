@@ -231,3 +231,39 @@ async fn staff_read_only_what_their_steps_need() {
     assert_eq!(denied.code(), Code::PermissionDenied);
     w.stop_all().await;
 }
+
+/// Registry requests answer a stranger one way, whether the person asked about exists or
+/// not, and an enterprise or a foreign national gets no citizen's registry facts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_requests_tell_strangers_nothing() {
+    let Some(mesh) = Mesh::start(Backend::Sqlite).await else { return };
+    let unknown = onething_household::store::seed_id("371002", "1970-01-01", 7).unwrap().expose().to_string();
+    let refusal = |c: cpb::Case| (c.state(), c.reason_code);
+    let expected = (CaseState::NotAccepted, "HOUSEHOLD_NOT_SAME_HOUSEHOLD".to_string());
+    // A citizen outside the household: a registered person and an unknown number alike.
+    let mut stranger = mesh.cases_as(Some(&citizen_token(OUTSIDER))).await;
+    for (key, subject) in [("stranger-known", seeded_person()), ("stranger-unknown", unknown)] {
+        let mut req = certificate_request(key);
+        req.applicant = citizen(OUTSIDER);
+        req.form = form(&[("subject_id_number", &subject), ("purpose", "就业")]);
+        let c = stranger.create_case(req).await.unwrap().into_inner().case.unwrap();
+        assert_eq!(refusal(c), expected, "{key}");
+    }
+    // An enterprise and a foreign national, for a registered citizen.
+    let code = onething_vehicle::store::seed_fleet_owner().to_string();
+    let askers = [
+        (enterprise_token(&code), cpb::ApplicantKind::Enterprise, code.clone()),
+        (foreigner_token("E12345678"), cpb::ApplicantKind::Foreigner, "E12345678".to_string()),
+    ];
+    for (i, (token, kind, identifier)) in askers.into_iter().enumerate() {
+        let mut req = certificate_request(&format!("other-kind-{i}"));
+        req.applicant =
+            Some(cpb::Applicant { kind: kind as i32, identifier, name: "某某".into(), phone: String::new() });
+        match mesh.cases_as(Some(&token)).await.create_case(req).await {
+            Ok(r) => assert_eq!(refusal(r.into_inner().case.unwrap()), expected),
+            // The form's rules may refuse the applicant's kind outright: no facts either way.
+            Err(e) => assert_eq!(e.code(), Code::InvalidArgument, "{e:?}"),
+        }
+    }
+    mesh.household.stop().await;
+}

@@ -118,7 +118,8 @@ async fn clerk_review_with_supplement(backend: Backend) {
     let Some(mesh) = Mesh::start(backend).await else {
         return;
     };
-    let mut cases = mesh.cases().await;
+    // The applicant themself (the coordinator acts only on its bundles' cases).
+    let mut cases = mesh.cases_as(Some(&citizen_token(OUTSIDER))).await;
     let mut clerk = mesh.clerk().await;
     // A non-local resident (Beijing ID) applies for a residence permit without the photo (容缺).
     let created = cases.create_case(residence_request("rp-1")).await.unwrap().into_inner().case.unwrap();

@@ -270,7 +270,9 @@ async fn the_closed_loop_and_the_completion_rate(backend: Backend) {
         .request
         .unwrap();
     assert_eq!(rated.state(), RequestState::BadlyRated);
-    assert!(rated.flagged && rated.flag_reason.contains("bad rating"));
+    assert!(rated.flagged && rated.flag_reason.is_empty(), "the flag's reason is the department's");
+    let seen = clerk.get_request(lpb::GetRequestRequest { request_id: id.clone() }).await.unwrap().into_inner();
+    assert!(seen.request.unwrap().flag_reason.contains("bad rating"));
     let visited = clerk
         .record_visit(lpb::RecordVisitRequest {
             request_id: id.clone(),

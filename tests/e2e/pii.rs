@@ -67,7 +67,8 @@ async fn no_personal_data_in_logs_or_spans() {
         })
         .await
         .unwrap();
-    cases
+    mesh.cases_as(Some(&citizen_token(OUTSIDER)))
+        .await
         .supply_materials(pb::SupplyMaterialsRequest {
             case_id: id.clone(),
             materials: vec![material("residence_proof")],

@@ -508,9 +508,9 @@ impl Engine {
 
     /// A department reported a case of one of our bundles (inside the consumer's inbox
     /// transaction, so the event and its effect commit together). The event counts only
-    /// when it comes from `department`'s stream, names that department, and concerns the
-    /// very case the step's CreateCase created: a case someone else put into a bundle (or
-    /// an event of another department) moves nothing.
+    /// when it comes from `department`'s stream, names that department, carries the step's
+    /// key, and concerns the case the step's CreateCase created: an event of another
+    /// department, or for another case, moves nothing.
     ///
     /// # Errors
     /// A database failure or a concurrent change: the event is redelivered.
@@ -551,11 +551,12 @@ impl Engine {
         e.idempotency_key.strip_prefix(&format!("bundle:{}:", e.bundle_id))
     }
 
-    /// Whether `case_id` is the case the step's CreateCase created in `department`. While
-    /// the answer is not recorded yet (no case id) nothing counts: the driver repeats the
-    /// call with its idempotency key, which answers with the case as it is then.
+    /// Whether `case_id` can be the case the step's CreateCase created in `department`: the
+    /// one recorded, or any while none is recorded yet (the answer may still be on its way,
+    /// and the event must not be lost). No one else's case can pass for it: only the
+    /// coordinator may create a case with a step's key, and one key makes one case.
     fn is_its_case(s: &step::Model, department: &str, case_id: &str) -> bool {
-        s.department == department && !s.case_id.is_empty() && s.case_id == case_id
+        s.department == department && (s.case_id.is_empty() || s.case_id == case_id)
     }
 
     /// Whether a department's case event is already reflected in its step (the same case
@@ -876,15 +877,15 @@ impl Engine {
         Ok(agg)
     }
 
-    /// The bundles `p` may see, newest first: an applicant (or a service acting for one)
-    /// their own, staff those with a step in their department, supervision all.
+    /// The bundles `p` may see, newest first: an applicant their own, staff those with a
+    /// step in their department, supervision all.
     ///
     /// # Errors
     /// PERMISSION_DENIED for anyone else; a database failure.
     pub async fn list(&self, p: &Principal, limit: u64) -> Result<Vec<Aggregate>> {
         use onething_platform::{auth::SubjectKind, authz};
         let mut q = bundle::Entity::find().order_by_desc(bundle::Column::CreatedAt);
-        let reader = authz::acting_for(p).unwrap_or(p);
+        let reader = p;
         if let Some((kind, id)) = reader.applicant() {
             q = q
                 .filter(bundle::Column::ApplicantKind.eq(onething_platform::idempotency::applicant_kind_name(kind)))

@@ -19,7 +19,8 @@ use onething_proto::{common as cpb, coordinator as pb};
 /// A reader's view of one bundle.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum View {
-    /// Its applicant (or a service acting for them), or the clerk who entered it.
+    /// Its applicant (or a service acting for them), and supervision with the personal-data
+    /// role; a window clerk who entered a bundle sees it so in the submit's answer alone.
     Full,
     /// Staff of this department, which has a step in the bundle.
     Department(String),
@@ -28,10 +29,12 @@ pub enum View {
 }
 
 impl View {
-    /// Whether `p` may ask for bundles at all (before any is looked up): applicants,
-    /// staff, and a service acting for an applicant. A service on its own reads none.
-    pub fn may_ask(p: &Principal) -> bool {
-        let reader = authz::acting_for(p).unwrap_or(p);
+    /// Whether `p` may ask for bundles at all (before any is looked up): applicants and
+    /// staff, and — where `acting` (GetBundle: supervision checking a rater owns what they
+    /// rate) — a service acting for an applicant. A service on its own reads none, and an
+    /// on-behalf token lists and watches nothing.
+    pub fn may_ask(p: &Principal, acting: bool) -> bool {
+        let reader = if acting { authz::acting_for(p).unwrap_or(p) } else { p };
         reader.kind.is_applicant() || reader.kind == SubjectKind::Staff
     }
 

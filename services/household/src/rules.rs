@@ -51,16 +51,12 @@ impl Department for Household {
                     living(txn, case.field("parent_id_number")).await?.err()
                 }
             }
-            "household.certificate" => match find_person(txn, case.field("subject_id_number")).await? {
-                Some(subject) => same_household(txn, case, &subject).await?,
-                None => Some(not_in_registry()),
+            "household.certificate" => subject_for(txn, case).await?.err(),
+            "household.info_confirmation" | "household.id_card_expedited" => match subject_for(txn, case).await? {
+                Ok(subject) if subject.status != "active" => Some(deceased()),
+                Ok(_) => None,
+                Err(r) => Some(r),
             },
-            "household.info_confirmation" | "household.id_card_expedited" => {
-                match living(txn, case.field("subject_id_number")).await? {
-                    Ok(subject) => same_household(txn, case, &subject).await?,
-                    Err(r) => Some(r),
-                }
-            }
             "household.deregistration" => match living(txn, case.field("subject_id_number")).await? {
                 Err(r) => Some(r),
                 Ok(p) if case.field("death_date") < p.birth_date.as_str() => {
@@ -229,26 +225,39 @@ impl Department for Household {
     }
 }
 
-/// A citizen asks about themself or a member of their household (a parent confirming a
-/// child's registration for school); anyone else's registry facts are not theirs to ask for.
-async fn same_household(
+/// The subject of a registry request (`subject_id_number`), when the applicant may have
+/// its facts: a citizen asking about themself or a member of their household (a parent
+/// confirming a child's registration for school). Anyone else gets one refusal, whether
+/// the subject exists or not, so the answer tells a stranger nothing about the registry.
+async fn subject_for(
     txn: &DatabaseTransaction,
     case: &CaseRecord,
-    subject: &person::Model,
-) -> Result<Option<Refusal>> {
-    if case.applicant.kind != onething_proto::common::ApplicantKind::Citizen
-        || case.applicant.identifier == subject.id_number
-    {
-        return Ok(None);
-    }
-    let applicant = person::Entity::find_by_id(case.applicant.identifier.clone()).one(txn).await?;
-    Ok(match applicant {
-        Some(a) if a.household_number == subject.household_number => None,
-        _ => Some(Refusal::new(
+) -> Result<std::result::Result<person::Model, Refusal>> {
+    let not_theirs = || {
+        Refusal::new(
             "HOUSEHOLD_NOT_SAME_HOUSEHOLD",
             "registry facts are given to the person or a member of their household",
-        )),
+        )
+    };
+    if case.applicant.kind != onething_proto::common::ApplicantKind::Citizen {
+        return Ok(Err(not_theirs()));
+    }
+    let subject = find_person(txn, case.field("subject_id_number")).await?;
+    let applicant = find_person(txn, &case.applicant.identifier).await?;
+    Ok(match (applicant, subject) {
+        (_, Some(s)) if s.id_number == case.applicant.identifier => Ok(s),
+        (Some(a), Some(s)) if a.household_number == s.household_number => Ok(s),
+        _ if CitizenId::parse(case.field("subject_id_number"))
+            .is_ok_and(|id| id.expose() == case.applicant.identifier) =>
+        {
+            Err(not_in_registry())
+        }
+        _ => Err(not_theirs()),
     })
+}
+
+fn deceased() -> Refusal {
+    Refusal::new("HOUSEHOLD_PERSON_DECEASED", "the person's registration was cancelled")
 }
 
 fn not_in_registry() -> Refusal {
@@ -259,9 +268,7 @@ fn not_in_registry() -> Refusal {
 async fn living(txn: &DatabaseTransaction, id_number: &str) -> Result<std::result::Result<person::Model, Refusal>> {
     Ok(match find_person(txn, id_number).await? {
         None => Err(not_in_registry()),
-        Some(p) if p.status != "active" => {
-            Err(Refusal::new("HOUSEHOLD_PERSON_DECEASED", "the person's registration was cancelled"))
-        }
+        Some(p) if p.status != "active" => Err(deceased()),
         Some(p) => Ok(p),
     })
 }

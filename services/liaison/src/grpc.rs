@@ -70,13 +70,13 @@ impl LiaisonService for Liaison {
     ) -> Result<Response<pb::SubmitRequestResponse>, Status> {
         let p = authz::principal(&r)?;
         let m = self.requests.submit(&p, r.into_inner()).await?;
-        Ok(Response::new(pb::SubmitRequestResponse { request: Some(to_proto(&m)) }))
+        Ok(Response::new(pb::SubmitRequestResponse { request: Some(to_proto(&m, &p)) }))
     }
 
     async fn get_request(&self, r: Request<pb::GetRequestRequest>) -> Result<Response<pb::GetRequestResponse>, Status> {
         let p = authz::principal(&r)?;
         let m = self.requests.get(&p, &r.into_inner().request_id).await?;
-        Ok(Response::new(pb::GetRequestResponse { request: Some(to_proto(&m)) }))
+        Ok(Response::new(pb::GetRequestResponse { request: Some(to_proto(&m, &p)) }))
     }
 
     async fn handle_request(
@@ -86,7 +86,7 @@ impl LiaisonService for Liaison {
         let p = authz::principal(&r)?;
         let r = r.into_inner();
         let m = self.requests.handle(&p, &r.request_id, &r.note).await?;
-        Ok(Response::new(pb::HandleRequestResponse { request: Some(to_proto(&m)) }))
+        Ok(Response::new(pb::HandleRequestResponse { request: Some(to_proto(&m, &p)) }))
     }
 
     async fn rate_request(
@@ -96,7 +96,7 @@ impl LiaisonService for Liaison {
         let p = authz::principal(&r)?;
         let r = r.into_inner();
         let m = self.requests.rate(&p, &r.request_id, r.rating).await?;
-        Ok(Response::new(pb::RateRequestResponse { request: Some(to_proto(&m)) }))
+        Ok(Response::new(pb::RateRequestResponse { request: Some(to_proto(&m, &p)) }))
     }
 
     async fn record_visit(
@@ -106,7 +106,7 @@ impl LiaisonService for Liaison {
         let p = authz::principal(&r)?;
         let r = r.into_inner();
         let m = self.requests.visit(&p, &r.request_id, r.resolved, &r.note).await?;
-        Ok(Response::new(pb::RecordVisitResponse { request: Some(to_proto(&m)) }))
+        Ok(Response::new(pb::RecordVisitResponse { request: Some(to_proto(&m, &p)) }))
     }
 
     async fn assign_responsibility(
@@ -116,7 +116,7 @@ impl LiaisonService for Liaison {
         let p = authz::principal(&r)?;
         let r = r.into_inner();
         let m = self.requests.assign_responsibility(&p, &r.request_id, &r.note).await?;
-        Ok(Response::new(pb::AssignResponsibilityResponse { request: Some(to_proto(&m)) }))
+        Ok(Response::new(pb::AssignResponsibilityResponse { request: Some(to_proto(&m, &p)) }))
     }
 
     async fn get_completion_rate(

@@ -32,8 +32,12 @@ fn state_of(m: &request::Model) -> RequestState {
     RequestState::from_str_name(&m.state).unwrap_or(RequestState::Unspecified)
 }
 
-/// The API message of a stored request.
-pub fn to_proto(m: &request::Model) -> pb::EnterpriseRequest {
+/// The API message of a stored request as `reader` sees it: the enterprise gets the
+/// answer to its request (the handling note) but not the department's internal records of
+/// the loop (why it was flagged, the visit's note, the responsibility record).
+pub fn to_proto(m: &request::Model, reader: &Principal) -> pb::EnterpriseRequest {
+    let internal = reader.is_staff_of(crate::rules::DEPARTMENT) || authz::is_supervision(reader);
+    let internal_text = |t: &str| if internal { t.to_string() } else { String::new() };
     pb::EnterpriseRequest {
         request_id: m.id.clone(),
         credit_code: m.credit_code.clone(),
@@ -46,9 +50,9 @@ pub fn to_proto(m: &request::Model) -> pb::EnterpriseRequest {
         handling_note: m.handling_note.clone(),
         rating: u32::try_from(m.rating).unwrap_or(0),
         flagged: m.flagged,
-        flag_reason: m.flag_reason.clone(),
-        visit_note: m.visit_note.clone(),
-        responsibility_note: m.responsibility_note.clone(),
+        flag_reason: internal_text(&m.flag_reason),
+        visit_note: internal_text(&m.visit_note),
+        responsibility_note: internal_text(&m.responsibility_note),
         due_time: Some(timestamp(m.due_at)),
         create_time: Some(timestamp(m.created_at)),
     }

@@ -187,7 +187,7 @@ pub const RULES: &[Rule] = &[
     ),
     rule!(
         "onething.liaison.v1.LiaisonService/GetRequest",
-        Some("enterprises: their own"),
+        Some("enterprises: their own, without internal notes"),
         ANYONE,
         None,
         ANYONE,
@@ -207,7 +207,7 @@ pub const RULES: &[Rule] = &[
         Some("their own, of their kind"),
         ANYONE,
         None,
-        ANYONE,
+        REGISTER,
         [],
         ""
     ),

@@ -198,10 +198,10 @@ impl VehicleService for Operations {
     ) -> Result<Response<pb::ListVehiclesResponse>, Status> {
         let p = authz::principal(&r)?;
         let owner = r.into_inner().owner_identifier.trim().to_ascii_uppercase();
-        // Station staff and supervision look owners up; an owner sees their own vehicles,
+        // Station staff and supervision with personal_data look owners up; an owner sees their own vehicles,
         // of their own kind (a passport number equal to an ID number is another owner).
         let own_kind = p.applicant().filter(|(_, id)| *id == owner).map(|(k, _)| applicant_kind_name(k));
-        let reads = is_station_staff(&p) || authz::is_supervision(&p);
+        let reads = authz::reads_register(&p, rules::DEPARTMENT);
         authz::check(reads || own_kind.is_some(), &p, "ListVehicles", "vehicles")?;
         let mut q = vehicle::Entity::find().filter(vehicle::Column::OwnerIdentifier.eq(owner));
         if let (Some(kind), false) = (own_kind, reads) {

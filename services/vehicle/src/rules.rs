@@ -40,12 +40,12 @@ impl Department for Vehicle {
             return Ok(None);
         }
         let plate = case.field("plate").to_uppercase();
+        // The owner is a kind and an identifier; an unknown plate and another's answer alike,
+        // so a booking tells no one which plates are registered.
+        let kind = onething_platform::idempotency::applicant_kind_name(case.applicant.kind);
         Ok(match vehicle::Entity::find_by_id(plate).one(txn).await? {
-            None => Some(Refusal::new("VEHICLE_NOT_REGISTERED", "no vehicle with this plate is registered")),
-            Some(v) if v.owner_identifier != case.applicant.identifier => {
-                Some(Refusal::new("VEHICLE_NOT_OWNER", "the applicant is not the registered owner"))
-            }
-            Some(_) => None,
+            Some(v) if v.owner_kind == kind && v.owner_identifier == case.applicant.identifier => None,
+            _ => Some(Refusal::new("VEHICLE_NOT_OWNER", "no vehicle with this plate is registered to the applicant")),
         })
     }
 

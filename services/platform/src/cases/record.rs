@@ -336,8 +336,9 @@ impl CaseRecord {
 }
 
 /// `case` as a reader who may not see personal data sees it (supervision without the
-/// personal-data role): the applicant masked, the form's values and the materials'
-/// documents withheld, results masked; the matter, states, reasons and times stay.
+/// personal-data role): the applicant masked, the form's values, the materials' documents
+/// and the clerk's reason text withheld, results masked; the matter, states, reason codes
+/// and times stay.
 pub fn masked(mut case: pb::Case) -> pb::Case {
     if let Some(a) = case.applicant.as_mut() {
         a.identifier = crate::ids::mask_id(&a.identifier);
@@ -350,6 +351,8 @@ pub fn masked(mut case: pb::Case) -> pb::Case {
     for m in &mut case.materials {
         m.document_uri.clear();
     }
+    // A clerk's free text may name anyone; the reason code stays.
+    case.reason_text.clear();
     case
 }
 

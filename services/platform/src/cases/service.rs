@@ -419,7 +419,8 @@ impl<D: Department> CaseApi<D> {
     /// where only the role-based needs can be decided).
     fn may(&self, p: &Principal, need: Need, case: Option<&CaseRecord>) -> bool {
         let clerk = self.is_staff(p) && p.has_role(ROLE_CLERK);
-        let coordinator = p.is_service(COORDINATOR);
+        // The coordinator acts on the cases of its bundles, nothing else.
+        let coordinator = p.is_service(COORDINATOR) && case.is_none_or(|c| !c.bundle_id.is_empty());
         let owner = match case {
             Some(c) => Self::is_owner(p, c),
             None => p.kind.is_applicant(),
