@@ -106,10 +106,14 @@ lint: $(BUF) proto-lint ## rustfmt check, clippy with warnings as errors, buf li
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+# Every NATS user of auth.conf (the services and deploy/nats/departments.toml) as the
+# NATS_<USER>_PASSWORD variables the configuration reads.
+NATS_CHECK_ENV = $(shell python3 deploy/nats/gen_auth.py --users | tr a-z A-Z | sed 's/.*/NATS_&_PASSWORD=check/')
+
 deploy-check: $(NATS_SERVER)
 	python3 deploy/nats/gen_auth.py --check
-	env $(foreach u,HOUSEHOLD EXIT_ENTRY VEHICLE LIAISON COORDINATOR SUPERVISION EXTERNAL,NATS_$(u)_PASSWORD=check) $(NATS_SERVER) -c deploy/nats/dev.conf -t
-	env $(foreach u,HOUSEHOLD EXIT_ENTRY VEHICLE LIAISON COORDINATOR SUPERVISION EXTERNAL,NATS_$(u)_PASSWORD=check) NODE_NAME=check NATS_STORE_DIR=/data/jetstream $(NATS_SERVER) -c deploy/nats/cluster.conf -t
+	env $(NATS_CHECK_ENV) $(NATS_SERVER) -c deploy/nats/dev.conf -t
+	env $(NATS_CHECK_ENV) NODE_NAME=check NATS_STORE_DIR=/data/jetstream $(NATS_SERVER) -c deploy/nats/cluster.conf -t
 
 # The Helm chart: lint (strict), render with the default and production values, validate
 # the manifests against the Kubernetes schemas (strict), and make sure a broken value fails.

@@ -52,9 +52,21 @@ pub fn nats_password(user: &str) -> String {
     format!("test-{user}-password")
 }
 
-/// The NATS users of deploy/nats/auth.conf.
-pub const NATS_USERS: [&str; 7] =
-    ["household", "exit_entry", "vehicle", "liaison", "coordinator", "supervision", "external"];
+/// The NATS users of deploy/nats/auth.conf: the services, then the outside departments of
+/// deploy/nats/departments.toml (`nats_permissions` checks the two lists agree).
+pub const NATS_USERS: [&str; 11] = [
+    "household",
+    "exit_entry",
+    "vehicle",
+    "liaison",
+    "coordinator",
+    "supervision",
+    "social_security",
+    "medical_insurance",
+    "market_regulation",
+    "education",
+    "civil_affairs",
+];
 
 impl NatsServer {
     /// Starts a server on a free port with a temporary JetStream store, no authentication.
@@ -101,10 +113,11 @@ impl NatsServer {
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
         self.child = Some(child);
-        // The external user may ask $JS.API.INFO, so it serves as the readiness probe.
+        // Household may ask $JS.API.INFO, so it serves as the readiness probe.
         let opts = || {
             if self.secured {
-                async_nats::ConnectOptions::with_user_and_password("external".into(), nats_password("external"))
+                async_nats::ConnectOptions::with_user_and_password("household".into(), nats_password("household"))
+                    .custom_inbox_prefix(onething_platform::events::nats::inbox_prefix("household"))
             } else {
                 async_nats::ConnectOptions::new()
             }
@@ -267,9 +280,11 @@ pub fn staff(dept: &str, roles: &[&str]) -> String {
     token(staff_principal(dept, roles))
 }
 
-/// One of our services, e.g. `coordinator`.
-pub fn service(name: &str) -> String {
-    token(principal(name, SubjectKind::Service, name, &[]))
+/// A token of our service `name` (e.g. `coordinator`) addressed to service `callee`.
+pub fn service(name: &str, callee: &str) -> String {
+    let mut claims = principal(name, SubjectKind::Service, name, &[]).into_claims(&auth_settings(), 3600);
+    claims.aud = onething_platform::auth::service_audience(&claims.aud, callee);
+    minter().sign(&claims).expect("sign")
 }
 
 /// A citizen with ID number `id`.
@@ -343,6 +358,8 @@ pub fn test_settings(db_url: &str, nats_url: &str) -> Settings {
 
 /// A service running in the test's runtime.
 pub struct Running {
+    /// Its name, e.g. `household` (the audience of service tokens sent to it).
+    pub name: &'static str,
     /// Its gRPC address.
     pub addr: std::net::SocketAddr,
     /// Its database (household's own; the test inspects it to prove nothing was written).
@@ -355,6 +372,7 @@ impl Running {
     /// A placeholder for a service that is not running (its address port is 0).
     pub fn stopped() -> Self {
         Self {
+            name: "stopped",
             addr: "127.0.0.1:0".parse().expect("address"),
             db: sea_orm::DatabaseConnection::default(),
             stop: CancellationToken::new(),
@@ -449,11 +467,11 @@ pub async fn start_service(
 ) -> Running {
     init_telemetry();
     let app = build.await.unwrap_or_else(|e| panic!("service starts: {e:#}"));
-    let addr = app.grpc_addr();
+    let (name, addr) = (app.name(), app.grpc_addr());
     let db = app.db().clone();
     let stop = CancellationToken::new();
     let task = tokio::spawn(app.run_until_stopped(stop.clone()));
-    Running { addr, db, stop, task }
+    Running { name, addr, db, stop, task }
 }
 
 /// Installs telemetry once per test process so spans have trace ids.

@@ -1,16 +1,20 @@
 #!/usr/bin/env python3
 """A department subscribing to onething events (the worked example of docs/events.md).
 
-It connects as the read-only user, reads a stream through its own durable pull consumer
-(named like the user, as the permissions require), decodes each CloudEvent's protobuf
-payload by its `ce-type`, prints one JSON line per event, and acks it. Run it again and the
-durable consumer carries on where it stopped; --start-sequence replays from a sequence.
+It connects as its department's NATS user (deploy/nats/departments.toml), with that user's
+own inbox prefix (`_INBOX.<user>`, the only inbox it may subscribe to), and reads each
+subject it is entitled to through a durable pull consumer of its own, named as the
+permissions require (`<user>-` and the subject after `onething.`, `.` as `-`, `*` as
+`any`) and filtered on that subject alone. It decodes each CloudEvent's protobuf payload by
+its `ce-type`, prints one JSON line per event, and acks it. Run it again and the durable consumers carry on where they stopped;
+--start-sequence replays from a sequence.
 
 Generate the Python classes of the protos once:
     python -m grpc_tools.protoc -I proto --python_out=gen $(find proto/onething -name '*.proto')
 then:
-    python docs/examples/subscriber.py --generated gen --user external --password ... \\
-        --stream ONETHING_HOUSEHOLD --subject 'onething.household.v1.>' --count 10
+    python docs/examples/subscriber.py --generated gen --user social_security --password ... \\
+        --stream ONETHING_HOUSEHOLD --subject onething.household.v1.person.born \\
+        --subject onething.household.v1.person.deceased --count 10
 """
 
 import argparse
@@ -38,23 +42,39 @@ def decode(ce_type: str, payload: bytes):
     return json_format.MessageToDict(message)
 
 
+def consumer_name(user: str, subject: str) -> str:
+    """The durable name deploy/nats/auth.conf allows `user` for `subject`."""
+    tokens = [{"*": "any", ">": "all"}.get(t, t) for t in subject.split(".")[1:]]
+    return "-".join([user or "subscriber"] + tokens)
+
+
 async def run(args) -> int:
     import nats
     from nats.js.api import ConsumerConfig, DeliverPolicy
 
-    nc = await nats.connect(args.url, user=args.user or None, password=args.password or None)
+    options = {"inbox_prefix": f"_INBOX.{args.user}"} if args.user else {}
+    nc = await nats.connect(args.url, user=args.user or None, password=args.password or None, **options)
     js = nc.jetstream()
-    config = ConsumerConfig(filter_subject=args.subject)
-    if args.start_sequence:
-        config.deliver_policy = DeliverPolicy.BY_START_SEQUENCE
-        config.opt_start_seq = args.start_sequence
-    sub = await js.pull_subscribe(args.subject, durable=args.durable, stream=args.stream, config=config)
-    seen = 0
-    while seen < args.count:
+    subs = []
+    for subject in args.subject:
+        # One consumer per subject: the permission to create it names its filter.
+        config = ConsumerConfig(filter_subject=subject)
+        if args.start_sequence:
+            config.deliver_policy = DeliverPolicy.BY_START_SEQUENCE
+            config.opt_start_seq = args.start_sequence
+        durable = consumer_name(args.user, subject)
+        subs.append(await js.pull_subscribe(subject, durable=durable, stream=args.stream, config=config))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + args.timeout
+    seen, turn = 0, 0
+    while seen < args.count and loop.time() < deadline:
+        sub = subs[turn % len(subs)]
+        turn += 1
         try:
-            batch = await sub.fetch(args.count - seen, timeout=args.timeout)
+            # Short waits, so a quiet subject does not hold up the others.
+            batch = await sub.fetch(args.count - seen, timeout=max(0.1, min(1.0, deadline - loop.time())))
         except asyncio.TimeoutError:
-            break
+            continue
         for msg in batch:
             headers = msg.headers or {}
             if headers.get("ce-specversion") != "1.0" or headers.get("content-type") != "application/protobuf":
@@ -84,10 +104,9 @@ def main() -> int:
     p.add_argument("--user", default="")
     p.add_argument("--password", default="")
     p.add_argument("--stream", required=True)
-    p.add_argument("--subject", default=">")
-    p.add_argument("--durable", default="external", help="must equal the user name for outside users")
+    p.add_argument("--subject", action="append", required=True, help="an entitled subject; repeat for more")
     p.add_argument("--count", type=int, default=10, help="stop after this many events")
-    p.add_argument("--timeout", type=float, default=10.0)
+    p.add_argument("--timeout", type=float, default=10.0, help="give up after this many seconds")
     p.add_argument("--start-sequence", type=int, default=0)
     p.add_argument("--generated", type=pathlib.Path, required=True, help="folder of the generated *_pb2 modules")
     args = p.parse_args()

@@ -72,6 +72,8 @@ fn unauthenticated(keys: &Keys) -> Vec<(&'static str, Option<String>)> {
         ("the coordinator's key signing an approver", Some(keys.coordinator.mint(approver, 600).unwrap())),
         ("the coordinator's key signing a citizen", Some(keys.coordinator.mint(citizen_principal(), 600).unwrap())),
         ("the coordinator's key signing supervision", Some(keys.coordinator.mint(supervision, 600).unwrap())),
+        ("a coordinator token addressed to another service", Some(service("coordinator", "elsewhere"))),
+        ("a coordinator token addressed to no service", Some(token(coordinator.clone()))),
         ("garbage", Some("not.a.jwt".into())),
     ]
 }
@@ -80,14 +82,17 @@ fn citizen_principal() -> Principal {
     Principal { id_number: seeded_person(), ..Principal::bare("citizen-matrix", SubjectKind::Citizen) }
 }
 
-/// Supervision's own token acting for a citizen (an applicant in the `act` claim).
-fn supervision_for_citizen() -> String {
+/// Supervision's own token, addressed to `callee`, acting for a citizen (an applicant in
+/// the `act` claim).
+fn supervision_for_citizen(callee: &str) -> String {
     let p = Principal {
         dept: "supervision".into(),
         actor: Some(Box::new(citizen_principal())),
         ..Principal::bare("supervision", SubjectKind::Service)
     };
-    token(p)
+    let mut claims = p.into_claims(&auth_settings(), 600);
+    claims.aud = onething_platform::auth::service_audience(&claims.aud, callee);
+    minter().sign(&claims).unwrap()
 }
 
 /// The callers `rule` refuses whatever they send, when served by `dept`.
@@ -104,7 +109,7 @@ fn refused(rule: &policy::Rule, dept: &str) -> Vec<(String, String)> {
             ("a citizen".into(), citizen_token(&seeded_person())),
             ("an enterprise".into(), enterprise_token(onething_vehicle::store::seed_fleet_owner().as_str())),
             ("a foreign national".into(), foreigner_token("E12345678")),
-            ("supervision acting for a citizen".into(), supervision_for_citizen()),
+            ("supervision acting for a citizen".into(), supervision_for_citizen(dept)),
         ],
     );
     // The coordinator's "own" staff are those of a department with steps; supervision's are its own.
@@ -116,7 +121,7 @@ fn refused(rule: &policy::Rule, dept: &str) -> Vec<(String, String)> {
     if rule.services != ["*"] {
         for s in ["coordinator", "supervision", "household", "vehicle"] {
             if !rule.services.contains(&s) {
-                out.push((format!("the {s} service"), service(s)));
+                out.push((format!("the {s} service"), service(s, dept)));
             }
         }
     }
@@ -241,7 +246,9 @@ async fn every_rpc_refuses_whom_its_row_refuses() {
     let coordinator = &running.iter().find(|(n, _, _)| *n == "coordinator").unwrap().1;
     let channel = tonic::transport::Channel::from_shared(coordinator.endpoint()).unwrap().connect().await.unwrap();
     let own = Principal { dept: "coordinator".into(), ..Principal::bare("coordinator", SubjectKind::Service) };
-    let t = keys.coordinator.mint(own, 600).unwrap();
+    let mut claims = own.into_claims(&auth_settings(), 600);
+    claims.aud = onething_platform::auth::service_audience(&claims.aud, "coordinator");
+    let t = keys.coordinator.sign(&claims).unwrap();
     let code = call(&channel, "/onething.coordinator.v1.CatalogService/ListMatters", false, Some(&t)).await;
     assert_eq!(code, Code::Ok);
     for (_, r, _) in running {

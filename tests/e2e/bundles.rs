@@ -429,8 +429,8 @@ async fn every_bundle_completes(backend: Backend) {
         ("1", "1")
     );
     // The cancellations were created after the deregistration was approved.
-    let mut hh = w.cases_at("household", &service("coordinator")).await;
-    let mut v = w.cases_at("vehicle", &service("coordinator")).await;
+    let mut hh = w.cases_at("household", &service("coordinator", "household")).await;
+    let mut v = w.cases_at("vehicle", &service("coordinator", "vehicle")).await;
     let dereg = hh
         .get_case(cpb::GetCaseRequest { case_id: b.steps[0].case_id.clone() })
         .await

@@ -53,7 +53,7 @@ impl Mesh {
 
     /// Household's case service as the coordinator (applies and acts for applicants).
     pub async fn cases(&self) -> CaseServiceClient<Authed> {
-        self.cases_as(Some(&service("coordinator"))).await
+        self.cases_as(Some(&service("coordinator", "household"))).await
     }
 
     /// Household's case service as a household clerk who may also approve.
@@ -78,7 +78,7 @@ pub struct CaseServiceClientExt;
 impl CaseServiceClientExt {
     /// The case service of `running` as the coordinator.
     pub async fn coordinator(running: &Running) -> CaseServiceClient<Authed> {
-        CaseServiceClient::new(connect_as(&running.endpoint(), Some(&service("coordinator"))).await)
+        CaseServiceClient::new(connect_as(&running.endpoint(), Some(&service("coordinator", running.name))).await)
     }
 }
 

@@ -195,9 +195,9 @@ async fn document_cancellation_waits_for_the_death_event(backend: Backend) {
     let nats = NatsServer::start().await;
     let household = start_household(&hh_db.url, &nats.url()).await;
     let exit_entry = start_exit_entry(&xe_db.url, &nats.url()).await;
-    let coordinator = service("coordinator");
-    let mut xe = CaseServiceClient::new(connect_as(&exit_entry.endpoint(), Some(&coordinator)).await);
-    let mut hh = CaseServiceClient::new(connect_as(&household.endpoint(), Some(&coordinator)).await);
+    let to = |callee| service("coordinator", callee);
+    let mut xe = CaseServiceClient::new(connect_as(&exit_entry.endpoint(), Some(&to("exit_entry"))).await);
+    let mut hh = CaseServiceClient::new(connect_as(&household.endpoint(), Some(&to("household"))).await);
     let elder = seeded_elder();
 
     // Created before the death is confirmed: accepted, waiting, and saying why.

@@ -226,7 +226,7 @@ async fn staff_read_only_what_their_steps_need() {
     let withdrawn = foreigner.withdraw_bundle(pb::WithdrawBundleRequest { bundle_id: retire.bundle_id.clone() }).await;
     assert_eq!(withdrawn.unwrap_err().code(), Code::PermissionDenied);
     // Nor does a service on its own account list bundles.
-    let mut svc = w.bundles_as(&service("supervision"), 0).await;
+    let mut svc = w.bundles_as(&service("supervision", "coordinator"), 0).await;
     let denied = svc.list_bundles(pb::ListBundlesRequest { page_size: 10 }).await.unwrap_err();
     assert_eq!(denied.code(), Code::PermissionDenied);
     w.stop_all().await;

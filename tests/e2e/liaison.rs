@@ -425,7 +425,8 @@ async fn bad_requests_are_refused(backend: Backend) {
         .unwrap();
     assert_eq!((still.state(), still.rating), (RequestState::Handled, 0), "nothing changed");
     // A malformed credit code on a matter: INVALID_ARGUMENT, nothing stored.
-    let mut cases = CaseServiceClient::new(connect_as(&liaison.endpoint(), Some(&service("coordinator"))).await);
+    let mut cases =
+        CaseServiceClient::new(connect_as(&liaison.endpoint(), Some(&service("coordinator", "liaison"))).await);
     let err = cases
         .create_case(case(
             "liaison.seal_engraving_filing",

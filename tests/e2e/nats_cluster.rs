@@ -322,25 +322,33 @@ async fn is_completed(reader: &mut BundleServiceClient<Authed>, id: &str) -> boo
         .is_some_and(|b| b.state() == BundleState::Completed)
 }
 
-/// JetStream as the read-only `external` user, on every node.
-async fn inspector(cluster: &Cluster) -> jetstream::Context {
+/// JetStream on every node for each stream, as the stream's own service (the user that may
+/// read its stream's information and messages back).
+type Inspector = BTreeMap<&'static str, jetstream::Context>;
+
+async fn inspector(cluster: &Cluster) -> Inspector {
     let urls: Vec<String> = cluster.nodes.iter().map(Node::url).collect();
-    let client = async_nats::ConnectOptions::with_user_and_password("external".into(), nats_password("external"))
-        .connect(urls)
-        .await
-        .expect("connect as external");
-    let mut js = jetstream::new(client);
-    // Requests to a stream whose leader just died go unanswered until the next election.
-    js.set_timeout(Duration::from_secs(1));
-    js
+    let mut by_stream = BTreeMap::new();
+    for (service, stream) in STREAMS {
+        let client = async_nats::ConnectOptions::with_user_and_password(service.into(), nats_password(service))
+            .custom_inbox_prefix(onething_platform::events::nats::inbox_prefix(service))
+            .connect(urls.clone())
+            .await
+            .unwrap_or_else(|e| panic!("connect as {service}: {e}"));
+        let mut js = jetstream::new(client);
+        // Requests to a stream whose leader just died go unanswered until the next election.
+        js.set_timeout(Duration::from_secs(1));
+        by_stream.insert(stream, js);
+    }
+    by_stream
 }
 
 /// Each stream's leader, once every stream has one and all its replicas are current.
-async fn stream_leaders(js: &jetstream::Context, not: Option<&str>) -> BTreeMap<&'static str, String> {
+async fn stream_leaders(js: &Inspector, not: Option<&str>) -> BTreeMap<&'static str, String> {
     eventually(Duration::from_secs(30), "every stream to have a leader and current replicas", || async {
         let mut leaders = BTreeMap::new();
         for (_, name) in STREAMS {
-            let info = js.get_stream(name).await.ok()?.get_info().await.ok()?;
+            let info = js[name].get_stream(name).await.ok()?.get_info().await.ok()?;
             let cluster = info.cluster?;
             let leader = cluster.leader.filter(|l| !l.is_empty() && Some(l.as_str()) != not)?;
             let up = cluster.replicas.iter().filter(|p| p.current && !p.offline).count();
@@ -488,7 +496,7 @@ async fn a_node_lost_and_back_loses_and_doubles_nothing(backend: Backend) {
     }
     let mut events = BTreeMap::new();
     for (service, stream) in STREAMS {
-        let (ids, repeated) = stream_events(&js, stream).await;
+        let (ids, repeated) = stream_events(&js[stream], stream).await;
         let unique: HashSet<&String> = ids.iter().collect();
         assert_eq!(unique.len(), ids.len(), "{stream}: an event id twice");
         assert_eq!(repeated, Vec::<String>::new(), "{stream}: a state change published twice");

@@ -223,7 +223,7 @@ fn dashboard_queries() -> Vec<(String, String)> {
 async fn fail_a_publish(w: &World, key: &str) {
     let js = w.nats.jetstream().await;
     js.delete_stream(stream_name("household")).await.unwrap();
-    let mut cases = w.cases_at("household", &service("coordinator")).await;
+    let mut cases = w.cases_at("household", &service("coordinator", "household")).await;
     cases.create_case(certificate_request(key)).await.unwrap();
 }
 

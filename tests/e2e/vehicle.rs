@@ -36,7 +36,7 @@ async fn no_overbooking_across_replicas(backend: Backend) {
     let nats = NatsServer::start().await;
     let first = start_vehicle(&db.url, &nats.url()).await;
     let second = start_vehicle(&db.url, &nats.url()).await;
-    let token = service("coordinator");
+    let token = service("coordinator", "vehicle");
     let mut tasks = Vec::new();
     for i in 0..12 {
         let endpoint = if i % 2 == 0 { first.endpoint() } else { second.endpoint() };
@@ -152,9 +152,8 @@ impl Deaths {
         let nats = NatsServer::start().await;
         let household = start_household(&hh_db.url, &nats.url()).await;
         let vehicle = start_vehicle(&v_db.url, &nats.url()).await;
-        let coordinator = service("coordinator");
-        let v = cases_at(&vehicle, &coordinator).await;
-        let hh = cases_at(&household, &coordinator).await;
+        let v = cases_at(&vehicle, &service("coordinator", "vehicle")).await;
+        let hh = cases_at(&household, &service("coordinator", "household")).await;
         Some(Self { household, vehicle, nats, v, hh, _dbs: (hh_db, v_db) })
     }
 }
@@ -328,7 +327,7 @@ async fn bad_bookings_are_refused_and_store_nothing(backend: Backend) {
     let Some(db) = TestDb::fresh(backend).await else { return };
     let nats = NatsServer::start().await;
     let vehicle = start_vehicle(&db.url, &nats.url()).await;
-    let mut c = cases_at(&vehicle, &service("coordinator")).await;
+    let mut c = cases_at(&vehicle, &service("coordinator", "vehicle")).await;
     let check = |s: tonic::Status| {
         let d = s.get_error_details();
         (

@@ -483,6 +483,10 @@ pub struct TokenArgs {
     /// Signing key made by `onething dev`.
     #[arg(long, default_value = ".data/keys/dev-signing-key.pem")]
     key: std::path::PathBuf,
+    /// The service a service token is for (required with `--kind service`: service tokens
+    /// are addressed to one callee).
+    #[arg(long)]
+    to: Option<String>,
 }
 
 /// Runs `onething token …`: prints a token.
@@ -520,6 +524,15 @@ pub fn token(args: TokenArgs) -> anyhow::Result<()> {
         passport_number: args.passport_number,
         actor: None,
     };
-    println!("{}", minter.mint(principal, args.ttl)?);
+    let mut claims = principal.into_claims(&AuthSettings::default(), args.ttl);
+    match (kind, args.to) {
+        (SubjectKind::Service, Some(callee)) => {
+            claims.aud = onething_platform::auth::service_audience(&claims.aud, &callee);
+        }
+        (SubjectKind::Service, None) => bail!("a service token needs --to <callee>"),
+        (_, Some(_)) => bail!("--to is for service tokens"),
+        _ => {}
+    }
+    println!("{}", minter.sign(&claims)?);
     Ok(())
 }

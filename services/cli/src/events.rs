@@ -15,7 +15,9 @@ pub struct EventsArgs {
     /// NATS URL.
     #[arg(long, global = true, default_value = "nats://127.0.0.1:14222", env = "NATS_URL")]
     nats_url: String,
-    /// NATS user (e.g. `external`, the read-only user).
+    /// NATS user. The users of deploy/nats/auth.conf read through their own durable
+    /// consumers only, so `tail` and `replay` (a core subscription, an ephemeral consumer)
+    /// are for a server without authentication, e.g. `make run`'s.
     #[arg(long, global = true, default_value = "")]
     user: String,
     /// NATS password.
@@ -93,7 +95,9 @@ fn line(seq: Option<u64>, subject: &str, e: &Envelope) -> String {
 async fn connect(args: &EventsArgs) -> anyhow::Result<async_nats::Client> {
     let mut opts = async_nats::ConnectOptions::new().name("onething-cli");
     if !args.user.is_empty() {
-        opts = opts.user_and_password(args.user.clone(), args.password.clone());
+        opts = opts
+            .user_and_password(args.user.clone(), args.password.clone())
+            .custom_inbox_prefix(onething_platform::events::nats::inbox_prefix(&args.user));
     }
     opts.connect(args.nats_url.as_str()).await.with_context(|| format!("connecting to {}", args.nats_url))
 }

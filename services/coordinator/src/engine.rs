@@ -12,7 +12,7 @@ use crate::{
 use chrono::Utc;
 use onething_platform::grpc::{Peers, TracedChannel};
 use onething_platform::{
-    auth::{Principal, ServiceIdentity},
+    auth::{PeerIdentity, Principal, ServiceIdentity},
     calendar::Calendar,
     cases::{ApplicantRecord, MaterialRecord, timestamp},
     catalog::{Bundle as BundleDef, Catalog},
@@ -39,7 +39,7 @@ use std::{
 use tonic::service::interceptor::InterceptedService;
 use tonic_types::StatusExt;
 
-type Client = CaseServiceClient<InterceptedService<TracedChannel, ServiceIdentity>>;
+type Client = CaseServiceClient<InterceptedService<TracedChannel, PeerIdentity>>;
 
 /// A bundle with its steps.
 #[derive(Debug, Clone)]
@@ -154,7 +154,7 @@ impl Engine {
             .peers
             .channel(department)
             .ok_or_else(|| Error::internal(anyhow::anyhow!("no address for department {department}")))?;
-        Ok(CaseServiceClient::new(InterceptedService::new(channel, self.inner.identity.clone())))
+        Ok(CaseServiceClient::new(InterceptedService::new(channel, self.inner.identity.to(department))))
     }
 
     /// Submits a bundle (see the proto for the contract).

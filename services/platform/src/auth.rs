@@ -35,6 +35,16 @@ pub struct AuthSettings {
     /// honoured, a key it removes refused, without a restart (a mounted ConfigMap changes
     /// in place).
     pub jwks_reload_seconds: u64,
+    /// The service that verifies (set by the runtime, never configured): a service token
+    /// must be addressed to it (`aud` = [`service_audience`]), so a token one service
+    /// receives cannot be replayed to another.
+    #[serde(skip)]
+    pub service: String,
+}
+
+/// The audience of a service token for `callee`: `<audience>/<callee>`.
+pub fn service_audience(audience: &str, callee: &str) -> String {
+    format!("{audience}/{callee}")
 }
 
 impl Default for AuthSettings {
@@ -46,6 +56,7 @@ impl Default for AuthSettings {
             leeway_seconds: 30,
             signing_key_file: String::new(),
             jwks_reload_seconds: 30,
+            service: String::new(),
         }
     }
 }
@@ -310,6 +321,17 @@ pub struct Verifier {
 const VERIFIED_CAPACITY: usize = 4096;
 
 impl Verifier {
+    /// Whether the token is addressed to this verifier: a person's to the mesh's audience,
+    /// a service's to this service alone (to the mesh's audience only where the verifier
+    /// serves no service, as in tools).
+    fn addressed_here(&self, c: &Claims) -> bool {
+        match (c.kind, self.settings.service.as_str()) {
+            (SubjectKind::Service, "") => c.aud == self.settings.audience,
+            (SubjectKind::Service, me) => c.aud == service_audience(&self.settings.audience, me),
+            _ => c.aud == self.settings.audience,
+        }
+    }
+
     /// Loads the JWKS file named in `settings`.
     ///
     /// # Errors
@@ -406,9 +428,10 @@ impl Verifier {
     /// Verifies a token and returns its principal.
     ///
     /// # Errors
-    /// UNAUTHENTICATED: `AUTH_TOKEN_EXPIRED`, `AUTH_TOKEN_WRONG_ISSUER` (issuer or
-    /// audience not ours), `AUTH_TOKEN_INVALID` (malformed, unknown key, bad signature,
-    /// bad claims).
+    /// UNAUTHENTICATED: `AUTH_TOKEN_EXPIRED`, `AUTH_TOKEN_NOT_YET_VALID`,
+    /// `AUTH_TOKEN_WRONG_ISSUER`, `AUTH_TOKEN_WRONG_AUDIENCE` (not addressed to the mesh, or a
+    /// service token addressed to another service), `AUTH_TOKEN_OUT_OF_SCOPE`,
+    /// `AUTH_TOKEN_INVALID` (malformed, unknown key, bad signature, bad claims).
     pub fn verify(&self, token: &str) -> Result<Principal, Error> {
         if let Some(p) = self.remembered(token, now()) {
             return Ok(p);
@@ -445,7 +468,8 @@ impl Verifier {
         for k in candidates {
             let mut v = Validation::new(k.alg);
             v.set_issuer(&[k.scope.iss.as_deref().unwrap_or(&self.settings.issuer)]);
-            v.set_audience(&[&self.settings.audience]);
+            let own = service_audience(&self.settings.audience, &self.settings.service);
+            v.set_audience(&[&self.settings.audience, &own]);
             v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
             v.validate_nbf = true;
             v.leeway = self.settings.leeway_seconds;
@@ -457,6 +481,13 @@ impl Verifier {
                         ErrorKind::Unauthenticated,
                         "AUTH_TOKEN_OUT_OF_SCOPE",
                         "the token's key may not sign this subject",
+                    ));
+                }
+                Ok(data) if !self.addressed_here(&data.claims) => {
+                    return Err(Error::new(
+                        ErrorKind::Unauthenticated,
+                        "AUTH_TOKEN_WRONG_AUDIENCE",
+                        "the token is addressed to another service",
                     ));
                 }
                 Ok(data) => {
@@ -474,10 +505,15 @@ impl Verifier {
                             "AUTH_TOKEN_NOT_YET_VALID",
                             "the token is not valid yet",
                         ),
-                        J::InvalidIssuer | J::InvalidAudience => Error::new(
+                        J::InvalidIssuer => Error::new(
                             ErrorKind::Unauthenticated,
                             "AUTH_TOKEN_WRONG_ISSUER",
-                            "the token was not issued for onething",
+                            "the token was not issued by a trusted issuer",
+                        ),
+                        J::InvalidAudience => Error::new(
+                            ErrorKind::Unauthenticated,
+                            "AUTH_TOKEN_WRONG_AUDIENCE",
+                            "the token is not addressed to this service",
                         ),
                         _ => invalid(),
                     };
@@ -802,10 +838,18 @@ mod tests {
             ..Default::default()
         };
         let identity = ServiceIdentity::load("coordinator", &settings).unwrap();
-        let first = identity.token().unwrap();
-        assert_eq!(identity.token().unwrap(), first, "reused, not signed again");
-        let p = Verifier::load(&settings).unwrap().verify(&first).unwrap();
+        let first = identity.token("household").unwrap();
+        assert_eq!(identity.token("household").unwrap(), first, "reused, not signed again");
+        let household = AuthSettings { service: "household".into(), ..settings.clone() };
+        let p = Verifier::load(&household).unwrap().verify(&first).unwrap();
         assert_eq!((p.kind, p.sub.as_str()), (SubjectKind::Service, "coordinator"));
+        // Addressed to household, it is refused by any other service.
+        let vehicle = AuthSettings { service: "vehicle".into(), ..settings };
+        let e = Verifier::load(&vehicle).unwrap().verify(&first).unwrap_err();
+        assert_eq!(e.reason(), "AUTH_TOKEN_WRONG_AUDIENCE");
+        let to_vehicle = identity.token("vehicle").unwrap();
+        assert_ne!(to_vehicle, first, "one token per callee");
+        assert!(Verifier::load(&vehicle).unwrap().verify(&to_vehicle).is_ok());
     }
 
     #[test]
@@ -847,15 +891,24 @@ mod tests {
     }
 }
 
-/// A tonic client interceptor that sends this service's own identity (kind `service`,
-/// `sub` = the service name) and the current trace context with every call.
+/// This service's own identity (kind `service`, `sub` = the service name) for calling
+/// others: [`ServiceIdentity::to`] makes the client interceptor for one callee.
 #[derive(Clone)]
 pub struct ServiceIdentity {
     minter: Arc<Minter>,
     name: String,
-    /// The token sent lately and when it was signed: reused for [`TOKEN_REUSE`], so the
-    /// peer's verifier recognises it, and neither side spends a signature per call.
-    current: Arc<std::sync::Mutex<Option<(String, std::time::Instant)>>>,
+    /// Per callee, the token sent lately and when it was signed: reused for
+    /// [`TOKEN_REUSE`], so the peer's verifier recognises it, and neither side spends a
+    /// signature per call.
+    current: Arc<std::sync::Mutex<std::collections::HashMap<String, (String, std::time::Instant)>>>,
+}
+
+/// A tonic client interceptor that sends this service's token addressed to one callee
+/// (`aud` = [`service_audience`]) and the current trace context with every call.
+#[derive(Clone)]
+pub struct PeerIdentity {
+    identity: ServiceIdentity,
+    callee: String,
 }
 
 /// Lifetime of a service token.
@@ -877,20 +930,28 @@ impl ServiceIdentity {
         Ok(Self { minter: Arc::new(minter), name: name.to_string(), current: Default::default() })
     }
 
-    fn token(&self) -> anyhow::Result<String> {
+    /// The client interceptor for calls to `callee` (a service name, e.g. `household`).
+    pub fn to(&self, callee: &str) -> PeerIdentity {
+        PeerIdentity { identity: self.clone(), callee: callee.to_string() }
+    }
+
+    fn token(&self, callee: &str) -> anyhow::Result<String> {
         let mut current = self.current.lock().map_err(|_| anyhow::anyhow!("service token poisoned"))?;
-        if let Some((token, signed)) = current.as_ref()
+        if let Some((token, signed)) = current.get(callee)
             && signed.elapsed() < TOKEN_REUSE
         {
             return Ok(token.clone());
         }
-        let token = self.sign()?;
-        *current = Some((token.clone(), std::time::Instant::now()));
+        let token = self.sign(self.principal(), callee, SERVICE_TOKEN_TTL_SECONDS)?;
+        current.insert(callee.to_string(), (token.clone(), std::time::Instant::now()));
         Ok(token)
     }
 
-    fn sign(&self) -> anyhow::Result<String> {
-        self.minter.mint(self.principal(), SERVICE_TOKEN_TTL_SECONDS)
+    /// `principal`'s token addressed to `callee`.
+    fn sign(&self, principal: Principal, callee: &str, ttl_seconds: u64) -> anyhow::Result<String> {
+        let mut claims = principal.into_claims(&self.minter.settings, ttl_seconds);
+        claims.aud = service_audience(&self.minter.settings.audience, callee);
+        self.minter.sign(&claims)
     }
 
     fn principal(&self) -> Principal {
@@ -904,7 +965,7 @@ impl ServiceIdentity {
     ///
     /// # Errors
     /// The user is not an applicant, or signing failed.
-    pub fn acting_for(&self, user: &Principal) -> anyhow::Result<OnBehalf> {
+    pub fn acting_for(&self, user: &Principal, callee: &str) -> anyhow::Result<OnBehalf> {
         if !user.kind.is_applicant() {
             bail!("a service acts only for an applicant");
         }
@@ -914,8 +975,8 @@ impl ServiceIdentity {
             passport_number: user.passport_number.clone(),
             ..Principal::bare(&user.sub, user.kind)
         };
-        let token =
-            self.minter.mint(Principal { actor: Some(Box::new(actor)), ..self.principal() }, ON_BEHALF_TTL_SECONDS)?;
+        let principal = Principal { actor: Some(Box::new(actor)), ..self.principal() };
+        let token = self.sign(principal, callee, ON_BEHALF_TTL_SECONDS)?;
         Ok(OnBehalf(format!("Bearer {token}").parse().context("token is not ASCII")?))
     }
 }
@@ -935,11 +996,12 @@ impl tonic::service::Interceptor for OnBehalf {
     }
 }
 
-impl tonic::service::Interceptor for ServiceIdentity {
+impl tonic::service::Interceptor for PeerIdentity {
     fn call(&mut self, req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
         let mut req = crate::telemetry::inject_grpc(req)?;
-        // Signed at most once a minute, lazily: no refresh task.
-        let token = self.token().map_err(|_| tonic::Status::internal("cannot sign the service token"))?;
+        // Signed at most once a minute per callee, lazily: no refresh task.
+        let token =
+            self.identity.token(&self.callee).map_err(|_| tonic::Status::internal("cannot sign the service token"))?;
         let value = format!("Bearer {token}").parse().map_err(|_| tonic::Status::internal("token is not ASCII"))?;
         req.metadata_mut().insert("authorization", value);
         Ok(req)

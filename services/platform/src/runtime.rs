@@ -56,7 +56,9 @@ impl ServiceRuntime {
     /// configuration, or an address that cannot be bound.
     pub async fn start<M: MigratorTrait>(name: &'static str, settings: Settings) -> anyhow::Result<Self> {
         grpc::install_crypto_provider();
-        let authenticator = Authenticator::new(Verifier::load(&settings.auth)?);
+        // Service tokens must be addressed to this service.
+        let auth = crate::auth::AuthSettings { service: name.to_string(), ..settings.auth.clone() };
+        let authenticator = Authenticator::new(Verifier::load(&auth)?);
         let catalog = Arc::new(Catalog::load(&settings.catalog_file)?);
         let calendar = Arc::new(Calendar::load(&settings.calendar_dir)?);
         let db = crate::db::connect_and_migrate_with::<M>(&settings.database_url, &settings.database).await?;
@@ -236,6 +238,11 @@ impl Service {
     /// Joins a started runtime and the server parts (health, reflection, the service APIs).
     pub fn new(runtime: ServiceRuntime, parts: grpc::ServerParts) -> Self {
         Self { runtime, parts }
+    }
+
+    /// The service's name, e.g. `household`.
+    pub fn name(&self) -> &'static str {
+        self.runtime.name
     }
 
     /// The address the gRPC server listens on.

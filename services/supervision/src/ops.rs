@@ -399,7 +399,7 @@ impl Supervision {
         let channel = self.peers.channel(department).ok_or_else(|| {
             Error::invalid_field("SUPERVISION_UNKNOWN_DEPARTMENT", "department", "no such department")
         })?;
-        let on_behalf = self.identity.acting_for(rater).map_err(Error::internal)?;
+        let on_behalf = self.identity.acting_for(rater, department).map_err(Error::internal)?;
         let intercepted = tonic::service::interceptor::InterceptedService::new(channel, on_behalf);
         let answer = if kind == "bundle" {
             copb::bundle_service_client::BundleServiceClient::new(intercepted)

@@ -171,18 +171,25 @@ it handled is safe against redelivery.
 
 ## Subscribing
 
-- Connect as a read-only user (`external` in `deploy/nats/auth.conf`; one per department in
-  production). It may create durable consumers on any stream whose name is its user name,
-  read stream information and single messages, and publish nothing on `onething.>`.
-- Create a **durable pull consumer** per stream with the subjects you need
-  (`filter_subjects`), explicit acks, and `deliver_policy` `all` (from the start),
-  `by_start_time` (from a time) or `by_start_sequence` (from a sequence) to replay after an
-  outage. Ack after your own transaction commits; record `ce-id` to drop duplicates.
+- Connect as your department's own NATS user (one per outside department, from
+  `deploy/nats/departments.toml`, which lists the subjects each is entitled to; see
+  `docs/deploy.md`, \"NATS users\") with the inbox prefix `_INBOX.<user>`, the only inbox it
+  may subscribe to. It reads its entitled subjects and nothing else, publishes nothing on
+  `onething.>`, and cannot read single messages of a stream (`MSG.GET`, `DIRECT.GET`).
+- Create a **durable pull consumer** per entitled subject, named `<user>-` and the subject
+  after `onething.` with `.` as `-` (`*` as `any`), e.g.
+  `social_security-household-v1-person-born`, with that subject as its one
+  `filter_subject`: the permission to create it names the filter, so another filter, a list
+  of filters or another name is refused. Explicit acks, and `deliver_policy` `all` (from
+  the start), `by_start_time` (from a time) or `by_start_sequence` (from a sequence) to
+  replay after an outage. Ack after your own transaction commits; record `ce-id` to drop
+  duplicates.
 - Retention: streams keep every event (limits policy, no age limit in the default
   configuration; operators may set `max_age` per stream). Duplicates are dropped by the
   broker within a two-minute window of the same `Nats-Msg-Id`.
 - A worked example in Python is in `docs/examples/subscriber.py`; `onething events tail` and
-  `onething events replay --since` read the streams from a terminal.
+  `onething events replay --since` read the streams from a terminal (on a server without
+  authentication, e.g. `make run`'s).
 ";
 
 const RULES: &str = "## Evolving an event

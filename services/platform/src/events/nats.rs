@@ -19,11 +19,20 @@ pub fn subject_root(department: &str) -> String {
     format!("onething.{}", department.replace('-', "_"))
 }
 
+/// The inbox prefix of NATS user `user`, `_INBOX.<user>`: every reply to it (JetStream API
+/// answers, publish acks, pulled messages) arrives under `_INBOX.<user>.>`, the only inbox
+/// deploy/nats/auth.conf lets that user subscribe to, so no user reads another's replies.
+pub fn inbox_prefix(user: &str) -> String {
+    format!("_INBOX.{user}")
+}
+
 /// Connects to NATS. Returns at once even when the server is down: the client keeps
 /// retrying in the background, and the outbox holds events until it is back.
 ///
 /// With a CA (or `tls_required`) the connection is TLS or nothing; a client certificate is
-/// presented when one is configured.
+/// presented when one is configured. With a user, replies come to that user's own inbox
+/// prefix ([`inbox_prefix`]); without one (no authentication, or a `.creds` file, whose
+/// permissions are the issuer's business), to the default `_INBOX`.
 ///
 /// # Errors
 /// A malformed URL, an unreadable credentials or TLS file, or a certificate without its key.
@@ -59,7 +68,12 @@ pub async fn connect(settings: &NatsSettings, client_name: &str) -> anyhow::Resu
     if !settings.credentials_file.is_empty() {
         opts = opts.credentials_file(&settings.credentials_file).await.context("reading NATS credentials file")?;
     } else if !settings.user.is_empty() {
-        opts = opts.user_and_password(settings.user.clone(), settings.password.clone());
+        // async-nats makes every inbox from this prefix: the request multiplexer behind
+        // JetStream API calls and publish acks subscribes to `<prefix>.<id>.*`, a pull
+        // consumer's messages come to `<prefix>.<id>`.
+        opts = opts
+            .user_and_password(settings.user.clone(), settings.password.clone())
+            .custom_inbox_prefix(inbox_prefix(&settings.user));
     }
     let servers: Vec<&str> = settings.url.split(',').map(str::trim).filter(|u| !u.is_empty()).collect();
     opts.connect(servers).await.context("connecting to NATS")
