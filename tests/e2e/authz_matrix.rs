@@ -60,6 +60,8 @@ fn unauthenticated(keys: &Keys) -> Vec<(&'static str, Option<String>)> {
     let mut expired: Claims = coordinator.clone().into_claims(&settings, 10);
     expired.exp -= 3600;
     expired.iat -= 3600;
+    let mut forever: Claims = with_roles(staff_principal("household", &[]), &["approver"]).into_claims(&settings, 10);
+    forever.exp = 32_503_680_000; // the year 3000
     let mut early: Claims = with_roles(staff_principal("household", &[]), &["approver"]).into_claims(&settings, 7200);
     early.nbf = Some(early.iat + 3600);
     let approver = with_roles(staff_principal("household", &[]), &["approver"]);
@@ -68,6 +70,7 @@ fn unauthenticated(keys: &Keys) -> Vec<(&'static str, Option<String>)> {
         ("no token", None),
         ("expired", Some(minter().sign(&expired).unwrap())),
         ("nbf an hour ahead", Some(minter().sign(&early).unwrap())),
+        ("valid until the year 3000", Some(minter().sign(&forever).unwrap())),
         ("the SSO's key signing a service", Some(keys.sso.mint(coordinator.clone(), 600).unwrap())),
         ("the coordinator's key signing an approver", Some(keys.coordinator.mint(approver, 600).unwrap())),
         ("the coordinator's key signing a citizen", Some(keys.coordinator.mint(citizen_principal(), 600).unwrap())),

@@ -408,7 +408,8 @@ async fn every_bundle_completes(backend: Backend) {
 
     // 公民身后: deregistration first, then the licence and the travel documents.
     let elder = onething_household::store::seed_id("371003", "1949-09-09", 62).unwrap().expose().to_string();
-    let relative = seeded_person();
+    // Reported by her son, who lives in her household.
+    let relative = elders_son();
     let mut as_relative = w.bundles_as(&citizen_token(&relative), 0).await;
     let b = as_relative
         .submit_bundle(after_death(citizen_applicant(&relative), &elder, "SW-2026-0300", "b-death"))
@@ -489,7 +490,8 @@ async fn a_refused_step_withdraws_what_cannot_stand_alone(backend: Backend) {
         .unwrap();
     let b = finished(&mut as_relative, &b.bundle_id).await;
     assert_eq!(b.state(), BundleState::Failed);
-    assert_eq!(b.steps[0].reason, "HOUSEHOLD_PERSON_NOT_FOUND");
+    // Not in the applicant's household (nor in the registry: the answer is the same).
+    assert_eq!(b.steps[0].reason, "HOUSEHOLD_NOT_SAME_HOUSEHOLD");
     assert_eq!(
         steps(&b)[1..],
         [("driving_licence".into(), StepState::Skipped), ("travel_documents".into(), StepState::Skipped)]
@@ -596,7 +598,7 @@ both_backends!(two_replicas_and_one_key);
 
 async fn bad_bundles_create_nothing_anywhere(backend: Backend) {
     let Some(w) = World::start(backend, 1).await else { return };
-    let relative = seeded_person();
+    let relative = elders_son();
     let mut c = w.bundles_as(&citizen_token(&relative), 0).await;
     let elder = onething_household::store::seed_id("371003", "1949-09-09", 62).unwrap().expose().to_string();
     let good = || after_death(citizen_applicant(&relative), &elder, "SW-2026-0400", "bad-x");

@@ -102,11 +102,17 @@ pub fn seeded_elder() -> String {
     onething_household::store::seed_id("371003", "1949-09-09", 62).expect("seed id").expose().to_string()
 }
 
+/// 周强, who lives in [`seeded_elder`]'s household and reports her death.
+pub fn elders_son() -> String {
+    onething_household::store::seed_id("371003", "1976-12-12", 71).expect("seed id").expose().to_string()
+}
+
 /// The deregistration of `subject` after a death (2026-11-20), asked by [`seeded_person`].
 pub fn deregistration(subject: &str, certificate: &str, key: &str, bundle_id: &str) -> pb::CreateCaseRequest {
     pb::CreateCaseRequest {
         matter_code: "household.deregistration".into(),
-        applicant: citizen(&seeded_person()),
+        // A member of the elder's household: online, only they may report the death.
+        applicant: citizen(&elders_son()),
         form: form(&[
             ("subject_id_number", subject),
             ("death_date", "2026-11-20"),

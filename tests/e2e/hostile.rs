@@ -267,3 +267,57 @@ async fn registry_requests_tell_strangers_nothing() {
     }
     mesh.household.stop().await;
 }
+
+/// Nobody reports a stranger's death online: a citizen of another household, an enterprise
+/// and a foreign national are refused alike (whether the person exists or not), the person
+/// stays alive; a member of the household, or a household clerk at the window, may.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_one_reports_a_strangers_death() {
+    let Some(mesh) = Mesh::start(Backend::Sqlite).await else { return };
+    let expected = (CaseState::NotAccepted, "HOUSEHOLD_NOT_SAME_HOUSEHOLD".to_string());
+    let unknown = onething_household::store::seed_id("371003", "1950-01-01", 9).unwrap().expose().to_string();
+    let code = onething_vehicle::store::seed_fleet_owner().to_string();
+    let strangers = [
+        (citizen_token(&seeded_person()), cpb::ApplicantKind::Citizen, seeded_person()),
+        (enterprise_token(&code), cpb::ApplicantKind::Enterprise, code.clone()),
+        (foreigner_token("E12345678"), cpb::ApplicantKind::Foreigner, "E12345678".to_string()),
+    ];
+    for (i, (token, kind, identifier)) in strangers.into_iter().enumerate() {
+        for subject in [seeded_elder(), unknown.clone()] {
+            let mut req = deregistration(&subject, &format!("SW-X-{i}"), &format!("kill-{i}-{subject}"), "");
+            req.applicant = Some(cpb::Applicant {
+                kind: kind as i32,
+                identifier: identifier.clone(),
+                name: "某某".into(),
+                phone: String::new(),
+            });
+            match mesh.cases_as(Some(&token)).await.create_case(req).await {
+                Ok(r) => {
+                    let c = r.into_inner().case.unwrap();
+                    assert_eq!((c.state(), c.reason_code), expected);
+                }
+                Err(e) => assert_eq!(e.code(), Code::InvalidArgument, "{e:?}"),
+            }
+        }
+    }
+    let status = |db: &sea_orm::DatabaseConnection| {
+        let db = db.clone();
+        async move {
+            use sea_orm::EntityTrait as _;
+            let p = onething_household::store::person::Entity::find_by_id(seeded_elder()).one(&db).await.unwrap();
+            p.unwrap().status
+        }
+    };
+    assert_eq!(status(&mesh.household.db).await, "active", "still alive");
+    // Her son, in her household, may report it; so may a clerk at the window for anyone.
+    let son = mesh.cases_as(Some(&citizen_token(&elders_son()))).await;
+    let mut window = mesh.clerk().await;
+    let mut req = deregistration(&seeded_person(), "SW-W-1", "window-1", "");
+    req.applicant = citizen(&seeded_parent()); // a relative in another household, at the window
+    let c = window.create_case(req).await.unwrap().into_inner().case.unwrap();
+    assert_eq!(c.state(), CaseState::Approved, "{:?}", c.reason_code);
+    let c = son.clone().create_case(deregistration(&seeded_elder(), "SW-S-1", "son-1", "")).await.unwrap();
+    assert_eq!(c.into_inner().case.unwrap().state(), CaseState::Approved);
+    assert_eq!(status(&mesh.household.db).await, "deceased");
+    mesh.household.stop().await;
+}

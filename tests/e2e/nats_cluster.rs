@@ -234,14 +234,17 @@ struct Applicants {
     next: usize,
 }
 
-/// The seeded people the test's 公民身后 bundles report dead, one bundle each.
-fn mortals() -> Vec<String> {
-    [("371003", "1949-09-09", 62), ("371003", "1976-12-12", 71), ("371082", "1995-02-28", 82)]
-        .iter()
-        .map(|(region, born, seq)| {
-            onething_household::store::seed_id(region, born, *seq).expect("seed id").expose().to_string()
-        })
-        .collect()
+/// The seeded people the test's 公民身后 bundles report dead, one bundle each, with the
+/// member of their household who reports the death (and their name).
+fn mortals() -> Vec<(String, String, &'static str)> {
+    let id = |region, born, seq| {
+        onething_household::store::seed_id(region, born, seq).expect("seed id").expose().to_string()
+    };
+    vec![
+        (id("371003", "1949-09-09", 62), id("371003", "1976-12-12", 71), "周强"),
+        (id("371002", "1983-05-09", 51), id("371002", "1985-11-30", 42), "赵海燕"),
+        (id("371002", "1991-07-02", 22), id("371002", "1990-03-15", 11), "王建国"),
+    ]
 }
 
 impl Applicants {
@@ -253,9 +256,9 @@ impl Applicants {
         let deaths = mortals();
         match n % 4 {
             2 if n / 4 < deaths.len() => {
-                let relative = seeded_person();
-                let who = applicant(cpb::ApplicantKind::Citizen, &relative, "赵海燕");
-                (after_death(who, &deaths[n / 4], &format!("SW-2026-09{n:02}"), &key), citizen_token(&relative))
+                let (dead, relative, name) = &deaths[n / 4];
+                let who = applicant(cpb::ApplicantKind::Citizen, relative, name);
+                (after_death(who, dead, &format!("SW-2026-09{n:02}"), &key), citizen_token(relative))
             }
             3 => {
                 let retiree = onething_household::store::seed_id("371002", "1958-01-20", 31)

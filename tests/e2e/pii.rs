@@ -178,14 +178,14 @@ async fn no_personal_data_in_a_full_bundle_run() {
     let _guard = telemetry::init_capturing("pii-bundles", &settings, spans.clone(), logs.clone())
         .expect("this test must install telemetry first: run it with cargo nextest (one process per test)");
     let Some(w) = World::start(Backend::Sqlite, 1).await else { return };
-    let relative = seeded_person();
+    let relative = elders_son();
     let elder = seeded_elder();
     let parent = seeded_parent();
     let phone = "13712345678";
     let applicant = |id: &str, name: &str| citizen_with_phone(id, name, phone);
     let mut as_relative = w.bundles_as(&citizen_token(&relative), 0).await;
     let b = as_relative
-        .submit_bundle(after_death(applicant(&relative, "赵海燕"), &elder, "SW-2026-0700", "pii-death"))
+        .submit_bundle(after_death(applicant(&relative, "周强"), &elder, "SW-2026-0700", "pii-death"))
         .await
         .unwrap()
         .into_inner()
@@ -206,7 +206,7 @@ async fn no_personal_data_in_a_full_bundle_run() {
     let child = born.steps[0].result["new_id_number"].clone();
     // A refused bundle: an unknown person.
     let b = as_relative
-        .submit_bundle(after_death(applicant(&relative, "赵海燕"), OUTSIDER, "SW-2026-0701", "pii-refused"))
+        .submit_bundle(after_death(applicant(&relative, "周强"), OUTSIDER, "SW-2026-0701", "pii-refused"))
         .await
         .unwrap()
         .into_inner()
@@ -230,7 +230,7 @@ async fn no_personal_data_in_a_full_bundle_run() {
         child,
         OUTSIDER.to_string(),
         phone.to_string(),
-        "赵海燕".into(),
+        "周强".into(),
         "王建国".into(),
         "王小明".into(),
     ] {

@@ -69,9 +69,9 @@ async fn a_bundle_is_one_trace_over_otlp() {
         .expect("this test must install telemetry first: run it with cargo nextest (one process per test)");
 
     let w = World::start(Backend::Sqlite, 1).await.expect("SQLite world");
-    let relative = seeded_person();
+    let relative = elders_son();
     let elder = onething_household::store::seed_id("371003", "1949-09-09", 62).unwrap().expose().to_string();
-    let applicant = citizen_with_phone(&relative, "赵海燕", "13712345678");
+    let applicant = citizen_with_phone(&relative, "周强", "13712345678");
     let mut bundles = w.bundles_as(&citizen_token(&relative), 0).await;
     let b = bundles
         .submit_bundle(after_death(applicant, &elder, "SW-2026-0900", "traces-death"))
@@ -201,7 +201,7 @@ async fn a_bundle_is_one_trace_over_otlp() {
     }
 
     // No personal data in any attribute of any span.
-    for secret in [relative.as_str(), elder.as_str(), "赵海燕", "13712345678"] {
+    for secret in [relative.as_str(), elder.as_str(), "周强", "13712345678"] {
         for s in &spans {
             for kv in &s.attributes {
                 assert!(

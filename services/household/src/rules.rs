@@ -57,8 +57,9 @@ impl Department for Household {
                 Ok(_) => None,
                 Err(r) => Some(r),
             },
-            "household.deregistration" => match living(txn, case.field("subject_id_number")).await? {
+            "household.deregistration" => match deregistration_subject(txn, case).await? {
                 Err(r) => Some(r),
+                Ok(p) if p.status != "active" => Some(deceased()),
                 Ok(p) if case.field("death_date") < p.birth_date.as_str() => {
                     Some(Refusal::new("HOUSEHOLD_DEATH_BEFORE_BIRTH", "the date of death is before the date of birth"))
                 }
@@ -225,6 +226,23 @@ impl Department for Household {
     }
 }
 
+/// The person a death is reported for, when the report may be taken: entered at a
+/// household window (the clerk has seen the death certificate), or sent by a living member
+/// of the person's household. Anyone else — a stranger, an enterprise, a relative in
+/// another household applying online — gets one refusal, whatever the registry holds: a
+/// death reported by anyone would end a stranger's registration and, through the death
+/// fact, their passport and driving licence.
+async fn deregistration_subject(
+    txn: &DatabaseTransaction,
+    case: &CaseRecord,
+) -> Result<std::result::Result<person::Model, Refusal>> {
+    let at_window = onething_platform::idempotency::sent_by_staff_of(&case.idempotency_key, DEPARTMENT);
+    if !at_window {
+        return subject_for(txn, case).await;
+    }
+    Ok(find_person(txn, case.field("subject_id_number")).await?.ok_or_else(not_in_registry))
+}
+
 /// The subject of a registry request (`subject_id_number`), when the applicant may have
 /// its facts: a citizen asking about themself or a member of their household (a parent
 /// confirming a child's registration for school). Anyone else gets one refusal, whether
@@ -246,7 +264,7 @@ async fn subject_for(
     let applicant = find_person(txn, &case.applicant.identifier).await?;
     Ok(match (applicant, subject) {
         (_, Some(s)) if s.id_number == case.applicant.identifier => Ok(s),
-        (Some(a), Some(s)) if a.household_number == s.household_number => Ok(s),
+        (Some(a), Some(s)) if a.status == "active" && a.household_number == s.household_number => Ok(s),
         _ if CitizenId::parse(case.field("subject_id_number"))
             .is_ok_and(|id| id.expose() == case.applicant.identifier) =>
         {

@@ -28,6 +28,9 @@ pub struct AuthSettings {
     pub audience: String,
     /// Clock skew tolerated on `exp` and `nbf`, in seconds.
     pub leeway_seconds: u64,
+    /// The longest a token may still be valid, in seconds (`exp` at most this far ahead):
+    /// a stolen token minted to last for ever is refused.
+    pub max_lifetime_seconds: u64,
     /// Ed25519 PKCS#8 key with which this service signs its own service tokens when it
     /// calls others (empty: it calls no one). Its public key must be in the callees' JWKS.
     pub signing_key_file: String,
@@ -54,6 +57,7 @@ impl Default for AuthSettings {
             issuer: "onething-dev".into(),
             audience: "onething".into(),
             leeway_seconds: 30,
+            max_lifetime_seconds: 24 * 3600,
             signing_key_file: String::new(),
             jwks_reload_seconds: 30,
             service: String::new(),
@@ -481,6 +485,15 @@ impl Verifier {
                         ErrorKind::Unauthenticated,
                         "AUTH_TOKEN_OUT_OF_SCOPE",
                         "the token's key may not sign this subject",
+                    ));
+                }
+                Ok(data)
+                    if data.claims.exp > now() + self.settings.max_lifetime_seconds + self.settings.leeway_seconds =>
+                {
+                    return Err(Error::new(
+                        ErrorKind::Unauthenticated,
+                        "AUTH_TOKEN_LIFETIME_TOO_LONG",
+                        "the token is valid for longer than this mesh allows",
                     ));
                 }
                 Ok(data) if !self.addressed_here(&data.claims) => {

@@ -4,7 +4,8 @@
 //! exists) and the stored value splits back into the client's key without ambiguity.
 //!
 //! The scope of an applicant is the applicant (kind and identifier: the same person on a
-//! phone and at the window is one caller), of staff their department and subject, of a
+//! phone and at the window is one caller), of staff their department (length-prefixed)
+//! and subject, of a
 //! service its name. Every store with an idempotency key uses [`scoped`] to write and look
 //! up, and [`client_key`] to show it.
 
@@ -15,8 +16,19 @@ pub fn scope(p: &Principal) -> String {
     match (p.applicant(), p.kind) {
         (Some((kind, id)), _) => format!("{}:{id}", applicant_kind_name(kind)),
         (None, SubjectKind::Service) => format!("service:{}", p.sub),
-        (None, _) => format!("staff:{}:{}", p.dept, p.sub),
+        (None, _) => format!("{}{}", staff_scope(&p.dept), p.sub),
     }
+}
+
+/// The start of every staff scope of `dept`: `staff:<length of dept>:<dept>:`, so no
+/// department and subject can be cut to look like another's.
+fn staff_scope(dept: &str) -> String {
+    format!("staff:{}:{dept}:", dept.chars().count())
+}
+
+/// Whether the stored key `stored` was sent by staff of `dept`.
+pub fn sent_by_staff_of(stored: &str, dept: &str) -> bool {
+    caller_scope(stored).is_some_and(|s| s.starts_with(&staff_scope(dept)))
 }
 
 /// The stored form of `key` sent by `p`.
@@ -27,6 +39,15 @@ pub fn scoped(p: &Principal, key: &str) -> String {
 /// The stored form of `key` in `scope`.
 pub fn with_scope(scope: &str, key: &str) -> String {
     format!("{}:{scope}{key}", scope.chars().count())
+}
+
+/// The caller scope of a stored key (`citizen:<id>`, `staff:<dept>:<sub>`,
+/// `service:<name>`), or `None` for a value stored before keys were scoped.
+pub fn caller_scope(stored: &str) -> Option<&str> {
+    let (n, rest) = stored.split_once(':')?;
+    let n: usize = n.parse().ok()?;
+    let end = rest.char_indices().nth(n).map_or(rest.len(), |(at, _)| at);
+    (rest.chars().count() >= n).then(|| &rest[..end])
 }
 
 /// The client's key of a stored one (a value stored before keys were scoped comes back as
@@ -88,6 +109,19 @@ mod tests {
         // Non-ASCII subjects count characters, as SQL's length() does.
         let s3 = Principal { dept: "d".into(), ..Principal::bare("窗口一", SubjectKind::Staff) };
         assert_eq!(client_key(&scoped(&s3, "键")), "键");
+        // Nor can a department and subject be cut another way: household + "a:b" against
+        // "household:a" + "b".
+        let d1 = Principal { dept: "household".into(), ..Principal::bare("a:b", SubjectKind::Staff) };
+        let d2 = Principal { dept: "household:a".into(), ..Principal::bare("b", SubjectKind::Staff) };
+        assert_ne!(scope(&d1), scope(&d2));
+    }
+
+    #[test]
+    fn the_scope_of_a_stored_key_is_its_caller() {
+        let s = Principal { dept: "household".into(), ..Principal::bare("窗口一", SubjectKind::Staff) };
+        assert_eq!(caller_scope(&scoped(&s, "k:1")), Some("staff:9:household:窗口一"));
+        assert!(sent_by_staff_of(&scoped(&s, "k"), "household") && !sent_by_staff_of(&scoped(&s, "k"), "house"));
+        assert_eq!(caller_scope("plain"), None);
     }
 
     #[test]

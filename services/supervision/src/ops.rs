@@ -242,6 +242,15 @@ impl Supervision {
         if let Some(m) =
             complaint::Entity::find().filter(complaint::Column::IdempotencyKey.eq(key.clone())).one(&self.db).await?
         {
+            let same = m.channel == channel.as_str_name()
+                && m.department == r.department.trim()
+                && m.summary == r.summary.trim();
+            if !same {
+                return Err(Error::failed_precondition(
+                    "SUPERVISION_IDEMPOTENCY_KEY_REUSED",
+                    "the key was used for another complaint",
+                ));
+            }
             return Ok(m);
         }
         let now = Utc::now();
@@ -339,6 +348,13 @@ impl Supervision {
         let kind = r.target_kind.as_str();
         if !matches!(kind, "case" | "bundle") {
             return Err(Error::invalid_field("SUPERVISION_INVALID_REQUEST", "target_kind", "case or bundle"));
+        }
+        if r.target_id.trim().is_empty() || r.target_id.len() > 128 {
+            return Err(Error::invalid_field(
+                "SUPERVISION_INVALID_REQUEST",
+                "target_id",
+                "required, at most 128 characters",
+            ));
         }
         let department = if kind == "bundle" { "coordinator".to_string() } else { r.department.replace('-', "_") };
         self.ask_owner(kind, &department, &r.target_id, p).await?;
@@ -443,7 +459,9 @@ impl Supervision {
             });
         };
         authz::check(
-            staff(p) || (p.kind == SubjectKind::Staff && p.dept == m.department),
+            // A case's department fixes its bad reviews; a bundle's (stored under the
+            // coordinator, which has no staff) only supervision.
+            staff(p) || (p.kind == SubjectKind::Staff && m.target_kind == "case" && p.dept == m.department),
             p,
             "RecordFix",
             &r.rating_id,

@@ -351,8 +351,10 @@ pub fn masked(mut case: pb::Case) -> pb::Case {
     for m in &mut case.materials {
         m.document_uri.clear();
     }
-    // A clerk's free text may name anyone; the reason code stays.
+    // A clerk's free text may name anyone, and a client's key is free text too; the reason
+    // code stays.
     case.reason_text.clear();
+    case.idempotency_key.clear();
     case
 }
 

@@ -342,7 +342,12 @@ impl<D: Department> CaseApi<D> {
             version: case.version,
             due_time: case.due_at.map(timestamp),
             occur_time: Some(timestamp(case.updated_at)),
-            idempotency_key: crate::idempotency::client_key(&case.idempotency_key).to_string(),
+            // Only a bundle step's key: the coordinator needs it; anyone else's key is free
+            // text of its caller and no subscriber's business.
+            idempotency_key: Some(crate::idempotency::client_key(&case.idempotency_key))
+                .filter(|k| k.starts_with(BUNDLE_KEY_PREFIX))
+                .unwrap_or_default()
+                .to_string(),
             bundle_id: case.bundle_id.clone(),
             applicant_kind: case.applicant.kind as i32,
             due_time_provisional: case.due_provisional,
