@@ -1,9 +1,11 @@
 //! The authorisation matrix: every RPC of every service — found by each port's reflection,
 //! so a new RPC without a row in `onething_platform::policy` fails here — is called with no
 //! token, an expired one, one not yet valid and ones signed outside their key's scope
-//! (UNAUTHENTICATED), and as every caller its row refuses (PERMISSION_DENIED, whatever the
-//! request: refusals come before the request is looked at). Afterwards no service database
-//! has a row more or less. docs/security.md's table is checked to be the policy's.
+//! (UNAUTHENTICATED), and as every caller its row refuses — applicants, the department's
+//! staff, other departments' staff, supervision, services, each with every role, and staff
+//! lacking the one role a cell names (PERMISSION_DENIED, whatever the request: refusals
+//! come before the request is looked at). Afterwards every row of every service database
+//! is as it was. docs/security.md's table is checked to be the policy's.
 
 use crate::common::*;
 use onething_platform::{
@@ -50,7 +52,19 @@ fn with_roles(p: Principal, roles: &[&str]) -> Principal {
 
 /// Staff of `dept` with every role there is.
 fn all_roles(dept: &str) -> String {
-    staff(dept, &["clerk", "approver", "personal_data"])
+    staff(dept, &ROLES)
+}
+
+const ROLES: [&str; 3] = ["clerk", "approver", "personal_data"];
+
+/// Staff of `dept` with every role but the one `right` needs (a cell naming a role in
+/// backticks, e.g. "`clerk`"; "masked, unless `personal_data`" needs none): the wrong role,
+/// refused whatever the request.
+fn wrong_role(right: Right, dept: &str) -> Option<(String, String)> {
+    let text = right.filter(|t| !t.contains("unless"))?;
+    let needed = ROLES.into_iter().find(|r| text.contains(&format!("`{r}`")))?;
+    let others: Vec<&str> = ROLES.into_iter().filter(|r| *r != needed).collect();
+    Some((format!("{dept} staff without `{needed}`"), staff(dept, &others)))
 }
 
 /// Tokens that must be refused as UNAUTHENTICATED by every RPC, with what each is.
@@ -121,6 +135,9 @@ fn refused(rule: &policy::Rule, dept: &str) -> Vec<(String, String)> {
     add(rule.own_staff, &[(format!("{own} staff with every role"), all_roles(own))]);
     add(rule.other_staff, &[(format!("{other} staff with every role"), all_roles(other))]);
     add(rule.supervision, &[("supervision staff with every role".into(), all_roles("supervision"))]);
+    for (right, who) in [(rule.own_staff, own), (rule.other_staff, other), (rule.supervision, "supervision")] {
+        out.extend(wrong_role(right, who));
+    }
     if rule.services != ["*"] {
         for s in ["coordinator", "supervision", "household", "vehicle"] {
             if !rule.services.contains(&s) {
