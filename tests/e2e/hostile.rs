@@ -321,3 +321,52 @@ async fn no_one_reports_a_strangers_death() {
     assert_eq!(status(&mesh.household.db).await, "deceased");
     mesh.household.stop().await;
 }
+
+/// Inputs that would make an event too large to publish (and so hold up the stream behind
+/// it) are refused with field violations and store nothing: a complaint's department is a
+/// department of the mesh, a bundle's form has the bounds of a case's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inputs_that_would_block_a_stream_are_refused() {
+    use onething_proto::supervision::{self as spb, supervision_service_client::SupervisionServiceClient};
+    let nats = NatsServer::start().await;
+    let (sup_db, co_db) =
+        (TestDb::fresh(Backend::Sqlite).await.unwrap(), TestDb::fresh(Backend::Sqlite).await.unwrap());
+    let sup = start_named("supervision", test_settings(&sup_db.url, &nats.url())).await;
+    let co = start_named("coordinator", test_settings(&co_db.url, &nats.url())).await;
+    let citizen = citizen_token(&seeded_person());
+    let mut complaints = SupervisionServiceClient::new(connect_as(&sup.endpoint(), Some(&citizen)).await);
+    for department in ["x".repeat(1_000_000), "交警支队".to_string(), String::new()] {
+        let err = complaints
+            .submit_complaint(spb::SubmitComplaintRequest {
+                channel: spb::Channel::Online as i32,
+                department,
+                summary: "检测站乱收费".into(),
+                idempotency_key: "big-1".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+    }
+    assert_eq!(count(&sup.db, "complaints").await, 0);
+    let mut bundles =
+        pb::bundle_service_client::BundleServiceClient::new(connect_as(&co.endpoint(), Some(&citizen)).await);
+    let retiree = onething_household::store::seed_id("371002", "1985-11-30", 42).unwrap().expose().to_string();
+    let mut req = submit(
+        "retirement",
+        citizen_applicant(&seeded_person()),
+        &[("subject_id_number", &retiree)],
+        &[],
+        &[],
+        "big-2",
+    );
+    req.form.insert("note".into(), "x".repeat(100_000));
+    for i in 0..100 {
+        req.form.insert(format!("extra_{i}"), "y".into());
+    }
+    let err = bundles.submit_bundle(req).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(count(&co.db, "bundles").await, 0);
+    assert_eq!(count(&co.db, "outbox").await, 0);
+    sup.stop().await;
+    co.stop().await;
+}

@@ -196,6 +196,11 @@ impl Engine {
             bad.push(violation("optional_steps", "choose at least one step"));
         }
         let form: BTreeMap<String, String> = r.form.iter().map(|(k, v)| (k.clone(), v.trim().to_string())).collect();
+        // The same bounds as a case's form: a bundle's form becomes its steps' cases.
+        onething_platform::cases::validate_form_shape(&form, &mut bad);
+        if r.materials.len() > onething_platform::cases::MAX_MATERIALS {
+            bad.push(violation("materials", format!("at most {} materials", onething_platform::cases::MAX_MATERIALS)));
+        }
         for st in def.steps.iter().filter(|s| included.contains(&s.id)) {
             for source in st.fields.values().filter(|v| !v.starts_with('=')) {
                 if form.get(source).is_none_or(|v| v.is_empty())
@@ -242,8 +247,8 @@ impl Engine {
             } else if !seen.insert(m.code.clone()) {
                 bad.push(violation(format!("materials[{i}].code"), "given twice"));
             }
-            if m.document_uri.trim().is_empty() {
-                bad.push(violation(format!("materials[{i}].document_uri"), "required"));
+            if m.document_uri.trim().is_empty() || m.document_uri.len() > onething_platform::cases::MAX_FIELD_LEN {
+                bad.push(violation(format!("materials[{i}].document_uri"), "required, at most 1024 characters"));
             }
         }
         if let Some(e) = Error::from_violations("COORDINATOR_INVALID_REQUEST", bad) {

@@ -221,8 +221,10 @@ impl Supervision {
         if r.summary.trim().is_empty() || r.summary.chars().count() > 2000 {
             bad.push(v("summary", "required, at most 2000 characters"));
         }
-        if r.department.trim().is_empty() {
-            bad.push(v("department", "required"));
+        // A department of the mesh, not free text: an unbounded one made an event too large
+        // to publish, which held up the stream behind it.
+        if !crate::projection::STREAMS.contains(&r.department.trim()) || r.department.trim() == "coordinator" {
+            bad.push(v("department", "household, exit_entry, vehicle, liaison or supervision"));
         }
         if r.idempotency_key.trim().is_empty() || r.idempotency_key.len() > 128 {
             bad.push(v("idempotency_key", "required, at most 128 characters"));

@@ -5,7 +5,9 @@
 mod record;
 mod service;
 
-pub use record::{ApplicantRecord, CaseRecord, Form, MaterialRecord, timestamp};
+pub use record::{
+    ApplicantRecord, CaseRecord, Form, MAX_FIELD_LEN, MAX_MATERIALS, MaterialRecord, timestamp, validate_form_shape,
+};
 pub use service::CaseApi;
 
 use crate::{
