@@ -282,9 +282,7 @@ pub fn staff(dept: &str, roles: &[&str]) -> String {
 
 /// A token of our service `name` (e.g. `coordinator`) addressed to service `callee`.
 pub fn service(name: &str, callee: &str) -> String {
-    let mut claims = principal(name, SubjectKind::Service, name, &[]).into_claims(&auth_settings(), 3600);
-    claims.aud = onething_platform::auth::service_audience(&claims.aud, callee);
-    minter().sign(&claims).expect("sign")
+    minter().mint_to(principal(name, SubjectKind::Service, name, &[]), callee, 3600).expect("mint")
 }
 
 /// A citizen with ID number `id`.
@@ -409,6 +407,20 @@ pub async fn start_household(db_url: &str, nats_url: &str) -> Running {
 /// When it cannot start.
 pub async fn start_household_with(settings: Settings) -> Running {
     start_service(onething_household::build(settings)).await
+}
+
+/// Starts household on a fresh SQLite database, connected to `nats` as its own NATS user
+/// (`NatsServer::start_secured`).
+///
+/// # Panics
+/// When it cannot start.
+pub async fn start_household_as_its_user(nats: &NatsServer) -> (TestDb, Running) {
+    let db = TestDb::fresh(Backend::Sqlite).await.expect("database");
+    let mut settings = test_settings(&db.url, &nats.url());
+    settings.nats.user = "household".into();
+    settings.nats.password = nats_password("household");
+    let household = start_household_with(settings).await;
+    (db, household)
 }
 
 /// Starts exit-entry on `db_url` and `nats_url`.

@@ -107,9 +107,7 @@ fn supervision_for_citizen(callee: &str) -> String {
         actor: Some(Box::new(citizen_principal())),
         ..Principal::bare("supervision", SubjectKind::Service)
     };
-    let mut claims = p.into_claims(&auth_settings(), 600);
-    claims.aud = onething_platform::auth::service_audience(&claims.aud, callee);
-    minter().sign(&claims).unwrap()
+    minter().mint_to(p, callee, 600).unwrap()
 }
 
 /// The callers `rule` refuses whatever they send, when served by `dept`.
@@ -266,9 +264,7 @@ async fn every_rpc_refuses_whom_its_row_refuses() {
     let coordinator = &running.iter().find(|(n, _, _)| *n == "coordinator").unwrap().1;
     let channel = tonic::transport::Channel::from_shared(coordinator.endpoint()).unwrap().connect().await.unwrap();
     let own = Principal { dept: "coordinator".into(), ..Principal::bare("coordinator", SubjectKind::Service) };
-    let mut claims = own.into_claims(&auth_settings(), 600);
-    claims.aud = onething_platform::auth::service_audience(&claims.aud, "coordinator");
-    let t = keys.coordinator.sign(&claims).unwrap();
+    let t = keys.coordinator.mint_to(own, "coordinator", 600).unwrap();
     let code = call(&channel, "/onething.coordinator.v1.CatalogService/ListMatters", false, Some(&t)).await;
     assert_eq!(code, Code::Ok);
     for (_, r, _) in running {

@@ -55,11 +55,7 @@ async fn the_python_example_decodes_real_events() {
     let python = std::env::var("PYTHON_BIN").map(PathBuf::from).unwrap_or_else(|_| root().join(".tools/py/bin/python"));
     assert!(python.exists(), "{} is missing: run `make tools`", python.display());
     let nats = NatsServer::start_secured().await;
-    let db = TestDb::fresh(Backend::Sqlite).await.unwrap();
-    let mut settings = test_settings(&db.url, &nats.url());
-    settings.nats.user = "household".into();
-    settings.nats.password = nats_password("household");
-    let household = start_household_with(settings).await;
+    let (_db, household) = start_household_as_its_user(&nats).await;
     let mut cases = CaseServiceClientExt::coordinator(&household).await;
     let born = cases.create_case(birth_request("py-birth", "Q3710027777")).await.unwrap().into_inner().case.unwrap();
     let new_id = born.result["new_id_number"].clone();

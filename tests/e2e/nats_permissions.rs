@@ -177,11 +177,7 @@ fn the_harness_knows_every_user_of_auth_conf() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_are_confined_to_their_subjects() {
     let nats = NatsServer::start_secured().await;
-    let db = TestDb::fresh(Backend::Sqlite).await.unwrap();
-    let mut settings = test_settings(&db.url, &nats.url());
-    settings.nats.user = "household".into();
-    settings.nats.password = nats_password("household");
-    let household = start_household_with(settings).await;
+    let (_db, household) = start_household_as_its_user(&nats).await;
 
     // Household, as its own user, publishes its facts through the outbox.
     let mut cases = CaseServiceClientExt::coordinator(&household).await;
@@ -271,11 +267,7 @@ async fn users_are_confined_to_their_subjects() {
 /// household stream created by their users, with nothing delivered from them yet.
 async fn household_with_consumers() -> (NatsServer, TestDb, Running) {
     let nats = NatsServer::start_secured().await;
-    let db = TestDb::fresh(Backend::Sqlite).await.unwrap();
-    let mut settings = test_settings(&db.url, &nats.url());
-    settings.nats.user = "household".into();
-    settings.nats.password = nats_password("household");
-    let household = start_household_with(settings).await;
+    let (db, household) = start_household_as_its_user(&nats).await;
     let mut cases = CaseServiceClientExt::coordinator(&household).await;
     cases.create_case(birth_request("perm-birth", "Q3710027001")).await.unwrap();
     let (_, hh_js, _) = js_as(&nats, "household").await;

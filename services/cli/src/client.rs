@@ -524,15 +524,12 @@ pub fn token(args: TokenArgs) -> anyhow::Result<()> {
         passport_number: args.passport_number,
         actor: None,
     };
-    let mut claims = principal.into_claims(&AuthSettings::default(), args.ttl);
-    match (kind, args.to) {
-        (SubjectKind::Service, Some(callee)) => {
-            claims.aud = onething_platform::auth::service_audience(&claims.aud, &callee);
-        }
+    let token = match (kind, args.to) {
+        (SubjectKind::Service, Some(callee)) => minter.mint_to(principal, &callee, args.ttl)?,
         (SubjectKind::Service, None) => bail!("a service token needs --to <callee>"),
         (_, Some(_)) => bail!("--to is for service tokens"),
-        _ => {}
-    }
-    println!("{}", minter.sign(&claims)?);
+        _ => minter.mint(principal, args.ttl)?,
+    };
+    println!("{token}");
     Ok(())
 }

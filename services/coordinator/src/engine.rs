@@ -868,12 +868,8 @@ impl Engine {
         use onething_platform::authz;
         authz::check(p.kind.is_applicant(), p, "WithdrawBundle", id)?;
         // Not found and not theirs answer alike: no one learns whether another's bundle exists.
-        let agg = match self.load(&self.inner.db, id).await {
-            Ok(agg) if crate::view::owns(p, &agg) => agg,
-            Ok(_) => return Err(authz::deny(p, "WithdrawBundle", id)),
-            Err(e) if e.reason() == "COORDINATOR_BUNDLE_NOT_FOUND" => return Err(authz::deny(p, "WithdrawBundle", id)),
-            Err(e) => return Err(e),
-        };
+        let agg = authz::hide_missing(self.load(&self.inner.db, id).await, false, p, "WithdrawBundle", id)?;
+        authz::check(crate::view::owns(p, &agg), p, "WithdrawBundle", id)?;
         if BundleState::parse(&agg.bundle.state) != BundleState::Running {
             return Err(Error::failed_precondition("COORDINATOR_BUNDLE_FINISHED", "the bundle is no longer running"));
         }

@@ -24,11 +24,7 @@ pub struct Bundles(pub Engine);
 async fn readable(e: &Engine, p: &Principal, id: &str, rpc: &str) -> Result<(Aggregate, View), Error> {
     onething_platform::telemetry::record_ids(None, Some(id));
     authz::check(View::may_ask(p, rpc == "GetBundle"), p, rpc, id)?;
-    let agg = match e.load(e.db(), id).await {
-        Ok(agg) => agg,
-        Err(err) if err.reason() == "COORDINATOR_BUNDLE_NOT_FOUND" => return Err(authz::deny(p, rpc, id)),
-        Err(err) => return Err(err),
-    };
+    let agg = authz::hide_missing(e.load(e.db(), id).await, false, p, rpc, id)?;
     let view = View::of(p, &agg).ok_or_else(|| authz::deny(p, rpc, id))?;
     Ok((agg, view))
 }

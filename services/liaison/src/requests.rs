@@ -221,10 +221,7 @@ impl Requests {
         let reads = p.is_staff_of(crate::rules::DEPARTMENT) || authz::is_supervision(p);
         authz::check(reads || p.kind == SubjectKind::Enterprise, p, "GetRequest", id)?;
         // An unknown id and another enterprise's request answer alike to an enterprise.
-        let m = match self.load(&self.db, id).await {
-            Err(e) if !reads && e.kind() == Kind::NotFound => return Err(authz::deny(p, "GetRequest", id)),
-            other => other?,
-        };
+        let m = authz::hide_missing(self.load(&self.db, id).await, reads, p, "GetRequest", id)?;
         authz::check(reads || is_enterprise(p, &m.credit_code), p, "GetRequest", id)?;
         Ok(m)
     }
@@ -249,16 +246,8 @@ impl Requests {
         authz::check(allowed(p, None), p, rpc, id)?;
         let txn = begin_write(&self.db).await?;
         // An unknown id and another enterprise's request answer alike to an enterprise.
-        let mut m = match self.load(&txn, id).await {
-            Err(e)
-                if e.kind() == Kind::NotFound
-                    && !p.is_staff_of(crate::rules::DEPARTMENT)
-                    && !authz::is_supervision(p) =>
-            {
-                return Err(authz::deny(p, rpc, id));
-            }
-            other => other?,
-        };
+        let reads = p.is_staff_of(crate::rules::DEPARTMENT) || authz::is_supervision(p);
+        let mut m = authz::hide_missing(self.load(&txn, id).await, reads, p, rpc, id)?;
         authz::check(allowed(p, Some(&m)), p, rpc, id)?;
         if !from.contains(&state_of(&m)) {
             return Err(Error::failed_precondition(

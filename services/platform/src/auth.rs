@@ -755,6 +755,17 @@ impl Minter {
         self.sign(&principal.into_claims(&self.settings, ttl_seconds))
     }
 
+    /// A token for `principal` addressed to the service `callee` (`aud` =
+    /// [`service_audience`]): how a service's token is made.
+    ///
+    /// # Errors
+    /// Signing failed (a broken key).
+    pub fn mint_to(&self, principal: Principal, callee: &str, ttl_seconds: u64) -> anyhow::Result<String> {
+        let mut claims = principal.into_claims(&self.settings, ttl_seconds);
+        claims.aud = service_audience(&self.settings.audience, callee);
+        self.sign(&claims)
+    }
+
     /// Signs arbitrary claims (tests use it for expired or foreign tokens).
     ///
     /// # Errors
@@ -955,16 +966,9 @@ impl ServiceIdentity {
         {
             return Ok(token.clone());
         }
-        let token = self.sign(self.principal(), callee, SERVICE_TOKEN_TTL_SECONDS)?;
+        let token = self.minter.mint_to(self.principal(), callee, SERVICE_TOKEN_TTL_SECONDS)?;
         current.insert(callee.to_string(), (token.clone(), std::time::Instant::now()));
         Ok(token)
-    }
-
-    /// `principal`'s token addressed to `callee`.
-    fn sign(&self, principal: Principal, callee: &str, ttl_seconds: u64) -> anyhow::Result<String> {
-        let mut claims = principal.into_claims(&self.minter.settings, ttl_seconds);
-        claims.aud = service_audience(&self.minter.settings.audience, callee);
-        self.minter.sign(&claims)
     }
 
     fn principal(&self) -> Principal {
@@ -989,7 +993,7 @@ impl ServiceIdentity {
             ..Principal::bare(&user.sub, user.kind)
         };
         let principal = Principal { actor: Some(Box::new(actor)), ..self.principal() };
-        let token = self.sign(principal, callee, ON_BEHALF_TTL_SECONDS)?;
+        let token = self.minter.mint_to(principal, callee, ON_BEHALF_TTL_SECONDS)?;
         Ok(OnBehalf(format!("Bearer {token}").parse().context("token is not ASCII")?))
     }
 }

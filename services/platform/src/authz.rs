@@ -48,6 +48,25 @@ pub fn deny(p: &Principal, rpc: &str, resource: &str) -> Error {
     Error::new(Kind::PermissionDenied, "AUTH_PERMISSION_DENIED", "not allowed for this caller")
 }
 
+/// `loaded`, except that a record that does not exist answers `p` as one it may not see
+/// ([`deny`]) unless `reveals` (`p` may read every such record anyway): no one learns
+/// whether another person's record exists.
+///
+/// # Errors
+/// PERMISSION_DENIED for a missing record not revealed; any other error of `loaded`.
+pub fn hide_missing<T>(
+    loaded: Result<T, Error>,
+    reveals: bool,
+    p: &Principal,
+    rpc: &str,
+    id: &str,
+) -> Result<T, Error> {
+    match loaded {
+        Err(e) if e.kind() == Kind::NotFound && !reveals => Err(deny(p, rpc, id)),
+        other => other,
+    }
+}
+
 /// `Ok` when `allowed`, else [`deny`].
 ///
 /// # Errors

@@ -452,14 +452,10 @@ impl Supervision {
         // Staff only, before anything is looked up; which department's, once it is.
         authz::check(p.kind == SubjectKind::Staff, p, "RecordFix", &r.rating_id)?;
         let txn = begin_write(&self.db).await?;
-        let Some(m) = rating::Entity::find_by_id(r.rating_id.clone()).one(&txn).await? else {
-            // Staff of a department learn nothing of ratings that do not exist.
-            return Err(if staff(p) {
-                Error::not_found("SUPERVISION_RATING_NOT_FOUND", "no such rating")
-            } else {
-                authz::deny(p, "RecordFix", &r.rating_id)
-            });
-        };
+        let found = rating::Entity::find_by_id(r.rating_id.clone()).one(&txn).await?;
+        let found = found.ok_or_else(|| Error::not_found("SUPERVISION_RATING_NOT_FOUND", "no such rating"));
+        // Staff of a department learn nothing of ratings that do not exist.
+        let m = authz::hide_missing(found, staff(p), p, "RecordFix", &r.rating_id)?;
         authz::check(
             // A case's department fixes its bad reviews; a bundle's (stored under the
             // coordinator, which has no staff) only supervision.

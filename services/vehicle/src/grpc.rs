@@ -55,12 +55,8 @@ async fn reschedule(
         .ok_or_else(|| Error::invalid_field("VEHICLE_INVALID_REQUEST", "slot_time", "a time as HH:MM"))?;
     let txn = begin_write(&me.db).await?;
     // An unknown booking and another's answer alike to an applicant.
-    let case = match me.cases.load_in(&txn, &r.case_id).await {
-        Err(e) if !clerk && e.kind() == onething_platform::error::Kind::NotFound => {
-            return Err(authz::deny(p, "RescheduleBooking", &r.case_id));
-        }
-        other => other?,
-    };
+    let case =
+        authz::hide_missing(me.cases.load_in(&txn, &r.case_id).await, clerk, p, "RescheduleBooking", &r.case_id)?;
     let owner = authz::is_applicant(p, case.applicant.kind, &case.applicant.identifier);
     authz::check(owner || clerk, p, "RescheduleBooking", &r.case_id)?;
     if case.matter_code != "vehicle.inspection_booking" || case.state != State::Accepted {

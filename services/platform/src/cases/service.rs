@@ -387,12 +387,8 @@ impl<D: Department> CaseApi<D> {
         authz::check(may, p, "GetCase", case_id)?;
         // Nobody outside may learn whether a case exists: a refusal and an unknown id
         // answer alike for whoever may not read this department's cases at all.
-        let case = match load(&self.inner.db, case_id).await {
-            Err(e) if e.kind() == Kind::NotFound && !self.reads_department(p) => {
-                return Err(authz::deny(p, "GetCase", case_id));
-            }
-            other => other?,
-        };
+        let case =
+            authz::hide_missing(load(&self.inner.db, case_id).await, self.reads_department(p), p, "GetCase", case_id)?;
         authz::check(self.can_read(p, &case), p, "GetCase", case_id)?;
         Ok(case)
     }
@@ -452,12 +448,7 @@ impl<D: Department> CaseApi<D> {
         authz::check(self.may(p, need, None), p, rpc, case_id)?;
         let txn = crate::db::begin_write(&self.inner.db).await?;
         // As in `get`: an unknown id and another's case answer alike to outsiders.
-        let case = match load(&txn, case_id).await {
-            Err(e) if e.kind() == Kind::NotFound && !self.reads_department(p) => {
-                return Err(authz::deny(p, rpc, case_id));
-            }
-            other => other?,
-        };
+        let case = authz::hide_missing(load(&txn, case_id).await, self.reads_department(p), p, rpc, case_id)?;
         authz::check(self.may(p, need, Some(&case)), p, rpc, case_id)?;
         if expected_version != 0 && expected_version != case.version {
             return Err(Error::new(Kind::Aborted, "CASE_VERSION_MISMATCH", "the case changed; reload and retry"));
