@@ -15,6 +15,7 @@ HERE = pathlib.Path(__file__).parent
 EVENTS_DOC = HERE.parent.parent / "docs" / "events.md"
 
 SERVICES = ["household", "exit_entry", "vehicle", "liaison", "coordinator", "supervision"]
+DLQ = "ONETHING_DLQ"
 DEPARTMENTS = ["household", "exit_entry", "vehicle", "liaison"]
 
 
@@ -58,7 +59,8 @@ HEADER = """# NATS users and permissions of onething (included by dev.conf and c
 #
 # One user per service: it publishes only its own subjects (onething.<service>.>), manages
 # only its own stream (and may read single messages of it back), and creates, reads, pulls
-# and acks only its own durable consumers, by exact name.
+# and acks only its own durable consumers, by exact name. It may also dead-letter what its
+# consumers cannot handle (onething.dlq.<service>.>, into ONETHING_DLQ).
 #
 # One user per outside department (社保, 医保, 市场监管, 教育, 民政 …): it reads only the subjects
 # departments.toml entitles it to, each through a consumer named after the department and
@@ -139,6 +141,12 @@ def service_allow(service):
         f"$JS.API.STREAM.UPDATE.{own}",
         f"$JS.API.STREAM.INFO.{own}",
         f"$JS.API.STREAM.MSG.GET.{own}",
+        # Dead letters of its own consumers, into the shared ONETHING_DLQ stream (which any
+        # service may create); only operators read it.
+        f"onething.dlq.{service}.>",
+        f"$JS.API.STREAM.CREATE.{DLQ}",
+        f"$JS.API.STREAM.UPDATE.{DLQ}",
+        f"$JS.API.STREAM.INFO.{DLQ}",
     ]
     for owner, name in CONSUMERS[service]:
         allow.append(f"$JS.API.STREAM.INFO.{stream(owner)}")

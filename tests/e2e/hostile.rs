@@ -348,6 +348,23 @@ async fn inputs_that_would_block_a_stream_are_refused() {
         assert_eq!(err.code(), Code::InvalidArgument);
     }
     assert_eq!(count(&sup.db, "complaints").await, 0);
+    // And supervision's stream goes on: the next complaint's event is published.
+    complaints
+        .submit_complaint(spb::SubmitComplaintRequest {
+            channel: spb::Channel::Online as i32,
+            department: "vehicle".into(),
+            summary: "检测站乱收费".into(),
+            idempotency_key: "fine-1".into(),
+        })
+        .await
+        .unwrap();
+    let js = nats.jetstream().await;
+    eventually(Duration::from_secs(30), "the complaint's event on supervision's stream", || async {
+        let info = js.get_stream("ONETHING_SUPERVISION").await.ok()?.get_info().await.ok()?;
+        (info.state.messages >= 1).then_some(())
+    })
+    .await
+    .unwrap();
     let mut bundles =
         pb::bundle_service_client::BundleServiceClient::new(connect_as(&co.endpoint(), Some(&citizen)).await);
     let retiree = onething_household::store::seed_id("371002", "1985-11-30", 42).unwrap().expose().to_string();

@@ -24,6 +24,7 @@ mod nats_permissions;
 mod netpol;
 mod outbox;
 mod pii;
+mod poison;
 mod prometheus;
 mod reflection;
 mod security;

@@ -89,16 +89,27 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
 pub(crate) struct NatsProcess(Child);
 
 impl NatsProcess {
-    /// Starts `bin` on loopback `port` with its JetStream store in `store`, and waits (up to
-    /// 10 seconds) until JetStream answers.
+    /// Starts `bin` on loopback `port` with its JetStream store in `store`, syncing it to
+    /// disk every `sync_interval` (nats-server's syntax: `always`, or a duration such as
+    /// `2m`, its default), and waits (up to 10 seconds) until JetStream answers.
     ///
     /// # Errors
     /// The binary is missing (run `make tools`), cannot start, or does not answer.
-    pub(crate) async fn spawn(bin: &Path, port: u16, store: &Path) -> anyhow::Result<Self> {
+    pub(crate) async fn spawn(bin: &Path, port: u16, store: &Path, sync_interval: &str) -> anyhow::Result<Self> {
         if !bin.exists() {
             bail!("{} is missing: run `make tools` (or set NATS_SERVER_BIN)", bin.display());
         }
+        if !sync_interval.chars().all(|c| c.is_ascii_alphanumeric()) {
+            bail!("sync interval {sync_interval:?}: `always` or a duration such as 2m");
+        }
+        // The interval has no command-line flag; the rest stays on the command line.
+        std::fs::create_dir_all(store).with_context(|| format!("creating {}", store.display()))?;
+        let config = store.join("onething-nats.conf");
+        std::fs::write(&config, format!("jetstream {{\n  sync_interval: {sync_interval}\n}}\n"))
+            .with_context(|| format!("writing {}", config.display()))?;
         let child = Command::new(bin)
+            .arg("-c")
+            .arg(&config)
             .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
             .arg(store)
             .stdout(Stdio::null())
@@ -146,7 +157,7 @@ impl LocalNats {
             bail!("nothing answers at {} and it is not local; start NATS or fix the URL", args.nats_url);
         }
         let store = args.data_dir.join("nats");
-        let nats = NatsProcess::spawn(&args.nats_server, port, &store).await?;
+        let nats = NatsProcess::spawn(&args.nats_server, port, &store, "always").await?;
         println!("started nats-server with JetStream at {} (store {})", args.nats_url, store.display());
         Ok(Self { _started: Some(nats) })
     }
@@ -179,12 +190,13 @@ pub struct ServeArgs {
     service: String,
 }
 
-/// Runs one service until SIGTERM, then drains.
+/// The settings `onething serve <service>` runs `service` with (its defaults, then
+/// ONETHING_CONFIG, then ONETHING_… variables), and its name with `_` for `-`.
 ///
 /// # Errors
-/// An unknown service, invalid configuration, or a service that cannot start.
-pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let name = args.service.replace('-', "_");
+/// An unknown service or invalid configuration.
+pub fn service_settings(service: &str) -> anyhow::Result<(String, config::Settings)> {
+    let name = service.replace('-', "_");
     let data = Path::new(".data");
     let defaults = match name.as_str() {
         "coordinator" => onething_coordinator::default_settings(data),
@@ -195,7 +207,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "supervision" => onething_supervision::default_settings(data),
         other => bail!("no service {other}; one of {}", SERVICES.join(", ")),
     };
-    let settings = config::load_settings(defaults, None)?;
+    Ok((name, config::load_settings(defaults, None)?))
+}
+
+/// Runs one service until SIGTERM, then drains.
+///
+/// # Errors
+/// An unknown service, invalid configuration, or a service that cannot start.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let (name, settings) = service_settings(&args.service)?;
     let _telemetry = telemetry::init(&name, &settings.log);
     let service = match name.as_str() {
         "coordinator" => onething_coordinator::build(settings).await?,

@@ -7,6 +7,7 @@ mod bundle;
 mod client;
 mod dev;
 mod events;
+mod outbox;
 mod supervise;
 
 use clap::{Parser, Subcommand};
@@ -43,6 +44,8 @@ enum Command {
     /// Write the authorisation table (services/platform/src/policy.rs) into a copy of
     /// docs/security.md read from standard input, to standard output.
     PolicyDoc,
+    /// A service's outbox: quarantined events (list, retry, drop) and reconciliation.
+    Outbox(outbox::OutboxArgs),
     /// Supervision: KPIs, checking published random draws.
     Supervision(supervise::SupervisionArgs),
     /// Benchmark: bundle throughput and latency through the whole mesh on PostgreSQL,
@@ -70,6 +73,7 @@ async fn main() -> anyhow::Result<()> {
             print!("{out}");
             Ok(())
         }
+        Command::Outbox(args) => outbox::outbox(args).await,
         Command::Supervision(args) => supervise::supervision(args).await,
         Command::Bench(args) => bench::run(args).await,
     }

@@ -33,6 +33,8 @@ pub struct Settings {
     pub log: LogSettings,
     /// Outbox relay tuning.
     pub outbox: OutboxSettings,
+    /// Event consumers: redelivery, dead letters, the inbox.
+    pub consumers: ConsumerSettings,
     /// Seconds to finish in-flight work after SIGTERM before stopping anyway.
     pub shutdown_grace_seconds: u64,
     /// Path of the catalog (事项清单) file; empty means the one built into the binary.
@@ -141,8 +143,42 @@ pub struct OutboxSettings {
     pub poll_interval_ms: u64,
     /// Rows published per round.
     pub batch_size: u64,
-    /// Sent rows written more than this many hours ago are deleted.
+    /// Sent rows written more than this many hours ago are deleted; until then the
+    /// reconciliation can find them missing from the stream and publish them again.
     pub retain_sent_hours: u64,
+    /// A row whose publication failed this many times moves to the quarantine
+    /// (`outbox_dead`, `onething outbox list`), and the rows behind it flow.
+    pub max_attempts: u32,
+    /// Largest event (payload and headers) accepted into the outbox: a transaction whose
+    /// event would not fit the broker's `max_payload` fails before it commits.
+    pub max_event_bytes: usize,
+    /// How often the relay checks that recently sent events are in their stream (seconds;
+    /// also after it sees the broker restart). 0: only on `onething outbox reconcile`.
+    pub reconcile_interval_seconds: u64,
+    /// How far back the periodic check looks (minutes): longer than the broker's
+    /// `sync_interval`, the window a crash can lose.
+    pub reconcile_window_minutes: u64,
+}
+
+/// Consumer settings: redelivery, dead letters, the inbox.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsumerSettings {
+    /// Deliveries of a message whose handling keeps failing before it goes to the
+    /// dead-letter stream (`ONETHING_DLQ`).
+    pub max_deliver: u32,
+    /// First redelivery delay (milliseconds); each further one waits longer, up to 60 s.
+    pub retry_backoff_ms: u64,
+    /// Inbox rows (event ids already applied) older than this are deleted: past it no
+    /// duplicate can arrive (redeliveries end within minutes, the outbox republishes for
+    /// `outbox.retain_sent_hours`). Must be longer than that.
+    pub inbox_retain_hours: u64,
+}
+
+impl Default for ConsumerSettings {
+    fn default() -> Self {
+        Self { max_deliver: 8, retry_backoff_ms: 1000, inbox_retain_hours: 72 }
+    }
 }
 
 impl Default for Settings {
@@ -155,6 +191,7 @@ impl Default for Settings {
             nats: NatsSettings::default(),
             log: LogSettings::default(),
             outbox: OutboxSettings::default(),
+            consumers: ConsumerSettings::default(),
             shutdown_grace_seconds: 20,
             catalog_file: String::new(),
             calendar_dir: String::new(),
@@ -190,7 +227,16 @@ impl Default for LogSettings {
 
 impl Default for OutboxSettings {
     fn default() -> Self {
-        Self { poll_interval_ms: 500, batch_size: 256, retain_sent_hours: 24 }
+        Self {
+            poll_interval_ms: 500,
+            batch_size: 256,
+            retain_sent_hours: 24,
+            max_attempts: 10,
+            // NATS's default max_payload is 1 MiB, headers included; room for the headers.
+            max_event_bytes: 1024 * 1024 - 4096,
+            reconcile_interval_seconds: 300,
+            reconcile_window_minutes: 30,
+        }
     }
 }
 
@@ -249,7 +295,31 @@ where
 /// # Errors
 /// As [`load`].
 pub fn load_settings(defaults: Settings, file: Option<&Path>) -> anyhow::Result<Settings> {
-    load(defaults, file, std::env::vars())
+    let settings = load(defaults, file, std::env::vars())?;
+    settings.check()?;
+    Ok(settings)
+}
+
+impl Settings {
+    /// Settings that contradict each other.
+    ///
+    /// # Errors
+    /// The inbox forgets events before the outbox stops republishing them (a republished
+    /// event would be applied twice), or no publication attempt is allowed.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if self.consumers.inbox_retain_hours <= self.outbox.retain_sent_hours {
+            anyhow::bail!(
+                "consumers.inbox_retain_hours ({}) must exceed outbox.retain_sent_hours ({}): an event republished \
+                 by the reconciliation would otherwise be applied twice",
+                self.consumers.inbox_retain_hours,
+                self.outbox.retain_sent_hours
+            );
+        }
+        if self.outbox.max_attempts == 0 || self.consumers.max_deliver == 0 {
+            anyhow::bail!("outbox.max_attempts and consumers.max_deliver must be at least 1");
+        }
+        Ok(())
+    }
 }
 
 /// Whether `name=value` (an environment variable without the `ONETHING_` prefix) is a

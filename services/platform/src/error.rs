@@ -107,9 +107,17 @@ impl Error {
     }
 
     /// INTERNAL; `cause` is logged when the error is turned into a status, never sent.
+    /// A database failure that means "try again" is no bug: a lost or unavailable
+    /// connection answers UNAVAILABLE (`DATABASE_UNAVAILABLE`), a serialization failure or
+    /// deadlock ABORTED (`DATABASE_CONFLICT`), so clients and the coordinator retry.
     pub fn internal(cause: impl Into<anyhow::Error>) -> Self {
-        let mut e = Self::new(Kind::Internal, "INTERNAL", "internal error");
-        e.source = Some(cause.into());
+        let cause = cause.into();
+        let mut e = match transient(&cause) {
+            Some(Kind::Aborted) => Self::new(Kind::Aborted, "DATABASE_CONFLICT", "a concurrent change won; try again"),
+            Some(kind) => Self::new(kind, "DATABASE_UNAVAILABLE", "the database is unavailable; try again"),
+            None => Self::new(Kind::Internal, "INTERNAL", "internal error"),
+        };
+        e.source = Some(cause);
         e
     }
 
@@ -159,8 +167,54 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// Whether `cause` is a database failure worth retrying, and which: UNAVAILABLE (the
+/// connection or the server) or ABORTED (a transaction lost a race).
+fn transient(cause: &anyhow::Error) -> Option<Kind> {
+    cause.chain().find_map(|c| {
+        if let Some(db) = c.downcast_ref::<sea_orm::DbErr>() {
+            return transient_db(db);
+        }
+        c.downcast_ref::<sea_orm::sqlx::Error>().and_then(transient_sqlx)
+    })
+}
+
+fn transient_db(e: &sea_orm::DbErr) -> Option<Kind> {
+    use sea_orm::{DbErr, RuntimeErr};
+    match e {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => Some(Kind::Unavailable),
+        DbErr::Exec(RuntimeErr::SqlxError(x)) | DbErr::Query(RuntimeErr::SqlxError(x)) => transient_sqlx(x),
+        _ => None,
+    }
+}
+
+fn transient_sqlx(e: &sea_orm::sqlx::Error) -> Option<Kind> {
+    use sea_orm::sqlx::Error as X;
+    match e {
+        X::Io(_) | X::Tls(_) | X::PoolTimedOut | X::PoolClosed | X::WorkerCrashed | X::Protocol(_) => {
+            Some(Kind::Unavailable)
+        }
+        X::Database(d) => match d.code().as_deref() {
+            // PostgreSQL: serialization failure, deadlock.
+            Some("40001" | "40P01") => Some(Kind::Aborted),
+            // PostgreSQL: server shutting down, starting, or the connection failed (class 08);
+            // SQLite: busy or locked beyond the busy timeout.
+            Some("57P01" | "57P02" | "57P03" | "5" | "6" | "517" | "262") => Some(Kind::Unavailable),
+            Some(c) if c.starts_with("08") => Some(Kind::Unavailable),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 impl From<sea_orm::DbErr> for Error {
     fn from(e: sea_orm::DbErr) -> Self {
+        // The outbox refused an event too large for the broker: the request made it so.
+        if let sea_orm::DbErr::Custom(m) = &e
+            && let Some(detail) = m.strip_prefix(crate::events::outbox::EVENT_TOO_LARGE)
+        {
+            let message = format!("the request would make an event too large to publish{detail}");
+            return Error::new(Kind::InvalidArgument, crate::events::outbox::EVENT_TOO_LARGE, message);
+        }
         Error::internal(e)
     }
 }
@@ -168,7 +222,7 @@ impl From<sea_orm::DbErr> for Error {
 impl From<sea_orm::TransactionError<Error>> for Error {
     fn from(e: sea_orm::TransactionError<Error>) -> Self {
         match e {
-            sea_orm::TransactionError::Connection(db) => Error::internal(db),
+            sea_orm::TransactionError::Connection(db) => db.into(),
             sea_orm::TransactionError::Transaction(inner) => inner,
         }
     }
@@ -209,6 +263,19 @@ mod tests {
         let d = s.get_error_details();
         assert_eq!(d.error_info().unwrap().reason, "CASE_INVALID_ID_NUMBER");
         assert_eq!(d.bad_request().unwrap().field_violations.len(), 2);
+    }
+
+    #[test]
+    fn database_failures_worth_retrying_say_so() {
+        use sea_orm::DbErr;
+        let lost: Status = Error::from(DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout)).into();
+        assert_eq!(lost.code(), Code::Unavailable);
+        assert_eq!(lost.get_error_details().error_info().unwrap().reason, "DATABASE_UNAVAILABLE");
+        let io = sea_orm::sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        let wrapped = Error::internal(anyhow::Error::new(DbErr::Exec(sea_orm::RuntimeErr::SqlxError(io.into()))));
+        assert_eq!(wrapped.kind(), Kind::Unavailable);
+        // Anything else is still a bug to look at.
+        assert_eq!(Error::from(DbErr::RecordNotFound("x".into())).kind(), Kind::Internal);
     }
 
     #[test]

@@ -123,6 +123,14 @@ pub struct Metrics {
     pub outbox_oldest_age: Family<ServiceLabels, Gauge>,
     /// Messages in a consumer's stream not yet delivered to it (JetStream `num_pending`).
     pub consumer_lag: Family<ConsumerLabels, Gauge>,
+    /// Messages a consumer gave up on and put into the dead-letter stream.
+    pub events_dead_lettered: Family<ConsumerLabels, Counter>,
+    /// Outbox rows moved to the quarantine (`outbox_dead`) since start.
+    pub outbox_quarantined: Family<ServiceLabels, Counter>,
+    /// Rows waiting in the outbox quarantine.
+    pub outbox_dead: Family<ServiceLabels, Gauge>,
+    /// Sent events the reconciliation found missing from their stream and published again.
+    pub outbox_republished: Family<ServiceLabels, Counter>,
     /// Submit to final state of bundles, by bundle code and outcome.
     pub bundle_duration: Family<BundleLabels, Histogram>,
     /// A department's cases by state.
@@ -183,6 +191,26 @@ impl Metrics {
             "Messages in the stream not yet delivered to the consumer (JetStream num_pending)",
             consumer_lag.clone(),
         );
+        let events_dead_lettered = Family::<ConsumerLabels, Counter>::default();
+        registry.register(
+            "events_dead_lettered",
+            "Messages a consumer gave up on (undecodable, or failing after the last redelivery), now in ONETHING_DLQ",
+            events_dead_lettered.clone(),
+        );
+        let outbox_quarantined = Family::<ServiceLabels, Counter>::default();
+        registry.register(
+            "outbox_quarantined",
+            "Outbox rows that could not be published and were moved to the quarantine (onething outbox list)",
+            outbox_quarantined.clone(),
+        );
+        let outbox_dead = Family::<ServiceLabels, Gauge>::default();
+        registry.register("outbox_dead", "Rows waiting in the outbox quarantine", outbox_dead.clone());
+        let outbox_republished = Family::<ServiceLabels, Counter>::default();
+        registry.register(
+            "outbox_republished",
+            "Acknowledged events the reconciliation found missing from their stream and published again",
+            outbox_republished.clone(),
+        );
         let bundle_duration = Family::<BundleLabels, Histogram>::new_with_constructor(
             (|| Histogram::new(BUNDLE_BUCKETS)) as fn() -> Histogram,
         );
@@ -203,6 +231,10 @@ impl Metrics {
         Self {
             registry,
             consumer_lag,
+            events_dead_lettered,
+            outbox_quarantined,
+            outbox_dead,
+            outbox_republished,
             bundle_duration,
             cases,
             cases_overdue,
@@ -303,8 +335,8 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let path = req.uri().path().trim_start_matches('/');
-        let (service, method) = path.split_once('/').unwrap_or((path, ""));
+        // Labels from the known RPCs only: a path is whatever the caller sent, before any check.
+        let (service, method) = crate::policy::rpc_labels(req.uri().path());
         let labels = MethodLabels { service: service.to_string(), method: method.to_string() };
         let started = Instant::now();
         let call = self.inner.call(req);
@@ -508,13 +540,16 @@ mod tests {
         }
     }
 
-    /// Calls `method` once through the layer, reads `read` frames of the body, drops it, and
+    /// Calls `method` of the case service once through the layer, reads `read` frames of the body, drops it, and
     /// returns the code names counted for it.
     async fn counted(method: &str, answer: Answer, read: usize) -> Vec<(String, u64)> {
         use http_body::Body as _;
         use tower::{Layer as _, Service as _};
         let mut svc = RpcMetricsLayer.layer(answer);
-        let req = http::Request::builder().uri(format!("/test.Metrics/{method}")).body(()).expect("a request");
+        let req = http::Request::builder()
+            .uri(format!("/onething.common.v1.CaseService/{method}"))
+            .body(())
+            .expect("a request");
         let mut body = Box::pin(svc.call(req).await.expect("a response").into_body());
         for _ in 0..read {
             let _ = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await;
@@ -523,7 +558,11 @@ mod tests {
         ["OK", "INTERNAL", "INVALID_ARGUMENT", "CANCELLED"]
             .into_iter()
             .map(|code| {
-                let labels = RpcLabels { service: "test.Metrics".into(), method: method.into(), code: code.into() };
+                let labels = RpcLabels {
+                    service: "onething.common.v1.CaseService".into(),
+                    method: method.into(),
+                    code: code.into(),
+                };
                 (code.to_string(), metrics().rpc_requests.get_or_create(&labels).get())
             })
             .filter(|(_, n)| *n > 0)
@@ -534,13 +573,21 @@ mod tests {
     async fn rpcs_are_counted_with_the_status_they_end_with() {
         let one = |code: &str| vec![(code.to_string(), 1)];
         // A unary answer: a message, then trailers saying OK.
-        assert_eq!(counted("Unary", Answer(None, vec![None, Some(0)]), 3).await, one("OK"));
+        assert_eq!(counted("GetCase", Answer(None, vec![None, Some(0)]), 3).await, one("OK"));
         // A stream failing after its first message: INTERNAL in the trailers.
-        assert_eq!(counted("LateFailure", Answer(None, vec![None, None, Some(13)]), 4).await, one("INTERNAL"));
+        assert_eq!(counted("ListCases", Answer(None, vec![None, None, Some(13)]), 4).await, one("INTERNAL"));
         // An error without messages: the status in the headers, a body never read.
-        assert_eq!(counted("Refused", Answer(Some(3), vec![]), 0).await, one("INVALID_ARGUMENT"));
+        assert_eq!(counted("AcceptCase", Answer(Some(3), vec![]), 0).await, one("INVALID_ARGUMENT"));
         // A stream the client left before its end.
-        assert_eq!(counted("Left", Answer(None, vec![None, None, Some(0)]), 1).await, one("CANCELLED"));
+        assert_eq!(counted("RequestSupplement", Answer(None, vec![None, None, Some(0)]), 1).await, one("CANCELLED"));
+        // A path no RPC has: counted under `unknown`, never under what the caller made up.
+        {
+            use tower::{Layer as _, Service as _};
+            let req = http::Request::builder().uri("/made.up/Path12345").body(()).expect("a request");
+            drop(RpcMetricsLayer.layer(Answer(Some(12), vec![])).call(req).await.expect("a response"));
+        }
+        let text = metrics().render();
+        assert!(!text.contains("Path12345") && !text.contains("made.up"), "{text}");
     }
 
     #[test]

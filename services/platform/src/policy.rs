@@ -249,6 +249,28 @@ pub const RULES: &[Rule] = &[
     rule!("onething.supervision.v1.SupervisionService/DrawInspections", None, ANYONE, None, ANYONE, [], ""),
 ];
 
+/// RPCs every server answers besides those of [`RULES`]: health and reflection.
+const OPEN_RPCS: &[&str] = &[
+    "grpc.health.v1.Health/Check",
+    "grpc.health.v1.Health/Watch",
+    "grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    "grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+];
+
+/// The `(service, method)` of a request path (`/package.Service/Method`) when it names an
+/// RPC of the mesh, else `("unknown", "unknown")`: metric labels and span names come only
+/// from this fixed set, so no caller can mint new series by inventing paths.
+pub fn rpc_labels(path: &str) -> (&'static str, &'static str) {
+    let path = path.trim_start_matches('/');
+    RULES
+        .iter()
+        .map(|r| r.rpc)
+        .chain(OPEN_RPCS.iter().copied())
+        .find(|rpc| *rpc == path)
+        .and_then(|rpc| rpc.split_once('/'))
+        .unwrap_or(("unknown", "unknown"))
+}
+
 /// The rule of `rpc` (`package.Service/Method`).
 pub fn rule(rpc: &str) -> Option<&'static Rule> {
     RULES.iter().find(|r| r.rpc == rpc)
@@ -313,6 +335,17 @@ pub fn splice(doc: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn labels_come_only_from_known_rpcs() {
+        assert_eq!(
+            rpc_labels("/onething.common.v1.CaseService/GetCase"),
+            ("onething.common.v1.CaseService", "GetCase")
+        );
+        assert_eq!(rpc_labels("/grpc.health.v1.Health/Check"), ("grpc.health.v1.Health", "Check"));
+        assert_eq!(rpc_labels("/x/\u{4e00}-made-up-1234"), ("unknown", "unknown"));
+        assert_eq!(rpc_labels("/onething.common.v1.CaseService/GetCaseX"), ("unknown", "unknown"));
+    }
 
     #[test]
     fn every_rpc_has_one_row() {

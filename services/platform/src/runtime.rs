@@ -65,6 +65,7 @@ impl ServiceRuntime {
         let client = events::nats::connect(&settings.nats, &format!("onething-{name}")).await?;
         let js = jetstream::new(client);
         let (listener, addr) = grpc::bind(&settings.grpc_addr).await?;
+        let outbox = Outbox::new(name).with_max_event_bytes(settings.outbox.max_event_bytes);
         let metrics_listener = match settings.metrics_addr.as_str() {
             "" => None,
             a => Some(grpc::bind(a).await?.0),
@@ -75,7 +76,7 @@ impl ServiceRuntime {
             settings,
             db,
             js,
-            outbox: Outbox::new(name),
+            outbox,
             catalog,
             calendar,
             authenticator,
@@ -133,7 +134,13 @@ impl ServiceRuntime {
         let js = self.js.clone();
         let db = self.db.clone();
         let outbox = handler.writes_events().then(|| self.outbox.clone());
-        self.workers.push(Box::new(move |stop| Box::pin(events::consumer::run(js, db, spec, handler, outbox, stop))));
+        let delivery = events::consumer::Delivery {
+            service: self.name.to_string(),
+            replicas: self.settings.nats.stream_replicas,
+            settings: self.settings.consumers.clone(),
+        };
+        self.workers
+            .push(Box::new(move |stop| Box::pin(events::consumer::run(js, db, spec, handler, outbox, delivery, stop))));
     }
 
     /// Adds a long-running worker, started by [`Self::run_until_stopped`] and told to stop

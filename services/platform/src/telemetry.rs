@@ -245,11 +245,11 @@ impl Extractor for HttpHeaders<'_> {
 /// The span of one incoming gRPC request, child of the caller's trace context if the
 /// request carries `traceparent`. Used as tonic's `trace_fn`.
 pub fn grpc_server_span(req: &http::Request<()>) -> tracing::Span {
-    let path = req.uri().path();
-    let (service, method) = path.trim_start_matches('/').split_once('/').unwrap_or((path, ""));
+    // Names from the known RPCs only: the path is the caller's, before any check.
+    let (service, method) = crate::policy::rpc_labels(req.uri().path());
     let span = tracing::info_span!(
         "grpc.server",
-        otel.name = %path.trim_start_matches('/'),
+        otel.name = %format_args!("{service}/{method}"),
         otel.kind = "server",
         rpc.system = "grpc",
         rpc.service = %service,

@@ -32,14 +32,15 @@ pub struct Nats {
 }
 
 impl Nats {
-    /// Starts `bin` on a free port and waits until JetStream answers.
+    /// Starts `bin` on a free port, syncing its store every `sync_interval`, and waits
+    /// until JetStream answers.
     ///
     /// # Errors
     /// As [`crate::dev::NatsProcess::spawn`].
-    pub async fn start(bin: &Path) -> anyhow::Result<Self> {
+    pub async fn start(bin: &Path, sync_interval: &str) -> anyhow::Result<Self> {
         let store = tempfile::tempdir().context("a folder for the JetStream store")?;
         let port = free_port()?;
-        let process = crate::dev::NatsProcess::spawn(bin, port, store.path()).await?;
+        let process = crate::dev::NatsProcess::spawn(bin, port, store.path(), sync_interval).await?;
         Ok(Self { process, url: format!("nats://127.0.0.1:{port}"), _store: store })
     }
 

@@ -37,6 +37,11 @@ pub struct BenchArgs {
     /// nats-server binary (the pinned one `make tools` installs).
     #[arg(long, env = "NATS_SERVER_BIN", default_value = ".tools/py/bin/nats-server")]
     nats_server: PathBuf,
+    /// How often the benchmark's nats-server syncs its store to disk: `always` (as
+    /// deploy/nats configures it) or a duration such as `2m` (nats-server's default), to
+    /// measure what syncing every write costs.
+    #[arg(long, default_value = "always")]
+    nats_sync: String,
     /// Concurrent applicants of the closed-loop levels, rising.
     #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16,32,64")]
     levels: Vec<usize>,
@@ -143,6 +148,8 @@ pub struct Machine {
     pub postgres: String,
     /// `nats-server --version`.
     pub nats_server: String,
+    /// The nats-server's `sync_interval` (`always`: every write on disk before its ack).
+    pub nats_sync_interval: String,
 }
 
 /// What the broker and the database allow, and what one bundle needs of them.
@@ -201,7 +208,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("finding the onething binary")?;
 
     eprintln!("bench: starting nats-server and making databases");
-    let nats = mesh::Nats::start(&args.nats_server).await?;
+    let nats = mesh::Nats::start(&args.nats_server, &args.nats_sync).await?;
     let admin = connect_one(&args.pg).await.context("connecting to PostgreSQL (--pg)")?;
     let mut dbs = mesh::Databases::new(&args.pg);
 
@@ -310,6 +317,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 .output()
                 .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
                 .unwrap_or_default(),
+            nats_sync_interval: args.nats_sync.clone(),
         },
         bound: Bound {
             jetstream: round_all(js_bound),
@@ -448,8 +456,8 @@ pub fn markdown(r: &Report) -> String {
     }
     let _ = writeln!(
         s,
-        "Run {} on {} CPUs; {}; {}.\n",
-        r.started, r.machine.cpus, r.machine.postgres, r.machine.nats_server
+        "Run {} on {} CPUs; {}; {} (sync_interval {}).\n",
+        r.started, r.machine.cpus, r.machine.postgres, r.machine.nats_server, r.machine.nats_sync_interval
     );
     let b = &r.bound;
     let _ = writeln!(s, "## Bound\n");

@@ -85,6 +85,14 @@ pub enum EnvelopeError {
     Payload(String),
 }
 
+/// The size of a NATS header block.
+pub fn header_size(h: &HeaderMap) -> usize {
+    "NATS/1.0\r\n\r\n".len()
+        + h.iter()
+            .map(|(k, vs)| vs.iter().map(|v| AsRef::<[u8]>::as_ref(k).len() + 2 + v.as_str().len() + 2).sum::<usize>())
+            .sum::<usize>()
+}
+
 impl Envelope {
     /// NATS headers of this event, including `Nats-Msg-Id` = `ce-id` for broker-side dedup.
     pub fn to_headers(&self) -> HeaderMap {
@@ -101,6 +109,12 @@ impl Envelope {
             h.insert("traceparent", tp.as_str());
         }
         h
+    }
+
+    /// The size of this event on the wire as NATS counts it against `max_payload`: the
+    /// header block (`NATS/1.0`, one `name: value` line each, a blank line) and the payload.
+    pub fn wire_size(&self) -> usize {
+        header_size(&self.to_headers()) + self.data.len()
     }
 
     /// Reads an event from a NATS message's headers and payload.

@@ -4,6 +4,7 @@
 
 use super::{cloudevents::Envelope, outbox::Outbox};
 use crate::{store::inbox, telemetry};
+use anyhow::Context as _;
 use async_nats::jetstream::{self, AckKind, consumer::pull};
 use chrono::Utc;
 use futures::StreamExt;
@@ -223,21 +224,50 @@ async fn record_new<'a>(
     })
 }
 
+/// How a consumer treats messages it cannot apply, and how long it remembers applied ones.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The consuming service: its dead letters go to `onething.dlq.<service>.<consumer>`.
+    pub service: String,
+    /// Replicas of the dead-letter stream, should this consumer create it.
+    pub replicas: usize,
+    /// Redelivery, dead letters, inbox horizon.
+    pub settings: crate::config::ConsumerSettings,
+}
+
+impl Delivery {
+    /// The delay before redelivery `delivered` + 1 of a failing message: the backoff
+    /// doubling (×1, ×2, ×4 …) from `retry_backoff_ms`, at most a minute.
+    pub fn retry_delay(&self, delivered: i64) -> Duration {
+        let base = Duration::from_millis(self.settings.retry_backoff_ms.max(1));
+        let step = delivered.clamp(1, 16) as u32 - 1;
+        base.saturating_mul(1 << step).min(Duration::from_secs(60))
+    }
+}
+
 /// Consumes `spec` until `shutdown`, reconnecting after errors. Each message: decode the
-/// envelope (poison messages are terminated, never retried), [`handle_one`], wake `outbox`
-/// (the handler may have written events), then ack; a failed handler gets a delayed redelivery.
+/// envelope, [`handle_one`], wake `outbox` (the handler may have written events), then ack.
+/// A failed handler gets a redelivery after a growing delay ([`Delivery::retry_delay`]);
+/// an undecodable message, a payload the handler cannot decode, or one still failing at its
+/// `max_deliver`-th delivery goes to the dead-letter stream and is acknowledged there, so
+/// the messages behind it keep flowing.
 pub async fn run<H: Handler>(
     js: jetstream::Context,
     db: DatabaseConnection,
     spec: ConsumerSpec,
     handler: H,
     outbox: Option<Outbox>,
+    delivery: Delivery,
     shutdown: CancellationToken,
 ) {
+    // Reported from the start, at 0, so the dead-letter alert's query has a series.
+    let _ = crate::metrics::metrics()
+        .events_dead_lettered
+        .get_or_create(&crate::metrics::ConsumerLabels { consumer: spec.name.clone() });
     let mut backoff = Duration::from_millis(200);
     let mut told_waiting = false;
     while !shutdown.is_cancelled() {
-        match consume(&js, &db, &spec, &handler, outbox.as_ref(), &shutdown).await {
+        match consume(&js, &db, &spec, &handler, outbox.as_ref(), &delivery, &shutdown).await {
             Ok(()) => break,
             // Another service's stream that its service has not made yet (the mesh starting):
             // expected, so said once, quietly.
@@ -264,12 +294,133 @@ pub async fn run<H: Handler>(
     }
 }
 
+/// The durable consumer of `spec`, created, or updated when an earlier version made it with
+/// other settings (an upgrade changing filters or ack settings takes effect).
+async fn durable(
+    stream: &jetstream::stream::Stream,
+    spec: &ConsumerSpec,
+) -> anyhow::Result<jetstream::consumer::Consumer<pull::Config>> {
+    let config = pull::Config {
+        durable_name: Some(spec.name.clone()),
+        filter_subjects: spec.filter_subjects.clone(),
+        ack_policy: jetstream::consumer::AckPolicy::Explicit,
+        ack_wait: Duration::from_secs(30),
+        // Unbounded at the broker: the consumer bounds redelivery itself and puts what it
+        // gives up on into the dead-letter stream. A broker bound would drop a message
+        // silently when the dead-letter stream could not be written.
+        max_deliver: -1,
+        ..Default::default()
+    };
+    let consumer: jetstream::consumer::Consumer<pull::Config> =
+        stream.get_or_create_consumer(&spec.name, config.clone()).await?;
+    let have = &consumer.cached_info().config;
+    let mut filters = have.filter_subjects.clone();
+    if filters.is_empty() && !have.filter_subject.is_empty() {
+        filters.push(have.filter_subject.clone());
+    }
+    let (mut want, mut got) = (spec.filter_subjects.clone(), filters);
+    want.sort();
+    got.sort();
+    let max_deliver = if have.max_deliver <= 0 { -1 } else { have.max_deliver };
+    if want != got || have.ack_wait != config.ack_wait || max_deliver != -1 || have.ack_policy != config.ack_policy {
+        tracing::info!(consumer = %spec.name, "durable consumer settings changed; updating");
+        return Ok(stream.update_consumer(config).await?);
+    }
+    Ok(consumer)
+}
+
+/// Deletes `consumer`'s inbox rows older than the horizon. Returns how many went.
+///
+/// # Errors
+/// The database failed; nothing was deleted.
+pub async fn prune_inbox(db: &DatabaseConnection, consumer: &str, retain_hours: u64) -> anyhow::Result<u64> {
+    use sea_orm::{ColumnTrait, QueryFilter};
+    let cutoff = Utc::now() - chrono::Duration::hours(retain_hours as i64);
+    Ok(inbox::Entity::delete_many()
+        .filter(inbox::Column::Consumer.eq(consumer))
+        .filter(inbox::Column::HandledAt.lt(cutoff))
+        .exec(db)
+        .await?
+        .rows_affected)
+}
+
+/// Puts `msg` into the dead-letter stream with its original headers and payload, and the
+/// consumer, the reason, where it came from and how often it was delivered.
+///
+/// # Errors
+/// NATS did not take it; the caller leaves the message to be redelivered.
+pub async fn dead_letter(
+    js: &jetstream::Context,
+    delivery: &Delivery,
+    consumer: &str,
+    msg: &jetstream::Message,
+    reason: &str,
+) -> anyhow::Result<()> {
+    let mut headers = msg.headers.clone().unwrap_or_default();
+    let (stream, seq, delivered) =
+        msg.info().map(|i| (i.stream.to_string(), i.stream_sequence, i.delivered)).unwrap_or_default();
+    // One reason line, bounded: a header holds no line breaks.
+    let reason: String = reason.chars().map(|c| if c.is_control() { ' ' } else { c }).take(512).collect();
+    headers.insert("onething-dlq-consumer", consumer);
+    headers.insert("onething-dlq-reason", reason.as_str());
+    headers.insert("onething-dlq-stream", stream.as_str());
+    headers.insert("onething-dlq-sequence", seq.to_string().as_str());
+    headers.insert("onething-dlq-subject", msg.subject.as_str());
+    headers.insert("onething-dlq-deliveries", delivered.to_string().as_str());
+    // Several consumers may give up on one event: each letter is its own message.
+    headers.insert(async_nats::header::NATS_MESSAGE_ID, format!("{consumer}:{stream}:{seq}").as_str());
+    let subject = super::nats::dlq_subject(&delivery.service, consumer);
+    let ack = match js.publish_with_headers(subject.clone(), headers.clone(), msg.payload.clone()).await {
+        Ok(ack) => ack.await,
+        Err(e) => return Err(anyhow::Error::new(e).context("publishing a dead letter")),
+    };
+    if ack.is_err() {
+        // Most likely the dead-letter stream is not there yet: make it, then once more.
+        super::nats::ensure_dlq_stream(js, delivery.replicas).await?;
+        js.publish_with_headers(subject, headers, msg.payload.clone())
+            .await
+            .context("publishing a dead letter")?
+            .await
+            .context("waiting for the dead letter's ack")?;
+    }
+    crate::metrics::metrics()
+        .events_dead_lettered
+        .get_or_create_owned(&crate::metrics::ConsumerLabels { consumer: consumer.to_string() })
+        .inc();
+    tracing::error!(consumer, stream = %stream, stream_sequence = seq, deliveries = delivered, reason = %reason, "message moved to the dead-letter stream");
+    Ok(())
+}
+
+/// Whether a handler's error can never go away by trying again: the event does not decode
+/// (its payload, through [`Envelope::decode`] or prost directly, or a header it needs).
+fn is_permanent(e: &anyhow::Error) -> bool {
+    e.chain()
+        .any(|c| c.downcast_ref::<prost::DecodeError>().is_some() || c.downcast_ref::<super::EnvelopeError>().is_some())
+}
+
+/// Dead-letters `msg` and acknowledges it (terminated); when the dead-letter stream cannot
+/// be written, leaves it to be redelivered later instead, so nothing is lost.
+async fn give_up(js: &jetstream::Context, delivery: &Delivery, consumer: &str, msg: &jetstream::Message, reason: &str) {
+    match dead_letter(js, delivery, consumer, msg, reason).await {
+        Ok(()) => {
+            if let Err(e) = msg.ack_with(AckKind::Term).await {
+                tracing::warn!(consumer, error = %e, "terminating a dead-lettered message failed; it may come once more");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(consumer, error = %format!("{e:#}"), "dead-letter stream unavailable; message kept for redelivery");
+            let _ = msg.ack_with(AckKind::Nak(Some(delivery.retry_delay(16)))).await;
+        }
+    }
+}
+
 async fn consume<H: Handler>(
     js: &jetstream::Context,
     db: &DatabaseConnection,
     spec: &ConsumerSpec,
     handler: &H,
     outbox: Option<&Outbox>,
+    delivery: &Delivery,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     let stream = js.get_stream(&spec.stream).await.map_err(|e| match e.kind() {
@@ -280,27 +431,26 @@ async fn consume<H: Handler>(
         }
         _ => anyhow::Error::new(e),
     })?;
-    let mut consumer: jetstream::consumer::Consumer<pull::Config> = stream
-        .get_or_create_consumer(
-            &spec.name,
-            pull::Config {
-                durable_name: Some(spec.name.clone()),
-                filter_subjects: spec.filter_subjects.clone(),
-                ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                ack_wait: Duration::from_secs(30),
-                ..Default::default()
-            },
-        )
-        .await?;
+    let mut consumer = durable(&stream, spec).await?;
     let mut messages = consumer.messages().await?;
     let lag = crate::metrics::metrics()
         .consumer_lag
         .get_or_create_owned(&crate::metrics::ConsumerLabels { consumer: spec.name.clone() });
     // Each delivery tells how many are still pending; while idle the consumer's info does.
     let mut idle = tokio::time::interval(Duration::from_secs(15));
+    // The inbox forgets what is past the duplicate horizon, checked now and then.
+    let mut prune = tokio::time::interval(Duration::from_secs(600));
     loop {
         let delivered = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
+            _ = prune.tick() => {
+                match prune_inbox(db, &spec.name, delivery.settings.inbox_retain_hours).await {
+                    Ok(n) if n > 0 => tracing::info!(consumer = %spec.name, pruned = n, "old inbox rows deleted"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(consumer = %spec.name, error = %format!("{e:#}"), "pruning the inbox failed"),
+                }
+                continue;
+            }
             _ = idle.tick() => {
                 if let Ok(info) = consumer.info().await {
                     lag.set(info.num_pending as i64);
@@ -348,8 +498,15 @@ async fn consume<H: Handler>(
                     msgs.push(msg);
                 }
                 Err(e) => {
-                    tracing::error!(consumer = %spec.name, subject = %msg.subject, error = %e, "poison message terminated");
-                    let _ = msg.ack_with(AckKind::Term).await;
+                    crate::metrics::metrics()
+                        .events_consumed
+                        .get_or_create(&crate::metrics::ConsumeLabels {
+                            consumer: spec.name.clone(),
+                            subject: msg.subject.to_string(),
+                            outcome: "dead_lettered".into(),
+                        })
+                        .inc();
+                    give_up(js, delivery, &spec.name, &msg, &format!("undecodable event: {e}")).await;
                 }
             }
         }
@@ -383,8 +540,14 @@ async fn consume<H: Handler>(
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(consumer = %spec.name, event_id = %event.id, error = %format!("{e:#}"), "handler failed; redelivery later");
-                    let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(2)))).await;
+                    let delivered = msg.info().map_or(1, |i| i.delivered);
+                    if is_permanent(&e) || delivered >= i64::from(delivery.settings.max_deliver) {
+                        give_up(js, delivery, &spec.name, msg, &format!("{e:#}")).await;
+                    } else {
+                        let delay = delivery.retry_delay(delivered);
+                        tracing::warn!(consumer = %spec.name, event_id = %event.id, delivered, retry_in_ms = delay.as_millis() as u64, error = %format!("{e:#}"), "handler failed; redelivery later");
+                        let _ = msg.ack_with(AckKind::Nak(Some(delay))).await;
+                    }
                 }
             }
         }

@@ -7,8 +7,13 @@ pub mod consumer;
 pub mod contract;
 pub mod nats;
 pub mod outbox;
+pub mod quarantine;
+pub mod reconcile;
+pub mod relay;
 pub mod replay;
 
 pub use cloudevents::{Envelope, EnvelopeError, OutgoingEvent};
 pub use consumer::{ConsumerSpec, Handler, Outcome};
-pub use outbox::{NewEvents, Outbox, Relay};
+pub use outbox::{NewEvents, Outbox};
+pub use reconcile::Reconciler;
+pub use relay::Relay;

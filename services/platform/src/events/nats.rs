@@ -79,25 +79,55 @@ pub async fn connect(settings: &NatsSettings, client_name: &str) -> anyhow::Resu
     opts.connect(servers).await.context("connecting to NATS")
 }
 
-/// Creates the department's stream if it does not exist, or updates its configuration.
+/// The dead-letter stream: consumers put there, under `onething.dlq.<service>.<consumer>`,
+/// each message they gave up on, with its original headers and why.
+pub const DLQ_STREAM: &str = "ONETHING_DLQ";
+
+/// The dead-letter subject of `consumer` of `service`.
+pub fn dlq_subject(service: &str, consumer: &str) -> String {
+    format!("onething.dlq.{}.{consumer}", service.replace('-', "_"))
+}
+
+/// Creates the department's stream if it does not exist, or updates what onething decides
+/// (subjects, duplicate window, replicas) and nothing else: limits an operator set on the
+/// stream (`max_age`, `max_bytes`, `max_msgs`, …) are kept. Unchanged, nothing is sent.
 ///
 /// # Errors
 /// NATS unreachable or JetStream refusing the configuration.
 pub async fn ensure_stream(js: &jetstream::Context, department: &str, replicas: usize) -> anyhow::Result<()> {
-    let config = stream::Config {
-        name: stream_name(department),
-        subjects: vec![format!("{}.>", subject_root(department))],
-        duplicate_window: DUPLICATE_WINDOW,
-        num_replicas: replicas.max(1),
-        storage: stream::StorageType::File,
-        retention: stream::RetentionPolicy::Limits,
-        ..Default::default()
-    };
-    match js.get_stream(&config.name).await {
-        Ok(_) => {
-            js.update_stream(&config).await.context("updating stream")?;
+    ensure(js, stream_name(department), format!("{}.>", subject_root(department)), replicas).await
+}
+
+/// Creates or merges the dead-letter stream ([`DLQ_STREAM`]) like [`ensure_stream`].
+///
+/// # Errors
+/// As [`ensure_stream`].
+pub async fn ensure_dlq_stream(js: &jetstream::Context, replicas: usize) -> anyhow::Result<()> {
+    ensure(js, DLQ_STREAM.to_string(), "onething.dlq.>".to_string(), replicas).await
+}
+
+async fn ensure(js: &jetstream::Context, name: String, subject: String, replicas: usize) -> anyhow::Result<()> {
+    match js.get_stream(&name).await {
+        Ok(mut existing) => {
+            let current = existing.info().await.context("reading stream")?.config.clone();
+            let mut merged = current.clone();
+            merged.subjects = vec![subject];
+            merged.duplicate_window = DUPLICATE_WINDOW;
+            merged.num_replicas = replicas.max(1);
+            if merged != current {
+                js.update_stream(&merged).await.context("updating stream")?;
+            }
         }
         Err(_) => {
+            let config = stream::Config {
+                name,
+                subjects: vec![subject],
+                duplicate_window: DUPLICATE_WINDOW,
+                num_replicas: replicas.max(1),
+                storage: stream::StorageType::File,
+                retention: stream::RetentionPolicy::Limits,
+                ..Default::default()
+            };
             js.get_or_create_stream(config).await.context("creating stream")?;
         }
     }

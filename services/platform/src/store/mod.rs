@@ -19,7 +19,56 @@ pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
             scope_sql: "(CASE WHEN idempotency_key LIKE 'bundle:%' THEN 'service:coordinator' \
                         ELSE applicant_kind || ':' || applicant_identifier END)",
         }),
+        Box::new(M20261202OutboxQuarantine),
     ]
+}
+
+/// The outbox keeps each sent event's stream sequence (the reconciliation checks it is
+/// still there), quarantines rows it cannot publish in `outbox_dead`, and the inbox is
+/// pruned by age per consumer.
+struct M20261202OutboxQuarantine;
+
+impl MigrationName for M20261202OutboxQuarantine {
+    fn name(&self) -> &str {
+        "m20261202_000004_outbox_quarantine"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M20261202OutboxQuarantine {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.alter_table(Table::alter().table("outbox").add_column(big_integer_null("stream_seq")).to_owned()).await?;
+        m.create_table(
+            Table::create()
+                .table("outbox_dead")
+                .if_not_exists()
+                .col(big_integer("seq").primary_key())
+                .col(string("event_id"))
+                .col(string("subject"))
+                .col(string("ce_type"))
+                .col(string("ce_source"))
+                .col(string("ce_subject"))
+                .col(timestamp_with_time_zone("ce_time"))
+                .col(string_null("traceparent"))
+                .col(blob("payload"))
+                .col(timestamp_with_time_zone("created_at"))
+                .col(integer("attempts"))
+                .col(text("reason"))
+                .col(timestamp_with_time_zone("dead_at"))
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("inbox_handled_at")
+                .table("inbox")
+                .col("consumer")
+                .col("handled_at")
+                .if_not_exists()
+                .to_owned(),
+        )
+        .await
+    }
 }
 
 /// Scopes the idempotency keys of `table`'s rows by caller, once (see

@@ -1,7 +1,9 @@
 //! The outbox row: an event written in the same transaction as the state change it reports,
-//! published later by the relay.
+//! published later by the relay; and [`dead`], the quarantine of rows that could not be.
 
 use sea_orm::entity::prelude::*;
+
+pub mod dead;
 
 /// One outgoing event.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -33,6 +35,9 @@ pub struct Model {
     pub sent_at: Option<DateTimeUtc>,
     /// Failed publication attempts.
     pub attempts: i32,
+    /// The stream sequence JetStream acknowledged it at: the reconciliation checks that the
+    /// message there is still this event.
+    pub stream_seq: Option<i64>,
 }
 
 /// No relations.

@@ -1,0 +1,501 @@
+//! The relay: publishes outbox rows to JetStream with `Nats-Msg-Id` = event id (a publish
+//! repeated after a crash is dropped by the broker) and marks them sent once acknowledged
+//! (many at once, a moment later; until then it remembers which went), with the stream
+//! sequence of each ack. NATS down: rows wait.
+//!
+//! One bad row stops nothing: a round publishes its rows in waves (runs of consecutive rows
+//! with at most one row per aggregate, `ce-subject`), each wave pipelined; an aggregate
+//! whose row failed to publish or to be acknowledged sends nothing more this round, so its
+//! events never overtake each other, while the other aggregates' rows go. A row the broker
+//! can never take (larger than its `max_payload`), or one failing `max_attempts` times while
+//! the broker answers, moves to the quarantine (`outbox_dead`), and what stood behind it flows.
+
+use super::outbox::{Outbox, Signals, envelope};
+use crate::{config::OutboxSettings, store::outbox as row, telemetry};
+use async_nats::jetstream;
+use chrono::Utc;
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::{CaseStatement, Expr, ExprTrait},
+};
+use std::{
+    collections::HashSet,
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
+use tokio_util::sync::CancellationToken;
+
+/// Publishes outbox rows to JetStream.
+pub struct Relay {
+    db: DatabaseConnection,
+    js: jetstream::Context,
+    signals: Arc<Signals>,
+    settings: OutboxSettings,
+    department: String,
+    replicas: usize,
+    /// Published rows not yet marked sent, with the stream sequence of their ack: marked
+    /// together a moment later, one statement for many publishes, and left out of the next
+    /// rounds meanwhile. (Not a "published up to" mark: transactions commit out of sequence
+    /// order, so a lower row can appear after a higher one went.) A crash before marking
+    /// republishes them, which JetStream drops as duplicates (the event id is the message
+    /// id) and consumers would ignore anyway.
+    unmarked: std::sync::Mutex<Vec<(i64, u64)>>,
+}
+
+/// A row of a round that did not go, and why.
+struct Failed<'a> {
+    row: &'a row::Model,
+    error: anyhow::Error,
+    /// Trying again cannot help (too large for the broker): quarantined at once.
+    permanent: bool,
+}
+
+/// How long published rows may wait to be marked sent.
+const MARK_EVERY: Duration = Duration::from_millis(200);
+
+impl Relay {
+    /// A relay for `outbox`'s rows in `db`, ensuring `department`'s stream before publishing.
+    pub fn new(
+        outbox: &Outbox,
+        db: DatabaseConnection,
+        js: jetstream::Context,
+        department: &str,
+        replicas: usize,
+        settings: OutboxSettings,
+    ) -> Self {
+        Self {
+            db,
+            js,
+            signals: outbox.signals.clone(),
+            settings,
+            department: department.to_string(),
+            replicas,
+            unmarked: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The stream this relay publishes into.
+    fn stream(&self) -> String {
+        super::nats::stream_name(&self.department)
+    }
+
+    /// Publishes one batch of unsent rows read from the outbox, with the rows handed over
+    /// meanwhile, in sequence order, and notes the acknowledged ones to be marked sent.
+    /// Returns how many were sent. Public so tests can drive the relay step by step.
+    ///
+    /// # Errors
+    /// The database failed, or NATS did not acknowledge a publish (the rows stay unsent).
+    pub async fn publish_pending(&self) -> anyhow::Result<usize> {
+        self.publish(true).await
+    }
+
+    /// Publishes only the rows handed over since the last round ([`NewEvents::hand_over`]),
+    /// without reading the outbox. Public so tests can drive the relay step by step.
+    ///
+    /// # Errors
+    /// As [`Relay::publish_pending`].
+    pub async fn publish_handed(&self) -> anyhow::Result<usize> {
+        self.publish(false).await
+    }
+
+    async fn publish(&self, read: bool) -> anyhow::Result<usize> {
+        let unmarked: Vec<i64> =
+            self.unmarked.lock().map_err(|_| anyhow::anyhow!("unmarked rows poisoned"))?.iter().map(|u| u.0).collect();
+        // At most a batch of handed rows a round, like a read; the rest wait for the next.
+        let handed: Vec<row::Model> = {
+            let mut h = self.signals.handed.lock().map_err(|_| anyhow::anyhow!("handed rows poisoned"))?;
+            let n = h.len().min(self.settings.batch_size as usize);
+            h.drain(..n).collect()
+        };
+        let mut rows = if read {
+            let mut query = row::Entity::find().filter(row::Column::SentAt.is_null());
+            if !unmarked.is_empty() {
+                query = query.filter(row::Column::Seq.is_not_in(unmarked.clone()));
+            }
+            query.order_by_asc(row::Column::Seq).limit(self.settings.batch_size).all(&self.db).await?
+        } else {
+            Vec::new()
+        };
+        // A handed row the outbox read also returned, or one already published, goes once.
+        let known: HashSet<i64> = rows.iter().map(|r| r.seq).chain(unmarked).collect();
+        rows.extend(handed.into_iter().filter(|r| !known.contains(&r.seq)));
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        rows.sort_by_key(|r| r.seq);
+        let (sent, failed) = self.publish_rows(&rows).await;
+        let m = crate::metrics::metrics();
+        let failed_seqs: HashSet<i64> = failed.iter().map(|f| f.row.seq).collect();
+        let sent_seqs: HashSet<i64> = sent.iter().map(|s| s.0).collect();
+        for r in &rows {
+            // Both series of a subject exist from its first round: a first failure then
+            // shows as a rise from 0 (rate() sees it), and the dashboard shows 0, not nothing.
+            let labels = crate::metrics::SubjectLabels { subject: r.subject.clone() };
+            let published = m.events_published.get_or_create_owned(&labels);
+            let failed = m.events_publish_failed.get_or_create_owned(&labels);
+            if sent_seqs.contains(&r.seq) {
+                published.inc();
+            } else if failed_seqs.contains(&r.seq) {
+                failed.inc();
+            }
+        }
+        let n = sent.len();
+        self.unmarked.lock().map_err(|_| anyhow::anyhow!("unmarked rows poisoned"))?.extend(sent);
+        if failed.is_empty() {
+            return Ok(n);
+        }
+        // Rows left behind are in the outbox: the next round reads them again.
+        self.signals.read_wanted.store(true, Ordering::Release);
+        // The failures are the rows' own when others went, or the broker answers anyway;
+        // otherwise the broker is away, and that is no row's fault.
+        let rows_own = n > 0 || self.js.get_stream(self.stream()).await.is_ok();
+        let mut first = None;
+        for f in failed {
+            if f.permanent || rows_own {
+                self.failed_attempt(f.row, &f.error, f.permanent).await?;
+            }
+            first.get_or_insert(f.error);
+        }
+        match first {
+            Some(e) if n == 0 => Err(e),
+            _ => Ok(n),
+        }
+    }
+
+    /// Publishes `rows` (in sequence order) wave by wave (see [`waves`]); an aggregate with
+    /// a failed row publishes nothing more this round.
+    /// Returns the acknowledged rows with their stream sequences, and the failed ones.
+    async fn publish_rows<'a>(&self, rows: &'a [row::Model]) -> (Vec<(i64, u64)>, Vec<Failed<'a>>) {
+        let waves = waves(rows);
+        let max_payload = self.js.client().server_info().max_payload;
+        let mut blocked: HashSet<&str> = HashSet::new();
+        let (mut sent, mut failed) = (Vec::with_capacity(rows.len()), Vec::new());
+        for wave in waves {
+            // Pipeline the wave's publishes, then collect the acks in order.
+            let mut pending = Vec::with_capacity(wave.len());
+            for r in wave {
+                if blocked.contains(r.ce_subject.as_str()) {
+                    continue;
+                }
+                let envelope = envelope(r);
+                let size = envelope.wire_size();
+                if max_payload > 0 && size > max_payload {
+                    blocked.insert(r.ce_subject.as_str());
+                    let error = anyhow::anyhow!("{size} bytes exceed the broker's max_payload of {max_payload}");
+                    failed.push(Failed { row: r, error, permanent: true });
+                    continue;
+                }
+                let span = publish_span(r);
+                let publish = self.js.publish_with_headers(r.subject.clone(), envelope.to_headers(), envelope.data);
+                match tracing::Instrument::instrument(publish, span).await {
+                    Ok(ack) => pending.push((r, ack)),
+                    Err(e) => {
+                        blocked.insert(r.ce_subject.as_str());
+                        let permanent = e.kind() == jetstream::context::PublishErrorKind::MaxPayloadExceeded;
+                        let error = anyhow::Error::new(e).context("publishing to JetStream");
+                        failed.push(Failed { row: r, error, permanent });
+                    }
+                }
+            }
+            for (r, ack) in pending {
+                match ack.await {
+                    Ok(ack) => sent.push((r.seq, ack.sequence)),
+                    Err(e) => {
+                        blocked.insert(r.ce_subject.as_str());
+                        let error = anyhow::Error::new(e).context("waiting for JetStream ack");
+                        failed.push(Failed { row: r, error, permanent: false });
+                    }
+                }
+            }
+        }
+        (sent, failed)
+    }
+
+    /// Counts a failed attempt of `r`; quarantines it when trying again cannot help or it
+    /// has now failed `max_attempts` times.
+    async fn failed_attempt(&self, r: &row::Model, error: &anyhow::Error, permanent: bool) -> anyhow::Result<()> {
+        let attempts = r.attempts.saturating_add(1);
+        if permanent || attempts >= self.settings.max_attempts as i32 {
+            return self.quarantine(r, attempts, &format!("{error:#}")).await;
+        }
+        row::Entity::update_many()
+            .col_expr(row::Column::Attempts, Expr::col(row::Column::Attempts).add(Expr::value(1)))
+            .filter(row::Column::Seq.eq(r.seq))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Moves `r` from the outbox to the quarantine, in one transaction.
+    async fn quarantine(&self, r: &row::Model, attempts: i32, reason: &str) -> anyhow::Result<()> {
+        super::quarantine::quarantine(&self.db, r, attempts, reason).await?;
+        let labels = crate::metrics::ServiceLabels { service: self.department.clone() };
+        crate::metrics::metrics().outbox_quarantined.get_or_create(&labels).inc();
+        tracing::error!(
+            seq = r.seq,
+            event_id = %r.event_id,
+            subject = %r.subject,
+            attempts,
+            reason,
+            "outbox row quarantined; the rows behind it flow (onething outbox list)"
+        );
+        Ok(())
+    }
+
+    /// Marks the published rows sent, with their stream sequences, in one statement.
+    ///
+    /// # Errors
+    /// The database failed; the rows stay noted and are marked next time.
+    pub async fn mark_sent(&self) -> anyhow::Result<usize> {
+        let rows = std::mem::take(&mut *self.unmarked.lock().map_err(|_| anyhow::anyhow!("unmarked rows poisoned"))?);
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut stream_seq = CaseStatement::new();
+        for (seq, at) in &rows {
+            stream_seq = stream_seq.case(Expr::col(row::Column::Seq).eq(*seq), Expr::value(*at as i64));
+        }
+        let marked = row::Entity::update_many()
+            .col_expr(row::Column::SentAt, Expr::value(Utc::now()))
+            .col_expr(row::Column::StreamSeq, stream_seq.into())
+            .filter(row::Column::Seq.is_in(rows.iter().map(|r| r.0)))
+            .exec(&self.db)
+            .await;
+        if let Err(e) = marked {
+            if let Ok(mut u) = self.unmarked.lock() {
+                u.extend(rows);
+            }
+            return Err(e.into());
+        }
+        Ok(rows.len())
+    }
+
+    /// Number of rows not yet acknowledged by JetStream.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn backlog(&self) -> anyhow::Result<u64> {
+        use sea_orm::PaginatorTrait;
+        Ok(row::Entity::find().filter(row::Column::SentAt.is_null()).count(&self.db).await?)
+    }
+
+    /// Sets the outbox gauges: rows not yet acknowledged and the age of the oldest.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn record_backlog(&self) -> anyhow::Result<()> {
+        let oldest = row::Entity::find()
+            .filter(row::Column::SentAt.is_null())
+            .order_by_asc(row::Column::Seq)
+            .one(&self.db)
+            .await?;
+        let age = oldest.map_or(0, |r| Ord::max((Utc::now() - r.created_at).num_seconds(), 0));
+        let labels = crate::metrics::ServiceLabels { service: self.department.clone() };
+        let backlog = self.backlog().await? as i64;
+        let m = crate::metrics::metrics();
+        m.outbox_backlog.get_or_create(&labels).set(backlog);
+        m.outbox_oldest_age.get_or_create(&labels).set(age);
+        let dead = super::quarantine::count(&self.db).await? as i64;
+        m.outbox_dead.get_or_create(&labels).set(dead);
+        Ok(())
+    }
+
+    /// Runs until `shutdown`: publishes whenever woken or every poll interval, backs off
+    /// while NATS is unavailable, prunes old sent rows. On shutdown, one last attempt.
+    pub async fn run(self, shutdown: CancellationToken) {
+        // Checking that sent events are still in the stream runs beside the publishing.
+        let reconciler =
+            super::reconcile::Reconciler::new(self.db.clone(), self.js.clone(), &self.department, &self.settings);
+        let reconciling = tokio::spawn(reconciler.run(shutdown.clone()));
+        let poll = Duration::from_millis(Ord::max(self.settings.poll_interval_ms, 10));
+        let mut backoff = Duration::from_millis(100);
+        let mut stream_ready = false;
+        let mut last_prune = tokio::time::Instant::now();
+        let mut last_gauges: Option<tokio::time::Instant> = None;
+        let mut gauges_stale = true;
+        let mut last_mark = tokio::time::Instant::now();
+        // The outbox is read when a writer asks (`wake`), every poll interval (rows of
+        // other replicas, rows whose writer did not hand them over), and after a full
+        // batch; woken only by handed-over rows, the relay publishes just those.
+        let mut last_read: Option<tokio::time::Instant> = None;
+        let mut full = false;
+        loop {
+            if !stream_ready {
+                match super::nats::ensure_stream(&self.js, &self.department, self.replicas).await {
+                    Ok(()) => stream_ready = true,
+                    Err(e) => {
+                        tracing::warn!(error = %format!("{e:#}"), "stream not ready; outbox waits")
+                    }
+                }
+            }
+            let mut delay = poll;
+            if stream_ready {
+                let read = self.signals.read_wanted.swap(false, Ordering::AcqRel)
+                    || full
+                    || last_read.is_none_or(|t| t.elapsed() >= poll);
+                if read {
+                    last_read = Some(tokio::time::Instant::now());
+                }
+                match self.publish(read).await {
+                    Ok(n) => {
+                        gauges_stale |= n > 0;
+                        backoff = Duration::from_millis(100);
+                        full = n as u64 >= self.settings.batch_size;
+                        if full {
+                            delay = Duration::ZERO;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %format!("{e:#}"), retry_in_ms = backoff.as_millis() as u64, "outbox relay failed; rows kept");
+                        delay = backoff;
+                        backoff = (backoff * 2).min(Duration::from_secs(10));
+                        stream_ready = false;
+                    }
+                }
+            }
+            if !stream_ready {
+                // Handed rows unsent are in the outbox: read them back once NATS is there.
+                if let Ok(mut handed) = self.signals.handed.lock() {
+                    handed.clear();
+                }
+                self.signals.read_wanted.store(true, Ordering::Release);
+            }
+            // Published rows are marked sent together, at most MARK_EVERY after publishing.
+            if self.unmarked.lock().is_ok_and(|u| !u.is_empty()) {
+                let waited = last_mark.elapsed();
+                if waited >= MARK_EVERY {
+                    if let Err(e) = self.mark_sent().await {
+                        tracing::warn!(error = %format!("{e:#}"), "marking outbox rows sent failed; retrying");
+                    }
+                    last_mark = tokio::time::Instant::now();
+                }
+                delay = delay.min(MARK_EVERY.saturating_sub(waited).max(Duration::from_millis(10)));
+            } else {
+                last_mark = tokio::time::Instant::now();
+            }
+            // At most every second after publishing, every 5 seconds while stuck or idle.
+            let due = if gauges_stale { Duration::from_secs(1) } else { Duration::from_secs(5) };
+            if last_gauges.is_none_or(|t| t.elapsed() >= due) {
+                gauges_stale = false;
+                if let Err(e) = self.record_backlog().await {
+                    tracing::warn!(error = %format!("{e:#}"), "reading the outbox backlog failed");
+                }
+                last_gauges = Some(tokio::time::Instant::now());
+            }
+            if last_prune.elapsed() > Duration::from_secs(600) {
+                self.prune().await;
+                last_prune = tokio::time::Instant::now();
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = self.signals.wake.notified() => {}
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+        // Drain: whatever committed before shutdown gets one more chance to leave now.
+        match tokio::time::timeout(Duration::from_secs(5), self.publish_pending()).await {
+            Ok(Ok(n)) if n > 0 => tracing::info!(sent = n, "outbox drained at shutdown"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %format!("{e:#}"), "outbox not drained; rows stay for the next start")
+            }
+            _ => {}
+        }
+        if let Err(e) = self.mark_sent().await {
+            tracing::warn!(error = %format!("{e:#}"), "published rows not marked sent; they go again (as duplicates) next start");
+        }
+        let _ = reconciling.await;
+    }
+
+    /// Deletes sent rows written more than `retain_sent_hours` ago (by creation time, which
+    /// is indexed; rows are sent moments after they are written). A row still waiting for
+    /// NATS stays however old it is. Returns how many went. Public so tests can call it.
+    ///
+    /// # Errors
+    /// The database failed; nothing was deleted.
+    pub async fn prune_sent(&self) -> anyhow::Result<u64> {
+        let cutoff = Utc::now() - chrono::Duration::hours(self.settings.retain_sent_hours as i64);
+        Ok(row::Entity::delete_many()
+            .filter(row::Column::CreatedAt.lt(cutoff))
+            .filter(row::Column::SentAt.is_not_null())
+            .exec(&self.db)
+            .await?
+            .rows_affected)
+    }
+
+    async fn prune(&self) {
+        if let Err(e) = self.prune_sent().await {
+            tracing::warn!(error = %e, "pruning sent outbox rows failed");
+        }
+    }
+}
+
+/// The producer span of publishing `r`, a child of the span that wrote it.
+fn publish_span(r: &row::Model) -> tracing::Span {
+    let span = tracing::info_span!(
+        "outbox.publish",
+        otel.kind = "producer",
+        messaging.system = "nats",
+        messaging.operation = "publish",
+        messaging.destination.name = %r.subject,
+        messaging.message.id = %r.event_id,
+        case_id = tracing::field::Empty,
+        bundle_id = tracing::field::Empty,
+    );
+    telemetry::join_event(&span, r.traceparent.as_deref(), &r.ce_subject);
+    span
+}
+
+/// Cuts `rows` (in sequence order) into waves: runs of consecutive rows holding at most one
+/// row per aggregate (`ce-subject`). A wave's publishes are pipelined, and the next wave
+/// starts once its acks are in, so a failed ack can never be overtaken by a later event of
+/// its aggregate; and since the waves are consecutive, the stream keeps the outbox's order.
+fn waves(rows: &[row::Model]) -> Vec<&[row::Model]> {
+    let mut waves = Vec::new();
+    let (mut start, mut seen) = (0, HashSet::new());
+    for (i, r) in rows.iter().enumerate() {
+        if !seen.insert(r.ce_subject.as_str()) {
+            waves.push(&rows[start..i]);
+            start = i;
+            seen.clear();
+            seen.insert(r.ce_subject.as_str());
+        }
+    }
+    if start < rows.len() {
+        waves.push(&rows[start..]);
+    }
+    waves
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(seq: i64, aggregate: &str) -> row::Model {
+        row::Model {
+            seq,
+            event_id: format!("e{seq}"),
+            subject: "onething.x.v1.y".into(),
+            ce_type: "x".into(),
+            ce_source: "x".into(),
+            ce_subject: aggregate.into(),
+            ce_time: Utc::now(),
+            traceparent: None,
+            payload: Vec::new(),
+            created_at: Utc::now(),
+            sent_at: None,
+            attempts: 0,
+            stream_seq: None,
+        }
+    }
+
+    #[test]
+    fn waves_keep_the_outbox_order_and_one_row_per_aggregate() {
+        let rows: Vec<_> = [(1, "a"), (2, "b"), (3, "a"), (4, "c"), (5, "b"), (6, "b"), (7, "d")]
+            .iter()
+            .map(|(s, a)| row(*s, a))
+            .collect();
+        let cut: Vec<Vec<i64>> = waves(&rows).iter().map(|w| w.iter().map(|r| r.seq).collect()).collect();
+        assert_eq!(cut, vec![vec![1, 2], vec![3, 4, 5], vec![6, 7]]);
+        assert!(waves(&[]).is_empty());
+    }
+}
