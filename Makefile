@@ -22,6 +22,9 @@ KUBE_VALIDATE := $(PY)/bin/kubernetes-validate
 # Debian's prometheus package ships both: promtool checks the chart's rules, the
 # end-to-end test runs a real Prometheus against the mesh.
 PROMTOOL    := /usr/bin/promtool
+# Debian's postgresql package: the chaos suite runs a PostgreSQL server of its own (initdb).
+INITDB      := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb) /usr/lib/postgresql/initdb-missing)
+CHAOS_ARGS  ?=
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 HELM_LAYER_VERSION  := 2.2.2
 KUBE_VALIDATE_VERSION := 1.37.0
@@ -34,7 +37,7 @@ NEXTEST     := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 export NATS_SERVER_BIN := $(NATS_SERVER)
 export PYTHON_BIN := $(PY)/bin/python
 
-.PHONY: help tools run bench test test-rust lint proto-lint proto-breaking deploy-check chart-check docs fmt build clean
+.PHONY: help tools run bench chaos test test-rust lint proto-lint proto-breaking deploy-check chart-check docs fmt build clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -66,6 +69,10 @@ $(KUBE_VALIDATE): | $(PY)/bin/python
 	$(PY)/bin/pip install --quiet --disable-pip-version-check kubernetes-validate==$(KUBE_VALIDATE_VERSION)
 	@touch $@
 
+$(INITDB):
+	$(SUDO) apt-get update
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql
+
 $(PROMTOOL):
 	$(SUDO) apt-get update
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus
@@ -74,7 +81,7 @@ $(BUF):
 	npm install --prefix $(NPM) --no-save --no-audit --no-fund --silent @bufbuild/buf@$(BUF_VERSION)
 	@touch $@
 
-tools: $(NATS_SERVER) $(BUF) $(GRPCURL) $(PY_EXAMPLE) $(HELM) $(KUBE_VALIDATE) $(PROMTOOL) ## Install the pinned nats-server, buf, grpcurl and the Python example's packages into .tools/, Prometheus with apt
+tools: $(NATS_SERVER) $(BUF) $(GRPCURL) $(PY_EXAMPLE) $(HELM) $(KUBE_VALIDATE) $(PROMTOOL) $(INITDB) ## Install the pinned nats-server, buf, grpcurl and the Python example's packages into .tools/, Prometheus and PostgreSQL with apt
 
 build: ## Build every crate
 	$(CARGO) build --workspace
@@ -87,6 +94,12 @@ run: $(NATS_SERVER) ## Run the whole mesh on SQLite, starting a local nats-serve
 # a nats-server of its own, rising load; reports under results/bench. BENCH_ARGS passes
 # options, e.g. BENCH_ARGS="--levels 1,4,16 --seconds 5".
 BENCH_OUT  ?= $(CURDIR)/results/bench
+# The chaos suite, longer than make test's short run: three rounds of every fault under six
+# applicants. CHAOS_ARGS passes options, e.g. CHAOS_ARGS="--rounds 10 --settle 3".
+chaos: $(NATS_SERVER) $(INITDB) ## Kill every part in turn under load (own PostgreSQL and NATS); check nothing is lost or doubled
+	$(CARGO) build --bin onething
+	$(CARGO) run --quiet --bin onething -- chaos --nats-server $(NATS_SERVER) $(CHAOS_ARGS)
+
 bench: $(NATS_SERVER) ## Benchmark bundle throughput and latency against the broker and database bound
 	$(CARGO) build --release --bin onething
 	$(CARGO) run --release --quiet --bin onething -- bench --out $(BENCH_OUT) --nats-server $(NATS_SERVER) $(BENCH_ARGS)
@@ -94,7 +107,7 @@ bench: $(NATS_SERVER) ## Benchmark bundle throughput and latency against the bro
 test: tools proto-lint proto-breaking deploy-check chart-check test-rust ## Everything CI checks: protos, deploy and chart checks, unit and end-to-end tests (SQLite and PostgreSQL)
 
 # The benchmark's smoke test runs the onething binary, which test builds do not make.
-test-rust: $(NATS_SERVER) $(PROMTOOL)
+test-rust: $(NATS_SERVER) $(PROMTOOL) $(INITDB)
 	$(CARGO) build --bin onething
 ifeq ($(NEXTEST),yes)
 	$(CARGO) nextest run --workspace --no-fail-fast

@@ -42,6 +42,11 @@ CONSUMERS = {
 # names, e.g. {"supervision": ["-r2"]}. Keep an entry while the service runs with it.
 CONSUMER_SUFFIXES = {}
 
+# Core NATS subjects (outside every stream) a service both rings and hears: the
+# coordinator's replicas tell each other which bundle changed, for WatchBundle
+# (services/coordinator/src/watch.rs). Hints carrying only a bundle id.
+DOORBELLS = {"coordinator": ["onething.watch.coordinator"]}
+
 # What no outside department may ask for, even if an allow rule were widened by mistake.
 DEPARTMENT_DENY = [
     "onething.>",
@@ -56,6 +61,8 @@ HEADER = """# NATS users and permissions of onething (included by dev.conf and c
 #
 # Every user subscribes only to its own inbox prefix, _INBOX.<user>.> (the services set
 # async-nats' custom_inbox_prefix to _INBOX.<user>), so no one reads another's replies.
+# The coordinator also rings and hears onething.watch.coordinator.* (core NATS, in no
+# stream): which bundle changed, a hint among its replicas for WatchBundle.
 #
 # One user per service: it publishes only its own subjects (onething.<service>.>), manages
 # only its own stream (and may read single messages of it back), and creates, reads, pulls
@@ -142,12 +149,12 @@ def service_allow(service):
         f"$JS.API.STREAM.INFO.{own}",
         f"$JS.API.STREAM.MSG.GET.{own}",
         # Dead letters of its own consumers, into the shared ONETHING_DLQ stream (which any
-        # service may create); only operators read it.
+        # service may create when missing, but not change); only operators read it.
         f"onething.dlq.{service}.>",
         f"$JS.API.STREAM.CREATE.{DLQ}",
-        f"$JS.API.STREAM.UPDATE.{DLQ}",
         f"$JS.API.STREAM.INFO.{DLQ}",
     ]
+    allow += [f"{d}.*" for d in DOORBELLS.get(service, [])]
     for owner, name in CONSUMERS[service]:
         allow.append(f"$JS.API.STREAM.INFO.{stream(owner)}")
         for suffix in [""] + CONSUMER_SUFFIXES.get(service, []):
@@ -171,7 +178,8 @@ def subjects(items, indent):
 
 
 def inbox(user):
-    return f'subscribe = {{ allow = ["_INBOX.{user}.>"] }}'
+    heard = "".join(f', "{d}.*"' for d in DOORBELLS.get(user, []))
+    return f'subscribe = {{ allow = ["_INBOX.{user}.>"{heard}] }}'
 
 
 def render():

@@ -7,6 +7,7 @@
 mod authz_matrix;
 mod bench;
 mod bundles;
+mod chaos;
 mod common;
 mod deploy;
 mod errors;
@@ -26,8 +27,10 @@ mod outbox;
 mod pii;
 mod poison;
 mod prometheus;
+mod races;
 mod reflection;
 mod security;
 mod supervision;
+mod test_department;
 mod traces;
 mod vehicle;

@@ -86,14 +86,20 @@ async fn start_supervision(db: &TestDb, nats: &NatsServer, suffix: &str, peers: 
     start_named("supervision", s).await
 }
 
-async fn deadlines_and_one_notice(backend: Backend) {
-    let Some(db) = TestDb::fresh(backend).await else { return };
+/// A fresh database, NATS with the streams supervision reads, supervision on both.
+async fn supervision_alone(backend: Backend) -> Option<(TestDb, NatsServer, async_nats::jetstream::Context, Running)> {
+    let db = TestDb::fresh(backend).await?;
     let nats = NatsServer::start().await;
     let js = nats.jetstream().await;
     for d in ["household", "exit_entry", "vehicle", "liaison", "coordinator"] {
         ensure_stream(&js, d, 1).await.unwrap();
     }
     let sup = start_supervision(&db, &nats, "", &[]).await;
+    Some((db, nats, js, sup))
+}
+
+async fn deadlines_and_one_notice(backend: Backend) {
+    let Some((_db, _nats, js, sup)) = supervision_alone(backend).await else { return };
     // Accepted on 30 September 2026 with two working days: National Day (1–7 October) lies
     // between, so it is due at the close of 9 October.
     let accepted = cst(2026, 9, 30, 9);
@@ -151,6 +157,33 @@ async fn deadlines_and_one_notice(backend: Backend) {
     sup.stop().await;
 }
 both_backends!(deadlines_and_one_notice);
+
+/// Two replicas issuing 督办 notices at the same moment (two connection pools on one
+/// database, as two pods): each overdue case gets one notice and one event, not two.
+async fn one_notice_across_replicas(backend: Backend) {
+    let Some((db, _nats, js, sup)) = supervision_alone(backend).await else { return };
+    let accepted = cst(2026, 9, 30, 9);
+    let due = Calendar::builtin().due(accepted, TimeUnit::WorkingDays, 2).at;
+    for i in 0..12 {
+        let event = case_event(&format!("late-{i}"), "household", CaseState::Accepted, 2, Some(due), accepted);
+        publish(&js, "household", "onething.household.v1.case.accepted", &event).await;
+    }
+    eventually(Duration::from_secs(30), "the projection", || {
+        let db = sup.db.clone();
+        async move { (count(&db, "tracked").await == 12).then_some(()) }
+    })
+    .await
+    .unwrap();
+    let other = onething_platform::db::connect(&db.url).await.unwrap();
+    let (a, b) = (ops(&sup.db), ops(&other));
+    let now = cst(2026, 10, 12, 9);
+    let (x, y) = tokio::join!(a.issue_notices(now), b.issue_notices(now));
+    assert_eq!(x.unwrap() + y.unwrap(), 12, "one notice per overdue case");
+    assert_eq!(count(&sup.db, "outbox WHERE subject = 'onething.supervision.v1.notice.issued'").await, 12);
+    assert_eq!(count(&sup.db, "unresolved WHERE source = 'case_overdue'").await, 12);
+    sup.stop().await;
+}
+both_backends!(one_notice_across_replicas);
 
 async fn kpis_replay_to_the_same_answer(backend: Backend) {
     let Some(db) = TestDb::fresh(backend).await else { return };

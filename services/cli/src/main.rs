@@ -4,6 +4,7 @@
 
 mod bench;
 mod bundle;
+mod chaos;
 mod client;
 mod dev;
 mod events;
@@ -48,6 +49,9 @@ enum Command {
     Outbox(outbox::OutboxArgs),
     /// Supervision: KPIs, checking published random draws.
     Supervision(supervise::SupervisionArgs),
+    /// Chaos: the mesh as processes, bundles flowing, every part killed in turn; then
+    /// checks nothing was lost or doubled (`make chaos`).
+    Chaos(chaos::ChaosArgs),
     /// Benchmark: bundle throughput and latency through the whole mesh on PostgreSQL,
     /// beside what the broker and the database allow (`make bench`).
     Bench(bench::BenchArgs),
@@ -76,5 +80,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Outbox(args) => outbox::outbox(args).await,
         Command::Supervision(args) => supervise::supervision(args).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::Chaos(args) => chaos::run(args).await,
     }
 }

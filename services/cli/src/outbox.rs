@@ -94,6 +94,12 @@ pub async fn outbox(args: OutboxArgs) -> anyhow::Result<()> {
             let since = (minutes > 0).then(|| chrono::Utc::now() - chrono::Duration::minutes(minutes as i64));
             let done = Reconciler::new(db, js, &name, &settings.outbox).reconcile(since).await?;
             println!("checked {} sent event(s); published {} again", done.checked, done.republished);
+            if done.unchecked > 0 {
+                bail!(
+                    "{} event(s) could not be checked (the broker did not answer for them); run it again",
+                    done.unchecked
+                );
+            }
             Ok(())
         }
     }

@@ -69,21 +69,18 @@ struct Inner {
     /// (bundle, step) → (case id, version) this process has committed: most case events
     /// repeat what the CreateCase answer told, and are then known without a query.
     recorded: Mutex<HashMap<(String, String), (String, i64)>>,
-    /// (bundle, step) whose CreateCase this process is calling and recording right now.
-    creating: Mutex<std::collections::HashSet<(String, String)>>,
+    /// A breaker per department: a hung one fails fast instead of holding drives.
+    breakers: crate::breaker::Breakers,
+    /// Bundles the driver drives at once: many, so one department's slow answers delay
+    /// only the bundles waiting on it; bounded, so a backlog does not open a connection
+    /// storm on the departments.
+    drive_slots: Arc<tokio::sync::Semaphore>,
+    /// Rings for every committed bundle change, for watchers.
+    changes: crate::watch::Changes,
 }
 
-/// Takes steps off [`Inner::creating`] however their creation ends.
-struct Creating<'a>(&'a Inner, Vec<(String, String)>);
-
-impl Drop for Creating<'_> {
-    fn drop(&mut self) {
-        let mut creating = self.0.creating.lock().expect("creating list");
-        for key in &self.1 {
-            creating.remove(key);
-        }
-    }
-}
+/// Bundles driven at once by the driver (see [`Inner::drive_slots`]).
+const DRIVE_CONCURRENCY: usize = 32;
 
 /// Entries of [`Inner::recorded`] kept at most (it is emptied when full: a miss only costs
 /// a query).
@@ -121,6 +118,7 @@ impl Engine {
         outbox: Outbox,
         identity: ServiceIdentity,
         peers: Peers,
+        changes: crate::watch::Changes,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -133,7 +131,9 @@ impl Engine {
                 wake: tokio::sync::Notify::new(),
                 driving: Mutex::new(HashMap::new()),
                 recorded: Mutex::new(HashMap::new()),
-                creating: Mutex::new(std::collections::HashSet::new()),
+                breakers: crate::breaker::Breakers::new(3, Duration::from_secs(5), Duration::from_secs(60)),
+                drive_slots: Arc::new(tokio::sync::Semaphore::new(DRIVE_CONCURRENCY)),
+                changes,
             }),
         }
     }
@@ -141,6 +141,11 @@ impl Engine {
     /// The catalog.
     pub fn catalog(&self) -> &Catalog {
         &self.inner.catalog
+    }
+
+    /// Where committed bundle changes ring (for `WatchBundle`).
+    pub fn changes(&self) -> &crate::watch::Changes {
+        &self.inner.changes
     }
 
     /// The coordinator's database.
@@ -501,6 +506,7 @@ impl Engine {
                 Ok((agg, _)) => {
                     txn.commit().await?;
                     self.inner.outbox.wake();
+                    self.inner.changes.changed(id);
                     self.remember(&agg);
                     return Ok(agg);
                 }
@@ -565,9 +571,11 @@ impl Engine {
     }
 
     /// Whether a department's case event is already reflected in its step (the same case
-    /// at this version or a later one), is being recorded from its CreateCase answer right
-    /// now, or concerns no step of ours: handling it would change nothing, now or later,
-    /// since versions only go up.
+    /// at this version or a later one) or concerns no step of ours: handling it would
+    /// change nothing, now or later, since versions only go up. An event for a step whose
+    /// CreateCase is still in flight is not known: the case may have moved on past what the
+    /// answer will say (accepted, then approved by the department's own consumer), so it is
+    /// applied, and the older answer then changes nothing but the result.
     ///
     /// # Errors
     /// A database failure.
@@ -579,12 +587,6 @@ impl Engine {
     ) -> Result<bool> {
         let Some(step_id) = Self::step_of(department, e) else { return Ok(true) };
         let key = (e.bundle_id.clone(), step_id.to_string());
-        // Its CreateCase is being called or recorded here: the answer tells at least what
-        // the event does (and should recording fail, the step stays pending and the call is
-        // repeated with its idempotency key, which answers with the case as it is then).
-        if self.inner.creating.lock().expect("creating list").contains(&key) {
-            return Ok(true);
-        }
         let seen = |case_id: &str, version: i64| case_id == e.case_id && version >= e.version;
         if let Some((case_id, version)) = self.inner.recorded.lock().expect("recorded cases").get(&key)
             && seen(case_id, *version)
@@ -605,6 +607,11 @@ impl Engine {
         for s in agg.steps.iter().filter(|s| !s.case_id.is_empty()) {
             recorded.insert((s.bundle_id.clone(), s.step_id.clone()), (s.case_id.clone(), s.case_version));
         }
+    }
+
+    /// Whether bundle `id` is being driven in this process now.
+    fn is_driving(&self, id: &str) -> bool {
+        self.inner.driving.lock().expect("driving list").contains_key(id)
     }
 
     /// Drives bundle `id` in the background, in the trace of `traceparent`.
@@ -705,9 +712,6 @@ impl Engine {
             due.truncate(1);
         }
         if !due.is_empty() {
-            let keys: Vec<(String, String)> = due.iter().map(|s| (id.to_string(), s.step_id.clone())).collect();
-            self.inner.creating.lock().expect("creating list").extend(keys.iter().cloned());
-            let _creating = Creating(&self.inner, keys);
             let answers = futures::future::join_all(due.iter().map(|s| self.create_case(&agg, s))).await;
             let outcomes: Vec<(String, std::result::Result<cpb::Case, Failure>)> =
                 due.iter().map(|s| s.step_id.clone()).zip(answers).collect();
@@ -756,7 +760,9 @@ impl Engine {
                 Step::InProgress if awaiting_result(s) => {
                     // Finished through an event: fetch the case's result for the applicant.
                     if let Ok(mut c) = self.client(&s.department)
-                        && let Ok(r) = c.get_case(cpb::GetCaseRequest { case_id: s.case_id.clone() }).await
+                        && let Ok(r) = self
+                            .guarded(&s.department, c.get_case(cpb::GetCaseRequest { case_id: s.case_id.clone() }))
+                            .await
                     {
                         let result = r.into_inner().case.map(|c| c.result).unwrap_or_default();
                         let json =
@@ -819,30 +825,39 @@ impl Engine {
             bundle_id: agg.bundle.id.clone(),
         };
         let mut client = self.client(&s.department).map_err(|e| Failure::Retry(format!("{e}")))?;
-        match client.create_case(request).await {
+        match self.guarded(&s.department, client.create_case(request)).await {
             Ok(r) => r.into_inner().case.ok_or_else(|| Failure::Retry("the department returned no case".into())),
             Err(status) => Err(Failure::of(&status, &s.department)),
         }
     }
 
+    /// Makes `call` to `department` through its breaker: refused at once (UNAVAILABLE)
+    /// while the breaker is open, and its outcome recorded otherwise.
+    async fn guarded<T>(
+        &self,
+        department: &str,
+        call: impl Future<Output = std::result::Result<T, tonic::Status>>,
+    ) -> std::result::Result<T, tonic::Status> {
+        if !self.inner.breakers.allow(department) {
+            return Err(tonic::Status::unavailable(format!("{department} paused after failing calls")));
+        }
+        let answer = call.await;
+        self.inner
+            .breakers
+            .record(department, answer.as_ref().err().is_some_and(|s| crate::breaker::is_down(s.code())));
+        answer
+    }
+
     async fn cancel_case(&self, s: &step::Model, state: BundleState) -> std::result::Result<cpb::Case, String> {
         let mut client = self.client(&s.department).map_err(|e| e.to_string())?;
         let result = if state == BundleState::Withdrawn {
-            client
-                .withdraw_case(cpb::WithdrawCaseRequest {
-                    case_id: s.case_id.clone(),
-                    reason_text: "bundle withdrawn".into(),
-                })
-                .await
-                .map(|r| r.into_inner().case)
+            let request =
+                cpb::WithdrawCaseRequest { case_id: s.case_id.clone(), reason_text: "bundle withdrawn".into() };
+            self.guarded(&s.department, client.withdraw_case(request)).await.map(|r| r.into_inner().case)
         } else {
-            client
-                .cancel_case(cpb::CancelCaseRequest {
-                    case_id: s.case_id.clone(),
-                    reason_code: "BUNDLE_STEP_REFUSED".into(),
-                })
-                .await
-                .map(|r| r.into_inner().case)
+            let request =
+                cpb::CancelCaseRequest { case_id: s.case_id.clone(), reason_code: "BUNDLE_STEP_REFUSED".into() };
+            self.guarded(&s.department, client.cancel_case(request)).await.map(|r| r.into_inner().case)
         };
         match result {
             Ok(Some(c)) => Ok(c),
@@ -936,8 +951,24 @@ impl Engine {
                 .collect();
             ids.sort();
             ids.dedup();
+            // Each bundle in a task of its own, a bounded number at once: a bundle waiting
+            // on a slow department holds one slot, not the sweep. A bundle still being
+            // driven takes no slot (its drive goes round once more instead).
             for id in ids {
-                self.drive(&id).await;
+                if self.is_driving(&id) {
+                    self.drive(&id).await;
+                    continue;
+                }
+                let slot = tokio::select! {
+                    _ = stop.cancelled() => break,
+                    slot = self.inner.drive_slots.clone().acquire_owned() => slot,
+                };
+                let Ok(slot) = slot else { break };
+                let engine = self.clone();
+                tokio::spawn(async move {
+                    engine.drive(&id).await;
+                    drop(slot);
+                });
             }
         }
     }
@@ -971,8 +1002,15 @@ impl Failure {
 /// the result, which events never carry. A failure counts only for a step still pending.
 fn record_created(st: &mut step::Model, outcome: &std::result::Result<cpb::Case, Failure>) {
     let pending = Step::parse(&st.state) == Step::Pending;
+    // Withdrawn (or compensated) while its CreateCase was in flight: the case made a
+    // moment later is recorded, and withdrawn in turn (see `record_case`).
+    let cancelled_before_its_case = Step::parse(&st.state) == Step::Cancelled && st.case_id.is_empty();
     match outcome {
-        Ok(case) if pending || (Step::parse(&st.state) == Step::InProgress && st.case_id == case.case_id) => {
+        Ok(case)
+            if pending
+                || cancelled_before_its_case
+                || (Step::parse(&st.state) == Step::InProgress && st.case_id == case.case_id) =>
+        {
             if let Some(cs) = cpb::CaseState::try_from(case.state).ok().and_then(CaseState::from_proto) {
                 record_case(st, &case.case_id, cs, case.version, &case.reason_code, Some(&case.result));
             }
@@ -1010,6 +1048,15 @@ fn record_case(
         s.case_state = state.as_str().into();
         s.case_version = version;
         s.reason = reason.to_string();
+    }
+    let open_case = CaseState::from_str_name(&s.case_state).is_some_and(|c| !saga::step_of_case(c).is_final());
+    if Step::parse(&s.state) == Step::Cancelled && open_case {
+        // A case still open behind a cancelled step (its CreateCase answered, or its event
+        // came, after the withdrawal): the driver withdraws it, so no case is orphaned.
+        s.state = Step::Cancelling.as_str().into();
+        s.attempts = 0;
+        s.next_attempt_at = Utc::now();
+        return;
     }
     if matches!(Step::parse(&s.state), Step::Pending | Step::InProgress) {
         let known = CaseState::from_str_name(&s.case_state).unwrap_or(state);

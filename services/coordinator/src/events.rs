@@ -50,6 +50,15 @@ impl Handler for CaseEvents {
         self.engine.on_case_event(txn, self.department, &changed).await.map_err(anyhow::Error::new)
     }
 
+    fn committed(&self, event: &Envelope) {
+        // The bundle's watchers read it again (events of no bundle ring nothing).
+        if let Ok(changed) = event.decode::<CaseStateChanged>()
+            && !changed.bundle_id.is_empty()
+        {
+            self.engine.changes().changed(&changed.bundle_id);
+        }
+    }
+
     async fn already_applied(&self, db: &DatabaseConnection, event: &Envelope) -> anyhow::Result<bool> {
         // Most case events repeat what the CreateCase answer already recorded.
         let Ok(changed) = event.decode::<CaseStateChanged>() else { return Ok(false) };

@@ -10,7 +10,7 @@ use onething_platform::{auth::Principal, authz, error::Error};
 use onething_proto::coordinator::{
     self as pb, bundle_service_server::BundleService, catalog_service_server::CatalogService,
 };
-use std::{pin::Pin, time::Duration};
+use std::pin::Pin;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
@@ -78,6 +78,8 @@ impl BundleService for Bundles {
     ) -> Result<Response<Self::WatchBundleStream>, Status> {
         let p = authz::principal(&r)?;
         let id = r.into_inner().bundle_id;
+        // Listening before the first read: a change between the two is not missed.
+        let mut rings = self.0.changes().subscribe();
         let (first, view) = readable(&self.0, &p, &id, "WatchBundle").await?;
         let engine = self.0.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(8);
@@ -97,8 +99,11 @@ impl BundleService for Bundles {
                         return;
                     }
                 }
-                // Changes may come from any replica, so the stream reads the database.
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                // Read again when the bundle rang (a change on any replica), or now and
+                // then; ended as soon as the client goes.
+                if !crate::watch::next_change(&mut rings, &id, tx.closed()).await {
+                    return;
+                }
                 match engine.load(engine.db(), &id).await {
                     Ok(a) => agg = a,
                     Err(e) => {

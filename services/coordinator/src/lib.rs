@@ -4,12 +4,14 @@
 //! prerequisites, compensation when a required step is refused, waiting out a department
 //! that is down. A library with a builder; `main.rs` only wires the process.
 
+pub mod breaker;
 pub mod engine;
 pub mod events;
 pub mod grpc;
 pub mod saga;
 pub mod store;
 pub mod view;
+pub mod watch;
 
 use onething_platform::{
     auth::ServiceIdentity,
@@ -54,6 +56,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Service> {
         runtime.outbox.clone(),
         identity,
         peers,
+        watch::Changes::new(Some(runtime.js.client())),
     );
     for dept in events::DEPARTMENTS {
         runtime.add_consumer(
@@ -61,6 +64,8 @@ pub async fn build(settings: Settings) -> anyhow::Result<Service> {
             events::CaseEvents { engine: engine.clone(), department: dept },
         );
     }
+    let changes = engine.changes().clone();
+    runtime.add_worker(move |stop| Box::pin(changes.listen(stop)));
     let driver = engine.clone();
     runtime.add_worker(move |stop| Box::pin(driver.run_driver(stop)));
     let bundles = BundleServiceServer::new(grpc::Bundles(engine.clone())).max_decoding_message_size(MAX_MESSAGE_BYTES);

@@ -167,6 +167,20 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// Whether `e` is a failure that goes away by itself: the database unreachable or a lost
+/// race (as [`Error::internal`] classifies them), a peer UNAVAILABLE or out of time, or one
+/// of our errors saying so. A consumer retries such an event for as long as it takes rather
+/// than dead-letter it: the event is good, the moment is not.
+pub fn is_retryable(e: &anyhow::Error) -> bool {
+    transient(e).is_some()
+        || e.chain().any(|c| {
+            c.downcast_ref::<Error>().is_some_and(|x| matches!(x.kind, Kind::Unavailable | Kind::Aborted))
+                || c.downcast_ref::<tonic::Status>().is_some_and(|s| {
+                    matches!(s.code(), tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Aborted)
+                })
+        })
+}
+
 /// Whether `cause` is a database failure worth retrying, and which: UNAVAILABLE (the
 /// connection or the server) or ABORTED (a transaction lost a race).
 fn transient(cause: &anyhow::Error) -> Option<Kind> {

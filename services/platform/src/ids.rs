@@ -323,6 +323,33 @@ pub fn mask_id(s: &str) -> String {
     format!("{head}{}{tail}", "*".repeat(chars.len() - 10))
 }
 
+/// Free text (an error's message, a reason) with every run of six or more digits (an ID
+/// number, a phone, a credit code's digits; a trailing `X` included) masked as
+/// [`mask_id`] masks: for text that may quote a value, such as a database error.
+pub fn scrub(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        if !chars[i].is_ascii_digit() {
+            out.push(chars[i]);
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < chars.len() && (chars[i].is_ascii_alphanumeric()) {
+            i += 1;
+        }
+        let run: String = chars[start..i].iter().collect();
+        if run.chars().filter(char::is_ascii_digit).count() >= 6 {
+            out.push_str(&if run.len() >= 15 { mask_id(&run) } else { mask_phone(&run) });
+        } else {
+            out.push_str(&run);
+        }
+    }
+    out
+}
+
 /// Masks a personal name: the family name stays (`张**`).
 pub fn mask_name(s: &str) -> String {
     let mut chars = s.chars();
@@ -355,6 +382,13 @@ mod tests {
 
     // A well-known sample number from GB 11643 examples: 11010519491231002X.
     const SAMPLE: &str = "11010519491231002X";
+
+    #[test]
+    fn scrubbed_text_keeps_no_number_whole() {
+        let s = scrub(&format!("duplicate key (id_number)=({SAMPLE}) phone 13800138000, case 42"));
+        assert!(!s.contains(SAMPLE) && !s.contains("13800138000"), "{s}");
+        assert!(s.contains("110105********002X") && s.contains("case 42"), "{s}");
+    }
 
     #[test]
     fn citizen_id_valid() {

@@ -21,6 +21,7 @@ use onething_platform::{
 use onething_proto::{common as cpb, coordinator as copb, supervision as pb};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+    sea_query::Expr,
 };
 use std::{collections::BTreeMap, sync::Arc};
 
@@ -155,15 +156,25 @@ impl Supervision {
         let mut n = 0;
         for m in due {
             let txn = begin_write(&self.db).await?;
+            // Claimed by one conditional update: of two replicas (or two runs) reaching the
+            // same item at once, the second finds it claimed (PostgreSQL re-checks the
+            // condition once the first commits) and issues nothing.
+            let claimed = tracked::Entity::update_many()
+                .col_expr(tracked::Column::NoticeSent, Expr::value(true))
+                .filter(tracked::Column::Kind.eq(m.kind.clone()))
+                .filter(tracked::Column::Id.eq(m.id.clone()))
+                .filter(tracked::Column::NoticeSent.eq(false))
+                .filter(tracked::Column::Closed.eq(false))
+                .filter(tracked::Column::Paused.eq(false))
+                .exec(&txn)
+                .await?
+                .rows_affected;
+            if claimed == 0 {
+                continue;
+            }
             let Some(fresh) = tracked::Entity::find_by_id((m.kind.clone(), m.id.clone())).one(&txn).await? else {
                 continue;
             };
-            if fresh.notice_sent || fresh.closed || fresh.paused {
-                continue;
-            }
-            let mut am: tracked::ActiveModel = fresh.clone().into();
-            am.notice_sent = Set(true);
-            am.update(&txn).await?;
             window(
                 &txn,
                 &self.calendar,

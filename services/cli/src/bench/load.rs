@@ -110,7 +110,7 @@ impl Driver {
     /// Submits one bundle as a new enterprise and waits for its end.
     pub async fn one(&self) -> Outcome {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let (request, token) = match self.request(n) {
+        let (request, token) = match opening(&self.minter, &self.run, n) {
             Ok(r) => r,
             Err(e) => return Outcome::Failed(format!("building the request: {e:#}")),
         };
@@ -146,58 +146,62 @@ impl Driver {
         }
     }
 
-    fn request(&self, n: u64) -> anyhow::Result<(pb::SubmitBundleRequest, String)> {
-        // A new enterprise per bundle (its first seal filing puts it on record), and a
-        // legal representative with a valid ID number.
-        let code = CreditCode::complete(&format!("91371002{}{:07}", self.run, n % 10_000_000))?.to_string();
-        let born = chrono::NaiveDate::from_ymd_opt(1980, 1, 1).unwrap_or_default() + chrono::Days::new(n % 9000);
-        let rep = CitizenId::assign("371002", born, u16::try_from(n % 999 + 1).unwrap_or(1))?;
-        let token = self.minter.mint(
-            Principal {
-                sub: format!("bench-enterprise-{n}"),
-                kind: SubjectKind::Enterprise,
-                dept: String::new(),
-                roles: Vec::new(),
-                id_number: String::new(),
-                credit_code: code.clone(),
-                passport_number: String::new(),
-                actor: None,
-            },
-            3600,
-        )?;
-        let form = [
-            ("seal_kinds", "official,finance"),
-            ("engraving_company", "威海示例刻章店"),
-            ("legal_representative_id_number", rep.expose()),
-            ("premises_address", "威海市环翠区示例园区9号"),
-        ];
-        let materials =
-            ["business_licence", "seal_imprints", "legal_representative_id_card", "premises_property_certificate"];
-        Ok((
-            pb::SubmitBundleRequest {
-                code: "enterprise_opening".into(),
-                applicant: Some(cpb::Applicant {
-                    kind: cpb::ApplicantKind::Enterprise as i32,
-                    identifier: code,
-                    name: format!("威海基准测试企业{n}"),
-                    phone: String::new(),
-                }),
-                form: form.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())).collect(),
-                materials: materials
-                    .iter()
-                    .map(|m| cpb::Material { code: (*m).into(), document_uri: format!("oss://bench/{n}/{m}.pdf") })
-                    .collect(),
-                optional_steps: vec!["collective_household".into(), "vehicle_verification".into()],
-                idempotency_key: format!("bench-{}-{n}", self.run),
-            },
-            token,
-        ))
-    }
-
     /// Bundles submitted so far.
     pub fn submitted(&self) -> u64 {
         self.next.load(Ordering::Relaxed) - 1
     }
+}
+
+/// The `n`-th 企业开办 bundle of run `run` (two digits), with the token of its applicant: a
+/// new enterprise per bundle (its first seal filing puts it on record), and a legal
+/// representative with a valid ID number.
+///
+/// # Errors
+/// A token that cannot be signed.
+pub fn opening(minter: &Minter, run: &str, n: u64) -> anyhow::Result<(pb::SubmitBundleRequest, String)> {
+    let code = CreditCode::complete(&format!("91371002{run}{:07}", n % 10_000_000))?.to_string();
+    let born = chrono::NaiveDate::from_ymd_opt(1980, 1, 1).unwrap_or_default() + chrono::Days::new(n % 9000);
+    let rep = CitizenId::assign("371002", born, u16::try_from(n % 999 + 1).unwrap_or(1))?;
+    let token = minter.mint(
+        Principal {
+            sub: format!("bench-enterprise-{n}"),
+            kind: SubjectKind::Enterprise,
+            dept: String::new(),
+            roles: Vec::new(),
+            id_number: String::new(),
+            credit_code: code.clone(),
+            passport_number: String::new(),
+            actor: None,
+        },
+        3600,
+    )?;
+    let form = [
+        ("seal_kinds", "official,finance"),
+        ("engraving_company", "威海示例刻章店"),
+        ("legal_representative_id_number", rep.expose()),
+        ("premises_address", "威海市环翠区示例园区9号"),
+    ];
+    let materials =
+        ["business_licence", "seal_imprints", "legal_representative_id_card", "premises_property_certificate"];
+    Ok((
+        pb::SubmitBundleRequest {
+            code: "enterprise_opening".into(),
+            applicant: Some(cpb::Applicant {
+                kind: cpb::ApplicantKind::Enterprise as i32,
+                identifier: code,
+                name: format!("威海基准测试企业{n}"),
+                phone: String::new(),
+            }),
+            form: form.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())).collect(),
+            materials: materials
+                .iter()
+                .map(|m| cpb::Material { code: (*m).into(), document_uri: format!("oss://bench/{n}/{m}.pdf") })
+                .collect(),
+            optional_steps: vec!["collective_household".into(), "vehicle_verification".into()],
+            idempotency_key: format!("bench-{run}-{n}"),
+        },
+        token,
+    ))
 }
 
 fn outcome(start: Instant, (at, state): Ended) -> Outcome {

@@ -25,10 +25,13 @@ pub fn free_port() -> anyhow::Result<u16> {
 
 /// A nats-server with JetStream in a temporary store; killed on drop.
 pub struct Nats {
-    process: crate::dev::NatsProcess,
+    process: Option<crate::dev::NatsProcess>,
     /// Client URL.
     pub url: String,
-    _store: tempfile::TempDir,
+    bin: std::path::PathBuf,
+    port: u16,
+    sync_interval: String,
+    store: tempfile::TempDir,
 }
 
 impl Nats {
@@ -41,12 +44,35 @@ impl Nats {
         let store = tempfile::tempdir().context("a folder for the JetStream store")?;
         let port = free_port()?;
         let process = crate::dev::NatsProcess::spawn(bin, port, store.path(), sync_interval).await?;
-        Ok(Self { process, url: format!("nats://127.0.0.1:{port}"), _store: store })
+        Ok(Self {
+            process: Some(process),
+            url: format!("nats://127.0.0.1:{port}"),
+            bin: bin.to_path_buf(),
+            port,
+            sync_interval: sync_interval.to_string(),
+            store,
+        })
     }
 
-    /// Its process id.
+    /// Its process id (0 while killed).
     pub fn pid(&self) -> u32 {
-        self.process.pid()
+        self.process.as_ref().map_or(0, crate::dev::NatsProcess::pid)
+    }
+
+    /// Kills it with SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        self.process = None;
+    }
+
+    /// Starts it again on its port and store, and waits until JetStream answers.
+    ///
+    /// # Errors
+    /// As [`crate::dev::NatsProcess::spawn`].
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.process = None;
+        let p = crate::dev::NatsProcess::spawn(&self.bin, self.port, self.store.path(), &self.sync_interval).await?;
+        self.process = Some(p);
+        Ok(())
     }
 }
 
@@ -74,6 +100,14 @@ impl Databases {
         Ok(onething_platform::db::database_url(&self.admin_url, &name))
     }
 
+    /// The URL of the database made under `label`.
+    pub fn url(&self, label: &str) -> Option<String> {
+        self.made
+            .iter()
+            .find(|(l, _)| l == label)
+            .map(|(_, name)| onething_platform::db::database_url(&self.admin_url, name))
+    }
+
     /// (label, database name) of the databases made so far.
     pub fn made(&self) -> &[(String, String)] {
         &self.made
@@ -93,13 +127,13 @@ pub struct Process {
     pub name: String,
     /// gRPC endpoint, `http://127.0.0.1:port`.
     pub endpoint: String,
-    child: Child,
+    child: Option<Child>,
 }
 
 impl Process {
-    /// Its process id.
+    /// Its process id (0 while killed).
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.child.as_ref().map_or(0, Child::id)
     }
 }
 
@@ -107,6 +141,12 @@ impl Process {
 pub struct Services {
     /// The processes, in [`SERVICES`] order.
     pub all: Vec<Process>,
+    exe: std::path::PathBuf,
+    urls: Vec<String>,
+    nats_url: String,
+    keys: onething_platform::auth::DevKeys,
+    logs: std::path::PathBuf,
+    ports: Vec<u16>,
 }
 
 impl Services {
@@ -126,42 +166,89 @@ impl Services {
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(logs).with_context(|| format!("creating {}", logs.display()))?;
         let ports: Vec<u16> = SERVICES.iter().map(|_| free_port()).collect::<anyhow::Result<_>>()?;
-        let mut me = Self { all: Vec::new() };
+        let mut me = Self {
+            all: Vec::new(),
+            exe: exe.to_path_buf(),
+            urls: urls.to_vec(),
+            nats_url: nats_url.to_string(),
+            keys: keys.clone(),
+            logs: logs.to_path_buf(),
+            ports,
+        };
         for (i, name) in SERVICES.iter().enumerate() {
-            let log = std::fs::File::create(logs.join(format!("{name}.log")))?;
-            let mut cmd = Command::new(exe);
-            cmd.arg("serve")
-                .arg(name)
-                .env("ONETHING_GRPC_ADDR", format!("127.0.0.1:{}", ports[i]))
-                .env("ONETHING_DATABASE_URL", &urls[i])
-                .env("ONETHING_NATS__URL", nats_url)
-                .env("ONETHING_AUTH__JWKS_FILE", &keys.jwks)
-                .env("ONETHING_AUTH__SIGNING_KEY_FILE", &keys.signing_key)
-                .env("ONETHING_LOG__FORMAT", "json")
-                .env("ONETHING_METRICS_ADDR", "")
-                // The benchmark wants the services' own trace export off, whatever the shell has.
-                .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-                .stdout(Stdio::from(log.try_clone()?))
-                .stderr(Stdio::from(log));
-            for (j, peer) in SERVICES.iter().enumerate() {
-                if *peer != "coordinator" && *peer != "supervision" {
-                    cmd.env(
-                        format!("ONETHING_PEERS__{}", peer.to_ascii_uppercase()),
-                        format!("http://127.0.0.1:{}", ports[j]),
-                    );
-                }
-            }
-            let child = cmd.spawn().with_context(|| format!("starting {} serve {name}", exe.display()))?;
+            let child = me.spawn(i)?;
             me.all.push(Process {
                 name: (*name).to_string(),
-                endpoint: format!("http://127.0.0.1:{}", ports[i]),
-                child,
+                endpoint: format!("http://127.0.0.1:{}", me.ports[i]),
+                child: Some(child),
             });
         }
-        for p in &mut me.all {
-            wait_serving(p, &logs.join(format!("{}.log", p.name))).await?;
+        for i in 0..me.all.len() {
+            me.wait(i).await?;
         }
         Ok(me)
+    }
+
+    /// Service `i` of [`SERVICES`] as a new process, its log appended to.
+    fn spawn(&self, i: usize) -> anyhow::Result<Child> {
+        let name = SERVICES[i];
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.logs.join(format!("{name}.log")))?;
+        let mut cmd = Command::new(&self.exe);
+        cmd.arg("serve")
+            .arg(name)
+            .env("ONETHING_GRPC_ADDR", format!("127.0.0.1:{}", self.ports[i]))
+            .env("ONETHING_DATABASE_URL", &self.urls[i])
+            .env("ONETHING_NATS__URL", &self.nats_url)
+            .env("ONETHING_AUTH__JWKS_FILE", &self.keys.jwks)
+            .env("ONETHING_AUTH__SIGNING_KEY_FILE", &self.keys.signing_key)
+            .env("ONETHING_LOG__FORMAT", "json")
+            .env("ONETHING_METRICS_ADDR", "")
+            // The mesh under test wants the services' own trace export off, whatever the shell has.
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log));
+        for (j, peer) in SERVICES.iter().enumerate() {
+            if *peer != "coordinator" && *peer != "supervision" {
+                cmd.env(
+                    format!("ONETHING_PEERS__{}", peer.to_ascii_uppercase()),
+                    format!("http://127.0.0.1:{}", self.ports[j]),
+                );
+            }
+        }
+        cmd.spawn().with_context(|| format!("starting {} serve {name}", self.exe.display()))
+    }
+
+    async fn wait(&mut self, i: usize) -> anyhow::Result<()> {
+        let log = self.logs.join(format!("{}.log", self.all[i].name));
+        wait_serving(&mut self.all[i], &log).await
+    }
+
+    fn index(&self, name: &str) -> anyhow::Result<usize> {
+        SERVICES.iter().position(|s| *s == name).with_context(|| format!("no service {name}"))
+    }
+
+    /// Kills service `name` with SIGKILL, as a crash would.
+    ///
+    /// # Errors
+    /// No such service.
+    pub fn kill(&mut self, name: &str) -> anyhow::Result<()> {
+        let i = self.index(name)?;
+        if let Some(mut c) = self.all[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        Ok(())
+    }
+
+    /// Starts service `name` again, as before, and waits until it is serving.
+    ///
+    /// # Errors
+    /// As [`Services::start`].
+    pub async fn restart(&mut self, name: &str) -> anyhow::Result<()> {
+        self.kill(name)?;
+        let i = self.index(name)?;
+        self.all[i].child = Some(self.spawn(i)?);
+        self.wait(i).await
     }
 
     /// The endpoint of service `name`.
@@ -173,7 +260,9 @@ impl Services {
 async fn wait_serving(p: &mut Process, log: &Path) -> anyhow::Result<()> {
     use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
     for _ in 0..600 {
-        if let Some(status) = p.child.try_wait()? {
+        if let Some(c) = p.child.as_mut()
+            && let Some(status) = c.try_wait()?
+        {
             bail!("{} exited ({status}); see {}", p.name, log.display());
         }
         if let Ok(ch) = tonic::transport::Endpoint::from_shared(p.endpoint.clone())?.connect().await
@@ -190,8 +279,10 @@ async fn wait_serving(p: &mut Process, log: &Path) -> anyhow::Result<()> {
 impl Drop for Services {
     fn drop(&mut self) {
         for p in &mut self.all {
-            let _ = p.child.kill();
-            let _ = p.child.wait();
+            if let Some(mut c) = p.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
         }
     }
 }

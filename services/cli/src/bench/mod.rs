@@ -11,8 +11,8 @@
 //! `<out>/report-<time>.{json,md}` and `<out>/latest.{json,md}`.
 
 mod bound;
-mod load;
-mod mesh;
+pub(crate) mod load;
+pub(crate) mod mesh;
 mod procs;
 
 use anyhow::{Context as _, bail};

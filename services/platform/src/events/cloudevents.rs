@@ -83,6 +83,9 @@ pub enum EnvelopeError {
     /// The payload is not the message its type names.
     #[error("payload does not decode as {0}")]
     Payload(String),
+    /// The event is of another type than the one asked for (a newer release's, perhaps).
+    #[error("event is not a {0}")]
+    OtherType(String),
 }
 
 /// The size of a NATS header block.
@@ -156,7 +159,7 @@ impl Envelope {
     /// [`EnvelopeError::Payload`] for another type or undecodable bytes.
     pub fn decode<M: prost::Message + prost::Name + Default>(&self) -> Result<M, EnvelopeError> {
         if self.ce_type != M::full_name() {
-            return Err(EnvelopeError::Payload(M::full_name()));
+            return Err(EnvelopeError::OtherType(M::full_name()));
         }
         M::decode(self.data.clone()).map_err(|_| EnvelopeError::Payload(M::full_name()))
     }

@@ -64,6 +64,11 @@ pub trait Handler: Send + Sync + 'static {
         true
     }
 
+    /// Told, after the transaction that applied `event` committed, that it did: for what
+    /// must only follow a commit (waking those who watch the state it changed). The
+    /// default: nothing.
+    fn committed(&self, _event: &Envelope) {}
+
     /// Whether this service's state already reflects `event`, so handling it would change
     /// nothing now or at any later delivery: it is then acknowledged without a transaction
     /// or an inbox entry (outcome `known`). Asked by [`handle_one`] only. The default: no.
@@ -130,7 +135,10 @@ async fn handle_once<H: Handler>(
     let txn = crate::db::begin_write(db).await?;
     let outcome = handle_in(&txn, consumer, handler, event).await?;
     match outcome {
-        Outcome::Applied => txn.commit().await?,
+        Outcome::Applied => {
+            txn.commit().await?;
+            handler.committed(event);
+        }
         Outcome::Duplicate | Outcome::Known => txn.rollback().await?,
     }
     Ok(outcome)
@@ -188,6 +196,9 @@ pub async fn handle_batch<H: Handler>(
             handler.handle_many(&txn, &new).await?;
         }
         txn.commit().await?;
+        for (event, _) in &new {
+            handler.committed(event);
+        }
         anyhow::Ok(out)
     };
     if let Ok(out) = together.await {
@@ -356,11 +367,23 @@ pub async fn dead_letter(
     msg: &jetstream::Message,
     reason: &str,
 ) -> anyhow::Result<()> {
-    let mut headers = msg.headers.clone().unwrap_or_default();
+    // The original headers but the broker's own (Nats-Expected-…, Nats-Rollup … would make
+    // the dead-letter stream refuse the letter).
+    let mut headers = async_nats::HeaderMap::new();
+    for (name, values) in msg.headers.iter().flat_map(|h| h.iter()) {
+        let key: &str = name.as_ref();
+        if !key.to_ascii_lowercase().starts_with("nats-") {
+            for v in values {
+                headers.append(key, v.as_str());
+            }
+        }
+    }
     let (stream, seq, delivered) =
         msg.info().map(|i| (i.stream.to_string(), i.stream_sequence, i.delivered)).unwrap_or_default();
-    // One reason line, bounded: a header holds no line breaks.
-    let reason: String = reason.chars().map(|c| if c.is_control() { ' ' } else { c }).take(512).collect();
+    // One reason line, bounded (a header holds no line breaks), and no number in it whole:
+    // a database error may quote an ID number.
+    let reason: String =
+        crate::ids::scrub(reason).chars().map(|c| if c.is_control() { ' ' } else { c }).take(512).collect();
     headers.insert("onething-dlq-consumer", consumer);
     headers.insert("onething-dlq-reason", reason.as_str());
     headers.insert("onething-dlq-stream", stream.as_str());
@@ -392,10 +415,14 @@ pub async fn dead_letter(
 }
 
 /// Whether a handler's error can never go away by trying again: the event does not decode
-/// (its payload, through [`Envelope::decode`] or prost directly, or a header it needs).
+/// (its payload, through [`Envelope::decode`] or prost directly, or a header it needs). An
+/// event of a type the handler does not know yet is not: a newer release may be rolling out.
 fn is_permanent(e: &anyhow::Error) -> bool {
-    e.chain()
-        .any(|c| c.downcast_ref::<prost::DecodeError>().is_some() || c.downcast_ref::<super::EnvelopeError>().is_some())
+    e.chain().any(|c| {
+        c.downcast_ref::<prost::DecodeError>().is_some()
+            || c.downcast_ref::<super::EnvelopeError>()
+                .is_some_and(|x| !matches!(x, super::EnvelopeError::OtherType(_)))
+    })
 }
 
 /// Dead-letters `msg` and acknowledges it (terminated); when the dead-letter stream cannot
@@ -541,11 +568,16 @@ async fn consume<H: Handler>(
                 }
                 Err(e) => {
                     let delivered = msg.info().map_or(1, |i| i.delivered);
-                    if is_permanent(&e) || delivered >= i64::from(delivery.settings.max_deliver) {
+                    // A good event at a bad moment (the database away, a peer down) is
+                    // retried for as long as that lasts, never dead-lettered.
+                    let exhausted =
+                        delivered >= i64::from(delivery.settings.max_deliver) && !crate::error::is_retryable(&e);
+                    if is_permanent(&e) || exhausted {
                         give_up(js, delivery, &spec.name, msg, &format!("{e:#}")).await;
                     } else {
                         let delay = delivery.retry_delay(delivered);
-                        tracing::warn!(consumer = %spec.name, event_id = %event.id, delivered, retry_in_ms = delay.as_millis() as u64, error = %format!("{e:#}"), "handler failed; redelivery later");
+                        let error = crate::ids::scrub(&format!("{e:#}"));
+                        tracing::warn!(consumer = %spec.name, event_id = %event.id, delivered, retry_in_ms = delay.as_millis() as u64, %error, "handler failed; redelivery later");
                         let _ = msg.ack_with(AckKind::Nak(Some(delay))).await;
                     }
                 }

@@ -98,13 +98,33 @@ pub async fn ensure_stream(js: &jetstream::Context, department: &str, replicas: 
     ensure(js, stream_name(department), format!("{}.>", subject_root(department)), replicas).await
 }
 
-/// Creates or merges the dead-letter stream ([`DLQ_STREAM`]) like [`ensure_stream`].
+/// Creates the dead-letter stream ([`DLQ_STREAM`]) when it is missing.
 ///
 /// # Errors
 /// As [`ensure_stream`].
 pub async fn ensure_dlq_stream(js: &jetstream::Context, replicas: usize) -> anyhow::Result<()> {
-    ensure(js, DLQ_STREAM.to_string(), "onething.dlq.>".to_string(), replicas).await
+    // Created when missing, never updated: its limits are the operators' (a service may
+    // not change them, so none can shorten another's dead letters), and it keeps letters
+    // 30 days by default, since they hold events' payloads.
+    if js.get_stream(DLQ_STREAM).await.is_ok() {
+        return Ok(());
+    }
+    let config = stream::Config {
+        name: DLQ_STREAM.to_string(),
+        subjects: vec!["onething.dlq.>".to_string()],
+        duplicate_window: DUPLICATE_WINDOW,
+        num_replicas: replicas.max(1),
+        max_age: DLQ_MAX_AGE,
+        storage: stream::StorageType::File,
+        retention: stream::RetentionPolicy::Limits,
+        ..Default::default()
+    };
+    js.get_or_create_stream(config).await.context("creating the dead-letter stream")?;
+    Ok(())
 }
+
+/// How long the dead-letter stream keeps a letter unless an operator says otherwise.
+pub const DLQ_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
 
 async fn ensure(js: &jetstream::Context, name: String, subject: String, replicas: usize) -> anyhow::Result<()> {
     match js.get_stream(&name).await {

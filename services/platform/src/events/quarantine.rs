@@ -1,24 +1,36 @@
 //! The outbox quarantine (`outbox_dead`): the relay moves a row here when the broker can
-//! never take it or it failed `outbox.max_attempts` times; operators list, retry or drop
-//! what is here (`onething outbox list|retry|drop`). Each move is one transaction, so a
-//! row is always in exactly one of the two tables.
+//! never take it or it failed `outbox.max_attempts` times, and holds its aggregate's later
+//! rows back meanwhile, so its events keep their order; the other aggregates flow.
+//! Operators list, retry or drop what is here (`onething outbox list|retry|drop`). Each move
+//! is one transaction, so a row is always in exactly one of the two tables.
 
 use crate::store::{outbox as row, outbox::dead};
 use chrono::Utc;
 use sea_orm::{
-    ActiveValue::Set, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryOrder, QuerySelect, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, TransactionTrait,
 };
 
 /// Why a reason is cut: it is shown in a table and a log line.
 const REASON_CHARS: usize = 2000;
 
-/// Moves outbox row `r` into the quarantine with `attempts` and `reason` (sizes and broker
-/// errors; no personal data).
+/// Moves outbox row `r`, while still unsent, into the quarantine with `attempts` and
+/// `reason` (sizes and broker errors; numbers masked). Returns whether it moved (not when
+/// another replica published it meanwhile).
 ///
 /// # Errors
 /// The database failed; the row stays in the outbox.
-pub async fn quarantine(db: &DatabaseConnection, r: &row::Model, attempts: i32, reason: &str) -> Result<(), DbErr> {
+pub async fn quarantine(db: &DatabaseConnection, r: &row::Model, attempts: i32, reason: &str) -> Result<bool, DbErr> {
     let txn = db.begin().await?;
+    let taken = row::Entity::delete_many()
+        .filter(row::Column::Seq.eq(r.seq))
+        .filter(row::Column::SentAt.is_null())
+        .exec(&txn)
+        .await?
+        .rows_affected;
+    if taken == 0 {
+        return Ok(false);
+    }
     dead::Entity::insert(dead::ActiveModel {
         seq: Set(r.seq),
         event_id: Set(r.event_id.clone()),
@@ -31,14 +43,38 @@ pub async fn quarantine(db: &DatabaseConnection, r: &row::Model, attempts: i32, 
         payload: Set(r.payload.clone()),
         created_at: Set(r.created_at),
         attempts: Set(attempts),
-        reason: Set(reason.chars().take(REASON_CHARS).collect()),
+        reason: Set(crate::ids::scrub(reason).chars().take(REASON_CHARS).collect()),
         dead_at: Set(Utc::now()),
     })
     .on_conflict_do_nothing_on([dead::Column::Seq])
     .exec_without_returning(&txn)
     .await?;
-    row::Entity::delete_by_id(r.seq).exec(&txn).await?;
-    txn.commit().await
+    txn.commit().await?;
+    Ok(true)
+}
+
+/// The aggregates (`ce-subject`) with a quarantined row, as a subquery.
+pub fn aggregates() -> sea_orm::sea_query::SelectStatement {
+    sea_orm::sea_query::Query::select().column(dead::Column::CeSubject).from(dead::Entity).to_owned()
+}
+
+/// Which of `aggregates` have a quarantined row.
+///
+/// # Errors
+/// The database failed.
+pub async fn held<'a>(
+    db: &DatabaseConnection,
+    aggregates: impl Iterator<Item = &'a str>,
+) -> Result<std::collections::HashSet<String>, DbErr> {
+    let wanted: std::collections::BTreeSet<&str> = aggregates.collect();
+    let rows: Vec<String> = dead::Entity::find()
+        .select_only()
+        .column(dead::Column::CeSubject)
+        .filter(dead::Column::CeSubject.is_in(wanted))
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().collect())
 }
 
 /// One quarantined row as an operator sees it: no payload (it may hold personal data).
@@ -50,7 +86,7 @@ pub struct Quarantined {
     pub event_id: String,
     /// CloudEvents `type`.
     pub ce_type: String,
-    /// The aggregate (`ce-subject`, e.g. `complaints/…`).
+    /// The aggregate (`ce-subject`, e.g. `complaints/…`; numbers masked).
     pub ce_subject: String,
     /// Payload size in bytes.
     pub payload_bytes: usize,
@@ -74,7 +110,7 @@ pub async fn list(db: &DatabaseConnection, limit: u64) -> Result<Vec<Quarantined
             seq: d.seq,
             event_id: d.event_id,
             ce_type: d.ce_type,
-            ce_subject: d.ce_subject,
+            ce_subject: crate::ids::scrub(&d.ce_subject),
             payload_bytes: d.payload.len(),
             attempts: d.attempts,
             reason: d.reason,
@@ -92,8 +128,9 @@ pub async fn count(db: &DatabaseConnection) -> Result<u64, DbErr> {
 }
 
 /// Puts quarantined row `seq` back into the outbox under its own sequence number and event
-/// id (so it is published before the unsent rows behind it, and a subscriber that saw it
-/// once drops the repeat), with its attempts reset. Returns whether there was such a row.
+/// id (so it is published before the rows of its aggregate held behind it, and a
+/// subscriber that saw it once drops the repeat), with its attempts reset. Returns whether
+/// there was such a row.
 ///
 /// # Errors
 /// The database failed; nothing moved.
@@ -124,8 +161,8 @@ pub async fn retry(db: &DatabaseConnection, seq: i64) -> Result<bool, DbErr> {
     Ok(true)
 }
 
-/// Deletes quarantined row `seq` for good: its event is never published. Returns whether
-/// there was such a row.
+/// Deletes quarantined row `seq` for good: its event is never published, and its
+/// aggregate's later events flow again. Returns whether there was such a row.
 ///
 /// # Errors
 /// The database failed.

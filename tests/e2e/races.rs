@@ -1,0 +1,157 @@
+//! The saga's races, each played out the same way every run by the controllable test
+//! department (tests/e2e/test_department.rs) standing in for liaison and vehicle behind a
+//! real coordinator, real NATS and a real database: an event that overtakes its CreateCase
+//! answer, a withdrawal while a CreateCase is in flight, and a department that hangs while
+//! other bundles go on.
+
+use crate::bundles::{enterprise_applicant, finished, operating, submit};
+use crate::common::*;
+use crate::test_department::TestDepartment;
+use onething_platform::events::nats::ensure_stream;
+use onething_proto::{
+    common::CaseState,
+    coordinator::{self as pb, BundleState, StepState, bundle_service_client::BundleServiceClient},
+};
+use std::time::Duration;
+
+struct Stage {
+    _nats: NatsServer,
+    _db: TestDb,
+    dept: TestDepartment,
+    coordinator: Running,
+    js: async_nats::jetstream::Context,
+}
+
+/// NATS with every department's stream, the test department as all of them, a coordinator.
+async fn stage(backend: Backend) -> Option<Stage> {
+    let nats = NatsServer::start().await;
+    let js = nats.jetstream().await;
+    for d in ["household", "exit_entry", "vehicle", "liaison"] {
+        ensure_stream(&js, d, 1).await.unwrap();
+    }
+    let dept = TestDepartment::start(js.clone()).await;
+    let db = TestDb::fresh(backend).await?;
+    let mut s = test_settings(&db.url, &nats.url());
+    for d in ["household", "exit_entry", "vehicle", "liaison"] {
+        s.peers.insert(d.into(), dept.url());
+    }
+    let coordinator = start_named("coordinator", s).await;
+    Some(Stage { _nats: nats, _db: db, dept, coordinator, js })
+}
+
+fn company() -> String {
+    onething_platform::ids::CreditCode::complete("91371002MA3C00123").unwrap().to_string()
+}
+
+async fn applicant(st: &Stage, code: &str) -> BundleServiceClient<Authed> {
+    BundleServiceClient::new(connect_as(&st.coordinator.endpoint(), Some(&enterprise_token(code))).await)
+}
+
+/// 企业开办 with its vehicle check: a liaison filing and a vehicle verification at once.
+fn opening_with_vehicle(code: &str, key: &str) -> pb::SubmitBundleRequest {
+    submit(
+        "enterprise_opening",
+        enterprise_applicant(code),
+        &[("seal_kinds", "official,finance"), ("engraving_company", "威海示例刻章店")],
+        &["business_licence", "seal_imprints"],
+        &["vehicle_verification"],
+        key,
+    )
+}
+
+fn step(b: &pb::Bundle, id: &str) -> StepState {
+    b.steps.iter().find(|s| s.step_id == id).map(|s| s.state()).unwrap()
+}
+
+/// Vehicle answers "accepted", but before that answer is recorded its own consumer
+/// approves the case and says so in an event: the step follows the event, not the older
+/// answer, and the bundle completes.
+async fn an_event_that_overtakes_the_create_answer_counts(backend: Backend) {
+    let Some(st) = stage(backend).await else { return };
+    let code = company();
+    let mut c = applicant(&st, &code).await;
+    st.dept.hold("vehicle");
+    let b = c.submit_bundle(opening_with_vehicle(&code, "race-1")).await.unwrap().into_inner().bundle.unwrap();
+    let case = st.dept.case_in("vehicle").await;
+    st.dept.advance(&case, CaseState::Approved).await;
+    // The coordinator has taken the event (acknowledged it) while the answer is held.
+    let stream = st.js.get_stream("ONETHING_VEHICLE").await.unwrap();
+    eventually(Duration::from_secs(30), "the coordinator to take the event", || async {
+        let mut consumer: async_nats::jetstream::consumer::Consumer<async_nats::jetstream::consumer::pull::Config> =
+            stream.get_consumer("coordinator-vehicle-cases").await.ok()?;
+        let info = consumer.info().await.ok()?;
+        (info.ack_floor.stream_sequence == 1 && info.num_ack_pending == 0).then_some(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(st.dept.waiting("vehicle"), 1, "the answer is still held");
+    st.dept.release("vehicle");
+    let done = finished(&mut c, &b.bundle_id).await;
+    assert_eq!(done.state(), BundleState::Completed);
+    assert_eq!(step(&done, "vehicle_verification"), StepState::Done);
+    assert_eq!(st.dept.calls("CreateCase", "vehicle"), [case], "one case, created once");
+    st.coordinator.stop().await;
+}
+both_backends!(an_event_that_overtakes_the_create_answer_counts);
+
+/// The applicant withdraws while vehicle's CreateCase is in flight: the step is cancelled
+/// at once, and the case created a moment later is withdrawn in turn, not orphaned.
+async fn a_case_created_after_the_withdrawal_is_withdrawn(backend: Backend) {
+    let Some(st) = stage(backend).await else { return };
+    let code = company();
+    let mut c = applicant(&st, &code).await;
+    st.dept.hold("vehicle");
+    let b = c.submit_bundle(opening_with_vehicle(&code, "race-2")).await.unwrap().into_inner().bundle.unwrap();
+    let case = st.dept.case_in("vehicle").await;
+    let withdrawn = c.withdraw_bundle(pb::WithdrawBundleRequest { bundle_id: b.bundle_id.clone() }).await.unwrap();
+    assert_eq!(withdrawn.into_inner().bundle.unwrap().state(), BundleState::Withdrawn);
+    st.dept.release("vehicle");
+    eventually(Duration::from_secs(30), "the late case withdrawn", || async {
+        (st.dept.calls("WithdrawCase", "vehicle") == [case.clone()]).then_some(())
+    })
+    .await
+    .unwrap();
+    let done = finished(&mut c, &b.bundle_id).await;
+    assert_eq!(step(&done, "vehicle_verification"), StepState::Cancelled);
+    st.coordinator.stop().await;
+}
+both_backends!(a_case_created_after_the_withdrawal_is_withdrawn);
+
+/// Vehicle hangs on a retried CreateCase (the driver's sweep is driving it); meanwhile a
+/// liaison-only bundle whose first call failed is retried by the same sweep and completes
+/// while vehicle's call still hangs (a serial sweep would hold it for vehicle's whole call
+/// timeout). Then vehicle answers, approves, and its bundle completes too.
+async fn a_hung_department_delays_only_its_own_steps(backend: Backend) {
+    let Some(st) = stage(backend).await else { return };
+    let code = company();
+    let mut c = applicant(&st, &code).await;
+    st.dept.fail_next("vehicle", 1);
+    let a = c.submit_bundle(opening_with_vehicle(&code, "race-3a")).await.unwrap().into_inner().bundle.unwrap();
+    eventually(Duration::from_secs(30), "vehicle's first call to fail", || async {
+        (!st.dept.calls("CreateCase", "vehicle").is_empty()).then_some(())
+    })
+    .await
+    .unwrap();
+    st.dept.hold("vehicle");
+    // The retry comes from the driver's sweep, and hangs there.
+    eventually(Duration::from_secs(30), "vehicle's retry to hang", || async {
+        (st.dept.waiting("vehicle") == 1).then_some(())
+    })
+    .await
+    .unwrap();
+    let other = onething_platform::ids::CreditCode::complete("91371002MA3C00456").unwrap().to_string();
+    let mut o = applicant(&st, &other).await;
+    st.dept.fail_next("liaison", 1);
+    let b = o.submit_bundle(operating(&other, "race-3b")).await.unwrap().into_inner().bundle.unwrap();
+    let done = finished(&mut o, &b.bundle_id).await;
+    assert_eq!(done.state(), BundleState::Completed);
+    assert!(st.dept.calls("CreateCase", "liaison").iter().any(String::is_empty), "its first call failed");
+    assert_eq!(st.dept.waiting("vehicle"), 1, "completed while vehicle's call still hangs");
+    st.dept.release("vehicle");
+    // Vehicle accepted it; its approval comes as an event.
+    let case = st.dept.case_in("vehicle").await;
+    st.dept.advance(&case, CaseState::Approved).await;
+    assert_eq!(finished(&mut c, &a.bundle_id).await.state(), BundleState::Completed);
+    st.coordinator.stop().await;
+}
+both_backends!(a_hung_department_delays_only_its_own_steps);
