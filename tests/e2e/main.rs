@@ -6,6 +6,7 @@
 
 mod authz_matrix;
 mod bench;
+mod bounds;
 mod bundles;
 mod chaos;
 mod common;

@@ -133,6 +133,7 @@ pub async fn serve(
     }
     builder
         .layer(crate::metrics::RpcMetricsLayer)
+        .layer(crate::bounds::BoundsLayer)
         .trace_fn(telemetry::grpc_server_span)
         .timeout(Duration::from_secs(30))
         .http2_keepalive_interval(Some(Duration::from_secs(30)))

@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod authz;
+pub mod bounds;
 pub mod calendar;
 pub mod cases;
 pub mod catalog;
