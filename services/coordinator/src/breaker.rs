@@ -1,5 +1,5 @@
 //! One circuit breaker per department: after `threshold` calls in a row that found it down
-//! or hanging (UNAVAILABLE, DEADLINE_EXCEEDED), calls to it fail at once for a cool-down,
+//! or hanging (UNAVAILABLE, DEADLINE_EXCEEDED, a timeout), calls to it fail at once for a cool-down,
 //! then one probe call decides; each failed probe doubles the cool-down (to a ceiling). So
 //! a department that hangs costs each of its steps a fast retry instead of a driver slot
 //! held for the call's whole timeout, and the other departments' steps go on.
@@ -89,9 +89,11 @@ impl Breakers {
     }
 }
 
-/// Whether an answer means the department is down or hanging (what opens a breaker).
+/// Whether an answer means the department is down or hanging (what opens a breaker):
+/// UNAVAILABLE, DEADLINE_EXCEEDED, or CANCELLED, which is how a call that ran into the
+/// channel's own timeout ends.
 pub fn is_down(code: tonic::Code) -> bool {
-    matches!(code, tonic::Code::Unavailable | tonic::Code::DeadlineExceeded)
+    matches!(code, tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled)
 }
 
 #[cfg(test)]

@@ -86,12 +86,15 @@ const DRIVE_CONCURRENCY: usize = 32;
 /// a query).
 const RECORDED_MAX: usize = 50_000;
 
-/// Takes bundle `id` off the driving list however its drive ends.
-struct Driving<'a>(&'a Inner, &'a str);
+/// Takes bundle `id` off the driving list if its drive ends without releasing it (a panic,
+/// a cancelled task); a drive that ends normally releases it itself, under its lock.
+struct Driving<'a>(&'a Inner, &'a str, bool);
 
 impl Drop for Driving<'_> {
     fn drop(&mut self) {
-        self.0.driving.lock().expect("driving list").remove(self.1);
+        if self.2 {
+            self.0.driving.lock().expect("driving list").remove(self.1);
+        }
     }
 }
 
@@ -609,11 +612,6 @@ impl Engine {
         }
     }
 
-    /// Whether bundle `id` is being driven in this process now.
-    fn is_driving(&self, id: &str) -> bool {
-        self.inner.driving.lock().expect("driving list").contains_key(id)
-    }
-
     /// Drives bundle `id` in the background, in the trace of `traceparent`.
     /// Drives a bundle this process has just written, starting from `agg` as committed
     /// (its first round reads nothing).
@@ -637,16 +635,29 @@ impl Engine {
 
     /// [`Self::drive`] with the bundle's trace context when the caller has it already
     /// (`None`: read it from the bundle), and the bundle as just committed, if the caller has it.
-    async fn drive_traced(&self, id: &str, traceparent: Option<Option<String>>, mut first: Option<Aggregate>) {
-        {
-            let mut driving = self.inner.driving.lock().expect("driving list");
-            if let Some(again) = driving.get_mut(id) {
-                *again = true;
-                return;
-            }
-            driving.insert(id.to_string(), false);
+    async fn drive_traced(&self, id: &str, traceparent: Option<Option<String>>, first: Option<Aggregate>) {
+        if self.claim(id) {
+            self.drive_claimed(id, traceparent, first).await;
         }
-        let _done = Driving(&self.inner, id);
+    }
+
+    /// Claims bundle `id` for a drive in this process: `true` when none is running (the
+    /// caller drives it, then [`Self::drive_claimed`] releases it), else `false`, and the
+    /// running drive goes round once more. One lock for both, so no wake-up falls between.
+    fn claim(&self, id: &str) -> bool {
+        let mut driving = self.inner.driving.lock().expect("driving list");
+        if let Some(again) = driving.get_mut(id) {
+            *again = true;
+            return false;
+        }
+        driving.insert(id.to_string(), false);
+        true
+    }
+
+    /// Drives bundle `id`, claimed by [`Self::claim`], round after round while wake-ups came
+    /// meanwhile; releases the claim under the lock that sees the last wake-up.
+    async fn drive_claimed(&self, id: &str, traceparent: Option<Option<String>>, mut first: Option<Aggregate>) {
+        let mut claim = Driving(&self.inner, id, true);
         // Whoever wakes the driver (the submit, an event, the sweeper), its calls and events
         // belong to the bundle's trace.
         let parent = match traceparent {
@@ -660,7 +671,11 @@ impl Engine {
             let mut driving = self.inner.driving.lock().expect("driving list");
             match driving.get_mut(id) {
                 Some(again) if *again => *again = false,
-                _ => break,
+                _ => {
+                    driving.remove(id);
+                    claim.2 = false;
+                    break;
+                }
             }
         }
     }
@@ -757,28 +772,45 @@ impl Engine {
                     .await?;
                     return Ok(true);
                 }
-                Step::InProgress if awaiting_result(s) => {
+                Step::InProgress if awaiting_result(s) && s.next_attempt_at <= now => {
                     // Finished through an event: fetch the case's result for the applicant.
-                    if let Ok(mut c) = self.client(&s.department)
-                        && let Ok(r) = self
+                    let fetched = match self.client(&s.department) {
+                        Ok(mut c) => self
                             .guarded(&s.department, c.get_case(cpb::GetCaseRequest { case_id: s.case_id.clone() }))
                             .await
-                    {
-                        let result = r.into_inner().case.map(|c| c.result).unwrap_or_default();
-                        let json =
-                            serde_json::to_string(&result.into_iter().collect::<BTreeMap<_, _>>()).unwrap_or_default();
-                        let sid = s.step_id.clone();
-                        self.apply(id, |agg, _| {
-                            if let Some(st) = agg.steps.iter_mut().find(|x| x.step_id == sid)
-                                && awaiting_result(st)
-                            {
-                                st.result = json.clone();
-                                st.state = Step::Done.as_str().into();
-                            }
-                        })
-                        .await?;
-                        return Ok(true);
-                    }
+                            .map_err(|e| format!("{} unavailable; retrying ({:?})", s.department, e.code())),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    let r = match fetched {
+                        Ok(r) => r,
+                        Err(why) => {
+                            // Tried again later, waiting longer each time.
+                            let sid = s.step_id.clone();
+                            self.apply(id, |agg, _| {
+                                if let Some(st) = agg.steps.iter_mut().find(|x| x.step_id == sid) {
+                                    st.attempts += 1;
+                                    st.next_attempt_at = Utc::now() + retry_after(st.attempts);
+                                    st.reason = why.clone();
+                                }
+                            })
+                            .await?;
+                            return Ok(false);
+                        }
+                    };
+                    let result = r.into_inner().case.map(|c| c.result).unwrap_or_default();
+                    let json =
+                        serde_json::to_string(&result.into_iter().collect::<BTreeMap<_, _>>()).unwrap_or_default();
+                    let sid = s.step_id.clone();
+                    self.apply(id, |agg, _| {
+                        if let Some(st) = agg.steps.iter_mut().find(|x| x.step_id == sid)
+                            && awaiting_result(st)
+                        {
+                            st.result = json.clone();
+                            st.state = Step::Done.as_str().into();
+                        }
+                    })
+                    .await?;
+                    return Ok(true);
                 }
                 _ => {}
             }
@@ -955,18 +987,20 @@ impl Engine {
             // on a slow department holds one slot, not the sweep. A bundle still being
             // driven takes no slot (its drive goes round once more instead).
             for id in ids {
-                if self.is_driving(&id) {
-                    self.drive(&id).await;
+                if !self.claim(&id) {
                     continue;
                 }
                 let slot = tokio::select! {
-                    _ = stop.cancelled() => break,
+                    _ = stop.cancelled() => {
+                        self.inner.driving.lock().expect("driving list").remove(&id);
+                        break;
+                    }
                     slot = self.inner.drive_slots.clone().acquire_owned() => slot,
                 };
                 let Ok(slot) = slot else { break };
                 let engine = self.clone();
                 tokio::spawn(async move {
-                    engine.drive(&id).await;
+                    engine.drive_claimed(&id, None, None).await;
                     drop(slot);
                 });
             }

@@ -78,9 +78,19 @@ impl BundleService for Bundles {
     ) -> Result<Response<Self::WatchBundleStream>, Status> {
         let p = authz::principal(&r)?;
         let id = r.into_inner().bundle_id;
-        // Listening before the first read: a change between the two is not missed.
-        let mut rings = self.0.changes().subscribe();
         let (first, view) = readable(&self.0, &p, &id, "WatchBundle").await?;
+        // Listening from the first read: a change after it is not missed.
+        let mut watcher = self.0.changes().watch(&id).ok_or_else(|| {
+            Status::from(onething_platform::error::Error::new(
+                onething_platform::error::Kind::ResourceExhausted,
+                "COORDINATOR_TOO_MANY_WATCHERS",
+                "this bundle has as many watchers as it may; close one",
+            ))
+        })?;
+        let first = match self.0.load(self.0.db(), &id).await {
+            Ok(fresh) => fresh,
+            Err(_) => first,
+        };
         let engine = self.0.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(8);
         tokio::spawn(async move {
@@ -101,7 +111,7 @@ impl BundleService for Bundles {
                 }
                 // Read again when the bundle rang (a change on any replica), or now and
                 // then; ended as soon as the client goes.
-                if !crate::watch::next_change(&mut rings, &id, tx.closed()).await {
+                if !watcher.next_change(tx.closed()).await {
                     return;
                 }
                 match engine.load(engine.db(), &id).await {

@@ -61,7 +61,23 @@ pub const BOUNDS: &[(&str, Bound)] = &[
     ("reason_text", chars(2000)),
     ("summary", chars(2000)),
     ("description", chars(2000)),
+    // A 双随机 draw's pool: every enterprise of a district, and its inspectors.
+    ("onething.supervision.v1.DrawInspectionsRequest.candidates", Bound { items: 20_000, ..DEFAULT }),
+    ("onething.supervision.v1.DrawInspectionsRequest.inspectors", Bound { items: 2_000, ..DEFAULT }),
 ];
+
+/// Violations reported at most: enough to fix a request, few enough for a status header.
+pub const MAX_VIOLATIONS: usize = 20;
+
+/// Why a request's bytes cannot be checked at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unreadable {
+    /// They do not parse as protobuf (truncated, or proto2 groups, which no onething
+    /// message has).
+    Malformed,
+    /// The message is compressed; the services accept no compression.
+    Compressed,
+}
 
 /// A field of the schema.
 #[derive(Debug, Clone)]
@@ -190,17 +206,21 @@ impl<'a> Wire<'a> {
     }
 }
 
-/// Walks message `name` in `bytes`, noting each field past its bound under `path`.
-/// Malformed bytes end the walk quietly: the decoder refuses them with its own error.
-fn walk(name: &str, bytes: &[u8], path: &str, depth: usize, out: &mut Vec<FieldViolation>) {
-    let Some(fields) = SCHEMA.messages.get(name) else { return };
+/// Walks message `name` in `bytes`, noting each field past its bound under `path` (at
+/// most [`MAX_VIOLATIONS`]). Bytes that do not parse are refused: nothing the walk cannot
+/// read may reach a handler unchecked.
+fn walk(name: &str, bytes: &[u8], path: &str, depth: usize, out: &mut Vec<FieldViolation>) -> Result<(), Unreadable> {
+    let Some(fields) = SCHEMA.messages.get(name) else { return Ok(()) };
     if depth > MAX_DEPTH {
-        return;
+        return Err(Unreadable::Malformed);
     }
     let mut wire = Wire(bytes);
     let mut counts: HashMap<u32, usize> = HashMap::new();
     while !wire.0.is_empty() {
-        let Some(tag) = wire.varint() else { return };
+        if out.len() >= MAX_VIOLATIONS {
+            return Ok(());
+        }
+        let Some(tag) = wire.varint() else { return Err(Unreadable::Malformed) };
         let (number, wire_type) = ((tag >> 3) as u32, tag & 7);
         let field = fields.get(&number);
         let index = {
@@ -208,31 +228,25 @@ fn walk(name: &str, bytes: &[u8], path: &str, depth: usize, out: &mut Vec<FieldV
             *c += 1;
             *c - 1
         };
-        match wire_type {
-            0 => {
-                if wire.varint().is_none() {
-                    return;
-                }
-            }
-            1 => {
-                if wire.take(8).is_none() {
-                    return;
-                }
-            }
-            5 => {
-                if wire.take(4).is_none() {
-                    return;
-                }
-            }
+        let read = match wire_type {
+            0 => wire.varint().map(|_| ()),
+            1 => wire.take(8).map(|_| ()),
+            5 => wire.take(4).map(|_| ()),
             2 => {
-                let Some(len) = wire.varint().and_then(|l| usize::try_from(l).ok()) else { return };
-                let Some(value) = wire.take(len) else { return };
+                let Some(len) = wire.varint().and_then(|l| usize::try_from(l).ok()) else {
+                    return Err(Unreadable::Malformed);
+                };
+                let Some(value) = wire.take(len) else { return Err(Unreadable::Malformed) };
                 if let Some(f) = field {
-                    check_value(f, value, &field_path(path, f, index, value), depth, out);
+                    check_value(f, value, &field_path(path, f, index, value), depth, out)?;
                 }
+                Some(())
             }
-            // Groups are no part of proto3; the decoder refuses them.
-            _ => return,
+            // Groups are no part of proto3 (a decoder would skip them, and what follows).
+            _ => None,
+        };
+        if read.is_none() || number == 0 {
+            return Err(Unreadable::Malformed);
         }
     }
     for (number, n) in counts {
@@ -240,6 +254,7 @@ fn walk(name: &str, bytes: &[u8], path: &str, depth: usize, out: &mut Vec<FieldV
             out.push(violation(&join(path, &f.name), format!("at most {} entries", f.bound.items)));
         }
     }
+    Ok(())
 }
 
 fn join(path: &str, field: &str) -> String {
@@ -272,7 +287,13 @@ fn field_path(path: &str, f: &Field, index: usize, value: &[u8]) -> String {
     }
 }
 
-fn check_value(f: &Field, value: &[u8], path: &str, depth: usize, out: &mut Vec<FieldViolation>) {
+fn check_value(
+    f: &Field,
+    value: &[u8],
+    path: &str,
+    depth: usize,
+    out: &mut Vec<FieldViolation>,
+) -> Result<(), Unreadable> {
     match &f.kind {
         Kind::Str => {
             // Counted without decoding in full: UTF-8 characters are the bytes that do not
@@ -285,23 +306,28 @@ fn check_value(f: &Field, value: &[u8], path: &str, depth: usize, out: &mut Vec<
         Kind::Bytes if value.len() > f.bound.bytes => {
             out.push(violation(path, format!("at most {} bytes", f.bound.bytes)));
         }
-        Kind::Message(m) | Kind::Map(m) => walk(m, value, path, depth + 1, out),
+        Kind::Message(m) | Kind::Map(m) => return walk(m, value, path, depth + 1, out),
         _ => {}
     }
+    Ok(())
 }
 
 fn violation(field: &str, description: String) -> FieldViolation {
     FieldViolation { field: field.to_string(), description }
 }
 
-/// The fields of a request to `path` (`/package.Service/Method`) past their bounds, given
-/// its message's wire bytes. Empty for a path the schema does not know.
-pub fn check(path: &str, message: &[u8]) -> Vec<FieldViolation> {
+/// The fields of a request to `path` (`/package.Service/Method`) past their bounds (at most
+/// [`MAX_VIOLATIONS`]), given its message's wire bytes. Empty for a path the schema does
+/// not know.
+///
+/// # Errors
+/// The bytes do not parse as protobuf.
+pub fn check(path: &str, message: &[u8]) -> Result<Vec<FieldViolation>, Unreadable> {
     let mut out = Vec::new();
     if let Some(input) = SCHEMA.methods.get(path) {
-        walk(input, message, "", 0, &mut out);
+        walk(input, message, "", 0, &mut out)?;
     }
-    out
+    Ok(out)
 }
 
 /// The bound a field of message `message` (full proto name) has, for documentation and
@@ -354,7 +380,9 @@ where
         // The service that was polled ready serves this call; a clone takes its place.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        if !SCHEMA.methods.contains_key(req.uri().path()) {
+        // A request without credentials is refused by the service's authentication before
+        // its body is read; only an authenticated one is worth reading here.
+        if !SCHEMA.methods.contains_key(req.uri().path()) || !req.headers().contains_key(http::header::AUTHORIZATION) {
             return Box::pin(inner.call(req.map(tonic::body::Body::new)));
         }
         Box::pin(async move {
@@ -370,8 +398,20 @@ where
                     return Ok(status.into_http());
                 }
             };
-            let violations = check_frames(parts.uri.path(), &bytes);
-            if let Some(e) = Error::from_violations("REQUEST_FIELD_TOO_LARGE", violations) {
+            let refusal = match check_frames(parts.uri.path(), &bytes) {
+                Ok(violations) => Error::from_violations("REQUEST_FIELD_TOO_LARGE", violations),
+                Err(Unreadable::Malformed) => Some(Error::new(
+                    crate::error::Kind::InvalidArgument,
+                    "REQUEST_MALFORMED",
+                    "the request does not parse as its message",
+                )),
+                Err(Unreadable::Compressed) => Some(Error::new(
+                    crate::error::Kind::InvalidArgument,
+                    "REQUEST_COMPRESSED",
+                    "compressed requests are not accepted",
+                )),
+            };
+            if let Some(e) = refusal {
                 return Ok(tonic::Status::from(e).into_http());
             }
             let body = http_body_util::Full::new(bytes).map_err(|never| match never {});
@@ -380,20 +420,23 @@ where
     }
 }
 
-/// The violations of every uncompressed gRPC message frame in `body`.
-fn check_frames(path: &str, mut body: &[u8]) -> Vec<FieldViolation> {
+/// The violations of every gRPC message frame in `body`.
+fn check_frames(path: &str, mut body: &[u8]) -> Result<Vec<FieldViolation>, Unreadable> {
     let mut out = Vec::new();
-    while body.len() >= 5 {
-        let compressed = body[0] == 1;
-        let len = u32::from_be_bytes([body[1], body[2], body[3], body[4]]) as usize;
-        let Some(message) = body.get(5..5 + len) else { break };
-        // A compressed message is not read here: the services accept none, and refuse it.
-        if !compressed {
-            out.extend(check(path, message));
+    while !body.is_empty() {
+        let Some(&[flag, a, b, c, d]) = body.get(..5).and_then(|h| <&[u8; 5]>::try_from(h).ok()) else {
+            return Err(Unreadable::Malformed);
+        };
+        let len = u32::from_be_bytes([a, b, c, d]) as usize;
+        let Some(message) = body.get(5..5 + len) else { return Err(Unreadable::Malformed) };
+        if flag != 0 {
+            return Err(Unreadable::Compressed);
         }
+        out.extend(check(path, message)?);
+        out.truncate(MAX_VIOLATIONS);
         body = &body[5 + len..];
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -413,7 +456,8 @@ mod tests {
             idempotency_key: "k".repeat(129),
             ..Default::default()
         };
-        let v = check("/onething.supervision.v1.SupervisionService/SubmitComplaint", &complaint.encode_to_vec());
+        let v =
+            check("/onething.supervision.v1.SupervisionService/SubmitComplaint", &complaint.encode_to_vec()).unwrap();
         let mut got = fields(&v);
         got.sort();
         assert_eq!(got, [("department", "at most 64 characters"), ("idempotency_key", "at most 128 characters")]);
@@ -428,7 +472,7 @@ mod tests {
             req.materials.push(cpb::Material { code: format!("m{i}"), document_uri: "oss://a".into() });
         }
         req.materials[3].document_uri = "u".repeat(1025);
-        let v = check("/onething.common.v1.CaseService/CreateCase", &req.encode_to_vec());
+        let v = check("/onething.common.v1.CaseService/CreateCase", &req.encode_to_vec()).unwrap();
         let mut got = fields(&v);
         got.sort();
         assert_eq!(
@@ -440,7 +484,14 @@ mod tests {
             ]
         );
         let fine = cpb::CreateCaseRequest { matter_code: "household.birth_registration".into(), ..Default::default() };
-        assert!(check("/onething.common.v1.CaseService/CreateCase", &fine.encode_to_vec()).is_empty());
+        assert_eq!(check("/onething.common.v1.CaseService/CreateCase", &fine.encode_to_vec()), Ok(vec![]));
+        // Many fields past their bounds: the first few are reported, not a megabyte of them.
+        let mut many = fine.clone();
+        for i in 0..500 {
+            many.form.insert(format!("{i:0>70}"), "v".into());
+        }
+        let v = check("/onething.common.v1.CaseService/CreateCase", &many.encode_to_vec()).unwrap();
+        assert_eq!(v.len(), MAX_VIOLATIONS);
     }
 
     #[test]
@@ -460,10 +511,28 @@ mod tests {
     }
 
     #[test]
-    fn garbage_is_left_to_the_decoder() {
-        for bytes in [&b"\xff\xff\xff"[..], b"\x0a\xff\x01", b"\x0b", b""] {
-            let _ = check("/onething.common.v1.CaseService/CreateCase", bytes);
+    fn what_cannot_be_read_is_refused() {
+        let path = "/onething.supervision.v1.SupervisionService/SubmitComplaint";
+        let long =
+            spb::SubmitComplaintRequest { department: "x".repeat(100_000), ..Default::default() }.encode_to_vec();
+        // A proto2 group in front (start and end of field 15) would hide what follows.
+        let hidden = [&b"\x7b\x7c"[..], &long].concat();
+        for bytes in [&b"\xff\xff\xff"[..], b"\x0a\xff\x01", b"\x0b", &hidden, b"\x00"] {
+            assert_eq!(check(path, bytes), Err(Unreadable::Malformed), "{bytes:?}");
         }
-        assert!(check_frames("/x/y", b"\x00\x00\x00\x00\x09abc").is_empty());
+        assert_eq!(check(path, b""), Ok(vec![]));
+        let framed = |flag: u8, m: &[u8]| [&[flag][..], &(m.len() as u32).to_be_bytes(), m].concat();
+        assert_eq!(check_frames(path, &framed(1, b"")), Err(Unreadable::Compressed));
+        assert_eq!(check_frames(path, &framed(0, b"")[..4]), Err(Unreadable::Malformed));
+        assert_eq!(check_frames(path, b"\x00\x00\x00\x00\x09abc"), Err(Unreadable::Malformed));
+        let two = [framed(0, b""), framed(0, &long)].concat();
+        assert_eq!(check_frames(path, &two).unwrap().len(), 1, "every frame is read");
+        assert_eq!(check_frames("/x/y", &framed(0, b"\xff")), Ok(vec![]), "an unknown path is not ours");
+    }
+
+    #[test]
+    fn a_draw_takes_a_district_of_candidates() {
+        let b = bound("onething.supervision.v1.DrawInspectionsRequest", "candidates").unwrap();
+        assert_eq!(b.items, 20_000);
     }
 }

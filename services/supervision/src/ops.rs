@@ -166,6 +166,7 @@ impl Supervision {
                 .filter(tracked::Column::NoticeSent.eq(false))
                 .filter(tracked::Column::Closed.eq(false))
                 .filter(tracked::Column::Paused.eq(false))
+                .filter(tracked::Column::DueAt.lt(now))
                 .exec(&txn)
                 .await?
                 .rows_affected;

@@ -159,6 +159,32 @@ pub async fn everything(dbs: &Databases, nats_url: &str, accepted: &[String]) ->
             found.good(format!("{}: all {} committed events, none twice", stream_name(s), committed.len()));
         }
     }
+    // Consumers applied what the streams hold: supervision tracks every case and bundle
+    // (and is, among the subscribers, the one that reads every stream), once each by key.
+    let sup = &conns["supervision"];
+    let until = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut want = (0, 0);
+    let mut tracked = (0, 0);
+    while tokio::time::Instant::now() < until {
+        want = (0, number(coordinator, "SELECT COUNT(*) AS n FROM bundles").await?);
+        for dept in ["household", "exit_entry", "vehicle", "liaison"] {
+            want.0 += number(&conns[dept], "SELECT COUNT(*) AS n FROM cases").await?;
+        }
+        tracked = (
+            number(sup, "SELECT COUNT(*) AS n FROM tracked WHERE kind = 'case'").await?,
+            number(sup, "SELECT COUNT(*) AS n FROM tracked WHERE kind = 'bundle'").await?,
+        );
+        if tracked == want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    if tracked == want {
+        found.good(format!("supervision tracks all {} cases and {} bundles", want.0, want.1));
+    } else {
+        found.bad(format!("supervision tracks {tracked:?} (cases, bundles) of {want:?}"));
+    }
+
     // A good event at a bad moment is retried, never dead-lettered.
     let letters = match js.get_stream(onething_platform::events::nats::DLQ_STREAM).await {
         Ok(mut s) => s.info().await?.state.messages,

@@ -149,7 +149,8 @@ pub fn validate_form_shape(form: &Form, out: &mut Vec<FieldViolation>) {
         out.push(v("form", &format!("at most {MAX_FORM_FIELDS} fields")));
     }
     for (k, val) in form {
-        if k.is_empty() || k.len() > 64 || val.len() > MAX_FIELD_LEN {
+        // Characters, as the request schema counts them (services/platform/src/bounds.rs).
+        if k.is_empty() || k.chars().count() > 64 || val.chars().count() > MAX_FIELD_LEN {
             out.push(v(&format!("form.{k}"), "name up to 64 characters, value up to 1024"));
         }
     }
