@@ -602,12 +602,6 @@ async fn bad_bundles_create_nothing_anywhere(backend: Backend) {
     let mut c = w.bundles_as(&citizen_token(&relative), 0).await;
     let elder = onething_household::store::seed_id("371003", "1949-09-09", 62).unwrap().expose().to_string();
     let good = || after_death(citizen_applicant(&relative), &elder, "SW-2026-0400", "bad-x");
-    let fields = |s: &tonic::Status| -> Vec<String> {
-        s.get_error_details()
-            .bad_request()
-            .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
-            .unwrap_or_default()
-    };
     let mut unknown = good();
     unknown.code = "moon_landing".into();
     let err = c.submit_bundle(unknown).await.unwrap_err();
@@ -627,6 +621,18 @@ async fn bad_bundles_create_nothing_anywhere(backend: Backend) {
     assert_eq!(
         fields(&c.submit_bundle(malformed).await.unwrap_err()),
         ["applicant.identifier", "form.subject_id_number"]
+    );
+    // The catalog's field definitions bound every form field, with the bound named.
+    let mut long = good();
+    long.form.insert("death_certificate_number".into(), "S".repeat(33));
+    long.form.insert("death_date".into(), "09/09/2026".into());
+    let err = c.submit_bundle(long).await.unwrap_err();
+    assert_eq!(
+        violations(&err),
+        [
+            ("form.death_certificate_number".to_string(), "at most 32 characters".to_string()),
+            ("form.death_date".to_string(), "a date as YYYY-MM-DD".to_string()),
+        ]
     );
     let err = c
         .submit_bundle(submit("after_death", citizen_applicant(&seeded_parent()), &[], &[], &[], "bad-y"))

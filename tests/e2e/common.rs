@@ -229,3 +229,17 @@ pub async fn count(db: &sea_orm::DatabaseConnection, table: &str) -> i64 {
         .expect("a row");
     row.try_get::<i64>("", "n").expect("count column")
 }
+
+/// The (field, description) of every field violation `s` carries.
+pub fn violations(s: &tonic::Status) -> Vec<(String, String)> {
+    use tonic_types::StatusExt;
+    s.get_error_details()
+        .bad_request()
+        .map(|b| b.field_violations.iter().map(|v| (v.field.clone(), v.description.clone())).collect())
+        .unwrap_or_default()
+}
+
+/// The fields `s` says are invalid, in order.
+pub fn fields(s: &tonic::Status) -> Vec<String> {
+    violations(s).into_iter().map(|(field, _)| field).collect()
+}

@@ -153,3 +153,24 @@ pub(crate) fn text(v: &Value) -> String {
         _ => String::new(),
     }
 }
+
+/// The NATS the chart's services run on, as deploy/ and the chart install it, writes every
+/// event to disk before acknowledging it (docs/benchmark.md has the cost), allows the
+/// payloads the outbox plans for, and takes its users from auth.conf.
+#[test]
+fn every_nats_configuration_syncs_always() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for conf in ["deploy/nats/cluster.conf", "deploy/nats/dev.conf"] {
+        let text = std::fs::read_to_string(root.join(conf)).unwrap();
+        let set: Vec<&str> = text.lines().map(str::trim).filter(|l| l.starts_with("sync_interval:")).collect();
+        assert_eq!(set, ["sync_interval: always"], "{conf}");
+    }
+    let values: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(root.join("charts/onething/files/nats-values.yaml")).unwrap())
+            .unwrap();
+    let config = &values["config"];
+    assert_eq!(config["jetstream"]["merge"]["sync_interval"].as_str(), Some("always"));
+    assert_eq!(config["cluster"]["replicas"].as_u64(), Some(3), "three replicas, as values-production's streams");
+    assert_eq!(config["merge"]["max_payload"].as_str(), Some("1MB"), "as cluster.conf");
+    assert!(config["merge"]["$include"].as_str().is_some_and(|i| i.ends_with("auth.conf")));
+}

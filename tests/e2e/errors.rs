@@ -11,13 +11,6 @@ fn reason(s: &tonic::Status) -> String {
     s.get_error_details().error_info().map(|i| i.reason.clone()).unwrap_or_default()
 }
 
-fn fields(s: &tonic::Status) -> Vec<String> {
-    s.get_error_details()
-        .bad_request()
-        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
-        .unwrap_or_default()
-}
-
 async fn bad_input_is_refused_and_stores_nothing(backend: Backend) {
     let Some(mesh) = Mesh::start(backend).await else {
         return;

@@ -11,7 +11,6 @@ use onething_proto::{
 };
 use std::time::Duration;
 use tonic::Code;
-use tonic_types::StatusExt;
 
 struct ExitEntryMesh {
     nats: NatsServer,
@@ -304,12 +303,6 @@ both_backends!(document_cancellation_waits_for_the_death_event);
 async fn bad_input_is_refused_and_stores_nothing(backend: Backend) {
     let Some(mesh) = ExitEntryMesh::start(backend).await else { return };
     let mut clerk = mesh.clerk().await;
-    let fields = |s: &tonic::Status| -> Vec<String> {
-        s.get_error_details()
-            .bad_request()
-            .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
-            .unwrap_or_default()
-    };
     let mut unknown_purpose = trip_request("bad-1", false);
     unknown_purpose.form.insert("purpose".into(), "tourism".into());
     let err = clerk.create_case(unknown_purpose).await.unwrap_err();
@@ -324,6 +317,18 @@ async fn bad_input_is_refused_and_stores_nothing(backend: Backend) {
     bad_passport.form.insert("employer_credit_code".into(), "91350100M000100Y44".into());
     let err = clerk.create_case(bad_passport).await.unwrap_err();
     assert_eq!(fields(&err), ["applicant.identifier", "form.employer_credit_code"]);
+    // The catalog's field definitions and the department's checks say it once, with the bound.
+    let mut long = trip_request("bad-5", false);
+    long.form.insert("destination".into(), "雅".repeat(101));
+    long.form.insert("extremely_urgent".into(), "yes".into());
+    let err = clerk.create_case(long).await.unwrap_err();
+    assert_eq!(
+        violations(&err),
+        [
+            ("form.destination".to_string(), "at most 100 characters".to_string()),
+            ("form.extremely_urgent".to_string(), "true or false".to_string()),
+        ]
+    );
     assert_eq!(count(&mesh.exit_entry.db, "cases").await, 0);
     assert_eq!(count(&mesh.exit_entry.db, "outbox").await, 0);
     // A missing work permit *material* (form complete) is the ordinary not-accepted case.

@@ -135,6 +135,59 @@ async fn an_oversized_row_is_quarantined_and_the_rows_behind_it_flow(backend: Ba
 }
 both_backends!(an_oversized_row_is_quarantined_and_the_rows_behind_it_flow);
 
+/// Only a row's own failures count towards its quarantine: a full stream refuses every row
+/// alike and quarantines none; a row whose subject no stream takes is counted only in the
+/// rounds where the broker took other rows, and then quarantined.
+async fn only_a_rows_own_failures_count(backend: Backend) {
+    let Some((_test_db, db, _nats, js)) = parts(backend).await else { return };
+    let outbox = Outbox::new("household");
+    let settings = OutboxSettings { max_attempts: 3, ..Default::default() };
+    let relay = Relay::new(&outbox, db.clone(), js.clone(), "household", 1, settings);
+    // An operator's tight limit: the stream takes two messages, then refuses new ones.
+    let mut config = js.get_stream(HOUSEHOLD).await.unwrap().get_info().await.unwrap().config;
+    config.max_messages = 2;
+    config.discard = jetstream::stream::DiscardPolicy::New;
+    js.update_stream(&config).await.unwrap();
+    let ids = ["f1", "f2", "f3", "f4", "f5"];
+    enqueue(&db, &outbox, ids.iter().map(|id| case_event(id, "submitted", "")).collect()).await;
+    assert_eq!(relay.publish_pending().await.unwrap(), 2, "the stream takes two");
+    relay.mark_sent().await.unwrap();
+    for _ in 0..5 {
+        assert!(relay.publish_pending().await.is_err(), "a full stream takes nothing");
+    }
+    assert_eq!(quarantine::count(&db).await.unwrap(), 0, "a full stream is no row's fault");
+    assert_eq!(count(&db, "outbox WHERE sent_at IS NULL AND attempts = 0").await, 3, "nothing counted");
+    // The operator makes room: everything waiting goes.
+    config.max_messages = -1;
+    js.update_stream(&config).await.unwrap();
+    assert_eq!(relay.publish_pending().await.unwrap(), 3);
+    relay.mark_sent().await.unwrap();
+
+    // A row no stream takes (say an event type an older release named differently).
+    let stray = onething_platform::events::OutgoingEvent::new(
+        "onething.nowhere.v1.case.submitted",
+        "cases/stray",
+        &CaseStateChanged { case_id: "stray".into(), ..Default::default() },
+    );
+    enqueue(&db, &outbox, vec![stray]).await;
+    for _ in 0..4 {
+        assert!(relay.publish_pending().await.is_err(), "alone, it is not counted");
+    }
+    assert_eq!(count(&db, "outbox WHERE ce_subject = 'cases/stray' AND attempts = 0").await, 1);
+    // With others going beside it, each round counts, and the third quarantines it.
+    for (round, id) in ["g1", "g2", "g3"].iter().enumerate() {
+        enqueue(&db, &outbox, vec![case_event(id, "submitted", "")]).await;
+        assert_eq!(relay.publish_pending().await.unwrap(), 1, "round {round}: the good row goes");
+        relay.mark_sent().await.unwrap();
+    }
+    let dead = quarantine::list(&db, 10).await.unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!((dead[0].ce_subject.as_str(), dead[0].attempts), ("cases/stray", 3));
+    assert_eq!(count(&db, "outbox WHERE sent_at IS NULL").await, 0);
+    assert_eq!(on_stream(&js, 8).await.len(), 8, "every other row went");
+}
+both_backends!(only_a_rows_own_failures_count);
+
 /// A handler recording what it applied; it cannot decode what is not a `CaseStateChanged`
 /// and fails, every time, on events whose reason is `fail`.
 #[derive(Clone, Default)]
@@ -375,3 +428,104 @@ async fn the_inbox_forgets_past_its_horizon(backend: Backend) {
     assert_eq!(count(&db, "inbox WHERE consumer = 'prune-test'").await, 1);
 }
 both_backends!(the_inbox_forgets_past_its_horizon);
+
+/// Messages on household's stream now.
+async fn stream_messages(js: &jetstream::Context) -> u64 {
+    js.get_stream(HOUSEHOLD).await.unwrap().get_info().await.unwrap().state.messages
+}
+
+/// The reconciliation runs by itself: when it starts, when the NATS server it talks to was
+/// restarted, and every interval — each time putting back what the broker lost.
+async fn the_reconciliation_runs_at_start_after_a_restart_and_on_its_interval(backend: Backend) {
+    let Some((_test_db, db, mut nats, js)) = parts(backend).await else { return };
+    let outbox = Outbox::new("household");
+    let relay = Relay::new(&outbox, db.clone(), js.clone(), "household", 1, OutboxSettings::default());
+    enqueue(&db, &outbox, (1..=4).map(|i| case_event(&format!("r{i}"), "submitted", "")).collect()).await;
+    relay.publish_pending().await.unwrap();
+    assert_eq!(relay.mark_sent().await.unwrap(), 4);
+    let back_to = |n: u64, what: &'static str| {
+        let js = js.clone();
+        async move {
+            eventually(Duration::from_secs(30), what, || async { (stream_messages(&js).await == n).then_some(()) })
+                .await
+                .unwrap()
+        }
+    };
+    // Lost while the service was away: found when it starts.
+    let stream = js.get_stream(HOUSEHOLD).await.unwrap();
+    assert!(stream.delete_message(1).await.unwrap());
+    let only_triggers = OutboxSettings { reconcile_interval_seconds: 0, ..Default::default() };
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(Reconciler::new(db.clone(), js.clone(), "household", &only_triggers).run(stop.clone()));
+    back_to(4, "the start's reconciliation").await;
+    // Lost in a restart of the broker: found once the client sees the new server.
+    assert!(stream.delete_message(2).await.unwrap());
+    nats.restart().await;
+    back_to(4, "the reconciliation after the restart").await;
+    stop.cancel();
+    running.await.unwrap();
+    // Lost while nothing restarted: found by the interval.
+    let every_second = OutboxSettings { reconcile_interval_seconds: 1, ..Default::default() };
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(Reconciler::new(db.clone(), js.clone(), "household", &every_second).run(stop.clone()));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(js.get_stream(HOUSEHOLD).await.unwrap().delete_message(3).await.unwrap());
+    back_to(4, "the interval's reconciliation").await;
+    stop.cancel();
+    running.await.unwrap();
+    let msgs = read_stream(&js, 4).await;
+    let mut ids: Vec<String> =
+        msgs.iter().map(|m| m.headers.as_ref().unwrap().get("ce-id").unwrap().to_string()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 4, "each event once");
+}
+both_backends!(the_reconciliation_runs_at_start_after_a_restart_and_on_its_interval);
+
+/// `onething outbox` as an operator runs it in a pod, against the service's own database
+/// and broker from its configuration: list, retry, drop, reconcile.
+async fn the_outbox_commands_list_retry_drop_and_reconcile(backend: Backend) {
+    let Some((test_db, db, nats, js)) = parts(backend).await else { return };
+    let outbox = Outbox::new("household").with_max_event_bytes(usize::MAX);
+    let relay = Relay::new(&outbox, db.clone(), js.clone(), "household", 1, OutboxSettings::default());
+    let big = "x".repeat(1_100_000);
+    enqueue(&db, &outbox, vec![case_event("ok", "submitted", ""), case_event("big", "submitted", &big)]).await;
+    relay.publish_pending().await.unwrap();
+    relay.mark_sent().await.unwrap();
+    let cli = |args: &[&str]| {
+        let mut command = tokio::process::Command::new(crate::bench::onething_binary());
+        command
+            .args(["outbox", "--service", "household"])
+            .args(args)
+            .env("ONETHING_DATABASE_URL", &test_db.url)
+            .env("ONETHING_NATS__URL", nats.url())
+            .env_remove("ONETHING_CONFIG");
+        async move {
+            let out = command.output().await.unwrap();
+            let said = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+            (out.status.success(), said)
+        }
+    };
+    let (ok, listed) = cli(&["list", "--json"]).await;
+    assert!(ok, "{listed}");
+    let row: serde_json::Value = serde_json::from_str(listed.lines().next().unwrap()).unwrap();
+    assert_eq!(row["ce_subject"], "cases/big");
+    assert!(row["reason"].as_str().unwrap().contains("max_payload"));
+    assert!(!listed.contains("xxxxxxxx"), "no payload shown");
+    let seq = row["seq"].as_i64().unwrap().to_string();
+    let (ok, said) = cli(&["retry", &seq]).await;
+    assert!(ok && said.contains("back in the outbox"), "{said}");
+    let (ok, said) = cli(&["retry", &seq]).await;
+    assert!(!ok && said.contains("not quarantined"), "{said}");
+    assert!(relay.publish_pending().await.is_err(), "still too large");
+    assert_eq!(quarantine::count(&db).await.unwrap(), 1, "quarantined again");
+    let (ok, said) = cli(&["drop", &seq]).await;
+    assert!(ok && said.contains("dropped"), "{said}");
+    assert_eq!(quarantine::count(&db).await.unwrap() + count(&db, "outbox WHERE sent_at IS NULL").await as u64, 0);
+    // A lost event, put back on demand.
+    assert!(js.get_stream(HOUSEHOLD).await.unwrap().delete_message(1).await.unwrap());
+    let (ok, said) = cli(&["reconcile"]).await;
+    assert!(ok && said.contains("checked 1 sent event(s); published 1 again"), "{said}");
+    assert_eq!(stream_messages(&js).await, 1);
+}
+both_backends!(the_outbox_commands_list_retry_drop_and_reconcile);

@@ -2,7 +2,7 @@
 //! department (tests/e2e/test_department.rs) standing in for liaison and vehicle behind a
 //! real coordinator, real NATS and a real database: an event that overtakes its CreateCase
 //! answer, a withdrawal while a CreateCase is in flight, and a department that hangs while
-//! other bundles go on.
+//! other bundles go on, also when more bundles wait on it than it may have calls in flight.
 
 use crate::bundles::{enterprise_applicant, finished, operating, submit};
 use crate::common::*;
@@ -155,3 +155,32 @@ async fn a_hung_department_delays_only_its_own_steps(backend: Backend) {
     st.coordinator.stop().await;
 }
 both_backends!(a_hung_department_delays_only_its_own_steps);
+
+/// Vehicle hangs on every call while more bundles need it than it may have calls in flight:
+/// it holds exactly its own share ([`DEPARTMENT_CALLS`]), the rest are turned back to try
+/// later, and a liaison-only bundle retried by the driver's sweep completes meanwhile.
+async fn more_bundles_than_a_hung_department_may_hold(backend: Backend) {
+    use onething_coordinator::engine::DEPARTMENT_CALLS;
+    let Some(st) = stage(backend).await else { return };
+    let code = company();
+    let mut c = applicant(&st, &code).await;
+    st.dept.hold("vehicle");
+    for i in 0..DEPARTMENT_CALLS + 4 {
+        c.submit_bundle(opening_with_vehicle(&code, &format!("race-4-{i}"))).await.unwrap();
+    }
+    eventually(Duration::from_secs(30), "vehicle's share of calls to hang", || async {
+        (st.dept.waiting("vehicle") == DEPARTMENT_CALLS).then_some(())
+    })
+    .await
+    .unwrap();
+    let other = onething_platform::ids::CreditCode::complete("91371002MA3C00789").unwrap().to_string();
+    let mut o = applicant(&st, &other).await;
+    st.dept.fail_next("liaison", 1);
+    let b = o.submit_bundle(operating(&other, "race-4b")).await.unwrap().into_inner().bundle.unwrap();
+    let done = finished(&mut o, &b.bundle_id).await;
+    assert_eq!(done.state(), BundleState::Completed);
+    assert_eq!(st.dept.waiting("vehicle"), DEPARTMENT_CALLS, "never more than its share, all still hanging");
+    st.dept.release("vehicle");
+    st.coordinator.stop().await;
+}
+both_backends!(more_bundles_than_a_hung_department_may_hold);

@@ -3,12 +3,47 @@
 //! then one probe call decides; each failed probe doubles the cool-down (to a ceiling). So
 //! a department that hangs costs each of its steps a fast retry instead of a driver slot
 //! held for the call's whole timeout, and the other departments' steps go on.
+//!
+//! Before the breaker has seen enough failures, a bulkhead per department bounds the calls
+//! in flight to it ([`Bulkheads`]): a call waits a moment for room and is otherwise turned
+//! back as busy (tried again later), so a department that hangs holds at most its own share
+//! of the driver, never all of it.
 
 use std::{
     collections::HashMap,
-    sync::Mutex,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// A bound on the calls in flight to each department.
+#[derive(Debug)]
+pub struct Bulkheads {
+    per_department: usize,
+    wait: Duration,
+    rooms: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl Bulkheads {
+    /// At most `per_department` calls in flight to each department; a call waits at most
+    /// `wait` for room.
+    pub fn new(per_department: usize, wait: Duration) -> Self {
+        Self { per_department: per_department.max(1), wait, rooms: Mutex::new(HashMap::new()) }
+    }
+
+    /// Room for one call to `department`, held until the permit is dropped; `None` when
+    /// none came free within the wait (the department is busy: try later).
+    pub async fn enter(&self, department: &str) -> Option<OwnedSemaphorePermit> {
+        let room = {
+            let mut rooms = self.rooms.lock().expect("bulkheads");
+            rooms.entry(department.to_string()).or_insert_with(|| Arc::new(Semaphore::new(self.per_department))).clone()
+        };
+        if let Ok(permit) = room.clone().try_acquire_owned() {
+            return Some(permit);
+        }
+        tokio::time::timeout(self.wait, room.acquire_owned()).await.ok()?.ok()
+    }
+}
 
 /// The breakers of every department.
 #[derive(Debug)]
@@ -123,6 +158,17 @@ mod tests {
         b.record("vehicle", false);
         assert!(!b.is_open("vehicle"));
         assert!(b.allow("vehicle") && b.allow("vehicle"), "closed again");
+    }
+
+    #[tokio::test]
+    async fn a_bulkhead_bounds_each_department_alone() {
+        let b = Bulkheads::new(2, Duration::from_millis(20));
+        let (one, two) = (b.enter("vehicle").await, b.enter("vehicle").await);
+        assert!(one.is_some() && two.is_some());
+        assert!(b.enter("vehicle").await.is_none(), "full: turned back after the wait");
+        assert!(b.enter("household").await.is_some(), "the others have their own room");
+        drop(one);
+        assert!(b.enter("vehicle").await.is_some(), "room again");
     }
 
     #[test]

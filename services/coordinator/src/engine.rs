@@ -19,7 +19,6 @@ use onething_platform::{
     db::begin_write,
     error::{Error, FieldViolation, Kind, Result},
     events::{Outbox, OutgoingEvent},
-    ids::{CitizenId, CreditCode},
     lifecycle::State as CaseState,
     telemetry,
 };
@@ -71,16 +70,25 @@ struct Inner {
     recorded: Mutex<HashMap<(String, String), (String, i64)>>,
     /// A breaker per department: a hung one fails fast instead of holding drives.
     breakers: crate::breaker::Breakers,
-    /// Bundles the driver drives at once: many, so one department's slow answers delay
-    /// only the bundles waiting on it; bounded, so a backlog does not open a connection
-    /// storm on the departments.
+    /// A bound on the calls in flight to each department: a hung one holds at most
+    /// [`DEPARTMENT_CALLS`] drives, well under [`DRIVE_CONCURRENCY`].
+    bulkheads: crate::breaker::Bulkheads,
+    /// Bundles driven at once, by the driver's sweep and after a submit: many, so the
+    /// bundles waiting on one department leave room for the others; bounded, so a backlog
+    /// does not open a connection storm on the departments.
     drive_slots: Arc<tokio::sync::Semaphore>,
     /// Rings for every committed bundle change, for watchers.
     changes: crate::watch::Changes,
 }
 
-/// Bundles driven at once by the driver (see [`Inner::drive_slots`]).
-const DRIVE_CONCURRENCY: usize = 32;
+/// Bundles driven at once (see [`Inner::drive_slots`]).
+const DRIVE_CONCURRENCY: usize = 256;
+
+/// Calls in flight to one department at most (see [`Inner::bulkheads`]).
+pub const DEPARTMENT_CALLS: usize = 16;
+
+/// How long a call waits for room at its department before it is tried again later.
+const DEPARTMENT_WAIT: Duration = Duration::from_secs(1);
 
 /// Entries of [`Inner::recorded`] kept at most (it is emptied when full: a miss only costs
 /// a query).
@@ -135,6 +143,7 @@ impl Engine {
                 driving: Mutex::new(HashMap::new()),
                 recorded: Mutex::new(HashMap::new()),
                 breakers: crate::breaker::Breakers::new(3, Duration::from_secs(5), Duration::from_secs(60)),
+                bulkheads: crate::breaker::Bulkheads::new(DEPARTMENT_CALLS, DEPARTMENT_WAIT),
                 drive_slots: Arc::new(tokio::sync::Semaphore::new(DRIVE_CONCURRENCY)),
                 changes,
             }),
@@ -204,11 +213,8 @@ impl Engine {
             bad.push(violation("optional_steps", "choose at least one step"));
         }
         let form: BTreeMap<String, String> = r.form.iter().map(|(k, v)| (k.clone(), v.trim().to_string())).collect();
-        // The same bounds as a case's form: a bundle's form becomes its steps' cases.
-        onething_platform::cases::validate_form_shape(&form, &mut bad);
-        if r.materials.len() > onething_platform::cases::MAX_MATERIALS {
-            bad.push(violation("materials", format!("at most {} materials", onething_platform::cases::MAX_MATERIALS)));
-        }
+        // The catalog's fields, as for a case's form: a bundle's form becomes its steps' cases.
+        self.inner.catalog.check_form(&form, &mut bad);
         for st in def.steps.iter().filter(|s| included.contains(&s.id)) {
             for source in st.fields.values().filter(|v| !v.starts_with('=')) {
                 if form.get(source).is_none_or(|v| v.is_empty())
@@ -216,21 +222,6 @@ impl Engine {
                 {
                     bad.push(violation(format!("form.{source}"), format!("required by step {}", st.id)));
                 }
-            }
-        }
-        for (k, v) in &form {
-            if v.is_empty() {
-                continue;
-            }
-            if k.ends_with("id_number")
-                && let Err(e) = CitizenId::parse(v)
-            {
-                bad.push(violation(format!("form.{k}"), format!("not a citizen ID number: {e}")));
-            }
-            if k.ends_with("credit_code")
-                && let Err(e) = CreditCode::parse(v)
-            {
-                bad.push(violation(format!("form.{k}"), format!("not a unified social credit code: {e}")));
             }
         }
         let matters: Vec<_> = def
@@ -248,17 +239,8 @@ impl Engine {
                 }
             }
         }
-        let mut seen = std::collections::BTreeSet::new();
-        for (i, m) in r.materials.iter().enumerate() {
-            if !matters.iter().any(|mt| mt.knows_material(&m.code)) {
-                bad.push(violation(format!("materials[{i}].code"), "belongs to no step of this bundle"));
-            } else if !seen.insert(m.code.clone()) {
-                bad.push(violation(format!("materials[{i}].code"), "given twice"));
-            }
-            if m.document_uri.trim().is_empty() || m.document_uri.len() > onething_platform::cases::MAX_FIELD_LEN {
-                bad.push(violation(format!("materials[{i}].document_uri"), "required, at most 1024 characters"));
-            }
-        }
+        let known = |code: &str| matters.iter().any(|mt| mt.knows_material(code));
+        MaterialRecord::validate_with(&r.materials, known, "belongs to no step of this bundle", &mut bad);
         if let Some(e) = Error::from_violations("COORDINATOR_INVALID_REQUEST", bad) {
             return Err(e);
         }
@@ -615,12 +597,18 @@ impl Engine {
     /// Drives bundle `id` in the background, in the trace of `traceparent`.
     /// Drives a bundle this process has just written, starting from `agg` as committed
     /// (its first round reads nothing).
+    /// With every drive slot taken, the driver's next sweep drives it instead.
     fn spawn_drive(&self, agg: Aggregate) {
+        let Ok(slot) = self.inner.drive_slots.clone().try_acquire_owned() else {
+            self.inner.wake.notify_one();
+            return;
+        };
         let engine = self.clone();
         tokio::spawn(async move {
             let id = agg.bundle.id.clone();
             let traceparent = agg.bundle.traceparent.clone();
-            engine.drive_traced(&id, Some(traceparent), Some(agg)).await
+            engine.drive_traced(&id, Some(traceparent), Some(agg)).await;
+            drop(slot);
         });
     }
 
@@ -863,8 +851,9 @@ impl Engine {
         }
     }
 
-    /// Makes `call` to `department` through its breaker: refused at once (UNAVAILABLE)
-    /// while the breaker is open, and its outcome recorded otherwise.
+    /// Makes `call` to `department` through its breaker and bulkhead: refused at once
+    /// (UNAVAILABLE) while the breaker is open, or after a moment when the department has
+    /// its share of calls in flight; its outcome recorded otherwise.
     async fn guarded<T>(
         &self,
         department: &str,
@@ -873,6 +862,9 @@ impl Engine {
         if !self.inner.breakers.allow(department) {
             return Err(tonic::Status::unavailable(format!("{department} paused after failing calls")));
         }
+        let Some(_room) = self.inner.bulkheads.enter(department).await else {
+            return Err(tonic::Status::unavailable(format!("{department} has {DEPARTMENT_CALLS} calls in flight")));
+        };
         let answer = call.await;
         self.inner
             .breakers
@@ -984,20 +976,14 @@ impl Engine {
             ids.sort();
             ids.dedup();
             // Each bundle in a task of its own, a bounded number at once: a bundle waiting
-            // on a slow department holds one slot, not the sweep. A bundle still being
-            // driven takes no slot (its drive goes round once more instead).
+            // on a slow department holds one slot, not the sweep; with every slot taken,
+            // the sweep ends and the next one drives the rest. A bundle still being driven
+            // takes no slot (its drive goes round once more instead).
             for id in ids {
+                let Ok(slot) = self.inner.drive_slots.clone().try_acquire_owned() else { break };
                 if !self.claim(&id) {
                     continue;
                 }
-                let slot = tokio::select! {
-                    _ = stop.cancelled() => {
-                        self.inner.driving.lock().expect("driving list").remove(&id);
-                        break;
-                    }
-                    slot = self.inner.drive_slots.clone().acquire_owned() => slot,
-                };
-                let Ok(slot) = slot else { break };
                 let engine = self.clone();
                 tokio::spawn(async move {
                     engine.drive_claimed(&id, None, None).await;

@@ -4,8 +4,9 @@
 //! decodes it, and refuses one with a field past its bound (INVALID_ARGUMENT, reason
 //! `REQUEST_FIELD_TOO_LARGE`, a field violation naming the field and its bound), so no input
 //! can grow a row, an event or a log line past what the mesh plans for — whatever RPC it
-//! comes through. The services' own checks (a form's fields per matter in the catalog, a
-//! department's name) stay: this is the outer bound, theirs the meaning.
+//! comes through. A form's fields have their own bounds and kinds in the catalog
+//! ([`crate::catalog::fields`], checked where a case's or a bundle's form enters); this is
+//! the outer bound, theirs the field's, the departments' the meaning.
 
 use crate::error::{Error, FieldViolation};
 use bytes::Bytes;

@@ -92,7 +92,10 @@ impl Error {
             return None;
         }
         let mut e = Self::new(Kind::InvalidArgument, reason, "the request has invalid fields");
-        e.violations = violations;
+        // The catalog's form check and a department's may say the same of a field: once.
+        let mut seen = std::collections::HashSet::new();
+        e.violations =
+            violations.into_iter().filter(|v| seen.insert((v.field.clone(), v.description.clone()))).collect();
         Some(e)
     }
 

@@ -5,9 +5,7 @@
 mod record;
 mod service;
 
-pub use record::{
-    ApplicantRecord, CaseRecord, Form, MAX_FIELD_LEN, MAX_MATERIALS, MaterialRecord, timestamp, validate_form_shape,
-};
+pub use record::{ApplicantRecord, CaseRecord, Form, MAX_MATERIALS, MAX_URI_CHARS, MaterialRecord, timestamp};
 pub use service::CaseApi;
 
 use crate::{

@@ -1,5 +1,6 @@
 //! The case record in memory: conversions to the table row and to the API message, and the
-//! validation of what every application carries (applicant, materials, form size).
+//! validation of what every application carries (applicant, materials; the form is checked
+//! against the catalog's fields).
 
 use crate::{
     catalog::{Matter, TimeUnit},
@@ -18,10 +19,8 @@ use std::collections::BTreeMap;
 /// Form fields of an application.
 pub type Form = BTreeMap<String, String>;
 
-/// Most form fields an application may carry.
-pub const MAX_FORM_FIELDS: usize = 64;
-/// Longest form value.
-pub const MAX_FIELD_LEN: usize = 1024;
+/// Longest document reference of a material, in characters.
+pub const MAX_URI_CHARS: usize = 1024;
 /// Most materials an application may carry.
 pub const MAX_MATERIALS: usize = 64;
 
@@ -122,6 +121,19 @@ pub struct MaterialRecord {
 impl MaterialRecord {
     /// Validates materials against `matter`: known codes, no duplicates, a document reference.
     pub fn validate(materials: &[pb::Material], matter: &Matter, out: &mut Vec<FieldViolation>) -> Vec<Self> {
+        let unknown = format!("not a material of {}", matter.code);
+        Self::validate_with(materials, |code| matter.knows_material(code), &unknown, out)
+    }
+
+    /// Validates materials: at most [`MAX_MATERIALS`], codes `known` takes (otherwise the
+    /// violation says `unknown`), none twice, a document reference of 1 to
+    /// [`MAX_URI_CHARS`] characters.
+    pub fn validate_with(
+        materials: &[pb::Material],
+        known: impl Fn(&str) -> bool,
+        unknown: &str,
+        out: &mut Vec<FieldViolation>,
+    ) -> Vec<Self> {
         if materials.len() > MAX_MATERIALS {
             out.push(v("materials", &format!("at most {MAX_MATERIALS} materials")));
             return Vec::new();
@@ -129,30 +141,22 @@ impl MaterialRecord {
         let mut seen = std::collections::BTreeSet::new();
         let mut list = Vec::with_capacity(materials.len());
         for (i, m) in materials.iter().enumerate() {
-            if !matter.knows_material(&m.code) {
-                out.push(v(&format!("materials[{i}].code"), &format!("not a material of {}", matter.code)));
+            if !known(&m.code) {
+                out.push(v(&format!("materials[{i}].code"), unknown));
             } else if !seen.insert(m.code.as_str()) {
                 out.push(v(&format!("materials[{i}].code"), "given twice"));
             }
-            if m.document_uri.trim().is_empty() || m.document_uri.len() > MAX_FIELD_LEN {
-                out.push(v(&format!("materials[{i}].document_uri"), "required, at most 1024 characters"));
+            let uri = m.document_uri.trim();
+            // Characters, as the request schema counts them (services/platform/src/bounds.rs).
+            if uri.is_empty() || uri.chars().count() > MAX_URI_CHARS {
+                out.push(v(
+                    &format!("materials[{i}].document_uri"),
+                    &format!("required, at most {MAX_URI_CHARS} characters"),
+                ));
             }
-            list.push(Self { code: m.code.clone(), document_uri: m.document_uri.trim().to_string() });
+            list.push(Self { code: m.code.clone(), document_uri: uri.to_string() });
         }
         list
-    }
-}
-
-/// Validates the size of a form; the department checks the content.
-pub fn validate_form_shape(form: &Form, out: &mut Vec<FieldViolation>) {
-    if form.len() > MAX_FORM_FIELDS {
-        out.push(v("form", &format!("at most {MAX_FORM_FIELDS} fields")));
-    }
-    for (k, val) in form {
-        // Characters, as the request schema counts them (services/platform/src/bounds.rs).
-        if k.is_empty() || k.chars().count() > 64 || val.chars().count() > MAX_FIELD_LEN {
-            out.push(v(&format!("form.{k}"), "name up to 64 characters, value up to 1024"));
-        }
     }
 }
 

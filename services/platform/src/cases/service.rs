@@ -4,7 +4,7 @@
 
 use super::{
     CaseRecord, Department, Refusal,
-    record::{ApplicantRecord, MaterialRecord, validate_form_shape},
+    record::{ApplicantRecord, MaterialRecord},
 };
 use crate::{
     auth::Principal,
@@ -124,7 +124,7 @@ impl<D: Department> CaseApi<D> {
         let applicant = ApplicantRecord::validate(req.applicant.as_ref(), &mut violations);
         let materials = MaterialRecord::validate(&req.materials, matter, &mut violations);
         let form: super::Form = req.form.into_iter().map(|(k, v)| (k, v.trim().to_string())).collect();
-        validate_form_shape(&form, &mut violations);
+        me.catalog.check_form(&form, &mut violations);
         violations.extend(me.dept.validate(matter, applicant.as_ref(), &form));
         if let Some(e) = Error::from_violations("CASE_INVALID_REQUEST", violations) {
             return Err(e);

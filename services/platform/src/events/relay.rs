@@ -7,8 +7,8 @@
 //! with at most one row per aggregate, `ce-subject`), each wave pipelined; an aggregate
 //! whose row failed to publish or to be acknowledged sends nothing more this round, so its
 //! events never overtake each other, while the other aggregates' rows go. A row the broker
-//! can never take (larger than its `max_payload`), or one failing `max_attempts` times while
-//! the broker answers, moves to the quarantine (`outbox_dead`); its aggregate's later rows
+//! can never take (larger than its `max_payload` or the stream's limit), or one failing
+//! `max_attempts` times while the broker takes other rows, moves to the quarantine (`outbox_dead`); its aggregate's later rows
 //! wait for an operator's retry or drop, and every other aggregate's rows flow.
 
 use super::outbox::{Outbox, Signals, envelope};
@@ -41,17 +41,58 @@ pub struct Relay {
     /// republishes them, which JetStream drops as duplicates (the event id is the message
     /// id) and consumers would ignore anyway.
     unmarked: std::sync::Mutex<Vec<(i64, u64)>>,
-    /// Whether the quarantine held rows when last looked (true until then): while it does,
-    /// each round leaves out the rows of quarantined aggregates.
-    quarantined: std::sync::atomic::AtomicBool,
 }
 
 /// A row of a round that did not go, and why.
 struct Failed<'a> {
     row: &'a row::Model,
     error: anyhow::Error,
-    /// Trying again cannot help (too large for the broker): quarantined at once.
-    permanent: bool,
+    fault: Fault,
+}
+
+/// Whose fault a failed publish is: only a row's own failures count towards its quarantine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fault {
+    /// The row can never go (too large for the broker or the stream): quarantined at once.
+    Permanent,
+    /// Maybe the row's (no stream for its subject, no ack in time, an unknown refusal):
+    /// counted only when the broker took other rows in the same round.
+    Row,
+    /// The broker's (a full stream, no storage, no quorum, a lost connection): every row
+    /// would fail alike, so none is counted; the rows wait.
+    Broker,
+}
+
+impl Fault {
+    /// Classifies a failed publish or ack.
+    fn of(e: &jetstream::context::PublishError) -> Self {
+        use jetstream::{ErrorCode, context::PublishErrorKind as K};
+        match e.kind() {
+            K::MaxPayloadExceeded => return Self::Permanent,
+            K::BrokenPipe | K::MaxAckPending => return Self::Broker,
+            K::Other => {}
+            _ => return Self::Row,
+        }
+        let code = std::error::Error::source(e)
+            .and_then(|s| s.downcast_ref::<jetstream::Error>())
+            .map(jetstream::Error::error_code);
+        match code {
+            Some(ErrorCode::STREAM_MESSAGE_EXCEEDS_MAXIMUM | ErrorCode::STREAM_HEADER_EXCEEDS_MAXIMUM) => {
+                Self::Permanent
+            }
+            Some(
+                ErrorCode::STREAM_STORE_FAILED
+                | ErrorCode::INSUFFICIENT_RESOURCES
+                | ErrorCode::STORAGE_RESOURCES_EXCEEDED
+                | ErrorCode::MEMORY_RESOURCES_EXCEEDED
+                | ErrorCode::ACCOUNT_RESOURCES_EXCEEDED
+                | ErrorCode::STREAM_MAX_STREAM_BYTES_EXCEEDED
+                | ErrorCode::CLUSTER_NOT_AVAILABLE
+                | ErrorCode::STREAM_SEALED,
+            ) => Self::Broker,
+            _ => Self::Row,
+        }
+    }
 }
 
 /// How long published rows may wait to be marked sent.
@@ -75,13 +116,7 @@ impl Relay {
             department: department.to_string(),
             replicas,
             unmarked: std::sync::Mutex::new(Vec::new()),
-            quarantined: std::sync::atomic::AtomicBool::new(true),
         }
-    }
-
-    /// The stream this relay publishes into.
-    fn stream(&self) -> String {
-        super::nats::stream_name(&self.department)
     }
 
     /// Publishes one batch of unsent rows read from the outbox, with the rows handed over
@@ -113,24 +148,29 @@ impl Relay {
             h.drain(..n).collect()
         };
         // An aggregate with a quarantined event publishes nothing more until an operator
-        // retries or drops it: its events never overtake each other.
-        let quarantined = self.quarantined.load(Ordering::Acquire);
+        // retries or drops it: its events never overtake each other. Asked every round, so
+        // a row another replica quarantined holds this one's rows at once.
         let mut rows = if read {
             let mut query = row::Entity::find().filter(row::Column::SentAt.is_null());
             if !unmarked.is_empty() {
                 query = query.filter(row::Column::Seq.is_not_in(unmarked.clone()));
             }
-            if quarantined {
-                query = query.filter(row::Column::CeSubject.not_in_subquery(super::quarantine::aggregates()));
-            }
-            query.order_by_asc(row::Column::Seq).limit(self.settings.batch_size).all(&self.db).await?
+            query
+                .filter(row::Column::CeSubject.not_in_subquery(super::quarantine::aggregates()))
+                .order_by_asc(row::Column::Seq)
+                .limit(self.settings.batch_size)
+                .all(&self.db)
+                .await?
         } else {
             Vec::new()
         };
         // A handed row the outbox read also returned, or one already published, goes once.
-        let known: HashSet<i64> = rows.iter().map(|r| r.seq).chain(unmarked).collect();
-        rows.extend(handed.into_iter().filter(|r| !known.contains(&r.seq)));
-        if quarantined && !rows.is_empty() {
+        let mut known: HashSet<i64> = rows.iter().map(|r| r.seq).chain(unmarked.iter().copied()).collect();
+        let handed: Vec<row::Model> = handed.into_iter().filter(|r| known.insert(r.seq)).collect();
+        if !handed.is_empty() {
+            // Handed rows are of new aggregates (`Outbox::enqueue_new`), but an earlier row of
+            // one may have been quarantined since, here or by another replica.
+            rows.extend(handed);
             let held = super::quarantine::held(&self.db, rows.iter().map(|r| r.ce_subject.as_str())).await?;
             rows.retain(|r| !held.contains(&r.ce_subject));
         }
@@ -161,13 +201,18 @@ impl Relay {
         }
         // Rows left behind are in the outbox: the next round reads them again.
         self.signals.read_wanted.store(true, Ordering::Release);
-        // The failures are the rows' own when others went, or the broker answers anyway;
-        // otherwise the broker is away, and that is no row's fault.
-        let rows_own = n > 0 || self.js.get_stream(self.stream()).await.is_ok();
+        // A failure that may be the row's own counts only when the broker took other rows
+        // this round; when nothing went, the broker is away or refusing everything (a full
+        // stream answers its info but takes nothing), and that is no row's fault.
         let mut first = None;
         for f in failed {
-            if f.permanent || rows_own {
-                self.failed_attempt(f.row, &f.error, f.permanent).await?;
+            let counts = match f.fault {
+                Fault::Permanent => true,
+                Fault::Row => n > 0,
+                Fault::Broker => false,
+            };
+            if counts {
+                self.failed_attempt(f.row, &f.error, f.fault == Fault::Permanent).await?;
             }
             first.get_or_insert(f.error);
         }
@@ -197,7 +242,7 @@ impl Relay {
                 if max_payload > 0 && size > max_payload {
                     blocked.insert(r.ce_subject.as_str());
                     let error = anyhow::anyhow!("{size} bytes exceed the broker's max_payload of {max_payload}");
-                    failed.push(Failed { row: r, error, permanent: true });
+                    failed.push(Failed { row: r, error, fault: Fault::Permanent });
                     continue;
                 }
                 let span = publish_span(r);
@@ -206,9 +251,9 @@ impl Relay {
                     Ok(ack) => pending.push((r, ack)),
                     Err(e) => {
                         blocked.insert(r.ce_subject.as_str());
-                        let permanent = e.kind() == jetstream::context::PublishErrorKind::MaxPayloadExceeded;
+                        let fault = Fault::of(&e);
                         let error = anyhow::Error::new(e).context("publishing to JetStream");
-                        failed.push(Failed { row: r, error, permanent });
+                        failed.push(Failed { row: r, error, fault });
                     }
                 }
             }
@@ -217,8 +262,9 @@ impl Relay {
                     Ok(ack) => sent.push((r.seq, ack.sequence)),
                     Err(e) => {
                         blocked.insert(r.ce_subject.as_str());
+                        let fault = Fault::of(&e);
                         let error = anyhow::Error::new(e).context("waiting for JetStream ack");
-                        failed.push(Failed { row: r, error, permanent: false });
+                        failed.push(Failed { row: r, error, fault });
                     }
                 }
             }
@@ -246,7 +292,6 @@ impl Relay {
         if !super::quarantine::quarantine(&self.db, r, attempts, reason).await? {
             return Ok(()); // Another replica published it meanwhile.
         }
-        self.quarantined.store(true, Ordering::Release);
         let labels = crate::metrics::ServiceLabels { service: self.department.clone() };
         crate::metrics::metrics().outbox_quarantined.get_or_create(&labels).inc();
         tracing::error!(
@@ -315,7 +360,6 @@ impl Relay {
         m.outbox_oldest_age.get_or_create(&labels).set(age);
         let dead = super::quarantine::count(&self.db).await? as i64;
         m.outbox_dead.get_or_create(&labels).set(dead);
-        self.quarantined.store(dead > 0, Ordering::Release);
         Ok(())
     }
 

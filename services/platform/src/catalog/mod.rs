@@ -1,12 +1,14 @@
 //! The catalog of matters (事项清单, M22): one versioned data file loaded by every service,
 //! so the same matter has the same materials and time limit everywhere.
 
+pub mod fields;
+
 use anyhow::{Context as _, bail};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// The catalog built into every binary.
-pub const BUILTIN: &str = include_str!("../catalog.toml");
+pub const BUILTIN: &str = include_str!("../../catalog.toml");
 
 /// Who decides a case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -169,6 +171,9 @@ pub struct Catalog {
     /// Every bundle.
     #[serde(default)]
     pub bundles: Vec<Bundle>,
+    /// Every form field a matter or a bundle takes: its kind and bound.
+    #[serde(default)]
+    pub fields: fields::Fields,
     #[serde(skip)]
     index: HashMap<String, usize>,
 }
@@ -178,9 +183,12 @@ impl Catalog {
     ///
     /// # Errors
     /// Malformed TOML, a duplicate code, a code not prefixed by its department, a
-    /// material listed twice, or a non-immediate matter with a zero time limit.
+    /// material listed twice, a non-immediate matter with a zero time limit, a form field
+    /// bound out of range, or a step field (or the bundle field it takes) not declared
+    /// under `fields`, or a constant not of its field's kind.
     pub fn parse(text: &str) -> anyhow::Result<Self> {
         let mut c: Catalog = toml::from_str(text).context("catalog is not valid")?;
+        fields::check_declarations(&c.fields)?;
         for (i, m) in c.matters.iter().enumerate() {
             let prefix = format!("{}.", m.department.replace('-', "_"));
             if !m.code.starts_with(&prefix) {
@@ -212,6 +220,26 @@ impl Catalog {
                 if !c.index.contains_key(&st.matter) {
                     bail!("catalog: bundle {} step {} names unknown matter {}", b.code, st.id, st.matter);
                 }
+                for (to, from) in &st.fields {
+                    let Some(field) = c.fields.get(to) else {
+                        bail!("catalog: bundle {} step {} fills {to}, which is not under fields", b.code, st.id);
+                    };
+                    match from.strip_prefix('=') {
+                        Some(constant) => {
+                            if let Err(e) = field.check(constant) {
+                                bail!(
+                                    "catalog: bundle {} step {} sets {to} to a constant that is not: {e}",
+                                    b.code,
+                                    st.id
+                                );
+                            }
+                        }
+                        None if !c.fields.contains_key(from) => {
+                            bail!("catalog: bundle {} step {} takes {from}, which is not under fields", b.code, st.id)
+                        }
+                        None => {}
+                    }
+                }
                 for a in &st.after {
                     // Steps come after their prerequisites, so the order is acyclic.
                     if !ids.contains(a) || a == &st.id {
@@ -221,6 +249,11 @@ impl Catalog {
             }
         }
         Ok(c)
+    }
+
+    /// Checks a form (values trimmed) against the declared fields; see [`fields::check_form`].
+    pub fn check_form(&self, form: &BTreeMap<String, String>, out: &mut Vec<crate::error::FieldViolation>) {
+        fields::check_form(&self.fields, form, out);
     }
 
     /// The bundle with `code`.
@@ -282,5 +315,17 @@ mod tests {
         assert!(Catalog::parse(wrong).is_err());
         let no_limit = one.replace("immediate", "working_days");
         assert!(Catalog::parse(&format!("version = \"1\"\n{no_limit}")).is_err());
+    }
+
+    #[test]
+    fn every_field_a_step_fills_is_declared_and_constants_fit() {
+        let undeclared = BUILTIN.replace("death_certificate_number = { max = 32 }\n", "");
+        let e = format!("{:#}", Catalog::parse(&undeclared).unwrap_err());
+        assert!(e.contains("death_certificate_number") && e.contains("not under fields"), "{e}");
+        let unfit = BUILTIN.replace("purpose = { max = 100 }", "purpose = { max = 5 }");
+        let e = format!("{:#}", Catalog::parse(&unfit).unwrap_err());
+        assert!(e.contains("sets purpose to a constant"), "{e}");
+        let unbounded = BUILTIN.replace("purpose = { max = 100 }", "purpose = { max = 5000 }");
+        assert!(Catalog::parse(&unbounded).is_err());
     }
 }
