@@ -20,7 +20,11 @@ async fn a_short_chaos_run_loses_and_doubles_nothing() {
         .await
         .unwrap();
     let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(run.status.success(), "chaos failed:\n{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
+    if !run.status.success() {
+        // Its logs stay for whoever looks into it.
+        let kept = out.keep();
+        panic!("chaos failed (logs kept in {}):\n{stdout}\n{}", kept.display(), String::from_utf8_lossy(&run.stderr));
+    }
     for service in ["household", "exit_entry", "vehicle", "liaison", "coordinator", "supervision", "nats-server"] {
         assert!(stdout.contains(&format!("kill -9 {service}\n")), "{service} was not killed:\n{stdout}");
     }

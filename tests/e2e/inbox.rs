@@ -7,7 +7,7 @@ use async_nats::jetstream::consumer::pull;
 use onething_household::events::{NOTIFIER, Notifier};
 use onething_platform::events::{
     Envelope, Handler, Outcome,
-    consumer::{handle_batch, handle_one},
+    idempotent::{handle_batch, handle_one},
 };
 use std::time::Duration;
 

@@ -15,6 +15,7 @@ use onething_platform::{
     events::{
         ConsumerSpec, Envelope, Handler, Outbox, Reconciler, Relay,
         consumer::{self, Delivery},
+        idempotent,
         nats::{DLQ_STREAM, ensure_stream},
         quarantine,
     },
@@ -418,13 +419,13 @@ async fn the_inbox_forgets_past_its_horizon(backend: Backend) {
             traceparent: None,
             data: prost::Message::encode_to_vec(&CaseStateChanged { case_id: id.into(), ..Default::default() }).into(),
         };
-        consumer::handle_one(&db, "prune-test", &h, &env).await.unwrap();
+        idempotent::handle_one(&db, "prune-test", &h, &env).await.unwrap();
     }
     let old = (chrono::Utc::now() - chrono::Duration::hours(100)).to_rfc3339();
     let sql = format!("UPDATE inbox SET handled_at = '{old}' WHERE event_id = 'old'");
     db.execute_raw(Statement::from_string(db.get_database_backend(), sql)).await.unwrap();
-    assert_eq!(consumer::prune_inbox(&db, "other-consumer", 72).await.unwrap(), 0, "another consumer's rows stay");
-    assert_eq!(consumer::prune_inbox(&db, "prune-test", 72).await.unwrap(), 1);
+    assert_eq!(idempotent::prune_inbox(&db, "other-consumer", 72).await.unwrap(), 0, "another consumer's rows stay");
+    assert_eq!(idempotent::prune_inbox(&db, "prune-test", 72).await.unwrap(), 1);
     assert_eq!(count(&db, "inbox WHERE consumer = 'prune-test'").await, 1);
 }
 both_backends!(the_inbox_forgets_past_its_horizon);

@@ -2,7 +2,8 @@
 //! department (tests/e2e/test_department.rs) standing in for liaison and vehicle behind a
 //! real coordinator, real NATS and a real database: an event that overtakes its CreateCase
 //! answer, a withdrawal while a CreateCase is in flight, and a department that hangs while
-//! other bundles go on, also when more bundles wait on it than it may have calls in flight.
+//! other bundles go on, also when more bundles wait on it than it may have calls in flight;
+//! and a watcher on one replica woken by a change another replica committed.
 
 use crate::bundles::{enterprise_applicant, finished, operating, submit};
 use crate::common::*;
@@ -20,6 +21,8 @@ struct Stage {
     dept: TestDepartment,
     coordinator: Running,
     js: async_nats::jetstream::Context,
+    /// The coordinator's settings, for a second replica.
+    settings: onething_platform::config::Settings,
 }
 
 /// NATS with every department's stream, the test department as all of them, a coordinator.
@@ -35,8 +38,8 @@ async fn stage(backend: Backend) -> Option<Stage> {
     for d in ["household", "exit_entry", "vehicle", "liaison"] {
         s.peers.insert(d.into(), dept.url());
     }
-    let coordinator = start_named("coordinator", s).await;
-    Some(Stage { _nats: nats, _db: db, dept, coordinator, js })
+    let coordinator = start_named("coordinator", s.clone()).await;
+    Some(Stage { _nats: nats, _db: db, dept, coordinator, js, settings: s })
 }
 
 fn company() -> String {
@@ -184,3 +187,54 @@ async fn more_bundles_than_a_hung_department_may_hold(backend: Backend) {
     st.coordinator.stop().await;
 }
 both_backends!(more_bundles_than_a_hung_department_may_hold);
+
+/// A bundle watched on one replica changes on another: the replica that committed the
+/// change rings the bundle's doorbell over NATS, and the watcher on the other replica sends
+/// the new state. A replica takes [`WATCHERS_PER_BUNDLE`] watchers of a bundle; a client
+/// that goes away gives its place back.
+async fn a_watcher_on_another_replica_sees_the_change_and_ends_with_its_client(backend: Backend) {
+    use futures::StreamExt;
+    use onething_coordinator::watch::{DOORBELL, WATCHERS_PER_BUNDLE};
+    let Some(st) = stage(backend).await else { return };
+    let other = start_named("coordinator", st.settings.clone()).await;
+    let code = company();
+    let mut on_a = applicant(&st, &code).await;
+    let mut on_b = BundleServiceClient::new(connect_as(&other.endpoint(), Some(&enterprise_token(&code))).await);
+    st.dept.hold("vehicle");
+    let b = on_a.submit_bundle(opening_with_vehicle(&code, "watch-1")).await.unwrap().into_inner().bundle.unwrap();
+    st.dept.case_in("vehicle").await;
+    let mut rings = st.js.client().subscribe(format!("{DOORBELL}.{}", b.bundle_id)).await.unwrap();
+    st.js.client().flush().await.unwrap();
+    let watch = pb::WatchBundleRequest { bundle_id: b.bundle_id.clone() };
+    let mut watching = on_b.watch_bundle(watch.clone()).await.unwrap().into_inner();
+    let first = watching.message().await.unwrap().unwrap().bundle.unwrap();
+    assert_eq!(st.dept.waiting("vehicle"), 1, "vehicle's answer is still held");
+    // Vehicle answers the call replica A made; A records it and rings.
+    st.dept.release("vehicle");
+    let rang = tokio::time::timeout(Duration::from_secs(30), rings.next()).await.unwrap().unwrap();
+    assert_eq!(rang.payload.as_ref(), b"", "a ring carries nothing but its subject");
+    let next = tokio::time::timeout(Duration::from_secs(30), watching.message()).await.unwrap().unwrap().unwrap();
+    let next = next.bundle.unwrap();
+    assert!(next.version > first.version, "the watcher on B sent A's change");
+
+    // As many watchers as a replica takes, then no more; gone with their clients.
+    let mut more = Vec::new();
+    for _ in 1..WATCHERS_PER_BUNDLE {
+        let mut s = on_b.watch_bundle(watch.clone()).await.unwrap().into_inner();
+        s.message().await.unwrap().unwrap();
+        more.push(s);
+    }
+    let err = on_b.watch_bundle(watch.clone()).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
+    drop(more);
+    drop(watching);
+    eventually(Duration::from_secs(30), "the watchers' places given back", || {
+        let (mut c, watch) = (on_b.clone(), watch.clone());
+        async move { c.watch_bundle(watch).await.ok().map(drop) }
+    })
+    .await
+    .unwrap();
+    other.stop().await;
+    st.coordinator.stop().await;
+}
+both_backends!(a_watcher_on_another_replica_sees_the_change_and_ends_with_its_client);

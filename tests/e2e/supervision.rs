@@ -460,7 +460,7 @@ both_backends!(complaints_ratings_and_the_draw);
 /// cases with transitions out of order and repeated, a bundle completed, a failed one
 /// entering the 办不成事 window; then a batch mixing in a 督办 notice (handled event by event).
 async fn a_batch_projects_as_one_by_one(backend: Backend) {
-    use onething_platform::events::consumer::{handle_batch, handle_one};
+    use onething_platform::events::idempotent::{handle_batch, handle_one};
     use onething_proto::coordinator::{BundleChanged, BundleState};
     use onething_supervision::{
         projection::Projection,

@@ -56,8 +56,22 @@ pub async fn everything(dbs: &Databases, nats_url: &str, accepted: &[String]) ->
         let url = dbs.url(s).ok_or_else(|| anyhow::anyhow!("no database for {s}"))?;
         conns.insert(s, onething_platform::db::connect(&url).await?);
     }
-    let coordinator = &conns["coordinator"];
+    let js = jetstream::new(async_nats::connect(nats_url).await?);
+    bundles_completed(&mut found, &conns, accepted).await?;
+    one_case_per_step(&mut found, &conns).await?;
+    every_event_once(&mut found, &conns, &js).await?;
+    supervision_tracked(&mut found, &conns).await?;
+    no_dead_letters(&mut found, &js).await?;
+    Ok(found)
+}
 
+/// Every service's database, by service.
+type Conns = BTreeMap<&'static str, DatabaseConnection>;
+
+/// Every accepted bundle completes (waiting up to three minutes), and nothing waits in an
+/// outbox or its quarantine.
+async fn bundles_completed(found: &mut Found, conns: &Conns, accepted: &[String]) -> anyhow::Result<()> {
+    let coordinator = &conns["coordinator"];
     // Every accepted bundle completes, and nothing waits in an outbox.
     let until = tokio::time::Instant::now() + Duration::from_secs(180);
     let (mut open, mut unsent) = (Vec::new(), 0);
@@ -100,13 +114,18 @@ pub async fn everything(dbs: &Databases, nats_url: &str, accepted: &[String]) ->
     } else {
         found.bad(format!("{unsent} events still unsent"));
     }
-    for (s, db) in &conns {
+    for (s, db) in conns {
         let dead = number(db, "SELECT COUNT(*) AS n FROM outbox_dead").await?;
         if dead > 0 {
             found.bad(format!("{s}: {dead} events quarantined"));
         }
     }
+    Ok(())
+}
 
+/// One case per step at each department, and the very cases the coordinator recorded.
+async fn one_case_per_step(found: &mut Found, conns: &Conns) -> anyhow::Result<()> {
+    let coordinator = &conns["coordinator"];
     // One case per step at each department, and the very cases the coordinator recorded.
     for dept in ["household", "exit_entry", "vehicle", "liaison"] {
         let db = &conns[dept];
@@ -140,25 +159,48 @@ pub async fn everything(dbs: &Databases, nats_url: &str, accepted: &[String]) ->
             found.good(format!("{dept}: {} cases, one per step, each the step's", held.len()));
         }
     }
+    Ok(())
+}
 
+/// Every committed event in its stream, once.
+async fn every_event_once(found: &mut Found, conns: &Conns, js: &jetstream::Context) -> anyhow::Result<()> {
     // Every committed event in its stream, once.
-    let js = jetstream::new(async_nats::connect(nats_url).await?);
-    for (s, db) in &conns {
+    for (s, db) in conns {
         let committed: BTreeSet<String> = strings(db, "SELECT event_id FROM outbox", &["event_id"])
             .await?
             .into_iter()
             .map(|r| r[0].clone())
             .collect();
-        let ids = stream_ids(&js, &stream_name(s)).await?;
-        let distinct: BTreeSet<&String> = ids.iter().collect();
+        let messages = stream_ids(js, &stream_name(s)).await?;
+        let distinct: BTreeSet<&String> = messages.iter().map(|m| &m.ce_id).collect();
         let missing = committed.iter().filter(|id| !distinct.contains(id)).count();
-        let twice = ids.len() - distinct.len();
+        let twice = messages.len() - distinct.len();
         if missing > 0 || twice > 0 {
-            found.bad(format!("{}: {missing} committed events missing, {twice} in it twice", stream_name(s)));
+            // Which repeats, and how they came: the reconciliation republishes under a
+            // message id naming the loss it repairs; the relay under the event id.
+            let mut seen = BTreeSet::new();
+            let repeats: Vec<String> = messages
+                .iter()
+                .filter(|m| !seen.insert(&m.ce_id))
+                .take(5)
+                .map(|m| format!("{} {} (message id {}, sequence {})", m.ce_type, m.ce_id, m.msg_id, m.seq))
+                .collect();
+            found.bad(format!(
+                "{}: {missing} committed events missing, {twice} in it twice; first repeats: {}",
+                stream_name(s),
+                repeats.join("; ")
+            ));
         } else {
             found.good(format!("{}: all {} committed events, none twice", stream_name(s), committed.len()));
         }
     }
+    Ok(())
+}
+
+/// Supervision (among the subscribers, the one that reads every stream) tracks every case
+/// and bundle, once each (waiting up to a minute).
+async fn supervision_tracked(found: &mut Found, conns: &Conns) -> anyhow::Result<()> {
+    let coordinator = &conns["coordinator"];
     // Consumers applied what the streams hold: supervision tracks every case and bundle
     // (and is, among the subscribers, the one that reads every stream), once each by key.
     let sup = &conns["supervision"];
@@ -184,7 +226,11 @@ pub async fn everything(dbs: &Databases, nats_url: &str, accepted: &[String]) ->
     } else {
         found.bad(format!("supervision tracks {tracked:?} (cases, bundles) of {want:?}"));
     }
+    Ok(())
+}
 
+/// A good event at a bad moment is retried, never dead-lettered.
+async fn no_dead_letters(found: &mut Found, js: &jetstream::Context) -> anyhow::Result<()> {
     // A good event at a bad moment is retried, never dead-lettered.
     let letters = match js.get_stream(onething_platform::events::nats::DLQ_STREAM).await {
         Ok(mut s) => s.info().await?.state.messages,
@@ -195,11 +241,19 @@ pub async fn everything(dbs: &Databases, nats_url: &str, accepted: &[String]) ->
     } else {
         found.bad(format!("{letters} events dead-lettered"));
     }
-    Ok(found)
+    Ok(())
 }
 
-/// The `ce-id` of every message of `stream`, in order.
-async fn stream_ids(js: &jetstream::Context, stream: &str) -> anyhow::Result<Vec<String>> {
+/// One message of a stream, as the checks see it.
+struct Seen {
+    ce_id: String,
+    ce_type: String,
+    msg_id: String,
+    seq: u64,
+}
+
+/// Every message of `stream`, in order.
+async fn stream_ids(js: &jetstream::Context, stream: &str) -> anyhow::Result<Vec<Seen>> {
     let Ok(s) = js.get_stream(stream).await else { return Ok(Vec::new()) };
     let total = s.clone().info().await?.state.messages as usize;
     let consumer = s
@@ -209,17 +263,20 @@ async fn stream_ids(js: &jetstream::Context, stream: &str) -> anyhow::Result<Vec
             ..Default::default()
         })
         .await?;
-    let mut ids = Vec::with_capacity(total);
-    while ids.len() < total {
+    let mut seen = Vec::with_capacity(total);
+    while seen.len() < total {
         let mut batch = consumer.fetch().max_messages(500).expires(Duration::from_secs(2)).messages().await?;
-        let before = ids.len();
+        let before = seen.len();
         while let Some(m) = batch.next().await {
             let m = m.map_err(|e| anyhow::anyhow!("{e}"))?;
-            ids.push(m.headers.as_ref().and_then(|h| h.get("ce-id")).map(|v| v.to_string()).unwrap_or_default());
+            let header =
+                |name: &str| m.headers.as_ref().and_then(|h| h.get(name)).map(|v| v.to_string()).unwrap_or_default();
+            let seq = m.info().map(|i| i.stream_sequence).unwrap_or_default();
+            seen.push(Seen { ce_id: header("ce-id"), ce_type: header("ce-type"), msg_id: header("Nats-Msg-Id"), seq });
         }
-        if ids.len() == before {
+        if seen.len() == before {
             break;
         }
     }
-    Ok(ids)
+    Ok(seen)
 }

@@ -5,6 +5,8 @@
 pub mod cloudevents;
 pub mod consumer;
 pub mod contract;
+pub mod dlq;
+pub mod idempotent;
 pub mod nats;
 pub mod outbox;
 pub mod quarantine;
@@ -13,7 +15,8 @@ pub mod relay;
 pub mod replay;
 
 pub use cloudevents::{Envelope, EnvelopeError, OutgoingEvent};
-pub use consumer::{ConsumerSpec, Handler, Outcome};
+pub use consumer::{ConsumerSpec, Handler};
+pub use idempotent::Outcome;
 pub use outbox::{NewEvents, Outbox};
 pub use reconcile::Reconciler;
 pub use relay::Relay;

@@ -1,5 +1,5 @@
 //! The outbox quarantine: rows the relay gave up publishing (too large for the broker, or
-//! failing `outbox.max_attempts` times while the broker answered), kept with why, for an
+//! failing `outbox.max_attempts` times while the broker took other rows), kept with why, for an
 //! operator to retry or drop (`onething outbox list|retry|drop`).
 
 use sea_orm::entity::prelude::*;

@@ -11,10 +11,13 @@
 //! `max_attempts` times while the broker takes other rows, moves to the quarantine (`outbox_dead`); its aggregate's later rows
 //! wait for an operator's retry or drop, and every other aggregate's rows flow.
 
+mod round;
+
 use super::outbox::{Outbox, Signals, envelope};
 use crate::{config::OutboxSettings, store::outbox as row, telemetry};
 use async_nats::jetstream;
 use chrono::Utc;
+use round::{Failed, Fault, waves};
 use sea_orm::{
     ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     sea_query::{CaseStatement, Expr, ExprTrait},
@@ -43,57 +46,11 @@ pub struct Relay {
     unmarked: std::sync::Mutex<Vec<(i64, u64)>>,
 }
 
-/// A row of a round that did not go, and why.
-struct Failed<'a> {
-    row: &'a row::Model,
-    error: anyhow::Error,
-    fault: Fault,
-}
+/// The longest a relay round, a marking or a gauge reading may take before it is given up.
+const ROUND_LIMIT: Duration = Duration::from_secs(30);
 
-/// Whose fault a failed publish is: only a row's own failures count towards its quarantine.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Fault {
-    /// The row can never go (too large for the broker or the stream): quarantined at once.
-    Permanent,
-    /// Maybe the row's (no stream for its subject, no ack in time, an unknown refusal):
-    /// counted only when the broker took other rows in the same round.
-    Row,
-    /// The broker's (a full stream, no storage, no quorum, a lost connection): every row
-    /// would fail alike, so none is counted; the rows wait.
-    Broker,
-}
-
-impl Fault {
-    /// Classifies a failed publish or ack.
-    fn of(e: &jetstream::context::PublishError) -> Self {
-        use jetstream::{ErrorCode, context::PublishErrorKind as K};
-        match e.kind() {
-            K::MaxPayloadExceeded => return Self::Permanent,
-            K::BrokenPipe | K::MaxAckPending => return Self::Broker,
-            K::Other => {}
-            _ => return Self::Row,
-        }
-        let code = std::error::Error::source(e)
-            .and_then(|s| s.downcast_ref::<jetstream::Error>())
-            .map(jetstream::Error::error_code);
-        match code {
-            Some(ErrorCode::STREAM_MESSAGE_EXCEEDS_MAXIMUM | ErrorCode::STREAM_HEADER_EXCEEDS_MAXIMUM) => {
-                Self::Permanent
-            }
-            Some(
-                ErrorCode::STREAM_STORE_FAILED
-                | ErrorCode::INSUFFICIENT_RESOURCES
-                | ErrorCode::STORAGE_RESOURCES_EXCEEDED
-                | ErrorCode::MEMORY_RESOURCES_EXCEEDED
-                | ErrorCode::ACCOUNT_RESOURCES_EXCEEDED
-                | ErrorCode::STREAM_MAX_STREAM_BYTES_EXCEEDED
-                | ErrorCode::CLUSTER_NOT_AVAILABLE
-                | ErrorCode::STREAM_SEALED,
-            ) => Self::Broker,
-            _ => Self::Row,
-        }
-    }
-}
+/// The longest one publish may take to be sent, or its ack to come.
+const CALL_LIMIT: Duration = Duration::from_secs(10);
 
 /// How long published rows may wait to be marked sent.
 const MARK_EVERY: Duration = Duration::from_millis(200);
@@ -247,24 +204,36 @@ impl Relay {
                 }
                 let span = publish_span(r);
                 let publish = self.js.publish_with_headers(r.subject.clone(), envelope.to_headers(), envelope.data);
-                match tracing::Instrument::instrument(publish, span).await {
-                    Ok(ack) => pending.push((r, ack)),
-                    Err(e) => {
+                // The client bounds its own waits; these bounds hold even when it does not
+                // (a connection lost mid-publish), so a round always ends.
+                match tokio::time::timeout(CALL_LIMIT, tracing::Instrument::instrument(publish, span)).await {
+                    Ok(Ok(ack)) => pending.push((r, ack)),
+                    Ok(Err(e)) => {
                         blocked.insert(r.ce_subject.as_str());
                         let fault = Fault::of(&e);
                         let error = anyhow::Error::new(e).context("publishing to JetStream");
                         failed.push(Failed { row: r, error, fault });
                     }
+                    Err(_) => {
+                        blocked.insert(r.ce_subject.as_str());
+                        let error = anyhow::anyhow!("the publish was not sent within {} s", CALL_LIMIT.as_secs());
+                        failed.push(Failed { row: r, error, fault: Fault::Broker });
+                    }
                 }
             }
             for (r, ack) in pending {
-                match ack.await {
-                    Ok(ack) => sent.push((r.seq, ack.sequence)),
-                    Err(e) => {
+                match tokio::time::timeout(CALL_LIMIT, ack.into_future()).await {
+                    Ok(Ok(ack)) => sent.push((r.seq, ack.sequence)),
+                    Ok(Err(e)) => {
                         blocked.insert(r.ce_subject.as_str());
                         let fault = Fault::of(&e);
                         let error = anyhow::Error::new(e).context("waiting for JetStream ack");
                         failed.push(Failed { row: r, error, fault });
+                    }
+                    Err(_) => {
+                        blocked.insert(r.ce_subject.as_str());
+                        let error = anyhow::anyhow!("no JetStream ack within {} s", CALL_LIMIT.as_secs());
+                        failed.push(Failed { row: r, error, fault: Fault::Broker });
                     }
                 }
             }
@@ -310,7 +279,9 @@ impl Relay {
     /// # Errors
     /// The database failed; the rows stay noted and are marked next time.
     pub async fn mark_sent(&self) -> anyhow::Result<usize> {
-        let rows = std::mem::take(&mut *self.unmarked.lock().map_err(|_| anyhow::anyhow!("unmarked rows poisoned"))?);
+        // Copied, not taken: rows leave the list only once marked, so a marking given up
+        // half way (an error, a timeout) leaves them to be marked next time.
+        let rows = self.unmarked.lock().map_err(|_| anyhow::anyhow!("unmarked rows poisoned"))?.clone();
         if rows.is_empty() {
             return Ok(0);
         }
@@ -318,18 +289,14 @@ impl Relay {
         for (seq, at) in &rows {
             stream_seq = stream_seq.case(Expr::col(row::Column::Seq).eq(*seq), Expr::value(*at as i64));
         }
-        let marked = row::Entity::update_many()
+        row::Entity::update_many()
             .col_expr(row::Column::SentAt, Expr::value(Utc::now()))
             .col_expr(row::Column::StreamSeq, stream_seq.into())
             .filter(row::Column::Seq.is_in(rows.iter().map(|r| r.0)))
             .exec(&self.db)
-            .await;
-        if let Err(e) = marked {
-            if let Ok(mut u) = self.unmarked.lock() {
-                u.extend(rows);
-            }
-            return Err(e.into());
-        }
+            .await?;
+        let done: HashSet<i64> = rows.iter().map(|r| r.0).collect();
+        self.unmarked.lock().map_err(|_| anyhow::anyhow!("unmarked rows poisoned"))?.retain(|r| !done.contains(&r.0));
         Ok(rows.len())
     }
 
@@ -399,7 +366,13 @@ impl Relay {
                 if read {
                     last_read = Some(tokio::time::Instant::now());
                 }
-                match self.publish(read).await {
+                // A round never waits for ever: whatever it awaits (the database, the
+                // broker) is given up after ROUND_LIMIT, and its rows are read again.
+                let round = tokio::time::timeout(ROUND_LIMIT, self.publish(read)).await.unwrap_or_else(|_| {
+                    self.signals.read_wanted.store(true, Ordering::Release);
+                    Err(anyhow::anyhow!("a round took longer than {} s; given up", ROUND_LIMIT.as_secs()))
+                });
+                match round {
                     Ok(n) => {
                         gauges_stale |= n > 0;
                         backoff = Duration::from_millis(100);
@@ -427,7 +400,10 @@ impl Relay {
             if self.unmarked.lock().is_ok_and(|u| !u.is_empty()) {
                 let waited = last_mark.elapsed();
                 if waited >= MARK_EVERY {
-                    if let Err(e) = self.mark_sent().await {
+                    let marked = tokio::time::timeout(ROUND_LIMIT, self.mark_sent()).await.unwrap_or_else(|_| {
+                        Err(anyhow::anyhow!("marking took longer than {} s", ROUND_LIMIT.as_secs()))
+                    });
+                    if let Err(e) = marked {
                         tracing::warn!(error = %format!("{e:#}"), "marking outbox rows sent failed; retrying");
                     }
                     last_mark = tokio::time::Instant::now();
@@ -440,7 +416,10 @@ impl Relay {
             let due = if gauges_stale { Duration::from_secs(1) } else { Duration::from_secs(5) };
             if last_gauges.is_none_or(|t| t.elapsed() >= due) {
                 gauges_stale = false;
-                if let Err(e) = self.record_backlog().await {
+                let gauges = tokio::time::timeout(ROUND_LIMIT, self.record_backlog())
+                    .await
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("took longer than {} s", ROUND_LIMIT.as_secs())));
+                if let Err(e) = gauges {
                     tracing::warn!(error = %format!("{e:#}"), "reading the outbox backlog failed");
                 }
                 last_gauges = Some(tokio::time::Instant::now());
@@ -501,59 +480,4 @@ fn publish_span(r: &row::Model) -> tracing::Span {
     );
     telemetry::join_event(&span, r.traceparent.as_deref(), &r.ce_subject);
     span
-}
-
-/// Cuts `rows` (in sequence order) into waves: runs of consecutive rows holding at most one
-/// row per aggregate (`ce-subject`). A wave's publishes are pipelined, and the next wave
-/// starts once its acks are in, so a failed ack can never be overtaken by a later event of
-/// its aggregate; and since the waves are consecutive, the stream keeps the outbox's order.
-fn waves(rows: &[row::Model]) -> Vec<&[row::Model]> {
-    let mut waves = Vec::new();
-    let (mut start, mut seen) = (0, HashSet::new());
-    for (i, r) in rows.iter().enumerate() {
-        if !seen.insert(r.ce_subject.as_str()) {
-            waves.push(&rows[start..i]);
-            start = i;
-            seen.clear();
-            seen.insert(r.ce_subject.as_str());
-        }
-    }
-    if start < rows.len() {
-        waves.push(&rows[start..]);
-    }
-    waves
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn row(seq: i64, aggregate: &str) -> row::Model {
-        row::Model {
-            seq,
-            event_id: format!("e{seq}"),
-            subject: "onething.x.v1.y".into(),
-            ce_type: "x".into(),
-            ce_source: "x".into(),
-            ce_subject: aggregate.into(),
-            ce_time: Utc::now(),
-            traceparent: None,
-            payload: Vec::new(),
-            created_at: Utc::now(),
-            sent_at: None,
-            attempts: 0,
-            stream_seq: None,
-        }
-    }
-
-    #[test]
-    fn waves_keep_the_outbox_order_and_one_row_per_aggregate() {
-        let rows: Vec<_> = [(1, "a"), (2, "b"), (3, "a"), (4, "c"), (5, "b"), (6, "b"), (7, "d")]
-            .iter()
-            .map(|(s, a)| row(*s, a))
-            .collect();
-        let cut: Vec<Vec<i64>> = waves(&rows).iter().map(|w| w.iter().map(|r| r.seq).collect()).collect();
-        assert_eq!(cut, vec![vec![1, 2], vec![3, 4, 5], vec![6, 7]]);
-        assert!(waves(&[]).is_empty());
-    }
 }

@@ -1,0 +1,139 @@
+//! Calls to the departments: a client per department, every call through the department's
+//! breaker and bulkhead, and what a failed call means for its step.
+
+use super::*;
+
+pub(super) type Client = CaseServiceClient<InterceptedService<TracedChannel, PeerIdentity>>;
+
+impl Engine {
+    pub(super) fn client(&self, department: &str) -> Result<Client> {
+        let channel = self
+            .inner
+            .peers
+            .channel(department)
+            .ok_or_else(|| Error::internal(anyhow::anyhow!("no address for department {department}")))?;
+        Ok(CaseServiceClient::new(InterceptedService::new(channel, self.inner.identity.to(department))))
+    }
+
+    pub(super) async fn create_case(
+        &self,
+        agg: &Aggregate,
+        s: &step::Model,
+    ) -> std::result::Result<cpb::Case, Failure> {
+        let def = self.inner.catalog.bundle(&agg.bundle.code).and_then(|d| d.step(&s.step_id)).cloned();
+        let matter = self.inner.catalog.get(&s.matter_code).cloned();
+        let (Some(def), Some(matter)) = (def, matter) else {
+            return Err(Failure::Refused("step left the catalog".into()));
+        };
+        let form: BTreeMap<String, String> = serde_json::from_str(&agg.bundle.form).unwrap_or_default();
+        let materials: Vec<MaterialRecord> = serde_json::from_str(&agg.bundle.materials).unwrap_or_default();
+        let request = cpb::CreateCaseRequest {
+            matter_code: s.matter_code.clone(),
+            applicant: Some(cpb::Applicant {
+                kind: match agg.bundle.applicant_kind.as_str() {
+                    "enterprise" => cpb::ApplicantKind::Enterprise,
+                    "foreigner" => cpb::ApplicantKind::Foreigner,
+                    _ => cpb::ApplicantKind::Citizen,
+                } as i32,
+                identifier: agg.bundle.applicant_identifier.clone(),
+                name: agg.bundle.applicant_name.clone(),
+                phone: agg.bundle.applicant_phone.clone(),
+            }),
+            form: def
+                .fields
+                .iter()
+                .map(|(to, from)| {
+                    let value = from
+                        .strip_prefix('=')
+                        .map_or_else(|| form.get(from).cloned().unwrap_or_default(), str::to_string);
+                    (to.clone(), value)
+                })
+                .collect(),
+            materials: materials
+                .iter()
+                .filter(|m| matter.knows_material(&m.code))
+                .map(|m| cpb::Material { code: m.code.clone(), document_uri: m.document_uri.clone() })
+                .collect(),
+            idempotency_key: step_key(&agg.bundle.id, &s.step_id),
+            bundle_id: agg.bundle.id.clone(),
+        };
+        let mut client = self.client(&s.department).map_err(|e| Failure::Retry(format!("{e}")))?;
+        match self.guarded(&s.department, client.create_case(request)).await {
+            Ok(r) => r.into_inner().case.ok_or_else(|| Failure::Retry("the department returned no case".into())),
+            Err(status) => Err(Failure::of(&status, &s.department)),
+        }
+    }
+
+    /// Makes `call` to `department` through its breaker and bulkhead: refused at once
+    /// (UNAVAILABLE) while the breaker is open, or after a moment when the department has
+    /// its share of calls in flight; its outcome recorded otherwise.
+    pub(super) async fn guarded<T>(
+        &self,
+        department: &str,
+        call: impl Future<Output = std::result::Result<T, tonic::Status>>,
+    ) -> std::result::Result<T, tonic::Status> {
+        if !self.inner.breakers.allow(department) {
+            return Err(tonic::Status::unavailable(format!("{department} paused after failing calls")));
+        }
+        let Some(_room) = self.inner.bulkheads.enter(department).await else {
+            return Err(tonic::Status::unavailable(format!("{department} has {DEPARTMENT_CALLS} calls in flight")));
+        };
+        let answer = call.await;
+        self.inner
+            .breakers
+            .record(department, answer.as_ref().err().is_some_and(|s| crate::breaker::is_down(s.code())));
+        answer
+    }
+
+    pub(super) async fn cancel_case(
+        &self,
+        s: &step::Model,
+        state: BundleState,
+    ) -> std::result::Result<cpb::Case, String> {
+        let mut client = self.client(&s.department).map_err(|e| e.to_string())?;
+        let result = if state == BundleState::Withdrawn {
+            let request =
+                cpb::WithdrawCaseRequest { case_id: s.case_id.clone(), reason_text: "bundle withdrawn".into() };
+            self.guarded(&s.department, client.withdraw_case(request)).await.map(|r| r.into_inner().case)
+        } else {
+            let request =
+                cpb::CancelCaseRequest { case_id: s.case_id.clone(), reason_code: "BUNDLE_STEP_REFUSED".into() };
+            self.guarded(&s.department, client.cancel_case(request)).await.map(|r| r.into_inner().case)
+        };
+        match result {
+            Ok(Some(c)) => Ok(c),
+            Ok(None) => Err("the department returned no case".into()),
+            // Already finished: take the case as it is.
+            Err(st) if st.code() == tonic::Code::FailedPrecondition => client
+                .get_case(cpb::GetCaseRequest { case_id: s.case_id.clone() })
+                .await
+                .ok()
+                .and_then(|r| r.into_inner().case)
+                .ok_or_else(|| "cannot read the case".into()),
+            Err(st) => Err(format!("{} unavailable; retrying ({:?})", s.department, st.code())),
+        }
+    }
+}
+
+/// Why a step's case could not be created.
+pub(super) enum Failure {
+    /// The department is down or failed: try again later.
+    Retry(String),
+    /// The department refused the request.
+    Refused(String),
+}
+
+impl Failure {
+    pub(super) fn of(status: &tonic::Status, department: &str) -> Self {
+        use tonic::Code as C;
+        match status.code() {
+            C::Unavailable | C::DeadlineExceeded | C::Unknown | C::Aborted | C::Internal | C::Cancelled => {
+                Failure::Retry(format!("{department} unavailable; retrying"))
+            }
+            _ => {
+                let reason = status.get_error_details().error_info().map(|i| i.reason.clone()).unwrap_or_default();
+                Failure::Refused(format!("{reason}: {}", status.message()))
+            }
+        }
+    }
+}
