@@ -72,12 +72,14 @@ impl Engine {
         department: &str,
         call: impl Future<Output = std::result::Result<T, tonic::Status>>,
     ) -> std::result::Result<T, tonic::Status> {
-        if !self.inner.breakers.allow(department) {
-            return Err(tonic::Status::unavailable(format!("{department} paused after failing calls")));
-        }
+        // Room first: a call turned back as busy must not take the breaker's one probe
+        // (the probe would then never report, and the department stay paused).
         let Some(_room) = self.inner.bulkheads.enter(department).await else {
             return Err(tonic::Status::unavailable(format!("{department} has {DEPARTMENT_CALLS} calls in flight")));
         };
+        if !self.inner.breakers.allow(department) {
+            return Err(tonic::Status::unavailable(format!("{department} paused after failing calls")));
+        }
         let answer = call.await;
         self.inner
             .breakers

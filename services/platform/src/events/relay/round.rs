@@ -20,10 +20,10 @@ pub(super) struct Failed<'a> {
 pub(super) enum Fault {
     /// The row can never go (too large for the broker or the stream): quarantined at once.
     Permanent,
-    /// Maybe the row's (no stream for its subject, no ack in time, an unknown refusal):
+    /// Maybe the row's (no stream for its subject, an unknown refusal):
     /// counted only when the broker took other rows in the same round.
     Row,
-    /// The broker's (a full stream, no storage, no quorum, a lost connection): every row
+    /// The broker's (a full stream, no storage, no quorum, a lost connection, no ack in time): every row
     /// would fail alike, so none is counted; the rows wait.
     Broker,
 }
@@ -34,7 +34,9 @@ impl Fault {
         use jetstream::{ErrorCode, context::PublishErrorKind as K};
         match e.kind() {
             K::MaxPayloadExceeded => return Self::Permanent,
-            K::BrokenPipe | K::MaxAckPending => return Self::Broker,
+            // No ack in time is how a broker going away mid-round shows, for every row in
+            // flight alike: no row's fault (its aggregate still waits, and the backlog alert fires).
+            K::BrokenPipe | K::MaxAckPending | K::TimedOut => return Self::Broker,
             K::Other => {}
             _ => return Self::Row,
         }
