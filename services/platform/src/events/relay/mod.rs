@@ -157,7 +157,7 @@ impl Relay {
             return Ok(n);
         }
         // Rows left behind are in the outbox: the next round reads them again.
-        self.signals.read_wanted.store(true, Ordering::Release);
+        self.read_back();
         // A failure that may be the row's own counts only when the broker took other rows
         // this round; when nothing went, the broker is away or refusing everything (a full
         // stream answers its info but takes nothing), and that is no row's fault.
@@ -239,6 +239,16 @@ impl Relay {
             }
         }
         (sent, failed)
+    }
+
+    /// After a failed or abandoned round: the rows handed over since are forgotten and the
+    /// next round reads the outbox, oldest first, so a later handed row of an aggregate never
+    /// goes before its earlier row that failed (both are in the outbox).
+    fn read_back(&self) {
+        if let Ok(mut handed) = self.signals.handed.lock() {
+            handed.clear();
+        }
+        self.signals.read_wanted.store(true, Ordering::Release);
     }
 
     /// Counts a failed attempt of `r`; quarantines it when trying again cannot help or it
@@ -369,7 +379,7 @@ impl Relay {
                 // A round never waits for ever: whatever it awaits (the database, the
                 // broker) is given up after ROUND_LIMIT, and its rows are read again.
                 let round = tokio::time::timeout(ROUND_LIMIT, self.publish(read)).await.unwrap_or_else(|_| {
-                    self.signals.read_wanted.store(true, Ordering::Release);
+                    self.read_back();
                     Err(anyhow::anyhow!("a round took longer than {} s; given up", ROUND_LIMIT.as_secs()))
                 });
                 match round {
@@ -391,10 +401,7 @@ impl Relay {
             }
             if !stream_ready {
                 // Handed rows unsent are in the outbox: read them back once NATS is there.
-                if let Ok(mut handed) = self.signals.handed.lock() {
-                    handed.clear();
-                }
-                self.signals.read_wanted.store(true, Ordering::Release);
+                self.read_back();
             }
             // Published rows are marked sent together, at most MARK_EVERY after publishing.
             if self.unmarked.lock().is_ok_and(|u| !u.is_empty()) {
