@@ -206,34 +206,21 @@ impl Relay {
                 let publish = self.js.publish_with_headers(r.subject.clone(), envelope.to_headers(), envelope.data);
                 // The client bounds its own waits; these bounds hold even when it does not
                 // (a connection lost mid-publish), so a round always ends.
-                match tokio::time::timeout(CALL_LIMIT, tracing::Instrument::instrument(publish, span)).await {
-                    Ok(Ok(ack)) => pending.push((r, ack)),
-                    Ok(Err(e)) => {
+                let sending = tracing::Instrument::instrument(publish, span);
+                match bounded(sending, "publishing to JetStream", "the publish was not sent").await {
+                    Ok(ack) => pending.push((r, ack)),
+                    Err((error, fault)) => {
                         blocked.insert(r.ce_subject.as_str());
-                        let fault = Fault::of(&e);
-                        let error = anyhow::Error::new(e).context("publishing to JetStream");
                         failed.push(Failed { row: r, error, fault });
-                    }
-                    Err(_) => {
-                        blocked.insert(r.ce_subject.as_str());
-                        let error = anyhow::anyhow!("the publish was not sent within {} s", CALL_LIMIT.as_secs());
-                        failed.push(Failed { row: r, error, fault: Fault::Broker });
                     }
                 }
             }
             for (r, ack) in pending {
-                match tokio::time::timeout(CALL_LIMIT, ack.into_future()).await {
-                    Ok(Ok(ack)) => sent.push((r.seq, ack.sequence)),
-                    Ok(Err(e)) => {
+                match bounded(ack.into_future(), "waiting for JetStream ack", "no JetStream ack").await {
+                    Ok(ack) => sent.push((r.seq, ack.sequence)),
+                    Err((error, fault)) => {
                         blocked.insert(r.ce_subject.as_str());
-                        let fault = Fault::of(&e);
-                        let error = anyhow::Error::new(e).context("waiting for JetStream ack");
                         failed.push(Failed { row: r, error, fault });
-                    }
-                    Err(_) => {
-                        blocked.insert(r.ce_subject.as_str());
-                        let error = anyhow::anyhow!("no JetStream ack within {} s", CALL_LIMIT.as_secs());
-                        failed.push(Failed { row: r, error, fault: Fault::Broker });
                     }
                 }
             }
@@ -470,6 +457,23 @@ impl Relay {
         if let Err(e) = self.prune_sent().await {
             tracing::warn!(error = %e, "pruning sent outbox rows failed");
         }
+    }
+}
+
+/// Awaits a publish step for at most [`CALL_LIMIT`]; a failure comes with whose fault it is
+/// (`doing` names the step, `late` what did not happen in time: the broker's fault).
+async fn bounded<T>(
+    call: impl Future<Output = Result<T, jetstream::context::PublishError>>,
+    doing: &'static str,
+    late: &str,
+) -> Result<T, (anyhow::Error, Fault)> {
+    match tokio::time::timeout(CALL_LIMIT, call).await {
+        Ok(Ok(done)) => Ok(done),
+        Ok(Err(e)) => {
+            let fault = Fault::of(&e);
+            Err((anyhow::Error::new(e).context(doing), fault))
+        }
+        Err(_) => Err((anyhow::anyhow!("{late} within {} s", CALL_LIMIT.as_secs()), Fault::Broker)),
     }
 }
 
