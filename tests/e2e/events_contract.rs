@@ -123,3 +123,63 @@ fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// docs/errors.md is generated from the one table of reason codes; no service spells a
+/// code as a literal (each goes through `Reason`); every code the tests expect is declared.
+#[test]
+fn the_reason_codes_are_declared_once_and_documented() {
+    use onething_platform::reason::{Reason, markdown};
+    let on_disk = std::fs::read_to_string(root().join("docs/errors.md")).expect("docs/errors.md");
+    assert!(on_disk == markdown(), "docs/errors.md is stale: run `make docs`");
+
+    let literal = |s: &str| -> Vec<String> {
+        let mut out = Vec::new();
+        for piece in s.split('"').skip(1).step_by(2) {
+            if piece.len() > 3 && piece.contains('_') && piece.chars().all(|c| c.is_ascii_uppercase() || c == '_') {
+                out.push(piece.to_string());
+            }
+        }
+        out
+    };
+    let mut spelt = Vec::new();
+    let mut expected = std::collections::BTreeSet::new();
+    for (dir, into) in [("services", true), ("tests/e2e", false)] {
+        let mut stack = vec![root().join(dir)];
+        while let Some(d) = stack.pop() {
+            for entry in std::fs::read_dir(&d).unwrap() {
+                let p = entry.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|e| e == "rs") && !p.ends_with("platform/src/reason.rs") {
+                    for code in literal(&std::fs::read_to_string(&p).unwrap()) {
+                        if into && Reason::parse(&code).is_some() {
+                            spelt.push(format!("{}: {code}", p.display()));
+                        } else if !into {
+                            expected.insert(code);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(spelt.is_empty(), "reason codes spelt as literals instead of `Reason`: {spelt:#?}");
+    // What the tests expect of the mesh is a reason it declares; other capitals are names
+    // that are no reason (variables, streams, gRPC codes) or a clerk's own refusal code.
+    const GROUPS: [&str; 11] = [
+        "AUTH_",
+        "CASE_",
+        "COORDINATOR_",
+        "HOUSEHOLD_",
+        "EXIT_ENTRY_",
+        "VEHICLE_",
+        "LIAISON_",
+        "SUPERVISION_",
+        "REQUEST_",
+        "DATABASE_",
+        "EVENT_",
+    ];
+    const CLERKS_OWN: [&str; 2] = ["HOUSEHOLD_PROOF_INVALID", "LIAISON_FIRE_SAFETY_FAILED"];
+    let not_reasons = |c: &str| !GROUPS.iter().any(|g| c.starts_with(g)) || CLERKS_OWN.contains(&c);
+    let undeclared: Vec<_> = expected.iter().filter(|c| Reason::parse(c).is_none() && !not_reasons(c)).collect();
+    assert!(undeclared.is_empty(), "tests expect undeclared reason codes: {undeclared:?}");
+}

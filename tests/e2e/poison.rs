@@ -212,7 +212,7 @@ impl Handler for Recorder {
             if *f <= 5 {
                 let e = onething_platform::error::Error::new(
                     onething_platform::error::Kind::Unavailable,
-                    "DATABASE_UNAVAILABLE",
+                    onething_platform::reason::Reason::DatabaseUnavailable,
                     "the database is away",
                 );
                 return Err(anyhow::Error::new(e));

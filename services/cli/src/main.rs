@@ -45,6 +45,9 @@ enum Command {
     /// Write the authorisation table (services/platform/src/policy.rs) into a copy of
     /// docs/security.md read from standard input, to standard output.
     PolicyDoc,
+    /// Print docs/errors.md (every reason code, services/platform/src/reason.rs) to
+    /// standard output.
+    ErrorsDoc,
     /// A service's outbox: quarantined events (list, retry, drop) and reconciliation.
     Outbox(outbox::OutboxArgs),
     /// Supervision: KPIs, checking published random draws.
@@ -75,6 +78,10 @@ async fn main() -> anyhow::Result<()> {
             let out = onething_platform::policy::splice(&doc)
                 .ok_or_else(|| anyhow::anyhow!("the table's markers are missing from the input"))?;
             print!("{out}");
+            Ok(())
+        }
+        Command::ErrorsDoc => {
+            print!("{}", onething_platform::reason::markdown());
             Ok(())
         }
         Command::Outbox(args) => outbox::outbox(args).await,

@@ -6,6 +6,7 @@ use crate::{
     saga::{BundleState, Step},
     view::View,
 };
+use onething_platform::reason::Reason;
 use onething_platform::{auth::Principal, authz, error::Error};
 use onething_proto::coordinator::{
     self as pb, bundle_service_server::BundleService, catalog_service_server::CatalogService,
@@ -58,9 +59,12 @@ impl BundleService for Bundles {
         authz::check(View::may_ask(&p, false), &p, "ListBundles", "bundles")?;
         let size = match r.into_inner().page_size {
             n if n < 0 => {
-                return Err(
-                    Error::invalid_field("COORDINATOR_INVALID_REQUEST", "page_size", "must not be negative").into()
-                );
+                return Err(Error::invalid_field(
+                    Reason::CoordinatorInvalidRequest,
+                    "page_size",
+                    "must not be negative",
+                )
+                .into());
             }
             0 => 20,
             n => n.min(100),
@@ -83,7 +87,7 @@ impl BundleService for Bundles {
         let mut watcher = self.0.changes().watch(&id).ok_or_else(|| {
             Status::from(onething_platform::error::Error::new(
                 onething_platform::error::Kind::ResourceExhausted,
-                "COORDINATOR_TOO_MANY_WATCHERS",
+                Reason::CoordinatorTooManyWatchers,
                 "this bundle has as many watchers as it may; close one",
             ))
         })?;
@@ -195,7 +199,7 @@ impl CatalogService for CatalogApi {
             .0
             .catalog()
             .get(&r.into_inner().code)
-            .ok_or_else(|| Error::not_found("COORDINATOR_UNKNOWN_MATTER", "no such matter"))?;
+            .ok_or_else(|| Error::not_found(Reason::CoordinatorUnknownMatter, "no such matter"))?;
         Ok(Response::new(pb::GetMatterResponse { matter: Some(matter_pb(m)) }))
     }
 
@@ -218,7 +222,7 @@ impl CatalogService for CatalogApi {
             .0
             .catalog()
             .bundle(&r.into_inner().code)
-            .ok_or_else(|| Error::not_found("COORDINATOR_UNKNOWN_BUNDLE", "no such bundle"))?;
+            .ok_or_else(|| Error::not_found(Reason::CoordinatorNoSuchBundle, "no such bundle"))?;
         Ok(Response::new(pb::GetBundleDefinitionResponse { bundle: Some(bundle_pb(b)) }))
     }
 }

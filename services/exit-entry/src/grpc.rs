@@ -1,6 +1,7 @@
 //! `onething.exit_entry.v1.ExitEntryService`: permit histories and travel documents.
 
 use crate::store::entities::{permit, travel_document, violation};
+use onething_platform::reason::Reason;
 use onething_platform::{
     auth::{Principal, SubjectKind},
     authz,
@@ -41,7 +42,7 @@ impl ExitEntryService for Records {
         authz::check(may, &caller, "GetPermitHistory", "permits")?;
         let passport = Passport::parse(&r.into_inner().passport_number).map_err(|e| {
             Error::invalid_field(
-                "EXIT_ENTRY_INVALID_PASSPORT",
+                Reason::ExitEntryInvalidPassport,
                 "passport_number",
                 format!("not a passport number: {e}"),
             )
@@ -82,7 +83,7 @@ impl ExitEntryService for Records {
         let may = reads_records(&caller) || caller.kind == SubjectKind::Citizen;
         authz::check(may, &caller, "ListTravelDocuments", "travel_documents")?;
         let id = CitizenId::parse(&r.into_inner().id_number).map_err(|e| {
-            Error::invalid_field("EXIT_ENTRY_INVALID_ID_NUMBER", "id_number", format!("not a citizen ID number: {e}"))
+            Error::invalid_field(Reason::ExitEntryInvalidIdNumber, "id_number", format!("not a citizen ID number: {e}"))
         })?;
         let own = caller.kind == SubjectKind::Citizen && caller.id_number == id.expose();
         authz::check(reads_records(&caller) || own, &caller, "ListTravelDocuments", "travel_documents")?;

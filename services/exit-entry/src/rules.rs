@@ -8,6 +8,7 @@ use crate::{
     store::entities::{commissioner, permit, staff, travel_document, violation},
 };
 use chrono::{Local, Months, NaiveDate, Utc};
+use onething_platform::reason::Reason;
 use onething_platform::{
     cases::{ApplicantRecord, CaseRecord, CaseResult, Department, Form, Refusal, timestamp},
     catalog::{Matter, TimeUnit},
@@ -51,7 +52,7 @@ impl Department for ExitEntry {
             "exit_entry.work_residence_permit" => {
                 // M13: a valid work permit is what lets the applicant apply here directly.
                 (date(case.field("work_permit_valid_until"))? < Local::now().date_naive())
-                    .then(|| Refusal::new("EXIT_ENTRY_WORK_PERMIT_EXPIRED", "the work permit has expired"))
+                    .then(|| Refusal::new(Reason::ExitEntryWorkPermitExpired, "the work permit has expired"))
             }
             "exit_entry.business_travel_expedited" => {
                 let employed = staff::Entity::find()
@@ -61,7 +62,7 @@ impl Department for ExitEntry {
                     .await?;
                 (employed == 0).then(|| {
                     Refusal::new(
-                        "EXIT_ENTRY_NOT_EMPLOYED_BY_ENTERPRISE",
+                        Reason::ExitEntryNotEmployedByEnterprise,
                         "the applicant is not on record as staff of the enterprise",
                     )
                 })
@@ -88,7 +89,7 @@ impl Department for ExitEntry {
                 case.result.insert("service_commissioner".into(), format!("{} {}", officer.officer_id, officer.name));
             }
             "exit_entry.document_cancellation" if !facts::is_deceased(txn, case.field("subject_id_number")).await? => {
-                case.reason_code = "EXIT_ENTRY_AWAITING_DEATH_CONFIRMATION".into();
+                case.reason_code = Reason::ExitEntryAwaitingDeathConfirmation.into();
                 case.reason_text = "waiting for household to confirm the death".into();
             }
             _ => {}

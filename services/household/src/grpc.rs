@@ -1,6 +1,7 @@
 //! `onething.household.v1.HouseholdService`: registry look-ups for clerks and other services.
 
 use crate::store::{household, person};
+use onething_platform::reason::Reason;
 use onething_platform::{
     auth::{Principal, SubjectKind},
     authz,
@@ -49,13 +50,13 @@ impl HouseholdService for Registry {
         let own = caller.kind == SubjectKind::Citizen && caller.id_number == requested.trim().to_ascii_uppercase();
         authz::check(reads_registry(&caller) || own, &caller, "GetPerson", "persons")?;
         let id = CitizenId::parse(&requested).map_err(|e| {
-            Error::invalid_field("HOUSEHOLD_INVALID_ID_NUMBER", "id_number", format!("not a citizen ID number: {e}"))
+            Error::invalid_field(Reason::HouseholdInvalidIdNumber, "id_number", format!("not a citizen ID number: {e}"))
         })?;
         let p = person::Entity::find_by_id(id.expose().to_string())
             .one(&self.db)
             .await
             .map_err(Error::from)?
-            .ok_or_else(|| Error::not_found("HOUSEHOLD_PERSON_NOT_FOUND", "no such person in the registry"))?;
+            .ok_or_else(|| Error::not_found(Reason::HouseholdPersonNotFound, "no such person in the registry"))?;
         Ok(Response::new(pb::GetPersonResponse { person: Some(person_pb(p)) }))
     }
 
@@ -78,13 +79,13 @@ impl HouseholdService for Registry {
             authz::check(mine, &caller, "GetHousehold", "households")?;
         }
         if number.len() != 12 || !number.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(Error::invalid_field("HOUSEHOLD_INVALID_NUMBER", "household_number", "12 digits").into());
+            return Err(Error::invalid_field(Reason::HouseholdInvalidNumber, "household_number", "12 digits").into());
         }
         let h = household::Entity::find_by_id(number.clone())
             .one(&self.db)
             .await
             .map_err(Error::from)?
-            .ok_or_else(|| Error::not_found("HOUSEHOLD_NOT_FOUND", "no such household"))?;
+            .ok_or_else(|| Error::not_found(Reason::HouseholdNotFound, "no such household"))?;
         let members = person::Entity::find()
             .filter(person::Column::HouseholdNumber.eq(number))
             .order_by_asc(person::Column::BirthDate)

@@ -7,6 +7,7 @@ use crate::{
     store::{household, person, residence_permit},
 };
 use chrono::{NaiveDate, Utc};
+use onething_platform::reason::Reason;
 use onething_platform::{
     cases::{ApplicantRecord, CaseRecord, CaseResult, Department, Form, Refusal},
     catalog::Matter,
@@ -44,7 +45,7 @@ impl Department for Household {
                     person::Entity::find().filter(person::Column::BirthCertificateNumber.eq(cert)).count(txn).await?;
                 if registered > 0 {
                     Some(Refusal::new(
-                        "HOUSEHOLD_BIRTH_ALREADY_REGISTERED",
+                        Reason::HouseholdBirthAlreadyRegistered,
                         "this birth certificate was already registered",
                     ))
                 } else {
@@ -60,9 +61,10 @@ impl Department for Household {
             "household.deregistration" => match deregistration_subject(txn, case).await? {
                 Err(r) => Some(r),
                 Ok(p) if p.status != "active" => Some(deceased()),
-                Ok(p) if case.field("death_date") < p.birth_date.as_str() => {
-                    Some(Refusal::new("HOUSEHOLD_DEATH_BEFORE_BIRTH", "the date of death is before the date of birth"))
-                }
+                Ok(p) if case.field("death_date") < p.birth_date.as_str() => Some(Refusal::new(
+                    Reason::HouseholdDeathBeforeBirth,
+                    "the date of death is before the date of birth",
+                )),
                 Ok(_) => None,
             },
             "household.residence_permit" => residence_refusal(case),
@@ -70,14 +72,20 @@ impl Department for Household {
                 let code = CreditCode::parse(&case.applicant.identifier)
                     .map_err(|_| Error::internal(anyhow::anyhow!("stored credit code does not parse")))?;
                 if !code.region().starts_with(domain::LOCAL_PREFIX) {
-                    Some(Refusal::new("HOUSEHOLD_ENTERPRISE_NOT_LOCAL", "the enterprise is not registered in Weihai"))
+                    Some(Refusal::new(
+                        Reason::HouseholdEnterpriseNotLocal,
+                        "the enterprise is not registered in Weihai",
+                    ))
                 } else {
                     let existing = household::Entity::find()
                         .filter(household::Column::CreditCode.eq(code.as_str()))
                         .count(txn)
                         .await?;
                     (existing > 0).then(|| {
-                        Refusal::new("HOUSEHOLD_COLLECTIVE_EXISTS", "the enterprise already has a collective household")
+                        Refusal::new(
+                            Reason::HouseholdCollectiveExists,
+                            "the enterprise already has a collective household",
+                        )
                     })
                 }
             }
@@ -253,7 +261,7 @@ async fn subject_for(
 ) -> Result<std::result::Result<person::Model, Refusal>> {
     let not_theirs = || {
         Refusal::new(
-            "HOUSEHOLD_NOT_SAME_HOUSEHOLD",
+            Reason::HouseholdNotSameHousehold,
             "registry facts are given to the person or a member of their household",
         )
     };
@@ -275,11 +283,11 @@ async fn subject_for(
 }
 
 fn deceased() -> Refusal {
-    Refusal::new("HOUSEHOLD_PERSON_DECEASED", "the person's registration was cancelled")
+    Refusal::new(Reason::HouseholdPersonDeceased, "the person's registration was cancelled")
 }
 
 fn not_in_registry() -> Refusal {
-    Refusal::new("HOUSEHOLD_PERSON_NOT_FOUND", "the person is not in the household registry")
+    Refusal::new(Reason::HouseholdPersonNotFound, "the person is not in the household registry")
 }
 
 /// The living person with `id_number`, or the refusal that says why not.
@@ -300,20 +308,20 @@ async fn find_person(txn: &DatabaseTransaction, id_number: &str) -> Result<Optio
 
 /// A registry fact changed between intake and approval.
 fn refused(r: Refusal) -> Error {
-    Error::failed_precondition(&r.reason_code, r.reason_text)
+    Error::failed_precondition(r.reason_code, r.reason_text)
 }
 
 fn residence_refusal(case: &CaseRecord) -> Option<Refusal> {
     let id = CitizenId::parse(&case.applicant.identifier).ok()?;
     if domain::is_local(&id) {
         return Some(Refusal::new(
-            "HOUSEHOLD_ALREADY_LOCAL",
+            Reason::HouseholdAlreadyLocal,
             "a resident registered in Weihai needs no residence permit",
         ));
     }
     let since = NaiveDate::parse_from_str(case.field("residence_since"), "%Y-%m-%d").ok()?;
     (!domain::resided_long_enough(since, Utc::now().date_naive()))
-        .then(|| Refusal::new("HOUSEHOLD_RESIDENCE_TOO_SHORT", "a residence permit needs six months of residence"))
+        .then(|| Refusal::new(Reason::HouseholdResidenceTooShort, "a residence permit needs six months of residence"))
 }
 
 fn parse_date(s: &str) -> Result<NaiveDate> {
@@ -335,7 +343,10 @@ async fn assign_id(txn: &DatabaseTransaction, region: &str, born: NaiveDate, sex
         .and_then(|p| CitizenId::parse(&p.id_number).ok())
         .map(|id| id.sequence());
     let seq = domain::next_sequence(highest, sex).ok_or_else(|| {
-        Error::failed_precondition("HOUSEHOLD_ID_SEQUENCE_EXHAUSTED", "no sequence code left for this region and date")
+        Error::failed_precondition(
+            Reason::HouseholdIdSequenceExhausted,
+            "no sequence code left for this region and date",
+        )
     })?;
     CitizenId::assign(region, born, seq).map_err(|e| Error::internal(anyhow::anyhow!("assigning an ID number: {e}")))
 }
@@ -359,7 +370,7 @@ fn conflict_is_retry(r: std::result::Result<impl Sized, sea_orm::DbErr>) -> Resu
         Ok(_) => Ok(()),
         Err(e) if is_unique_violation(&e) => Err(Error::new(
             Kind::Aborted,
-            "HOUSEHOLD_CONCURRENT_ASSIGNMENT",
+            Reason::HouseholdConcurrentAssignment,
             "a concurrent registration took the same number; retry",
         )),
         Err(e) => Err(e.into()),

@@ -4,6 +4,7 @@ use crate::{
     requests::{Requests, to_proto},
     store::entities::enterprise,
 };
+use onething_platform::reason::Reason;
 use onething_platform::{authz, error::Error, ids::CreditCode};
 use onething_proto::liaison::{self as pb, liaison_service_server::LiaisonService};
 use sea_orm::{DatabaseConnection, EntityTrait};
@@ -25,7 +26,7 @@ impl Liaison {
 
 fn ts(t: Option<prost_types::Timestamp>, field: &str) -> Result<chrono::DateTime<chrono::Utc>, Error> {
     t.and_then(|t| chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0)))
-        .ok_or_else(|| Error::invalid_field("LIAISON_INVALID_REQUEST", field, "required"))
+        .ok_or_else(|| Error::invalid_field(Reason::LiaisonInvalidRequest, field, "required"))
 }
 
 #[tonic::async_trait]
@@ -40,7 +41,7 @@ impl LiaisonService for Liaison {
         authz::check(may, &p, "GetEnterprise", "enterprises")?;
         let code = CreditCode::parse(&r.into_inner().credit_code).map_err(|e| {
             Error::invalid_field(
-                "LIAISON_INVALID_CREDIT_CODE",
+                Reason::LiaisonInvalidCreditCode,
                 "credit_code",
                 format!("not a unified social credit code: {e}"),
             )
@@ -51,7 +52,7 @@ impl LiaisonService for Liaison {
             .one(&self.db)
             .await
             .map_err(Error::from)?
-            .ok_or_else(|| Error::not_found("LIAISON_ENTERPRISE_NOT_FOUND", "no such enterprise on record"))?;
+            .ok_or_else(|| Error::not_found(Reason::LiaisonEnterpriseNotFound, "no such enterprise on record"))?;
         Ok(Response::new(pb::GetEnterpriseResponse {
             enterprise: Some(pb::Enterprise {
                 credit_code: e.credit_code,

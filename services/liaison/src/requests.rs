@@ -6,6 +6,7 @@
 
 use crate::{domain, store::entities::request};
 use chrono::{DateTime, Utc};
+use onething_platform::reason::Reason;
 use onething_platform::{
     auth::{Principal, SubjectKind},
     authz::{self, ROLE_APPROVER, ROLE_CLERK},
@@ -75,7 +76,7 @@ pub(crate) fn is_enterprise(p: &Principal, code: &str) -> bool {
 fn note(s: &str, field: &str) -> Result<String> {
     let s = s.trim();
     if s.is_empty() || s.chars().count() > 2000 {
-        return Err(Error::invalid_field("LIAISON_INVALID_REQUEST", field, "required, at most 2000 characters"));
+        return Err(Error::invalid_field(Reason::LiaisonInvalidRequest, field, "required, at most 2000 characters"));
     }
     Ok(s.to_string())
 }
@@ -154,7 +155,7 @@ impl Requests {
             .into_iter()
             .map(|(f, d)| onething_platform::error::FieldViolation { field: f.into(), description: d })
             .collect();
-        if let Some(e) = Error::from_violations("LIAISON_INVALID_REQUEST", violations) {
+        if let Some(e) = Error::from_violations(Reason::LiaisonInvalidRequest, violations) {
             return Err(e);
         }
         let (Ok(code), Some((tier, unit))) = (code, route) else {
@@ -171,7 +172,7 @@ impl Requests {
                 Ok(existing)
             } else {
                 Err(Error::failed_precondition(
-                    "LIAISON_IDEMPOTENCY_KEY_REUSED",
+                    Reason::LiaisonIdempotencyKeyReused,
                     "the key was used for another request",
                 ))
             };
@@ -203,7 +204,7 @@ impl Requests {
         if let Err(e) = request::Entity::insert(am).exec_without_returning(&txn).await {
             txn.rollback().await?;
             if is_unique_violation(&e) {
-                return Err(Error::new(Kind::Aborted, "LIAISON_CONCURRENT_SUBMIT", "retry the submit"));
+                return Err(Error::new(Kind::Aborted, Reason::LiaisonConcurrentSubmit, "retry the submit"));
             }
             return Err(e.into());
         }
@@ -230,7 +231,7 @@ impl Requests {
         request::Entity::find_by_id(id.to_string())
             .one(db)
             .await?
-            .ok_or_else(|| Error::not_found("LIAISON_REQUEST_NOT_FOUND", "no such request"))
+            .ok_or_else(|| Error::not_found(Reason::LiaisonRequestNotFound, "no such request"))
     }
 
     /// One step of the loop: checks the caller and the state, applies `f`, stores the
@@ -251,7 +252,7 @@ impl Requests {
         authz::check(allowed(p, Some(&m)), p, rpc, id)?;
         if !from.contains(&state_of(&m)) {
             return Err(Error::failed_precondition(
-                "LIAISON_REQUEST_WRONG_STATE",
+                Reason::LiaisonRequestWrongState,
                 format!("{rpc} is not possible in {}", m.state.trim_start_matches("REQUEST_STATE_").to_lowercase()),
             ));
         }
@@ -275,7 +276,7 @@ impl Requests {
             .exec(txn)
             .await?;
         if n.rows_affected != 1 {
-            return Err(Error::new(Kind::Aborted, "LIAISON_CONCURRENT_UPDATE", "the request changed; retry"));
+            return Err(Error::new(Kind::Aborted, Reason::LiaisonConcurrentUpdate, "the request changed; retry"));
         }
         self.outbox.enqueue(txn, Self::event(&m, Self::happened(state_of(&m)))).await?;
         if m.flagged && !was_flagged {
@@ -314,7 +315,7 @@ impl Requests {
     pub async fn rate(&self, p: &Principal, id: &str, rating: u32) -> Result<request::Model> {
         authz::check(p.kind == SubjectKind::Enterprise, p, "RateRequest", id)?;
         if !(1..=5).contains(&rating) {
-            return Err(Error::invalid_field("LIAISON_INVALID_RATING", "rating", "from 1 to 5"));
+            return Err(Error::invalid_field(Reason::LiaisonInvalidRating, "rating", "from 1 to 5"));
         }
         self.step(
             (p, "RateRequest", id),

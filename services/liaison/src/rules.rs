@@ -7,6 +7,7 @@ use crate::{
     domain,
     store::entities::{enterprise, seal},
 };
+use onething_platform::reason::Reason;
 use onething_platform::{
     cases::{ApplicantRecord, CaseRecord, CaseResult, Department, Form, Refusal},
     catalog::Matter,
@@ -50,7 +51,7 @@ impl Department for Liaison {
                     .count(txn)
                     .await?;
                 (filed > 0).then(|| {
-                    Refusal::new("LIAISON_SEAL_ALREADY_FILED", "a seal of this kind is already filed and active")
+                    Refusal::new(Reason::LiaisonSealAlreadyFiled, "a seal of this kind is already filed and active")
                 })
             }
             "liaison.seal_cancellation" => {
@@ -60,13 +61,16 @@ impl Department for Liaison {
                     .count(txn)
                     .await?;
                 (active == 0)
-                    .then(|| Refusal::new("LIAISON_NO_ACTIVE_SEALS", "the enterprise has no active seal on file"))
+                    .then(|| Refusal::new(Reason::LiaisonNoActiveSeals, "the enterprise has no active seal on file"))
             }
             "liaison.precursor_chemical_filing" => {
                 let qualified =
                     enterprise::Entity::find_by_id(code).one(txn).await?.is_some_and(|e| e.precursor_qualified);
                 (!qualified).then(|| {
-                    Refusal::new("LIAISON_NOT_QUALIFIED", "the enterprise holds no precursor chemical qualification")
+                    Refusal::new(
+                        Reason::LiaisonNotQualified,
+                        "the enterprise holds no precursor chemical qualification",
+                    )
                 })
             }
             _ => None,

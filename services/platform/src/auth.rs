@@ -6,6 +6,7 @@
 //! For development, [`ensure_dev_keys`] makes an Ed25519 key pair and [`Minter`] signs tokens.
 
 use crate::error::{Error, Kind as ErrorKind};
+use crate::reason::Reason;
 use anyhow::{Context as _, bail};
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, jwk::JwkSet};
@@ -464,7 +465,7 @@ impl Verifier {
     /// The full check: signature, issuer, audience, expiry, claims. Returns the principal
     /// and the expiry.
     fn check(&self, token: &str) -> Result<(Principal, u64), Error> {
-        let invalid = || Error::new(ErrorKind::Unauthenticated, "AUTH_TOKEN_INVALID", "the token is not valid");
+        let invalid = || Error::new(ErrorKind::Unauthenticated, Reason::AuthTokenInvalid, "the token is not valid");
         let header = jsonwebtoken::decode_header(token).map_err(|_| invalid())?;
         let keys = self.current_keys();
         let candidates = keys.iter().filter(|k| k.alg == header.alg && (header.kid.is_none() || k.kid == header.kid));
@@ -483,7 +484,7 @@ impl Verifier {
                     // a service's key minting a person or another service).
                     return Err(Error::new(
                         ErrorKind::Unauthenticated,
-                        "AUTH_TOKEN_OUT_OF_SCOPE",
+                        Reason::AuthTokenOutOfScope,
                         "the token's key may not sign this subject",
                     ));
                 }
@@ -492,14 +493,14 @@ impl Verifier {
                 {
                     return Err(Error::new(
                         ErrorKind::Unauthenticated,
-                        "AUTH_TOKEN_LIFETIME_TOO_LONG",
+                        Reason::AuthTokenLifetimeTooLong,
                         "the token is valid for longer than this mesh allows",
                     ));
                 }
                 Ok(data) if !self.addressed_here(&data.claims) => {
                     return Err(Error::new(
                         ErrorKind::Unauthenticated,
-                        "AUTH_TOKEN_WRONG_AUDIENCE",
+                        Reason::AuthTokenWrongAudience,
                         "the token is addressed to another service",
                     ));
                 }
@@ -511,21 +512,21 @@ impl Verifier {
                     use jsonwebtoken::errors::ErrorKind as J;
                     last = match e.kind() {
                         J::ExpiredSignature => {
-                            Error::new(ErrorKind::Unauthenticated, "AUTH_TOKEN_EXPIRED", "the token has expired")
+                            Error::new(ErrorKind::Unauthenticated, Reason::AuthTokenExpired, "the token has expired")
                         }
                         J::ImmatureSignature => Error::new(
                             ErrorKind::Unauthenticated,
-                            "AUTH_TOKEN_NOT_YET_VALID",
+                            Reason::AuthTokenNotYetValid,
                             "the token is not valid yet",
                         ),
                         J::InvalidIssuer => Error::new(
                             ErrorKind::Unauthenticated,
-                            "AUTH_TOKEN_WRONG_ISSUER",
+                            Reason::AuthTokenWrongIssuer,
                             "the token was not issued by a trusted issuer",
                         ),
                         J::InvalidAudience => Error::new(
                             ErrorKind::Unauthenticated,
-                            "AUTH_TOKEN_WRONG_AUDIENCE",
+                            Reason::AuthTokenWrongAudience,
                             "the token is not addressed to this service",
                         ),
                         _ => invalid(),
@@ -617,7 +618,7 @@ impl tonic::service::Interceptor for Authenticator {
             .map(str::trim);
         let result = match token {
             None | Some("") => {
-                Err(Error::new(ErrorKind::Unauthenticated, "AUTH_TOKEN_MISSING", "a bearer token is required"))
+                Err(Error::new(ErrorKind::Unauthenticated, Reason::AuthTokenMissing, "a bearer token is required"))
             }
             Some(t) => self.0.verify(t),
         };
@@ -870,7 +871,7 @@ mod tests {
         // Addressed to household, it is refused by any other service.
         let vehicle = AuthSettings { service: "vehicle".into(), ..settings };
         let e = Verifier::load(&vehicle).unwrap().verify(&first).unwrap_err();
-        assert_eq!(e.reason(), "AUTH_TOKEN_WRONG_AUDIENCE");
+        assert_eq!(e.reason(), Reason::AuthTokenWrongAudience);
         let to_vehicle = identity.token("vehicle").unwrap();
         assert_ne!(to_vehicle, first, "one token per callee");
         assert!(Verifier::load(&vehicle).unwrap().verify(&to_vehicle).is_ok());
@@ -888,17 +889,17 @@ mod tests {
         let (m, v, _d) = setup();
         let mut old = clerk().into_claims(&AuthSettings::default(), 60);
         old.exp = now() - 3600;
-        assert_eq!(reason(v.verify(&m.sign(&old).unwrap()).unwrap_err()), "AUTH_TOKEN_EXPIRED");
+        assert_eq!(reason(v.verify(&m.sign(&old).unwrap()).unwrap_err()), Reason::AuthTokenExpired);
         let mut other = clerk().into_claims(&AuthSettings::default(), 60);
         other.iss = "someone-else".into();
-        assert_eq!(reason(v.verify(&m.sign(&other).unwrap()).unwrap_err()), "AUTH_TOKEN_WRONG_ISSUER");
+        assert_eq!(reason(v.verify(&m.sign(&other).unwrap()).unwrap_err()), Reason::AuthTokenWrongIssuer);
         let (stranger, _, _d2) = setup();
-        assert_eq!(reason(v.verify(&stranger.mint(clerk(), 60).unwrap()).unwrap_err()), "AUTH_TOKEN_INVALID");
-        assert_eq!(reason(v.verify("not.a.token").unwrap_err()), "AUTH_TOKEN_INVALID");
+        assert_eq!(reason(v.verify(&stranger.mint(clerk(), 60).unwrap()).unwrap_err()), Reason::AuthTokenInvalid);
+        assert_eq!(reason(v.verify("not.a.token").unwrap_err()), Reason::AuthTokenInvalid);
         // A citizen without a valid ID number claim is not a citizen.
         let mut bad = clerk();
         bad.kind = SubjectKind::Citizen;
-        assert_eq!(reason(v.verify(&m.mint(bad, 60).unwrap()).unwrap_err()), "AUTH_TOKEN_INVALID");
+        assert_eq!(reason(v.verify(&m.mint(bad, 60).unwrap()).unwrap_err()), Reason::AuthTokenInvalid);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! for the tables). A denial is PERMISSION_DENIED with reason `AUTH_PERMISSION_DENIED`
 //! and one audit line naming the subject, the RPC and the resource — never personal data.
 
+use crate::reason::Reason;
 use crate::{
     auth::{Principal, SubjectKind},
     error::{Error, Kind},
@@ -31,7 +32,7 @@ pub fn principal<T>(req: &tonic::Request<T>) -> Result<Principal, Error> {
     req.extensions()
         .get::<Principal>()
         .cloned()
-        .ok_or_else(|| Error::new(Kind::Unauthenticated, "AUTH_TOKEN_MISSING", "a bearer token is required"))
+        .ok_or_else(|| Error::new(Kind::Unauthenticated, Reason::AuthTokenMissing, "a bearer token is required"))
 }
 
 /// Refuses `p` on `rpc` for `resource`, writing the audit line.
@@ -45,7 +46,7 @@ pub fn deny(p: &Principal, rpc: &str, resource: &str) -> Error {
         resource,
         "permission denied"
     );
-    Error::new(Kind::PermissionDenied, "AUTH_PERMISSION_DENIED", "not allowed for this caller")
+    Error::new(Kind::PermissionDenied, Reason::AuthPermissionDenied, "not allowed for this caller")
 }
 
 /// `loaded`, except that a record that does not exist answers `p` as one it may not see

@@ -9,6 +9,7 @@
 //! the outer bound, theirs the field's, the departments' the meaning.
 
 use crate::error::{Error, FieldViolation};
+use crate::reason::Reason;
 use bytes::Bytes;
 use prost::Message as _;
 use prost_types::{DescriptorProto, FileDescriptorSet, field_descriptor_proto::Type};
@@ -400,15 +401,15 @@ where
                 }
             };
             let refusal = match check_frames(parts.uri.path(), &bytes) {
-                Ok(violations) => Error::from_violations("REQUEST_FIELD_TOO_LARGE", violations),
+                Ok(violations) => Error::from_violations(Reason::RequestFieldTooLarge, violations),
                 Err(Unreadable::Malformed) => Some(Error::new(
                     crate::error::Kind::InvalidArgument,
-                    "REQUEST_MALFORMED",
+                    Reason::RequestMalformed,
                     "the request does not parse as its message",
                 )),
                 Err(Unreadable::Compressed) => Some(Error::new(
                     crate::error::Kind::InvalidArgument,
-                    "REQUEST_COMPRESSED",
+                    Reason::RequestCompressed,
                     "compressed requests are not accepted",
                 )),
             };

@@ -2,6 +2,7 @@
 //! a stable reason (`HOUSEHOLD_PERSON_NOT_FOUND`) in `google.rpc.ErrorInfo`, field problems
 //! in `google.rpc.BadRequest`. Internal detail is logged, never sent to the caller.
 
+use crate::reason::Reason;
 use std::fmt;
 use tonic::{Code, Status};
 use tonic_types::{BadRequest, ErrorDetail, ErrorInfo, StatusExt};
@@ -65,7 +66,7 @@ pub struct FieldViolation {
 /// violations, and (internal only) the underlying cause.
 pub struct Error {
     kind: Kind,
-    reason: String,
+    reason: Reason,
     message: String,
     violations: Vec<FieldViolation>,
     source: Option<anyhow::Error>,
@@ -75,19 +76,21 @@ pub struct Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    /// A new error. `reason` is a stable UPPER_SNAKE_CASE code; `message` is shown to the
-    /// caller and must hold no personal data.
-    pub fn new(kind: Kind, reason: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { kind, reason: reason.into(), message: message.into(), violations: Vec::new(), source: None }
+    /// A new error. `reason` is one of the stable codes of [`Reason`], declared for `kind`
+    /// (a debug build panics on a reason used with a kind it does not declare); `message` is
+    /// shown to the caller and must hold no personal data.
+    pub fn new(kind: Kind, reason: Reason, message: impl Into<String>) -> Self {
+        debug_assert!(reason.allows(kind), "{reason} is not declared for {kind:?}");
+        Self { kind, reason, message: message.into(), violations: Vec::new(), source: None }
     }
 
     /// INVALID_ARGUMENT with one field violation.
-    pub fn invalid_field(reason: &str, field: impl Into<String>, description: impl Into<String>) -> Self {
+    pub fn invalid_field(reason: Reason, field: impl Into<String>, description: impl Into<String>) -> Self {
         Self::new(Kind::InvalidArgument, reason, "the request has invalid fields").with_violation(field, description)
     }
 
     /// INVALID_ARGUMENT carrying all `violations`, or `None` when there are none.
-    pub fn from_violations(reason: &str, violations: Vec<FieldViolation>) -> Option<Self> {
+    pub fn from_violations(reason: Reason, violations: Vec<FieldViolation>) -> Option<Self> {
         if violations.is_empty() {
             return None;
         }
@@ -100,12 +103,12 @@ impl Error {
     }
 
     /// NOT_FOUND.
-    pub fn not_found(reason: &str, message: impl Into<String>) -> Self {
+    pub fn not_found(reason: Reason, message: impl Into<String>) -> Self {
         Self::new(Kind::NotFound, reason, message)
     }
 
     /// FAILED_PRECONDITION.
-    pub fn failed_precondition(reason: &str, message: impl Into<String>) -> Self {
+    pub fn failed_precondition(reason: Reason, message: impl Into<String>) -> Self {
         Self::new(Kind::FailedPrecondition, reason, message)
     }
 
@@ -116,9 +119,11 @@ impl Error {
     pub fn internal(cause: impl Into<anyhow::Error>) -> Self {
         let cause = cause.into();
         let mut e = match transient(&cause) {
-            Some(Kind::Aborted) => Self::new(Kind::Aborted, "DATABASE_CONFLICT", "a concurrent change won; try again"),
-            Some(kind) => Self::new(kind, "DATABASE_UNAVAILABLE", "the database is unavailable; try again"),
-            None => Self::new(Kind::Internal, "INTERNAL", "internal error"),
+            Some(Kind::Aborted) => {
+                Self::new(Kind::Aborted, Reason::DatabaseConflict, "a concurrent change won; try again")
+            }
+            Some(kind) => Self::new(kind, Reason::DatabaseUnavailable, "the database is unavailable; try again"),
+            None => Self::new(Kind::Internal, Reason::Internal, "internal error"),
         };
         e.source = Some(cause);
         e
@@ -136,8 +141,8 @@ impl Error {
     }
 
     /// The stable reason code.
-    pub fn reason(&self) -> &str {
-        &self.reason
+    pub fn reason(&self) -> Reason {
+        self.reason
     }
 
     /// The field violations.
@@ -230,7 +235,7 @@ impl From<sea_orm::DbErr> for Error {
             && let Some(detail) = m.strip_prefix(crate::events::outbox::EVENT_TOO_LARGE)
         {
             let message = format!("the request would make an event too large to publish{detail}");
-            return Error::new(Kind::InvalidArgument, crate::events::outbox::EVENT_TOO_LARGE, message);
+            return Error::new(Kind::InvalidArgument, Reason::EventTooLarge, message);
         }
         Error::internal(e)
     }
@@ -252,7 +257,7 @@ impl From<Error> for Status {
             tracing::error!(reason = %e.reason, error = %format!("{src:#}"), "request failed");
         }
         let mut details = vec![ErrorDetail::ErrorInfo(ErrorInfo::new(
-            e.reason.clone(),
+            e.reason.as_str(),
             ERROR_DOMAIN,
             std::collections::HashMap::<String, String>::new(),
         ))];
@@ -273,12 +278,12 @@ mod tests {
 
     #[test]
     fn status_carries_reason_and_violations() {
-        let e = Error::invalid_field("CASE_INVALID_ID_NUMBER", "applicant.identifier", "wrong check digit")
+        let e = Error::invalid_field(Reason::CaseInvalidIdNumber, "applicant.identifier", "wrong check digit")
             .with_violation("form.birth_date", "not a date");
         let s: Status = e.into();
         assert_eq!(s.code(), Code::InvalidArgument);
         let d = s.get_error_details();
-        assert_eq!(d.error_info().unwrap().reason, "CASE_INVALID_ID_NUMBER");
+        assert_eq!(d.error_info().unwrap().reason, Reason::CaseInvalidIdNumber);
         assert_eq!(d.bad_request().unwrap().field_violations.len(), 2);
     }
 
@@ -287,7 +292,7 @@ mod tests {
         use sea_orm::DbErr;
         let lost: Status = Error::from(DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout)).into();
         assert_eq!(lost.code(), Code::Unavailable);
-        assert_eq!(lost.get_error_details().error_info().unwrap().reason, "DATABASE_UNAVAILABLE");
+        assert_eq!(lost.get_error_details().error_info().unwrap().reason, Reason::DatabaseUnavailable);
         let io = sea_orm::sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
         let wrapped = Error::internal(anyhow::Error::new(DbErr::Exec(sea_orm::RuntimeErr::SqlxError(io.into()))));
         assert_eq!(wrapped.kind(), Kind::Unavailable);

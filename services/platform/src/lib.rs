@@ -20,6 +20,7 @@ pub mod ids;
 pub mod lifecycle;
 pub mod metrics;
 pub mod policy;
+pub mod reason;
 pub mod runtime;
 pub mod shutdown;
 pub mod store;

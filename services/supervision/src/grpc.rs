@@ -2,6 +2,7 @@
 
 use crate::ops::{Supervision, complaint_pb, rating_pb, unresolved_pb};
 use chrono::{DateTime, Utc};
+use onething_platform::reason::Reason;
 use onething_platform::{authz, error::Error};
 use onething_proto::supervision::{self as pb, supervision_service_server::SupervisionService};
 use tonic::{Request, Response, Status};
@@ -16,7 +17,7 @@ fn at(t: Option<prost_types::Timestamp>) -> DateTime<Utc> {
 
 fn required(t: Option<prost_types::Timestamp>, field: &str) -> Result<DateTime<Utc>, Error> {
     t.and_then(|t| DateTime::from_timestamp(t.seconds, 0))
-        .ok_or_else(|| Error::invalid_field("SUPERVISION_INVALID_REQUEST", field, "required"))
+        .ok_or_else(|| Error::invalid_field(Reason::SupervisionInvalidRequest, field, "required"))
 }
 
 #[tonic::async_trait]

@@ -8,6 +8,7 @@ use crate::{
     store::{complaint, drawn, rating, request, tracked, unresolved},
 };
 use chrono::{DateTime, Utc};
+use onething_platform::reason::Reason;
 use onething_platform::{
     auth::{Principal, ServiceIdentity, SubjectKind},
     authz,
@@ -241,7 +242,7 @@ impl Supervision {
         if r.idempotency_key.trim().is_empty() || r.idempotency_key.len() > 128 {
             bad.push(v("idempotency_key", "required, at most 128 characters"));
         }
-        if let Some(e) = Error::from_violations("SUPERVISION_INVALID_REQUEST", bad) {
+        if let Some(e) = Error::from_violations(Reason::SupervisionInvalidRequest, bad) {
             return Err(e);
         }
         // Online complaints come from citizens and enterprises; phone ones are entered by staff.
@@ -261,7 +262,7 @@ impl Supervision {
                 && m.summary == r.summary.trim();
             if !same {
                 return Err(Error::failed_precondition(
-                    "SUPERVISION_IDEMPOTENCY_KEY_REUSED",
+                    Reason::SupervisionIdempotencyKeyReused,
                     "the key was used for another complaint",
                 ));
             }
@@ -311,18 +312,18 @@ impl Supervision {
     pub async fn advance_complaint(&self, p: &Principal, r: pb::AdvanceComplaintRequest) -> Result<complaint::Model> {
         authz::check(staff(p), p, "AdvanceComplaint", &r.complaint_id)?;
         if r.note.trim().is_empty() {
-            return Err(Error::invalid_field("SUPERVISION_INVALID_REQUEST", "note", "required"));
+            return Err(Error::invalid_field(Reason::SupervisionInvalidRequest, "note", "required"));
         }
         let txn = begin_write(&self.db).await?;
         let m = complaint::Entity::find_by_id(r.complaint_id.clone())
             .one(&txn)
             .await?
-            .ok_or_else(|| Error::not_found("SUPERVISION_COMPLAINT_NOT_FOUND", "no such complaint"))?;
+            .ok_or_else(|| Error::not_found(Reason::SupervisionComplaintNotFound, "no such complaint"))?;
         let current = pb::ComplaintStep::from_str_name(&m.step).unwrap_or(pb::ComplaintStep::Unspecified);
         let wanted = pb::ComplaintStep::try_from(r.step).unwrap_or(pb::ComplaintStep::Unspecified);
         if domain::next_step(current).map(|(s, _)| s) != Some(wanted) {
             return Err(Error::failed_precondition(
-                "SUPERVISION_COMPLAINT_OUT_OF_ORDER",
+                Reason::SupervisionComplaintOutOfOrder,
                 "steps follow 受理 → 核查 → 处置 → 反馈 → 整改",
             ));
         }
@@ -357,15 +358,15 @@ impl Supervision {
         // Who may rate at all is decided before the request is looked at.
         authz::check(p.kind.is_applicant(), p, "Rate", &r.target_id)?;
         if !(1..=5).contains(&r.score) {
-            return Err(Error::invalid_field("SUPERVISION_INVALID_RATING", "score", "from 1 to 5"));
+            return Err(Error::invalid_field(Reason::SupervisionInvalidRating, "score", "from 1 to 5"));
         }
         let kind = r.target_kind.as_str();
         if !matches!(kind, "case" | "bundle") {
-            return Err(Error::invalid_field("SUPERVISION_INVALID_REQUEST", "target_kind", "case or bundle"));
+            return Err(Error::invalid_field(Reason::SupervisionInvalidRequest, "target_kind", "case or bundle"));
         }
         if r.target_id.trim().is_empty() || r.target_id.len() > 128 {
             return Err(Error::invalid_field(
-                "SUPERVISION_INVALID_REQUEST",
+                Reason::SupervisionInvalidRequest,
                 "target_id",
                 "required, at most 128 characters",
             ));
@@ -378,7 +379,7 @@ impl Supervision {
             .is_some_and(|t| t.closed);
         if !finished {
             return Err(Error::failed_precondition(
-                "SUPERVISION_NOT_FINISHED",
+                Reason::SupervisionNotFinished,
                 "only a finished case or bundle is rated",
             ));
         }
@@ -388,7 +389,7 @@ impl Supervision {
             .one(&self.db)
             .await?;
         if exists.is_some() {
-            return Err(Error::new(Kind::AlreadyExists, "SUPERVISION_ALREADY_RATED", "it was rated already"));
+            return Err(Error::new(Kind::AlreadyExists, Reason::SupervisionAlreadyRated, "it was rated already"));
         }
         let now = Utc::now();
         let m = rating::Model {
@@ -427,7 +428,7 @@ impl Supervision {
 
     async fn ask_owner(&self, kind: &str, department: &str, id: &str, rater: &Principal) -> Result<()> {
         let channel = self.peers.channel(department).ok_or_else(|| {
-            Error::invalid_field("SUPERVISION_UNKNOWN_DEPARTMENT", "department", "no such department")
+            Error::invalid_field(Reason::SupervisionUnknownDepartment, "department", "no such department")
         })?;
         let on_behalf = self.identity.acting_for(rater, department).map_err(Error::internal)?;
         let intercepted = tonic::service::interceptor::InterceptedService::new(channel, on_behalf);
@@ -444,12 +445,12 @@ impl Supervision {
         };
         answer.map_err(|s| match s.code() {
             tonic::Code::PermissionDenied => {
-                Error::new(Kind::PermissionDenied, "AUTH_PERMISSION_DENIED", "not your case")
+                Error::new(Kind::PermissionDenied, Reason::AuthPermissionDenied, "not your case")
             }
-            tonic::Code::NotFound => Error::not_found("SUPERVISION_TARGET_NOT_FOUND", "no such case or bundle"),
+            tonic::Code::NotFound => Error::not_found(Reason::SupervisionTargetNotFound, "no such case or bundle"),
             _ => Error::new(
                 Kind::Unavailable,
-                "SUPERVISION_OWNER_UNAVAILABLE",
+                Reason::SupervisionOwnerUnavailable,
                 "the owning service did not answer; retry",
             ),
         })
@@ -465,7 +466,7 @@ impl Supervision {
         authz::check(p.kind == SubjectKind::Staff, p, "RecordFix", &r.rating_id)?;
         let txn = begin_write(&self.db).await?;
         let found = rating::Entity::find_by_id(r.rating_id.clone()).one(&txn).await?;
-        let found = found.ok_or_else(|| Error::not_found("SUPERVISION_RATING_NOT_FOUND", "no such rating"));
+        let found = found.ok_or_else(|| Error::not_found(Reason::SupervisionRatingNotFound, "no such rating"));
         // Staff of a department learn nothing of ratings that do not exist.
         let m = authz::hide_missing(found, staff(p), p, "RecordFix", &r.rating_id)?;
         authz::check(
@@ -478,12 +479,12 @@ impl Supervision {
         )?;
         if m.score > 2 || !m.fix_note.is_empty() {
             return Err(Error::failed_precondition(
-                "SUPERVISION_NOTHING_TO_FIX",
+                Reason::SupervisionNothingToFix,
                 "only an unfixed bad review takes a fix",
             ));
         }
         if r.note.trim().is_empty() {
-            return Err(Error::invalid_field("SUPERVISION_INVALID_REQUEST", "note", "required"));
+            return Err(Error::invalid_field(Reason::SupervisionInvalidRequest, "note", "required"));
         }
         let mut next = m.clone();
         next.fix_note = r.note.trim().into();
@@ -517,7 +518,7 @@ impl Supervision {
         let m = unresolved::Entity::find_by_id(id.to_string())
             .one(&txn)
             .await?
-            .ok_or_else(|| Error::not_found("SUPERVISION_ITEM_NOT_FOUND", "no such item"))?;
+            .ok_or_else(|| Error::not_found(Reason::SupervisionItemNotFound, "no such item"))?;
         let mut am: unresolved::ActiveModel = m.clone().into();
         am.resolved = Set(true);
         let m = am.update(&txn).await?;
@@ -622,14 +623,14 @@ impl Supervision {
         authz::check(staff(p), p, "DrawInspections", "inspections")?;
         if r.candidates.is_empty() || r.inspectors.is_empty() || r.count == 0 {
             return Err(Error::invalid_field(
-                "SUPERVISION_INVALID_REQUEST",
+                Reason::SupervisionInvalidRequest,
                 "candidates",
                 "candidates, inspectors and a count are required",
             ));
         }
         if let Some(i) = r.candidates.iter().position(|c| domain::weight(&c.risk_class) == 0) {
             return Err(Error::invalid_field(
-                "SUPERVISION_INVALID_REQUEST",
+                Reason::SupervisionInvalidRequest,
                 format!("candidates[{i}].risk_class"),
                 "A, B, C or D",
             ));

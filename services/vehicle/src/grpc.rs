@@ -6,6 +6,7 @@ use crate::{
     store::entities::{proxy, station, vehicle},
 };
 use chrono::{NaiveDate, Utc};
+use onething_platform::reason::Reason;
 use onething_platform::{
     auth::Principal,
     authz::{self, ROLE_CLERK},
@@ -50,9 +51,9 @@ async fn reschedule(
     let clerk = is_station_staff(p) && p.has_role(ROLE_CLERK);
     authz::check(p.kind.is_applicant() || clerk, p, "RescheduleBooking", &r.case_id)?;
     let date = NaiveDate::parse_from_str(&r.slot_date, "%Y-%m-%d")
-        .map_err(|_| Error::invalid_field("VEHICLE_INVALID_REQUEST", "slot_date", "a date as YYYY-MM-DD"))?;
+        .map_err(|_| Error::invalid_field(Reason::VehicleInvalidRequest, "slot_date", "a date as YYYY-MM-DD"))?;
     let time = domain::parse_time(&r.slot_time)
-        .ok_or_else(|| Error::invalid_field("VEHICLE_INVALID_REQUEST", "slot_time", "a time as HH:MM"))?;
+        .ok_or_else(|| Error::invalid_field(Reason::VehicleInvalidRequest, "slot_time", "a time as HH:MM"))?;
     let txn = begin_write(&me.db).await?;
     // An unknown booking and another's answer alike to an applicant.
     let case =
@@ -60,7 +61,7 @@ async fn reschedule(
     let owner = authz::is_applicant(p, case.applicant.kind, &case.applicant.identifier);
     authz::check(owner || clerk, p, "RescheduleBooking", &r.case_id)?;
     if case.matter_code != "vehicle.inspection_booking" || case.state != State::Accepted {
-        return Err(Error::failed_precondition("VEHICLE_NOT_RESCHEDULABLE", "only an accepted booking can move"));
+        return Err(Error::failed_precondition(Reason::VehicleNotReschedulable, "only an accepted booking can move"));
     }
     let station = slots::station(&txn, case.field("station_id")).await?;
     slots::check_slot(&station, date, time, "slot_time")?;
@@ -106,11 +107,11 @@ async fn advance_proxy(
     let current = proxy::Entity::find_by_id(r.case_id.clone())
         .one(&txn)
         .await?
-        .ok_or_else(|| Error::not_found("VEHICLE_NO_PROXY_INSPECTION", "this booking is not a proxy inspection"))?;
+        .ok_or_else(|| Error::not_found(Reason::VehicleNoProxyInspection, "this booking is not a proxy inspection"))?;
     let now_state = ProxyState::from_str_name(&current.state).unwrap_or(ProxyState::Unspecified);
     if domain::next_proxy_state(now_state) != Some(wanted) {
         return Err(Error::failed_precondition(
-            "VEHICLE_PROXY_OUT_OF_ORDER",
+            Reason::VehicleProxyOutOfOrder,
             format!(
                 "after {} comes {:?}",
                 now_state.as_str_name(),
@@ -178,10 +179,10 @@ impl VehicleService for Operations {
         authz::principal(&r)?;
         let r = r.into_inner();
         NaiveDate::parse_from_str(&r.date, "%Y-%m-%d")
-            .map_err(|_| Error::invalid_field("VEHICLE_INVALID_REQUEST", "date", "a date as YYYY-MM-DD"))?;
-        let station = slots::station(&self.db, &r.station_id)
-            .await
-            .map_err(|_| Error::invalid_field("VEHICLE_UNKNOWN_STATION", "station_id", "no such inspection station"))?;
+            .map_err(|_| Error::invalid_field(Reason::VehicleInvalidRequest, "date", "a date as YYYY-MM-DD"))?;
+        let station = slots::station(&self.db, &r.station_id).await.map_err(|_| {
+            Error::invalid_field(Reason::VehicleUnknownStation, "station_id", "no such inspection station")
+        })?;
         let slots = slots::availability(&self.db, &station, &r.date).await?;
         Ok(Response::new(pb::GetAvailabilityResponse {
             slots: slots.into_iter().map(|(time, free)| pb::SlotAvailability { time, free }).collect(),

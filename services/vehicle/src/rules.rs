@@ -7,6 +7,7 @@ use crate::{
     store::entities::{licence, proxy, vehicle},
 };
 use chrono::{Months, NaiveDate, Utc};
+use onething_platform::reason::Reason;
 use onething_platform::{
     cases::{ApplicantRecord, CaseRecord, CaseResult, Department, Form, Refusal, timestamp},
     catalog::Matter,
@@ -45,7 +46,9 @@ impl Department for Vehicle {
         let kind = onething_platform::idempotency::applicant_kind_name(case.applicant.kind);
         Ok(match vehicle::Entity::find_by_id(plate).one(txn).await? {
             Some(v) if v.owner_kind == kind && v.owner_identifier == case.applicant.identifier => None,
-            _ => Some(Refusal::new("VEHICLE_NOT_OWNER", "no vehicle with this plate is registered to the applicant")),
+            _ => {
+                Some(Refusal::new(Reason::VehicleNotOwner, "no vehicle with this plate is registered to the applicant"))
+            }
         })
     }
 
@@ -83,7 +86,7 @@ impl Department for Vehicle {
             "vehicle.driving_licence_cancellation"
                 if !facts::is_deceased(txn, case.field("subject_id_number")).await? =>
             {
-                case.reason_code = "VEHICLE_AWAITING_DEATH_CONFIRMATION".into();
+                case.reason_code = Reason::VehicleAwaitingDeathConfirmation.into();
                 case.reason_text = "waiting for household to confirm the death".into();
             }
             _ => {}

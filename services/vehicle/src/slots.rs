@@ -10,6 +10,7 @@ use crate::{
 };
 use chrono::{NaiveDate, NaiveTime, Utc};
 use onething_platform::error::{Error, Kind, Result};
+use onething_platform::reason::Reason;
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
@@ -21,10 +22,9 @@ use sea_orm::{
 /// # Errors
 /// INVALID_ARGUMENT (`VEHICLE_UNKNOWN_STATION`) for an unknown id.
 pub async fn station<C: ConnectionTrait>(db: &C, id: &str) -> Result<station::Model> {
-    station::Entity::find_by_id(id.to_string())
-        .one(db)
-        .await?
-        .ok_or_else(|| Error::invalid_field("VEHICLE_UNKNOWN_STATION", "form.station_id", "no such inspection station"))
+    station::Entity::find_by_id(id.to_string()).one(db).await?.ok_or_else(|| {
+        Error::invalid_field(Reason::VehicleUnknownStation, "form.station_id", "no such inspection station")
+    })
 }
 
 fn hours(s: &station::Model) -> (NaiveTime, NaiveTime) {
@@ -40,13 +40,13 @@ pub fn check_slot(s: &station::Model, date: NaiveDate, time: NaiveTime, field: &
     let minutes = u32::try_from(s.slot_minutes).unwrap_or(30);
     if !domain::slot_fits(opens, closes, minutes, time) {
         return Err(Error::invalid_field(
-            "VEHICLE_SLOT_OUTSIDE_HOURS",
+            Reason::VehicleSlotOutsideHours,
             field,
             format!("slots start every {minutes} minutes between {} and {}", s.opens, s.closes),
         ));
     }
     if domain::has_begun(date, time, Utc::now()) {
-        return Err(Error::invalid_field("VEHICLE_SLOT_IN_PAST", field, "the slot lies in the past"));
+        return Err(Error::invalid_field(Reason::VehicleSlotInPast, field, "the slot lies in the past"));
     }
     Ok(())
 }
@@ -75,7 +75,7 @@ pub async fn reserve<C: ConnectionTrait>(db: &C, s: &station::Model, date: &str,
         .exec(db)
         .await?;
     if taken.rows_affected == 0 {
-        return Err(Error::new(Kind::ResourceExhausted, "VEHICLE_SLOT_FULL", "every place of this slot is booked"));
+        return Err(Error::new(Kind::ResourceExhausted, Reason::VehicleSlotFull, "every place of this slot is booked"));
     }
     Ok(())
 }
@@ -136,5 +136,5 @@ pub async fn reserve_walk_in<C: ConnectionTrait>(db: &C, s: &station::Model) -> 
             Err(e) => return Err(e),
         }
     }
-    Err(Error::new(Kind::ResourceExhausted, "VEHICLE_NO_WALK_IN_CAPACITY", "no place left today; book a later day"))
+    Err(Error::new(Kind::ResourceExhausted, Reason::VehicleNoWalkInCapacity, "no place left today; book a later day"))
 }

@@ -2,6 +2,7 @@
 //! breaker and bulkhead, and what a failed call means for its step.
 
 use super::*;
+use onething_platform::reason::Reason;
 
 pub(super) type Client = CaseServiceClient<InterceptedService<TracedChannel, PeerIdentity>>;
 
@@ -99,7 +100,7 @@ impl Engine {
             self.guarded(&s.department, client.withdraw_case(request)).await.map(|r| r.into_inner().case)
         } else {
             let request =
-                cpb::CancelCaseRequest { case_id: s.case_id.clone(), reason_code: "BUNDLE_STEP_REFUSED".into() };
+                cpb::CancelCaseRequest { case_id: s.case_id.clone(), reason_code: Reason::BundleStepRefused.into() };
             self.guarded(&s.department, client.cancel_case(request)).await.map(|r| r.into_inner().case)
         };
         match result {

@@ -10,6 +10,7 @@
 //! [`case_events`], driving bundles in [`driver`], the calls to the departments in
 //! [`calls`].
 
+use onething_platform::reason::Reason;
 mod calls;
 mod case_events;
 mod driver;
@@ -208,7 +209,7 @@ impl Engine {
             q = sea_orm::QuerySelect::lock_exclusive(q);
         }
         let bundle =
-            q.one(db).await?.ok_or_else(|| Error::not_found("COORDINATOR_BUNDLE_NOT_FOUND", "no such bundle"))?;
+            q.one(db).await?.ok_or_else(|| Error::not_found(Reason::CoordinatorBundleNotFound, "no such bundle"))?;
         // A second statement, not a join: a join locking `FOR UPDATE OF bundles` that waited
         // for the lock returns the bundle row as the other transaction committed it but the
         // steps as they were before (READ COMMITTED re-reads only the locked row); written
@@ -271,7 +272,11 @@ impl Engine {
             .exec(txn)
             .await?;
         if n.rows_affected != 1 {
-            return Err(Error::new(Kind::Aborted, "COORDINATOR_CONCURRENT_UPDATE", "the bundle changed concurrently"));
+            return Err(Error::new(
+                Kind::Aborted,
+                Reason::CoordinatorConcurrentUpdate,
+                "the bundle changed concurrently",
+            ));
         }
         // The changed steps in one statement: an upsert whose rows all exist, so it updates.
         let changed: Vec<step::ActiveModel> = agg
@@ -353,7 +358,10 @@ impl Engine {
         let agg = authz::hide_missing(self.load(&self.inner.db, id).await, false, p, "WithdrawBundle", id)?;
         authz::check(crate::view::owns(p, &agg), p, "WithdrawBundle", id)?;
         if BundleState::parse(&agg.bundle.state) != BundleState::Running {
-            return Err(Error::failed_precondition("COORDINATOR_BUNDLE_FINISHED", "the bundle is no longer running"));
+            return Err(Error::failed_precondition(
+                Reason::CoordinatorBundleFinished,
+                "the bundle is no longer running",
+            ));
         }
         let agg = self.apply(id, |agg, _| agg.bundle.state = BundleState::Withdrawn.as_str().into()).await?;
         self.spawn_drive(agg.clone());

@@ -3,6 +3,7 @@
 //! the bundle and its steps stored with the bundle's event, and its first drive started.
 
 use super::*;
+use onething_platform::reason::Reason;
 
 /// A submit request that passed every check.
 struct Valid {
@@ -32,7 +33,9 @@ impl Engine {
             .inner
             .catalog
             .bundle(&r.code)
-            .ok_or_else(|| Error::invalid_field("COORDINATOR_UNKNOWN_BUNDLE", "code", "not a bundle of the catalog"))?
+            .ok_or_else(|| {
+                Error::invalid_field(Reason::CoordinatorUnknownBundle, "code", "not a bundle of the catalog")
+            })?
             .clone();
         let valid = self.validate(&def, &r)?;
         // Applicants apply for themselves; window clerks of any department for anyone.
@@ -98,7 +101,7 @@ impl Engine {
         }
         let known = |code: &str| matters.iter().any(|mt| mt.knows_material(code));
         MaterialRecord::validate_with(&r.materials, known, "belongs to no step of this bundle", &mut bad);
-        if let Some(e) = Error::from_violations("COORDINATOR_INVALID_REQUEST", bad) {
+        if let Some(e) = Error::from_violations(Reason::CoordinatorInvalidRequest, bad) {
             return Err(e);
         }
         let Some(applicant) = applicant else {
@@ -198,7 +201,7 @@ impl Engine {
                 return self.load(&self.inner.db, &existing.id).await;
             }
             return Err(Error::failed_precondition(
-                "COORDINATOR_IDEMPOTENCY_KEY_REUSED",
+                Reason::CoordinatorIdempotencyKeyReused,
                 "the key was used for another application",
             ));
         }

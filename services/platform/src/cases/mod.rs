@@ -8,6 +8,7 @@ mod service;
 pub use record::{ApplicantRecord, CaseRecord, Form, MAX_MATERIALS, MAX_URI_CHARS, MaterialRecord, timestamp};
 pub use service::CaseApi;
 
+use crate::reason::Reason;
 use crate::{
     catalog::{Matter, TimeUnit},
     error::{FieldViolation, Result},
@@ -19,16 +20,17 @@ use std::{collections::BTreeMap, future::Future};
 /// Why an application is not accepted (不予受理), stored on the case and told to the applicant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
-    /// Stable reason code, e.g. `HOUSEHOLD_PERSON_NOT_FOUND`.
-    pub reason_code: String,
+    /// Stable reason code, e.g. `HOUSEHOLD_PERSON_NOT_FOUND`; one declared for cases.
+    pub reason_code: Reason,
     /// Explanation for the applicant; no personal data.
     pub reason_text: String,
 }
 
 impl Refusal {
     /// A refusal with `code` and `text`.
-    pub fn new(code: &str, text: impl Into<String>) -> Self {
-        Self { reason_code: code.to_string(), reason_text: text.into() }
+    pub fn new(code: Reason, text: impl Into<String>) -> Self {
+        debug_assert!(code.uses().contains(&crate::reason::Use::Case), "{code} is not declared for cases");
+        Self { reason_code: code, reason_text: text.into() }
     }
 }
 

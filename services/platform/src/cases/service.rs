@@ -6,6 +6,7 @@ use super::{
     CaseRecord, Department, Refusal,
     record::{ApplicantRecord, MaterialRecord},
 };
+use crate::reason::Reason;
 use crate::{
     auth::Principal,
     authz::{self, COORDINATOR, ROLE_APPROVER, ROLE_CLERK},
@@ -126,7 +127,7 @@ impl<D: Department> CaseApi<D> {
         let form: super::Form = req.form.into_iter().map(|(k, v)| (k, v.trim().to_string())).collect();
         me.catalog.check_form(&form, &mut violations);
         violations.extend(me.dept.validate(matter, applicant.as_ref(), &form));
-        if let Some(e) = Error::from_violations("CASE_INVALID_REQUEST", violations) {
+        if let Some(e) = Error::from_violations(Reason::CaseInvalidRequest, violations) {
             return Err(e);
         }
         let Some(applicant) = applicant else {
@@ -244,12 +245,12 @@ impl<D: Department> CaseApi<D> {
             matter.required_materials.iter().filter(|m| !case.has_material(m)).cloned().collect();
         let refusal = if !missing.is_empty() {
             case.missing_materials = missing;
-            Some(Refusal::new("CASE_MISSING_MATERIALS", "required materials are missing"))
+            Some(Refusal::new(Reason::CaseMissingMaterials, "required materials are missing"))
         } else {
             me.dept.check_intake(txn, case).await?
         };
         if let Some(r) = refusal {
-            case.reason_code = r.reason_code;
+            case.reason_code = r.reason_code.into();
             case.reason_text = r.reason_text;
             self.step(case, Action::NotAccept, now, &mut events)?;
         } else {
@@ -296,7 +297,7 @@ impl<D: Department> CaseApi<D> {
     fn step(&self, case: &mut CaseRecord, action: Action, now: DateTime<Utc>, events: &mut Pending) -> Result<()> {
         let from = case.state;
         let to =
-            from.apply(action).map_err(|e| Error::failed_precondition("CASE_ILLEGAL_TRANSITION", e.to_string()))?;
+            from.apply(action).map_err(|e| Error::failed_precondition(Reason::CaseIllegalTransition, e.to_string()))?;
         match action {
             Action::Accept => {
                 let due = self.inner.calendar.due(now, case.time_unit, case.time_limit);
@@ -364,11 +365,11 @@ impl<D: Department> CaseApi<D> {
         match me.catalog.get(code) {
             Some(m) if m.department == me.dept.name() => Ok(m),
             Some(_) => Err(Error::invalid_field(
-                "CASE_WRONG_DEPARTMENT",
+                Reason::CaseWrongDepartment,
                 "matter_code",
                 format!("not a matter of the {} department", me.dept.name()),
             )),
-            None => Err(Error::invalid_field("CASE_UNKNOWN_MATTER", "matter_code", "not in the catalog")),
+            None => Err(Error::invalid_field(Reason::CaseUnknownMatter, "matter_code", "not in the catalog")),
         }
     }
 
@@ -451,7 +452,7 @@ impl<D: Department> CaseApi<D> {
         let case = authz::hide_missing(load(&txn, case_id).await, self.reads_department(p), p, rpc, case_id)?;
         authz::check(self.may(p, need, Some(&case)), p, rpc, case_id)?;
         if expected_version != 0 && expected_version != case.version {
-            return Err(Error::new(Kind::Aborted, "CASE_VERSION_MISMATCH", "the case changed; reload and retry"));
+            return Err(Error::new(Kind::Aborted, Reason::CaseVersionMismatch, "the case changed; reload and retry"));
         }
         Ok(Action_ { before: (case.version, case.state), txn, case, events: Pending::new() })
     }
@@ -482,7 +483,11 @@ impl<D: Department> CaseApi<D> {
             .exec(txn)
             .await?;
         if updated.rows_affected != 1 {
-            return Err(Error::new(Kind::Aborted, "CASE_CONCURRENT_UPDATE", "the case changed concurrently; retry"));
+            return Err(Error::new(
+                Kind::Aborted,
+                Reason::CaseConcurrentUpdate,
+                "the case changed concurrently; retry",
+            ));
         }
         self.inner.outbox.enqueue_all(txn, events).await?;
         self.inner.changed.notify_one();
@@ -539,7 +544,7 @@ impl<D: Department> CaseApi<D> {
             }
             let before = (case.version, case.state);
             let mut events = Pending::new();
-            case.reason_code = "CASE_OWED_MATERIAL_OVERDUE".into();
+            case.reason_code = Reason::CaseOwedMaterialOverdue.into();
             case.reason_text = format!("owed materials not supplied in time: {}", case.missing_materials.join(", "));
             self.step(&mut case, Action::Revoke, now, &mut events)?;
             self.store_in(&txn, &case, before, events).await?;
@@ -680,14 +685,14 @@ impl<D: Department> CaseApi<D> {
         let own = p.applicant().map(|(kind, id)| (crate::idempotency::applicant_kind_name(kind), id.to_string()));
         authz::check(everything || own.is_some(), p, "ListCases", self.inner.dept.name())?;
         if req.page_size < 0 {
-            return Err(Error::invalid_field("CASE_INVALID_REQUEST", "page_size", "must not be negative"));
+            return Err(Error::invalid_field(Reason::CaseInvalidRequest, "page_size", "must not be negative"));
         }
         let size = if req.page_size == 0 { DEFAULT_PAGE_SIZE } else { req.page_size.min(MAX_PAGE_SIZE) };
         let offset: u64 = if req.page_token.is_empty() {
             0
         } else {
             req.page_token.strip_prefix("o").and_then(|n| n.parse().ok()).ok_or_else(|| {
-                Error::invalid_field("CASE_INVALID_REQUEST", "page_token", "not a token from this API")
+                Error::invalid_field(Reason::CaseInvalidRequest, "page_token", "not a token from this API")
             })?
         };
         let mut q = row::Entity::find()
@@ -724,12 +729,12 @@ async fn find_by_key<C: sea_orm::ConnectionTrait>(db: &C, key: &str) -> Result<O
 
 async fn load<C: sea_orm::ConnectionTrait>(db: &C, case_id: &str) -> Result<CaseRecord> {
     if case_id.trim().is_empty() {
-        return Err(Error::invalid_field("CASE_INVALID_REQUEST", "case_id", "required"));
+        return Err(Error::invalid_field(Reason::CaseInvalidRequest, "case_id", "required"));
     }
     let m = row::Entity::find_by_id(case_id.trim().to_string())
         .one(db)
         .await?
-        .ok_or_else(|| Error::not_found("CASE_NOT_FOUND", "no such case"))?;
+        .ok_or_else(|| Error::not_found(Reason::CaseNotFound, "no such case"))?;
     CaseRecord::from_model(m)
 }
 
@@ -743,7 +748,7 @@ fn same_request(existing: CaseRecord, matter: &Matter, applicant: &ApplicantReco
         Ok(existing)
     } else {
         Err(Error::failed_precondition(
-            "CASE_IDEMPOTENCY_KEY_REUSED",
+            Reason::CaseIdempotencyKeyReused,
             "the idempotency key was already used for another application",
         ))
     }
@@ -760,7 +765,7 @@ fn check_reason_code(code: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::invalid_field("CASE_INVALID_REQUEST", "reason_code", "UPPER_SNAKE_CASE, at most 64"))
+        Err(Error::invalid_field(Reason::CaseInvalidRequest, "reason_code", "UPPER_SNAKE_CASE, at most 64"))
     }
 }
 
@@ -825,7 +830,7 @@ impl<D: Department> CaseService for CaseApi<D> {
                         bad.push(violation(&format!("material_codes[{i}]"), "not a material of this matter"));
                     }
                 }
-                if let Some(e) = Error::from_violations("CASE_INVALID_REQUEST", bad) {
+                if let Some(e) = Error::from_violations(Reason::CaseInvalidRequest, bad) {
                     return Err(e);
                 }
                 case.missing_materials = r.material_codes.clone();
@@ -847,7 +852,7 @@ impl<D: Department> CaseService for CaseApi<D> {
                 let procedure = r.procedure.trim();
                 if procedure.is_empty() || procedure.len() > 64 {
                     return Err(Error::invalid_field(
-                        "CASE_INVALID_REQUEST",
+                        Reason::CaseInvalidRequest,
                         "procedure",
                         "required, at most 64 characters",
                     ));
@@ -888,7 +893,7 @@ impl<D: Department> CaseService for CaseApi<D> {
                     bad.push(violation("materials", "required"));
                 }
                 let supplied = MaterialRecord::validate(&r.materials, matter, &mut bad);
-                if let Some(e) = Error::from_violations("CASE_INVALID_REQUEST", bad) {
+                if let Some(e) = Error::from_violations(Reason::CaseInvalidRequest, bad) {
                     return Err(e);
                 }
                 for m in supplied {
@@ -902,14 +907,14 @@ impl<D: Department> CaseService for CaseApi<D> {
                     State::ApprovedProvisionally => Action::CompleteOwed,
                     _ => {
                         return Err(Error::failed_precondition(
-                            "CASE_NOT_AWAITING_MATERIALS",
+                            Reason::CaseNotAwaitingMaterials,
                             format!("a {} case does not take materials", case.state),
                         ));
                     }
                 };
                 if !still.is_empty() {
                     return Err(Error::invalid_field(
-                        "CASE_MATERIALS_STILL_MISSING",
+                        Reason::CaseMaterialsStillMissing,
                         "materials",
                         format!("still missing: {}", still.join(", ")),
                     ));
@@ -961,7 +966,7 @@ impl<D: Department> CaseService for CaseApi<D> {
         let r = r.into_inner();
         let case = self
             .act((&p, "WithdrawCase", Need::Withdraw), &r.case_id, 0, |me, case, ev| {
-                case.reason_code = "WITHDRAWN_BY_APPLICANT".into();
+                case.reason_code = Reason::WithdrawnByApplicant.into();
                 case.reason_text = r.reason_text.chars().take(500).collect();
                 me.step(case, Action::Withdraw, Utc::now(), ev)
             })

@@ -15,6 +15,7 @@
 //! rows too and publishes them first: each thing's events still leave in order.
 
 use super::cloudevents::{Envelope, OutgoingEvent};
+use crate::reason::Reason;
 use crate::{store::outbox as row, telemetry};
 use chrono::Utc;
 use sea_orm::{ActiveValue::Set, ConnectionTrait, EntityTrait};
@@ -26,7 +27,7 @@ use tokio::sync::Notify;
 
 /// The reason, in a `DbErr::Custom` and then in the caller's error, of an event refused
 /// because it would not fit the broker's payload limit.
-pub const EVENT_TOO_LARGE: &str = "EVENT_TOO_LARGE";
+pub const EVENT_TOO_LARGE: &str = Reason::EventTooLarge.as_str();
 
 /// The producing side of a service: writes events into its outbox.
 #[derive(Clone, Debug)]
