@@ -104,7 +104,7 @@ bench: $(NATS_SERVER) ## Benchmark bundle throughput and latency against the bro
 	$(CARGO) build --release --bin onething
 	$(CARGO) run --release --quiet --bin onething -- bench --out $(BENCH_OUT) --nats-server $(NATS_SERVER) $(BENCH_ARGS)
 
-test: tools proto-lint proto-breaking deploy-check chart-check test-rust ## Everything CI checks: protos, deploy and chart checks, unit and end-to-end tests (SQLite and PostgreSQL)
+test: tools lint proto-breaking deploy-check chart-check test-rust ## Everything CI checks: rustfmt, clippy, protos, deploy and chart checks, unit and end-to-end tests (SQLite and PostgreSQL)
 
 # The benchmark's smoke test runs the onething binary, which test builds do not make.
 test-rust: $(NATS_SERVER) $(PROMTOOL) $(INITDB)
@@ -165,8 +165,9 @@ proto-breaking: $(BUF)
 		$(BUF) breaking proto --against '.git#ref=HEAD~1,subdir=proto'; \
 	else echo "proto-breaking: no previous commit with protos to compare with"; fi
 
-docs: ## Regenerate docs/events.md (event contract, protos) and the authorisation table of docs/security.md
+docs: ## Regenerate docs/events.md (event contract, protos), docs/errors.md (reason codes) and the authorisation table of docs/security.md
 	$(CARGO) run --quiet --bin onething -- events doc > docs/events.md
+	$(CARGO) run --quiet --bin onething -- errors-doc > docs/errors.md
 	$(CARGO) run --quiet --bin onething -- policy-doc < docs/security.md > docs/security.md.new
 	mv docs/security.md.new docs/security.md
 
