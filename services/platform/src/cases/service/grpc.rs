@@ -1,0 +1,218 @@
+//! The tonic adapter: each CaseService RPC authenticated, handed to the workflow, and
+//! answered (masked where the reader may not see personal data).
+
+use super::*;
+
+pub(super) fn reply(case: CaseRecord) -> Option<pb::Case> {
+    Some(case.to_proto())
+}
+
+#[tonic::async_trait]
+impl<D: Department> CaseService for CaseApi<D> {
+    async fn create_case(&self, r: Request<pb::CreateCaseRequest>) -> Result<Response<pb::CreateCaseResponse>, Status> {
+        let p = authz::principal(&r)?;
+        let case = self.create(&p, r.into_inner()).await?;
+        Ok(Response::new(pb::CreateCaseResponse { case: reply(case) }))
+    }
+
+    async fn get_case(&self, r: Request<pb::GetCaseRequest>) -> Result<Response<pb::GetCaseResponse>, Status> {
+        let p = authz::principal(&r)?;
+        let case = self.get(&p, &r.into_inner().case_id).await?;
+        Ok(Response::new(pb::GetCaseResponse { case: Some(shown(&p, &case)) }))
+    }
+
+    async fn list_cases(&self, r: Request<pb::ListCasesRequest>) -> Result<Response<pb::ListCasesResponse>, Status> {
+        let p = authz::principal(&r)?;
+        let (cases, next_page_token) = self.list(&p, r.into_inner()).await?;
+        Ok(Response::new(pb::ListCasesResponse {
+            cases: cases.iter().map(|c| shown(&p, c)).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn accept_case(&self, r: Request<pb::AcceptCaseRequest>) -> Result<Response<pb::AcceptCaseResponse>, Status> {
+        let p = authz::principal(&r)?;
+        let r = r.into_inner();
+        let case = self
+            .act((&p, "AcceptCase", Need::Intake), &r.case_id, r.expected_version, |me, case, ev| {
+                me.step(case, Action::Accept, Utc::now(), ev)
+            })
+            .await?;
+        Ok(Response::new(pb::AcceptCaseResponse { case: reply(case) }))
+    }
+
+    async fn request_supplement(
+        &self,
+        r: Request<pb::RequestSupplementRequest>,
+    ) -> Result<Response<pb::RequestSupplementResponse>, Status> {
+        let p = authz::principal(&r)?;
+        let r = r.into_inner();
+        let case = self
+            .act((&p, "RequestSupplement", Need::Intake), &r.case_id, r.expected_version, |me, case, ev| {
+                let matter = me.catalog_matter(case)?;
+                let mut bad = Vec::new();
+                if r.material_codes.is_empty() {
+                    bad.push(violation("material_codes", "name at least one material"));
+                }
+                for (i, code) in r.material_codes.iter().enumerate() {
+                    if !matter.knows_material(code) {
+                        bad.push(violation(&format!("material_codes[{i}]"), "not a material of this matter"));
+                    }
+                }
+                if let Some(e) = Error::from_violations(Reason::CaseInvalidRequest, bad) {
+                    return Err(e);
+                }
+                case.missing_materials = r.material_codes.clone();
+                case.reason_text = r.reason_text.chars().take(500).collect();
+                me.step(case, Action::RequestSupplement, Utc::now(), ev)
+            })
+            .await?;
+        Ok(Response::new(pb::RequestSupplementResponse { case: reply(case) }))
+    }
+
+    async fn start_special_procedure(
+        &self,
+        r: Request<pb::StartSpecialProcedureRequest>,
+    ) -> Result<Response<pb::StartSpecialProcedureResponse>, Status> {
+        let p = authz::principal(&r)?;
+        let r = r.into_inner();
+        let case = self
+            .act((&p, "StartSpecialProcedure", Need::Intake), &r.case_id, r.expected_version, |me, case, ev| {
+                let procedure = r.procedure.trim();
+                if procedure.is_empty() || procedure.len() > 64 {
+                    return Err(Error::invalid_field(
+                        Reason::CaseInvalidRequest,
+                        "procedure",
+                        "required, at most 64 characters",
+                    ));
+                }
+                case.reason_text = format!("special procedure: {procedure}");
+                me.step(case, Action::StartSpecialProcedure, Utc::now(), ev)
+            })
+            .await?;
+        Ok(Response::new(pb::StartSpecialProcedureResponse { case: reply(case) }))
+    }
+
+    async fn end_special_procedure(
+        &self,
+        r: Request<pb::EndSpecialProcedureRequest>,
+    ) -> Result<Response<pb::EndSpecialProcedureResponse>, Status> {
+        let p = authz::principal(&r)?;
+        let r = r.into_inner();
+        let case = self
+            .act((&p, "EndSpecialProcedure", Need::Intake), &r.case_id, r.expected_version, |me, case, ev| {
+                case.reason_text = r.outcome.chars().take(500).collect();
+                me.step(case, Action::EndSpecialProcedure, Utc::now(), ev)
+            })
+            .await?;
+        Ok(Response::new(pb::EndSpecialProcedureResponse { case: reply(case) }))
+    }
+
+    async fn supply_materials(
+        &self,
+        r: Request<pb::SupplyMaterialsRequest>,
+    ) -> Result<Response<pb::SupplyMaterialsResponse>, Status> {
+        let p = authz::principal(&r)?;
+        let r = r.into_inner();
+        let case = self
+            .act((&p, "SupplyMaterials", Need::Supply), &r.case_id, r.expected_version, |me, case, ev| {
+                let matter = me.catalog_matter(case)?;
+                let mut bad = Vec::new();
+                if r.materials.is_empty() {
+                    bad.push(violation("materials", "required"));
+                }
+                let supplied = MaterialRecord::validate(&r.materials, matter, &mut bad);
+                if let Some(e) = Error::from_violations(Reason::CaseInvalidRequest, bad) {
+                    return Err(e);
+                }
+                for m in supplied {
+                    case.materials.retain(|x| x.code != m.code);
+                    case.materials.push(m);
+                }
+                let still: Vec<String> =
+                    case.missing_materials.iter().filter(|c| !case.has_material(c)).cloned().collect();
+                let action = match case.state {
+                    State::AwaitingSupplement => Action::SupplyMaterials,
+                    State::ApprovedProvisionally => Action::CompleteOwed,
+                    _ => {
+                        return Err(Error::failed_precondition(
+                            Reason::CaseNotAwaitingMaterials,
+                            format!("a {} case does not take materials", case.state),
+                        ));
+                    }
+                };
+                if !still.is_empty() {
+                    return Err(Error::invalid_field(
+                        Reason::CaseMaterialsStillMissing,
+                        "materials",
+                        format!("still missing: {}", still.join(", ")),
+                    ));
+                }
+                case.missing_materials.clear();
+                me.step(case, action, Utc::now(), ev)
+            })
+            .await?;
+        Ok(Response::new(pb::SupplyMaterialsResponse { case: reply(case) }))
+    }
+
+    async fn approve_case(
+        &self,
+        r: Request<pb::ApproveCaseRequest>,
+    ) -> Result<Response<pb::ApproveCaseResponse>, Status> {
+        let p = authz::principal(&r)?;
+        let r = r.into_inner();
+        let mut a = self.begin_action(&p, "ApproveCase", Need::Decide, &r.case_id, r.expected_version).await?;
+        if a.case.state == State::Accepted {
+            let matter = self.catalog_matter(&a.case)?.clone();
+            self.decide(&a.txn, &mut a.case, &matter, Utc::now(), &mut a.events).await?;
+        } else {
+            // Refused by the lifecycle before the department's effect runs.
+            self.step(&mut a.case, Action::Approve, Utc::now(), &mut a.events)?;
+        }
+        let case = self.finish_action(a).await?;
+        Ok(Response::new(pb::ApproveCaseResponse { case: reply(case) }))
+    }
+
+    async fn reject_case(&self, r: Request<pb::RejectCaseRequest>) -> Result<Response<pb::RejectCaseResponse>, Status> {
+        let p = authz::principal(&r)?;
+        let r = r.into_inner();
+        let case = self
+            .act((&p, "RejectCase", Need::Decide), &r.case_id, r.expected_version, |me, case, ev| {
+                check_reason_code(&r.reason_code)?;
+                case.reason_code = r.reason_code.clone();
+                case.reason_text = r.reason_text.chars().take(500).collect();
+                me.step(case, Action::Reject, Utc::now(), ev)
+            })
+            .await?;
+        Ok(Response::new(pb::RejectCaseResponse { case: reply(case) }))
+    }
+
+    async fn withdraw_case(
+        &self,
+        r: Request<pb::WithdrawCaseRequest>,
+    ) -> Result<Response<pb::WithdrawCaseResponse>, Status> {
+        let p = authz::principal(&r)?;
+        let r = r.into_inner();
+        let case = self
+            .act((&p, "WithdrawCase", Need::Withdraw), &r.case_id, 0, |me, case, ev| {
+                case.reason_code = Reason::WithdrawnByApplicant.into();
+                case.reason_text = r.reason_text.chars().take(500).collect();
+                me.step(case, Action::Withdraw, Utc::now(), ev)
+            })
+            .await?;
+        Ok(Response::new(pb::WithdrawCaseResponse { case: reply(case) }))
+    }
+
+    async fn cancel_case(&self, r: Request<pb::CancelCaseRequest>) -> Result<Response<pb::CancelCaseResponse>, Status> {
+        let p = authz::principal(&r)?;
+        let r = r.into_inner();
+        let case = self
+            .act((&p, "CancelCase", Need::Cancel), &r.case_id, 0, |me, case, ev| {
+                check_reason_code(&r.reason_code)?;
+                case.reason_code = r.reason_code.clone();
+                me.step(case, Action::Cancel, Utc::now(), ev)
+            })
+            .await?;
+        Ok(Response::new(pb::CancelCaseResponse { case: reply(case) }))
+    }
+}

@@ -1,0 +1,120 @@
+//! The generic `onething.common.v1.CaseService`: request validation, idempotent intake,
+//! clerk actions through the lifecycle, the clock, optimistic versioning, and one
+//! `CaseStateChanged` event per transition written to the outbox in the same transaction.
+//!
+//! Split by concern: [`workflow`] (intake and the lifecycle), [`policy`] (who may), [`store`]
+//! (the table and its transactions), [`sweep`] (the clock's work) and [`grpc`] (the tonic
+//! adapter); each adds to the one `CaseApi`.
+
+use super::{
+    CaseRecord, Department, Refusal,
+    record::{ApplicantRecord, MaterialRecord},
+};
+use crate::reason::Reason;
+use crate::{
+    auth::Principal,
+    authz::{self, COORDINATOR, ROLE_APPROVER, ROLE_CLERK},
+    calendar::Calendar,
+    cases::record::timestamp,
+    catalog::{Catalog, Handling, Matter},
+    error::{Error, FieldViolation, Kind, Result},
+    events::{Outbox, OutgoingEvent, nats::subject_root},
+    lifecycle::{Action, State},
+    store::case as row,
+};
+use chrono::{DateTime, Utc};
+use onething_proto::common::{self as pb, case_service_server::CaseService};
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+mod grpc;
+mod policy;
+mod store;
+mod sweep;
+mod workflow;
+
+use policy::shown;
+use store::{find_by_key, load};
+use workflow::{check_reason_code, violation};
+
+/// How the coordinator's keys of bundle steps begin (`bundle:<bundle id>:<step id>`);
+/// reserved to it.
+pub const BUNDLE_KEY_PREFIX: &str = "bundle:";
+
+/// Largest page of ListCases.
+pub const MAX_PAGE_SIZE: i32 = 100;
+
+const DEFAULT_PAGE_SIZE: i32 = 20;
+
+/// The case service of one department.
+pub struct CaseApi<D> {
+    inner: Arc<Inner<D>>,
+}
+
+impl<D> Clone for CaseApi<D> {
+    fn clone(&self) -> Self {
+        Self { inner: self.inner.clone() }
+    }
+}
+
+struct Inner<D> {
+    dept: D,
+    db: DatabaseConnection,
+    outbox: Outbox,
+    catalog: Arc<Catalog>,
+    calendar: Arc<Calendar>,
+    /// Told of every case written, so the case gauges follow within a second.
+    changed: tokio::sync::Notify,
+}
+
+/// Events of the transitions made while handling one request, written before commit.
+type Pending = Vec<OutgoingEvent>;
+
+/// What an action on an existing case needs of its caller (docs/security.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Need {
+    /// Window intake: staff of this department with the clerk role.
+    Intake,
+    /// Decision: staff of this department with the approver role.
+    Decide,
+    /// Materials: the applicant, a clerk of this department, or the coordinator.
+    Supply,
+    /// Withdrawal: the applicant or the coordinator.
+    Withdraw,
+    /// Compensation: the coordinator only.
+    Cancel,
+}
+
+/// An action in progress: its transaction, the loaded case, the version it had.
+struct Action_ {
+    txn: DatabaseTransaction,
+    case: CaseRecord,
+    before: (i64, State),
+    events: Pending,
+}
+
+impl<D: Department> CaseApi<D> {
+    /// The case service of `dept` over its database and outbox.
+    pub fn new(
+        dept: D,
+        db: DatabaseConnection,
+        outbox: Outbox,
+        catalog: Arc<Catalog>,
+        calendar: Arc<Calendar>,
+    ) -> Self {
+        Self { inner: Arc::new(Inner { dept, db, outbox, catalog, calendar, changed: tokio::sync::Notify::new() }) }
+    }
+
+    /// The department rules.
+    pub fn department(&self) -> &D {
+        &self.inner.dept
+    }
+
+    /// Tells the relay that a caller's transaction committed events.
+    pub fn wake_outbox(&self) {
+        self.inner.outbox.wake();
+    }
+}

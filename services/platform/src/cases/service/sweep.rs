@@ -1,0 +1,104 @@
+//! What runs on the clock: provisional approvals revoked when owed materials are
+//! overdue, and the case gauges.
+
+use super::*;
+
+impl<D: Department> CaseApi<D> {
+    /// Revokes provisional approvals whose owed material is overdue at `now` (each with its
+    /// event and reason `CASE_OWED_MATERIAL_OVERDUE`). Returns how many. The runtime calls
+    /// it periodically; tests call it with a chosen `now`.
+    ///
+    /// # Errors
+    /// A database failure (cases revoked before it stay revoked).
+    pub async fn revoke_overdue(&self, now: DateTime<Utc>) -> Result<usize> {
+        let overdue = row::Entity::find()
+            .filter(row::Column::Department.eq(self.inner.dept.name()))
+            .filter(row::Column::State.eq(State::ApprovedProvisionally.as_str()))
+            .filter(row::Column::DueAt.lt(now))
+            .all(&self.inner.db)
+            .await?;
+        let mut revoked = 0;
+        for m in overdue {
+            let txn = crate::db::begin_write(&self.inner.db).await?;
+            let mut case = load(&txn, &m.id).await?;
+            if case.state != State::ApprovedProvisionally || case.due_at.is_none_or(|d| d >= now) {
+                continue; // Supplied meanwhile.
+            }
+            let before = (case.version, case.state);
+            let mut events = Pending::new();
+            case.reason_code = Reason::CaseOwedMaterialOverdue.into();
+            case.reason_text = format!("owed materials not supplied in time: {}", case.missing_materials.join(", "));
+            self.step(&mut case, Action::Revoke, now, &mut events)?;
+            self.store_in(&txn, &case, before, events).await?;
+            txn.commit().await?;
+            tracing::info!(case_id = %case.id, "provisional approval revoked: owed material overdue");
+            revoked += 1;
+        }
+        if revoked > 0 {
+            self.inner.outbox.wake();
+        }
+        Ok(revoked)
+    }
+
+    /// Sets the case gauges of this department: cases by state, and open cases whose
+    /// running clock is past the due time at `now`. The runtime calls it periodically.
+    ///
+    /// # Errors
+    /// A database failure.
+    pub async fn record_gauges(&self, now: DateTime<Utc>) -> Result<()> {
+        use sea_orm::{PaginatorTrait, QuerySelect};
+        let dept = self.inner.dept.name();
+        let counts: Vec<(String, i64)> = row::Entity::find()
+            .select_only()
+            .column(row::Column::State)
+            .column_as(row::Column::Id.count(), "n")
+            .filter(row::Column::Department.eq(dept))
+            .group_by(row::Column::State)
+            .into_tuple()
+            .all(&self.inner.db)
+            .await?;
+        let overdue = row::Entity::find()
+            .filter(row::Column::Department.eq(dept))
+            .filter(row::Column::State.is_in(State::ALL.iter().filter(|s| s.is_open()).map(|s| s.as_str())))
+            .filter(row::Column::PausedSince.is_null())
+            .filter(row::Column::DueAt.lt(now))
+            .count(&self.inner.db)
+            .await?;
+        let m = crate::metrics::metrics();
+        // Every state, so a state that emptied reads 0 rather than its last count.
+        for state in State::ALL {
+            let n = counts.iter().find(|(s, _)| s == state.as_str()).map_or(0, |(_, n)| *n);
+            m.cases
+                .get_or_create(&crate::metrics::CaseStateLabels {
+                    department: dept.into(),
+                    state: state.as_str().into(),
+                })
+                .set(n);
+        }
+        m.cases_overdue
+            .get_or_create(&crate::metrics::DepartmentLabels { department: dept.into() })
+            .set(overdue as i64);
+        Ok(())
+    }
+
+    /// Keeps the case gauges current until `stop`: within five seconds of cases changing (so
+    /// a burst costs one refresh; each refresh counts the department's whole table, which
+    /// once a second was a full scan per second under load), and every 15 seconds, as the
+    /// clock makes cases overdue.
+    pub async fn run_gauges(self, stop: tokio_util::sync::CancellationToken) {
+        loop {
+            if let Err(e) = self.record_gauges(Utc::now()).await {
+                tracing::warn!(error = %e, "refreshing the case gauges failed");
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = self.inner.changed.notified() => {}
+                _ = tokio::time::sleep(std::time::Duration::from_secs(15)) => {}
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+            }
+        }
+    }
+}

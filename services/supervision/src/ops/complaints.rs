@@ -1,0 +1,149 @@
+//! Complaints: submitted once per key, then moved through 受理 → 核查 → 处置 → 反馈 →
+//! 整改, each step with its event.
+
+use super::*;
+
+impl Supervision {
+    /// Receives a complaint; the same caller's same key answers with the complaint it made.
+    ///
+    /// # Errors
+    /// PERMISSION_DENIED for anyone but applicants (online) and supervision staff;
+    /// INVALID_ARGUMENT for an unknown channel, an empty summary or key.
+    pub async fn submit_complaint(&self, p: &Principal, r: pb::SubmitComplaintRequest) -> Result<complaint::Model> {
+        // Who may complain at all is decided before the request is looked at.
+        authz::check(staff(p) || p.kind.is_applicant(), p, "SubmitComplaint", "complaints")?;
+        let channel = pb::Channel::try_from(r.channel).unwrap_or(pb::Channel::Unspecified);
+        let mut bad = Vec::new();
+        let v = |f: &str, d: &str| onething_platform::error::FieldViolation { field: f.into(), description: d.into() };
+        if channel == pb::Channel::Unspecified {
+            bad.push(v("channel", "CHANNEL_110, CHANNEL_12389, CHANNEL_CONSULTATION_LINE or CHANNEL_ONLINE"));
+        }
+        if r.summary.trim().is_empty() || r.summary.chars().count() > 2000 {
+            bad.push(v("summary", "required, at most 2000 characters"));
+        }
+        // A department of the mesh, not free text: an unbounded one made an event too large
+        // to publish, which held up the stream behind it.
+        if !crate::projection::STREAMS.contains(&r.department.trim()) || r.department.trim() == "coordinator" {
+            bad.push(v("department", "household, exit_entry, vehicle, liaison or supervision"));
+        }
+        if r.idempotency_key.trim().is_empty() || r.idempotency_key.len() > 128 {
+            bad.push(v("idempotency_key", "required, at most 128 characters"));
+        }
+        if let Some(e) = Error::from_violations(Reason::SupervisionInvalidRequest, bad) {
+            return Err(e);
+        }
+        // Online complaints come from citizens and enterprises; phone ones are entered by staff.
+        authz::check(
+            staff(p) || (channel == pb::Channel::Online && p.kind.is_applicant()),
+            p,
+            "SubmitComplaint",
+            "complaints",
+        )?;
+        // The key is the caller's: another's same key finds nothing of theirs.
+        let key = onething_platform::idempotency::scoped(p, &r.idempotency_key);
+        if let Some(m) =
+            complaint::Entity::find().filter(complaint::Column::IdempotencyKey.eq(key.clone())).one(&self.db).await?
+        {
+            let same = m.channel == channel.as_str_name()
+                && m.department == r.department.trim()
+                && m.summary == r.summary.trim();
+            if !same {
+                return Err(Error::failed_precondition(
+                    Reason::SupervisionIdempotencyKeyReused,
+                    "the key was used for another complaint",
+                ));
+            }
+            return Ok(m);
+        }
+        let now = Utc::now();
+        let m = complaint::Model {
+            id: format!("TS{}", now.format("%Y%m%d%H%M%S%f")),
+            idempotency_key: key,
+            channel: channel.as_str_name().into(),
+            department: r.department.trim().into(),
+            summary: r.summary.trim().into(),
+            step: pb::ComplaintStep::Accepted.as_str_name().into(),
+            next_step_due: Some(self.calendar.add_working_days(now, domain::FIRST_STEP_DAYS).at),
+            notes: "[]".into(),
+            created_at: now,
+        };
+        let txn = begin_write(&self.db).await?;
+        complaint::Entity::insert(complaint::ActiveModel::from(m.clone()).reset_all())
+            .exec_without_returning(&txn)
+            .await?;
+        self.outbox.enqueue(&txn, Self::complaint_event(&m, "accepted")).await?;
+        txn.commit().await?;
+        self.outbox.wake();
+        Ok(m)
+    }
+
+    pub(super) fn complaint_event(m: &complaint::Model, step: &str) -> OutgoingEvent {
+        OutgoingEvent::new(
+            format!("onething.supervision.v1.complaint.{step}"),
+            format!("complaints/{}", m.id),
+            &pb::ComplaintChanged {
+                complaint_id: m.id.clone(),
+                channel: pb::Channel::from_str_name(&m.channel).unwrap_or(pb::Channel::Unspecified) as i32,
+                department: m.department.clone(),
+                step: pb::ComplaintStep::from_str_name(&m.step).unwrap_or(pb::ComplaintStep::Unspecified) as i32,
+                next_step_due: m.next_step_due.map(timestamp),
+                occur_time: Some(timestamp(Utc::now())),
+            },
+        )
+    }
+
+    /// Moves a complaint to its next step (受理 → 核查 → 处置 → 反馈 → 整改).
+    ///
+    /// # Errors
+    /// PERMISSION_DENIED for anyone but supervision staff; FAILED_PRECONDITION out of order.
+    pub async fn advance_complaint(&self, p: &Principal, r: pb::AdvanceComplaintRequest) -> Result<complaint::Model> {
+        authz::check(staff(p), p, "AdvanceComplaint", &r.complaint_id)?;
+        if r.note.trim().is_empty() {
+            return Err(Error::invalid_field(Reason::SupervisionInvalidRequest, "note", "required"));
+        }
+        let txn = begin_write(&self.db).await?;
+        let m = complaint::Entity::find_by_id(r.complaint_id.clone())
+            .one(&txn)
+            .await?
+            .ok_or_else(|| Error::not_found(Reason::SupervisionComplaintNotFound, "no such complaint"))?;
+        let current = pb::ComplaintStep::from_str_name(&m.step).unwrap_or(pb::ComplaintStep::Unspecified);
+        let wanted = pb::ComplaintStep::try_from(r.step).unwrap_or(pb::ComplaintStep::Unspecified);
+        if domain::next_step(current).map(|(s, _)| s) != Some(wanted) {
+            return Err(Error::failed_precondition(
+                Reason::SupervisionComplaintOutOfOrder,
+                "steps follow 受理 → 核查 → 处置 → 反馈 → 整改",
+            ));
+        }
+        let mut notes: Vec<String> = serde_json::from_str(&m.notes).unwrap_or_default();
+        notes.push(format!(
+            "{}: {}",
+            wanted.as_str_name().trim_start_matches("COMPLAINT_STEP_").to_lowercase(),
+            r.note.trim()
+        ));
+        let mut next = m.clone();
+        next.step = wanted.as_str_name().into();
+        next.notes = serde_json::to_string(&notes).unwrap_or_else(|_| "[]".into());
+        next.next_step_due =
+            domain::next_step(wanted).map(|(_, days)| self.calendar.add_working_days(Utc::now(), days).at);
+        complaint::ActiveModel::from(next.clone()).reset_all().update(&txn).await?;
+        let step = wanted.as_str_name().trim_start_matches("COMPLAINT_STEP_").to_lowercase();
+        self.outbox.enqueue(&txn, Self::complaint_event(&next, &step)).await?;
+        txn.commit().await?;
+        self.outbox.wake();
+        Ok(next)
+    }
+}
+
+/// The API message of a complaint as `reader` sees it: staff notes for supervision staff
+/// only (a complainant sees the step and its deadline, not the investigators' notes).
+pub fn complaint_pb(m: &complaint::Model, reader: &Principal) -> pb::Complaint {
+    pb::Complaint {
+        complaint_id: m.id.clone(),
+        channel: pb::Channel::from_str_name(&m.channel).unwrap_or(pb::Channel::Unspecified) as i32,
+        department: m.department.clone(),
+        summary: m.summary.clone(),
+        step: pb::ComplaintStep::from_str_name(&m.step).unwrap_or(pb::ComplaintStep::Unspecified) as i32,
+        next_step_due: m.next_step_due.map(timestamp),
+        notes: if staff(reader) { serde_json::from_str(&m.notes).unwrap_or_default() } else { Vec::new() },
+    }
+}
