@@ -6,7 +6,7 @@ use crate::{
     domain,
     store::{household, person, residence_permit},
 };
-use chrono::{NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use onething_platform::reason::Reason;
 use onething_platform::{
     cases::{ApplicantRecord, CaseRecord, CaseResult, Department, Form, Refusal},
@@ -103,46 +103,7 @@ impl Department for Household {
         let now = Utc::now();
         let mut result = CaseResult::new();
         match case.matter_code.as_str() {
-            "household.birth_registration" => {
-                let parent = living(txn, case.field("parent_id_number")).await?.map_err(refused)?;
-                let home = household::Entity::find_by_id(parent.household_number.clone())
-                    .one(txn)
-                    .await?
-                    .ok_or_else(|| Error::internal(anyhow::anyhow!("a person's household is missing")))?;
-                let born = parse_date(case.field("birth_date"))?;
-                let id = assign_id(txn, &home.region_code, born, case.field("child_sex")).await?;
-                let inserted = person::Entity::insert(person::ActiveModel {
-                    id_number: Set(id.expose().to_string()),
-                    name: Set(case.field("child_name").to_string()),
-                    birth_date: Set(case.field("birth_date").to_string()),
-                    sex: Set(case.field("child_sex").to_string()),
-                    household_number: Set(home.household_number.clone()),
-                    status: Set("active".into()),
-                    death_date: Set(None),
-                    birth_certificate_number: Set(Some(case.field("birth_certificate_number").to_string())),
-                    created_at: Set(now),
-                })
-                .exec_without_returning(txn)
-                .await;
-                conflict_is_retry(inserted)?;
-                events.push(
-                    OutgoingEvent::new(
-                        "onething.household.v1.person.born",
-                        format!("persons/{}", id.expose()),
-                        &pb::PersonBorn {
-                            id_number: id.expose().to_string(),
-                            birth_date: case.field("birth_date").to_string(),
-                            household_number: home.household_number.clone(),
-                            case_id: case.id.clone(),
-                            occur_time: Some(onething_platform::cases::timestamp(now)),
-                        },
-                    )
-                    .of_new_subject(),
-                );
-                tracing::info!(case_id = %case.id, new_id = %id, "birth registered");
-                result.insert("new_id_number".into(), id.expose().to_string());
-                result.insert("household_number".into(), home.household_number);
-            }
+            "household.birth_registration" => register_birth(txn, events, case, now, &mut result).await?,
             "household.certificate" => {
                 result.insert("certificate_number".into(), case.document_number("HJZM"));
             }
@@ -152,75 +113,10 @@ impl Department for Household {
                 result.insert("household_number".into(), p.household_number);
                 result.insert("purpose".into(), case.field("purpose").to_string());
             }
-            "household.residence_permit" => {
-                let number = case.document_number("JZZ");
-                let valid_until = (now.date_naive() + chrono::Months::new(12)).format("%Y-%m-%d").to_string();
-                residence_permit::Entity::insert(residence_permit::ActiveModel {
-                    permit_number: Set(number.clone()),
-                    id_number: Set(case.applicant.identifier.clone()),
-                    address: Set(case.field("residence_address").to_string()),
-                    valid_until: Set(valid_until.clone()),
-                    case_id: Set(case.id.clone()),
-                    created_at: Set(now),
-                })
-                .exec_without_returning(txn)
-                .await?;
-                result.insert("residence_permit_number".into(), number);
-                result.insert("valid_until".into(), valid_until);
-            }
-            "household.deregistration" => {
-                let p = living(txn, case.field("subject_id_number")).await?.map_err(refused)?;
-                person::Entity::update_many()
-                    .set(person::ActiveModel {
-                        status: Set("deceased".into()),
-                        death_date: Set(Some(case.field("death_date").to_string())),
-                        ..Default::default()
-                    })
-                    .filter(person::Column::IdNumber.eq(p.id_number.clone()))
-                    .filter(person::Column::Status.eq("active"))
-                    .exec(txn)
-                    .await?;
-                events.push(OutgoingEvent::new(
-                    "onething.household.v1.person.deceased",
-                    format!("persons/{}", p.id_number),
-                    &pb::PersonDeceased {
-                        id_number: p.id_number.clone(),
-                        death_date: case.field("death_date").to_string(),
-                        case_id: case.id.clone(),
-                        occur_time: Some(onething_platform::cases::timestamp(now)),
-                    },
-                ));
-                result.insert("deregistration_number".into(), case.document_number("HKZX"));
-            }
+            "household.residence_permit" => issue_residence_permit(txn, case, now, &mut result).await?,
+            "household.deregistration" => deregister(txn, events, case, now, &mut result).await?,
             "household.collective_household" => {
-                let code = CreditCode::parse(&case.applicant.identifier)
-                    .map_err(|_| Error::internal(anyhow::anyhow!("stored credit code does not parse")))?;
-                let number = next_household_number(txn, code.region()).await?;
-                let inserted = household::Entity::insert(household::ActiveModel {
-                    household_number: Set(number.clone()),
-                    kind: Set("collective".into()),
-                    region_code: Set(code.region().to_string()),
-                    address: Set(case.field("premises_address").to_string()),
-                    credit_code: Set(code.as_str().to_string()),
-                    created_at: Set(now),
-                })
-                .exec_without_returning(txn)
-                .await;
-                conflict_is_retry(inserted)?;
-                events.push(
-                    OutgoingEvent::new(
-                        "onething.household.v1.collective_household.established",
-                        format!("households/{number}"),
-                        &pb::CollectiveHouseholdEstablished {
-                            household_number: number.clone(),
-                            credit_code: code.as_str().to_string(),
-                            case_id: case.id.clone(),
-                            occur_time: Some(onething_platform::cases::timestamp(now)),
-                        },
-                    )
-                    .of_new_subject(),
-                );
-                result.insert("household_number".into(), number);
+                establish_collective_household(txn, events, case, now, &mut result).await?
             }
             "household.id_card_expedited" => {
                 living(txn, case.field("subject_id_number")).await?.map_err(refused)?;
@@ -232,6 +128,152 @@ impl Department for Household {
         }
         Ok(result)
     }
+}
+
+/// A birth (出生登记): the child gets an ID number in the parent's household; `person.born`.
+async fn register_birth(
+    txn: &DatabaseTransaction,
+    events: &mut Vec<OutgoingEvent>,
+    case: &CaseRecord,
+    now: DateTime<Utc>,
+    result: &mut CaseResult,
+) -> Result<()> {
+    let parent = living(txn, case.field("parent_id_number")).await?.map_err(refused)?;
+    let home = household::Entity::find_by_id(parent.household_number.clone())
+        .one(txn)
+        .await?
+        .ok_or_else(|| Error::internal(anyhow::anyhow!("a person's household is missing")))?;
+    let born = parse_date(case.field("birth_date"))?;
+    let id = assign_id(txn, &home.region_code, born, case.field("child_sex")).await?;
+    let inserted = person::Entity::insert(person::ActiveModel {
+        id_number: Set(id.expose().to_string()),
+        name: Set(case.field("child_name").to_string()),
+        birth_date: Set(case.field("birth_date").to_string()),
+        sex: Set(case.field("child_sex").to_string()),
+        household_number: Set(home.household_number.clone()),
+        status: Set("active".into()),
+        death_date: Set(None),
+        birth_certificate_number: Set(Some(case.field("birth_certificate_number").to_string())),
+        created_at: Set(now),
+    })
+    .exec_without_returning(txn)
+    .await;
+    conflict_is_retry(inserted)?;
+    events.push(
+        OutgoingEvent::new(
+            "onething.household.v1.person.born",
+            format!("persons/{}", id.expose()),
+            &pb::PersonBorn {
+                id_number: id.expose().to_string(),
+                birth_date: case.field("birth_date").to_string(),
+                household_number: home.household_number.clone(),
+                case_id: case.id.clone(),
+                occur_time: Some(onething_platform::cases::timestamp(now)),
+            },
+        )
+        .of_new_subject(),
+    );
+    tracing::info!(case_id = %case.id, new_id = %id, "birth registered");
+    result.insert("new_id_number".into(), id.expose().to_string());
+    result.insert("household_number".into(), home.household_number);
+    Ok(())
+}
+
+/// A residence permit (居住证), valid for twelve months.
+async fn issue_residence_permit(
+    txn: &DatabaseTransaction,
+    case: &CaseRecord,
+    now: DateTime<Utc>,
+    result: &mut CaseResult,
+) -> Result<()> {
+    let number = case.document_number("JZZ");
+    let valid_until = (now.date_naive() + chrono::Months::new(12)).format("%Y-%m-%d").to_string();
+    residence_permit::Entity::insert(residence_permit::ActiveModel {
+        permit_number: Set(number.clone()),
+        id_number: Set(case.applicant.identifier.clone()),
+        address: Set(case.field("residence_address").to_string()),
+        valid_until: Set(valid_until.clone()),
+        case_id: Set(case.id.clone()),
+        created_at: Set(now),
+    })
+    .exec_without_returning(txn)
+    .await?;
+    result.insert("residence_permit_number".into(), number);
+    result.insert("valid_until".into(), valid_until);
+    Ok(())
+}
+
+/// A deregistration on death (死亡注销): the person marked deceased; `person.deceased`.
+async fn deregister(
+    txn: &DatabaseTransaction,
+    events: &mut Vec<OutgoingEvent>,
+    case: &CaseRecord,
+    now: DateTime<Utc>,
+    result: &mut CaseResult,
+) -> Result<()> {
+    let p = living(txn, case.field("subject_id_number")).await?.map_err(refused)?;
+    person::Entity::update_many()
+        .set(person::ActiveModel {
+            status: Set("deceased".into()),
+            death_date: Set(Some(case.field("death_date").to_string())),
+            ..Default::default()
+        })
+        .filter(person::Column::IdNumber.eq(p.id_number.clone()))
+        .filter(person::Column::Status.eq("active"))
+        .exec(txn)
+        .await?;
+    events.push(OutgoingEvent::new(
+        "onething.household.v1.person.deceased",
+        format!("persons/{}", p.id_number),
+        &pb::PersonDeceased {
+            id_number: p.id_number.clone(),
+            death_date: case.field("death_date").to_string(),
+            case_id: case.id.clone(),
+            occur_time: Some(onething_platform::cases::timestamp(now)),
+        },
+    ));
+    result.insert("deregistration_number".into(), case.document_number("HKZX"));
+    Ok(())
+}
+
+/// An enterprise's collective household (集体户): a new household number;
+/// `collective_household.established`.
+async fn establish_collective_household(
+    txn: &DatabaseTransaction,
+    events: &mut Vec<OutgoingEvent>,
+    case: &CaseRecord,
+    now: DateTime<Utc>,
+    result: &mut CaseResult,
+) -> Result<()> {
+    let code = CreditCode::parse(&case.applicant.identifier)
+        .map_err(|_| Error::internal(anyhow::anyhow!("stored credit code does not parse")))?;
+    let number = next_household_number(txn, code.region()).await?;
+    let inserted = household::Entity::insert(household::ActiveModel {
+        household_number: Set(number.clone()),
+        kind: Set("collective".into()),
+        region_code: Set(code.region().to_string()),
+        address: Set(case.field("premises_address").to_string()),
+        credit_code: Set(code.as_str().to_string()),
+        created_at: Set(now),
+    })
+    .exec_without_returning(txn)
+    .await;
+    conflict_is_retry(inserted)?;
+    events.push(
+        OutgoingEvent::new(
+            "onething.household.v1.collective_household.established",
+            format!("households/{number}"),
+            &pb::CollectiveHouseholdEstablished {
+                household_number: number.clone(),
+                credit_code: code.as_str().to_string(),
+                case_id: case.id.clone(),
+                occur_time: Some(onething_platform::cases::timestamp(now)),
+            },
+        )
+        .of_new_subject(),
+    );
+    result.insert("household_number".into(), number);
+    Ok(())
 }
 
 /// The person a death is reported for, when the report may be taken: entered at a

@@ -146,105 +146,102 @@ const BUNDLE_BUCKETS: [f64; 12] =
 
 impl Metrics {
     fn new() -> Self {
-        let mut registry = Registry::with_prefix("onething");
-        let rpc_requests = Family::<RpcLabels, Counter>::default();
-        registry.register(
-            "grpc_server_requests",
-            "Finished gRPC requests by method and status code",
-            rpc_requests.clone(),
-        );
-        let rpc_duration = Family::<MethodLabels, Histogram>::new_with_constructor(
-            (|| Histogram::new(exponential_buckets(0.001, 2.0, 14))) as fn() -> Histogram,
-        );
-        registry.register_with_unit(
-            "grpc_server_duration",
-            "gRPC handling time until the response headers",
-            prometheus_client::registry::Unit::Seconds,
-            rpc_duration.clone(),
-        );
-        let events_published = Family::<SubjectLabels, Counter>::default();
-        registry.register("events_published", "Events acknowledged by JetStream", events_published.clone());
-        let events_publish_failed = Family::<SubjectLabels, Counter>::default();
-        registry.register(
-            "events_publish_failed",
-            "Events a failed publish round left unsent; they stay in the outbox and are retried",
-            events_publish_failed.clone(),
-        );
-        let events_consumed = Family::<ConsumeLabels, Counter>::default();
-        registry.register(
-            "events_consumed",
-            "Events handled by a consumer: applied, duplicate (already applied), known (state already had it) or failed (redelivered)",
-            events_consumed.clone(),
-        );
-        let outbox_backlog = Family::<ServiceLabels, Gauge>::default();
-        registry.register("outbox_backlog", "Outbox rows not yet acknowledged by JetStream", outbox_backlog.clone());
-        let outbox_oldest_age = Family::<ServiceLabels, Gauge>::default();
-        registry.register_with_unit(
-            "outbox_oldest_age",
-            "Age of the oldest unsent outbox row (0 when none)",
-            prometheus_client::registry::Unit::Seconds,
-            outbox_oldest_age.clone(),
-        );
-        let consumer_lag = Family::<ConsumerLabels, Gauge>::default();
-        registry.register(
-            "consumer_lag",
-            "Messages in the stream not yet delivered to the consumer (JetStream num_pending)",
-            consumer_lag.clone(),
-        );
-        let events_dead_lettered = Family::<ConsumerLabels, Counter>::default();
-        registry.register(
-            "events_dead_lettered",
-            "Messages a consumer gave up on (undecodable, or failing after the last redelivery), now in ONETHING_DLQ",
-            events_dead_lettered.clone(),
-        );
-        let outbox_quarantined = Family::<ServiceLabels, Counter>::default();
-        registry.register(
-            "outbox_quarantined",
-            "Outbox rows that could not be published and were moved to the quarantine (onething outbox list)",
-            outbox_quarantined.clone(),
-        );
-        let outbox_dead = Family::<ServiceLabels, Gauge>::default();
-        registry.register("outbox_dead", "Rows waiting in the outbox quarantine", outbox_dead.clone());
-        let outbox_republished = Family::<ServiceLabels, Counter>::default();
-        registry.register(
-            "outbox_republished",
-            "Acknowledged events the reconciliation found missing from their stream and published again",
-            outbox_republished.clone(),
-        );
-        let bundle_duration = Family::<BundleLabels, Histogram>::new_with_constructor(
-            (|| Histogram::new(BUNDLE_BUCKETS)) as fn() -> Histogram,
-        );
-        registry.register_with_unit(
-            "bundle_duration",
-            "Submit to final state of bundles, by bundle code and outcome",
-            prometheus_client::registry::Unit::Seconds,
-            bundle_duration.clone(),
-        );
-        let cases = Family::<CaseStateLabels, Gauge>::default();
-        registry.register("cases", "A department's cases by state", cases.clone());
-        let cases_overdue = Family::<DepartmentLabels, Gauge>::default();
-        registry.register(
-            "cases_overdue",
-            "A department's open cases whose running clock is past the due time",
-            cases_overdue.clone(),
-        );
+        let mut r = Registry::with_prefix("onething");
+        let registry = &mut r;
         Self {
-            registry,
-            consumer_lag,
-            events_dead_lettered,
-            outbox_quarantined,
-            outbox_dead,
-            outbox_republished,
-            bundle_duration,
-            cases,
-            cases_overdue,
-            rpc_requests,
-            rpc_duration,
-            events_published,
-            events_publish_failed,
-            events_consumed,
-            outbox_backlog,
-            outbox_oldest_age,
+            rpc_requests: family(
+                registry,
+                "grpc_server_requests",
+                "Finished gRPC requests by method and status code",
+                Family::<RpcLabels, Counter>::default(),
+            ),
+            rpc_duration: seconds(
+                registry,
+                "grpc_server_duration",
+                "gRPC handling time until the response headers",
+                Family::new_with_constructor(
+                    (|| Histogram::new(exponential_buckets(0.001, 2.0, 14))) as fn() -> Histogram,
+                ),
+            ),
+            events_published: family(
+                registry,
+                "events_published",
+                "Events acknowledged by JetStream",
+                Family::<SubjectLabels, Counter>::default(),
+            ),
+            events_publish_failed: family(
+                registry,
+                "events_publish_failed",
+                "Events a failed publish round left unsent; they stay in the outbox and are retried",
+                Family::<SubjectLabels, Counter>::default(),
+            ),
+            events_consumed: family(
+                registry,
+                "events_consumed",
+                "Events handled by a consumer: applied, duplicate (already applied), known (state already had it) or failed (redelivered)",
+                Family::<ConsumeLabels, Counter>::default(),
+            ),
+            outbox_backlog: family(
+                registry,
+                "outbox_backlog",
+                "Outbox rows not yet acknowledged by JetStream",
+                Family::<ServiceLabels, Gauge>::default(),
+            ),
+            outbox_oldest_age: seconds(
+                registry,
+                "outbox_oldest_age",
+                "Age of the oldest unsent outbox row (0 when none)",
+                Family::<ServiceLabels, Gauge>::default(),
+            ),
+            consumer_lag: family(
+                registry,
+                "consumer_lag",
+                "Messages in the stream not yet delivered to the consumer (JetStream num_pending)",
+                Family::<ConsumerLabels, Gauge>::default(),
+            ),
+            events_dead_lettered: family(
+                registry,
+                "events_dead_lettered",
+                "Messages a consumer gave up on (undecodable, or failing after the last redelivery), now in ONETHING_DLQ",
+                Family::<ConsumerLabels, Counter>::default(),
+            ),
+            outbox_quarantined: family(
+                registry,
+                "outbox_quarantined",
+                "Outbox rows that could not be published and were moved to the quarantine (onething outbox list)",
+                Family::<ServiceLabels, Counter>::default(),
+            ),
+            outbox_dead: family(
+                registry,
+                "outbox_dead",
+                "Rows waiting in the outbox quarantine",
+                Family::<ServiceLabels, Gauge>::default(),
+            ),
+            outbox_republished: family(
+                registry,
+                "outbox_republished",
+                "Acknowledged events the reconciliation found missing from their stream and published again",
+                Family::<ServiceLabels, Counter>::default(),
+            ),
+            bundle_duration: seconds(
+                registry,
+                "bundle_duration",
+                "Submit to final state of bundles, by bundle code and outcome",
+                Family::new_with_constructor((|| Histogram::new(BUNDLE_BUCKETS)) as fn() -> Histogram),
+            ),
+            cases: family(
+                registry,
+                "cases",
+                "A department's cases by state",
+                Family::<CaseStateLabels, Gauge>::default(),
+            ),
+            cases_overdue: family(
+                registry,
+                "cases_overdue",
+                "A department's open cases whose running clock is past the due time",
+                Family::<DepartmentLabels, Gauge>::default(),
+            ),
+            registry: r,
         }
     }
 
@@ -463,6 +460,28 @@ pub fn code_name(code: tonic::Code) -> &'static str {
         DataLoss => "DATA_LOSS",
         Unauthenticated => "UNAUTHENTICATED",
     }
+}
+
+/// Registers `metric` under `name` and returns it.
+fn family<M: prometheus_client::registry::Metric + Clone>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    metric: M,
+) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
+/// Registers `metric`, measured in seconds, under `name` and returns it.
+fn seconds<M: prometheus_client::registry::Metric + Clone>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    metric: M,
+) -> M {
+    registry.register_with_unit(name, help, prometheus_client::registry::Unit::Seconds, metric.clone());
+    metric
 }
 
 #[cfg(test)]

@@ -191,18 +191,7 @@ const AFTER: &str = "after the load";
 /// written. Bundles that fail are counted in the report, not errors.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let started = chrono::Utc::now();
-    let (levels, limit, bound_for) = if args.smoke {
-        (vec![1, 2], load::Limit { for_: Duration::from_secs(60), bundles: Some(4) }, Duration::from_millis(500))
-    } else {
-        if args.levels.is_empty() || args.levels.contains(&0) {
-            bail!("--levels: positive concurrencies, e.g. 1,2,4,8");
-        }
-        (
-            args.levels.clone(),
-            load::Limit { for_: Duration::from_secs(args.seconds.max(1)), bundles: None },
-            Duration::from_secs(args.bound_seconds.max(1)),
-        )
-    };
+    let (levels, limit, bound_for) = plan(&args)?;
     let run_dir = args.out.join(format!("run-{}", started.format("%Y%m%dT%H%M%SZ")));
     std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
     let exe = std::env::current_exe().context("finding the onething binary")?;
@@ -229,14 +218,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let coordinator = services.endpoint("coordinator").context("no coordinator")?.to_string();
     let driver = load::Driver::connect(&coordinator, &nats.url, minter).await?;
 
-    let mut targets: Vec<procs::Target> = services
-        .all
-        .iter()
-        .map(|p| procs::Target { name: p.name.clone(), watched: procs::Watched::Pid(p.pid()) })
-        .collect();
-    targets.push(procs::Target { name: "nats-server".into(), watched: procs::Watched::Pid(nats.pid()) });
-    targets.push(procs::Target { name: "postgres (all)".into(), watched: procs::Watched::Named("postgres".into()) });
-    targets.push(procs::Target { name: "bench driver".into(), watched: procs::Watched::Pid(std::process::id()) });
+    let targets = watched(&services, &nats);
 
     eprintln!("bench: warming up");
     // Plans are made for the tables as they are: statements prepared while the tables are
@@ -253,11 +235,82 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let counted_from = Counters::read(&admin, &js, dbs.made()).await?;
     let completed_from = driver.submitted();
 
+    let (phases, peak, half_peak) = phases(&driver, &targets, &levels, limit).await;
+
+    quiesce(&js).await;
+    let counted_to = Counters::read(&admin, &js, dbs.made()).await?;
+    let bundles = (driver.submitted() - completed_from).max(1) as f64;
+    let work = Work::between(&counted_from, &counted_to, bundles);
+    // The bound again, the services stopped: on a shared machine one measurement can be
+    // caught by a slow moment of the disk, and the best of the two counts.
+    drop(driver);
+    drop(services);
+    eprintln!("bench: measuring the bound again");
+    js_bound.extend(bound::jetstream(&nats.url, &[1, 4], bound_for, AFTER).await?);
+    pg_bound.extend(bound::postgres(&bound_db, &[8, 32], bound_for, AFTER).await?);
+    let cpu = cpu_of_peak(&phases, &half_peak, &js_bound, &pg_bound, &work);
+    let bound = Bound::of(js_bound, pg_bound, work);
+    let report = Report {
+        started: started.to_rfc3339(),
+        smoke: args.smoke,
+        machine: machine(&admin, &args).await,
+        peak_bundles_per_second: peak,
+        ratio: load::round(peak / bound.bundles_per_second.max(1e-9)),
+        bound,
+        levels: phases,
+        half_peak,
+        cpu,
+    };
+    drop(dbs);
+    drop(nats);
+    write(&args.out, &started, &report)?;
+    Ok(())
+}
+
+/// The concurrency levels, how long (or how many bundles) each runs, and how long each
+/// bound measurement takes: small for `--smoke`.
+fn plan(args: &BenchArgs) -> anyhow::Result<(Vec<usize>, load::Limit, Duration)> {
+    Ok(if args.smoke {
+        (vec![1, 2], load::Limit { for_: Duration::from_secs(60), bundles: Some(4) }, Duration::from_millis(500))
+    } else {
+        if args.levels.is_empty() || args.levels.contains(&0) {
+            bail!("--levels: positive concurrencies, e.g. 1,2,4,8");
+        }
+        (
+            args.levels.clone(),
+            load::Limit { for_: Duration::from_secs(args.seconds.max(1)), bundles: None },
+            Duration::from_secs(args.bound_seconds.max(1)),
+        )
+    })
+}
+
+/// The processes whose CPU time each phase accounts: the services, nats-server, every
+/// PostgreSQL process and the driver itself.
+fn watched(services: &mesh::Services, nats: &mesh::Nats) -> Vec<procs::Target> {
+    let mut targets: Vec<procs::Target> = services
+        .all
+        .iter()
+        .map(|p| procs::Target { name: p.name.clone(), watched: procs::Watched::Pid(p.pid()) })
+        .collect();
+    targets.push(procs::Target { name: "nats-server".into(), watched: procs::Watched::Pid(nats.pid()) });
+    targets.push(procs::Target { name: "postgres (all)".into(), watched: procs::Watched::Named("postgres".into()) });
+    targets.push(procs::Target { name: "bench driver".into(), watched: procs::Watched::Pid(std::process::id()) });
+    targets
+}
+
+/// Each level of closed load in turn, then open load at half the peak; returns the
+/// levels' results, the peak and the half-peak result.
+async fn phases(
+    driver: &load::Driver,
+    targets: &[procs::Target],
+    levels: &[usize],
+    limit: load::Limit,
+) -> (Vec<load::Phase>, f64, load::Phase) {
     let mut phases = Vec::new();
-    for &c in &levels {
-        let before = procs::sample(&targets);
-        let (outcomes, secs) = load::closed(&driver, c, limit).await;
-        let usage = procs::usage(&targets, &before, &procs::sample(&targets));
+    for &c in levels {
+        let before = procs::sample(targets);
+        let (outcomes, secs) = load::closed(driver, c, limit).await;
+        let usage = procs::usage(targets, &before, &procs::sample(targets));
         let phase = load::summarise(c, 0.0, &outcomes, secs, usage);
         eprintln!(
             "bench: {c:>3} applicants: {:>7.1} bundles/s  p50 {:>7.1} ms  p99 {:>7.1} ms  failed {}",
@@ -267,79 +320,90 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     let peak = phases.iter().map(|p| p.bundles_per_second).fold(0.0, f64::max);
     let half = (peak / 2.0).max(0.5);
-    let before = procs::sample(&targets);
-    let (outcomes, secs) = load::open(&driver, half, limit).await;
-    let usage = procs::usage(&targets, &before, &procs::sample(&targets));
+    let before = procs::sample(targets);
+    let (outcomes, secs) = load::open(driver, half, limit).await;
+    let usage = procs::usage(targets, &before, &procs::sample(targets));
     let half_peak = load::summarise(0, half, &outcomes, secs, usage);
     eprintln!(
         "bench: half peak {half:.1}/s offered: {:.1} bundles/s  p50 {:.1} ms  p99 {:.1} ms  failed {}",
         half_peak.bundles_per_second, half_peak.p50_ms, half_peak.p99_ms, half_peak.failed
     );
+    (phases, peak, half_peak)
+}
 
-    quiesce(&js).await;
-    let counted_to = Counters::read(&admin, &js, dbs.made()).await?;
-    let bundles = (driver.submitted() - completed_from).max(1) as f64;
-    let events = (counted_to.messages - counted_from.messages) as f64 / bundles;
-    let writes = (counted_to.next_xid - counted_from.next_xid) as f64 / bundles;
-    let by_service: std::collections::BTreeMap<String, f64> = counted_to
-        .commits
-        .iter()
-        .filter(|(label, _)| mesh::SERVICES.contains(&label.as_str()))
-        .map(|(label, n)| {
-            (label.clone(), load::round((n - counted_from.commits.get(label).unwrap_or(n)) as f64 / bundles))
-        })
-        .collect();
-    let commits: f64 = by_service.values().sum();
-    // The bound again, the services stopped: on a shared machine one measurement can be
-    // caught by a slow moment of the disk, and the best of the two counts.
-    drop(driver);
-    drop(services);
-    eprintln!("bench: measuring the bound again");
-    js_bound.extend(bound::jetstream(&nats.url, &[1, 4], bound_for, AFTER).await?);
-    pg_bound.extend(bound::postgres(&bound_db, &[8, 32], bound_for, AFTER).await?);
-    let js_bundles = bound::best(&js_bound) / events.max(1e-9);
-    let pg_bundles = bound::best(&pg_bound) / writes.max(1e-9);
-    let bound_bundles = js_bundles.min(pg_bundles);
-    let peak_phase = phases.iter().max_by(|a, b| a.bundles_per_second.total_cmp(&b.bundles_per_second));
-    let cpu = match peak_phase {
-        Some(p) if pg_bundles <= js_bundles => CpuAccount::new(p, "postgres", bound::best_of(&pg_bound), writes),
-        Some(p) => CpuAccount::new(p, "jetstream", bound::best_of(&js_bound), events),
-        None => CpuAccount::new(&half_peak, "postgres", None, 0.0),
-    };
-    let report = Report {
-        started: started.to_rfc3339(),
-        smoke: args.smoke,
-        machine: Machine {
-            cpus: std::thread::available_parallelism().map_or(1, usize::from),
-            postgres: scalar(&admin, "SELECT version()").await.unwrap_or_default(),
-            nats_server: std::process::Command::new(&args.nats_server)
-                .arg("--version")
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-                .unwrap_or_default(),
-            nats_sync_interval: args.nats_sync.clone(),
-        },
-        bound: Bound {
-            jetstream: round_all(js_bound),
-            postgres: round_all(pg_bound),
-            events_per_bundle: load::round(events),
-            write_transactions_per_bundle: load::round(writes),
-            commits_per_bundle: load::round(commits),
-            commits_per_bundle_by_service: by_service,
+/// What the benchmark ran on.
+async fn machine(admin: &DatabaseConnection, args: &BenchArgs) -> Machine {
+    Machine {
+        cpus: std::thread::available_parallelism().map_or(1, usize::from),
+        postgres: scalar(admin, "SELECT version()").await.unwrap_or_default(),
+        nats_server: std::process::Command::new(&args.nats_server)
+            .arg("--version")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default(),
+        nats_sync_interval: args.nats_sync.clone(),
+    }
+}
+
+/// What one bundle cost, counted between two readings: events published, write
+/// transactions, and commits per service.
+struct Work {
+    events: f64,
+    writes: f64,
+    by_service: std::collections::BTreeMap<String, f64>,
+}
+
+impl Work {
+    fn between(from: &Counters, to: &Counters, bundles: f64) -> Self {
+        let by_service = to
+            .commits
+            .iter()
+            .filter(|(label, _)| mesh::SERVICES.contains(&label.as_str()))
+            .map(|(label, n)| (label.clone(), load::round((n - from.commits.get(label).unwrap_or(n)) as f64 / bundles)))
+            .collect();
+        Self {
+            events: (to.messages - from.messages) as f64 / bundles,
+            writes: (to.next_xid - from.next_xid) as f64 / bundles,
+            by_service,
+        }
+    }
+}
+
+impl Bound {
+    /// The bound in bundles per second: the best broker and database rates divided by what
+    /// one bundle needs of each; the lower of the two.
+    fn of(js: Vec<bound::Throughput>, pg: Vec<bound::Throughput>, work: Work) -> Self {
+        let js_bundles = bound::best(&js) / work.events.max(1e-9);
+        let pg_bundles = bound::best(&pg) / work.writes.max(1e-9);
+        Bound {
+            jetstream: round_all(js),
+            postgres: round_all(pg),
+            events_per_bundle: load::round(work.events),
+            write_transactions_per_bundle: load::round(work.writes),
+            commits_per_bundle: load::round(work.by_service.values().sum()),
+            commits_per_bundle_by_service: work.by_service,
             jetstream_bundles_per_second: load::round(js_bundles),
             postgres_bundles_per_second: load::round(pg_bundles),
-            bundles_per_second: load::round(bound_bundles),
-        },
-        peak_bundles_per_second: peak,
-        ratio: load::round(peak / bound_bundles.max(1e-9)),
-        levels: phases,
-        half_peak,
-        cpu,
-    };
-    drop(dbs);
-    drop(nats);
-    write(&args.out, &started, &report)?;
-    Ok(())
+            bundles_per_second: load::round(js_bundles.min(pg_bundles)),
+        }
+    }
+}
+
+/// Where the CPU of the peak level went, beside the bound that limits it.
+fn cpu_of_peak(
+    phases: &[load::Phase],
+    half_peak: &load::Phase,
+    js: &[bound::Throughput],
+    pg: &[bound::Throughput],
+    work: &Work,
+) -> CpuAccount {
+    let js_bundles = bound::best(js) / work.events.max(1e-9);
+    let pg_bundles = bound::best(pg) / work.writes.max(1e-9);
+    match phases.iter().max_by(|a, b| a.bundles_per_second.total_cmp(&b.bundles_per_second)) {
+        Some(p) if pg_bundles <= js_bundles => CpuAccount::new(p, "postgres", bound::best_of(pg), work.writes),
+        Some(p) => CpuAccount::new(p, "jetstream", bound::best_of(js), work.events),
+        None => CpuAccount::new(half_peak, "postgres", None, 0.0),
+    }
 }
 
 fn round_all(v: Vec<bound::Throughput>) -> Vec<bound::Throughput> {

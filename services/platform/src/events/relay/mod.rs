@@ -27,6 +27,7 @@ use std::{
     sync::{Arc, atomic::Ordering},
     time::Duration,
 };
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// Publishes outbox rows to JetStream.
@@ -334,93 +335,14 @@ impl Relay {
         let reconciler =
             super::reconcile::Reconciler::new(self.db.clone(), self.js.clone(), &self.department, &self.settings);
         let reconciling = tokio::spawn(reconciler.run(shutdown.clone()));
-        let poll = Duration::from_millis(Ord::max(self.settings.poll_interval_ms, 10));
-        let mut backoff = Duration::from_millis(100);
-        let mut stream_ready = false;
-        let mut last_prune = tokio::time::Instant::now();
-        let mut last_gauges: Option<tokio::time::Instant> = None;
-        let mut gauges_stale = true;
-        let mut last_mark = tokio::time::Instant::now();
-        // The outbox is read when a writer asks (`wake`), every poll interval (rows of
-        // other replicas, rows whose writer did not hand them over), and after a full
-        // batch; woken only by handed-over rows, the relay publishes just those.
-        let mut last_read: Option<tokio::time::Instant> = None;
-        let mut full = false;
+        let mut pace = Pace::new(Duration::from_millis(Ord::max(self.settings.poll_interval_ms, 10)));
         loop {
-            if !stream_ready {
-                match super::nats::ensure_stream(&self.js, &self.department, self.replicas).await {
-                    Ok(()) => stream_ready = true,
-                    Err(e) => {
-                        tracing::warn!(error = %format!("{e:#}"), "stream not ready; outbox waits")
-                    }
-                }
-            }
-            let mut delay = poll;
-            if stream_ready {
-                let read = self.signals.read_wanted.swap(false, Ordering::AcqRel)
-                    || full
-                    || last_read.is_none_or(|t| t.elapsed() >= poll);
-                if read {
-                    last_read = Some(tokio::time::Instant::now());
-                }
-                // A round never waits for ever: whatever it awaits (the database, the
-                // broker) is given up after ROUND_LIMIT, and its rows are read again.
-                let round = tokio::time::timeout(ROUND_LIMIT, self.publish(read)).await.unwrap_or_else(|_| {
-                    self.read_back();
-                    Err(anyhow::anyhow!("a round took longer than {} s; given up", ROUND_LIMIT.as_secs()))
-                });
-                match round {
-                    Ok(n) => {
-                        gauges_stale |= n > 0;
-                        backoff = Duration::from_millis(100);
-                        full = n as u64 >= self.settings.batch_size;
-                        if full {
-                            delay = Duration::ZERO;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %format!("{e:#}"), retry_in_ms = backoff.as_millis() as u64, "outbox relay failed; rows kept");
-                        delay = backoff;
-                        backoff = (backoff * 2).min(Duration::from_secs(10));
-                        stream_ready = false;
-                    }
-                }
-            }
-            if !stream_ready {
-                // Handed rows unsent are in the outbox: read them back once NATS is there.
-                self.read_back();
-            }
-            // Published rows are marked sent together, at most MARK_EVERY after publishing.
-            if self.unmarked.lock().is_ok_and(|u| !u.is_empty()) {
-                let waited = last_mark.elapsed();
-                if waited >= MARK_EVERY {
-                    let marked = tokio::time::timeout(ROUND_LIMIT, self.mark_sent()).await.unwrap_or_else(|_| {
-                        Err(anyhow::anyhow!("marking took longer than {} s", ROUND_LIMIT.as_secs()))
-                    });
-                    if let Err(e) = marked {
-                        tracing::warn!(error = %format!("{e:#}"), "marking outbox rows sent failed; retrying");
-                    }
-                    last_mark = tokio::time::Instant::now();
-                }
-                delay = delay.min(MARK_EVERY.saturating_sub(waited).max(Duration::from_millis(10)));
-            } else {
-                last_mark = tokio::time::Instant::now();
-            }
-            // At most every second after publishing, every 5 seconds while stuck or idle.
-            let due = if gauges_stale { Duration::from_secs(1) } else { Duration::from_secs(5) };
-            if last_gauges.is_none_or(|t| t.elapsed() >= due) {
-                gauges_stale = false;
-                let gauges = tokio::time::timeout(ROUND_LIMIT, self.record_backlog())
-                    .await
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("took longer than {} s", ROUND_LIMIT.as_secs())));
-                if let Err(e) = gauges {
-                    tracing::warn!(error = %format!("{e:#}"), "reading the outbox backlog failed");
-                }
-                last_gauges = Some(tokio::time::Instant::now());
-            }
-            if last_prune.elapsed() > Duration::from_secs(600) {
+            let delay = self.publish_step(&mut pace).await;
+            let delay = self.mark_step(&mut pace, delay).await;
+            self.gauges_step(&mut pace).await;
+            if pace.last_prune.elapsed() > Duration::from_secs(600) {
                 self.prune().await;
-                last_prune = tokio::time::Instant::now();
+                pace.last_prune = Instant::now();
             }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -428,7 +350,98 @@ impl Relay {
                 _ = tokio::time::sleep(delay) => {}
             }
         }
-        // Drain: whatever committed before shutdown gets one more chance to leave now.
+        self.drain().await;
+        let _ = reconciling.await;
+    }
+
+    /// One publishing round (after making sure the stream is there); returns how long the
+    /// loop may sleep before the next.
+    async fn publish_step(&self, pace: &mut Pace) -> Duration {
+        if !pace.stream_ready {
+            match super::nats::ensure_stream(&self.js, &self.department, self.replicas).await {
+                Ok(()) => pace.stream_ready = true,
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "stream not ready; outbox waits")
+                }
+            }
+        }
+        let mut delay = pace.poll;
+        if pace.stream_ready {
+            let read = self.signals.read_wanted.swap(false, Ordering::AcqRel)
+                || pace.full
+                || pace.last_read.is_none_or(|t| t.elapsed() >= pace.poll);
+            if read {
+                pace.last_read = Some(Instant::now());
+            }
+            // A round never waits for ever: whatever it awaits (the database, the
+            // broker) is given up after ROUND_LIMIT, and its rows are read again.
+            let round = tokio::time::timeout(ROUND_LIMIT, self.publish(read)).await.unwrap_or_else(|_| {
+                self.read_back();
+                Err(anyhow::anyhow!("a round took longer than {} s; given up", ROUND_LIMIT.as_secs()))
+            });
+            match round {
+                Ok(n) => {
+                    pace.gauges_stale |= n > 0;
+                    pace.backoff = Duration::from_millis(100);
+                    pace.full = n as u64 >= self.settings.batch_size;
+                    if pace.full {
+                        delay = Duration::ZERO;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), retry_in_ms = pace.backoff.as_millis() as u64, "outbox relay failed; rows kept");
+                    delay = pace.backoff;
+                    pace.backoff = (pace.backoff * 2).min(Duration::from_secs(10));
+                    pace.stream_ready = false;
+                }
+            }
+        }
+        if !pace.stream_ready {
+            // Handed rows unsent are in the outbox: read them back once NATS is there.
+            self.read_back();
+        }
+        delay
+    }
+
+    /// Published rows are marked sent together, at most MARK_EVERY after publishing;
+    /// returns `delay`, shortened so the loop wakes for the next marking.
+    async fn mark_step(&self, pace: &mut Pace, delay: Duration) -> Duration {
+        if !self.unmarked.lock().is_ok_and(|u| !u.is_empty()) {
+            pace.last_mark = Instant::now();
+            return delay;
+        }
+        let waited = pace.last_mark.elapsed();
+        if waited >= MARK_EVERY {
+            let marked = tokio::time::timeout(ROUND_LIMIT, self.mark_sent())
+                .await
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("marking took longer than {} s", ROUND_LIMIT.as_secs())));
+            if let Err(e) = marked {
+                tracing::warn!(error = %format!("{e:#}"), "marking outbox rows sent failed; retrying");
+            }
+            pace.last_mark = Instant::now();
+        }
+        delay.min(MARK_EVERY.saturating_sub(waited).max(Duration::from_millis(10)))
+    }
+
+    /// The backlog gauges: at most every second after publishing, every 5 seconds while
+    /// stuck or idle.
+    async fn gauges_step(&self, pace: &mut Pace) {
+        let due = if pace.gauges_stale { Duration::from_secs(1) } else { Duration::from_secs(5) };
+        if pace.last_gauges.is_none_or(|t| t.elapsed() >= due) {
+            pace.gauges_stale = false;
+            let gauges = tokio::time::timeout(ROUND_LIMIT, self.record_backlog())
+                .await
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("took longer than {} s", ROUND_LIMIT.as_secs())));
+            if let Err(e) = gauges {
+                tracing::warn!(error = %format!("{e:#}"), "reading the outbox backlog failed");
+            }
+            pace.last_gauges = Some(Instant::now());
+        }
+    }
+
+    /// At shutdown: whatever committed before it gets one more chance to leave now, and
+    /// what was published is marked sent.
+    async fn drain(&self) {
         match tokio::time::timeout(Duration::from_secs(5), self.publish_pending()).await {
             Ok(Ok(n)) if n > 0 => tracing::info!(sent = n, "outbox drained at shutdown"),
             Ok(Err(e)) => {
@@ -439,7 +452,6 @@ impl Relay {
         if let Err(e) = self.mark_sent().await {
             tracing::warn!(error = %format!("{e:#}"), "published rows not marked sent; they go again (as duplicates) next start");
         }
-        let _ = reconciling.await;
     }
 
     /// Deletes sent rows written more than `retain_sent_hours` ago (by creation time, which
@@ -491,4 +503,40 @@ fn publish_span(r: &row::Model) -> tracing::Span {
     );
     telemetry::join_event(&span, r.traceparent.as_deref(), &r.ce_subject);
     span
+}
+
+/// The relay loop's clocks and flags from one iteration to the next.
+struct Pace {
+    /// How often the outbox is read without being asked.
+    poll: Duration,
+    /// The wait after a failed round; doubles up to 10 s.
+    backoff: Duration,
+    stream_ready: bool,
+    last_prune: Instant,
+    last_gauges: Option<Instant>,
+    /// Rows went out since the gauges were last read.
+    gauges_stale: bool,
+    last_mark: Instant,
+    /// The outbox is read when a writer asks (`wake`), every poll interval (rows of other
+    /// replicas, rows whose writer did not hand them over), and after a full batch; woken
+    /// only by handed-over rows, the relay publishes just those.
+    last_read: Option<Instant>,
+    /// The last round was a full batch: read again at once.
+    full: bool,
+}
+
+impl Pace {
+    fn new(poll: Duration) -> Self {
+        Self {
+            poll,
+            backoff: Duration::from_millis(100),
+            stream_ready: false,
+            last_prune: Instant::now(),
+            last_gauges: None,
+            gauges_stale: true,
+            last_mark: Instant::now(),
+            last_read: None,
+            full: false,
+        }
+    }
 }
