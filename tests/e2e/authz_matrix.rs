@@ -17,7 +17,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, FromQueryResult as _, Stateme
 use std::collections::BTreeMap;
 use tonic::Code;
 
-const SERVICES: [&str; 6] = ["household", "exit_entry", "vehicle", "liaison", "coordinator", "supervision"];
+const SERVICES: [&str; 6] = onething_platform::service_kind::SERVICE_NAMES;
 
 /// The test's keys: the development key (signs everyone), an SSO's key as an SSO publishes
 /// it (no scope: people only) and the coordinator's own key (the coordinator only).

@@ -86,7 +86,7 @@ fn methods() -> Vec<Method> {
 async fn every_field_of_every_rpc_has_a_bound() {
     let nats = NatsServer::start().await;
     let mut checked = 0;
-    for name in ["coordinator", "supervision", "household", "exit_entry", "vehicle", "liaison"] {
+    for name in onething_platform::service_kind::SERVICE_NAMES {
         let db = TestDb::fresh(Backend::Sqlite).await.unwrap();
         let r = start_named(name, test_settings(&db.url, &nats.url())).await;
         let channel = tonic::transport::Channel::from_shared(r.endpoint()).unwrap().connect().await.unwrap();

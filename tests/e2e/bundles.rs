@@ -14,7 +14,7 @@ use std::{collections::BTreeMap, time::Duration};
 use tonic::Code;
 use tonic_types::StatusExt;
 
-const DEPARTMENTS: [&str; 4] = ["household", "exit_entry", "vehicle", "liaison"];
+const DEPARTMENTS: [&str; 4] = onething_platform::service_kind::DEPARTMENT_NAMES;
 
 pub struct World {
     pub nats: NatsServer,

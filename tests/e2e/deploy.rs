@@ -90,10 +90,7 @@ fn the_image_and_the_chart_agree() {
             assert!(d.contains("enableServiceLinks: false"));
             // The argument is a role `onething serve` knows.
             let role = d.lines().find_map(|l| l.trim().strip_prefix("args: [\"")).unwrap().trim_end_matches("\"]");
-            assert!(
-                ["coordinator", "household", "exit_entry", "vehicle", "liaison", "supervision"].contains(&role),
-                "{role}"
-            );
+            assert!(onething_platform::service_kind::SERVICE_NAMES.contains(&role), "{role}");
             assert!(d.contains("readOnlyRootFilesystem: true") && d.contains("runAsNonRoot: true"));
         }
         assert_eq!(ports, exposed, "the chart's ports are the image's");

@@ -24,7 +24,7 @@ use std::{
 };
 use tokio_util::sync::CancellationToken;
 
-const DEPARTMENTS: [&str; 4] = ["household", "exit_entry", "vehicle", "liaison"];
+const DEPARTMENTS: [&str; 4] = onething_platform::service_kind::DEPARTMENT_NAMES;
 /// Every service's stream, each service's user its own.
 const STREAMS: [(&str, &str); 5] = [
     ("household", "ONETHING_HOUSEHOLD"),

@@ -30,7 +30,7 @@ const DECEASED: &str = "onething.household.v1.person.deceased";
 /// 社保's consumer of births, as departments.toml names it.
 const SS_BORN: &str = "social_security-household-v1-person-born";
 const SS_DECEASED: &str = "social_security-household-v1-person-deceased";
-const SERVICES: [&str; 6] = ["household", "exit_entry", "vehicle", "liaison", "coordinator", "supervision"];
+const SERVICES: [&str; 6] = onething_platform::service_kind::SERVICE_NAMES;
 
 fn auth_conf() -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/nats/auth.conf");

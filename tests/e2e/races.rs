@@ -29,13 +29,13 @@ struct Stage {
 async fn stage(backend: Backend) -> Option<Stage> {
     let nats = NatsServer::start().await;
     let js = nats.jetstream().await;
-    for d in ["household", "exit_entry", "vehicle", "liaison"] {
+    for d in onething_platform::service_kind::DEPARTMENT_NAMES {
         ensure_stream(&js, d, 1).await.unwrap();
     }
     let dept = TestDepartment::start(js.clone()).await;
     let db = TestDb::fresh(backend).await?;
     let mut s = test_settings(&db.url, &nats.url());
-    for d in ["household", "exit_entry", "vehicle", "liaison"] {
+    for d in onething_platform::service_kind::DEPARTMENT_NAMES {
         s.peers.insert(d.into(), dept.url());
     }
     let coordinator = start_named("coordinator", s.clone()).await;

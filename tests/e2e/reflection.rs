@@ -60,7 +60,7 @@ async fn call(channel: tonic::transport::Channel, service: &str, method: &str) -
 async fn each_port_lists_exactly_what_answers_there() {
     let nats = NatsServer::start().await;
     let apis = every_api();
-    for name in ["household", "exit_entry", "vehicle", "liaison", "coordinator", "supervision"] {
+    for name in onething_platform::service_kind::SERVICE_NAMES {
         let db = TestDb::fresh(Backend::Sqlite).await.unwrap();
         let service = start_named(name, test_settings(&db.url, &nats.url())).await;
         let channel = tonic::transport::Channel::from_shared(service.endpoint()).unwrap().connect().await.unwrap();

@@ -190,7 +190,7 @@ async fn kpis_replay_to_the_same_answer(backend: Backend) {
     let Some(db2) = TestDb::fresh(backend).await else { return };
     let nats = NatsServer::start().await;
     let js = nats.jetstream().await;
-    for d in ["household", "exit_entry", "vehicle", "liaison", "coordinator", "supervision"] {
+    for d in onething_platform::service_kind::SERVICE_NAMES {
         ensure_stream(&js, d, 1).await.unwrap();
     }
     let t0 = cst(2026, 11, 2, 9);

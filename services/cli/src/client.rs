@@ -432,8 +432,8 @@ pub async fn household(args: HouseholdArgs) -> anyhow::Result<()> {
 pub struct KeyArgs {
     /// The service that signs with the key (coordinator, supervision): its JWK may sign
     /// that service and nothing else.
-    #[arg(long)]
-    service: String,
+    #[arg(long, value_enum)]
+    service: onething_platform::service_kind::ServiceKind,
     /// Where to write the private key (PKCS#8 PEM, mode 0600); refused if it exists.
     #[arg(long)]
     out: std::path::PathBuf,
@@ -445,11 +445,8 @@ pub struct KeyArgs {
 /// # Errors
 /// An unknown service, an existing file, or no randomness.
 pub fn key(args: KeyArgs) -> anyhow::Result<()> {
-    if !crate::dev::SERVICES.contains(&args.service.as_str()) {
-        anyhow::bail!("no service {}; one of {}", args.service, crate::dev::SERVICES.join(", "));
-    }
     let minter = onething_platform::auth::new_signing_key(&args.out, Default::default())?;
-    println!("{}", minter.jwk(&serde_json::json!({ "services": [args.service] })));
+    println!("{}", minter.jwk(&serde_json::json!({ "services": [args.service.name()] })));
     Ok(())
 }
 

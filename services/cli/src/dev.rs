@@ -4,7 +4,7 @@
 
 use anyhow::{Context as _, bail};
 use clap::Args;
-use onething_platform::{config, shutdown, telemetry};
+use onething_platform::{config, runtime::Service, service_kind::ServiceKind, shutdown, telemetry};
 use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
@@ -37,18 +37,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir).context("creating the data folder")?;
     let keys = onething_platform::auth::ensure_dev_keys(&args.data_dir.join("keys"))?;
     // Every service of the mesh: its own port and SQLite file, one NATS, the dev keys.
-    let mut all = vec![
-        ("household", onething_household::default_settings(&args.data_dir)),
-        ("exit_entry", onething_exit_entry::default_settings(&args.data_dir)),
-        ("vehicle", onething_vehicle::default_settings(&args.data_dir)),
-        ("liaison", onething_liaison::default_settings(&args.data_dir)),
-        ("coordinator", onething_coordinator::default_settings(&args.data_dir)),
-        ("supervision", onething_supervision::default_settings(&args.data_dir)),
-    ];
+    let mut all: Vec<_> = ServiceKind::ALL.into_iter().map(|k| (k, defaults(k, &args.data_dir))).collect();
     for (name, s) in &mut all {
         *s = config::load_settings(s.clone(), None)?;
         // One endpoint: the others would bind the same address.
-        s.metrics_addr = if *name == "coordinator" { args.metrics_addr.clone() } else { String::new() };
+        s.metrics_addr = if *name == ServiceKind::Coordinator { args.metrics_addr.clone() } else { String::new() };
         s.nats.url = args.nats_url.clone();
         if s.auth.jwks_file.is_empty() {
             s.auth.jwks_file = keys.jwks.display().to_string();
@@ -63,16 +56,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let stop = shutdown::on_signal();
     let mut services = Vec::new();
     for (name, settings) in all {
-        let built = match name {
-            "household" => onething_household::build(settings).await,
-            "exit_entry" => onething_exit_entry::build(settings).await,
-            "vehicle" => onething_vehicle::build(settings).await,
-            "liaison" => onething_liaison::build(settings).await,
-            "coordinator" => onething_coordinator::build(settings).await,
-            _ => onething_supervision::build(settings).await,
-        }
-        .map_err(|e| e.context(format!("starting {name}")))?;
-        println!("onething dev: {name:<11} on {}", built.grpc_addr());
+        let built = build(name, settings).await.map_err(|e| e.context(format!("starting {name}")))?;
+        println!("onething dev: {:<11} on {}", name.name(), built.grpc_addr());
         if let Some(m) = built.metrics_addr() {
             println!("onething dev: metrics     on http://{m}/metrics");
         }
@@ -180,51 +165,60 @@ async fn async_reachable(url: &str) -> bool {
         .is_ok_and(|r| r.is_ok())
 }
 
-/// The services `onething serve` runs.
-pub const SERVICES: [&str; 6] = ["coordinator", "household", "exit_entry", "vehicle", "liaison", "supervision"];
-
 /// Options of `onething serve`.
 #[derive(Args)]
 pub struct ServeArgs {
-    /// coordinator, household, exit_entry (or exit-entry), vehicle, liaison or supervision.
-    service: String,
+    /// The service to run.
+    #[arg(value_enum)]
+    service: ServiceKind,
 }
 
-/// The settings `onething serve <service>` runs `service` with (its defaults, then
-/// ONETHING_CONFIG, then ONETHING_… variables), and its name with `_` for `-`.
+/// The development defaults of `kind`, with its files under `data`: the one place that
+/// maps a kind to its crate's defaults.
+pub fn defaults(kind: ServiceKind, data: &Path) -> config::Settings {
+    match kind {
+        ServiceKind::Coordinator => onething_coordinator::default_settings(data),
+        ServiceKind::Household => onething_household::default_settings(data),
+        ServiceKind::ExitEntry => onething_exit_entry::default_settings(data),
+        ServiceKind::Vehicle => onething_vehicle::default_settings(data),
+        ServiceKind::Liaison => onething_liaison::default_settings(data),
+        ServiceKind::Supervision => onething_supervision::default_settings(data),
+    }
+}
+
+/// Builds `kind` with `settings`: the one place that maps a kind to its crate.
 ///
 /// # Errors
-/// An unknown service or invalid configuration.
-pub fn service_settings(service: &str) -> anyhow::Result<(String, config::Settings)> {
-    let name = service.replace('-', "_");
-    let data = Path::new(".data");
-    let defaults = match name.as_str() {
-        "coordinator" => onething_coordinator::default_settings(data),
-        "household" => onething_household::default_settings(data),
-        "exit_entry" => onething_exit_entry::default_settings(data),
-        "vehicle" => onething_vehicle::default_settings(data),
-        "liaison" => onething_liaison::default_settings(data),
-        "supervision" => onething_supervision::default_settings(data),
-        other => bail!("no service {other}; one of {}", SERVICES.join(", ")),
-    };
-    Ok((name, config::load_settings(defaults, None)?))
+/// As the service's own `build`.
+pub async fn build(kind: ServiceKind, settings: config::Settings) -> anyhow::Result<Service> {
+    match kind {
+        ServiceKind::Coordinator => onething_coordinator::build(settings).await,
+        ServiceKind::Household => onething_household::build(settings).await,
+        ServiceKind::ExitEntry => onething_exit_entry::build(settings).await,
+        ServiceKind::Vehicle => onething_vehicle::build(settings).await,
+        ServiceKind::Liaison => onething_liaison::build(settings).await,
+        ServiceKind::Supervision => onething_supervision::build(settings).await,
+    }
+}
+
+/// The settings `onething serve <service>` runs `kind` with (its defaults, then
+/// ONETHING_CONFIG, then ONETHING_… variables).
+///
+/// # Errors
+/// Invalid configuration.
+pub fn service_settings(kind: ServiceKind) -> anyhow::Result<config::Settings> {
+    config::load_settings(defaults(kind, Path::new(".data")), None)
 }
 
 /// Runs one service until SIGTERM, then drains.
 ///
 /// # Errors
-/// An unknown service, invalid configuration, or a service that cannot start.
+/// Invalid configuration, or a service that cannot start.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let (name, settings) = service_settings(&args.service)?;
-    let _telemetry = telemetry::init(&name, &settings.log);
-    let service = match name.as_str() {
-        "coordinator" => onething_coordinator::build(settings).await?,
-        "household" => onething_household::build(settings).await?,
-        "exit_entry" => onething_exit_entry::build(settings).await?,
-        "vehicle" => onething_vehicle::build(settings).await?,
-        "liaison" => onething_liaison::build(settings).await?,
-        _ => onething_supervision::build(settings).await?,
-    };
-    tracing::info!(service = %name, addr = %service.grpc_addr(), "serving");
+    let kind = args.service;
+    let settings = service_settings(kind)?;
+    let _telemetry = telemetry::init(kind.name(), &settings.log);
+    let service = build(kind, settings).await?;
+    tracing::info!(service = %kind, addr = %service.grpc_addr(), "serving");
     service.run_until_stopped(shutdown::on_signal()).await
 }

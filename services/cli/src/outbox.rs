@@ -11,8 +11,8 @@ use onething_platform::events::{Reconciler, quarantine};
 #[derive(Args)]
 pub struct OutboxArgs {
     /// The service whose outbox this is (its configuration is read as `serve` reads it).
-    #[arg(long)]
-    service: String,
+    #[arg(long, value_enum)]
+    service: onething_platform::service_kind::ServiceKind,
     #[command(subcommand)]
     command: OutboxCommand,
 }
@@ -55,7 +55,8 @@ enum OutboxCommand {
 /// Bad configuration, an unreachable database or broker, or a sequence number that is not
 /// quarantined (the others of the same command are still done).
 pub async fn outbox(args: OutboxArgs) -> anyhow::Result<()> {
-    let (name, settings) = crate::dev::service_settings(&args.service)?;
+    let name = args.service.name();
+    let settings = crate::dev::service_settings(args.service)?;
     let db = onething_platform::db::connect_with(&settings.database_url, &settings.database).await?;
     match args.command {
         OutboxCommand::List { limit, json } => {
@@ -92,7 +93,7 @@ pub async fn outbox(args: OutboxArgs) -> anyhow::Result<()> {
                 .context("connecting to NATS")?;
             let js = async_nats::jetstream::new(client);
             let since = (minutes > 0).then(|| chrono::Utc::now() - chrono::Duration::minutes(minutes as i64));
-            let done = Reconciler::new(db, js, &name, &settings.outbox).reconcile(since).await?;
+            let done = Reconciler::new(db, js, name, &settings.outbox).reconcile(since).await?;
             println!("checked {} sent event(s); published {} again", done.checked, done.republished);
             if done.unchecked > 0 {
                 bail!(

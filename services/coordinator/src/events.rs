@@ -10,7 +10,7 @@ use onething_proto::common::CaseStateChanged;
 use sea_orm::{DatabaseConnection, DatabaseTransaction};
 
 /// The departments whose cases bundles are made of.
-pub const DEPARTMENTS: [&str; 4] = ["household", "exit_entry", "vehicle", "liaison"];
+pub const DEPARTMENTS: [&str; 4] = onething_platform::service_kind::DEPARTMENT_NAMES;
 
 /// The consumer of `department`'s case events.
 pub fn case_events_spec(department: &str) -> ConsumerSpec {

@@ -27,14 +27,14 @@ use std::path::Path;
 /// Service name.
 pub const SERVICE: &str = "coordinator";
 /// Default gRPC port.
-pub const DEFAULT_PORT: u16 = 18060;
+pub const DEFAULT_PORT: u16 = onething_platform::service_kind::ServiceKind::Coordinator.default_port();
 
 /// Development defaults: port 18060, SQLite file `coordinator.db` under `data_dir`, the
 /// departments on their development ports.
 pub fn default_settings(data_dir: &Path) -> Settings {
     let mut s = Settings::for_service(SERVICE, DEFAULT_PORT, data_dir);
-    for (dept, port) in [("household", 18061), ("exit_entry", 18062), ("vehicle", 18063), ("liaison", 18064)] {
-        s.peers.insert(dept.into(), format!("http://127.0.0.1:{port}"));
+    for dept in onething_platform::service_kind::ServiceKind::DEPARTMENTS {
+        s.peers.insert(dept.name().into(), dept.dev_endpoint());
     }
     s
 }

@@ -20,7 +20,7 @@ use std::path::Path;
 /// Service name.
 pub const SERVICE: &str = rules::DEPARTMENT;
 /// Default gRPC port.
-pub const DEFAULT_PORT: u16 = 18062;
+pub const DEFAULT_PORT: u16 = onething_platform::service_kind::ServiceKind::ExitEntry.default_port();
 
 /// Development defaults: port 18062, SQLite file `exit_entry.db` under `data_dir`.
 pub fn default_settings(data_dir: &Path) -> Settings {

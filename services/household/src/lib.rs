@@ -20,7 +20,7 @@ use std::path::Path;
 /// Service name.
 pub const SERVICE: &str = rules::DEPARTMENT;
 /// Default gRPC port.
-pub const DEFAULT_PORT: u16 = 18061;
+pub const DEFAULT_PORT: u16 = onething_platform::service_kind::ServiceKind::Household.default_port();
 
 /// Development defaults: port 18061, SQLite file `household.db` under `data_dir`.
 pub fn default_settings(data_dir: &Path) -> Settings {

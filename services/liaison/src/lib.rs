@@ -21,7 +21,7 @@ use std::{path::Path, time::Duration};
 /// Service name.
 pub const SERVICE: &str = rules::DEPARTMENT;
 /// Default gRPC port.
-pub const DEFAULT_PORT: u16 = 18064;
+pub const DEFAULT_PORT: u16 = onething_platform::service_kind::ServiceKind::Liaison.default_port();
 
 /// Development defaults: port 18064, SQLite file `liaison.db` under `data_dir`.
 pub fn default_settings(data_dir: &Path) -> Settings {

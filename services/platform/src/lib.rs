@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod policy;
 pub mod reason;
 pub mod runtime;
+pub mod service_kind;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;

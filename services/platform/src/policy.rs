@@ -279,7 +279,7 @@ pub fn rule(rpc: &str) -> Option<&'static Rule> {
 /// Which departments serve an RPC's service: the case service is served by all four.
 pub fn served_by(rpc: &str) -> &'static [&'static str] {
     match rpc.split('/').next().unwrap_or_default() {
-        "onething.common.v1.CaseService" => &["household", "exit_entry", "vehicle", "liaison"],
+        "onething.common.v1.CaseService" => &crate::service_kind::DEPARTMENT_NAMES,
         s if s.starts_with("onething.coordinator.") => &["coordinator"],
         s if s.starts_with("onething.household.") => &["household"],
         s if s.starts_with("onething.exit_entry.") => &["exit_entry"],

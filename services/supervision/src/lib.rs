@@ -9,6 +9,7 @@ pub mod ops;
 pub mod projection;
 pub mod store;
 
+use onething_platform::service_kind::ServiceKind;
 use onething_platform::{
     config::Settings,
     grpc::{MAX_MESSAGE_BYTES, Peers, server_parts},
@@ -20,16 +21,14 @@ use std::{path::Path, time::Duration};
 /// Service name.
 pub const SERVICE: &str = "supervision";
 /// Default gRPC port.
-pub const DEFAULT_PORT: u16 = 18065;
+pub const DEFAULT_PORT: u16 = ServiceKind::Supervision.default_port();
 
 /// Development defaults: port 18065, SQLite `supervision.db` under `data_dir`, the
 /// departments and the coordinator on their development ports.
 pub fn default_settings(data_dir: &Path) -> Settings {
     let mut s = Settings::for_service(SERVICE, DEFAULT_PORT, data_dir);
-    for (peer, port) in
-        [("coordinator", 18060), ("household", 18061), ("exit_entry", 18062), ("vehicle", 18063), ("liaison", 18064)]
-    {
-        s.peers.insert(peer.into(), format!("http://127.0.0.1:{port}"));
+    for peer in ServiceKind::ALL.into_iter().filter(|k| *k != ServiceKind::Supervision) {
+        s.peers.insert(peer.name().into(), peer.dev_endpoint());
     }
     s
 }

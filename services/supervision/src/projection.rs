@@ -18,7 +18,7 @@ use sea_orm::{
 use std::sync::Arc;
 
 /// The streams supervision reads, its own included.
-pub const STREAMS: [&str; 6] = ["household", "exit_entry", "vehicle", "liaison", "coordinator", "supervision"];
+pub const STREAMS: [&str; 6] = onething_platform::service_kind::SERVICE_NAMES;
 
 /// The consumer of one stream.
 pub fn spec(stream: &str) -> ConsumerSpec {

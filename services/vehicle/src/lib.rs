@@ -21,7 +21,7 @@ use std::path::Path;
 /// Service name.
 pub const SERVICE: &str = rules::DEPARTMENT;
 /// Default gRPC port.
-pub const DEFAULT_PORT: u16 = 18063;
+pub const DEFAULT_PORT: u16 = onething_platform::service_kind::ServiceKind::Vehicle.default_port();
 
 /// Development defaults: port 18063, SQLite file `vehicle.db` under `data_dir`.
 pub fn default_settings(data_dir: &Path) -> Settings {

@@ -13,7 +13,7 @@ use std::{
 };
 
 /// The services of the mesh, each started as its own process.
-pub const SERVICES: [&str; 6] = ["household", "exit_entry", "vehicle", "liaison", "coordinator", "supervision"];
+pub const SERVICES: [&str; 6] = onething_platform::service_kind::SERVICE_NAMES;
 
 /// A free TCP port on loopback.
 ///

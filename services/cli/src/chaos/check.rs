@@ -127,7 +127,7 @@ async fn bundles_completed(found: &mut Found, conns: &Conns, accepted: &[String]
 async fn one_case_per_step(found: &mut Found, conns: &Conns) -> anyhow::Result<()> {
     let coordinator = &conns["coordinator"];
     // One case per step at each department, and the very cases the coordinator recorded.
-    for dept in ["household", "exit_entry", "vehicle", "liaison"] {
+    for dept in onething_platform::service_kind::DEPARTMENT_NAMES {
         let db = &conns[dept];
         let doubled = strings(
             db,
@@ -209,7 +209,7 @@ async fn supervision_tracked(found: &mut Found, conns: &Conns) -> anyhow::Result
     let mut tracked = (0, 0);
     while tokio::time::Instant::now() < until {
         want = (0, number(coordinator, "SELECT COUNT(*) AS n FROM bundles").await?);
-        for dept in ["household", "exit_entry", "vehicle", "liaison"] {
+        for dept in onething_platform::service_kind::DEPARTMENT_NAMES {
             want.0 += number(&conns[dept], "SELECT COUNT(*) AS n FROM cases").await?;
         }
         tracked = (

@@ -18,7 +18,7 @@ pub struct Published {
 }
 
 /// The departments whose case events follow the shared lifecycle.
-pub const DEPARTMENTS: [&str; 4] = ["household", "exit_entry", "vehicle", "liaison"];
+pub const DEPARTMENTS: [&str; 4] = crate::service_kind::DEPARTMENT_NAMES;
 
 /// Every event onething publishes.
 pub const EVENTS: &[Published] = &[
@@ -131,8 +131,8 @@ pub fn markdown() -> String {
     );
     out.push_str(INTRO);
     let _ = writeln!(out, "\n## Streams\n\n| stream | subjects | publisher |\n|---|---|---|");
-    for d in DEPARTMENTS.iter().chain(&["coordinator", "supervision"]) {
-        let _ = writeln!(out, "| `{}` | `onething.{d}.>` | {d} |", super::nats::stream_name(d));
+    for d in crate::service_kind::ServiceKind::ALL {
+        let _ = writeln!(out, "| `{}` | `onething.{d}.>` | {d} |", d.stream());
     }
     let _ = writeln!(out, "\n## Events\n");
     for e in EVENTS {
