@@ -649,3 +649,38 @@ async fn bad_bundles_create_nothing_anywhere(backend: Backend) {
     w.stop_all().await;
 }
 both_backends!(bad_bundles_create_nothing_anywhere);
+
+/// A bundle or step state the code does not know (a hand edit, a newer version's row) fails
+/// the read with INTERNAL, never read as running or pending; put back, it reads again.
+async fn an_unknown_stored_state_is_an_error_not_a_default(backend: Backend) {
+    let Some(w) = World::start(backend, 1).await else { return };
+    let relative = seeded_person();
+    let retiree = onething_household::store::seed_id("371002", "1985-11-30", 42).unwrap().expose().to_string();
+    let req =
+        submit("retirement", citizen_applicant(&relative), &[("subject_id_number", &retiree)], &[], &[], "unknown-1");
+    let mut c = w.bundles_as(&citizen_token(&relative), 0).await;
+    let id = c.submit_bundle(req).await.unwrap().into_inner().bundle.unwrap().bundle_id;
+    let db = &w.coordinators[0].db;
+    let get = pb::GetBundleRequest { bundle_id: id.clone() };
+    for (table, filter) in [
+        ("bundles", format!("id = '{id}'")),
+        (
+            "bundle_steps",
+            format!(
+                "bundle_id = '{id}' AND step_id = (SELECT MIN(step_id) FROM bundle_steps WHERE bundle_id = '{id}')"
+            ),
+        ),
+    ] {
+        let columns: &[&str] =
+            if table == "bundles" { &["state", "applicant_kind", "form", "materials"] } else { &["state", "result"] };
+        for column in columns {
+            let was = crate::errors::overwrite(db, table, column, &filter, "archived").await;
+            let err = c.get_bundle(get.clone()).await.unwrap_err();
+            assert_eq!(err.code(), Code::Internal, "{table}.{column}: {err:?}");
+            crate::errors::overwrite(db, table, column, &filter, &was).await;
+            c.get_bundle(get.clone()).await.expect("the row reads again");
+        }
+    }
+    w.stop_all().await;
+}
+both_backends!(an_unknown_stored_state_is_an_error_not_a_default);

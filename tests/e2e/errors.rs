@@ -171,3 +171,53 @@ async fn a_repeated_create_is_answered_with_its_case(backend: Backend) {
     assert_eq!((count(&db, "cases").await, count(&db, &its_events).await), written, "nothing more written");
 }
 both_backends!(a_repeated_create_is_answered_with_its_case);
+
+/// Sets `column` of the rows of `table` matching `filter` to `value` (a hand edit, or a
+/// row a newer version wrote), and gives back what it was.
+pub(crate) async fn overwrite(
+    db: &sea_orm::DatabaseConnection,
+    table: &str,
+    column: &str,
+    filter: &str,
+    value: &str,
+) -> String {
+    use sea_orm::ConnectionTrait as _;
+    let q = |sql: String| sea_orm::Statement::from_string(db.get_database_backend(), sql);
+    let row = db.query_one_raw(q(format!("SELECT {column} FROM {table} WHERE {filter}"))).await.unwrap().unwrap();
+    let was: String = row.try_get("", column).unwrap();
+    db.execute_raw(q(format!("UPDATE {table} SET {column} = '{value}' WHERE {filter}"))).await.unwrap();
+    was
+}
+
+/// A stored state, kind or status the code does not know, or JSON that is not its shape,
+/// fails the read with INTERNAL,
+/// never read as some default; put back, the row reads again and the service kept serving.
+async fn an_unknown_stored_value_is_an_error_not_a_default(backend: Backend) {
+    use onething_proto::household::GetPersonRequest;
+    let Some(mesh) = Mesh::start(backend).await else {
+        return;
+    };
+    let db = mesh.household.db.clone();
+    let mut clerk = mesh.clerk().await;
+    let c =
+        mesh.cases().await.create_case(certificate_request("unknown-value")).await.unwrap().into_inner().case.unwrap();
+    let get = pb::GetCaseRequest { case_id: c.case_id.clone() };
+    let this_case = format!("id = '{}'", c.case_id);
+    for column in ["state", "time_unit", "applicant_kind", "form", "materials", "missing_materials", "result"] {
+        let was = overwrite(&db, "cases", column, &this_case, "archived").await;
+        let err = clerk.get_case(get.clone()).await.unwrap_err();
+        assert_eq!(err.code(), Code::Internal, "cases.{column}: {err:?}");
+        assert!(!err.message().contains(&seeded_parent()), "no personal data in the error");
+        overwrite(&db, "cases", column, &this_case, &was).await;
+        clerk.get_case(get.clone()).await.expect("the row reads again");
+    }
+    let mut registry = mesh.registry_as(Some(&staff("household", &["clerk"]))).await;
+    let person = format!("id_number = '{}'", seeded_parent());
+    let was = overwrite(&db, "persons", "status", &person, "missing").await;
+    let err = registry.get_person(GetPersonRequest { id_number: seeded_parent() }).await.unwrap_err();
+    assert_eq!(err.code(), Code::Internal, "persons.status: {err:?}");
+    overwrite(&db, "persons", "status", &person, &was).await;
+    registry.get_person(GetPersonRequest { id_number: seeded_parent() }).await.expect("the row reads again");
+    mesh.household.stop().await;
+}
+both_backends!(an_unknown_stored_value_is_an_error_not_a_default);

@@ -9,6 +9,7 @@ use crate::{
     },
     common::*,
 };
+use onething_household::store::person::PersonStatus;
 use onething_proto::{
     common::{self as cpb, CaseState, CaseStateChanged},
     coordinator::{self as pb, BundleState, StepState},
@@ -308,7 +309,7 @@ async fn no_one_reports_a_strangers_death() {
             p.unwrap().status
         }
     };
-    assert_eq!(status(&mesh.household.db).await, "active", "still alive");
+    assert_eq!(status(&mesh.household.db).await, PersonStatus::Active, "still alive");
     // Her son, in her household, may report it; so may a clerk at the window for anyone.
     let son = mesh.cases_as(Some(&citizen_token(&elders_son()))).await;
     let mut window = mesh.clerk().await;
@@ -318,7 +319,7 @@ async fn no_one_reports_a_strangers_death() {
     assert_eq!(c.state(), CaseState::Approved, "{:?}", c.reason_code);
     let c = son.clone().create_case(deregistration(&seeded_elder(), "SW-S-1", "son-1", "")).await.unwrap();
     assert_eq!(c.into_inner().case.unwrap().state(), CaseState::Approved);
-    assert_eq!(status(&mesh.household.db).await, "deceased");
+    assert_eq!(status(&mesh.household.db).await, PersonStatus::Deceased);
     mesh.household.stop().await;
 }
 

@@ -9,7 +9,7 @@ use onething_proto::{
     common::{self as pb, CaseState, case_service_client::CaseServiceClient},
     vehicle::{self as vpb, ProxyState, vehicle_service_client::VehicleServiceClient},
 };
-use std::{sync::Arc, time::Duration};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 use tonic::Code;
 use tonic_types::StatusExt;
 
@@ -419,7 +419,7 @@ async fn a_death_confirmed_while_a_case_checks_for_it_is_not_missed() {
     onething_platform::store::case::Model {
         id: "race-case".into(),
         idempotency_key: "race-case".into(),
-        form: row.form.replace(&other, &elder),
+        form: row.form.iter().map(|(k, v)| (k.clone(), v.replace(&other, &elder))).collect::<BTreeMap<_, _>>().into(),
         ..row
     }
     .into_active_model()

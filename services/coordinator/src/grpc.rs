@@ -3,7 +3,7 @@
 
 use crate::{
     engine::{Aggregate, Engine},
-    saga::{BundleState, Step},
+    saga::BundleState,
     view::View,
 };
 use onething_platform::reason::Reason;
@@ -107,8 +107,8 @@ impl BundleService for Bundles {
                         return; // The watcher went away.
                     }
                     // A finished bundle whose steps are all final ends the stream.
-                    let finished = BundleState::parse(&agg.bundle.state) != BundleState::Running
-                        && agg.steps.iter().all(|s| Step::parse(&s.state).is_final());
+                    let finished =
+                        agg.bundle.state != BundleState::Running && agg.steps.iter().all(|s| s.state.is_final());
                     if finished {
                         return;
                     }

@@ -8,10 +8,13 @@ use onething_platform::{
     catalog::{Bundle, Catalog, TimeUnit},
     lifecycle::State as CaseState,
 };
+use sea_orm::entity::prelude::{DeriveActiveEnum, EnumIter, StringLen};
 use std::collections::BTreeMap;
 
-/// Where a step stands (stored by name).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where a step stands, stored by its snake-case name; a stored name that is none of these
+/// fails the read (never a default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)", rename_all = "snake_case")]
 pub enum Step {
     /// Waiting for its prerequisites.
     Blocked,
@@ -32,45 +35,15 @@ pub enum Step {
 }
 
 impl Step {
-    /// Storage name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Step::Blocked => "blocked",
-            Step::Pending => "pending",
-            Step::InProgress => "in_progress",
-            Step::Done => "done",
-            Step::Refused => "refused",
-            Step::Cancelling => "cancelling",
-            Step::Cancelled => "cancelled",
-            Step::Skipped => "skipped",
-        }
-    }
-
-    /// From the storage name.
-    pub fn parse(s: &str) -> Step {
-        [
-            Step::Blocked,
-            Step::Pending,
-            Step::InProgress,
-            Step::Done,
-            Step::Refused,
-            Step::Cancelling,
-            Step::Cancelled,
-            Step::Skipped,
-        ]
-        .into_iter()
-        .find(|x| x.as_str() == s)
-        .unwrap_or(Step::Pending)
-    }
-
     /// Whether nothing more happens to the step.
     pub fn is_final(self) -> bool {
         matches!(self, Step::Done | Step::Refused | Step::Cancelled | Step::Skipped)
     }
 }
 
-/// Where the bundle stands (stored by name).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where the bundle stands, stored by its snake-case name (an unknown name fails the read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)", rename_all = "snake_case")]
 pub enum BundleState {
     /// Steps are being handled.
     Running,
@@ -82,27 +55,17 @@ pub enum BundleState {
     Withdrawn,
 }
 
-impl BundleState {
-    /// Storage name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BundleState::Running => "running",
-            BundleState::Completed => "completed",
-            BundleState::Failed => "failed",
-            BundleState::Withdrawn => "withdrawn",
+/// Both are shown (logs, spans, metric labels) by their stored names.
+macro_rules! display_by_stored_name {
+    ($($t:ty),*) => {$(
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&sea_orm::ActiveEnum::to_value(self))
+            }
         }
-    }
-
-    /// From the storage name.
-    pub fn parse(s: &str) -> BundleState {
-        match s {
-            "completed" => BundleState::Completed,
-            "failed" => BundleState::Failed,
-            "withdrawn" => BundleState::Withdrawn,
-            _ => BundleState::Running,
-        }
-    }
+    )*};
 }
+display_by_stored_name!(Step, BundleState);
 
 /// The step a case in `state` puts its step in (when the step is still active).
 pub fn step_of_case(state: CaseState) -> Step {

@@ -17,20 +17,20 @@ pub mod bundle {
         pub id: String,
         /// Bundle code.
         pub code: String,
-        /// `running`, `completed`, `failed`, `withdrawn`.
-        pub state: String,
-        /// `citizen`, `enterprise`, `foreigner`.
-        pub applicant_kind: String,
+        /// Where the bundle stands.
+        pub state: crate::saga::BundleState,
+        /// Who applied.
+        pub applicant_kind: onething_platform::store::case::ApplicantKind,
         /// Applicant identifier.
         pub applicant_identifier: String,
         /// Applicant name.
         pub applicant_name: String,
         /// Applicant phone.
         pub applicant_phone: String,
-        /// The one form, JSON.
-        pub form: String,
-        /// The one set of materials, JSON.
-        pub materials: String,
+        /// The one form.
+        pub form: onething_platform::store::json::Fields,
+        /// The one set of materials.
+        pub materials: onething_platform::store::json::Materials,
         /// Client key.
         #[sea_orm(unique)]
         pub idempotency_key: String,
@@ -72,8 +72,8 @@ pub mod step {
         pub matter_code: String,
         /// Department.
         pub department: String,
-        /// [`crate::saga::Step`] name.
-        pub state: String,
+        /// Where the step stands.
+        pub state: crate::saga::Step,
         /// The department's case id, once created.
         pub case_id: String,
         /// The case's state name, as last known.
@@ -82,8 +82,8 @@ pub mod step {
         pub case_version: i64,
         /// Why it waits or was refused.
         pub reason: String,
-        /// Result fields of the case, JSON.
-        pub result: String,
+        /// Result fields of the case; empty until the coordinator has them.
+        pub result: onething_platform::store::json::Fields,
         /// Failed attempts to reach the department.
         pub attempts: i32,
         /// Not before this time is the department tried again.

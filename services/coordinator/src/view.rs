@@ -10,9 +10,9 @@ use onething_platform::{
     auth::{Principal, SubjectKind},
     authz,
     cases::timestamp,
-    idempotency::applicant_kind_name,
     ids::{mask_id, mask_name, mask_phone},
     lifecycle::State as CaseState,
+    store::case::ApplicantKind,
 };
 use onething_proto::{common as cpb, coordinator as pb};
 
@@ -83,7 +83,7 @@ impl View {
 /// Whether `p` is the bundle's applicant (kind and identifier).
 pub fn owns(p: &Principal, agg: &Aggregate) -> bool {
     p.applicant().is_some_and(|(kind, id)| {
-        applicant_kind_name(kind) == agg.bundle.applicant_kind && id == agg.bundle.applicant_identifier
+        ApplicantKind::from_proto(kind) == agg.bundle.applicant_kind && id == agg.bundle.applicant_identifier
     })
 }
 
@@ -93,18 +93,14 @@ pub fn to_proto(a: &Aggregate) -> pb::Bundle {
     pb::Bundle {
         bundle_id: b.id.clone(),
         code: b.code.clone(),
-        state: match BundleState::parse(&b.state) {
+        state: match b.state {
             BundleState::Running => pb::BundleState::Running,
             BundleState::Completed => pb::BundleState::Completed,
             BundleState::Failed => pb::BundleState::Failed,
             BundleState::Withdrawn => pb::BundleState::Withdrawn,
         } as i32,
         applicant: Some(cpb::Applicant {
-            kind: match b.applicant_kind.as_str() {
-                "enterprise" => cpb::ApplicantKind::Enterprise,
-                "foreigner" => cpb::ApplicantKind::Foreigner,
-                _ => cpb::ApplicantKind::Citizen,
-            } as i32,
+            kind: b.applicant_kind.to_proto() as i32,
             identifier: b.applicant_identifier.clone(),
             name: b.applicant_name.clone(),
             phone: b.applicant_phone.clone(),
@@ -116,7 +112,7 @@ pub fn to_proto(a: &Aggregate) -> pb::Bundle {
                 step_id: s.step_id.clone(),
                 matter_code: s.matter_code.clone(),
                 department: s.department.clone(),
-                state: match Step::parse(&s.state) {
+                state: match s.state {
                     Step::Blocked => pb::StepState::Blocked,
                     Step::Pending => pb::StepState::Pending,
                     Step::InProgress | Step::Cancelling => pb::StepState::InProgress,
@@ -128,8 +124,8 @@ pub fn to_proto(a: &Aggregate) -> pb::Bundle {
                 case_id: s.case_id.clone(),
                 case_state: CaseState::from_str_name(&s.case_state)
                     .map_or(cpb::CaseState::Unspecified, CaseState::to_proto) as i32,
-                reason: if Step::parse(&s.state) == Step::Cancelling { "withdrawing".into() } else { s.reason.clone() },
-                result: serde_json::from_str(&s.result).unwrap_or_default(),
+                reason: if s.state == Step::Cancelling { "withdrawing".into() } else { s.reason.clone() },
+                result: s.result.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             })
             .collect(),
         due_time: Some(timestamp(b.due_at)),

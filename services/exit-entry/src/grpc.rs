@@ -97,7 +97,7 @@ impl ExitEntryService for Records {
             documents: docs
                 .into_iter()
                 .map(|d| pb::TravelDocument {
-                    status: if d.status == "cancelled" {
+                    status: if d.status == onething_platform::store::case::Standing::Cancelled {
                         pb::TravelDocumentStatus::Cancelled
                     } else {
                         pb::TravelDocumentStatus::Active

@@ -214,7 +214,7 @@ async fn issue_travel_document(
         id_number: Set(case.applicant.identifier.clone()),
         kind: Set(kind.into()),
         valid_until: Set(until.clone()),
-        status: Set("active".into()),
+        status: Set(onething_platform::store::case::Standing::Active),
     })
     .exec_without_returning(txn)
     .await?;
@@ -234,9 +234,9 @@ async fn cancel_travel_documents(
 ) -> Result<()> {
     let subject = case.field("subject_id_number").to_ascii_uppercase();
     let cancelled = travel_document::Entity::update_many()
-        .col_expr(travel_document::Column::Status, Expr::value("cancelled"))
+        .col_expr(travel_document::Column::Status, Expr::value(onething_platform::store::case::Standing::Cancelled))
         .filter(travel_document::Column::IdNumber.eq(subject.clone()))
-        .filter(travel_document::Column::Status.eq("active"))
+        .filter(travel_document::Column::Status.eq(onething_platform::store::case::Standing::Active))
         .exec(txn)
         .await?
         .rows_affected;

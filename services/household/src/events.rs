@@ -59,7 +59,7 @@ fn notification(
     state: State,
     row: case::Model,
 ) -> anyhow::Result<Option<notification::ActiveModel>> {
-    let c = CaseRecord::from_model(row).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let c = CaseRecord::from_model(row);
     if c.applicant.phone.is_empty() {
         return Ok(None);
     }

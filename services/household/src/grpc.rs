@@ -1,6 +1,6 @@
 //! `onething.household.v1.HouseholdService`: registry look-ups for clerks and other services.
 
-use crate::store::{household, person};
+use crate::store::{household, person, person::PersonStatus};
 use onething_platform::reason::Reason;
 use onething_platform::{
     auth::{Principal, SubjectKind},
@@ -32,7 +32,8 @@ fn reads_registry(p: &Principal) -> bool {
 
 fn person_pb(p: person::Model) -> pb::Person {
     pb::Person {
-        status: if p.status == "deceased" { pb::PersonStatus::Deceased } else { pb::PersonStatus::Active } as i32,
+        status: if p.status == PersonStatus::Deceased { pb::PersonStatus::Deceased } else { pb::PersonStatus::Active }
+            as i32,
         id_number: p.id_number,
         name: p.name,
         birth_date: p.birth_date,
@@ -94,8 +95,11 @@ impl HouseholdService for Registry {
             .map_err(Error::from)?;
         Ok(Response::new(pb::GetHouseholdResponse {
             household: Some(pb::Household {
-                kind: if h.kind == "collective" { pb::HouseholdKind::Collective } else { pb::HouseholdKind::Family }
-                    as i32,
+                kind: if h.kind == household::HouseholdKind::Collective {
+                    pb::HouseholdKind::Collective
+                } else {
+                    pb::HouseholdKind::Family
+                } as i32,
                 household_number: h.household_number,
                 region_code: h.region_code,
                 address: h.address,

@@ -4,7 +4,7 @@
 
 use crate::{
     domain,
-    store::{household, person, residence_permit},
+    store::{household, person, person::PersonStatus, residence_permit},
 };
 use chrono::{DateTime, NaiveDate, Utc};
 use onething_platform::reason::Reason;
@@ -54,13 +54,13 @@ impl Department for Household {
             }
             "household.certificate" => subject_for(txn, case).await?.err(),
             "household.info_confirmation" | "household.id_card_expedited" => match subject_for(txn, case).await? {
-                Ok(subject) if subject.status != "active" => Some(deceased()),
+                Ok(subject) if subject.status != PersonStatus::Active => Some(deceased()),
                 Ok(_) => None,
                 Err(r) => Some(r),
             },
             "household.deregistration" => match deregistration_subject(txn, case).await? {
                 Err(r) => Some(r),
-                Ok(p) if p.status != "active" => Some(deceased()),
+                Ok(p) if p.status != PersonStatus::Active => Some(deceased()),
                 Ok(p) if case.field("death_date") < p.birth_date.as_str() => Some(Refusal::new(
                     Reason::HouseholdDeathBeforeBirth,
                     "the date of death is before the date of birth",
@@ -151,7 +151,7 @@ async fn register_birth(
         birth_date: Set(case.field("birth_date").to_string()),
         sex: Set(case.field("child_sex").to_string()),
         household_number: Set(home.household_number.clone()),
-        status: Set("active".into()),
+        status: Set(PersonStatus::Active),
         death_date: Set(None),
         birth_certificate_number: Set(Some(case.field("birth_certificate_number").to_string())),
         created_at: Set(now),
@@ -214,12 +214,12 @@ async fn deregister(
     let p = living(txn, case.field("subject_id_number")).await?.map_err(refused)?;
     person::Entity::update_many()
         .set(person::ActiveModel {
-            status: Set("deceased".into()),
+            status: Set(PersonStatus::Deceased),
             death_date: Set(Some(case.field("death_date").to_string())),
             ..Default::default()
         })
         .filter(person::Column::IdNumber.eq(p.id_number.clone()))
-        .filter(person::Column::Status.eq("active"))
+        .filter(person::Column::Status.eq(PersonStatus::Active))
         .exec(txn)
         .await?;
     events.push(OutgoingEvent::new(
@@ -250,7 +250,7 @@ async fn establish_collective_household(
     let number = next_household_number(txn, code.region()).await?;
     let inserted = household::Entity::insert(household::ActiveModel {
         household_number: Set(number.clone()),
-        kind: Set("collective".into()),
+        kind: Set(household::HouseholdKind::Collective),
         region_code: Set(code.region().to_string()),
         address: Set(case.field("premises_address").to_string()),
         credit_code: Set(code.as_str().to_string()),
@@ -314,7 +314,7 @@ async fn subject_for(
     let applicant = find_person(txn, &case.applicant.identifier).await?;
     Ok(match (applicant, subject) {
         (_, Some(s)) if s.id_number == case.applicant.identifier => Ok(s),
-        (Some(a), Some(s)) if a.status == "active" && a.household_number == s.household_number => Ok(s),
+        (Some(a), Some(s)) if a.status == PersonStatus::Active && a.household_number == s.household_number => Ok(s),
         _ if CitizenId::parse(case.field("subject_id_number"))
             .is_ok_and(|id| id.expose() == case.applicant.identifier) =>
         {
@@ -336,7 +336,7 @@ fn not_in_registry() -> Refusal {
 async fn living(txn: &DatabaseTransaction, id_number: &str) -> Result<std::result::Result<person::Model, Refusal>> {
     Ok(match find_person(txn, id_number).await? {
         None => Err(not_in_registry()),
-        Some(p) if p.status != "active" => Err(deceased()),
+        Some(p) if p.status != PersonStatus::Active => Err(deceased()),
         Some(p) => Ok(p),
     })
 }

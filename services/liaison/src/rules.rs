@@ -47,7 +47,7 @@ impl Department for Liaison {
                 let filed = seal::Entity::find()
                     .filter(seal::Column::CreditCode.eq(code))
                     .filter(seal::Column::Kind.is_in(kinds(case)))
-                    .filter(seal::Column::Status.eq("active"))
+                    .filter(seal::Column::Status.eq(onething_platform::store::case::Standing::Active))
                     .count(txn)
                     .await?;
                 (filed > 0).then(|| {
@@ -57,7 +57,7 @@ impl Department for Liaison {
             "liaison.seal_cancellation" => {
                 let active = seal::Entity::find()
                     .filter(seal::Column::CreditCode.eq(code))
-                    .filter(seal::Column::Status.eq("active"))
+                    .filter(seal::Column::Status.eq(onething_platform::store::case::Standing::Active))
                     .count(txn)
                     .await?;
                 (active == 0)
@@ -107,7 +107,7 @@ impl Department for Liaison {
                 let seals = filed.into_iter().map(|kind| seal::ActiveModel {
                     credit_code: Set(code.clone()),
                     kind: Set(kind),
-                    status: Set("active".into()),
+                    status: Set(onething_platform::store::case::Standing::Active),
                     case_id: Set(case.id.clone()),
                 });
                 seal::Entity::insert_many(seals)
@@ -122,9 +122,9 @@ impl Department for Liaison {
             }
             "liaison.seal_cancellation" => {
                 let n = seal::Entity::update_many()
-                    .col_expr(seal::Column::Status, Expr::value("cancelled"))
+                    .col_expr(seal::Column::Status, Expr::value(onething_platform::store::case::Standing::Cancelled))
                     .filter(seal::Column::CreditCode.eq(code))
-                    .filter(seal::Column::Status.eq("active"))
+                    .filter(seal::Column::Status.eq(onething_platform::store::case::Standing::Active))
                     .exec(txn)
                     .await?
                     .rows_affected;

@@ -137,13 +137,13 @@ impl<D: Department> Handler for DeceasedProjection<D> {
             return Ok(());
         }
         let waiting = case::Entity::find()
-            .filter(case::Column::State.eq(State::Accepted.as_str()))
+            .filter(case::Column::State.eq(State::Accepted))
             .filter(case::Column::MatterCode.is_in(self.matters.clone()))
             .all(txn)
             .await?;
         let ids: Vec<String> = waiting
             .into_iter()
-            .filter_map(|m| CaseRecord::from_model(m).ok())
+            .map(CaseRecord::from_model)
             .filter(|c| c.field(self.field) == fact.id_number)
             .map(|c| c.id)
             .collect();

@@ -14,7 +14,7 @@ use crate::auth::{Principal, SubjectKind};
 /// The scope of `p`'s keys.
 pub fn scope(p: &Principal) -> String {
     match (p.applicant(), p.kind) {
-        (Some((kind, id)), _) => format!("{}:{id}", applicant_kind_name(kind)),
+        (Some((kind, id)), _) => format!("{}:{id}", crate::store::case::ApplicantKind::from_proto(kind)),
         (None, SubjectKind::Service) => format!("service:{}", p.sub),
         (None, _) => format!("{}{}", staff_scope(&p.dept), p.sub),
     }
@@ -59,16 +59,6 @@ pub fn client_key(stored: &str) -> &str {
         Some((at, _)) => &rest[at..],
         None if rest.chars().count() == n => "",
         None => stored,
-    }
-}
-
-/// The name of an applicant kind in stores and scopes: `citizen`, `enterprise`, `foreigner`.
-pub fn applicant_kind_name(kind: onething_proto::common::ApplicantKind) -> &'static str {
-    use onething_proto::common::ApplicantKind as A;
-    match kind {
-        A::Enterprise => "enterprise",
-        A::Foreigner => "foreigner",
-        _ => "citizen",
     }
 }
 

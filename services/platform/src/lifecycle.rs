@@ -3,10 +3,13 @@
 //! Pure: departments add their rules around it, never new transitions.
 
 use onething_proto::common::CaseState as Proto;
+use sea_orm::entity::prelude::{DeriveActiveEnum, EnumIter, StringLen};
 use std::fmt;
 
-/// A case state. See the proto `onething.common.v1.CaseState` for meanings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// A case state. See the proto `onething.common.v1.CaseState` for meanings. Stored by
+/// [`State::as_str`]'s name; a stored name that is none of these fails the read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)", rename_all = "snake_case")]
 pub enum State {
     /// 已申请.
     Submitted,
@@ -184,6 +187,16 @@ impl fmt::Display for State {
 #[cfg(test)]
 mod tests {
     use super::{Action as A, State as S};
+
+    #[test]
+    fn the_stored_name_is_the_subject_name() {
+        for s in S::ALL {
+            assert_eq!(sea_orm::ActiveEnum::to_value(&s), s.as_str());
+        }
+        for u in <crate::catalog::TimeUnit as sea_orm::Iterable>::iter() {
+            assert_eq!(sea_orm::ActiveEnum::to_value(&u), u.as_str());
+        }
+    }
 
     const ACTIONS: [A; 13] = [
         A::Accept,

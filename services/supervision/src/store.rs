@@ -164,8 +164,8 @@ entity!(
         step: String,
         /// Next step due.
         next_step_due: Option<DateTimeUtc>,
-        /// Notes, JSON list.
-        notes: String,
+        /// Investigators' notes.
+        notes: onething_platform::store::json::Texts,
         /// Received.
         created_at: DateTimeUtc,
     }

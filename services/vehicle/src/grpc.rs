@@ -14,8 +14,8 @@ use onething_platform::{
     db::begin_write,
     error::{Error, Result},
     events::{Outbox, OutgoingEvent},
-    idempotency::applicant_kind_name,
     lifecycle::State,
+    store::case::ApplicantKind,
 };
 use onething_proto::vehicle::{self as pb, ProxyState, vehicle_service_server::VehicleService};
 use sea_orm::{
@@ -197,7 +197,7 @@ impl VehicleService for Operations {
         let owner = r.into_inner().owner_identifier.trim().to_ascii_uppercase();
         // Station staff and supervision with personal_data look owners up; an owner sees their own vehicles,
         // of their own kind (a passport number equal to an ID number is another owner).
-        let own_kind = p.applicant().filter(|(_, id)| *id == owner).map(|(k, _)| applicant_kind_name(k));
+        let own_kind = p.applicant().filter(|(_, id)| *id == owner).map(|(k, _)| ApplicantKind::from_proto(k));
         let reads = authz::reads_register(&p, rules::DEPARTMENT);
         authz::check(reads || own_kind.is_some(), &p, "ListVehicles", "vehicles")?;
         let mut q = vehicle::Entity::find().filter(vehicle::Column::OwnerIdentifier.eq(owner));
@@ -210,7 +210,7 @@ impl VehicleService for Operations {
                 .into_iter()
                 .map(|v| pb::Vehicle {
                     plate: v.plate,
-                    owner_kind: v.owner_kind,
+                    owner_kind: v.owner_kind.to_string(),
                     owner_identifier: v.owner_identifier,
                     vehicle_type: v.vehicle_type,
                     inspection_due: v.inspection_due,

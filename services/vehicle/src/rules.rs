@@ -43,7 +43,7 @@ impl Department for Vehicle {
         let plate = case.field("plate").to_uppercase();
         // The owner is a kind and an identifier; an unknown plate and another's answer alike,
         // so a booking tells no one which plates are registered.
-        let kind = onething_platform::idempotency::applicant_kind_name(case.applicant.kind);
+        let kind = onething_platform::store::case::ApplicantKind::from_proto(case.applicant.kind);
         Ok(match vehicle::Entity::find_by_id(plate).one(txn).await? {
             Some(v) if v.owner_kind == kind && v.owner_identifier == case.applicant.identifier => None,
             _ => {
@@ -145,12 +145,15 @@ impl Department for Vehicle {
                 let subject = case.field("subject_id_number").to_ascii_uppercase();
                 let active = licence::Entity::find()
                     .filter(licence::Column::IdNumber.eq(subject.clone()))
-                    .filter(licence::Column::Status.eq("active"))
+                    .filter(licence::Column::Status.eq(onething_platform::store::case::Standing::Active))
                     .all(txn)
                     .await?;
                 for l in &active {
                     licence::Entity::update_many()
-                        .col_expr(licence::Column::Status, Expr::value("cancelled"))
+                        .col_expr(
+                            licence::Column::Status,
+                            Expr::value(onething_platform::store::case::Standing::Cancelled),
+                        )
                         .filter(licence::Column::LicenceNumber.eq(l.licence_number.clone()))
                         .exec(txn)
                         .await?;

@@ -26,16 +26,11 @@ impl Engine {
         let (Some(def), Some(matter)) = (def, matter) else {
             return Err(Failure::Refused("step left the catalog".into()));
         };
-        let form: BTreeMap<String, String> = serde_json::from_str(&agg.bundle.form).unwrap_or_default();
-        let materials: Vec<MaterialRecord> = serde_json::from_str(&agg.bundle.materials).unwrap_or_default();
+        let (form, materials) = (&agg.bundle.form, &agg.bundle.materials);
         let request = cpb::CreateCaseRequest {
             matter_code: s.matter_code.clone(),
             applicant: Some(cpb::Applicant {
-                kind: match agg.bundle.applicant_kind.as_str() {
-                    "enterprise" => cpb::ApplicantKind::Enterprise,
-                    "foreigner" => cpb::ApplicantKind::Foreigner,
-                    _ => cpb::ApplicantKind::Citizen,
-                } as i32,
+                kind: agg.bundle.applicant_kind.to_proto() as i32,
                 identifier: agg.bundle.applicant_identifier.clone(),
                 name: agg.bundle.applicant_name.clone(),
                 phone: agg.bundle.applicant_phone.clone(),

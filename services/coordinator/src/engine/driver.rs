@@ -109,9 +109,9 @@ impl Engine {
         if !due.is_empty() {
             return self.create_due(id, &agg, &due).await;
         }
-        let state = BundleState::parse(&agg.bundle.state);
+        let state = agg.bundle.state;
         for s in &agg.steps {
-            match Step::parse(&s.state) {
+            match s.state {
                 Step::Cancelling if s.next_attempt_at <= now => return self.withdraw_case_of(id, s, state).await,
                 Step::InProgress if awaiting_result(s) && s.next_attempt_at <= now => {
                     return self.fetch_result(id, s).await;
@@ -128,9 +128,9 @@ impl Engine {
     /// is still pending, so a refusal there withdraws it before any case exists (as one by
     /// one).
     fn due_for_case<'a>(&self, agg: &'a Aggregate, now: chrono::DateTime<Utc>) -> Vec<&'a step::Model> {
-        let state = BundleState::parse(&agg.bundle.state);
+        let state = agg.bundle.state;
         let def = self.inner.catalog.bundle(&agg.bundle.code);
-        let pending = |s: &step::Model| Step::parse(&s.state) == Step::Pending;
+        let pending = |s: &step::Model| s.state == Step::Pending;
         let required = |s: &step::Model| def.and_then(|d| d.step(&s.step_id)).is_none_or(|d| !d.optional);
         let stands_alone = |s: &step::Model| def.and_then(|d| d.step(&s.step_id)).is_some_and(|d| d.stands_alone);
         let mut due: Vec<&step::Model> = agg
@@ -169,7 +169,7 @@ impl Engine {
             })
             .await?;
         // The next pass sees what this one changed; a bundle whose steps all ended has none.
-        Ok(agg.steps.iter().any(|s| !Step::parse(&s.state).is_final()))
+        Ok(agg.steps.iter().any(|s| !s.state.is_final()))
     }
 
     /// Withdraws (or cancels) the case of a step being cancelled, and records how it ended.
@@ -187,9 +187,7 @@ impl Engine {
                         Some(Step::Done) => Step::Done,
                         Some(Step::Refused) => Step::Refused,
                         _ => Step::Cancelled,
-                    }
-                    .as_str()
-                    .into();
+                    };
                 }
                 Err(why) => retry_later(st, why),
             }
@@ -222,13 +220,13 @@ impl Engine {
             }
         };
         let result = r.into_inner().case.map(|c| c.result).unwrap_or_default();
-        let json = serde_json::to_string(&result.into_iter().collect::<BTreeMap<_, _>>()).unwrap_or_default();
+        let fields: onething_platform::store::json::Fields = result.into_iter().collect::<BTreeMap<_, _>>().into();
         self.apply(id, |agg, _| {
             if let Some(st) = agg.steps.iter_mut().find(|x| x.step_id == sid)
                 && awaiting_result(st)
             {
-                st.result = json.clone();
-                st.state = Step::Done.as_str().into();
+                st.result = fields.clone();
+                st.state = Step::Done;
             }
         })
         .await?;
@@ -245,18 +243,14 @@ impl Engine {
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
             }
             let due = step::Entity::find()
-                .filter(step::Column::State.is_in([
-                    Step::Pending.as_str(),
-                    Step::Cancelling.as_str(),
-                    Step::InProgress.as_str(),
-                ]))
+                .filter(step::Column::State.is_in([Step::Pending, Step::Cancelling, Step::InProgress]))
                 .filter(step::Column::NextAttemptAt.lte(Utc::now()))
                 .all(&self.inner.db)
                 .await;
             let Ok(due) = due else { continue };
             let mut ids: Vec<String> = due
                 .into_iter()
-                .filter(|s| Step::parse(&s.state) != Step::InProgress || awaiting_result(s))
+                .filter(|s| s.state != Step::InProgress || awaiting_result(s))
                 .map(|s| s.bundle_id)
                 .collect();
             ids.sort();

@@ -168,7 +168,7 @@ impl Engine {
     }
 
     fn bundle_event(agg: &Aggregate, happened: &str) -> OutgoingEvent {
-        let state = match BundleState::parse(&agg.bundle.state) {
+        let state = match agg.bundle.state {
             BundleState::Running => pb::BundleState::Running,
             BundleState::Completed => pb::BundleState::Completed,
             BundleState::Failed => pb::BundleState::Failed,
@@ -241,23 +241,23 @@ impl Engine {
             .bundle(&agg.bundle.code)
             .ok_or_else(|| Error::internal(anyhow::anyhow!("bundle {} left the catalog", agg.bundle.code)))?
             .clone();
-        let before = (agg.bundle.version, agg.bundle.state.clone(), agg.steps.clone());
+        let before = (agg.bundle.version, agg.bundle.state, agg.steps.clone());
         f(&mut agg, &def);
         let mut views: Vec<StepView> = agg
             .steps
             .iter()
-            .map(|s| StepView { id: s.step_id.clone(), state: Step::parse(&s.state), has_case: !s.case_id.is_empty() })
+            .map(|s| StepView { id: s.step_id.clone(), state: s.state, has_case: !s.case_id.is_empty() })
             .collect();
-        let next = saga::evaluate(&def, BundleState::parse(&agg.bundle.state), &mut views);
+        let next = saga::evaluate(&def, agg.bundle.state, &mut views);
         for (s, v) in agg.steps.iter_mut().zip(&views) {
-            if Step::parse(&s.state) != v.state {
-                s.state = v.state.as_str().into();
+            if s.state != v.state {
+                s.state = v.state;
                 if v.state == Step::Pending {
                     s.next_attempt_at = Utc::now();
                 }
             }
         }
-        agg.bundle.state = next.as_str().into();
+        agg.bundle.state = next;
         if before.1 == agg.bundle.state && before.2 == agg.steps {
             return Ok((agg, false));
         }
@@ -296,8 +296,8 @@ impl Engine {
                 .await?;
         }
         if before.1 != agg.bundle.state {
-            self.inner.outbox.enqueue(txn, Self::bundle_event(&agg, &agg.bundle.state)).await?;
-            if BundleState::parse(&agg.bundle.state) != BundleState::Running {
+            self.inner.outbox.enqueue(txn, Self::bundle_event(&agg, &agg.bundle.state.to_string())).await?;
+            if agg.bundle.state != BundleState::Running {
                 // Counted before the commit: a commit that then fails counts a bundle that
                 // will finish again later (rare, and only ever an extra sample).
                 let took = (agg.bundle.updated_at - agg.bundle.created_at).num_milliseconds().max(0) as f64 / 1000.0;
@@ -305,7 +305,7 @@ impl Engine {
                     .bundle_duration
                     .get_or_create(&onething_platform::metrics::BundleLabels {
                         bundle: agg.bundle.code.clone(),
-                        outcome: agg.bundle.state.clone(),
+                        outcome: agg.bundle.state.to_string(),
                     })
                     .observe(took);
             }
@@ -357,13 +357,13 @@ impl Engine {
         // Not found and not theirs answer alike: no one learns whether another's bundle exists.
         let agg = authz::hide_missing(self.load(&self.inner.db, id).await, false, p, "WithdrawBundle", id)?;
         authz::check(crate::view::owns(p, &agg), p, "WithdrawBundle", id)?;
-        if BundleState::parse(&agg.bundle.state) != BundleState::Running {
+        if agg.bundle.state != BundleState::Running {
             return Err(Error::failed_precondition(
                 Reason::CoordinatorBundleFinished,
                 "the bundle is no longer running",
             ));
         }
-        let agg = self.apply(id, |agg, _| agg.bundle.state = BundleState::Withdrawn.as_str().into()).await?;
+        let agg = self.apply(id, |agg, _| agg.bundle.state = BundleState::Withdrawn).await?;
         self.spawn_drive(agg.clone());
         Ok(agg)
     }
@@ -379,7 +379,9 @@ impl Engine {
         let reader = p;
         if let Some((kind, id)) = reader.applicant() {
             q = q
-                .filter(bundle::Column::ApplicantKind.eq(onething_platform::idempotency::applicant_kind_name(kind)))
+                .filter(
+                    bundle::Column::ApplicantKind.eq(onething_platform::store::case::ApplicantKind::from_proto(kind)),
+                )
                 .filter(bundle::Column::ApplicantIdentifier.eq(id));
         } else if authz::is_supervision(reader) {
         } else if reader.kind == SubjectKind::Staff {
@@ -405,15 +407,13 @@ impl Engine {
 /// recorded first (the step is then in progress with this case): the answer still brings
 /// the result, which events never carry. A failure counts only for a step still pending.
 fn record_created(st: &mut step::Model, outcome: &std::result::Result<cpb::Case, Failure>) {
-    let pending = Step::parse(&st.state) == Step::Pending;
+    let pending = st.state == Step::Pending;
     // Withdrawn (or compensated) while its CreateCase was in flight: the case made a
     // moment later is recorded, and withdrawn in turn (see `record_case`).
-    let cancelled_before_its_case = Step::parse(&st.state) == Step::Cancelled && st.case_id.is_empty();
+    let cancelled_before_its_case = st.state == Step::Cancelled && st.case_id.is_empty();
     match outcome {
         Ok(case)
-            if pending
-                || cancelled_before_its_case
-                || (Step::parse(&st.state) == Step::InProgress && st.case_id == case.case_id) =>
+            if pending || cancelled_before_its_case || (st.state == Step::InProgress && st.case_id == case.case_id) =>
         {
             if let Some(cs) = cpb::CaseState::try_from(case.state).ok().and_then(CaseState::from_proto) {
                 record_case(st, &case.case_id, cs, case.version, &case.reason_code, Some(&case.result));
@@ -421,7 +421,7 @@ fn record_created(st: &mut step::Model, outcome: &std::result::Result<cpb::Case,
         }
         Err(Failure::Retry(why)) if pending => retry_later(st, why),
         Err(Failure::Refused(why)) if pending => {
-            st.state = Step::Refused.as_str().into();
+            st.state = Step::Refused;
             st.reason = why.clone();
         }
         _ => {}
@@ -441,7 +441,7 @@ fn record_case(
     result: Option<&std::collections::HashMap<String, String>>,
 ) {
     if let Some(r) = result {
-        s.result = serde_json::to_string(&r.iter().collect::<BTreeMap<_, _>>()).unwrap_or_else(|_| "{}".into());
+        s.result = r.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<BTreeMap<_, _>>().into();
     }
     if version > s.case_version || s.case_id.is_empty() {
         s.case_id = case_id.to_string();
@@ -450,28 +450,26 @@ fn record_case(
         s.reason = reason.to_string();
     }
     let open_case = CaseState::from_str_name(&s.case_state).is_some_and(|c| !saga::step_of_case(c).is_final());
-    if Step::parse(&s.state) == Step::Cancelled && open_case {
+    if s.state == Step::Cancelled && open_case {
         // A case still open behind a cancelled step (its CreateCase answered, or its event
         // came, after the withdrawal): the driver withdraws it, so no case is orphaned.
-        s.state = Step::Cancelling.as_str().into();
+        s.state = Step::Cancelling;
         s.attempts = 0;
         s.next_attempt_at = Utc::now();
         return;
     }
-    if matches!(Step::parse(&s.state), Step::Pending | Step::InProgress) {
+    if matches!(s.state, Step::Pending | Step::InProgress) {
         let known = CaseState::from_str_name(&s.case_state).unwrap_or(state);
         s.state = match saga::step_of_case(known) {
             Step::Done if result.is_none() && awaiting_result(s) => Step::InProgress,
             other => other,
-        }
-        .as_str()
-        .into();
+        };
     }
 }
 
 /// An approved case whose result the coordinator has not fetched yet.
 fn awaiting_result(s: &step::Model) -> bool {
-    s.result == "{}"
+    s.result.is_empty()
         && matches!(
             CaseState::from_str_name(&s.case_state),
             Some(CaseState::Approved | CaseState::ApprovedProvisionally)

@@ -130,17 +130,17 @@ impl Engine {
             .map(|m| MaterialRecord { code: m.code.clone(), document_uri: m.document_uri.trim().into() })
             .collect();
         let due = saga::due(def, included, &self.inner.catalog, &self.inner.calendar, now);
-        let kind = onething_platform::idempotency::applicant_kind_name(applicant.kind);
+        let kind = onething_platform::store::case::ApplicantKind::from_proto(applicant.kind);
         let b = bundle::Model {
             id: id.clone(),
             code: def.code.clone(),
-            state: BundleState::Running.as_str().into(),
-            applicant_kind: kind.into(),
+            state: BundleState::Running,
+            applicant_kind: kind,
             applicant_identifier: applicant.identifier.clone(),
             applicant_name: applicant.name.clone(),
             applicant_phone: applicant.phone.clone(),
-            form: serde_json::to_string(form).map_err(Error::internal)?,
-            materials: serde_json::to_string(&materials).map_err(Error::internal)?,
+            form: form.clone().into(),
+            materials: materials.into(),
             idempotency_key: key,
             due_at: due.at,
             version: 1,
@@ -157,14 +157,12 @@ impl Engine {
                 step_id: s.id.clone(),
                 matter_code: s.matter.clone(),
                 department: s.matter.split('.').next().unwrap_or_default().to_string(),
-                state: if s.after.iter().any(|a| included.contains(a)) { Step::Blocked } else { Step::Pending }
-                    .as_str()
-                    .into(),
+                state: if s.after.iter().any(|a| included.contains(a)) { Step::Blocked } else { Step::Pending },
                 case_id: String::new(),
                 case_state: String::new(),
                 case_version: 0,
                 reason: String::new(),
-                result: "{}".into(),
+                result: Default::default(),
                 attempts: 0,
                 next_attempt_at: now,
             })

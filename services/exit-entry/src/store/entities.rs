@@ -73,8 +73,8 @@ pub mod travel_document {
         pub kind: String,
         /// Last day, YYYY-MM-DD.
         pub valid_until: String,
-        /// `active` or `cancelled`.
-        pub status: String,
+        /// Whether it still stands.
+        pub status: onething_platform::store::case::Standing,
     }
 
     /// No relations.

@@ -195,7 +195,7 @@ impl MigrationTrait for Seed {
                     id_number: Set(id.expose().into()),
                     kind: Set((*kind).into()),
                     valid_until: Set((*until).into()),
-                    status: Set("active".into()),
+                    status: Set(onething_platform::store::case::Standing::Active),
                 })
                 .exec_without_returning(db)
                 .await?;

@@ -9,8 +9,8 @@ pub struct Model {
     /// Household number: region code and a six-digit sequence.
     #[sea_orm(primary_key, auto_increment = false)]
     pub household_number: String,
-    /// `family` or `collective`.
-    pub kind: String,
+    /// Family or collective.
+    pub kind: HouseholdKind,
     /// Six-digit region code.
     pub region_code: String,
     /// Registered address. Personal data for a family household.
@@ -26,3 +26,14 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+/// A household's kind, stored by name (`family`, `collective`); an unknown stored name fails
+/// the read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)", rename_all = "snake_case")]
+pub enum HouseholdKind {
+    /// 家庭户.
+    Family,
+    /// 集体户 (e.g. an enterprise's collective household).
+    Collective,
+}

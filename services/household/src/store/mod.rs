@@ -4,6 +4,7 @@
 pub mod household;
 pub mod notification;
 pub mod person;
+use person::PersonStatus;
 pub mod residence_permit;
 
 use onething_platform::ids::CitizenId;
@@ -157,7 +158,7 @@ impl MigrationTrait for M20261129SeedRegistry {
         for (number, region, address, members) in SEED {
             household::Entity::insert(household::ActiveModel {
                 household_number: Set((*number).into()),
-                kind: Set("family".into()),
+                kind: Set(household::HouseholdKind::Family),
                 region_code: Set((*region).into()),
                 address: Set((*address).into()),
                 credit_code: Set(String::new()),
@@ -174,7 +175,7 @@ impl MigrationTrait for M20261129SeedRegistry {
                     birth_date: Set((*birth).into()),
                     sex: Set((*sex).into()),
                     household_number: Set((*number).into()),
-                    status: Set("active".into()),
+                    status: Set(PersonStatus::Active),
                     death_date: Set(None),
                     birth_certificate_number: Set(None),
                     created_at: Set(now),

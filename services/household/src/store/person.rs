@@ -17,8 +17,8 @@ pub struct Model {
     pub sex: String,
     /// Household number.
     pub household_number: String,
-    /// `active` or `deceased`.
-    pub status: String,
+    /// Living or deceased.
+    pub status: PersonStatus,
     /// Date of death, YYYY-MM-DD.
     pub death_date: Option<String>,
     /// Birth medical certificate number, for persons registered at birth (unique).
@@ -32,3 +32,14 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+/// Whether a registered person lives, stored by name (`active`, `deceased`); an unknown
+/// stored name fails the read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)", rename_all = "snake_case")]
+pub enum PersonStatus {
+    /// Living and registered.
+    Active,
+    /// Deregistered after death.
+    Deceased,
+}

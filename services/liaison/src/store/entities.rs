@@ -46,8 +46,8 @@ pub mod seal {
         /// Kind, e.g. `official`.
         #[sea_orm(primary_key, auto_increment = false)]
         pub kind: String,
-        /// `active` or `cancelled`.
-        pub status: String,
+        /// Whether it still stands.
+        pub status: onething_platform::store::case::Standing,
         /// Filing case.
         pub case_id: String,
     }

@@ -158,7 +158,7 @@ impl MigrationTrait for Seed {
                 seal::Entity::insert(seal::ActiveModel {
                     credit_code: Set(code.as_str().into()),
                     kind: Set(kind.into()),
-                    status: Set("active".into()),
+                    status: Set(onething_platform::store::case::Standing::Active),
                     case_id: Set(String::new()),
                 })
                 .exec_without_returning(db)

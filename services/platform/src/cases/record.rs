@@ -4,7 +4,7 @@
 
 use crate::{
     catalog::{Matter, TimeUnit},
-    error::{Error, FieldViolation, Result},
+    error::FieldViolation,
     ids::{CitizenId, CreditCode},
     lifecycle::State,
     store::case as row,
@@ -89,14 +89,6 @@ impl ApplicantRecord {
             name: name.to_string(),
             phone: phone.to_string(),
         })
-    }
-
-    fn kind_str(&self) -> &'static str {
-        match self.kind {
-            pb::ApplicantKind::Enterprise => "enterprise",
-            pb::ApplicantKind::Foreigner => "foreigner",
-            _ => "citizen",
-        }
     }
 }
 
@@ -227,26 +219,18 @@ impl CaseRecord {
         format!("{prefix}{}{}", Utc::now().format("%Y%m%d"), tail.to_ascii_uppercase())
     }
 
-    /// Reads a row.
-    ///
-    /// # Errors
-    /// INTERNAL when a stored value does not parse (a corrupted row).
-    pub fn from_model(m: row::Model) -> Result<Self> {
-        let corrupt = |what: &str| Error::internal(anyhow::anyhow!("case {} has an invalid {what}", m.id));
-        let kind = match m.applicant_kind.as_str() {
-            "enterprise" => pb::ApplicantKind::Enterprise,
-            "foreigner" => pb::ApplicantKind::Foreigner,
-            _ => pb::ApplicantKind::Citizen,
-        };
-        Ok(Self {
-            state: State::from_str_name(&m.state).ok_or_else(|| corrupt("state"))?,
-            time_unit: TimeUnit::from_str_name(&m.time_unit).ok_or_else(|| corrupt("time unit"))?,
-            form: serde_json::from_str(&m.form).map_err(|_| corrupt("form"))?,
-            materials: serde_json::from_str(&m.materials).map_err(|_| corrupt("materials"))?,
-            missing_materials: serde_json::from_str(&m.missing_materials).map_err(|_| corrupt("missing materials"))?,
-            result: serde_json::from_str(&m.result).map_err(|_| corrupt("result"))?,
+    /// Reads a row (its typed columns were checked as it was read: a stored value that
+    /// does not parse fails the query, never reaches here).
+    pub fn from_model(m: row::Model) -> Self {
+        Self {
+            state: m.state,
+            time_unit: m.time_unit,
+            form: m.form.0,
+            materials: m.materials.0,
+            missing_materials: m.missing_materials.0,
+            result: m.result.0,
             applicant: ApplicantRecord {
-                kind,
+                kind: m.applicant_kind.to_proto(),
                 identifier: m.applicant_identifier,
                 name: m.applicant_name,
                 phone: m.applicant_phone,
@@ -266,7 +250,7 @@ impl CaseRecord {
             version: m.version,
             created_at: m.created_at,
             updated_at: m.updated_at,
-        })
+        }
     }
 
     /// The row with every column set.
@@ -275,18 +259,18 @@ impl CaseRecord {
             id: Set(self.id.clone()),
             matter_code: Set(self.matter_code.clone()),
             department: Set(self.department.clone()),
-            state: Set(self.state.as_str().to_string()),
-            applicant_kind: Set(self.applicant.kind_str().to_string()),
+            state: Set(self.state),
+            applicant_kind: Set(row::ApplicantKind::from_proto(self.applicant.kind)),
             applicant_identifier: Set(self.applicant.identifier.clone()),
             applicant_name: Set(self.applicant.name.clone()),
             applicant_phone: Set(self.applicant.phone.clone()),
-            form: Set(json(&self.form)),
-            materials: Set(json(&self.materials)),
-            missing_materials: Set(json(&self.missing_materials)),
+            form: Set(self.form.clone().into()),
+            materials: Set(self.materials.clone().into()),
+            missing_materials: Set(self.missing_materials.clone().into()),
             reason_code: Set(self.reason_code.clone()),
             reason_text: Set(self.reason_text.clone()),
-            result: Set(json(&self.result)),
-            time_unit: Set(self.time_unit.as_str().to_string()),
+            result: Set(self.result.clone().into()),
+            time_unit: Set(self.time_unit),
             time_limit: Set(i32::try_from(self.time_limit).unwrap_or(i32::MAX)),
             due_at: Set(self.due_at),
             paused_since: Set(self.paused_since),
@@ -366,9 +350,4 @@ pub fn masked(mut case: pb::Case) -> pb::Case {
 /// A protobuf timestamp.
 pub fn timestamp(t: DateTime<Utc>) -> Timestamp {
     Timestamp { seconds: t.timestamp(), nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0) }
-}
-
-/// A JSON column; maps and lists of strings always serialise.
-fn json<T: Serialize>(v: &T) -> String {
-    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
 }

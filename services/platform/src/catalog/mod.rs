@@ -4,6 +4,7 @@
 pub mod fields;
 
 use anyhow::{Context as _, bail};
+use sea_orm::entity::prelude::StringLen;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -23,9 +24,11 @@ pub enum Handling {
     AutoAccept,
 }
 
-/// How the committed time is counted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// How the committed time is counted; stored by [`TimeUnit::as_str`]'s name (an unknown
+/// stored name fails the read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, sea_orm::EnumIter, sea_orm::DeriveActiveEnum)]
 #[serde(rename_all = "snake_case")]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)", rename_all = "snake_case")]
 pub enum TimeUnit {
     /// 即办: at once.
     Immediate,

@@ -3,7 +3,7 @@
 
 use sea_orm::entity::prelude::*;
 
-/// One case (办件). JSON columns are stored as text so SQLite and PostgreSQL agree.
+/// One case (办件). Structured columns are JSON text ([`super::json`]).
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "cases")]
 pub struct Model {
@@ -14,30 +14,30 @@ pub struct Model {
     pub matter_code: String,
     /// Owning department.
     pub department: String,
-    /// Lifecycle state, [`crate::lifecycle::State::as_str`].
-    pub state: String,
-    /// `citizen` or `enterprise`.
-    pub applicant_kind: String,
+    /// Lifecycle state.
+    pub state: crate::lifecycle::State,
+    /// Who applied.
+    pub applicant_kind: ApplicantKind,
     /// Citizen ID number or credit code. Personal data.
     pub applicant_identifier: String,
     /// Applicant name. Personal data.
     pub applicant_name: String,
     /// Applicant phone. Personal data.
     pub applicant_phone: String,
-    /// Form fields, JSON object of strings.
-    pub form: String,
-    /// Materials, JSON array of `{code, document_uri}`.
-    pub materials: String,
-    /// Missing or owed material codes, JSON array.
-    pub missing_materials: String,
+    /// Form fields.
+    pub form: super::json::Fields,
+    /// Materials.
+    pub materials: super::json::Materials,
+    /// Missing or owed material codes.
+    pub missing_materials: super::json::Texts,
     /// Reason code of the last refusal.
     pub reason_code: String,
     /// Reason text of the last decision.
     pub reason_text: String,
-    /// Result fields, JSON object of strings.
-    pub result: String,
-    /// `immediate`, `working_days` or `clock_hours`.
-    pub time_unit: String,
+    /// Result fields.
+    pub result: super::json::Fields,
+    /// How the committed time is counted.
+    pub time_unit: crate::catalog::TimeUnit,
     /// Committed limit in that unit.
     pub time_limit: i32,
     /// Due time, once accepted.
@@ -66,3 +66,56 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+/// Whether a document, seal or licence a department keeps still stands, stored by name
+/// (`active`, `cancelled`); an unknown stored name fails the read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)", rename_all = "snake_case")]
+pub enum Standing {
+    /// In force.
+    Active,
+    /// Cancelled (deregistration, death, replacement).
+    Cancelled,
+}
+
+/// Who applied, stored by name (`citizen`, `enterprise`, `foreigner`); an unknown stored name
+/// fails the read. Cases and bundles both keep it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)", rename_all = "snake_case")]
+pub enum ApplicantKind {
+    /// A citizen, by ID number.
+    Citizen,
+    /// An enterprise, by unified social credit code.
+    Enterprise,
+    /// A foreigner, by passport.
+    Foreigner,
+}
+
+impl std::fmt::Display for ApplicantKind {
+    /// The stored name.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.to_value())
+    }
+}
+
+impl ApplicantKind {
+    /// From the proto enum; UNSPECIFIED is a citizen (the form's default).
+    pub fn from_proto(kind: onething_proto::common::ApplicantKind) -> Self {
+        use onething_proto::common::ApplicantKind as P;
+        match kind {
+            P::Enterprise => ApplicantKind::Enterprise,
+            P::Foreigner => ApplicantKind::Foreigner,
+            P::Citizen | P::Unspecified => ApplicantKind::Citizen,
+        }
+    }
+
+    /// The proto enum.
+    pub fn to_proto(self) -> onething_proto::common::ApplicantKind {
+        use onething_proto::common::ApplicantKind as P;
+        match self {
+            ApplicantKind::Citizen => P::Citizen,
+            ApplicantKind::Enterprise => P::Enterprise,
+            ApplicantKind::Foreigner => P::Foreigner,
+        }
+    }
+}

@@ -3,6 +3,7 @@
 
 pub mod case;
 pub mod inbox;
+pub mod json;
 pub mod outbox;
 
 use sea_orm_migration::{prelude::*, schema::*};

@@ -64,7 +64,7 @@ impl Supervision {
             summary: r.summary.trim().into(),
             step: pb::ComplaintStep::Accepted.as_str_name().into(),
             next_step_due: Some(self.calendar.add_working_days(now, domain::FIRST_STEP_DAYS).at),
-            notes: "[]".into(),
+            notes: Default::default(),
             created_at: now,
         };
         let txn = begin_write(&self.db).await?;
@@ -114,15 +114,15 @@ impl Supervision {
                 "steps follow 受理 → 核查 → 处置 → 反馈 → 整改",
             ));
         }
-        let mut notes: Vec<String> = serde_json::from_str(&m.notes).unwrap_or_default();
-        notes.push(format!(
+        let mut notes = m.notes.clone();
+        notes.0.push(format!(
             "{}: {}",
             wanted.as_str_name().trim_start_matches("COMPLAINT_STEP_").to_lowercase(),
             r.note.trim()
         ));
         let mut next = m.clone();
         next.step = wanted.as_str_name().into();
-        next.notes = serde_json::to_string(&notes).unwrap_or_else(|_| "[]".into());
+        next.notes = notes;
         next.next_step_due =
             domain::next_step(wanted).map(|(_, days)| self.calendar.add_working_days(Utc::now(), days).at);
         complaint::ActiveModel::from(next.clone()).reset_all().update(&txn).await?;
@@ -144,6 +144,6 @@ pub fn complaint_pb(m: &complaint::Model, reader: &Principal) -> pb::Complaint {
         summary: m.summary.clone(),
         step: pb::ComplaintStep::from_str_name(&m.step).unwrap_or(pb::ComplaintStep::Unspecified) as i32,
         next_step_due: m.next_step_due.map(timestamp),
-        notes: if staff(reader) { serde_json::from_str(&m.notes).unwrap_or_default() } else { Vec::new() },
+        notes: if staff(reader) { m.notes.0.clone() } else { Vec::new() },
     }
 }

@@ -71,8 +71,8 @@ pub mod vehicle {
         /// Plate.
         #[sea_orm(primary_key, auto_increment = false)]
         pub plate: String,
-        /// `citizen` or `enterprise`.
-        pub owner_kind: String,
+        /// Who owns it.
+        pub owner_kind: onething_platform::store::case::ApplicantKind,
         /// Owner's ID number or credit code.
         pub owner_identifier: String,
         /// Type.
@@ -103,8 +103,8 @@ pub mod licence {
         pub id_number: String,
         /// Class, e.g. C1.
         pub class: String,
-        /// `active` or `cancelled`.
-        pub status: String,
+        /// Whether it still stands.
+        pub status: onething_platform::store::case::Standing,
     }
 
     /// No relations.

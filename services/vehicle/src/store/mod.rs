@@ -6,6 +6,7 @@ pub mod entities;
 
 use entities::{licence, station, vehicle};
 use onething_platform::ids::{CitizenId, CreditCode};
+use onething_platform::store::case::ApplicantKind;
 use sea_orm_migration::{
     prelude::*,
     schema::*,
@@ -142,15 +143,15 @@ impl MigrationTrait for Seed {
         let elder = seed_citizen("371003", "1949-09-09", 62);
         let fleet = seed_fleet_owner();
         let vehicles = [
-            ("鲁K12345", "citizen", parent.expose(), "small_car", "2026-12-31"),
-            ("鲁KD23456", "citizen", parent.expose(), "small_car", "2027-06-30"),
-            ("鲁K80001", "enterprise", fleet.as_str(), "truck", "2026-10-31"),
-            ("鲁K80002", "enterprise", fleet.as_str(), "truck", "2027-03-31"),
+            ("鲁K12345", ApplicantKind::Citizen, parent.expose(), "small_car", "2026-12-31"),
+            ("鲁KD23456", ApplicantKind::Citizen, parent.expose(), "small_car", "2027-06-30"),
+            ("鲁K80001", ApplicantKind::Enterprise, fleet.as_str(), "truck", "2026-10-31"),
+            ("鲁K80002", ApplicantKind::Enterprise, fleet.as_str(), "truck", "2027-03-31"),
         ];
         for (plate, kind, owner, vtype, due) in vehicles {
             vehicle::Entity::insert(vehicle::ActiveModel {
                 plate: Set(plate.into()),
-                owner_kind: Set(kind.into()),
+                owner_kind: Set(kind),
                 owner_identifier: Set(owner.into()),
                 vehicle_type: Set(vtype.into()),
                 inspection_due: Set(due.into()),
@@ -164,7 +165,7 @@ impl MigrationTrait for Seed {
                 licence_number: Set(id.expose().into()),
                 id_number: Set(id.expose().into()),
                 class: Set(class.into()),
-                status: Set("active".into()),
+                status: Set(onething_platform::store::case::Standing::Active),
             })
             .exec_without_returning(db)
             .await?;

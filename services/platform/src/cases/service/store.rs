@@ -113,7 +113,7 @@ impl<D: Department> CaseApi<D> {
         // Staff and supervision see the department's cases; an applicant sees their own;
         // anyone else (the coordinator included) nothing.
         let everything = self.reads_department(p);
-        let own = p.applicant().map(|(kind, id)| (crate::idempotency::applicant_kind_name(kind), id.to_string()));
+        let own = p.applicant().map(|(kind, id)| (crate::store::case::ApplicantKind::from_proto(kind), id.to_string()));
         authz::check(everything || own.is_some(), p, "ListCases", self.inner.dept.name())?;
         if req.page_size < 0 {
             return Err(Error::invalid_field(Reason::CaseInvalidRequest, "page_size", "must not be negative"));
@@ -132,7 +132,7 @@ impl<D: Department> CaseApi<D> {
             .order_by_desc(row::Column::CreatedAt)
             .order_by_desc(row::Column::Id);
         if let Some(state) = pb::CaseState::try_from(req.state).ok().and_then(State::from_proto) {
-            q = q.filter(row::Column::State.eq(state.as_str()));
+            q = q.filter(row::Column::State.eq(state));
         }
         if !req.matter_code.is_empty() {
             q = q.filter(row::Column::MatterCode.eq(req.matter_code));
@@ -142,7 +142,7 @@ impl<D: Department> CaseApi<D> {
         }
         let rows = q.offset(offset).limit(size as u64 + 1).all(&self.inner.db).await?;
         let more = rows.len() > size as usize;
-        let cases = rows.into_iter().take(size as usize).map(CaseRecord::from_model).collect::<Result<Vec<_>>>()?;
+        let cases = rows.into_iter().take(size as usize).map(CaseRecord::from_model).collect();
         let next = if more { format!("o{}", offset + size as u64) } else { String::new() };
         Ok((cases, next))
     }
@@ -150,12 +150,7 @@ impl<D: Department> CaseApi<D> {
 
 /// The case made by the request with this idempotency key, if any.
 pub(super) async fn find_by_key<C: sea_orm::ConnectionTrait>(db: &C, key: &str) -> Result<Option<CaseRecord>> {
-    row::Entity::find()
-        .filter(row::Column::IdempotencyKey.eq(key))
-        .one(db)
-        .await?
-        .map(CaseRecord::from_model)
-        .transpose()
+    Ok(row::Entity::find().filter(row::Column::IdempotencyKey.eq(key)).one(db).await?.map(CaseRecord::from_model))
 }
 
 pub(super) async fn load<C: sea_orm::ConnectionTrait>(db: &C, case_id: &str) -> Result<CaseRecord> {
@@ -166,5 +161,5 @@ pub(super) async fn load<C: sea_orm::ConnectionTrait>(db: &C, case_id: &str) -> 
         .one(db)
         .await?
         .ok_or_else(|| Error::not_found(Reason::CaseNotFound, "no such case"))?;
-    CaseRecord::from_model(m)
+    Ok(CaseRecord::from_model(m))
 }

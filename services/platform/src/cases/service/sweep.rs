@@ -13,7 +13,7 @@ impl<D: Department> CaseApi<D> {
     pub async fn revoke_overdue(&self, now: DateTime<Utc>) -> Result<usize> {
         let overdue = row::Entity::find()
             .filter(row::Column::Department.eq(self.inner.dept.name()))
-            .filter(row::Column::State.eq(State::ApprovedProvisionally.as_str()))
+            .filter(row::Column::State.eq(State::ApprovedProvisionally))
             .filter(row::Column::DueAt.lt(now))
             .all(&self.inner.db)
             .await?;
@@ -59,7 +59,7 @@ impl<D: Department> CaseApi<D> {
             .await?;
         let overdue = row::Entity::find()
             .filter(row::Column::Department.eq(dept))
-            .filter(row::Column::State.is_in(State::ALL.iter().filter(|s| s.is_open()).map(|s| s.as_str())))
+            .filter(row::Column::State.is_in(State::ALL.iter().filter(|s| s.is_open()).copied()))
             .filter(row::Column::PausedSince.is_null())
             .filter(row::Column::DueAt.lt(now))
             .count(&self.inner.db)
