@@ -2,7 +2,8 @@
 //! together under the bundle's version (optimistic concurrency), so any replica can
 //! advance any bundle.
 
-use sea_orm_migration::{prelude::*, schema::*};
+use onething_platform::store::{AddColumns, Indexes, RescopeKeys};
+use sea_orm_migration::prelude::Index;
 
 /// A bundle application.
 pub mod bundle {
@@ -81,6 +82,7 @@ pub mod step {
         /// The case version last applied (older events are ignored).
         pub case_version: i64,
         /// Why it waits or was refused.
+        #[sea_orm(column_type = "Text")]
         pub reason: String,
         /// Result fields of the case; empty until the coordinator has them.
         pub result: onething_platform::store::json::Fields,
@@ -97,144 +99,37 @@ pub mod step {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
-/// The coordinator's migrator.
-pub struct Migrator;
-
-#[async_trait::async_trait]
-impl MigratorTrait for Migrator {
-    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        let mut m = onething_platform::store::migrations();
-        m.push(Box::new(CreateTables));
-        m.push(Box::new(AddTraceparent));
-        m.push(Box::new(DueStepsIndex));
-        m.push(Box::new(onething_platform::store::RescopeKeys {
+onething_platform::migrator!(
+    /// The coordinator's migrator.
+    Migrator,
+    [
+        onething_platform::tables!("m20261129_500001_coordinator_tables", [bundle, step]),
+        AddColumns {
+            name: "m20261129_500002_bundle_traceparent",
+            table: "bundles",
+            columns: |s| vec![s.get_column_def::<bundle::Entity>(bundle::Column::Traceparent)],
+        },
+        // The driver looks for steps by state and due time many times a second under load;
+        // without an index that is a scan of every step ever made.
+        Indexes {
+            name: "m20261129_500003_due_steps_index",
+            create: || {
+                vec![
+                    Index::create().name("bundle_steps_due").table("bundle_steps").col("state").col("next_attempt_at").to_owned(),
+                    Index::create()
+                        .name("bundles_by_applicant")
+                        .table("bundles")
+                        .col("applicant_identifier")
+                        .col("created_at")
+                        .to_owned(),
+                ]
+            },
+        },
+        RescopeKeys {
             name: "m20261202_500004_bundle_keys_by_caller",
             table: "bundles",
             // The applicant most likely sent it (a clerk's entries cannot be told apart).
             scope_sql: "(applicant_kind || ':' || applicant_identifier)",
-        }));
-        m
-    }
-}
-
-struct CreateTables;
-
-impl MigrationName for CreateTables {
-    fn name(&self) -> &str {
-        "m20261129_500001_coordinator_tables"
-    }
-}
-
-#[async_trait::async_trait]
-impl MigrationTrait for CreateTables {
-    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        m.create_table(
-            Table::create()
-                .table("bundles")
-                .if_not_exists()
-                .col(string("id").primary_key())
-                .col(string("code"))
-                .col(string("state"))
-                .col(string("applicant_kind"))
-                .col(string("applicant_identifier"))
-                .col(string("applicant_name"))
-                .col(string("applicant_phone"))
-                .col(text("form"))
-                .col(text("materials"))
-                .col(string_uniq("idempotency_key"))
-                .col(timestamp_with_time_zone("due_at"))
-                .col(big_integer("version"))
-                .col(timestamp_with_time_zone("created_at"))
-                .col(timestamp_with_time_zone("updated_at"))
-                .to_owned(),
-        )
-        .await?;
-        m.create_table(
-            Table::create()
-                .table("bundle_steps")
-                .if_not_exists()
-                .col(string("bundle_id"))
-                .col(string("step_id"))
-                .col(string("matter_code"))
-                .col(string("department"))
-                .col(string("state"))
-                .col(string("case_id"))
-                .col(string("case_state"))
-                .col(big_integer("case_version"))
-                .col(text("reason"))
-                .col(text("result"))
-                .col(integer("attempts"))
-                .col(timestamp_with_time_zone("next_attempt_at"))
-                .primary_key(Index::create().col("bundle_id").col("step_id"))
-                .to_owned(),
-        )
-        .await
-    }
-
-    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        for t in ["bundle_steps", "bundles"] {
-            m.drop_table(Table::drop().table(t).if_exists().to_owned()).await?;
-        }
-        Ok(())
-    }
-}
-
-struct AddTraceparent;
-
-impl MigrationName for AddTraceparent {
-    fn name(&self) -> &str {
-        "m20261129_500002_bundle_traceparent"
-    }
-}
-
-#[async_trait::async_trait]
-impl MigrationTrait for AddTraceparent {
-    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        m.alter_table(Table::alter().table("bundles").add_column(string_null("traceparent")).to_owned()).await
-    }
-
-    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        m.alter_table(Table::alter().table("bundles").drop_column("traceparent").to_owned()).await
-    }
-}
-
-struct DueStepsIndex;
-
-impl MigrationName for DueStepsIndex {
-    fn name(&self) -> &str {
-        "m20261129_500003_due_steps_index"
-    }
-}
-
-/// The driver looks for steps by state and due time many times a second under load; without
-/// an index that is a scan of every step ever made.
-#[async_trait::async_trait]
-impl MigrationTrait for DueStepsIndex {
-    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        m.create_index(
-            Index::create()
-                .name("bundle_steps_due")
-                .table("bundle_steps")
-                .col("state")
-                .col("next_attempt_at")
-                .if_not_exists()
-                .to_owned(),
-        )
-        .await?;
-        m.create_index(
-            Index::create()
-                .name("bundles_by_applicant")
-                .table("bundles")
-                .col("applicant_identifier")
-                .col("created_at")
-                .if_not_exists()
-                .to_owned(),
-        )
-        .await
-    }
-
-    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        m.drop_index(Index::drop().name("bundles_by_applicant").table("bundles").to_owned()).await?;
-        m.drop_index(Index::drop().name("bundle_steps_due").table("bundle_steps").to_owned()).await
-    }
-}
+        },
+    ]
+);

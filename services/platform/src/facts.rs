@@ -1,6 +1,6 @@
 //! Facts other departments publish that a service keeps its own copy of. Today: deaths
 //! confirmed by household (`onething.household.v1.person.deceased`), which exit-entry and
-//! vehicle act on. A service adds [`deceased_migration`] to its migrator, consumes the
+//! vehicle act on. A service adds [`DECEASED_TABLE`] to its migrator, consumes the
 //! fact with [`DeceasedProjection`], and its cases that wait for a death are decided in the
 //! same transaction as the fact is recorded.
 
@@ -13,7 +13,6 @@ use crate::{
 use chrono::Utc;
 use onething_proto::household::PersonDeceased;
 use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, entity::prelude::*};
-use sea_orm_migration::{prelude::*, schema::*};
 
 /// A death confirmed by household, as this service recorded it.
 pub mod deceased {
@@ -42,38 +41,7 @@ pub mod deceased {
 }
 
 /// The migration of the `deceased_persons` table.
-pub fn deceased_migration() -> Box<dyn MigrationTrait> {
-    Box::new(CreateDeceased)
-}
-
-struct CreateDeceased;
-
-impl MigrationName for CreateDeceased {
-    fn name(&self) -> &str {
-        "m20261129_000002_deceased_persons"
-    }
-}
-
-#[async_trait::async_trait]
-impl MigrationTrait for CreateDeceased {
-    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        m.create_table(
-            Table::create()
-                .table("deceased_persons")
-                .if_not_exists()
-                .col(string("id_number").primary_key())
-                .col(string("death_date"))
-                .col(string("source_case_id"))
-                .col(timestamp_with_time_zone("received_at"))
-                .to_owned(),
-        )
-        .await
-    }
-
-    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        m.drop_table(Table::drop().table("deceased_persons").if_exists().to_owned()).await
-    }
-}
+pub const DECEASED_TABLE: crate::store::Tables = crate::tables!("m20261129_000002_deceased_persons", [deceased]);
 
 /// Whether household has confirmed the death of `id_number`. Asked in the transaction
 /// that creates or advances a case; until that ends, the confirmation of this death waits

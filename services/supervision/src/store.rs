@@ -2,7 +2,8 @@
 //! enterprise requests, ratings, the 办不成事 window, inspection history) and its primary
 //! records (complaints). Everything but complaints can be rebuilt by replaying the streams.
 
-use sea_orm_migration::{prelude::*, schema::*};
+use onething_platform::store::{Indexes, RescopeKeys};
+use sea_orm_migration::prelude::Index;
 
 /// A sea-orm entity module with no relations: the shape every table here shares.
 macro_rules! entity {
@@ -102,6 +103,7 @@ entity!(
         /// Fix due (bad reviews).
         fix_due: Option<DateTimeUtc>,
         /// The fix.
+        #[sea_orm(column_type = "Text")]
         fix_note: String,
         /// When.
         created_at: DateTimeUtc,
@@ -127,6 +129,7 @@ entity!(
         /// Resolved.
         resolved: bool,
         /// Why it arrived.
+        #[sea_orm(column_type = "Text")]
         reason: String,
     }
 );
@@ -159,6 +162,7 @@ entity!(
         /// Department complained about.
         department: String,
         /// What happened. Personal data possible.
+        #[sea_orm(column_type = "Text")]
         summary: String,
         /// Step (proto name).
         step: String,
@@ -171,118 +175,23 @@ entity!(
     }
 );
 
-/// Supervision's migrator.
-pub struct Migrator;
-
-#[async_trait::async_trait]
-impl MigratorTrait for Migrator {
-    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        let mut m = onething_platform::store::migrations();
-        m.push(Box::new(CreateTables));
-        m.push(Box::new(onething_platform::store::RescopeKeys {
+onething_platform::migrator!(
+    /// Supervision's migrator.
+    Migrator,
+    [
+        onething_platform::tables!("m20261129_600001_supervision_tables", [tracked, request, rating, unresolved, drawn, complaint]),
+        RescopeKeys {
             name: "m20261202_600002_complaint_keys_by_caller",
             table: "complaints",
             // Who sent them was not kept: no caller's key finds them again.
             scope_sql: "'unknown'",
-        }));
-        m
-    }
-}
-
-struct CreateTables;
-
-impl MigrationName for CreateTables {
-    fn name(&self) -> &str {
-        "m20261129_600001_supervision_tables"
-    }
-}
-
-#[async_trait::async_trait]
-impl MigrationTrait for CreateTables {
-    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        let tables = [
-            Table::create()
-                .table("tracked")
-                .if_not_exists()
-                .col(string("kind"))
-                .col(string("id"))
-                .col(string("department"))
-                .col(string("code"))
-                .col(timestamp_with_time_zone_null("due_at"))
-                .col(boolean("paused"))
-                .col(boolean("closed"))
-                .col(timestamp_with_time_zone_null("closed_at"))
-                .col(string("last_state"))
-                .col(big_integer("version"))
-                .col(boolean("notice_sent"))
-                .primary_key(Index::create().col("kind").col("id"))
-                .to_owned(),
-            Table::create()
-                .table("requests")
-                .if_not_exists()
-                .col(string("id").primary_key())
-                .col(string("unit"))
-                .col(timestamp_with_time_zone("received_at"))
-                .col(boolean("handled"))
-                .col(boolean("responsibility"))
-                .to_owned(),
-            Table::create()
-                .table("ratings")
-                .if_not_exists()
-                .col(string("id").primary_key())
-                .col(string("target_kind"))
-                .col(string("target_id"))
-                .col(string("department"))
-                .col(integer("score"))
-                .col(timestamp_with_time_zone_null("fix_due"))
-                .col(text("fix_note"))
-                .col(timestamp_with_time_zone("created_at"))
-                .index(Index::create().name("ratings_target").col("target_kind").col("target_id").unique())
-                .to_owned(),
-            Table::create()
-                .table("unresolved")
-                .if_not_exists()
-                .col(string("id").primary_key())
-                .col(string("source"))
-                .col(string("ref_id"))
-                .col(string("department"))
-                .col(string("tier"))
-                .col(timestamp_with_time_zone("response_due"))
-                .col(boolean("resolved"))
-                .col(text("reason"))
-                .to_owned(),
-            Table::create()
-                .table("drawn")
-                .if_not_exists()
-                .col(string("draw_id"))
-                .col(string("credit_code"))
-                .col(integer("year"))
-                .primary_key(Index::create().col("draw_id").col("credit_code"))
-                .to_owned(),
-            Table::create()
-                .table("complaints")
-                .if_not_exists()
-                .col(string("id").primary_key())
-                .col(string_uniq("idempotency_key"))
-                .col(string("channel"))
-                .col(string("department"))
-                .col(text("summary"))
-                .col(string("step"))
-                .col(timestamp_with_time_zone_null("next_step_due"))
-                .col(text("notes"))
-                .col(timestamp_with_time_zone("created_at"))
-                .to_owned(),
-        ];
-        for t in tables {
-            m.create_table(t).await?;
-        }
-        Ok(())
-    }
-
-    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        for t in ["complaints", "drawn", "unresolved", "ratings", "requests", "tracked"] {
-            m.drop_table(Table::drop().table(t).if_exists().to_owned()).await?;
-        }
-        Ok(())
-    }
-}
+        },
+        // One rating per case or bundle.
+        Indexes {
+            name: "m20261204_600003_one_rating_per_target",
+            create: || {
+                vec![Index::create().name("ratings_target").table("ratings").col("target_kind").col("target_id").unique().to_owned()]
+            },
+        },
+    ]
+);

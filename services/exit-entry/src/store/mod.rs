@@ -8,97 +8,18 @@ use entities::{commissioner, permit, staff, travel_document, violation};
 use onething_platform::ids::{CitizenId, CreditCode};
 use sea_orm_migration::{
     prelude::*,
-    schema::*,
     sea_orm::{ActiveValue::Set, EntityTrait},
 };
 
-/// Exit-entry's migrator.
-pub struct Migrator;
-
-#[async_trait::async_trait]
-impl MigratorTrait for Migrator {
-    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        let mut m = onething_platform::store::migrations();
-        m.push(onething_platform::facts::deceased_migration());
-        m.push(Box::new(CreateTables));
-        m.push(Box::new(Seed));
-        m
-    }
-}
-
-struct CreateTables;
-
-impl MigrationName for CreateTables {
-    fn name(&self) -> &str {
-        "m20261129_200001_exit_entry_tables"
-    }
-}
-
-#[async_trait::async_trait]
-impl MigrationTrait for CreateTables {
-    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        let tables = [
-            Table::create()
-                .table("foreigner_permits")
-                .if_not_exists()
-                .col(string("permit_number").primary_key())
-                .col(string("passport_number"))
-                .col(string("kind"))
-                .col(string("valid_from"))
-                .col(string("valid_until"))
-                .col(string("case_id"))
-                .to_owned(),
-            Table::create()
-                .table("foreigner_violations")
-                .if_not_exists()
-                .col(big_pk_auto("id"))
-                .col(string("passport_number"))
-                .col(string("date"))
-                .col(string("summary"))
-                .to_owned(),
-            Table::create()
-                .table("travel_documents")
-                .if_not_exists()
-                .col(string("document_number").primary_key())
-                .col(string("id_number"))
-                .col(string("kind"))
-                .col(string("valid_until"))
-                .col(string("status"))
-                .to_owned(),
-            Table::create()
-                .table("enterprise_staff")
-                .if_not_exists()
-                .col(string("credit_code"))
-                .col(string("id_number"))
-                .primary_key(Index::create().col("credit_code").col("id_number"))
-                .to_owned(),
-            Table::create()
-                .table("service_commissioners")
-                .if_not_exists()
-                .col(string("officer_id").primary_key())
-                .col(string("name"))
-                .col(integer("assigned"))
-                .to_owned(),
-        ];
-        for t in tables {
-            m.create_table(t).await?;
-        }
-        Ok(())
-    }
-
-    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        for t in [
-            "service_commissioners",
-            "enterprise_staff",
-            "travel_documents",
-            "foreigner_violations",
-            "foreigner_permits",
-        ] {
-            m.drop_table(Table::drop().table(t).if_exists().to_owned()).await?;
-        }
-        Ok(())
-    }
-}
+onething_platform::migrator!(
+    /// Exit-entry's migrator (the death projection's table first).
+    Migrator,
+    [
+        onething_platform::facts::DECEASED_TABLE,
+        onething_platform::tables!("m20261129_200001_exit_entry_tables", [permit, violation, travel_document, staff, commissioner]),
+        Seed,
+    ]
+);
 
 /// A seeded permit or document: number, kind or first day, last day.
 type Row3 = (&'static str, &'static str, &'static str);

@@ -8,104 +8,26 @@ use person::PersonStatus;
 pub mod residence_permit;
 
 use onething_platform::ids::CitizenId;
+use onething_platform::store::Indexes;
 use sea_orm_migration::{
     prelude::*,
-    schema::*,
     sea_orm::{ActiveValue::Set, EntityTrait},
 };
 
-/// Household's migrator.
-pub struct Migrator;
-
-#[async_trait::async_trait]
-impl MigratorTrait for Migrator {
-    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        let mut m = onething_platform::store::migrations();
-        m.push(Box::new(M20261129CreateRegistry));
-        m.push(Box::new(M20261129SeedRegistry));
-        m.push(Box::new(M20261129IndexCreditCode));
-        m
-    }
-}
-
-struct M20261129CreateRegistry;
-
-impl MigrationName for M20261129CreateRegistry {
-    fn name(&self) -> &str {
-        "m20261129_100001_household_registry"
-    }
-}
-
-#[async_trait::async_trait]
-impl MigrationTrait for M20261129CreateRegistry {
-    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        m.create_table(
-            Table::create()
-                .table("households")
-                .if_not_exists()
-                .col(string("household_number").primary_key())
-                .col(string("kind"))
-                .col(string("region_code"))
-                .col(string("address"))
-                .col(string("credit_code"))
-                .col(timestamp_with_time_zone("created_at"))
-                .to_owned(),
-        )
-        .await?;
-        m.create_table(
-            Table::create()
-                .table("persons")
-                .if_not_exists()
-                .col(string("id_number").primary_key())
-                .col(string("name"))
-                .col(string("birth_date"))
-                .col(string("sex"))
-                .col(string("household_number"))
-                .col(string("status"))
-                .col(string_null("death_date"))
-                .col(string_null("birth_certificate_number").unique_key())
-                .col(timestamp_with_time_zone("created_at"))
-                .to_owned(),
-        )
-        .await?;
-        m.create_table(
-            Table::create()
-                .table("residence_permits")
-                .if_not_exists()
-                .col(string("permit_number").primary_key())
-                .col(string("id_number"))
-                .col(string("address"))
-                .col(string("valid_until"))
-                .col(string("case_id"))
-                .col(timestamp_with_time_zone("created_at"))
-                .to_owned(),
-        )
-        .await?;
-        m.create_table(
-            Table::create()
-                .table("notifications")
-                .if_not_exists()
-                .col(big_pk_auto("id"))
-                .col(string_uniq("event_id"))
-                .col(string("case_id"))
-                .col(string("matter_code"))
-                .col(string("state"))
-                .col(string("phone"))
-                .col(timestamp_with_time_zone("created_at"))
-                .col(timestamp_with_time_zone_null("sent_at"))
-                .to_owned(),
-        )
-        .await?;
-        Ok(())
-    }
-
-    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        for t in ["notifications", "residence_permits", "persons", "households"] {
-            m.drop_table(Table::drop().table(t).if_exists().to_owned()).await?;
-        }
-        Ok(())
-    }
-}
+onething_platform::migrator!(
+    /// Household's migrator.
+    Migrator,
+    [
+        onething_platform::tables!("m20261129_100001_household_registry", [household, person, residence_permit, notification]),
+        M20261129SeedRegistry,
+        // Intake asks whether the enterprise of a collective household has one already,
+        // which without an index reads every household.
+        Indexes {
+            name: "m20261129_100003_households_credit_code",
+            create: || vec![Index::create().name("households_credit_code").table("households").col("credit_code").to_owned()],
+        },
+    ]
+);
 
 /// Synthetic, valid registry data for development and tests. No real person is described.
 struct M20261129SeedRegistry;
@@ -192,30 +114,5 @@ impl MigrationTrait for M20261129SeedRegistry {
         person::Entity::delete_many().exec(db).await?;
         household::Entity::delete_many().exec(db).await?;
         Ok(())
-    }
-}
-
-/// An index on the enterprise of a collective household: intake asks whether the enterprise
-/// has one already, which without it reads every household.
-struct M20261129IndexCreditCode;
-
-impl MigrationName for M20261129IndexCreditCode {
-    fn name(&self) -> &str {
-        "m20261129_100003_households_credit_code"
-    }
-}
-
-#[async_trait::async_trait]
-impl MigrationTrait for M20261129IndexCreditCode {
-    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        m.create_index(
-            Index::create()
-                .name("households_credit_code")
-                .table("households")
-                .col("credit_code")
-                .if_not_exists()
-                .to_owned(),
-        )
-        .await
     }
 }

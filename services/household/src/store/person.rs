@@ -22,6 +22,7 @@ pub struct Model {
     /// Date of death, YYYY-MM-DD.
     pub death_date: Option<String>,
     /// Birth medical certificate number, for persons registered at birth (unique).
+    #[sea_orm(unique)]
     pub birth_certificate_number: Option<String>,
     /// When the record was created.
     pub created_at: DateTimeUtc,

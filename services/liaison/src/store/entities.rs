@@ -86,8 +86,10 @@ pub mod request {
         /// State (proto name).
         pub state: String,
         /// What is asked.
+        #[sea_orm(column_type = "Text")]
         pub description: String,
         /// 办.
+        #[sea_orm(column_type = "Text")]
         pub handling_note: String,
         /// 评, 0 until rated.
         pub rating: i32,
@@ -96,8 +98,10 @@ pub mod request {
         /// Why flagged.
         pub flag_reason: String,
         /// 访.
+        #[sea_orm(column_type = "Text")]
         pub visit_note: String,
         /// 责.
+        #[sea_orm(column_type = "Text")]
         pub responsibility_note: String,
         /// Due for handling.
         pub due_at: DateTimeUtc,

@@ -3,102 +3,27 @@
 
 pub mod entities;
 
-use entities::{enterprise, seal};
+use entities::{enterprise, request, seal};
 use onething_platform::ids::CreditCode;
 use sea_orm_migration::{
     prelude::*,
-    schema::*,
     sea_orm::{ActiveValue::Set, EntityTrait},
 };
 
-/// Liaison's migrator.
-pub struct Migrator;
-
-#[async_trait::async_trait]
-impl MigratorTrait for Migrator {
-    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        let mut m = onething_platform::store::migrations();
-        m.push(Box::new(CreateTables));
-        m.push(Box::new(Seed));
-        m.push(Box::new(onething_platform::store::RescopeKeys {
+onething_platform::migrator!(
+    /// Liaison's migrator.
+    Migrator,
+    [
+        onething_platform::tables!("m20261129_400001_liaison_tables", [enterprise, seal, request]),
+        Seed,
+        onething_platform::store::RescopeKeys {
             name: "m20261202_400003_request_keys_by_caller",
             table: "enterprise_requests",
             // The enterprise most likely sent it (a clerk's entries cannot be told apart).
             scope_sql: "('enterprise:' || credit_code)",
-        }));
-        m
-    }
-}
-
-struct CreateTables;
-
-impl MigrationName for CreateTables {
-    fn name(&self) -> &str {
-        "m20261129_400001_liaison_tables"
-    }
-}
-
-#[async_trait::async_trait]
-impl MigrationTrait for CreateTables {
-    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        let tables = [
-            Table::create()
-                .table("enterprises")
-                .if_not_exists()
-                .col(string("credit_code").primary_key())
-                .col(string("name"))
-                .col(string("legal_representative"))
-                .col(string("address"))
-                .col(string("park"))
-                .col(string("liaison_officer"))
-                .col(boolean("precursor_qualified"))
-                .to_owned(),
-            Table::create()
-                .table("seals")
-                .if_not_exists()
-                .col(string("credit_code"))
-                .col(string("kind"))
-                .col(string("status"))
-                .col(string("case_id"))
-                .primary_key(Index::create().col("credit_code").col("kind"))
-                .to_owned(),
-            Table::create()
-                .table("enterprise_requests")
-                .if_not_exists()
-                .col(string("id").primary_key())
-                .col(string_uniq("idempotency_key"))
-                .col(string("credit_code"))
-                .col(string("channel"))
-                .col(string("category"))
-                .col(string("tier"))
-                .col(string("unit"))
-                .col(string("state"))
-                .col(text("description"))
-                .col(text("handling_note"))
-                .col(integer("rating"))
-                .col(boolean("flagged"))
-                .col(string("flag_reason"))
-                .col(text("visit_note"))
-                .col(text("responsibility_note"))
-                .col(timestamp_with_time_zone("due_at"))
-                .col(timestamp_with_time_zone_null("handled_at"))
-                .col(timestamp_with_time_zone("created_at"))
-                .col(big_integer("version"))
-                .to_owned(),
-        ];
-        for t in tables {
-            m.create_table(t).await?;
-        }
-        Ok(())
-    }
-
-    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        for t in ["enterprise_requests", "seals", "enterprises"] {
-            m.drop_table(Table::drop().table(t).if_exists().to_owned()).await?;
-        }
-        Ok(())
-    }
-}
+        },
+    ]
+);
 
 /// The seeded logistics enterprise (also the fleet owner and trip employer in other seeds).
 pub fn seed_logistics() -> CreditCode {

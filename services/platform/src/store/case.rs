@@ -33,6 +33,7 @@ pub struct Model {
     /// Reason code of the last refusal.
     pub reason_code: String,
     /// Reason text of the last decision.
+    #[sea_orm(column_type = "Text")]
     pub reason_text: String,
     /// Result fields.
     pub result: super::json::Fields,

@@ -4,99 +4,23 @@
 
 pub mod entities;
 
-use entities::{licence, station, vehicle};
+use entities::{licence, proxy, slot, station, vehicle};
 use onething_platform::ids::{CitizenId, CreditCode};
 use onething_platform::store::case::ApplicantKind;
 use sea_orm_migration::{
     prelude::*,
-    schema::*,
     sea_orm::{ActiveValue::Set, EntityTrait},
 };
 
-/// Vehicle's migrator.
-pub struct Migrator;
-
-#[async_trait::async_trait]
-impl MigratorTrait for Migrator {
-    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        let mut m = onething_platform::store::migrations();
-        m.push(onething_platform::facts::deceased_migration());
-        m.push(Box::new(CreateTables));
-        m.push(Box::new(Seed));
-        m
-    }
-}
-
-struct CreateTables;
-
-impl MigrationName for CreateTables {
-    fn name(&self) -> &str {
-        "m20261129_300001_vehicle_tables"
-    }
-}
-
-#[async_trait::async_trait]
-impl MigrationTrait for CreateTables {
-    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        let tables = [
-            Table::create()
-                .table("stations")
-                .if_not_exists()
-                .col(string("station_id").primary_key())
-                .col(string("name"))
-                .col(string("opens"))
-                .col(string("closes"))
-                .col(integer("slot_minutes"))
-                .col(integer("capacity_per_slot"))
-                .to_owned(),
-            Table::create()
-                .table("slots")
-                .if_not_exists()
-                .col(string("station_id"))
-                .col(string("date"))
-                .col(string("time"))
-                .col(integer("capacity"))
-                .col(integer("booked"))
-                .primary_key(Index::create().col("station_id").col("date").col("time"))
-                .to_owned(),
-            Table::create()
-                .table("vehicles")
-                .if_not_exists()
-                .col(string("plate").primary_key())
-                .col(string("owner_kind"))
-                .col(string("owner_identifier"))
-                .col(string("vehicle_type"))
-                .col(string("inspection_due"))
-                .to_owned(),
-            Table::create()
-                .table("driving_licences")
-                .if_not_exists()
-                .col(string("licence_number").primary_key())
-                .col(string("id_number"))
-                .col(string("class"))
-                .col(string("status"))
-                .to_owned(),
-            Table::create()
-                .table("proxy_inspections")
-                .if_not_exists()
-                .col(string("case_id").primary_key())
-                .col(string("state"))
-                .col(timestamp_with_time_zone("updated_at"))
-                .to_owned(),
-        ];
-        for t in tables {
-            m.create_table(t).await?;
-        }
-        Ok(())
-    }
-
-    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        for t in ["proxy_inspections", "driving_licences", "vehicles", "slots", "stations"] {
-            m.drop_table(Table::drop().table(t).if_exists().to_owned()).await?;
-        }
-        Ok(())
-    }
-}
+onething_platform::migrator!(
+    /// Vehicle's migrator (the death projection's table first).
+    Migrator,
+    [
+        onething_platform::facts::DECEASED_TABLE,
+        onething_platform::tables!("m20261129_300001_vehicle_tables", [station, slot, vehicle, licence, proxy]),
+        Seed,
+    ]
+);
 
 /// Seeded stations: id, name, opens, closes, slot minutes, vehicles per slot.
 pub const STATIONS: &[(&str, &str, &str, &str, i32, i32)] = &[

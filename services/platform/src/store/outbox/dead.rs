@@ -32,6 +32,7 @@ pub struct Model {
     /// Failed publication attempts.
     pub attempts: i32,
     /// Why it was quarantined (no personal data: sizes, broker errors).
+    #[sea_orm(column_type = "Text")]
     pub reason: String,
     /// When it was quarantined.
     pub dead_at: DateTimeUtc,

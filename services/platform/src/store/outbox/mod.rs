@@ -34,6 +34,7 @@ pub struct Model {
     /// When JetStream acknowledged it; `None` while unsent.
     pub sent_at: Option<DateTimeUtc>,
     /// Failed publication attempts.
+    #[sea_orm(default_value = 0)]
     pub attempts: i32,
     /// The stream sequence JetStream acknowledged it at: the reconciliation checks that the
     /// message there is still this event.
