@@ -461,3 +461,22 @@ async fn concurrent_collective_households_get_distinct_numbers(backend: Backend)
     mesh.household.stop().await;
 }
 both_backends!(concurrent_collective_households_get_distinct_numbers);
+
+/// A department starts only with rules for exactly its catalog matters: a catalog with a
+/// household matter household has no rules for stops household at start, naming the code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catalog_matter_without_rules_stops_the_start() {
+    let builtin =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../services/platform/catalog.toml")).unwrap();
+    let extra = "\n[[matters]]\ncode = \"household.unheard_of\"\nname = \"未知事项\"\ndepartment = \"household\"\n\
+                 handling = \"review\"\ntime_unit = \"working_days\"\ntime_limit = 1\n";
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("catalog.toml");
+    std::fs::write(&file, format!("{builtin}{extra}")).unwrap();
+    let db = TestDb::fresh(Backend::Sqlite).await.unwrap();
+    let nats = NatsServer::start().await;
+    let mut settings = test_settings(&db.url, &nats.url());
+    settings.catalog_file = file.display().to_string();
+    let err = onething_household::build(settings).await.err().expect("household must not start");
+    assert!(format!("{err:#}").contains("household.unheard_of"), "{err:#}");
+}

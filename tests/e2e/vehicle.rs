@@ -105,7 +105,8 @@ async fn owed_material_supplied_or_revoked(backend: Backend) {
         Outbox::new("vehicle"),
         Arc::new(Catalog::load("").unwrap()),
         Arc::new(Calendar::builtin()),
-    );
+    )
+    .expect("vehicle's rules cover its catalog matters");
     assert_eq!(api.revoke_overdue(chrono::Utc::now()).await.unwrap(), 0, "nothing is late yet");
     assert_eq!(api.revoke_overdue(chrono::Utc::now() + chrono::Duration::days(40)).await.unwrap(), 1);
     let revoked =

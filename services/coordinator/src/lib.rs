@@ -2,7 +2,7 @@
 //! application once (one form, one set of materials) and runs it as a saga across the
 //! departments (M23): fan-out with idempotency keys, dependent steps after their
 //! prerequisites, compensation when a required step is refused, waiting out a department
-//! that is down. A library with a builder; `main.rs` only wires the process.
+//! that is down. A library with a builder; the process is `onething serve <service>` (services/cli).
 
 pub mod breaker;
 pub mod engine;

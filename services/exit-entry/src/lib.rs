@@ -1,7 +1,7 @@
 //! 出入境 — the exit-entry department service: work-type residence permits for foreigners
 //! decided on their permit history (M13), expedited exit documents for enterprise business
 //! trips (M15), and the cancellation of a deceased citizen's travel documents once
-//! household confirms the death. A library with a builder; `main.rs` only wires the process.
+//! household confirms the death. A library with a builder; the process is `onething serve <service>` (services/cli).
 
 pub mod domain;
 pub mod grpc;
@@ -35,7 +35,7 @@ pub fn default_settings(data_dir: &Path) -> Settings {
 /// As [`ServiceRuntime::start`].
 pub async fn build(settings: Settings) -> anyhow::Result<Service> {
     let mut runtime = ServiceRuntime::start::<store::Migrator>(SERVICE, settings).await?;
-    let api = runtime.case_api(rules::ExitEntry);
+    let api = runtime.case_api(rules::ExitEntry)?;
     runtime.add_consumer(
         deceased_spec(SERVICE),
         DeceasedProjection::new(api.clone(), &["exit_entry.document_cancellation"], "subject_id_number"),

@@ -35,6 +35,14 @@ fn date(s: &str) -> Result<NaiveDate> {
 }
 
 impl Department for ExitEntry {
+    fn matters(&self) -> &'static [&'static str] {
+        &[
+            "exit_entry.work_residence_permit",
+            "exit_entry.business_travel_expedited",
+            "exit_entry.document_cancellation",
+        ]
+    }
+
     fn name(&self) -> &'static str {
         DEPARTMENT
     }

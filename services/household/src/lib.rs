@@ -1,7 +1,7 @@
 //! 户政 — the household registration department service: the registry of persons and
 //! households, the seven household matters of the catalog through the shared case service,
 //! and the facts other departments act on (a birth with its new ID number, a death, a
-//! collective household). A library with a builder; `main.rs` only wires the process.
+//! collective household). A library with a builder; the process is `onething serve <service>` (services/cli).
 
 pub mod domain;
 pub mod events;
@@ -38,7 +38,7 @@ pub type Application = Service;
 /// As [`ServiceRuntime::start`].
 pub async fn build(settings: Settings) -> anyhow::Result<Service> {
     let mut runtime = ServiceRuntime::start::<store::Migrator>(SERVICE, settings).await?;
-    let cases = runtime.case_api(rules::Household);
+    let cases = runtime.case_api(rules::Household)?;
     runtime.add_case_sweeper(cases.clone());
     let registry = HouseholdServiceServer::new(grpc::Registry::new(runtime.db.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);

@@ -29,6 +29,18 @@ pub const DEPARTMENT: &str = "household";
 pub struct Household;
 
 impl Department for Household {
+    fn matters(&self) -> &'static [&'static str] {
+        &[
+            "household.birth_registration",
+            "household.certificate",
+            "household.info_confirmation",
+            "household.residence_permit",
+            "household.deregistration",
+            "household.collective_household",
+            "household.id_card_expedited",
+        ]
+    }
+
     fn name(&self) -> &'static str {
         DEPARTMENT
     }

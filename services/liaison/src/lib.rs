@@ -2,7 +2,7 @@
 //! seal filing and cancellation, the hotel special-trade licence with its on-site
 //! inspection, the precursor chemical filing decided within 24 hours (M16), and enterprise
 //! requests through the closed loop 办 → 评 → 访 → 督 → 责 with their completion rate (M19,
-//! M26). A library with a builder; `main.rs` only wires the process.
+//! M26). A library with a builder; the process is `onething serve <service>` (services/cli).
 
 pub mod domain;
 pub mod grpc;
@@ -36,7 +36,7 @@ pub fn default_settings(data_dir: &Path) -> Settings {
 /// As [`ServiceRuntime::start`].
 pub async fn build(settings: Settings) -> anyhow::Result<Service> {
     let mut runtime = ServiceRuntime::start::<store::Migrator>(SERVICE, settings).await?;
-    let api = runtime.case_api(rules::Liaison);
+    let api = runtime.case_api(rules::Liaison)?;
     runtime.add_case_sweeper(api.clone());
     let loop_ = requests::Requests::new(runtime.db.clone(), runtime.outbox.clone(), runtime.calendar.clone());
     let flagger = loop_.clone();

@@ -32,6 +32,15 @@ fn kinds(case: &CaseRecord) -> Vec<String> {
 }
 
 impl Department for Liaison {
+    fn matters(&self) -> &'static [&'static str] {
+        &[
+            "liaison.seal_engraving_filing",
+            "liaison.seal_cancellation",
+            "liaison.hotel_special_trade_licence",
+            "liaison.precursor_chemical_filing",
+        ]
+    }
+
     fn name(&self) -> &'static str {
         DEPARTMENT
     }

@@ -104,7 +104,11 @@ impl ServiceRuntime {
 
     /// The case service of department `dept` over this service's database, outbox, catalog
     /// and calendar.
-    pub fn case_api<D: crate::cases::Department>(&self, dept: D) -> crate::cases::CaseApi<D> {
+    ///
+    /// # Errors
+    /// The department's rules do not cover exactly its catalog matters
+    /// ([`crate::cases::CaseApi::new`]).
+    pub fn case_api<D: crate::cases::Department>(&self, dept: D) -> anyhow::Result<crate::cases::CaseApi<D>> {
         crate::cases::CaseApi::new(
             dept,
             self.db.clone(),

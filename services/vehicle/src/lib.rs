@@ -1,7 +1,7 @@
 //! 车管/车检 — the vehicle department service: inspection bookings on station slots that
 //! are never overbooked, walk-ins, 交钥匙 proxy inspections and 容缺 (M14), enterprise
 //! vehicle verification, and driving licence cancellation once household confirms a death.
-//! A library with a builder; `main.rs` only wires the process.
+//! A library with a builder; the process is `onething serve <service>` (services/cli).
 
 pub mod domain;
 pub mod grpc;
@@ -36,7 +36,7 @@ pub fn default_settings(data_dir: &Path) -> Settings {
 /// As [`ServiceRuntime::start`].
 pub async fn build(settings: Settings) -> anyhow::Result<Service> {
     let mut runtime = ServiceRuntime::start::<store::Migrator>(SERVICE, settings).await?;
-    let api = runtime.case_api(rules::Vehicle);
+    let api = runtime.case_api(rules::Vehicle)?;
     runtime.add_consumer(
         deceased_spec(SERVICE),
         DeceasedProjection::new(api.clone(), &["vehicle.driving_licence_cancellation"], "subject_id_number"),

@@ -28,6 +28,14 @@ const BOOKING: &str = "vehicle.inspection_booking";
 pub struct Vehicle;
 
 impl Department for Vehicle {
+    fn matters(&self) -> &'static [&'static str] {
+        &[
+            "vehicle.inspection_booking",
+            "vehicle.enterprise_vehicle_verification",
+            "vehicle.driving_licence_cancellation",
+        ]
+    }
+
     fn name(&self) -> &'static str {
         DEPARTMENT
     }

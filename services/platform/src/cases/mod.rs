@@ -42,6 +42,12 @@ pub trait Department: Send + Sync + 'static {
     /// Department name, e.g. `household`; matters with this department are served.
     fn name(&self) -> &'static str;
 
+    /// The catalog codes of the matters this department has rules for. The case service
+    /// will not start unless they are exactly the catalog's matters of this department: a
+    /// matter in the catalog with no rules, or rules for a matter the catalog lacks, is a
+    /// deployment error found at start, not a request refused later.
+    fn matters(&self) -> &'static [&'static str];
+
     /// Checks the form fields of `matter` (format only; nothing is read or stored).
     /// Violations are reported as `form.<field>` and make the request INVALID_ARGUMENT.
     /// `applicant` is `None` when it was itself invalid; the form is checked all the same

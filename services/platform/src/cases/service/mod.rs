@@ -98,14 +98,19 @@ struct Action_ {
 
 impl<D: Department> CaseApi<D> {
     /// The case service of `dept` over its database and outbox.
+    ///
+    /// # Errors
+    /// The department's [`Department::matters`] are not exactly the catalog's matters of
+    /// that department (the error names the codes on either side).
     pub fn new(
         dept: D,
         db: DatabaseConnection,
         outbox: Outbox,
         catalog: Arc<Catalog>,
         calendar: Arc<Calendar>,
-    ) -> Self {
-        Self { inner: Arc::new(Inner { dept, db, outbox, catalog, calendar, changed: tokio::sync::Notify::new() }) }
+    ) -> anyhow::Result<Self> {
+        registered(&dept, &catalog)?;
+        Ok(Self { inner: Arc::new(Inner { dept, db, outbox, catalog, calendar, changed: tokio::sync::Notify::new() }) })
     }
 
     /// The department rules.
@@ -117,4 +122,21 @@ impl<D: Department> CaseApi<D> {
     pub fn wake_outbox(&self) {
         self.inner.outbox.wake();
     }
+}
+
+/// Checks that `dept` has rules for exactly the catalog's matters of its department.
+fn registered<D: Department>(dept: &D, catalog: &Catalog) -> anyhow::Result<()> {
+    use std::collections::BTreeSet;
+    let listed: BTreeSet<&str> =
+        catalog.matters.iter().filter(|m| m.department == dept.name()).map(|m| m.code.as_str()).collect();
+    let ruled: BTreeSet<&str> = dept.matters().iter().copied().collect();
+    let unruled: Vec<_> = listed.difference(&ruled).collect();
+    let unlisted: Vec<_> = ruled.difference(&listed).collect();
+    if !unruled.is_empty() || !unlisted.is_empty() {
+        anyhow::bail!(
+            "{}: the catalog's matters {unruled:?} have no rules here, and the rules for {unlisted:?} no catalog matter",
+            dept.name()
+        );
+    }
+    Ok(())
 }
