@@ -639,6 +639,19 @@ async fn bad_bundles_create_nothing_anywhere(backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
+    // A value off the step's matter's list (the catalog's form of liaison.seal_cancellation)
+    // is refused at submit, on the bundle field it came from, not later by the department.
+    let off_list = submit(
+        "enterprise_deregistration",
+        enterprise_applicant(onething_liaison::store::seed_logistics().as_str()),
+        &[("reason", "boredom")],
+        &[],
+        &[],
+        "bad-z",
+    );
+    let err = c.submit_bundle(off_list).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(fields(&err).contains(&"form.reason".to_string()), "{err:?}");
     let mut other = good();
     other.applicant = citizen_applicant(&seeded_parent());
     assert_eq!(c.submit_bundle(other).await.unwrap_err().code(), Code::PermissionDenied, "in someone else's name");

@@ -5,16 +5,11 @@
 use chrono::{Local, Months, NaiveDate};
 use onething_platform::{
     cases::{ApplicantRecord, Form},
-    catalog::{Matter, TimeUnit},
+    catalog::{Matter, TimeUnit, form::FormCheck},
     error::FieldViolation,
-    ids::{CitizenId, CreditCode},
 };
 use onething_proto::common::ApplicantKind;
 
-/// M15: the trip purposes that qualify for the green channel.
-pub const PURPOSES: &[&str] = &["meeting", "negotiation", "contract_signing", "belt_and_road"];
-/// Kinds of travel document.
-pub const DOCUMENT_KINDS: &[&str] = &["passport", "hk_macao_permit", "taiwan_permit"];
 /// Longest ordinary validity of a work-type residence permit, in years (a catalog value,
 /// never beyond the work permit itself).
 pub const ORDINARY_MAX_YEARS: u32 = 2;
@@ -143,122 +138,35 @@ pub fn time_limit(matter: &Matter, form: &Form) -> (TimeUnit, u32) {
     }
 }
 
-/// Checks the form of an exit-entry matter.
+/// What exit-entry checks of a form beyond the catalog's declaration of it (kinds, bounds,
+/// required fields, enumerations): who may apply, the shape of foreign identifiers, a
+/// departure not in the past, and a reason when a trip is extremely urgent.
 pub fn validate(matter: &Matter, applicant: Option<&ApplicantRecord>, form: &Form) -> Vec<FieldViolation> {
-    let mut out = Vec::new();
-    let mut f = Fields { form, out: &mut out };
+    let mut f = FormCheck::new(form);
     match matter.code.as_str() {
         "exit_entry.work_residence_permit" => {
             f.applicant_kind(applicant, ApplicantKind::Foreigner, "a foreign national");
-            f.pattern(
+            f.rule(
                 "nationality",
                 |v| v.len() == 3 && v.chars().all(|c| c.is_ascii_uppercase()),
                 "ISO 3166 alpha-3, e.g. DEU",
             );
-            f.pattern(
+            f.rule(
                 "work_permit_number",
                 |v| (6..=30).contains(&v.len()) && v.chars().all(|c| c.is_ascii_alphanumeric()),
                 "6 to 30 letters and digits",
             );
-            f.date("work_permit_valid_until", false);
-            f.credit_code("employer_credit_code");
-            f.optional_flag("high_level_talent");
         }
         "exit_entry.business_travel_expedited" => {
             f.applicant_kind(applicant, ApplicantKind::Citizen, "a citizen");
-            f.credit_code("employer_credit_code");
-            f.one_of("purpose", PURPOSES);
-            f.pattern("destination", |v| v.chars().count() <= 100, "at most 100 characters");
-            f.date("departure_date", true);
-            f.one_of("document_kind", DOCUMENT_KINDS);
-            f.optional_flag("extremely_urgent");
-            if form.get("extremely_urgent").is_some_and(|v| v == "true") {
-                f.pattern(
-                    "urgency_reason",
-                    |v| v.chars().count() <= 200,
-                    "required when extremely urgent, at most 200 characters",
-                );
-            }
+            f.not_past("departure_date", Local::now().date_naive());
+            let urgent = f.flag("extremely_urgent");
+            f.required_if("urgency_reason", urgent, "when extremely urgent");
         }
-        "exit_entry.document_cancellation" => {
-            if let Some(v) = form.get("subject_id_number").filter(|v| !v.is_empty()) {
-                if let Err(e) = CitizenId::parse(v) {
-                    out.push(violation("form.subject_id_number", &format!("not a citizen ID number: {e}")));
-                }
-            } else {
-                out.push(violation("form.subject_id_number", "required"));
-            }
-        }
-        _ => out.push(violation("matter_code", "exit-entry has no rules for this matter")),
+        // The catalog's declaration says all there is to check.
+        _ => {}
     }
-    out
-}
-
-struct Fields<'a> {
-    form: &'a Form,
-    out: &'a mut Vec<FieldViolation>,
-}
-
-impl Fields<'_> {
-    fn get(&mut self, name: &str) -> Option<&str> {
-        match self.form.get(name).map(String::as_str) {
-            Some(v) if !v.is_empty() => Some(v),
-            _ => {
-                self.out.push(violation(&format!("form.{name}"), "required"));
-                None
-            }
-        }
-    }
-
-    fn pattern(&mut self, name: &str, ok: impl Fn(&str) -> bool, rule: &str) {
-        if let Some(v) = self.get(name)
-            && !ok(v)
-        {
-            self.out.push(violation(&format!("form.{name}"), rule));
-        }
-    }
-
-    fn one_of(&mut self, name: &str, allowed: &[&str]) {
-        self.pattern(name, |v| allowed.contains(&v), &format!("one of {}", allowed.join(", ")));
-    }
-
-    fn optional_flag(&mut self, name: &str) {
-        if let Some(v) = self.form.get(name)
-            && !matches!(v.as_str(), "" | "true" | "false")
-        {
-            self.out.push(violation(&format!("form.{name}"), "true or false"));
-        }
-    }
-
-    fn date(&mut self, name: &str, not_past: bool) {
-        if let Some(v) = self.get(name) {
-            match NaiveDate::parse_from_str(v, "%Y-%m-%d") {
-                Ok(d) if not_past && d < Local::now().date_naive() => {
-                    self.out.push(violation(&format!("form.{name}"), "must not be in the past"));
-                }
-                Ok(_) => {}
-                Err(_) => self.out.push(violation(&format!("form.{name}"), "a date as YYYY-MM-DD")),
-            }
-        }
-    }
-
-    fn credit_code(&mut self, name: &str) {
-        if let Some(v) = self.get(name)
-            && let Err(e) = CreditCode::parse(v)
-        {
-            self.out.push(violation(&format!("form.{name}"), &format!("not a unified social credit code: {e}")));
-        }
-    }
-
-    fn applicant_kind(&mut self, applicant: Option<&ApplicantRecord>, kind: ApplicantKind, who: &str) {
-        if applicant.is_some_and(|a| a.kind != kind) {
-            self.out.push(violation("applicant.kind", &format!("this matter is applied for by {who}")));
-        }
-    }
-}
-
-fn violation(field: &str, description: &str) -> FieldViolation {
-    FieldViolation { field: field.to_string(), description: description.to_string() }
+    f.finish()
 }
 
 #[cfg(test)]
@@ -368,7 +276,13 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        let fields = |v: Vec<FieldViolation>| v.into_iter().map(|x| x.field).collect::<Vec<_>>();
+        let fields = |v: Vec<FieldViolation>| {
+            let mut got: Vec<_> = v.into_iter().map(|x| x.field).collect();
+            got.sort_unstable();
+            got
+        };
+        // As CreateCase checks it: the catalog's declaration, then exit-entry's rules.
+        let validate = |m, a, form: &Form| c.check_case_form(m, form, super::validate(m, a, form));
         assert_eq!(fields(validate(trip, None, &form)), ["form.purpose", "form.urgency_reason"]);
         form.insert("purpose".into(), "contract_signing".into());
         form.insert("urgency_reason".into(), "签约时间提前".into());
@@ -377,10 +291,10 @@ mod tests {
         assert_eq!(
             fields(validate(permit, None, &Form::new())),
             [
+                "form.employer_credit_code",
                 "form.nationality",
                 "form.work_permit_number",
-                "form.work_permit_valid_until",
-                "form.employer_credit_code"
+                "form.work_permit_valid_until"
             ]
         );
     }

@@ -3,7 +3,7 @@
 
 use onething_platform::{
     cases::{ApplicantRecord, Form},
-    catalog::Matter,
+    catalog::{Matter, form::FormCheck},
     error::FieldViolation,
     ids::CreditCode,
 };
@@ -15,9 +15,6 @@ use std::collections::BTreeMap;
 
 /// Seal kinds an enterprise may file.
 pub const SEAL_KINDS: &[&str] = &["official", "finance", "contract", "invoice", "legal_representative"];
-/// Precursor chemicals of the filing (a subset of the controlled list).
-pub const CHEMICALS: &[&str] =
-    &["hydrochloric_acid", "sulfuric_acid", "acetone", "toluene", "potassium_permanganate", "methyl_ethyl_ketone"];
 /// Request categories and who handles them: district matters stay with the district bureau.
 pub const CATEGORIES: &[(&str, Tier)] = &[
     ("security_protection", Tier::District),
@@ -67,64 +64,20 @@ pub fn completion(requests: impl IntoIterator<Item = (String, bool)>) -> BTreeMa
     out
 }
 
-/// Checks the form of a liaison matter.
-pub fn validate(matter: &Matter, applicant: Option<&ApplicantRecord>, form: &Form) -> Vec<FieldViolation> {
-    let mut out = Vec::new();
-    let v = |f: &str, d: &str| FieldViolation { field: f.to_string(), description: d.to_string() };
-    let get = |n: &str| form.get(n).map(String::as_str).filter(|s| !s.is_empty());
-    if applicant.is_some_and(|a| a.kind != ApplicantKind::Enterprise) {
-        out.push(v("applicant.kind", "applied for by the enterprise"));
-    }
-    match matter.code.as_str() {
-        "liaison.seal_engraving_filing" => {
-            match get("seal_kinds") {
-                None => out.push(v("form.seal_kinds", "required")),
-                Some(k) if !k.split(',').all(|x| SEAL_KINDS.contains(&x.trim())) => {
-                    out.push(v("form.seal_kinds", &format!("comma separated, of {}", SEAL_KINDS.join(", "))));
-                }
-                Some(_) => {}
-            }
-            if get("engraving_company").is_none_or(|c| c.chars().count() > 100) {
-                out.push(v("form.engraving_company", "required, at most 100 characters"));
-            }
-        }
-        "liaison.seal_cancellation" => {
-            if !matches!(get("reason"), Some("deregistration" | "bankruptcy")) {
-                out.push(v("form.reason", "deregistration or bankruptcy"));
-            }
-        }
-        "liaison.hotel_special_trade_licence" => {
-            if get("hotel_name").is_none_or(|n| n.chars().count() > 100) {
-                out.push(v("form.hotel_name", "required, at most 100 characters"));
-            }
-            if get("address").is_none_or(|n| n.chars().count() > 200) {
-                out.push(v("form.address", "required, at most 200 characters"));
-            }
-            if !get("rooms").and_then(|r| r.parse::<u32>().ok()).is_some_and(|r| (1..=5000).contains(&r)) {
-                out.push(v("form.rooms", "a whole number from 1 to 5000"));
-            }
-        }
-        "liaison.precursor_chemical_filing" => {
-            if !get("chemical").is_some_and(|c| CHEMICALS.contains(&c)) {
-                out.push(v("form.chemical", &format!("one of {}", CHEMICALS.join(", "))));
-            }
-            if !get("quantity_kg").and_then(|q| q.parse::<f64>().ok()).is_some_and(|q| q > 0.0 && q <= 100_000.0) {
-                out.push(v("form.quantity_kg", "more than 0, at most 100000"));
-            }
-            if !matches!(get("purpose"), Some("purchase" | "transport")) {
-                out.push(v("form.purpose", "purchase or transport"));
-            }
-            match get("counterparty_credit_code").map(CreditCode::parse) {
-                Some(Ok(_)) => {}
-                Some(Err(e)) => {
-                    out.push(v("form.counterparty_credit_code", &format!("not a unified social credit code: {e}")))
-                }
-                None => out.push(v("form.counterparty_credit_code", "required")),
-            }
-        }
-        _ => out.push(v("matter_code", "liaison has no rules for this matter")),
-    }
-    out
+/// What liaison checks of a form beyond the catalog's declaration of it (kinds, bounds,
+/// required fields, enumerations): an enterprise applies, filed seal kinds, the number of
+/// rooms and the quantity of a chemical.
+pub fn validate(_matter: &Matter, applicant: Option<&ApplicantRecord>, form: &Form) -> Vec<FieldViolation> {
+    let mut f = FormCheck::new(form);
+    f.applicant_kind(applicant, ApplicantKind::Enterprise, "the enterprise");
+    f.rule(
+        "seal_kinds",
+        |k| k.split(',').all(|x| SEAL_KINDS.contains(&x.trim())),
+        &format!("comma separated, of {}", SEAL_KINDS.join(", ")),
+    );
+    f.rule("rooms", |r| r.parse::<u32>().is_ok_and(|r| (1..=5000).contains(&r)), "a whole number from 1 to 5000");
+    f.rule("quantity_kg", |q| q.parse::<f64>().is_ok_and(|q| q > 0.0 && q <= 100_000.0), "more than 0, at most 100000");
+    f.finish()
 }
 
 #[cfg(test)]
@@ -154,5 +107,49 @@ mod tests {
         let c = completion(data);
         assert_eq!(c["A"], (10, 9));
         assert_eq!(c["B"], (2, 1));
+    }
+}
+
+#[cfg(test)]
+mod form_tests {
+    use super::*;
+    use onething_platform::catalog::Catalog;
+
+    #[test]
+    fn forms_as_create_case_checks_them() {
+        let c = Catalog::load("").unwrap();
+        let check = |code: &str, pairs: &[(&str, &str)]| {
+            let m = c.get(code).unwrap();
+            let form: Form = pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+            let mut got: Vec<String> =
+                c.check_case_form(m, &form, validate(m, None, &form)).into_iter().map(|v| v.field).collect();
+            got.sort_unstable();
+            got
+        };
+        let seals = "liaison.seal_engraving_filing";
+        assert!(check(seals, &[("seal_kinds", "official, finance"), ("engraving_company", "某刻章厂")]).is_empty());
+        assert_eq!(check(seals, &[("seal_kinds", "official,secret")]), ["form.engraving_company", "form.seal_kinds"]);
+        let chem = "liaison.precursor_chemical_filing";
+        let good = [
+            ("chemical", "acetone"),
+            ("quantity_kg", "12.5"),
+            ("purpose", "purchase"),
+            ("counterparty_credit_code", "91350100M000100Y43"),
+        ];
+        assert!(check(chem, &good).is_empty());
+        let bad =
+            [("chemical", "gold"), ("quantity_kg", "0"), ("purpose", "resale"), ("counterparty_credit_code", "x")];
+        assert_eq!(
+            check(chem, &bad),
+            ["form.chemical", "form.counterparty_credit_code", "form.purpose", "form.quantity_kg"]
+        );
+        assert_eq!(check("liaison.seal_cancellation", &[("reason", "boredom")]), ["form.reason"]);
+        assert_eq!(
+            check(
+                "liaison.hotel_special_trade_licence",
+                &[("hotel_name", "海景"), ("address", "威海"), ("rooms", "0")]
+            ),
+            ["form.rooms"]
+        );
     }
 }

@@ -6,8 +6,8 @@ use onething_platform::{
     calendar::china,
     cases::{ApplicantRecord, Form},
     catalog::Matter,
+    catalog::form::FormCheck,
     error::FieldViolation,
-    ids::{CitizenId, Plate},
 };
 use onething_proto::{common::ApplicantKind, vehicle::ProxyState};
 
@@ -52,65 +52,39 @@ pub fn next_proxy_state(s: ProxyState) -> Option<ProxyState> {
     }
 }
 
-/// Checks the form of a vehicle matter (`now` decides what lies in the past).
+/// What vehicle checks of a form beyond the catalog's declaration of it (kinds, bounds,
+/// required fields): a booked slot, unless walking in, with a valid date and time not yet
+/// begun; an enterprise for the verification.
 pub fn validate(
     matter: &Matter,
     applicant: Option<&ApplicantRecord>,
     form: &Form,
     now: DateTime<Utc>,
 ) -> Vec<FieldViolation> {
-    let mut out = Vec::new();
-    let v = |f: &str, d: &str| FieldViolation { field: f.to_string(), description: d.to_string() };
-    let get = |name: &str| form.get(name).map(String::as_str).filter(|s| !s.is_empty());
-    let flag = |name: &str, out: &mut Vec<FieldViolation>| match get(name) {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(_) => {
-            out.push(v(&format!("form.{name}"), "true or false"));
-            false
-        }
-    };
+    let mut f = FormCheck::new(form);
     match matter.code.as_str() {
-        "vehicle.inspection_booking" => {
-            match get("plate").map(Plate::parse) {
-                None => out.push(v("form.plate", "required")),
-                Some(Err(e)) => out.push(v("form.plate", &format!("not a plate: {e}"))),
-                Some(Ok(_)) => {}
+        "vehicle.inspection_booking" if !f.flag("walk_in") => {
+            let time = f.value("slot_time").map(parse_time);
+            // A malformed date the catalog reports; a missing one needs the walk-in hint.
+            if f.value("slot_date").is_none() {
+                f.refuse("slot_date", "a date as YYYY-MM-DD (or walk_in=true)");
             }
-            if get("station_id").is_none() {
-                out.push(v("form.station_id", "required"));
+            if !matches!(time, Some(Some(_))) {
+                f.refuse("slot_time", "a time as HH:MM (or walk_in=true)");
             }
-            flag("proxy", &mut out);
-            if !flag("walk_in", &mut out) {
-                let date = get("slot_date").map(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d"));
-                let time = get("slot_time").map(parse_time);
-                match (&date, &time) {
-                    (Some(Ok(d)), Some(Some(t))) if has_begun(*d, *t, now) => {
-                        out.push(v("form.slot_date", "the slot lies in the past"));
-                    }
-                    _ => {}
-                }
-                if !matches!(date, Some(Ok(_))) {
-                    out.push(v("form.slot_date", "a date as YYYY-MM-DD (or walk_in=true)"));
-                }
-                if !matches!(time, Some(Some(_))) {
-                    out.push(v("form.slot_time", "a time as HH:MM (or walk_in=true)"));
-                }
+            if let (Some(d), Some(Some(t))) = (f.date("slot_date"), time)
+                && has_begun(d, t, now)
+            {
+                f.refuse("slot_date", "the slot lies in the past");
             }
         }
         "vehicle.enterprise_vehicle_verification" => {
-            if applicant.is_some_and(|a| a.kind != ApplicantKind::Enterprise) {
-                out.push(v("applicant.kind", "applied for by the enterprise"));
-            }
+            f.applicant_kind(applicant, ApplicantKind::Enterprise, "the enterprise");
         }
-        "vehicle.driving_licence_cancellation" => match get("subject_id_number").map(CitizenId::parse) {
-            None => out.push(v("form.subject_id_number", "required")),
-            Some(Err(e)) => out.push(v("form.subject_id_number", &format!("not a citizen ID number: {e}"))),
-            Some(Ok(_)) => {}
-        },
-        _ => out.push(v("matter_code", "vehicle has no rules for this matter")),
+        // The catalog's declaration says all there is to check.
+        _ => {}
     }
-    out
+    f.finish()
 }
 
 #[cfg(test)]
@@ -156,6 +130,8 @@ mod tests {
         let now = china().with_ymd_and_hms(2026, 11, 27, 10, 0, 0).unwrap().with_timezone(&Utc);
         let f = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect::<Form>();
         let fields = |v: Vec<FieldViolation>| v.into_iter().map(|x| x.field).collect::<Vec<_>>();
+        // As CreateCase checks it: the catalog's declaration, then vehicle's rules.
+        let validate = |m, a, form: &Form, now| c.check_case_form(m, form, super::validate(m, a, form, now));
         let ok = f(&[("plate", "鲁K12345"), ("station_id", "S1"), ("slot_date", "2026-11-30"), ("slot_time", "09:00")]);
         assert!(validate(m, None, &ok, now).is_empty());
         let past =

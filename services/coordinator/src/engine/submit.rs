@@ -76,12 +76,8 @@ impl Engine {
         // The catalog's fields, as for a case's form: a bundle's form becomes its steps' cases.
         self.inner.catalog.check_form(&form, &mut bad);
         for st in def.steps.iter().filter(|s| included.contains(&s.id)) {
-            for source in st.fields.values().filter(|v| !v.starts_with('=')) {
-                if form.get(source).is_none_or(|v| v.is_empty())
-                    && !bad.iter().any(|b: &FieldViolation| b.field == format!("form.{source}"))
-                {
-                    bad.push(violation(format!("form.{source}"), format!("required by step {}", st.id)));
-                }
+            if let Some(m) = self.inner.catalog.get(&st.matter) {
+                step_form_violations(&self.inner.catalog, st, m, &form, &mut bad);
             }
         }
         let matters: Vec<_> = def
@@ -218,4 +214,40 @@ impl Engine {
 
 pub(super) fn violation(field: impl Into<String>, description: impl Into<String>) -> FieldViolation {
     FieldViolation { field: field.into(), description: description.into() }
+}
+
+/// Checks the form a step's case will get, as its department's CreateCase will (the
+/// catalog's declaration of its matter's form: required fields, enumerations), and reports
+/// each violation on the bundle field it comes from, once per field.
+fn step_form_violations(
+    catalog: &onething_platform::catalog::Catalog,
+    step: &onething_platform::catalog::Step,
+    matter: &onething_platform::catalog::Matter,
+    form: &BTreeMap<String, String>,
+    bad: &mut Vec<FieldViolation>,
+) {
+    let source = |to: &str| step.fields.get(to).filter(|from| !from.starts_with('='));
+    let step_form: BTreeMap<String, String> = step
+        .fields
+        .iter()
+        .map(|(to, from)| {
+            let value =
+                from.strip_prefix('=').map_or_else(|| form.get(from).cloned().unwrap_or_default(), str::to_string);
+            (to.clone(), value)
+        })
+        .collect();
+    let mut found = Vec::new();
+    onething_platform::catalog::fields::check_matter_form(&catalog.fields, &matter.form, &step_form, &mut found);
+    for v in found {
+        let Some(from) = v.field.strip_prefix("form.").and_then(source) else { continue };
+        let field = format!("form.{from}");
+        if !bad.iter().any(|b| b.field == field) {
+            let description = if v.description == "required" {
+                format!("required by step {}", step.id)
+            } else {
+                format!("{} (step {})", v.description, step.id)
+            };
+            bad.push(violation(field, description));
+        }
+    }
 }

@@ -7,7 +7,7 @@
 
 use crate::{
     error::FieldViolation,
-    ids::{CitizenId, CreditCode},
+    ids::{CitizenId, CreditCode, Plate},
 };
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -35,6 +35,10 @@ pub enum Kind {
     Date,
     /// `true` or `false`.
     Flag,
+    /// A certificate or document number: 4 to 32 ASCII letters, digits or `-`.
+    Code,
+    /// A civil vehicle plate ([`crate::ids::Plate`]).
+    Plate,
 }
 
 /// One form field as the catalog declares it.
@@ -68,6 +72,11 @@ impl Field {
                 .map(|_| ())
                 .map_err(|_| "a date as YYYY-MM-DD".to_string()),
             Kind::Flag => matches!(value, "true" | "false").then_some(()).ok_or_else(|| "true or false".to_string()),
+            Kind::Code => ((4..=32).contains(&value.len())
+                && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+            .then_some(())
+            .ok_or_else(|| "4 to 32 letters, digits or '-'".to_string()),
+            Kind::Plate => Plate::parse(value).map(|_| ()).map_err(|e| format!("not a plate: {e}")),
         }
     }
 }
@@ -97,6 +106,58 @@ pub fn check_form(fields: &Fields, form: &BTreeMap<String, String>, out: &mut Ve
         };
         if let Err(description) = checked {
             out.push(violation(format!("form.{name}"), description));
+        }
+    }
+}
+
+/// A field of one matter's form, as the catalog declares it under the matter's `form`:
+/// required unless `optional`, and one of `values` when they are given.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FormField {
+    /// May be left out or empty.
+    #[serde(default)]
+    pub optional: bool,
+    /// The values it may take (an enumeration); empty means any of its kind.
+    #[serde(default)]
+    pub values: Vec<String>,
+}
+
+/// One matter's form: its fields by name.
+pub type MatterForm = BTreeMap<String, FormField>;
+
+/// Checks `form` (values trimmed) as a case of a matter with `declared` fields: every
+/// [`check_form`] rule, then each declared field present unless optional and one of its
+/// values. A field gets one violation at most (the first found).
+pub fn check_matter_form(
+    fields: &Fields,
+    declared: &MatterForm,
+    form: &BTreeMap<String, String>,
+    out: &mut Vec<FieldViolation>,
+) {
+    check_form(fields, form, out);
+    for (name, f) in declared {
+        let path = format!("form.{name}");
+        if out.iter().any(|v| v.field == path) {
+            continue;
+        }
+        match form.get(name).map(String::as_str).filter(|v| !v.is_empty()) {
+            None if f.optional => {}
+            None => out.push(FieldViolation { field: path, description: "required".into() }),
+            Some(v) if !f.values.is_empty() && !f.values.iter().any(|x| x == v) => {
+                out.push(FieldViolation { field: path, description: format!("one of {}", f.values.join(", ")) });
+            }
+            Some(_) => {}
+        }
+    }
+}
+
+/// Adds `more` to `out`, each only when its field has no violation yet: the catalog's
+/// check and a department's say one thing per field.
+pub fn merge(out: &mut Vec<FieldViolation>, more: Vec<FieldViolation>) {
+    for v in more {
+        if !out.iter().any(|x| x.field == v.field) {
+            out.push(v);
         }
     }
 }

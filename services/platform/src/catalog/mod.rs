@@ -2,6 +2,7 @@
 //! so the same matter has the same materials and time limit everywhere.
 
 pub mod fields;
+pub mod form;
 
 use anyhow::{Context as _, bail};
 use sea_orm::entity::prelude::StringLen;
@@ -101,6 +102,10 @@ pub struct Matter {
     /// Materials that may be given but are never required.
     #[serde(default)]
     pub optional_materials: Vec<String>,
+    /// Its form: each field it takes, required unless marked optional, with its values when
+    /// it is an enumeration. Every field is declared under the catalog's `fields`.
+    #[serde(default)]
+    pub form: fields::MatterForm,
     /// Working days within which an owed 容缺 material must follow a provisional approval;
     /// later, the approval is revoked.
     #[serde(default = "default_owed_days")]
@@ -203,6 +208,16 @@ impl Catalog {
             if m.time_unit != TimeUnit::Immediate && m.time_limit == 0 {
                 bail!("catalog: matter {} has no time limit", m.code);
             }
+            for (name, f) in &m.form {
+                let Some(field) = c.fields.get(name) else {
+                    bail!("catalog: matter {} takes {name}, which is not under fields", m.code);
+                };
+                for v in &f.values {
+                    if let Err(e) = field.check(v) {
+                        bail!("catalog: matter {} allows {name} = {v:?}, which is not: {e}", m.code);
+                    }
+                }
+            }
             let mut seen = BTreeSet::new();
             for mat in m.required_materials.iter().chain(&m.deferrable_materials).chain(&m.optional_materials) {
                 if !seen.insert(mat) {
@@ -243,6 +258,24 @@ impl Catalog {
                         None => {}
                     }
                 }
+                let matter = &c.matters[c.index[&st.matter]];
+                for (name, f) in &matter.form {
+                    match st.fields.get(name).and_then(|from| from.strip_prefix('=')) {
+                        None if !f.optional && !st.fields.contains_key(name) => bail!(
+                            "catalog: bundle {} step {} does not fill {name}, which {} requires",
+                            b.code,
+                            st.id,
+                            matter.code
+                        ),
+                        Some(constant) if !f.values.is_empty() && !f.values.iter().any(|v| v == constant) => bail!(
+                            "catalog: bundle {} step {} sets {name} to {constant:?}, not one of {}'s values",
+                            b.code,
+                            st.id,
+                            matter.code
+                        ),
+                        _ => {}
+                    }
+                }
                 for a in &st.after {
                     // Steps come after their prerequisites, so the order is acyclic.
                     if !ids.contains(a) || a == &st.id {
@@ -257,6 +290,21 @@ impl Catalog {
     /// Checks a form (values trimmed) against the declared fields; see [`fields::check_form`].
     pub fn check_form(&self, form: &BTreeMap<String, String>, out: &mut Vec<crate::error::FieldViolation>) {
         fields::check_form(&self.fields, form, out);
+    }
+
+    /// Checks the form of a case of `matter`: the declared fields' kinds and bounds, the
+    /// matter's required fields and enumerations ([`fields::check_matter_form`]), then what
+    /// the department adds (`department`, one violation per field at most).
+    pub fn check_case_form(
+        &self,
+        matter: &Matter,
+        form: &BTreeMap<String, String>,
+        department: Vec<crate::error::FieldViolation>,
+    ) -> Vec<crate::error::FieldViolation> {
+        let mut out = Vec::new();
+        fields::check_matter_form(&self.fields, &matter.form, form, &mut out);
+        fields::merge(&mut out, department);
+        out
     }
 
     /// The bundle with `code`.
@@ -322,13 +370,26 @@ mod tests {
 
     #[test]
     fn every_field_a_step_fills_is_declared_and_constants_fit() {
-        let undeclared = BUILTIN.replace("death_certificate_number = { max = 32 }\n", "");
+        let undeclared = BUILTIN.replace("death_certificate_number = { kind = \"code\", max = 32 }\n", "");
         let e = format!("{:#}", Catalog::parse(&undeclared).unwrap_err());
         assert!(e.contains("death_certificate_number") && e.contains("not under fields"), "{e}");
         let unfit = BUILTIN.replace("purpose = { max = 100 }", "purpose = { max = 5 }");
         let e = format!("{:#}", Catalog::parse(&unfit).unwrap_err());
-        assert!(e.contains("sets purpose to a constant"), "{e}");
+        assert!(e.contains("purpose") && e.contains("is not: at most 5 characters"), "{e}");
         let unbounded = BUILTIN.replace("purpose = { max = 100 }", "purpose = { max = 5000 }");
         assert!(Catalog::parse(&unbounded).is_err());
+    }
+
+    #[test]
+    fn a_step_fills_every_field_its_matter_requires_with_allowed_values() {
+        let unfilled = BUILTIN.replace(", death_certificate_number = \"death_certificate_number\" }", " }");
+        let e = format!("{:#}", Catalog::parse(&unfilled).unwrap_err());
+        assert!(e.contains("does not fill death_certificate_number"), "{e}");
+        let off_list = BUILTIN.replace("purpose = \"=retirement\"", "purpose = \"=holiday\"");
+        let e = format!("{:#}", Catalog::parse(&off_list).unwrap_err());
+        assert!(e.contains("not one of household.info_confirmation's values"), "{e}");
+        let unknown = BUILTIN.replace("form.child_name = {}", "form.child_nickname = {}");
+        let e = format!("{:#}", Catalog::parse(&unknown).unwrap_err());
+        assert!(e.contains("takes child_nickname, which is not under fields"), "{e}");
     }
 }

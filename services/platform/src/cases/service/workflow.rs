@@ -31,8 +31,9 @@ impl<D: Department> CaseApi<D> {
         let applicant = ApplicantRecord::validate(req.applicant.as_ref(), &mut violations);
         let materials = MaterialRecord::validate(&req.materials, matter, &mut violations);
         let form: crate::cases::Form = req.form.into_iter().map(|(k, v)| (k, v.trim().to_string())).collect();
-        me.catalog.check_form(&form, &mut violations);
-        violations.extend(me.dept.validate(matter, applicant.as_ref(), &form));
+        let form_violations =
+            me.catalog.check_case_form(matter, &form, me.dept.validate(matter, applicant.as_ref(), &form));
+        violations.extend(form_violations);
         if let Some(e) = Error::from_violations(Reason::CaseInvalidRequest, violations) {
             return Err(e);
         }
