@@ -1,5 +1,6 @@
 //! Exit-entry rules that need no database: the validity of a work-type residence permit
-//! (M13) with the explanation a reviewer reads, the form of each matter, and the committed
+//! (M13) with the explanation a reviewer reads, what each matter's form means beyond the
+//! catalog, and the committed
 //! time of an expedited business-trip document (M15).
 
 use chrono::{Local, Months, NaiveDate};

@@ -1,4 +1,5 @@
-//! Household rules that need no database: the form of each matter, and the choice of the
+//! Household rules that need no database: what a matter's form means beyond the catalog's
+//! declaration of it, and the choice of the
 //! sequence code of a newborn's ID number. Pure and unit-tested.
 
 use chrono::{Local, NaiveDate};

@@ -1,4 +1,4 @@
-//! Liaison rules that need no database: matter forms, the tier and unit of an enterprise
+//! Liaison rules that need no database: what matter forms mean beyond the catalog, the tier and unit of an enterprise
 //! request by category (分级办理), the loop of a request, and the completion rate (M26).
 
 use onething_platform::{

@@ -5,14 +5,16 @@
 //! same transaction as the fact is recorded.
 
 use crate::{
-    cases::{CaseApi, CaseRecord, Department},
+    cases::{CaseApi, Department},
     events::{ConsumerSpec, Envelope, Handler, nats::stream_name},
     lifecycle::State,
     store::case,
 };
 use chrono::Utc;
 use onething_proto::household::PersonDeceased;
-use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, entity::prelude::*};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect, entity::prelude::*,
+};
 
 /// A death confirmed by household, as this service recorded it.
 pub mod deceased {
@@ -104,17 +106,25 @@ impl<D: Department> Handler for DeceasedProjection<D> {
             // The same death twice (another event id): already recorded and acted on.
             return Ok(());
         }
-        let waiting = case::Entity::find()
+        // Each waiting case's id and form text, read row by row: a case whose form does not
+        // parse (corrupted) is reported and skipped, and decides no other case's fate.
+        let waiting: Vec<(String, String)> = case::Entity::find()
+            .select_only()
+            .column(case::Column::Id)
+            .column(case::Column::Form)
             .filter(case::Column::State.eq(State::Accepted))
             .filter(case::Column::MatterCode.is_in(self.matters.clone()))
+            .into_tuple()
             .all(txn)
             .await?;
-        let ids: Vec<String> = waiting
-            .into_iter()
-            .map(CaseRecord::from_model)
-            .filter(|c| c.field(self.field) == fact.id_number)
-            .map(|c| c.id)
-            .collect();
+        let mut ids = Vec::new();
+        for (id, form) in waiting {
+            match serde_json::from_str::<std::collections::BTreeMap<String, String>>(&form) {
+                Ok(form) if form.get(self.field).is_some_and(|v| *v == fact.id_number) => ids.push(id),
+                Ok(_) => {}
+                Err(_) => tracing::error!(case_id = %id, "a waiting case's form does not read; skipped"),
+            }
+        }
         let n = self.api.advance(txn, &ids).await.map_err(|e| anyhow::anyhow!("{e}"))?;
         tracing::info!(decided = n, "death confirmed; waiting cases decided");
         Ok(())

@@ -3,6 +3,7 @@
 //! and the submit path share a bounded number of drive slots.
 
 use super::*;
+use sea_orm::{Condition, QuerySelect};
 
 impl Engine {
     /// Drives bundle `id` in the background, in the trace of `traceparent`.
@@ -242,17 +243,34 @@ impl Engine {
                 _ = self.inner.wake.notified() => {}
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
             }
-            let due = step::Entity::find()
-                .filter(step::Column::State.is_in([Step::Pending, Step::Cancelling, Step::InProgress]))
+            // Bundle ids only: a step row that does not read (corrupted) fails the drive of
+            // its own bundle, which is reported there, never this sweep of every bundle.
+            let awaiting_result = Condition::all()
+                .add(step::Column::State.eq(Step::InProgress))
+                .add(step::Column::Result.eq(onething_platform::store::json::Fields::default()))
+                .add(
+                    step::Column::CaseState
+                        .is_in([CaseState::Approved.as_str(), CaseState::ApprovedProvisionally.as_str()]),
+                );
+            let due: Result<Vec<String>, _> = step::Entity::find()
+                .select_only()
+                .column(step::Column::BundleId)
+                .filter(
+                    Condition::any()
+                        .add(step::Column::State.is_in([Step::Pending, Step::Cancelling]))
+                        .add(awaiting_result),
+                )
                 .filter(step::Column::NextAttemptAt.lte(Utc::now()))
+                .into_tuple()
                 .all(&self.inner.db)
                 .await;
-            let Ok(due) = due else { continue };
-            let mut ids: Vec<String> = due
-                .into_iter()
-                .filter(|s| s.state != Step::InProgress || awaiting_result(s))
-                .map(|s| s.bundle_id)
-                .collect();
+            let mut ids = match due {
+                Ok(ids) => ids,
+                Err(e) => {
+                    tracing::error!(error = %e, "the driver could not list due steps");
+                    continue;
+                }
+            };
             ids.sort();
             ids.dedup();
             // Each bundle in a task of its own, a bounded number at once: a bundle waiting

@@ -48,8 +48,10 @@ pub trait Department: Send + Sync + 'static {
     /// deployment error found at start, not a request refused later.
     fn matters(&self) -> &'static [&'static str];
 
-    /// Checks the form fields of `matter` (format only; nothing is read or stored).
-    /// Violations are reported as `form.<field>` and make the request INVALID_ARGUMENT.
+    /// Checks what the form fields of `matter` mean, beyond the catalog's declaration of
+    /// the form (kinds, bounds, required fields, enumerations are checked there first;
+    /// nothing is read or stored). Violations are reported as `form.<field>` (one per field:
+    /// the catalog's comes first) and make the request INVALID_ARGUMENT.
     /// `applicant` is `None` when it was itself invalid; the form is checked all the same
     /// so the caller learns every problem at once.
     fn validate(&self, matter: &Matter, applicant: Option<&ApplicantRecord>, form: &Form) -> Vec<FieldViolation>;

@@ -2,8 +2,10 @@
 //! (what a value must look like) and its bound in characters. Every form is checked against
 //! them where it enters the mesh — a case's at `CreateCase`, a bundle's at `SubmitBundle` —
 //! so a field is as long and as well-formed as the catalog says, whichever way it comes. A
-//! field the catalog does not name is bounded by [`MAX_VALUE_CHARS`]; the departments still
-//! check what a value means (a date not in the future, one of a matter's purposes).
+//! field the catalog does not name is bounded by [`MAX_VALUE_CHARS`]. Each matter declares
+//! its form over these fields ([`MatterForm`]: required or optional, the values of an
+//! enumeration), checked by [`check_matter_form`]; the departments still check what a value
+//! means (a date not in the future, the applicant a parent) through [`super::form::FormCheck`].
 
 use crate::{
     error::FieldViolation,

@@ -1,9 +1,10 @@
-//! What a department checks of a form beyond the catalog. The catalog has already checked
-//! each field's kind and bound, the matter's required fields and enumerations
-//! ([`super::fields::check_matter_form`]); a [`FormCheck`] looks only at values that passed
-//! that (present, of their kind) for what they mean — a date not in the future, a list of
-//! allowed items, a field required when another is set — so a field gets one violation, and
-//! every department says it the same way.
+//! What a department checks of a form beyond the catalog's declaration of it (each field's
+//! kind and bound, the matter's required fields and enumerations:
+//! [`super::fields::check_matter_form`]). A [`FormCheck`] rule looks only at values given
+//! (a missing one is the catalog's to report) for what they mean — a date not in the
+//! future, a list of allowed items, a field required when another is set — and
+//! [`super::Catalog::check_case_form`] keeps one violation per field, the catalog's first,
+//! so every department says it the same way.
 
 use crate::{cases::ApplicantRecord, error::FieldViolation};
 use chrono::NaiveDate;

@@ -198,32 +198,10 @@ impl Catalog {
         let mut c: Catalog = toml::from_str(text).context("catalog is not valid")?;
         fields::check_declarations(&c.fields)?;
         for (i, m) in c.matters.iter().enumerate() {
-            let prefix = format!("{}.", m.department.replace('-', "_"));
-            if !m.code.starts_with(&prefix) {
-                bail!("catalog: matter {} is not prefixed by its department {}", m.code, m.department);
-            }
             if c.index.insert(m.code.clone(), i).is_some() {
                 bail!("catalog: matter {} appears twice", m.code);
             }
-            if m.time_unit != TimeUnit::Immediate && m.time_limit == 0 {
-                bail!("catalog: matter {} has no time limit", m.code);
-            }
-            for (name, f) in &m.form {
-                let Some(field) = c.fields.get(name) else {
-                    bail!("catalog: matter {} takes {name}, which is not under fields", m.code);
-                };
-                for v in &f.values {
-                    if let Err(e) = field.check(v) {
-                        bail!("catalog: matter {} allows {name} = {v:?}, which is not: {e}", m.code);
-                    }
-                }
-            }
-            let mut seen = BTreeSet::new();
-            for mat in m.required_materials.iter().chain(&m.deferrable_materials).chain(&m.optional_materials) {
-                if !seen.insert(mat) {
-                    bail!("catalog: matter {} lists material {} twice", m.code, mat);
-                }
-            }
+            c.check_matter(m)?;
         }
         let mut codes = BTreeSet::new();
         for b in &c.bundles {
@@ -235,47 +213,7 @@ impl Catalog {
                 if !ids.insert(&st.id) {
                     bail!("catalog: bundle {} has step {} twice", b.code, st.id);
                 }
-                if !c.index.contains_key(&st.matter) {
-                    bail!("catalog: bundle {} step {} names unknown matter {}", b.code, st.id, st.matter);
-                }
-                for (to, from) in &st.fields {
-                    let Some(field) = c.fields.get(to) else {
-                        bail!("catalog: bundle {} step {} fills {to}, which is not under fields", b.code, st.id);
-                    };
-                    match from.strip_prefix('=') {
-                        Some(constant) => {
-                            if let Err(e) = field.check(constant) {
-                                bail!(
-                                    "catalog: bundle {} step {} sets {to} to a constant that is not: {e}",
-                                    b.code,
-                                    st.id
-                                );
-                            }
-                        }
-                        None if !c.fields.contains_key(from) => {
-                            bail!("catalog: bundle {} step {} takes {from}, which is not under fields", b.code, st.id)
-                        }
-                        None => {}
-                    }
-                }
-                let matter = &c.matters[c.index[&st.matter]];
-                for (name, f) in &matter.form {
-                    match st.fields.get(name).and_then(|from| from.strip_prefix('=')) {
-                        None if !f.optional && !st.fields.contains_key(name) => bail!(
-                            "catalog: bundle {} step {} does not fill {name}, which {} requires",
-                            b.code,
-                            st.id,
-                            matter.code
-                        ),
-                        Some(constant) if !f.values.is_empty() && !f.values.iter().any(|v| v == constant) => bail!(
-                            "catalog: bundle {} step {} sets {name} to {constant:?}, not one of {}'s values",
-                            b.code,
-                            st.id,
-                            matter.code
-                        ),
-                        _ => {}
-                    }
-                }
+                c.check_step(b, st)?;
                 for a in &st.after {
                     // Steps come after their prerequisites, so the order is acyclic.
                     if !ids.contains(a) || a == &st.id {
@@ -285,6 +223,70 @@ impl Catalog {
             }
         }
         Ok(c)
+    }
+
+    /// One matter: its code, time limit, form fields (declared, values of their kind) and
+    /// materials (none twice).
+    fn check_matter(&self, m: &Matter) -> anyhow::Result<()> {
+        let prefix = format!("{}.", m.department.replace('-', "_"));
+        if !m.code.starts_with(&prefix) {
+            bail!("catalog: matter {} is not prefixed by its department {}", m.code, m.department);
+        }
+        if m.time_unit != TimeUnit::Immediate && m.time_limit == 0 {
+            bail!("catalog: matter {} has no time limit", m.code);
+        }
+        for (name, f) in &m.form {
+            let Some(field) = self.fields.get(name) else {
+                bail!("catalog: matter {} takes {name}, which is not under fields", m.code);
+            };
+            for v in &f.values {
+                if let Err(e) = field.check(v) {
+                    bail!("catalog: matter {} allows {name} = {v:?}, which is not: {e}", m.code);
+                }
+            }
+        }
+        let mut seen = BTreeSet::new();
+        for mat in m.required_materials.iter().chain(&m.deferrable_materials).chain(&m.optional_materials) {
+            if !seen.insert(mat) {
+                bail!("catalog: matter {} lists material {} twice", m.code, mat);
+            }
+        }
+        Ok(())
+    }
+
+    /// One step of bundle `b`: a known matter, fields declared on both sides, constants of
+    /// their kind and on their matter's list, every field its matter requires filled.
+    fn check_step(&self, b: &Bundle, st: &Step) -> anyhow::Result<()> {
+        let Some(matter) = self.get(&st.matter) else {
+            bail!("catalog: bundle {} step {} names unknown matter {}", b.code, st.id, st.matter);
+        };
+        let at = format!("catalog: bundle {} step {}", b.code, st.id);
+        for (to, from) in &st.fields {
+            let Some(field) = self.fields.get(to) else {
+                bail!("{at} fills {to}, which is not under fields");
+            };
+            match from.strip_prefix('=') {
+                Some(constant) => {
+                    if let Err(e) = field.check(constant) {
+                        bail!("{at} sets {to} to a constant that is not: {e}");
+                    }
+                }
+                None if !self.fields.contains_key(from) => bail!("{at} takes {from}, which is not under fields"),
+                None => {}
+            }
+        }
+        for (name, f) in &matter.form {
+            match st.fields.get(name).and_then(|from| from.strip_prefix('=')) {
+                None if !f.optional && !st.fields.contains_key(name) => {
+                    bail!("{at} does not fill {name}, which {} requires", matter.code)
+                }
+                Some(constant) if !f.values.is_empty() && !f.values.iter().any(|v| v == constant) => {
+                    bail!("{at} sets {name} to {constant:?}, not one of {}'s values", matter.code)
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// Checks a form (values trimmed) against the declared fields; see [`fields::check_form`].

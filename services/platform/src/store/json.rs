@@ -13,9 +13,25 @@ fn to_json<T: Serialize>(value: &T) -> String {
 }
 
 /// `text` parsed as `T`.
-fn from_json<T: DeserializeOwned>(text: &str) -> Result<T, serde_json::Error> {
-    serde_json::from_str(text)
+fn from_json<T: DeserializeOwned>(text: &str) -> Result<T, NotItsJson> {
+    serde_json::from_str(text).map_err(|e| NotItsJson { line: e.line(), column: e.column() })
 }
+
+/// A stored JSON value that is not of its column's type. It says where, never what: the
+/// text may be personal data, and serde's own message quotes it.
+#[derive(Debug)]
+pub struct NotItsJson {
+    line: usize,
+    column: usize,
+}
+
+impl std::fmt::Display for NotItsJson {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "a stored JSON value is not of its column's type (line {}, column {})", self.line, self.column)
+    }
+}
+
+impl std::error::Error for NotItsJson {}
 
 macro_rules! json_column {
     ($(#[$meta:meta])* $name:ident($inner:ty)) => {
@@ -52,3 +68,16 @@ json_column!(
     /// A list of codes or short texts (missing materials, notes).
     Texts(Vec<String>)
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_value_not_of_its_type_fails_without_quoting_it() {
+        assert_eq!(from_json::<Fields>(r#"{"a":"b"}"#).unwrap().get("a").map(String::as_str), Some("b"));
+        let e = from_json::<Fields>(r#"{"subject_id_number": 371002199003150011}"#).unwrap_err().to_string();
+        assert!(!e.contains("371002199003150011") && e.contains("line 1"), "{e}");
+        assert!(from_json::<Materials>("not json").is_err());
+    }
+}
