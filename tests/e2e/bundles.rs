@@ -5,104 +5,13 @@
 //! submit twice; bad input creates nothing anywhere.
 
 use crate::common::*;
-use onething_platform::config::Settings;
 use onething_proto::{
-    common::{self as cpb, case_service_client::CaseServiceClient},
+    common as cpb,
     coordinator::{self as pb, BundleState, StepState, bundle_service_client::BundleServiceClient},
 };
-use std::{collections::BTreeMap, time::Duration};
+use std::time::Duration;
 use tonic::Code;
 use tonic_types::StatusExt;
-
-const DEPARTMENTS: [&str; 4] = onething_platform::service_kind::DEPARTMENT_NAMES;
-
-pub struct World {
-    pub nats: NatsServer,
-    pub departments: BTreeMap<&'static str, (Running, String)>,
-    pub coordinators: Vec<Running>,
-    dbs: Vec<TestDb>,
-    coordinator_db: String,
-    backend: Backend,
-}
-
-impl World {
-    /// Every department and `replicas` coordinators, each department on its own database.
-    pub async fn start(backend: Backend, replicas: usize) -> Option<Self> {
-        let nats = NatsServer::start().await;
-        let mut dbs = Vec::new();
-        let mut departments = BTreeMap::new();
-        for d in DEPARTMENTS {
-            let db = TestDb::fresh(backend).await?;
-            let mut s = test_settings(&db.url, &nats.url());
-            s.grpc_addr = format!("127.0.0.1:{}", free_port());
-            let addr = s.grpc_addr.clone();
-            departments.insert(d, (start_named(d, s).await, addr));
-            dbs.push(db);
-        }
-        let cdb = TestDb::fresh(backend).await?;
-        let coordinator_db = cdb.url.clone();
-        dbs.push(cdb);
-        let mut w = Self { nats, departments, coordinators: Vec::new(), dbs, coordinator_db, backend };
-        for _ in 0..replicas {
-            let s = w.coordinator_settings();
-            w.coordinators.push(start_named("coordinator", s).await);
-        }
-        Some(w)
-    }
-
-    pub fn coordinator_settings(&self) -> Settings {
-        let mut s = test_settings(&self.coordinator_db, &self.nats.url());
-        for (d, (_, addr)) in &self.departments {
-            s.peers.insert((*d).to_string(), format!("http://{addr}"));
-        }
-        s
-    }
-
-    pub async fn bundles_as(&self, token: &str, replica: usize) -> BundleServiceClient<Authed> {
-        BundleServiceClient::new(connect_as(&self.coordinators[replica].endpoint(), Some(token)).await)
-    }
-
-    pub async fn cases_at(&self, dept: &str, token: &str) -> CaseServiceClient<Authed> {
-        CaseServiceClient::new(connect_as(&self.departments[dept].0.endpoint(), Some(token)).await)
-    }
-
-    pub fn db(&self, dept: &str) -> &sea_orm::DatabaseConnection {
-        &self.departments[dept].0.db
-    }
-
-    /// Stops a department (as an outage).
-    pub async fn stop(&mut self, dept: &'static str) {
-        let (running, addr) = self.departments.remove(dept).unwrap();
-        running.stop().await;
-        self.departments.insert(dept, (dummy(), addr));
-    }
-
-    /// Starts it again on the same address and database.
-    pub async fn restart(&mut self, dept: &'static str) {
-        let i = DEPARTMENTS.iter().position(|d| *d == dept).unwrap();
-        let mut s = test_settings(&self.dbs[i].url, &self.nats.url());
-        s.grpc_addr = self.departments[dept].1.clone();
-        let running = start_named(dept, s).await;
-        self.departments.get_mut(dept).unwrap().0 = running;
-    }
-
-    pub async fn stop_all(self) {
-        for c in self.coordinators {
-            c.stop().await;
-        }
-        for (_, (r, _)) in self.departments {
-            if r.addr.port() != 0 {
-                r.stop().await;
-            }
-        }
-        let _ = self.backend;
-    }
-}
-
-/// A placeholder for a stopped department.
-fn dummy() -> Running {
-    Running::stopped()
-}
 
 pub fn applicant(kind: cpb::ApplicantKind, id: &str, name: &str) -> Option<cpb::Applicant> {
     Some(cpb::Applicant { kind: kind as i32, identifier: id.into(), name: name.into(), phone: String::new() })
@@ -238,8 +147,8 @@ pub(crate) fn opening(who: Option<cpb::Applicant>, key: &str) -> pb::SubmitBundl
 
 /// A liaison clerk accepts and approves both steps of the 企业准营 bundle `id`, which then
 /// completes.
-pub(crate) async fn approve_operating(w: &World, applicant: &mut BundleServiceClient<Authed>, id: &str) {
-    let mut l_clerk = w.cases_at("liaison", &staff("liaison", &["clerk", "approver"])).await;
+pub(crate) async fn approve_operating(w: &TestMesh, applicant: &mut BundleServiceClient<Authed>, id: &str) {
+    let mut l_clerk = w.cases(LIAISON, &staff("liaison", &["clerk", "approver"])).await;
     for step in ["hotel_licence", "precursor_filing"] {
         let case = case_of(applicant, id, step).await;
         l_clerk.accept_case(cpb::AcceptCaseRequest { case_id: case.clone(), expected_version: 0 }).await.unwrap();
@@ -286,9 +195,9 @@ fn steps(b: &pb::Bundle) -> Vec<(String, StepState)> {
 }
 
 async fn every_bundle_completes(backend: Backend) {
-    let Some(w) = World::start(backend, 1).await else { return };
+    let Some(w) = TestMesh::with(backend).departments().coordinators(1).start().await else { return };
     let parent = seeded_parent();
-    let mut as_parent = w.bundles_as(&citizen_token(&parent), 0).await;
+    let mut as_parent = w.bundles_at(0, &citizen_token(&parent)).await;
 
     // 新生儿出生: the child gets an ID number.
     let b = as_parent
@@ -323,7 +232,7 @@ async fn every_bundle_completes(backend: Backend) {
     assert_eq!(b.steps[0].result["purpose"], "school_enrollment");
 
     // 教育入学 for a non-local family: a residence permit, reviewed by a household clerk.
-    let mut as_outsider = w.bundles_as(&citizen_token(OUTSIDER), 0).await;
+    let mut as_outsider = w.bundles_at(0, &citizen_token(OUTSIDER)).await;
     let b = as_outsider
         .submit_bundle(submit(
             "school_enrollment",
@@ -339,7 +248,7 @@ async fn every_bundle_completes(backend: Backend) {
         .bundle
         .unwrap();
     let case = case_of(&mut as_outsider, &b.bundle_id, "residence_permit").await;
-    let mut hh_clerk = w.cases_at("household", &staff("household", &["clerk", "approver"])).await;
+    let mut hh_clerk = w.cases(HOUSEHOLD, &staff("household", &["clerk", "approver"])).await;
     hh_clerk.accept_case(cpb::AcceptCaseRequest { case_id: case.clone(), expected_version: 0 }).await.unwrap();
     hh_clerk.approve_case(cpb::ApproveCaseRequest { case_id: case, expected_version: 0 }).await.unwrap();
     let b = finished(&mut as_outsider, &b.bundle_id).await;
@@ -348,7 +257,7 @@ async fn every_bundle_completes(backend: Backend) {
 
     // 退休: the retiree confirms his own registration.
     let retiree = onething_household::store::seed_id("371002", "1958-01-20", 31).unwrap().expose().to_string();
-    let mut as_retiree = w.bundles_as(&citizen_token(&retiree), 0).await;
+    let mut as_retiree = w.bundles_at(0, &citizen_token(&retiree)).await;
     let b = as_retiree
         .submit_bundle(submit(
             "retirement",
@@ -367,7 +276,7 @@ async fn every_bundle_completes(backend: Backend) {
 
     // 企业开办: three departments, no human step.
     let new_co = onething_platform::ids::CreditCode::complete("91371002MA3C00077").unwrap().to_string();
-    let mut as_new_co = w.bundles_as(&enterprise_token(&new_co), 0).await;
+    let mut as_new_co = w.bundles_at(0, &enterprise_token(&new_co)).await;
     let b = as_new_co
         .submit_bundle(opening(enterprise_applicant(&new_co), "b-open"))
         .await
@@ -381,13 +290,13 @@ async fn every_bundle_completes(backend: Backend) {
 
     // 企业准营: a hotel licence (inspected and approved by a liaison clerk) and a precursor filing.
     let chem = onething_liaison::store::seed_chemicals().to_string();
-    let mut as_chem = w.bundles_as(&enterprise_token(&chem), 0).await;
+    let mut as_chem = w.bundles_at(0, &enterprise_token(&chem)).await;
     let b = as_chem.submit_bundle(operating(&chem, "b-operate")).await.unwrap().into_inner().bundle.unwrap();
     approve_operating(&w, &mut as_chem, &b.bundle_id).await;
 
     // 企业注销: seals cancelled, the fleet checked.
     let logistics = onething_liaison::store::seed_logistics().to_string();
-    let mut as_logistics = w.bundles_as(&enterprise_token(&logistics), 0).await;
+    let mut as_logistics = w.bundles_at(0, &enterprise_token(&logistics)).await;
     let b = as_logistics
         .submit_bundle(submit(
             "enterprise_deregistration",
@@ -410,7 +319,7 @@ async fn every_bundle_completes(backend: Backend) {
     let elder = onething_household::store::seed_id("371003", "1949-09-09", 62).unwrap().expose().to_string();
     // Reported by her son, who lives in her household.
     let relative = elders_son();
-    let mut as_relative = w.bundles_as(&citizen_token(&relative), 0).await;
+    let mut as_relative = w.bundles_at(0, &citizen_token(&relative)).await;
     let b = as_relative
         .submit_bundle(after_death(citizen_applicant(&relative), &elder, "SW-2026-0300", "b-death"))
         .await
@@ -430,8 +339,8 @@ async fn every_bundle_completes(backend: Backend) {
         ("1", "1")
     );
     // The cancellations were created after the deregistration was approved.
-    let mut hh = w.cases_at("household", &service("coordinator", "household")).await;
-    let mut v = w.cases_at("vehicle", &service("coordinator", "vehicle")).await;
+    let mut hh = w.cases(HOUSEHOLD, &service("coordinator", "household")).await;
+    let mut v = w.cases(VEHICLE, &service("coordinator", "vehicle")).await;
     let dereg = hh
         .get_case(cpb::GetCaseRequest { case_id: b.steps[0].case_id.clone() })
         .await
@@ -452,13 +361,13 @@ async fn every_bundle_completes(backend: Backend) {
 both_backends!(every_bundle_completes);
 
 async fn a_refused_step_withdraws_what_cannot_stand_alone(backend: Backend) {
-    let Some(w) = World::start(backend, 1).await else { return };
+    let Some(w) = TestMesh::with(backend).departments().coordinators(1).start().await else { return };
     let chem = onething_liaison::store::seed_chemicals().to_string();
-    let mut as_chem = w.bundles_as(&enterprise_token(&chem), 0).await;
+    let mut as_chem = w.bundles_at(0, &enterprise_token(&chem)).await;
     let b = as_chem.submit_bundle(operating(&chem, "refused-1")).await.unwrap().into_inner().bundle.unwrap();
     let hotel = case_of(&mut as_chem, &b.bundle_id, "hotel_licence").await;
     let precursor = case_of(&mut as_chem, &b.bundle_id, "precursor_filing").await;
-    let mut clerk = w.cases_at("liaison", &staff("liaison", &["clerk", "approver"])).await;
+    let mut clerk = w.cases(LIAISON, &staff("liaison", &["clerk", "approver"])).await;
     clerk.accept_case(cpb::AcceptCaseRequest { case_id: hotel.clone(), expected_version: 0 }).await.unwrap();
     clerk
         .reject_case(cpb::RejectCaseRequest {
@@ -480,7 +389,7 @@ async fn a_refused_step_withdraws_what_cannot_stand_alone(backend: Backend) {
 
     // A refused first step of after_death: the rest never start.
     let relative = seeded_person();
-    let mut as_relative = w.bundles_as(&citizen_token(&relative), 0).await;
+    let mut as_relative = w.bundles_at(0, &citizen_token(&relative)).await;
     let b = as_relative
         .submit_bundle(after_death(citizen_applicant(&relative), OUTSIDER, "SW-2026-0301", "refused-2"))
         .await
@@ -496,17 +405,17 @@ async fn a_refused_step_withdraws_what_cannot_stand_alone(backend: Backend) {
         steps(&b)[1..],
         [("driving_licence".into(), StepState::Skipped), ("travel_documents".into(), StepState::Skipped)]
     );
-    assert_eq!(count(w.db("vehicle"), "cases").await, 0);
-    assert_eq!(count(w.db("exit_entry"), "cases").await, 0);
+    assert_eq!(count(w.db(VEHICLE), "cases").await, 0);
+    assert_eq!(count(w.db(EXIT_ENTRY), "cases").await, 0);
     w.stop_all().await;
 }
 both_backends!(a_refused_step_withdraws_what_cannot_stand_alone);
 
 async fn a_department_that_is_down_only_delays(backend: Backend) {
-    let Some(mut w) = World::start(backend, 1).await else { return };
-    w.stop("vehicle").await;
+    let Some(mut w) = TestMesh::with(backend).departments().coordinators(1).start().await else { return };
+    w.stop(VEHICLE).await;
     let logistics = onething_liaison::store::seed_logistics().to_string();
-    let mut c = w.bundles_as(&enterprise_token(&logistics), 0).await;
+    let mut c = w.bundles_at(0, &enterprise_token(&logistics)).await;
     let b = c
         .submit_bundle(submit(
             "enterprise_deregistration",
@@ -534,17 +443,17 @@ async fn a_department_that_is_down_only_delays(backend: Backend) {
     .await
     .unwrap();
     assert_eq!(waiting.state(), BundleState::Running);
-    w.restart("vehicle").await;
+    w.restart(VEHICLE).await;
     let done = finished(&mut c, &b.bundle_id).await;
     assert_eq!(done.state(), BundleState::Completed, "{:?}", steps(&done));
-    assert_eq!(count(w.db("vehicle"), "cases").await, 1, "created once");
-    assert_eq!(count(w.db("liaison"), "cases").await, 1);
+    assert_eq!(count(w.db(VEHICLE), "cases").await, 1, "created once");
+    assert_eq!(count(w.db(LIAISON), "cases").await, 1);
     w.stop_all().await;
 }
 both_backends!(a_department_that_is_down_only_delays);
 
 async fn two_replicas_and_one_key(backend: Backend) {
-    let Some(w) = World::start(backend, 2).await else { return };
+    let Some(w) = TestMesh::with(backend).departments().coordinators(2).start().await else { return };
     let relative = seeded_person();
     let token = citizen_token(&relative);
     let mut ids = Vec::new();
@@ -559,8 +468,8 @@ async fn two_replicas_and_one_key(backend: Backend) {
             &[],
             &format!("twice-{i}"),
         );
-        let mut first = w.bundles_as(&token, i % 2).await;
-        let mut second = w.bundles_as(&token, (i + 1) % 2).await;
+        let mut first = w.bundles_at(i % 2, &token).await;
+        let mut second = w.bundles_at((i + 1) % 2, &token).await;
         let a = first.submit_bundle(req.clone()).await.unwrap().into_inner().bundle.unwrap();
         let b = second.submit_bundle(req).await.unwrap().into_inner().bundle.unwrap();
         assert_eq!(a.bundle_id, b.bundle_id, "one key, one bundle");
@@ -575,18 +484,18 @@ async fn two_replicas_and_one_key(backend: Backend) {
         &[],
         "twice-0",
     );
-    let err = w.bundles_as(&token, 1).await.submit_bundle(other).await.unwrap_err();
+    let err = w.bundles_at(1, &token).await.submit_bundle(other).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
     assert_eq!(
         err.get_error_details().error_info().map(|i| i.reason.clone()).as_deref(),
         Some("COORDINATOR_IDEMPOTENCY_KEY_REUSED")
     );
-    let mut c = w.bundles_as(&token, 0).await;
+    let mut c = w.bundles_at(0, &token).await;
     for id in &ids {
         assert_eq!(finished(&mut c, id).await.state(), BundleState::Completed);
     }
-    assert_eq!(count(&w.coordinators[0].db, "bundles").await, 4);
-    assert_eq!(count(w.db("household"), "cases").await, 4, "each step created once");
+    assert_eq!(count(w.db(COORDINATOR), "bundles").await, 4);
+    assert_eq!(count(w.db(HOUSEHOLD), "cases").await, 4, "each step created once");
     // Watching a finished bundle streams it once and ends.
     let mut stream = c.watch_bundle(pb::WatchBundleRequest { bundle_id: ids[0].clone() }).await.unwrap().into_inner();
     let first = stream.message().await.unwrap().unwrap().bundle.unwrap();
@@ -597,9 +506,9 @@ async fn two_replicas_and_one_key(backend: Backend) {
 both_backends!(two_replicas_and_one_key);
 
 async fn bad_bundles_create_nothing_anywhere(backend: Backend) {
-    let Some(w) = World::start(backend, 1).await else { return };
+    let Some(w) = TestMesh::with(backend).departments().coordinators(1).start().await else { return };
     let relative = elders_son();
-    let mut c = w.bundles_as(&citizen_token(&relative), 0).await;
+    let mut c = w.bundles_at(0, &citizen_token(&relative)).await;
     let elder = onething_household::store::seed_id("371003", "1949-09-09", 62).unwrap().expose().to_string();
     let good = || after_death(citizen_applicant(&relative), &elder, "SW-2026-0400", "bad-x");
     let mut unknown = good();
@@ -655,9 +564,9 @@ async fn bad_bundles_create_nothing_anywhere(backend: Backend) {
     let mut other = good();
     other.applicant = citizen_applicant(&seeded_parent());
     assert_eq!(c.submit_bundle(other).await.unwrap_err().code(), Code::PermissionDenied, "in someone else's name");
-    assert_eq!(count(&w.coordinators[0].db, "bundles").await, 0);
-    for d in DEPARTMENTS {
-        assert_eq!(count(w.db(d), "cases").await, 0, "{d}");
+    assert_eq!(count(w.db(COORDINATOR), "bundles").await, 0);
+    for d in ServiceKind::DEPARTMENTS {
+        assert_eq!(count(w.db(d), "cases").await, 0, "{}", d.name());
     }
     w.stop_all().await;
 }
@@ -666,14 +575,14 @@ both_backends!(bad_bundles_create_nothing_anywhere);
 /// A bundle or step state the code does not know (a hand edit, a newer version's row) fails
 /// the read with INTERNAL, never read as running or pending; put back, it reads again.
 async fn an_unknown_stored_state_is_an_error_not_a_default(backend: Backend) {
-    let Some(w) = World::start(backend, 1).await else { return };
+    let Some(w) = TestMesh::with(backend).departments().coordinators(1).start().await else { return };
     let relative = seeded_person();
     let retiree = onething_household::store::seed_id("371002", "1985-11-30", 42).unwrap().expose().to_string();
     let req =
         submit("retirement", citizen_applicant(&relative), &[("subject_id_number", &retiree)], &[], &[], "unknown-1");
-    let mut c = w.bundles_as(&citizen_token(&relative), 0).await;
+    let mut c = w.bundles_at(0, &citizen_token(&relative)).await;
     let id = c.submit_bundle(req).await.unwrap().into_inner().bundle.unwrap().bundle_id;
-    let db = &w.coordinators[0].db;
+    let db = w.db(COORDINATOR);
     let get = pb::GetBundleRequest { bundle_id: id.clone() };
     for (table, filter) in [
         ("bundles", format!("id = '{id}'")),

@@ -2,9 +2,9 @@
 
 use async_nats::jetstream::{self, consumer::pull};
 use futures::StreamExt;
-use onething_proto::{
-    common::{self as pb, case_service_client::CaseServiceClient},
-    household::household_service_client::HouseholdServiceClient,
+use onething_proto::common as pb;
+pub use onething_proto::{
+    common::case_service_client::CaseServiceClient, household::household_service_client::HouseholdServiceClient,
 };
 use std::time::Duration;
 
@@ -27,52 +27,23 @@ macro_rules! both_backends {
 }
 pub(crate) use both_backends;
 
-/// A running household with its NATS server and database.
-pub struct Mesh {
-    pub nats: NatsServer,
-    pub household: Running,
-    /// Held so the database lives as long as the mesh.
-    _db: TestDb,
+/// The services by kind, as tests name them.
+pub const HOUSEHOLD: ServiceKind = ServiceKind::Household;
+/// Exit-entry.
+pub const EXIT_ENTRY: ServiceKind = ServiceKind::ExitEntry;
+/// Vehicle.
+pub const VEHICLE: ServiceKind = ServiceKind::Vehicle;
+/// Liaison.
+pub const LIAISON: ServiceKind = ServiceKind::Liaison;
+/// The coordinator.
+pub const COORDINATOR: ServiceKind = ServiceKind::Coordinator;
+
+/// Household's registry as `token`.
+pub async fn registry(mesh: &TestMesh, token: &str) -> HouseholdServiceClient<Authed> {
+    HouseholdServiceClient::new(mesh.channel(HOUSEHOLD, token).await)
 }
 
-impl Mesh {
-    /// Starts NATS, a fresh database and household; `None` when PostgreSQL is skipped locally.
-    pub async fn start(backend: Backend) -> Option<Self> {
-        let db = TestDb::fresh(backend).await?;
-        let nats = NatsServer::start().await;
-        let household = start_household(&db.url, &nats.url()).await;
-        Some(Self { nats, household, _db: db })
-    }
-
-    /// Stops household and starts it again on the same database, as after a crash and a
-    /// restart (what it kept only in memory is gone).
-    pub async fn restart_household(&mut self) {
-        std::mem::replace(&mut self.household, Running::stopped()).stop().await;
-        self.household = start_household(&self._db.url, &self.nats.url()).await;
-    }
-
-    /// Household's case service as the coordinator (applies and acts for applicants).
-    pub async fn cases(&self) -> CaseServiceClient<Authed> {
-        self.cases_as(Some(&service("coordinator", "household"))).await
-    }
-
-    /// Household's case service as a household clerk who may also approve.
-    pub async fn clerk(&self) -> CaseServiceClient<Authed> {
-        self.cases_as(Some(&staff("household", &["clerk", "approver"]))).await
-    }
-
-    /// Household's case service as `token` (`None`: no token at all).
-    pub async fn cases_as(&self, token: Option<&str>) -> CaseServiceClient<Authed> {
-        CaseServiceClient::new(connect_as(&self.household.endpoint(), token).await)
-    }
-
-    /// Household's registry as `token`.
-    pub async fn registry_as(&self, token: Option<&str>) -> HouseholdServiceClient<Authed> {
-        HouseholdServiceClient::new(connect_as(&self.household.endpoint(), token).await)
-    }
-}
-
-/// Clients of a running service without a [`Mesh`] around it.
+/// Clients of a running service started alone.
 pub struct CaseServiceClientExt;
 
 impl CaseServiceClientExt {

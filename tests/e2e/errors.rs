@@ -12,12 +12,12 @@ fn reason(s: &tonic::Status) -> String {
 }
 
 async fn bad_input_is_refused_and_stores_nothing(backend: Backend) {
-    let Some(mesh) = Mesh::start(backend).await else {
+    let Some(mesh) = TestMesh::with(backend).service(HOUSEHOLD).start().await else {
         return;
     };
-    let mut cases = mesh.cases().await;
-    let mut clerk = mesh.clerk().await;
-    let db = mesh.household.db.clone();
+    let mut cases = mesh.coordinator_cases(HOUSEHOLD).await;
+    let mut clerk = mesh.clerk(HOUSEHOLD).await;
+    let db = mesh.db(HOUSEHOLD).clone();
 
     // A malformed ID number (wrong check digit) in the applicant and in the form.
     let mut bad = birth_request("bad-1", "Q3710021001");
@@ -123,17 +123,17 @@ async fn bad_input_is_refused_and_stores_nothing(backend: Backend) {
 
     // Still serving.
     cases.create_case(certificate_request("after-errors")).await.expect("the service keeps running");
-    mesh.household.stop().await;
+    mesh.stop_all().await;
 }
 both_backends!(bad_input_is_refused_and_stores_nothing);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registry_lookups_validate_their_input() {
     use onething_proto::household::{GetHouseholdRequest, GetPersonRequest};
-    let Some(mesh) = Mesh::start(Backend::Sqlite).await else {
+    let Some(mesh) = TestMesh::with(Backend::Sqlite).service(HOUSEHOLD).start().await else {
         return;
     };
-    let mut registry = mesh.registry_as(Some(&staff("household", &["clerk"]))).await;
+    let mut registry = HouseholdServiceClient::new(mesh.channel(HOUSEHOLD, &staff("household", &["clerk"])).await);
     let err = registry.get_person(GetPersonRequest { id_number: "12345".into() }).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     assert_eq!(fields(&err), ["id_number"]);
@@ -145,18 +145,18 @@ async fn registry_lookups_validate_their_input() {
         .unwrap()
         .into_inner();
     assert_eq!(h.members.len(), 3);
-    mesh.household.stop().await;
+    mesh.stop_all().await;
 }
 
 /// A repeated CreateCase (the coordinator retrying, a client resending) is answered with the
 /// case the first one made and writes nothing more; the same key for another application is
 /// refused with FAILED_PRECONDITION and writes nothing either.
 async fn a_repeated_create_is_answered_with_its_case(backend: Backend) {
-    let Some(mesh) = Mesh::start(backend).await else {
+    let Some(mesh) = TestMesh::with(backend).service(HOUSEHOLD).start().await else {
         return;
     };
-    let mut cases = mesh.cases().await;
-    let db = mesh.household.db.clone();
+    let mut cases = mesh.coordinator_cases(HOUSEHOLD).await;
+    let db = mesh.db(HOUSEHOLD).clone();
     let first = cases.create_case(certificate_request("again-1")).await.unwrap().into_inner().case.unwrap();
     assert_eq!(first.state(), CaseState::Approved, "a certificate is issued at once");
     let its_events = format!("outbox WHERE ce_subject = 'cases/{}'", first.case_id);
@@ -194,13 +194,20 @@ pub(crate) async fn overwrite(
 /// never read as some default; put back, the row reads again and the service kept serving.
 async fn an_unknown_stored_value_is_an_error_not_a_default(backend: Backend) {
     use onething_proto::household::GetPersonRequest;
-    let Some(mesh) = Mesh::start(backend).await else {
+    let Some(mesh) = TestMesh::with(backend).service(HOUSEHOLD).start().await else {
         return;
     };
-    let db = mesh.household.db.clone();
-    let mut clerk = mesh.clerk().await;
-    let c =
-        mesh.cases().await.create_case(certificate_request("unknown-value")).await.unwrap().into_inner().case.unwrap();
+    let db = mesh.db(HOUSEHOLD).clone();
+    let mut clerk = mesh.clerk(HOUSEHOLD).await;
+    let c = mesh
+        .coordinator_cases(HOUSEHOLD)
+        .await
+        .create_case(certificate_request("unknown-value"))
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
     let get = pb::GetCaseRequest { case_id: c.case_id.clone() };
     let this_case = format!("id = '{}'", c.case_id);
     for column in ["state", "time_unit", "applicant_kind", "form", "materials", "missing_materials", "result"] {
@@ -211,13 +218,13 @@ async fn an_unknown_stored_value_is_an_error_not_a_default(backend: Backend) {
         overwrite(&db, "cases", column, &this_case, &was).await;
         clerk.get_case(get.clone()).await.expect("the row reads again");
     }
-    let mut registry = mesh.registry_as(Some(&staff("household", &["clerk"]))).await;
+    let mut registry = HouseholdServiceClient::new(mesh.channel(HOUSEHOLD, &staff("household", &["clerk"])).await);
     let person = format!("id_number = '{}'", seeded_parent());
     let was = overwrite(&db, "persons", "status", &person, "missing").await;
     let err = registry.get_person(GetPersonRequest { id_number: seeded_parent() }).await.unwrap_err();
     assert_eq!(err.code(), Code::Internal, "persons.status: {err:?}");
     overwrite(&db, "persons", "status", &person, &was).await;
     registry.get_person(GetPersonRequest { id_number: seeded_parent() }).await.expect("the row reads again");
-    mesh.household.stop().await;
+    mesh.stop_all().await;
 }
 both_backends!(an_unknown_stored_value_is_an_error_not_a_default);

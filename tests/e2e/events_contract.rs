@@ -17,8 +17,8 @@ fn the_generated_doc_is_up_to_date() {
 }
 
 async fn replay_from_a_sequence(backend: Backend) {
-    let Some(mesh) = Mesh::start(backend).await else { return };
-    let mut cases = mesh.cases().await;
+    let Some(mesh) = TestMesh::with(backend).service(HOUSEHOLD).start().await else { return };
+    let mut cases = mesh.coordinator_cases(HOUSEHOLD).await;
     for i in 0..3 {
         cases.create_case(certificate_request(&format!("replay-{i}"))).await.unwrap();
     }
@@ -46,7 +46,7 @@ async fn replay_from_a_sequence(backend: Backend) {
             .unwrap();
     assert_eq!(since.len(), 9);
     assert!(replay(&js, "ONETHING_HOUSEHOLD", ">", Start::After(9), 100).await.unwrap().is_empty());
-    mesh.household.stop().await;
+    mesh.stop_all().await;
 }
 both_backends!(replay_from_a_sequence);
 

@@ -12,27 +12,9 @@ use onething_proto::{
 use std::time::Duration;
 use tonic::Code;
 
-struct ExitEntryMesh {
-    nats: NatsServer,
-    exit_entry: Running,
-    _db: TestDb,
-}
-
-impl ExitEntryMesh {
-    async fn start(backend: Backend) -> Option<Self> {
-        let db = TestDb::fresh(backend).await?;
-        let nats = NatsServer::start().await;
-        let exit_entry = start_exit_entry(&db.url, &nats.url()).await;
-        Some(Self { nats, exit_entry, _db: db })
-    }
-
-    async fn as_(&self, token: &str) -> CaseServiceClient<Authed> {
-        CaseServiceClient::new(connect_as(&self.exit_entry.endpoint(), Some(token)).await)
-    }
-
-    async fn clerk(&self) -> CaseServiceClient<Authed> {
-        self.as_(&staff("exit_entry", &["clerk", "approver"])).await
-    }
+/// Exit-entry's case service in `mesh` as `token`.
+async fn cases_as(mesh: &TestMesh, token: &str) -> CaseServiceClient<Authed> {
+    mesh.cases(EXIT_ENTRY, token).await
 }
 
 fn permit_request(passport: &str, key: &str, talent: bool) -> pb::CreateCaseRequest {
@@ -79,10 +61,10 @@ fn trip_request(key: &str, urgent: bool) -> pb::CreateCaseRequest {
 }
 
 async fn a_work_permit_runs_to_approval_with_its_explanation(backend: Backend) {
-    let Some(mesh) = ExitEntryMesh::start(backend).await else { return };
+    let Some(mesh) = TestMesh::with(backend).service(EXIT_ENTRY).start().await else { return };
     let passport = "E10000001";
-    let mut applicant = mesh.as_(&foreigner_token(passport)).await;
-    let mut clerk = mesh.clerk().await;
+    let mut applicant = cases_as(&mesh, &foreigner_token(passport)).await;
+    let mut clerk = mesh.clerk(EXIT_ENTRY).await;
     let case = applicant.create_case(permit_request(passport, "wr-1", true)).await.unwrap().into_inner().case.unwrap();
     assert_eq!(case.state(), CaseState::Submitted);
     assert!(case.result["service_commissioner"].starts_with("SC00"), "a high-level talent gets a commissioner");
@@ -118,7 +100,7 @@ async fn a_work_permit_runs_to_approval_with_its_explanation(backend: Backend) {
     assert!(!fact.explanation.contains(passport), "no passport number in the explanation");
 
     // A violation on record: ordinary validity, and the reason says so.
-    let mut clerk_as_window = mesh.clerk().await;
+    let mut clerk_as_window = mesh.clerk(EXIT_ENTRY).await;
     let c2 = clerk_as_window
         .create_case(permit_request("E10000005", "wr-5", false))
         .await
@@ -135,8 +117,7 @@ async fn a_work_permit_runs_to_approval_with_its_explanation(backend: Backend) {
     assert_eq!(d2.result["blocking_violation"], "2024-05-10 逾期居留3日");
 
     // The history now holds the new permit; the foreigner may read their own.
-    let mut records =
-        ExitEntryServiceClient::new(connect_as(&mesh.exit_entry.endpoint(), Some(&foreigner_token(passport))).await);
+    let mut records = ExitEntryServiceClient::new(mesh.channel(EXIT_ENTRY, &foreigner_token(passport)).await);
     let history = records
         .get_permit_history(xpb::GetPermitHistoryRequest { passport_number: passport.into() })
         .await
@@ -148,14 +129,14 @@ async fn a_work_permit_runs_to_approval_with_its_explanation(backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
-    mesh.exit_entry.stop().await;
+    mesh.stop_all().await;
 }
 both_backends!(a_work_permit_runs_to_approval_with_its_explanation);
 
 async fn expedited_trips_are_due_in_two_working_days_or_the_same_day(backend: Backend) {
-    let Some(mesh) = ExitEntryMesh::start(backend).await else { return };
-    let mut applicant = mesh.as_(&citizen_token(&seeded_parent())).await;
-    let mut clerk = mesh.clerk().await;
+    let Some(mesh) = TestMesh::with(backend).service(EXIT_ENTRY).start().await else { return };
+    let mut applicant = cases_as(&mesh, &citizen_token(&seeded_parent())).await;
+    let mut clerk = mesh.clerk(EXIT_ENTRY).await;
     let calendar = Calendar::builtin();
     for (key, urgent, days) in [("trip-1", false, 2), ("trip-2", true, 0)] {
         let c = applicant.create_case(trip_request(key, urgent)).await.unwrap().into_inner().case.unwrap();
@@ -179,24 +160,20 @@ async fn expedited_trips_are_due_in_two_working_days_or_the_same_day(backend: Ba
         assert!(done.into_inner().case.unwrap().result["document_number"].starts_with('E'));
     }
     // Someone not on the enterprise's staff is not accepted.
-    let mut other = mesh.as_(&citizen_token(&seeded_person())).await;
+    let mut other = cases_as(&mesh, &citizen_token(&seeded_person())).await;
     let mut req = trip_request("trip-3", false);
     req.applicant = citizen(&seeded_person());
     let refused = other.create_case(req).await.unwrap().into_inner().case.unwrap();
     assert_eq!(refused.reason_code, "EXIT_ENTRY_NOT_EMPLOYED_BY_ENTERPRISE");
-    mesh.exit_entry.stop().await;
+    mesh.stop_all().await;
 }
 both_backends!(expedited_trips_are_due_in_two_working_days_or_the_same_day);
 
 async fn document_cancellation_waits_for_the_death_event(backend: Backend) {
-    let Some(hh_db) = TestDb::fresh(backend).await else { return };
-    let Some(xe_db) = TestDb::fresh(backend).await else { return };
-    let nats = NatsServer::start().await;
-    let household = start_household(&hh_db.url, &nats.url()).await;
-    let exit_entry = start_exit_entry(&xe_db.url, &nats.url()).await;
+    let Some(mesh) = TestMesh::with(backend).service(HOUSEHOLD).service(EXIT_ENTRY).start().await else { return };
     let to = |callee| service("coordinator", callee);
-    let mut xe = CaseServiceClient::new(connect_as(&exit_entry.endpoint(), Some(&to("exit_entry"))).await);
-    let mut hh = CaseServiceClient::new(connect_as(&household.endpoint(), Some(&to("household"))).await);
+    let mut xe = mesh.cases(EXIT_ENTRY, &to("exit_entry")).await;
+    let mut hh = mesh.cases(HOUSEHOLD, &to("household")).await;
     let elder = seeded_elder();
 
     // Created before the death is confirmed: accepted, waiting, and saying why.
@@ -241,13 +218,13 @@ async fn document_cancellation_waits_for_the_death_event(backend: Backend) {
     assert!(done.reason_code.is_empty(), "the waiting reason is gone");
     // Registers are read by the department's staff (no service reads them).
     let clerk = staff("exit_entry", &[]);
-    let mut records = ExitEntryServiceClient::new(connect_as(&exit_entry.endpoint(), Some(&clerk)).await);
+    let mut records = ExitEntryServiceClient::new(mesh.channel(EXIT_ENTRY, &clerk).await);
     let docs =
         records.list_travel_documents(xpb::ListTravelDocumentsRequest { id_number: elder.clone() }).await.unwrap();
     assert!(docs.into_inner().documents.iter().all(|d| d.status() == xpb::TravelDocumentStatus::Cancelled));
 
     // The same death fact again (a new message id, so the broker does not drop it): one effect.
-    let js = nats.jetstream().await;
+    let js = mesh.nats.jetstream().await;
     let stream = js.get_stream("ONETHING_HOUSEHOLD").await.unwrap();
     let fact = stream.get_last_raw_message_by_subject("onething.household.v1.person.deceased").await.unwrap();
     let mut headers = fact.headers.clone();
@@ -269,9 +246,9 @@ async fn document_cancellation_waits_for_the_death_event(backend: Backend) {
     })
     .await
     .unwrap();
-    assert_eq!(count(&exit_entry.db, "deceased_persons").await, 1);
+    assert_eq!(count(mesh.db(EXIT_ENTRY), "deceased_persons").await, 1);
     assert_eq!(
-        count(&exit_entry.db, "outbox WHERE subject = 'onething.exit_entry.v1.travel_documents.cancelled'").await,
+        count(mesh.db(EXIT_ENTRY), "outbox WHERE subject = 'onething.exit_entry.v1.travel_documents.cancelled'").await,
         1
     );
     let again =
@@ -295,14 +272,13 @@ async fn document_cancellation_waits_for_the_death_event(backend: Backend) {
         .unwrap();
     assert_eq!(late.state(), CaseState::Approved);
     assert_eq!(late.result["cancelled_count"], "0");
-    exit_entry.stop().await;
-    household.stop().await;
+    mesh.stop_all().await;
 }
 both_backends!(document_cancellation_waits_for_the_death_event);
 
 async fn bad_input_is_refused_and_stores_nothing(backend: Backend) {
-    let Some(mesh) = ExitEntryMesh::start(backend).await else { return };
-    let mut clerk = mesh.clerk().await;
+    let Some(mesh) = TestMesh::with(backend).service(EXIT_ENTRY).start().await else { return };
+    let mut clerk = mesh.clerk(EXIT_ENTRY).await;
     let mut unknown_purpose = trip_request("bad-1", false);
     unknown_purpose.form.insert("purpose".into(), "tourism".into());
     let err = clerk.create_case(unknown_purpose).await.unwrap_err();
@@ -329,14 +305,14 @@ async fn bad_input_is_refused_and_stores_nothing(backend: Backend) {
             ("form.extremely_urgent".to_string(), "true or false".to_string()),
         ]
     );
-    assert_eq!(count(&mesh.exit_entry.db, "cases").await, 0);
-    assert_eq!(count(&mesh.exit_entry.db, "outbox").await, 0);
+    assert_eq!(count(mesh.db(EXIT_ENTRY), "cases").await, 0);
+    assert_eq!(count(mesh.db(EXIT_ENTRY), "outbox").await, 0);
     // A missing work permit *material* (form complete) is the ordinary not-accepted case.
     let mut missing = permit_request("E10000002", "bad-4", false);
     missing.materials.retain(|m| m.code != "work_permit");
     let c = clerk.create_case(missing).await.unwrap().into_inner().case.unwrap();
     assert_eq!(c.state(), CaseState::NotAccepted);
     assert_eq!(c.missing_materials, ["work_permit"]);
-    mesh.exit_entry.stop().await;
+    mesh.stop_all().await;
 }
 both_backends!(bad_input_is_refused_and_stores_nothing);

@@ -4,8 +4,7 @@
 
 use crate::{
     bundles::{
-        World, approve_operating, case_of, citizen_applicant, enterprise_applicant, finished, opening, operating,
-        submit,
+        approve_operating, case_of, citizen_applicant, enterprise_applicant, finished, opening, operating, submit,
     },
     common::*,
 };
@@ -42,16 +41,16 @@ async fn drained(js: &async_nats::jetstream::Context, stream: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_citizen_cannot_steer_an_enterprise_bundle() {
-    let Some(w) = World::start(Backend::Sqlite, 1).await else { return };
+    let Some(w) = TestMesh::with(Backend::Sqlite).departments().coordinators(1).start().await else { return };
     let chem = onething_liaison::store::seed_chemicals().to_string();
-    let mut as_chem = w.bundles_as(&enterprise_token(&chem), 0).await;
+    let mut as_chem = w.bundles_at(0, &enterprise_token(&chem)).await;
     let b = as_chem.submit_bundle(operating(&chem, "hostile-operate")).await.unwrap().into_inner().bundle.unwrap();
     let hotel = case_of(&mut as_chem, &b.bundle_id, "hotel_licence").await;
     let step_key = format!("bundle:{}:hotel_licence", b.bundle_id);
 
     // The attack of the issue: a case of the citizen's own, put into the enterprise's bundle.
-    let mut as_citizen = w.cases_at("household", &citizen_token(OUTSIDER)).await;
-    let cases_before = count(w.db("household"), "cases").await;
+    let mut as_citizen = w.cases(HOUSEHOLD, &citizen_token(OUTSIDER)).await;
+    let cases_before = count(w.db(HOUSEHOLD), "cases").await;
     for (bundle_id, key) in [
         (b.bundle_id.clone(), step_key.clone()),
         (b.bundle_id.clone(), "mine".into()),
@@ -63,7 +62,7 @@ async fn a_citizen_cannot_steer_an_enterprise_bundle() {
         let err = as_citizen.create_case(req).await.unwrap_err();
         assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
     }
-    assert_eq!(count(w.db("household"), "cases").await, cases_before, "nothing written");
+    assert_eq!(count(w.db(HOUSEHOLD), "cases").await, cases_before, "nothing written");
 
     // Forged events for the step: from another department's stream, naming another
     // department, or naming a case the step did not create.
@@ -105,10 +104,10 @@ async fn a_citizen_cannot_steer_an_enterprise_bundle() {
 /// A foreign national whose passport number equals a citizen's ID number is someone else.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_identifier_of_another_kind_is_another_person() {
-    let Some(mesh) = Mesh::start(Backend::Sqlite).await else { return };
-    let mut citizen = mesh.cases_as(Some(&citizen_token(OUTSIDER))).await;
+    let Some(mesh) = TestMesh::with(Backend::Sqlite).service(HOUSEHOLD).start().await else { return };
+    let mut citizen = mesh.cases(HOUSEHOLD, &citizen_token(OUTSIDER)).await;
     let case = citizen.create_case(residence_request("kind-1")).await.unwrap().into_inner().case.unwrap();
-    let mut foreigner = mesh.cases_as(Some(&foreigner_token(OUTSIDER))).await;
+    let mut foreigner = mesh.cases(HOUSEHOLD, &foreigner_token(OUTSIDER)).await;
     let listed = foreigner.list_cases(cpb::ListCasesRequest::default()).await.unwrap().into_inner();
     assert!(listed.cases.is_empty(), "{:?}", listed.cases.len());
     let id = case.case_id.clone();
@@ -138,7 +137,7 @@ async fn an_identifier_of_another_kind_is_another_person() {
     }
     let again = citizen.get_case(cpb::GetCaseRequest { case_id: id }).await.unwrap().into_inner().case.unwrap();
     assert_eq!(again.version, case.version, "nothing changed");
-    mesh.household.stop().await;
+    mesh.stop_all().await;
 }
 
 /// Staff see a bundle only where one of its steps is theirs, and only their steps in full;
@@ -146,10 +145,10 @@ async fn an_identifier_of_another_kind_is_another_person() {
 /// equal to a citizen's ID number lists none of the citizen's bundles.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn staff_read_only_what_their_steps_need() {
-    let Some(w) = World::start(Backend::Sqlite, 1).await else { return };
+    let Some(w) = TestMesh::with(Backend::Sqlite).departments().coordinators(1).start().await else { return };
     // 企业开办: liaison, household and vehicle steps, no human step.
     let new_co = onething_platform::ids::CreditCode::complete("91371002MA3C00078").unwrap().to_string();
-    let mut as_new_co = w.bundles_as(&enterprise_token(&new_co), 0).await;
+    let mut as_new_co = w.bundles_at(0, &enterprise_token(&new_co)).await;
     let open = as_new_co
         .submit_bundle(opening(enterprise_applicant(&new_co), "least-open"))
         .await
@@ -161,7 +160,7 @@ async fn staff_read_only_what_their_steps_need() {
     assert_eq!(open.state(), BundleState::Completed);
     // 企业准营: liaison steps only.
     let chem = onething_liaison::store::seed_chemicals().to_string();
-    let mut as_chem = w.bundles_as(&enterprise_token(&chem), 0).await;
+    let mut as_chem = w.bundles_at(0, &enterprise_token(&chem)).await;
     let operate = as_chem.submit_bundle(operating(&chem, "least-operate")).await.unwrap().into_inner().bundle.unwrap();
     // A citizen's retirement bundle.
     let relative = seeded_person();
@@ -174,7 +173,7 @@ async fn staff_read_only_what_their_steps_need() {
         &[],
         "least-retire",
     );
-    let retire = w.bundles_as(&citizen_token(&relative), 0).await.submit_bundle(retire).await.unwrap();
+    let retire = w.bundles_at(0, &citizen_token(&relative)).await.submit_bundle(retire).await.unwrap();
     let retire = retire.into_inner().bundle.unwrap();
 
     let get = |c: &mut pb::bundle_service_client::BundleServiceClient<Authed>, id: &str| {
@@ -191,7 +190,7 @@ async fn staff_read_only_what_their_steps_need() {
     };
 
     // A vehicle clerk: the opening (a vehicle step), not the liaison-only bundle.
-    let mut vehicle = w.bundles_as(&staff("vehicle", &["clerk", "approver"]), 0).await;
+    let mut vehicle = w.bundles_at(0, &staff("vehicle", &["clerk", "approver"])).await;
     let seen = list(&mut vehicle).await;
     assert!(seen.contains(&open.bundle_id) && !seen.contains(&operate.bundle_id) && !seen.contains(&retire.bundle_id));
     assert_eq!(get(&mut vehicle, &operate.bundle_id).await.unwrap_err().code(), Code::PermissionDenied);
@@ -211,23 +210,23 @@ async fn staff_read_only_what_their_steps_need() {
     }
 
     // Supervision: every bundle, masked, unless it holds personal_data.
-    let mut sup = w.bundles_as(&staff("supervision", &[]), 0).await;
+    let mut sup = w.bundles_at(0, &staff("supervision", &[])).await;
     let seen = list(&mut sup).await;
     assert!([&open, &operate, &retire].iter().all(|b| seen.contains(&b.bundle_id)));
     let masked = get(&mut sup, &retire.bundle_id).await.unwrap();
     assert_ne!(masked.applicant.as_ref().unwrap().identifier, relative);
     assert!(get(&mut sup, &open.bundle_id).await.unwrap().steps.iter().all(|s| s.result.is_empty()));
-    let mut investigator = w.bundles_as(&staff("supervision", &["personal_data"]), 0).await;
+    let mut investigator = w.bundles_at(0, &staff("supervision", &["personal_data"])).await;
     assert_eq!(get(&mut investigator, &retire.bundle_id).await.unwrap().applicant.unwrap().identifier, relative);
 
     // The same identifier of another kind: none of the citizen's bundles.
-    let mut foreigner = w.bundles_as(&foreigner_token(&relative), 0).await;
+    let mut foreigner = w.bundles_at(0, &foreigner_token(&relative)).await;
     assert!(list(&mut foreigner).await.is_empty());
     assert_eq!(get(&mut foreigner, &retire.bundle_id).await.unwrap_err().code(), Code::PermissionDenied);
     let withdrawn = foreigner.withdraw_bundle(pb::WithdrawBundleRequest { bundle_id: retire.bundle_id.clone() }).await;
     assert_eq!(withdrawn.unwrap_err().code(), Code::PermissionDenied);
     // Nor does a service on its own account list bundles.
-    let mut svc = w.bundles_as(&service("supervision", "coordinator"), 0).await;
+    let mut svc = w.bundles_at(0, &service("supervision", "coordinator")).await;
     let denied = svc.list_bundles(pb::ListBundlesRequest { page_size: 10 }).await.unwrap_err();
     assert_eq!(denied.code(), Code::PermissionDenied);
     w.stop_all().await;
@@ -237,12 +236,12 @@ async fn staff_read_only_what_their_steps_need() {
 /// not, and an enterprise or a foreign national gets no citizen's registry facts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registry_requests_tell_strangers_nothing() {
-    let Some(mesh) = Mesh::start(Backend::Sqlite).await else { return };
+    let Some(mesh) = TestMesh::with(Backend::Sqlite).service(HOUSEHOLD).start().await else { return };
     let unknown = onething_household::store::seed_id("371002", "1970-01-01", 7).unwrap().expose().to_string();
     let refusal = |c: cpb::Case| (c.state(), c.reason_code);
     let expected = (CaseState::NotAccepted, "HOUSEHOLD_NOT_SAME_HOUSEHOLD".to_string());
     // A citizen outside the household: a registered person and an unknown number alike.
-    let mut stranger = mesh.cases_as(Some(&citizen_token(OUTSIDER))).await;
+    let mut stranger = mesh.cases(HOUSEHOLD, &citizen_token(OUTSIDER)).await;
     for (key, subject) in [("stranger-known", seeded_person()), ("stranger-unknown", unknown)] {
         let mut req = certificate_request(key);
         req.applicant = citizen(OUTSIDER);
@@ -260,13 +259,13 @@ async fn registry_requests_tell_strangers_nothing() {
         let mut req = certificate_request(&format!("other-kind-{i}"));
         req.applicant =
             Some(cpb::Applicant { kind: kind as i32, identifier, name: "某某".into(), phone: String::new() });
-        match mesh.cases_as(Some(&token)).await.create_case(req).await {
+        match mesh.cases(HOUSEHOLD, &token).await.create_case(req).await {
             Ok(r) => assert_eq!(refusal(r.into_inner().case.unwrap()), expected),
             // The form's rules may refuse the applicant's kind outright: no facts either way.
             Err(e) => assert_eq!(e.code(), Code::InvalidArgument, "{e:?}"),
         }
     }
-    mesh.household.stop().await;
+    mesh.stop_all().await;
 }
 
 /// Nobody reports a stranger's death online: a citizen of another household, an enterprise
@@ -274,7 +273,7 @@ async fn registry_requests_tell_strangers_nothing() {
 /// stays alive; a member of the household, or a household clerk at the window, may.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_one_reports_a_strangers_death() {
-    let Some(mesh) = Mesh::start(Backend::Sqlite).await else { return };
+    let Some(mesh) = TestMesh::with(Backend::Sqlite).service(HOUSEHOLD).start().await else { return };
     let expected = (CaseState::NotAccepted, "HOUSEHOLD_NOT_SAME_HOUSEHOLD".to_string());
     let unknown = onething_household::store::seed_id("371003", "1950-01-01", 9).unwrap().expose().to_string();
     let code = onething_vehicle::store::seed_fleet_owner().to_string();
@@ -292,7 +291,7 @@ async fn no_one_reports_a_strangers_death() {
                 name: "某某".into(),
                 phone: String::new(),
             });
-            match mesh.cases_as(Some(&token)).await.create_case(req).await {
+            match mesh.cases(HOUSEHOLD, &token).await.create_case(req).await {
                 Ok(r) => {
                     let c = r.into_inner().case.unwrap();
                     assert_eq!((c.state(), c.reason_code), expected);
@@ -309,18 +308,18 @@ async fn no_one_reports_a_strangers_death() {
             p.unwrap().status
         }
     };
-    assert_eq!(status(&mesh.household.db).await, PersonStatus::Active, "still alive");
+    assert_eq!(status(mesh.db(HOUSEHOLD)).await, PersonStatus::Active, "still alive");
     // Her son, in her household, may report it; so may a clerk at the window for anyone.
-    let son = mesh.cases_as(Some(&citizen_token(&elders_son()))).await;
-    let mut window = mesh.clerk().await;
+    let son = mesh.cases(HOUSEHOLD, &citizen_token(&elders_son())).await;
+    let mut window = mesh.clerk(HOUSEHOLD).await;
     let mut req = deregistration(&seeded_person(), "SW-W-1", "window-1", "");
     req.applicant = citizen(&seeded_parent()); // a relative in another household, at the window
     let c = window.create_case(req).await.unwrap().into_inner().case.unwrap();
     assert_eq!(c.state(), CaseState::Approved, "{:?}", c.reason_code);
     let c = son.clone().create_case(deregistration(&seeded_elder(), "SW-S-1", "son-1", "")).await.unwrap();
     assert_eq!(c.into_inner().case.unwrap().state(), CaseState::Approved);
-    assert_eq!(status(&mesh.household.db).await, PersonStatus::Deceased);
-    mesh.household.stop().await;
+    assert_eq!(status(mesh.db(HOUSEHOLD)).await, PersonStatus::Deceased);
+    mesh.stop_all().await;
 }
 
 /// Inputs that would make an event too large to publish (and so hold up the stream behind

@@ -10,10 +10,10 @@ use onething_proto::{
 };
 
 async fn birth_registration_completes_and_publishes(backend: Backend) {
-    let Some(mesh) = Mesh::start(backend).await else {
+    let Some(mesh) = TestMesh::with(backend).service(HOUSEHOLD).start().await else {
         return;
     };
-    let mut cases = mesh.cases().await;
+    let mut cases = mesh.coordinator_cases(HOUSEHOLD).await;
     let case = cases
         .create_case(birth_request("birth-1", "Q3710021001"))
         .await
@@ -29,7 +29,7 @@ async fn birth_registration_completes_and_publishes(backend: Backend) {
     assert_eq!(new_id.sequence() % 2, 1, "a boy gets an odd sequence code");
 
     // The child is in the registry.
-    let mut registry = mesh.registry_as(Some(&staff("household", &["clerk"]))).await;
+    let mut registry = HouseholdServiceClient::new(mesh.channel(HOUSEHOLD, &staff("household", &["clerk"])).await);
     let person = registry
         .get_person(GetPersonRequest { id_number: new_id.expose().into() })
         .await
@@ -91,36 +91,36 @@ async fn birth_registration_completes_and_publishes(backend: Backend) {
     let second = cases.create_case(birth_request("birth-2", "Q3710021002")).await.unwrap().into_inner().case.unwrap();
     let second_id = CitizenId::parse(&second.result["new_id_number"]).unwrap();
     assert_eq!(second_id.sequence(), new_id.sequence() + 2);
-    mesh.household.stop().await;
+    mesh.stop_all().await;
 }
 both_backends!(birth_registration_completes_and_publishes);
 
 async fn a_retried_create_returns_the_first_case(backend: Backend) {
-    let Some(mesh) = Mesh::start(backend).await else {
+    let Some(mesh) = TestMesh::with(backend).service(HOUSEHOLD).start().await else {
         return;
     };
-    let mut cases = mesh.cases().await;
+    let mut cases = mesh.coordinator_cases(HOUSEHOLD).await;
     let first = cases.create_case(certificate_request("same-key")).await.unwrap().into_inner().case.unwrap();
     let again = cases.create_case(certificate_request("same-key")).await.unwrap().into_inner().case.unwrap();
     assert_eq!(first.case_id, again.case_id);
-    assert_eq!(count(&mesh.household.db, "cases").await, 1);
+    assert_eq!(count(mesh.db(HOUSEHOLD), "cases").await, 1);
     // The birth certificate number is registered once, whatever the key.
     cases.create_case(birth_request("b-1", "Q3710029999")).await.unwrap();
     let dup = cases.create_case(birth_request("b-2", "Q3710029999")).await.unwrap().into_inner().case.unwrap();
     assert_eq!(dup.state(), CaseState::NotAccepted);
     assert_eq!(dup.reason_code, "HOUSEHOLD_BIRTH_ALREADY_REGISTERED");
-    mesh.household.stop().await;
+    mesh.stop_all().await;
 }
 both_backends!(a_retried_create_returns_the_first_case);
 
 async fn clerk_review_with_supplement(backend: Backend) {
     use onething_proto::common::*;
-    let Some(mesh) = Mesh::start(backend).await else {
+    let Some(mesh) = TestMesh::with(backend).service(HOUSEHOLD).start().await else {
         return;
     };
     // The applicant themself (the coordinator acts only on its bundles' cases).
-    let mut cases = mesh.cases_as(Some(&citizen_token(OUTSIDER))).await;
-    let mut clerk = mesh.clerk().await;
+    let mut cases = mesh.cases(HOUSEHOLD, &citizen_token(OUTSIDER)).await;
+    let mut clerk = mesh.clerk(HOUSEHOLD).await;
     // A non-local resident (Beijing ID) applies for a residence permit without the photo (容缺).
     let created = cases.create_case(residence_request("rp-1")).await.unwrap().into_inner().case.unwrap();
     assert_eq!(created.state(), CaseState::Submitted);
@@ -188,7 +188,7 @@ async fn clerk_review_with_supplement(backend: Backend) {
         .case
         .unwrap();
     assert_eq!(done.state(), CaseState::Approved);
-    assert_eq!(count(&mesh.household.db, "residence_permits").await, 1);
+    assert_eq!(count(mesh.db(HOUSEHOLD), "residence_permits").await, 1);
     // The clerk's queue lists it.
     let list = clerk
         .list_cases(ListCasesRequest { page_size: 10, state: CaseState::Approved as i32, ..Default::default() })
@@ -196,16 +196,16 @@ async fn clerk_review_with_supplement(backend: Backend) {
         .unwrap()
         .into_inner();
     assert_eq!(list.cases.len(), 1);
-    mesh.household.stop().await;
+    mesh.stop_all().await;
 }
 both_backends!(clerk_review_with_supplement);
 
 async fn deregistration_marks_the_person_deceased(backend: Backend) {
     use onething_proto::common::*;
-    let Some(mesh) = Mesh::start(backend).await else {
+    let Some(mesh) = TestMesh::with(backend).service(HOUSEHOLD).start().await else {
         return;
     };
-    let mut cases = mesh.cases().await;
+    let mut cases = mesh.coordinator_cases(HOUSEHOLD).await;
     let elder = seeded_elder();
     let req = deregistration(&elder, "SW-2026-0001", "dereg-1", "bundle-1");
     let case = cases.create_case(req.clone()).await.unwrap().into_inner().case.unwrap();
@@ -226,16 +226,16 @@ async fn deregistration_marks_the_person_deceased(backend: Backend) {
     let fact: onething_proto::household::PersonDeceased = env.decode().unwrap();
     assert_eq!(fact.id_number, elder);
     assert_eq!(fact.death_date, "2026-11-20");
-    mesh.household.stop().await;
+    mesh.stop_all().await;
 }
 both_backends!(deregistration_marks_the_person_deceased);
 
 async fn enterprise_collective_household(backend: Backend) {
     use onething_proto::common::*;
-    let Some(mesh) = Mesh::start(backend).await else {
+    let Some(mesh) = TestMesh::with(backend).service(HOUSEHOLD).start().await else {
         return;
     };
-    let mut cases = mesh.cases().await;
+    let mut cases = mesh.coordinator_cases(HOUSEHOLD).await;
     let code = onething_platform::ids::CreditCode::complete("91371002MA3C00001").unwrap();
     let req = |key: &str| CreateCaseRequest {
         matter_code: "household.collective_household".into(),
@@ -262,14 +262,14 @@ async fn enterprise_collective_household(backend: Backend) {
     assert_eq!(case.result["household_number"], "371002000003");
     // The first request repeated (its answer lost): its rule would now refuse it, yet it is
     // answered with the case it made, and nothing more is written.
-    let households = count(&mesh.household.db, "households").await;
+    let households = count(mesh.db(HOUSEHOLD), "households").await;
     let again = cases.create_case(req("ch-1")).await.unwrap().into_inner().case.unwrap();
     assert_eq!((again.case_id.as_str(), again.state()), (case.case_id.as_str(), CaseState::Approved));
     assert_eq!(again.result["household_number"], "371002000003");
-    assert_eq!(count(&mesh.household.db, "households").await, households);
+    assert_eq!(count(mesh.db(HOUSEHOLD), "households").await, households);
     let second = cases.create_case(req("ch-2")).await.unwrap().into_inner().case.unwrap();
     assert_eq!(second.reason_code, "HOUSEHOLD_COLLECTIVE_EXISTS");
-    mesh.household.stop().await;
+    mesh.stop_all().await;
 }
 both_backends!(enterprise_collective_household);
 
@@ -280,10 +280,11 @@ async fn health_is_serving_and_reflection_lists_the_services() {
         ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
         server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
     };
-    let Some(mesh) = Mesh::start(Backend::Sqlite).await else {
+    let Some(mesh) = TestMesh::with(Backend::Sqlite).service(HOUSEHOLD).start().await else {
         return;
     };
-    let channel = tonic::transport::Channel::from_shared(mesh.household.endpoint()).unwrap().connect().await.unwrap();
+    let channel =
+        tonic::transport::Channel::from_shared(mesh.service(HOUSEHOLD).endpoint()).unwrap().connect().await.unwrap();
     let mut health = HealthClient::new(channel.clone());
     for service in ["", "onething.common.v1.CaseService", "onething.household.v1.HouseholdService"] {
         let status = health.check(HealthCheckRequest { service: service.into() }).await.unwrap().into_inner();
@@ -305,16 +306,16 @@ async fn health_is_serving_and_reflection_lists_the_services() {
     {
         assert!(names.contains(&expected.to_string()), "{expected} missing from {names:?}");
     }
-    mesh.household.stop().await;
+    mesh.stop_all().await;
 }
 
 async fn confirmation_certificate_and_green_channel(backend: Backend) {
     use onething_proto::common::*;
-    let Some(mesh) = Mesh::start(backend).await else {
+    let Some(mesh) = TestMesh::with(backend).service(HOUSEHOLD).start().await else {
         return;
     };
-    let mut cases = mesh.cases().await;
-    let mut clerk = mesh.clerk().await;
+    let mut cases = mesh.coordinator_cases(HOUSEHOLD).await;
+    let mut clerk = mesh.clerk(HOUSEHOLD).await;
     let create = |matter: &str, subject: &str, extra: &[(&str, &str)], key: &str| {
         let mut f = form(&[("subject_id_number", subject)]);
         f.extend(form(extra));
@@ -409,7 +410,7 @@ async fn confirmation_certificate_and_green_channel(backend: Backend) {
         .into_inner();
     assert_eq!(first.cases.len() + second.cases.len(), 8);
     assert!(second.next_page_token.is_empty());
-    mesh.household.stop().await;
+    mesh.stop_all().await;
 }
 both_backends!(confirmation_certificate_and_green_channel);
 
@@ -417,10 +418,10 @@ both_backends!(confirmation_certificate_and_green_channel);
 /// their own number, and none of them sees a conflict (no ABORTED reaches the caller).
 async fn concurrent_collective_households_get_distinct_numbers(backend: Backend) {
     use onething_proto::common::*;
-    let Some(mesh) = Mesh::start(backend).await else {
+    let Some(mesh) = TestMesh::with(backend).service(HOUSEHOLD).start().await else {
         return;
     };
-    let cases = mesh.cases().await;
+    let cases = mesh.coordinator_cases(HOUSEHOLD).await;
     let mut calls = Vec::new();
     for i in 0..8 {
         let mut cases = cases.clone();
@@ -458,7 +459,7 @@ async fn concurrent_collective_households_get_distinct_numbers(backend: Backend)
     }
     assert_eq!(numbers.len(), 8, "{numbers:?}");
     assert!(numbers.iter().all(|n| n.starts_with("371002")), "{numbers:?}");
-    mesh.household.stop().await;
+    mesh.stop_all().await;
 }
 both_backends!(concurrent_collective_households_get_distinct_numbers);
 

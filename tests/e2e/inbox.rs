@@ -12,12 +12,12 @@ use onething_platform::events::{
 use std::time::Duration;
 
 async fn the_same_event_twice_has_one_effect(backend: Backend) {
-    let Some(mesh) = Mesh::start(backend).await else {
+    let Some(mesh) = TestMesh::with(backend).service(HOUSEHOLD).start().await else {
         return;
     };
-    let mut cases = mesh.cases().await;
+    let mut cases = mesh.coordinator_cases(HOUSEHOLD).await;
     cases.create_case(certificate_request("notify-1")).await.unwrap();
-    let db = mesh.household.db.clone();
+    let db = mesh.db(HOUSEHOLD).clone();
     // accepted and approved are told to the applicant; submitted is not.
     eventually(Duration::from_secs(30), "two notifications", || {
         let db = db.clone();
@@ -55,17 +55,17 @@ async fn the_same_event_twice_has_one_effect(backend: Backend) {
     assert_eq!(handle_one(&db, NOTIFIER, &Notifier, &env).await.unwrap(), Outcome::Applied);
     assert_eq!(handle_one(&db, NOTIFIER, &Notifier, &env).await.unwrap(), Outcome::Duplicate);
     assert_eq!(count(&db, "notifications").await, 3);
-    mesh.household.stop().await;
+    mesh.stop_all().await;
 }
 both_backends!(the_same_event_twice_has_one_effect);
 
 async fn a_batch_applies_each_event_once_and_a_failing_one_alone(backend: Backend) {
-    let Some(mesh) = Mesh::start(backend).await else {
+    let Some(mesh) = TestMesh::with(backend).service(HOUSEHOLD).start().await else {
         return;
     };
-    let mut cases = mesh.cases().await;
+    let mut cases = mesh.coordinator_cases(HOUSEHOLD).await;
     cases.create_case(certificate_request("batch-1")).await.unwrap();
-    let db = mesh.household.db.clone();
+    let db = mesh.db(HOUSEHOLD).clone();
     let js = mesh.nats.jetstream().await;
     let msgs = read_stream(&js, 3).await;
     let approved = msgs.iter().find(|m| m.subject.as_str().ends_with(".case.approved")).unwrap();
@@ -122,6 +122,6 @@ async fn a_batch_applies_each_event_once_and_a_failing_one_alone(backend: Backen
     }
     assert_eq!(handle_one(&db, "known", &Known, &event("k-1").0).await.unwrap(), Outcome::Known);
     assert_eq!(count(&db, "inbox WHERE consumer = 'known'").await, 0);
-    mesh.household.stop().await;
+    mesh.stop_all().await;
 }
 both_backends!(a_batch_applies_each_event_once_and_a_failing_one_alone);

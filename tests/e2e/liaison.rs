@@ -35,17 +35,12 @@ fn case(matter: &str, code: &str, fields: &[(&str, &str)], materials: &[&str], k
 }
 
 async fn each_matter_and_its_refusal(backend: Backend) {
-    let Some(db) = TestDb::fresh(backend).await else { return };
-    let nats = NatsServer::start().await;
-    let liaison = start_liaison(&db.url, &nats.url()).await;
+    let Some(mesh) = TestMesh::with(backend).service(LIAISON).start().await else { return };
     let logistics = seed_logistics().to_string();
     let chemicals = seed_chemicals().to_string();
-    let mut as_logistics =
-        CaseServiceClient::new(connect_as(&liaison.endpoint(), Some(&enterprise_token(&logistics))).await);
-    let mut as_chemicals =
-        CaseServiceClient::new(connect_as(&liaison.endpoint(), Some(&enterprise_token(&chemicals))).await);
-    let mut clerk =
-        CaseServiceClient::new(connect_as(&liaison.endpoint(), Some(&staff("liaison", &["clerk", "approver"]))).await);
+    let mut as_logistics = CaseServiceClient::new(mesh.channel(LIAISON, &enterprise_token(&logistics)).await);
+    let mut as_chemicals = CaseServiceClient::new(mesh.channel(LIAISON, &enterprise_token(&chemicals)).await);
+    let mut clerk = CaseServiceClient::new(mesh.channel(LIAISON, &staff("liaison", &["clerk", "approver"])).await);
     let get = |r: tonic::Response<pb::CreateCaseResponse>| r.into_inner().case.unwrap();
 
     // 公章刻制备案: done when complete; a kind already on file is refused.
@@ -156,10 +151,9 @@ async fn each_matter_and_its_refusal(backend: Backend) {
         use sea_orm::{ConnectionTrait, Statement, Value};
         let sql = "UPDATE cases SET paused_since = $1 WHERE id = $2";
         let sql = if backend == Backend::Sqlite { sql.replace("$1", "?").replace("$2", "?") } else { sql.into() };
-        liaison
-            .db
+        mesh.db(LIAISON)
             .execute_raw(Statement::from_sql_and_values(
-                liaison.db.get_database_backend(),
+                mesh.db(LIAISON).get_database_backend(),
                 sql,
                 [Value::from(since), Value::from(h.case_id.clone())],
             ))
@@ -220,7 +214,7 @@ async fn each_matter_and_its_refusal(backend: Backend) {
         .case
         .unwrap();
     assert_eq!(rejected.state(), CaseState::Rejected);
-    liaison.stop().await;
+    mesh.stop_all().await;
 }
 both_backends!(each_matter_and_its_refusal);
 
@@ -235,15 +229,14 @@ fn submit(code: &str, category: &str, key: &str) -> lpb::SubmitRequestRequest {
 }
 
 async fn the_closed_loop_and_the_completion_rate(backend: Backend) {
-    let Some(db) = TestDb::fresh(backend).await else { return };
-    let nats = NatsServer::start().await;
-    let liaison = start_liaison(&db.url, &nats.url()).await;
+    let Some(mesh) = TestMesh::with(backend).service(LIAISON).settings(|_, s| s.sweep_interval_ms = 200).start().await
+    else {
+        return;
+    };
     let code = seed_logistics().to_string();
-    let mut ent = LiaisonServiceClient::new(connect_as(&liaison.endpoint(), Some(&enterprise_token(&code))).await);
-    let mut clerk =
-        LiaisonServiceClient::new(connect_as(&liaison.endpoint(), Some(&staff("liaison", &["clerk"]))).await);
-    let mut inspector =
-        LiaisonServiceClient::new(connect_as(&liaison.endpoint(), Some(&staff("supervision", &["inspector"]))).await);
+    let mut ent = LiaisonServiceClient::new(mesh.channel(LIAISON, &enterprise_token(&code)).await);
+    let mut clerk = LiaisonServiceClient::new(mesh.channel(LIAISON, &staff("liaison", &["clerk"])).await);
+    let mut inspector = LiaisonServiceClient::new(mesh.channel(LIAISON, &staff("supervision", &["inspector"])).await);
     let req = |r: lpb::EnterpriseRequest| r;
 
     // 办 → 评 (bad) → 督 (flagged) → 访 (unresolved) → 责.
@@ -302,7 +295,7 @@ async fn the_closed_loop_and_the_completion_rate(backend: Backend) {
         .unwrap();
     assert_eq!(owned.state(), RequestState::ResponsibilityAssigned);
     // Every step was an event, and the flag one more.
-    let js = nats.jetstream().await;
+    let js = mesh.nats.jetstream().await;
     let subjects = ["submitted", "handled", "badly_rated", "flagged", "visited", "responsibility_assigned"];
     eventually(std::time::Duration::from_secs(30), "the loop's events", || async {
         let s = js.get_stream("ONETHING_LIAISON").await.ok()?;
@@ -317,6 +310,7 @@ async fn the_closed_loop_and_the_completion_rate(backend: Backend) {
     // A known set: district unit — 9 more requests, 8 handled, of which 7 rated well;
     // city unit — 2 requests, both handled. With the first (responsibility), the district
     // unit has 10 received and 8 completed; the city unit 2 of 2.
+    let mut never_handled = String::new();
     for i in 0..9 {
         let r = ent
             .submit_request(submit(&code, "security_protection", &format!("set-{i}")))
@@ -325,6 +319,9 @@ async fn the_closed_loop_and_the_completion_rate(backend: Backend) {
             .into_inner()
             .request
             .unwrap();
+        if i == 8 {
+            never_handled = r.request_id.clone();
+        }
         if i < 8 {
             clerk
                 .handle_request(lpb::HandleRequestRequest {
@@ -366,25 +363,35 @@ async fn the_closed_loop_and_the_completion_rate(backend: Backend) {
     let overall = rate.overall.unwrap();
     assert_eq!((overall.received, overall.completed), (12, 10));
 
-    // 督 for lateness: the one never handled is flagged once its due time has passed.
-    let flagger = onething_liaison::requests::Requests::new(
-        liaison.db.clone(),
-        onething_platform::events::Outbox::new("liaison"),
-        std::sync::Arc::new(Calendar::builtin()),
-    );
-    assert_eq!(flagger.flag_overdue(now).await.unwrap(), 0);
-    assert_eq!(flagger.flag_overdue(now + chrono::Duration::days(30)).await.unwrap(), 1);
-    assert_eq!(flagger.flag_overdue(now + chrono::Duration::days(30)).await.unwrap(), 0, "flagged once");
-    liaison.stop().await;
+    // 督 for lateness: the service's sweep flags the one never handled once the clock has
+    // passed its due time, and only once however often it sweeps.
+    let flagged = |id: String| {
+        let mut inspector = inspector.clone();
+        async move {
+            let r = inspector.get_request(lpb::GetRequestRequest { request_id: id }).await.ok()?.into_inner().request?;
+            r.flagged.then_some(r)
+        }
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert!(flagged(never_handled.clone()).await.is_none(), "not late yet");
+    mesh.clock.advance(chrono::Duration::days(30));
+    let late =
+        eventually(std::time::Duration::from_secs(30), "the late request flagged", || flagged(never_handled.clone()))
+            .await
+            .unwrap();
+    assert_eq!(late.flag_reason, "not handled in time");
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let flags =
+        count(mesh.db(LIAISON), "outbox WHERE subject = 'onething.liaison.v1.enterprise_request.flagged'").await;
+    assert_eq!(flags, 2, "the bad rating's flag and the lateness flag, each once");
+    mesh.stop_all().await;
 }
 both_backends!(the_closed_loop_and_the_completion_rate);
 
 async fn bad_requests_are_refused(backend: Backend) {
-    let Some(db) = TestDb::fresh(backend).await else { return };
-    let nats = NatsServer::start().await;
-    let liaison = start_liaison(&db.url, &nats.url()).await;
+    let Some(mesh) = TestMesh::with(backend).service(LIAISON).start().await else { return };
     let code = seed_logistics().to_string();
-    let mut ent = LiaisonServiceClient::new(connect_as(&liaison.endpoint(), Some(&enterprise_token(&code))).await);
+    let mut ent = LiaisonServiceClient::new(mesh.channel(LIAISON, &enterprise_token(&code)).await);
     let reason = |s: &tonic::Status| s.get_error_details().error_info().map(|i| i.reason.clone()).unwrap_or_default();
     let field = |s: &tonic::Status| {
         s.get_error_details().bad_request().map(|b| b.field_violations[0].field.clone()).unwrap_or_default()
@@ -395,7 +402,7 @@ async fn bad_requests_are_refused(backend: Backend) {
     assert_eq!((err.code(), field(&err).as_str()), (Code::InvalidArgument, "category"));
     let err = ent.submit_request(submit(&seed_chemicals().to_string(), "traffic_logistics", "b-3")).await.unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied, "an enterprise asks for itself");
-    assert_eq!(count(&liaison.db, "enterprise_requests").await, 0);
+    assert_eq!(count(mesh.db(LIAISON), "enterprise_requests").await, 0);
     // Ratings: outside 1–5, before handling, someone else's.
     let r = ent.submit_request(submit(&code, "traffic_logistics", "b-4")).await.unwrap().into_inner().request.unwrap();
     let err =
@@ -404,15 +411,13 @@ async fn bad_requests_are_refused(backend: Backend) {
     let err =
         ent.rate_request(lpb::RateRequestRequest { request_id: r.request_id.clone(), rating: 4 }).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "not handled yet");
-    let mut clerk =
-        LiaisonServiceClient::new(connect_as(&liaison.endpoint(), Some(&staff("liaison", &["clerk"]))).await);
+    let mut clerk = LiaisonServiceClient::new(mesh.channel(LIAISON, &staff("liaison", &["clerk"])).await);
     clerk
         .handle_request(lpb::HandleRequestRequest { request_id: r.request_id.clone(), note: "已处理".into() })
         .await
         .unwrap();
-    let mut other = LiaisonServiceClient::new(
-        connect_as(&liaison.endpoint(), Some(&enterprise_token(&seed_chemicals().to_string()))).await,
-    );
+    let mut other =
+        LiaisonServiceClient::new(mesh.channel(LIAISON, &enterprise_token(&seed_chemicals().to_string())).await);
     let err =
         other.rate_request(lpb::RateRequestRequest { request_id: r.request_id.clone(), rating: 1 }).await.unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
@@ -425,8 +430,7 @@ async fn bad_requests_are_refused(backend: Backend) {
         .unwrap();
     assert_eq!((still.state(), still.rating), (RequestState::Handled, 0), "nothing changed");
     // A malformed credit code on a matter: INVALID_ARGUMENT, nothing stored.
-    let mut cases =
-        CaseServiceClient::new(connect_as(&liaison.endpoint(), Some(&service("coordinator", "liaison"))).await);
+    let mut cases = CaseServiceClient::new(mesh.channel(LIAISON, &service("coordinator", "liaison")).await);
     let err = cases
         .create_case(case(
             "liaison.seal_engraving_filing",
@@ -438,7 +442,7 @@ async fn bad_requests_are_refused(backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
-    assert_eq!(count(&liaison.db, "cases").await, 0);
-    liaison.stop().await;
+    assert_eq!(count(mesh.db(LIAISON), "cases").await, 0);
+    mesh.stop_all().await;
 }
 both_backends!(bad_requests_are_refused);

@@ -2,7 +2,7 @@
 //! submit refused. The RPC, event and outbox families move by exactly what happened, and
 //! no label carries an ID number or a name.
 
-use crate::bundles::{World, citizen_with_phone, finished, newborn, submit};
+use crate::bundles::{citizen_with_phone, finished, newborn, submit};
 use crate::common::*;
 use onething_proto::coordinator::BundleState;
 use std::time::Duration;
@@ -33,15 +33,22 @@ fn sample(text: &str, series: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_move_by_what_happened() {
-    let mut w = World::start(Backend::Sqlite, 0).await.expect("SQLite world");
-    let addr = format!("127.0.0.1:{}", free_port());
-    let mut s = w.coordinator_settings();
-    s.metrics_addr = addr.clone();
-    w.coordinators.push(start_named("coordinator", s).await);
+    let w = TestMesh::with(Backend::Sqlite)
+        .departments()
+        .coordinators(1)
+        .settings(|kind, s| {
+            if kind == COORDINATOR {
+                s.metrics_addr = "127.0.0.1:0".into();
+            }
+        })
+        .start()
+        .await
+        .expect("SQLite mesh");
+    let addr = w.service(COORDINATOR).metrics.expect("a metrics endpoint").to_string();
 
     let parent = seeded_parent();
     let applicant = citizen_with_phone(&parent, "王建国", "13712345678");
-    let mut bundles = w.bundles_as(&citizen_token(&parent), 0).await;
+    let mut bundles = w.bundles_at(0, &citizen_token(&parent)).await;
     let b = bundles
         .submit_bundle(newborn(applicant.clone(), &parent, ("王小明", "M"), "Q3710020900", "metrics-born"))
         .await

@@ -5,10 +5,10 @@ use crate::common::*;
 use std::{collections::BTreeSet, time::Duration};
 
 async fn outbox_survives_a_nats_outage(backend: Backend) {
-    let Some(mut mesh) = Mesh::start(backend).await else {
+    let Some(mut mesh) = TestMesh::with(backend).service(HOUSEHOLD).start().await else {
         return;
     };
-    let mut cases = mesh.cases().await;
+    let mut cases = mesh.coordinator_cases(HOUSEHOLD).await;
     for i in 0..5 {
         cases.create_case(certificate_request(&format!("before-{i}"))).await.unwrap();
     }
@@ -17,7 +17,7 @@ async fn outbox_survives_a_nats_outage(backend: Backend) {
     assert_eq!(read_stream(&js, 15).await.len(), 15);
     // The relay marks what it published a moment later, many rows at once.
     eventually(Duration::from_secs(30), "the published rows marked sent", || async {
-        (count_unsent(&mesh.household.db).await == 0).then_some(())
+        (count_unsent(mesh.db(HOUSEHOLD)).await == 0).then_some(())
     })
     .await
     .unwrap();
@@ -27,7 +27,7 @@ async fn outbox_survives_a_nats_outage(backend: Backend) {
     for i in 0..5 {
         cases.create_case(certificate_request(&format!("during-{i}"))).await.expect("intake works while NATS is down");
     }
-    let db = mesh.household.db.clone();
+    let db = mesh.db(HOUSEHOLD).clone();
     let waiting = count_unsent(&db).await;
     assert_eq!(waiting, 15, "the events wait in the outbox");
 
@@ -44,7 +44,7 @@ async fn outbox_survives_a_nats_outage(backend: Backend) {
     })
     .await
     .unwrap();
-    mesh.household.stop().await;
+    mesh.stop_all().await;
 }
 both_backends!(outbox_survives_a_nats_outage);
 
@@ -56,43 +56,46 @@ async fn count_unsent(db: &sea_orm::DatabaseConnection) -> i64 {
 /// is dropped by JetStream's dedup on `Nats-Msg-Id`.
 async fn a_repeated_relay_publish_is_deduplicated(backend: Backend) {
     use sea_orm::{ConnectionTrait, Statement};
-    let Some(mut mesh) = Mesh::start(backend).await else {
+    let Some(mut mesh) = TestMesh::with(backend).service(HOUSEHOLD).start().await else {
         return;
     };
-    let mut cases = mesh.cases().await;
+    let mut cases = mesh.coordinator_cases(HOUSEHOLD).await;
     cases.create_case(certificate_request("once")).await.unwrap();
     let js = mesh.nats.jetstream().await;
     assert_eq!(read_stream(&js, 3).await.len(), 3);
     eventually(Duration::from_secs(30), "the rows marked sent", || async {
-        (count_unsent(&mesh.household.db).await == 0).then_some(())
+        (count_unsent(mesh.db(HOUSEHOLD)).await == 0).then_some(())
     })
     .await
     .unwrap();
     // Mark every row unsent, as if the relay had crashed before recording the acks, and
     // restart: the relay finds them again.
-    let db = mesh.household.db.clone();
+    let db = mesh.db(HOUSEHOLD).clone();
     db.execute_raw(Statement::from_string(db.get_database_backend(), "UPDATE outbox SET sent_at = NULL"))
         .await
         .unwrap();
-    mesh.restart_household().await;
-    let db = &mesh.household.db;
+    {
+        mesh.stop(HOUSEHOLD).await;
+        mesh.restart(HOUSEHOLD).await;
+    };
+    let db = mesh.db(HOUSEHOLD);
     let relay_done = eventually(Duration::from_secs(30), "the relay to re-send", || async {
         (count_unsent(db).await == 0).then_some(())
     });
     relay_done.await.unwrap();
     let info = js.get_stream("ONETHING_HOUSEHOLD").await.unwrap().get_info().await.unwrap();
     assert_eq!(info.state.messages, 3, "the broker dropped the repeats");
-    mesh.household.stop().await;
+    mesh.stop_all().await;
 }
 both_backends!(a_repeated_relay_publish_is_deduplicated);
 
 /// The events of one state change are written with one statement and still leave in the
 /// order they happened (a 即办 case: submitted, accepted, approved).
 async fn events_of_one_change_leave_in_order(backend: Backend) {
-    let Some(mesh) = Mesh::start(backend).await else {
+    let Some(mesh) = TestMesh::with(backend).service(HOUSEHOLD).start().await else {
         return;
     };
-    let mut cases = mesh.cases().await;
+    let mut cases = mesh.coordinator_cases(HOUSEHOLD).await;
     cases.create_case(certificate_request("in-order")).await.unwrap();
     let js = mesh.nats.jetstream().await;
     let subjects: Vec<String> = read_stream(&js, 3).await.iter().map(|m| m.subject.to_string()).collect();
@@ -104,7 +107,7 @@ async fn events_of_one_change_leave_in_order(backend: Backend) {
             "onething.household.v1.case.approved"
         ]
     );
-    mesh.household.stop().await;
+    mesh.stop_all().await;
 }
 both_backends!(events_of_one_change_leave_in_order);
 
@@ -115,10 +118,10 @@ both_backends!(events_of_one_change_leave_in_order);
 async fn an_event_committed_late_with_a_lower_sequence_is_not_lost() {
     use onething_platform::events::{Outbox, OutgoingEvent};
     use sea_orm::TransactionTrait;
-    let Some(mesh) = Mesh::start(Backend::Postgres).await else {
+    let Some(mesh) = TestMesh::with(Backend::Postgres).service(HOUSEHOLD).start().await else {
         return;
     };
-    let db = mesh.household.db.clone();
+    let db = mesh.db(HOUSEHOLD).clone();
     // A transaction takes its sequence number now and commits later.
     let slow = db.begin().await.unwrap();
     let late = OutgoingEvent::new(
@@ -128,7 +131,7 @@ async fn an_event_committed_late_with_a_lower_sequence_is_not_lost() {
     );
     let late_id = Outbox::new("household").enqueue(&slow, late).await.unwrap();
     // Meanwhile a case is created, published and marked sent.
-    mesh.cases().await.create_case(certificate_request("overtaking")).await.unwrap();
+    mesh.coordinator_cases(HOUSEHOLD).await.create_case(certificate_request("overtaking")).await.unwrap();
     let js = mesh.nats.jetstream().await;
     assert_eq!(read_stream(&js, 3).await.len(), 3);
     eventually(Duration::from_secs(30), "the later rows marked sent", || async {
@@ -143,7 +146,7 @@ async fn an_event_committed_late_with_a_lower_sequence_is_not_lost() {
         .map(|m| m.headers.as_ref().unwrap().get("ce-id").unwrap().as_str().to_string())
         .collect();
     assert!(ids.contains(&late_id), "{ids:?}");
-    mesh.household.stop().await;
+    mesh.stop_all().await;
 }
 
 /// Pruning deletes sent rows written longer ago than the retention, and nothing else: not a

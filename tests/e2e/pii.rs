@@ -33,9 +33,9 @@ async fn no_personal_data_in_logs_or_spans() {
     let _guard = telemetry::init_capturing("pii-test", &settings, spans.clone(), logs.clone())
         .expect("this test must install telemetry first: run it with cargo nextest (one process per test)");
 
-    let Some(mesh) = Mesh::start(Backend::Sqlite).await else { return };
-    let mut cases = mesh.cases().await;
-    let mut clerk = mesh.clerk().await;
+    let Some(mesh) = TestMesh::with(Backend::Sqlite).service(HOUSEHOLD).start().await else { return };
+    let mut cases = mesh.coordinator_cases(HOUSEHOLD).await;
+    let mut clerk = mesh.clerk(HOUSEHOLD).await;
     let outsider = OUTSIDER;
     let phone = "13912345678";
     let address = "威海市环翠区隐私路88号";
@@ -45,7 +45,7 @@ async fn no_personal_data_in_logs_or_spans() {
     if let Some(a) = birth.applicant.as_mut() {
         a.phone = phone.into();
     }
-    let mut as_parent = mesh.cases_as(Some(&citizen_token(&seeded_parent()))).await;
+    let mut as_parent = mesh.cases(HOUSEHOLD, &citizen_token(&seeded_parent())).await;
     let born = as_parent.create_case(birth).await.unwrap().into_inner().case.unwrap();
     let new_id = born.result["new_id_number"].clone();
 
@@ -67,7 +67,7 @@ async fn no_personal_data_in_logs_or_spans() {
         })
         .await
         .unwrap();
-    mesh.cases_as(Some(&citizen_token(OUTSIDER)))
+    mesh.cases(HOUSEHOLD, &citizen_token(OUTSIDER))
         .await
         .supply_materials(pb::SupplyMaterialsRequest {
             case_id: id.clone(),
@@ -113,23 +113,28 @@ async fn no_personal_data_in_logs_or_spans() {
     wrong.push(if seeded_parent().ends_with('1') { '2' } else { '1' });
     malformed.form.insert("parent_id_number".into(), wrong.clone());
     assert!(cases.create_case(malformed).await.is_err());
-    let mut other = mesh.cases_as(Some(&citizen_token(&seeded_person()))).await;
+    let mut other = mesh.cases(HOUSEHOLD, &citizen_token(&seeded_person())).await;
     assert!(other.get_case(pb::GetCaseRequest { case_id: id.clone() }).await.is_err());
-    assert!(mesh.cases_as(None).await.get_case(pb::GetCaseRequest { case_id: id.clone() }).await.is_err());
-    mesh.registry_as(Some(&staff("household", &["clerk"])))
+    assert!(
+        CaseServiceClient::new(connect_as(&mesh.service(HOUSEHOLD).endpoint(), None).await)
+            .get_case(pb::GetCaseRequest { case_id: id.clone() })
+            .await
+            .is_err()
+    );
+    registry(&mesh, &staff("household", &["clerk"]))
         .await
         .get_person(hpb::GetPersonRequest { id_number: new_id.clone() })
         .await
         .unwrap();
     // Let the notifier handle the events (it reads phone numbers).
-    let db = mesh.household.db.clone();
+    let db = mesh.db(HOUSEHOLD).clone();
     eventually(std::time::Duration::from_secs(30), "notifications", || {
         let db = db.clone();
         async move { (count(&db, "notifications").await >= 6).then_some(()) }
     })
     .await
     .unwrap();
-    mesh.household.stop().await;
+    mesh.stop_all().await;
     telemetry::flush();
 
     let log_text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
@@ -170,20 +175,20 @@ async fn no_personal_data_in_logs_or_spans() {
 /// calls and events, a refused bundle and its compensation.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_personal_data_in_a_full_bundle_run() {
-    use crate::bundles::{World, after_death, citizen_with_phone, finished, newborn};
+    use crate::bundles::{after_death, citizen_with_phone, finished, newborn};
     use onething_proto::coordinator::BundleState;
     let spans = SpanSink::default();
     let logs = LogSink::default();
     let settings = LogSettings { format: "json".into(), filter: "debug".into() };
     let _guard = telemetry::init_capturing("pii-bundles", &settings, spans.clone(), logs.clone())
         .expect("this test must install telemetry first: run it with cargo nextest (one process per test)");
-    let Some(w) = World::start(Backend::Sqlite, 1).await else { return };
+    let Some(w) = TestMesh::with(Backend::Sqlite).departments().coordinators(1).start().await else { return };
     let relative = elders_son();
     let elder = seeded_elder();
     let parent = seeded_parent();
     let phone = "13712345678";
     let applicant = |id: &str, name: &str| citizen_with_phone(id, name, phone);
-    let mut as_relative = w.bundles_as(&citizen_token(&relative), 0).await;
+    let mut as_relative = w.bundles_at(0, &citizen_token(&relative)).await;
     let b = as_relative
         .submit_bundle(after_death(applicant(&relative, "周强"), &elder, "SW-2026-0700", "pii-death"))
         .await
@@ -193,7 +198,7 @@ async fn no_personal_data_in_a_full_bundle_run() {
         .unwrap();
     assert_eq!(finished(&mut as_relative, &b.bundle_id).await.state(), BundleState::Completed);
     let mut bundle_ids = vec![b.bundle_id.clone()];
-    let mut as_parent = w.bundles_as(&citizen_token(&parent), 0).await;
+    let mut as_parent = w.bundles_at(0, &citizen_token(&parent)).await;
     let b = as_parent
         .submit_bundle(newborn(applicant(&parent, "王建国"), &parent, ("王小明", "M"), "Q3710020700", "pii-born"))
         .await

@@ -4,7 +4,7 @@
 //! query (its threshold removed) and every query of the Grafana dashboard returns series,
 //! and the publish failures raise `OnethingPublishFailing`.
 
-use crate::bundles::{World, applicant, finished, newborn, submit};
+use crate::bundles::{applicant, finished, newborn, submit};
 use crate::common::*;
 use onething_platform::events::nats::stream_name;
 use onething_proto::{common as cpb, coordinator::BundleState};
@@ -220,10 +220,10 @@ fn dashboard_queries() -> Vec<(String, String)> {
 
 /// Deletes household's stream, then creates a case there: the relay's publish finds no
 /// stream (counted as failed), and the relay makes the stream again and sends the events.
-async fn fail_a_publish(w: &World, key: &str) {
+async fn fail_a_publish(w: &TestMesh, key: &str) {
     let js = w.nats.jetstream().await;
     js.delete_stream(stream_name("household")).await.unwrap();
-    let mut cases = w.cases_at("household", &service("coordinator", "household")).await;
+    let mut cases = w.cases(HOUSEHOLD, &service("coordinator", "household")).await;
     cases.create_case(certificate_request(key)).await.unwrap();
 }
 
@@ -238,25 +238,24 @@ async fn failed_publishes_seen(prom: &Prometheus, n: f64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_evaluates_every_alert_and_panel_on_the_running_mesh() {
-    let mut w = World::start(Backend::Sqlite, 0).await.expect("SQLite world");
-    // Every service of the process shares one registry, served here.
-    let metrics_addr = format!("127.0.0.1:{}", free_port());
-    let mut s = w.coordinator_settings();
-    s.metrics_addr = metrics_addr.clone();
-    w.coordinators.push(start_named("coordinator", s).await);
-    let supervision_db = TestDb::fresh(Backend::Sqlite).await.expect("a SQLite file");
-    let mut s = test_settings(&supervision_db.url, &w.nats.url());
-    for (dept, (running, _)) in &w.departments {
-        s.peers.insert((*dept).to_string(), running.endpoint());
-    }
-    s.peers.insert("coordinator".into(), w.coordinators[0].endpoint());
-    let supervision = start_named("supervision", s).await;
+    // Every service of the process shares one registry, served by the coordinator.
+    let w = TestMesh::with(Backend::Sqlite)
+        .everything()
+        .settings(|kind, s| {
+            if kind == COORDINATOR {
+                s.metrics_addr = "127.0.0.1:0".into();
+            }
+        })
+        .start()
+        .await
+        .expect("SQLite mesh");
+    let metrics_addr = w.service(COORDINATOR).metrics.expect("a metrics endpoint").to_string();
     let prom = Prometheus::start(&metrics_addr).await;
 
     // A bundle to completion, a refused submit, the reads of the applicant waiting.
     let parent = seeded_parent();
     let who = applicant(cpb::ApplicantKind::Citizen, &parent, "申请人");
-    let mut bundles = w.bundles_as(&citizen_token(&parent), 0).await;
+    let mut bundles = w.bundles_at(0, &citizen_token(&parent)).await;
     let b = bundles
         .submit_bundle(newborn(who.clone(), &parent, ("王小明", "M"), "Q3710020901", "prometheus-born"))
         .await
@@ -350,7 +349,6 @@ async fn prometheus_evaluates_every_alert_and_panel_on_the_running_mesh() {
     assert!(raised.is_ok(), "alerts: {:?}", prom.api("/api/v1/alerts").await);
 
     drop(prom);
-    supervision.stop().await;
     w.stop_all().await;
 }
 

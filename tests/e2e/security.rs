@@ -28,9 +28,10 @@ const RPCS: [&str; 12] = [
 type Expectation<'a> = (&'a str, &'a str, Vec<(&'a str, Code)>);
 
 /// Calls `rpc` on the target case as `token`; returns the status code (Ok for success).
-async fn call(mesh: &Mesh, token: Option<&str>, rpc: &str, case_id: &str) -> Code {
-    let mut c = mesh.cases_as(token).await;
-    let mut r = mesh.registry_as(token).await;
+async fn call(mesh: &TestMesh, token: Option<&str>, rpc: &str, case_id: &str) -> Code {
+    let endpoint = mesh.service(HOUSEHOLD).endpoint();
+    let mut c = CaseServiceClient::new(connect_as(&endpoint, token).await);
+    let mut r = HouseholdServiceClient::new(connect_as(&endpoint, token).await);
     let id = case_id.to_string();
     let result = match rpc {
         "CreateCase" => c.create_case(residence_request("sec-create")).await.map(|_| ()),
@@ -83,8 +84,8 @@ async fn call(mesh: &Mesh, token: Option<&str>, rpc: &str, case_id: &str) -> Cod
 }
 
 /// Everything the service stores, to prove a refused call changed nothing.
-async fn snapshot(mesh: &Mesh) -> (i64, i64, i64, i64) {
-    let db = &mesh.household.db;
+async fn snapshot(mesh: &TestMesh) -> (i64, i64, i64, i64) {
+    let db = mesh.db(HOUSEHOLD);
     (
         count(db, "cases").await,
         count(db, "outbox").await,
@@ -111,10 +112,18 @@ fn vehicle_staff() -> Principal {
 }
 
 async fn every_rpc_refuses_the_wrong_callers(backend: Backend) {
-    let Some(mesh) = Mesh::start(backend).await else { return };
+    let Some(mesh) = TestMesh::with(backend).service(HOUSEHOLD).start().await else { return };
     // The target: a residence permit case, accepted by a clerk (version 2).
-    let case = mesh.cases().await.create_case(residence_request("target")).await.unwrap().into_inner().case.unwrap();
-    mesh.clerk()
+    let case = mesh
+        .coordinator_cases(HOUSEHOLD)
+        .await
+        .create_case(residence_request("target"))
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    mesh.clerk(HOUSEHOLD)
         .await
         .accept_case(pb::AcceptCaseRequest { case_id: case.case_id.clone(), expected_version: 0 })
         .await
@@ -221,19 +230,19 @@ async fn every_rpc_refuses_the_wrong_callers(backend: Backend) {
     assert_eq!(call(&mesh, Some(&supervision), "ListCases", &case.case_id).await, Code::Ok);
     assert_eq!(call(&mesh, Some(&household_clerk_only), "GetPerson", "").await, Code::Ok);
     let theirs =
-        mesh.cases_as(Some(&another_applicant)).await.list_cases(pb::ListCasesRequest::default()).await.unwrap();
+        mesh.cases(HOUSEHOLD, &another_applicant).await.list_cases(pb::ListCasesRequest::default()).await.unwrap();
     assert!(theirs.into_inner().cases.is_empty(), "another applicant sees none of these cases");
     let owner = citizen_token(OUTSIDER);
     assert_eq!(call(&mesh, Some(&owner), "GetCase", &case.case_id).await, Code::Ok);
-    let own_list = mesh.cases_as(Some(&owner)).await.list_cases(pb::ListCasesRequest::default()).await.unwrap();
+    let own_list = mesh.cases(HOUSEHOLD, &owner).await.list_cases(pb::ListCasesRequest::default()).await.unwrap();
     assert_eq!(own_list.into_inner().cases.len(), 1);
     assert_eq!(call(&mesh, Some(&owner), "WithdrawCase", &case.case_id).await, Code::Ok);
     // A citizen may read their own registry record, and not apply in someone else's name.
     let parent = citizen_token(&seeded_parent());
-    let mut r = mesh.registry_as(Some(&parent)).await;
+    let mut r = HouseholdServiceClient::new(mesh.channel(HOUSEHOLD, &parent).await);
     r.get_person(hpb::GetPersonRequest { id_number: seeded_parent() }).await.unwrap();
     r.get_household(hpb::GetHouseholdRequest { household_number: "371002000001".into() }).await.unwrap();
-    mesh.household.stop().await;
+    mesh.stop_all().await;
 }
 both_backends!(every_rpc_refuses_the_wrong_callers);
 
@@ -241,10 +250,10 @@ both_backends!(every_rpc_refuses_the_wrong_callers);
 /// of their own and learns nothing of the first (no answer with it, no "already used").
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idempotency_key_does_not_leak_another_applicants_case() {
-    let Some(mesh) = Mesh::start(Backend::Sqlite).await else { return };
-    let mut owner = mesh.cases_as(Some(&citizen_token(OUTSIDER))).await;
+    let Some(mesh) = TestMesh::with(Backend::Sqlite).service(HOUSEHOLD).start().await else { return };
+    let mut owner = mesh.cases(HOUSEHOLD, &citizen_token(OUTSIDER)).await;
     let first = owner.create_case(residence_request("shared-key")).await.unwrap().into_inner().case.unwrap();
-    let mut other = mesh.cases_as(Some(&citizen_token(&seeded_person()))).await;
+    let mut other = mesh.cases(HOUSEHOLD, &citizen_token(&seeded_person())).await;
     let mut req = certificate_request("shared-key");
     req.matter_code = "household.residence_permit".into();
     req.materials = vec![material("id_card"), material("residence_proof")];
@@ -256,14 +265,14 @@ async fn an_idempotency_key_does_not_leak_another_applicants_case() {
     // The owner's retry still finds the owner's case.
     let again = owner.create_case(residence_request("shared-key")).await.unwrap().into_inner().case.unwrap();
     assert_eq!(again.case_id, first.case_id);
-    mesh.household.stop().await;
+    mesh.stop_all().await;
 }
 
 /// Input limits: a message over 1 MiB is refused before it is read; pages are bounded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_requests_are_refused() {
-    let Some(mesh) = Mesh::start(Backend::Sqlite).await else { return };
-    let mut cases = mesh.cases().await;
+    let Some(mesh) = TestMesh::with(Backend::Sqlite).service(HOUSEHOLD).start().await else { return };
+    let mut cases = mesh.coordinator_cases(HOUSEHOLD).await;
     let mut huge = certificate_request("huge");
     huge.form.insert("purpose".into(), "就".repeat(700_000));
     let err = cases.create_case(huge).await.unwrap_err();
@@ -272,10 +281,11 @@ async fn oversized_requests_are_refused() {
     long.form.insert("purpose".into(), "x".repeat(2000));
     let err = cases.create_case(long).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
-    assert_eq!(count(&mesh.household.db, "cases").await, 0);
-    let page = mesh.clerk().await.list_cases(pb::ListCasesRequest { page_size: 100_000, ..Default::default() }).await;
+    assert_eq!(count(mesh.db(HOUSEHOLD), "cases").await, 0);
+    let page =
+        mesh.clerk(HOUSEHOLD).await.list_cases(pb::ListCasesRequest { page_size: 100_000, ..Default::default() }).await;
     assert!(page.is_ok(), "a large page size is clamped, not an error");
-    mesh.household.stop().await;
+    mesh.stop_all().await;
 }
 
 /// The SSO rotates its key: the new key is added to the mounted JWKS, then the old one is

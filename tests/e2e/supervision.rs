@@ -74,6 +74,7 @@ fn ops(db: &sea_orm::DatabaseConnection) -> onething_supervision::ops::Supervisi
         std::sync::Arc::new(Calendar::builtin()),
         Default::default(),
         service_identity("supervision"),
+        onething_platform::clock::Clock::system(),
     )
 }
 
@@ -287,13 +288,13 @@ async fn kpis_replay_to_the_same_answer(backend: Backend) {
 both_backends!(kpis_replay_to_the_same_answer);
 
 async fn complaints_ratings_and_the_draw(backend: Backend) {
-    let Some(mesh) = Mesh::start(backend).await else { return };
+    let Some(mesh) = TestMesh::with(backend).service(HOUSEHOLD).start().await else { return };
     let Some(sdb) = TestDb::fresh(backend).await else { return };
     let js = mesh.nats.jetstream().await;
     for d in ["exit_entry", "vehicle", "liaison", "coordinator"] {
         ensure_stream(&js, d, 1).await.unwrap();
     }
-    let sup = start_supervision(&sdb, &mesh.nats, "", &[("household", mesh.household.endpoint())]).await;
+    let sup = start_supervision(&sdb, &mesh.nats, "", &[("household", mesh.service(HOUSEHOLD).endpoint())]).await;
     let inspector = staff("supervision", &["inspector"]);
     let mut c = SupervisionServiceClient::new(connect_as(&sup.endpoint(), Some(&inspector)).await);
 
@@ -352,7 +353,7 @@ async fn complaints_ratings_and_the_draw(backend: Backend) {
     assert_eq!(err.code(), Code::InvalidArgument, "unknown channel");
 
     // 好差评: a finished case rated 1 by its applicant; the follow-up and the fix.
-    let mut cases = mesh.cases().await;
+    let mut cases = mesh.coordinator_cases(HOUSEHOLD).await;
     let done = cases.create_case(certificate_request("rate-1")).await.unwrap().into_inner().case.unwrap();
     let open = cases.create_case(residence_request("rate-2")).await.unwrap().into_inner().case.unwrap();
     eventually(Duration::from_secs(30), "supervision to see the cases", || {
@@ -451,7 +452,7 @@ async fn complaints_ratings_and_the_draw(backend: Backend) {
     }
     assert!(per.values().all(|n| *n <= 2), "the annual cap: {per:?}");
     sup.stop().await;
-    mesh.household.stop().await;
+    mesh.stop_all().await;
     let _ = cpb::CaseState::Approved;
 }
 both_backends!(complaints_ratings_and_the_draw);

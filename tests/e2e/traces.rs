@@ -4,7 +4,7 @@
 //! share one trace id, form one tree rooted at the submit, and link submit → department
 //! cases → events → completion, with no personal data in any attribute.
 
-use crate::bundles::{World, after_death, citizen_with_phone, finished};
+use crate::bundles::{after_death, citizen_with_phone, finished};
 use crate::common::*;
 use onething_platform::{config::LogSettings, telemetry};
 use onething_proto::coordinator::BundleState;
@@ -68,11 +68,11 @@ async fn a_bundle_is_one_trace_over_otlp() {
     let _guard = telemetry::init_exporting("traces-test", &settings, exporter, logs.clone())
         .expect("this test must install telemetry first: run it with cargo nextest (one process per test)");
 
-    let w = World::start(Backend::Sqlite, 1).await.expect("SQLite world");
+    let w = TestMesh::with(Backend::Sqlite).departments().coordinators(1).start().await.expect("SQLite world");
     let relative = elders_son();
     let elder = onething_household::store::seed_id("371003", "1949-09-09", 62).unwrap().expose().to_string();
     let applicant = citizen_with_phone(&relative, "周强", "13712345678");
-    let mut bundles = w.bundles_as(&citizen_token(&relative), 0).await;
+    let mut bundles = w.bundles_at(0, &citizen_token(&relative)).await;
     let b = bundles
         .submit_bundle(after_death(applicant, &elder, "SW-2026-0900", "traces-death"))
         .await

@@ -4,12 +4,11 @@
 //! move and give their place back; bad input stores nothing.
 
 use crate::common::*;
-use onething_platform::{calendar::Calendar, cases::CaseApi, catalog::Catalog, events::Outbox};
 use onething_proto::{
     common::{self as pb, CaseState, case_service_client::CaseServiceClient},
     vehicle::{self as vpb, ProxyState, vehicle_service_client::VehicleServiceClient},
 };
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, time::Duration};
 use tonic::Code;
 use tonic_types::StatusExt;
 
@@ -27,15 +26,10 @@ fn booking(key: &str, date: &str, time: &str) -> pb::CreateCaseRequest {
     }
 }
 
-async fn cases_at(r: &Running, token: &str) -> CaseServiceClient<Authed> {
-    CaseServiceClient::new(connect_as(&r.endpoint(), Some(token)).await)
-}
-
 async fn no_overbooking_across_replicas(backend: Backend) {
-    let Some(db) = TestDb::fresh(backend).await else { return };
-    let nats = NatsServer::start().await;
-    let first = start_vehicle(&db.url, &nats.url()).await;
-    let second = start_vehicle(&db.url, &nats.url()).await;
+    let Some(mut mesh) = TestMesh::with(backend).service(VEHICLE).start().await else { return };
+    mesh.start_replica(VEHICLE).await;
+    let (first, second) = (mesh.replica(VEHICLE, 0), mesh.replica(VEHICLE, 1));
     let token = service("coordinator", "vehicle");
     let mut tasks = Vec::new();
     for i in 0..12 {
@@ -58,17 +52,17 @@ async fn no_overbooking_across_replicas(backend: Backend) {
     assert_eq!((ok, full), (3, 9), "capacity 3: three bookings, nine refusals");
     assert_eq!(count(&first.db, "cases").await, 3);
     assert_eq!(count(&first.db, "slots WHERE booked = 3").await, 1);
-    first.stop().await;
-    second.stop().await;
+    mesh.stop_all().await;
 }
 both_backends!(no_overbooking_across_replicas);
 
 async fn owed_material_supplied_or_revoked(backend: Backend) {
-    let Some(db) = TestDb::fresh(backend).await else { return };
-    let nats = NatsServer::start().await;
-    let vehicle = start_vehicle(&db.url, &nats.url()).await;
-    let mut owner = cases_at(&vehicle, &citizen_token(&seeded_parent())).await;
-    let mut station = cases_at(&vehicle, &staff("vehicle", &["clerk", "approver"])).await;
+    let Some(mesh) = TestMesh::with(backend).service(VEHICLE).settings(|_, s| s.sweep_interval_ms = 200).start().await
+    else {
+        return;
+    };
+    let mut owner = mesh.cases(VEHICLE, &citizen_token(&seeded_parent())).await;
+    let mut station = mesh.cases(VEHICLE, &staff("vehicle", &["clerk", "approver"])).await;
     let mut ids = Vec::new();
     for key in ["owed-1", "owed-2"] {
         let mut req = booking(key, "2099-03-03", "10:00");
@@ -98,29 +92,31 @@ async fn owed_material_supplied_or_revoked(backend: Backend) {
         .case
         .unwrap();
     assert_eq!(done.state(), CaseState::Approved);
-    // The second misses its deadline: the sweep (driven here with a later clock) revokes it.
-    let api = CaseApi::new(
-        onething_vehicle::rules::Vehicle,
-        vehicle.db.clone(),
-        Outbox::new("vehicle"),
-        Arc::new(Catalog::load("").unwrap()),
-        Arc::new(Calendar::builtin()),
-    )
-    .expect("vehicle's rules cover its catalog matters");
-    assert_eq!(api.revoke_overdue(chrono::Utc::now()).await.unwrap(), 0, "nothing is late yet");
-    assert_eq!(api.revoke_overdue(chrono::Utc::now() + chrono::Duration::days(40)).await.unwrap(), 1);
-    let revoked =
-        owner.get_case(pb::GetCaseRequest { case_id: ids[1].clone() }).await.unwrap().into_inner().case.unwrap();
-    assert_eq!(revoked.state(), CaseState::Revoked);
+    // The second misses its deadline: the service's own sweep revokes it once the clock
+    // has passed it, and not before.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let pending = owner.get_case(pb::GetCaseRequest { case_id: ids[1].clone() }).await.case();
+    assert_eq!(pending.state(), CaseState::ApprovedProvisionally, "nothing is late yet");
+    mesh.clock.advance(chrono::Duration::days(40));
+    let revoked = eventually(Duration::from_secs(30), "the revocation", || {
+        let mut owner = owner.clone();
+        let id = ids[1].clone();
+        async move {
+            let c = owner.get_case(pb::GetCaseRequest { case_id: id }).await.ok()?.into_inner().case?;
+            (c.state() == CaseState::Revoked).then_some(c)
+        }
+    })
+    .await
+    .unwrap();
     assert_eq!(revoked.reason_code, "CASE_OWED_MATERIAL_OVERDUE");
-    let js = nats.jetstream().await;
+    let js = mesh.nats.jetstream().await;
     eventually(Duration::from_secs(30), "the revoked event", || async {
         let s = js.get_stream("ONETHING_VEHICLE").await.ok()?;
         s.get_last_raw_message_by_subject("onething.vehicle.v1.case.revoked").await.ok()
     })
     .await
     .unwrap();
-    vehicle.stop().await;
+    mesh.stop_all().await;
 }
 both_backends!(owed_material_supplied_or_revoked);
 
@@ -136,31 +132,16 @@ fn licence_cancellation(subject: &str, key: &str) -> pb::CreateCaseRequest {
     }
 }
 
-/// Household and vehicle on their own databases and broker, with the coordinator's clients.
-struct Deaths {
-    household: Running,
-    vehicle: Running,
-    nats: NatsServer,
-    v: CaseServiceClient<Authed>,
-    hh: CaseServiceClient<Authed>,
-    _dbs: (TestDb, TestDb),
-}
-
-impl Deaths {
-    async fn start(backend: Backend) -> Option<Self> {
-        let hh_db = TestDb::fresh(backend).await?;
-        let v_db = TestDb::fresh(backend).await?;
-        let nats = NatsServer::start().await;
-        let household = start_household(&hh_db.url, &nats.url()).await;
-        let vehicle = start_vehicle(&v_db.url, &nats.url()).await;
-        let v = cases_at(&vehicle, &service("coordinator", "vehicle")).await;
-        let hh = cases_at(&household, &service("coordinator", "household")).await;
-        Some(Self { household, vehicle, nats, v, hh, _dbs: (hh_db, v_db) })
-    }
+/// Household and vehicle, with the coordinator's clients of each.
+async fn deaths(backend: Backend) -> Option<(TestMesh, CaseServiceClient<Authed>, CaseServiceClient<Authed>)> {
+    let mesh = TestMesh::with(backend).service(HOUSEHOLD).service(VEHICLE).start().await?;
+    let v = mesh.coordinator_cases(VEHICLE).await;
+    let hh = mesh.coordinator_cases(HOUSEHOLD).await;
+    Some((mesh, v, hh))
 }
 
 async fn licence_cancellation_waits_for_the_death_event(backend: Backend) {
-    let Some(Deaths { household, vehicle, nats, mut v, mut hh, _dbs }) = Deaths::start(backend).await else { return };
+    let Some((mesh, mut v, mut hh)) = deaths(backend).await else { return };
     let elder = seeded_elder();
     let waiting = v.create_case(licence_cancellation(&elder, "lic-1")).await.unwrap().into_inner().case.unwrap();
     assert_eq!(waiting.state(), CaseState::Accepted);
@@ -168,7 +149,7 @@ async fn licence_cancellation_waits_for_the_death_event(backend: Backend) {
     hh.create_case(deregistration(&elder, "SW-2026-0200", "lic-dereg", "")).await.unwrap();
     let id = waiting.case_id.clone();
     // The coordinator reads only its bundles' cases; vehicle's staff read these.
-    let reader = cases_at(&vehicle, &staff("vehicle", &[])).await;
+    let reader = mesh.cases(VEHICLE, &staff("vehicle", &[])).await;
     let done = eventually(Duration::from_secs(30), "the licence cancellation", || {
         let mut v = reader.clone();
         let id = id.clone();
@@ -181,7 +162,7 @@ async fn licence_cancellation_waits_for_the_death_event(backend: Backend) {
     .unwrap();
     assert_eq!(done.result["cancelled_count"], "1");
     // The fact again under a new message id: recorded once, decided once.
-    let js = nats.jetstream().await;
+    let js = mesh.nats.jetstream().await;
     let stream = js.get_stream("ONETHING_HOUSEHOLD").await.unwrap();
     let fact = stream.get_last_raw_message_by_subject("onething.household.v1.person.deceased").await.unwrap();
     let mut headers = fact.headers.clone();
@@ -203,7 +184,10 @@ async fn licence_cancellation_waits_for_the_death_event(backend: Backend) {
     })
     .await
     .unwrap();
-    assert_eq!(count(&vehicle.db, "outbox WHERE subject = 'onething.vehicle.v1.driving_licence.cancelled'").await, 1);
+    assert_eq!(
+        count(mesh.db(VEHICLE), "outbox WHERE subject = 'onething.vehicle.v1.driving_licence.cancelled'").await,
+        1
+    );
     let again = reader
         .clone()
         .get_case(pb::GetCaseRequest { case_id: waiting.case_id })
@@ -213,20 +197,20 @@ async fn licence_cancellation_waits_for_the_death_event(backend: Backend) {
         .case
         .unwrap();
     assert_eq!(again.version, done.version);
-    vehicle.stop().await;
-    household.stop().await;
+    mesh.stop_all().await;
 }
 both_backends!(licence_cancellation_waits_for_the_death_event);
 
 async fn bookings_walk_in_go_proxy_move_and_give_back(backend: Backend) {
-    let Some(db) = TestDb::fresh(backend).await else { return };
-    let nats = NatsServer::start().await;
-    let vehicle = start_vehicle(&db.url, &nats.url()).await;
+    let Some(mesh) = TestMesh::with(backend).service(VEHICLE).settings(|_, s| s.sweep_interval_ms = 200).start().await
+    else {
+        return;
+    };
     let owner_token = citizen_token(&seeded_parent());
     let staff_token = staff("vehicle", &["clerk", "approver"]);
-    let mut owner = cases_at(&vehicle, &owner_token).await;
-    let mut ops = VehicleServiceClient::new(connect_as(&vehicle.endpoint(), Some(&owner_token)).await);
-    let mut station_ops = VehicleServiceClient::new(connect_as(&vehicle.endpoint(), Some(&staff_token)).await);
+    let mut owner = mesh.cases(VEHICLE, &owner_token).await;
+    let mut ops = VehicleServiceClient::new(mesh.channel(VEHICLE, &owner_token).await);
+    let mut station_ops = VehicleServiceClient::new(mesh.channel(VEHICLE, &staff_token).await);
 
     // 交钥匙: free, tracked step by step until the vehicle is back.
     let mut proxy = booking("proxy-1", "2099-03-04", "08:30");
@@ -297,7 +281,7 @@ async fn bookings_walk_in_go_proxy_move_and_give_back(backend: Backend) {
 
     // Enterprise vehicle verification: automatic, the fleet and its overdue inspections.
     let fleet = onething_vehicle::store::seed_fleet_owner().to_string();
-    let mut enterprise = cases_at(&vehicle, &enterprise_token(&fleet)).await;
+    let mut enterprise = mesh.cases(VEHICLE, &enterprise_token(&fleet)).await;
     let v = enterprise
         .create_case(pb::CreateCaseRequest {
             matter_code: "vehicle.enterprise_vehicle_verification".into(),
@@ -320,15 +304,16 @@ async fn bookings_walk_in_go_proxy_move_and_give_back(backend: Backend) {
     assert_eq!(v.state(), CaseState::Approved);
     assert_eq!(v.result["vehicle_count"], "2");
     assert_eq!(v.result["plates"], "鲁K80001,鲁K80002");
-    vehicle.stop().await;
+    mesh.stop_all().await;
 }
 both_backends!(bookings_walk_in_go_proxy_move_and_give_back);
 
 async fn bad_bookings_are_refused_and_store_nothing(backend: Backend) {
-    let Some(db) = TestDb::fresh(backend).await else { return };
-    let nats = NatsServer::start().await;
-    let vehicle = start_vehicle(&db.url, &nats.url()).await;
-    let mut c = cases_at(&vehicle, &service("coordinator", "vehicle")).await;
+    let Some(mesh) = TestMesh::with(backend).service(VEHICLE).settings(|_, s| s.sweep_interval_ms = 200).start().await
+    else {
+        return;
+    };
+    let mut c = mesh.cases(VEHICLE, &service("coordinator", "vehicle")).await;
     let check = |s: tonic::Status| {
         let d = s.get_error_details();
         (
@@ -361,16 +346,16 @@ async fn bad_bookings_are_refused_and_store_nothing(backend: Backend) {
     );
     let off_grid = booking("bad-5", "2099-03-02", "09:10");
     assert_eq!(check(c.create_case(off_grid).await.unwrap_err()).1, "VEHICLE_SLOT_OUTSIDE_HOURS");
-    assert_eq!(count(&vehicle.db, "cases").await, 0);
-    assert_eq!(count(&vehicle.db, "outbox").await, 0);
-    assert_eq!(count(&vehicle.db, "slots WHERE booked > 0").await, 0);
+    assert_eq!(count(mesh.db(VEHICLE), "cases").await, 0);
+    assert_eq!(count(mesh.db(VEHICLE), "outbox").await, 0);
+    assert_eq!(count(mesh.db(VEHICLE), "slots WHERE booked > 0").await, 0);
     // Someone else's vehicle: a well-formed application, not accepted.
     let mut other = booking("bad-6", "2099-03-02", "09:00");
     other.applicant = citizen(&seeded_person());
     let refused = c.create_case(other).await.unwrap().into_inner().case.unwrap();
     assert_eq!(refused.reason_code, "VEHICLE_NOT_OWNER");
-    assert_eq!(count(&vehicle.db, "slots WHERE booked > 0").await, 0, "a refused booking holds no place");
-    vehicle.stop().await;
+    assert_eq!(count(mesh.db(VEHICLE), "slots WHERE booked > 0").await, 0, "a refused booking holds no place");
+    mesh.stop_all().await;
 }
 both_backends!(bad_bookings_are_refused_and_store_nothing);
 
@@ -382,9 +367,7 @@ both_backends!(bad_bookings_are_refused_and_store_nothing);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_death_confirmed_while_a_case_checks_for_it_is_not_missed() {
     use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, TransactionTrait};
-    let Some(Deaths { household, vehicle, nats, mut v, mut hh, _dbs }) = Deaths::start(Backend::Postgres).await else {
-        return;
-    };
+    let Some((mesh, mut v, mut hh)) = deaths(Backend::Postgres).await else { return };
     let elder = seeded_elder();
     let other = onething_household::store::seed_id("371082", "1995-02-28", 82).unwrap().expose().to_string();
     // A waiting case about someone else, as the template of the row the creation writes.
@@ -393,11 +376,11 @@ async fn a_death_confirmed_while_a_case_checks_for_it_is_not_missed() {
     assert_eq!(template.state(), CaseState::Accepted);
 
     // The creation checks: no death confirmed yet.
-    let creation = vehicle.db.begin().await.unwrap();
+    let creation = mesh.db(VEHICLE).begin().await.unwrap();
     assert!(!onething_platform::facts::is_deceased(&creation, &elder).await.unwrap());
     // Household confirms the death; vehicle's consumer receives it while the creation is open.
     hh.create_case(deregistration(&elder, "SW-2026-0400", "race-dereg", "")).await.unwrap();
-    let js = nats.jetstream().await;
+    let js = mesh.nats.jetstream().await;
     let stream = js.get_stream("ONETHING_HOUSEHOLD").await.unwrap();
     eventually(Duration::from_secs(30), "vehicle to receive the death", || {
         let stream = stream.clone();
@@ -430,7 +413,7 @@ async fn a_death_confirmed_while_a_case_checks_for_it_is_not_missed() {
     .unwrap();
     creation.commit().await.unwrap();
 
-    let reader = cases_at(&vehicle, &staff("vehicle", &[])).await;
+    let reader = mesh.cases(VEHICLE, &staff("vehicle", &[])).await;
     let done = eventually(Duration::from_secs(30), "the case decided by the death", || {
         let mut v = reader.clone();
         async move {
@@ -441,6 +424,5 @@ async fn a_death_confirmed_while_a_case_checks_for_it_is_not_missed() {
     .await
     .unwrap();
     assert_eq!(done.result["cancelled_count"], "1");
-    vehicle.stop().await;
-    household.stop().await;
+    mesh.stop_all().await;
 }

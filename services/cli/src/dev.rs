@@ -4,10 +4,15 @@
 
 use anyhow::{Context as _, bail};
 use clap::Args;
-use onething_platform::{config, runtime::Service, service_kind::ServiceKind, shutdown, telemetry};
+use onething_platform::{
+    config,
+    events::nats_server::{NatsServerProcess, NatsServerSpec},
+    runtime::Service,
+    service_kind::ServiceKind,
+    shutdown, telemetry,
+};
 use std::{
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
     time::Duration,
 };
 
@@ -70,66 +75,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A nats-server with JetStream this process started; killed on drop.
-pub(crate) struct NatsProcess(Child);
-
-impl NatsProcess {
-    /// Starts `bin` on loopback `port` with its JetStream store in `store`, syncing it to
-    /// disk every `sync_interval` (nats-server's syntax: `always`, or a duration such as
-    /// `2m`, its default), and waits (up to 10 seconds) until JetStream answers.
-    ///
-    /// # Errors
-    /// The binary is missing (run `make tools`), cannot start, or does not answer.
-    pub(crate) async fn spawn(bin: &Path, port: u16, store: &Path, sync_interval: &str) -> anyhow::Result<Self> {
-        if !bin.exists() {
-            bail!("{} is missing: run `make tools` (or set NATS_SERVER_BIN)", bin.display());
-        }
-        if !sync_interval.chars().all(|c| c.is_ascii_alphanumeric()) {
-            bail!("sync interval {sync_interval:?}: `always` or a duration such as 2m");
-        }
-        // The interval has no command-line flag; the rest stays on the command line.
-        std::fs::create_dir_all(store).with_context(|| format!("creating {}", store.display()))?;
-        let config = store.join("onething-nats.conf");
-        std::fs::write(&config, format!("jetstream {{\n  sync_interval: {sync_interval}\n}}\n"))
-            .with_context(|| format!("writing {}", config.display()))?;
-        let child = Command::new(bin)
-            .arg("-c")
-            .arg(&config)
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-            .arg(store)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        let me = Self(child);
-        let url = format!("nats://127.0.0.1:{port}");
-        for _ in 0..200 {
-            if let Ok(c) = async_nats::connect(&url).await
-                && async_nats::jetstream::new(c).query_account().await.is_ok()
-            {
-                return Ok(me);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        bail!("nats-server did not answer at {url}")
-    }
-
-    /// Its process id.
-    pub(crate) fn pid(&self) -> u32 {
-        self.0.id()
-    }
-}
-
-impl Drop for NatsProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The nats-server `onething dev` started, if it had to (stopped when this is dropped).
 struct LocalNats {
-    _started: Option<NatsProcess>,
+    _started: Option<NatsServerProcess>,
 }
 
 impl LocalNats {
@@ -142,7 +90,9 @@ impl LocalNats {
             bail!("nothing answers at {} and it is not local; start NATS or fix the URL", args.nats_url);
         }
         let store = args.data_dir.join("nats");
-        let nats = NatsProcess::spawn(&args.nats_server, port, &store, "always").await?;
+        let mut spec = NatsServerSpec::open(&args.nats_server, &store, "always");
+        spec.port = Some(port);
+        let nats = NatsServerProcess::start(spec).await?;
         println!("started nats-server with JetStream at {} (store {})", args.nats_url, store.display());
         Ok(Self { _started: Some(nats) })
     }

@@ -49,15 +49,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Service> {
     let identity = ServiceIdentity::load(SERVICE, &settings.auth)?;
     let peers = Peers::from_settings(&settings)?;
     let mut runtime = ServiceRuntime::start::<store::Migrator>(SERVICE, settings).await?;
-    let engine = engine::Engine::new(
-        runtime.db.clone(),
-        runtime.catalog.clone(),
-        runtime.calendar.clone(),
-        runtime.outbox.clone(),
-        identity,
-        peers,
-        watch::Changes::new(Some(runtime.js.client())),
-    );
+    let engine = engine::Engine::new(&runtime, identity, peers, watch::Changes::new(Some(runtime.js.client())));
     for dept in events::DEPARTMENTS {
         runtime.add_consumer(
             events::case_events_spec(dept),

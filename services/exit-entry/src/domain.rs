@@ -1,15 +1,7 @@
 //! Exit-entry rules that need no database: the validity of a work-type residence permit
-//! (M13) with the explanation a reviewer reads, what each matter's form means beyond the
-//! catalog, and the committed
-//! time of an expedited business-trip document (M15).
+//! (M13) with the explanation a reviewer reads. Pure and unit-tested.
 
-use chrono::{Local, Months, NaiveDate};
-use onething_platform::{
-    cases::{ApplicantRecord, Form},
-    catalog::{Matter, TimeUnit, form::FormCheck},
-    error::FieldViolation,
-};
-use onething_proto::common::ApplicantKind;
+use chrono::{Months, NaiveDate};
 
 /// Longest ordinary validity of a work-type residence permit, in years (a catalog value,
 /// never beyond the work permit itself).
@@ -128,48 +120,6 @@ pub fn decide_validity(
     }
 }
 
-/// The committed time of a case: M15's same working day when extremely urgent.
-pub fn time_limit(matter: &Matter, form: &Form) -> (TimeUnit, u32) {
-    if matter.code == "exit_entry.business_travel_expedited"
-        && form.get("extremely_urgent").is_some_and(|v| v == "true")
-    {
-        (TimeUnit::WorkingDays, 0)
-    } else {
-        (matter.time_unit, matter.time_limit)
-    }
-}
-
-/// What exit-entry checks of a form beyond the catalog's declaration of it (kinds, bounds,
-/// required fields, enumerations): who may apply, the shape of foreign identifiers, a
-/// departure not in the past, and a reason when a trip is extremely urgent.
-pub fn validate(matter: &Matter, applicant: Option<&ApplicantRecord>, form: &Form) -> Vec<FieldViolation> {
-    let mut f = FormCheck::new(form);
-    match matter.code.as_str() {
-        "exit_entry.work_residence_permit" => {
-            f.applicant_kind(applicant, ApplicantKind::Foreigner, "a foreign national");
-            f.rule(
-                "nationality",
-                |v| v.len() == 3 && v.chars().all(|c| c.is_ascii_uppercase()),
-                "ISO 3166 alpha-3, e.g. DEU",
-            );
-            f.rule(
-                "work_permit_number",
-                |v| (6..=30).contains(&v.len()) && v.chars().all(|c| c.is_ascii_alphanumeric()),
-                "6 to 30 letters and digits",
-            );
-        }
-        "exit_entry.business_travel_expedited" => {
-            f.applicant_kind(applicant, ApplicantKind::Citizen, "a citizen");
-            f.not_past("departure_date", Local::now().date_naive());
-            let urgent = f.flag("extremely_urgent");
-            f.required_if("urgency_reason", urgent, "when extremely urgent");
-        }
-        // The catalog's declaration says all there is to check.
-        _ => {}
-    }
-    f.finish()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,53 +200,5 @@ mod tests {
     fn the_ordinary_validity_never_passes_the_work_permit() {
         let v = decide_validity(d(TODAY), d("2027-06-30"), &[], &[]);
         assert_eq!(v.until, d("2027-06-30"));
-    }
-
-    #[test]
-    fn extremely_urgent_trips_are_same_day() {
-        let c = onething_platform::catalog::Catalog::load("").unwrap();
-        let m = c.get("exit_entry.business_travel_expedited").unwrap();
-        let mut form = Form::new();
-        assert_eq!(time_limit(m, &form), (TimeUnit::WorkingDays, 2));
-        form.insert("extremely_urgent".into(), "true".into());
-        assert_eq!(time_limit(m, &form), (TimeUnit::WorkingDays, 0));
-    }
-
-    #[test]
-    fn forms() {
-        let c = onething_platform::catalog::Catalog::load("").unwrap();
-        let trip = c.get("exit_entry.business_travel_expedited").unwrap();
-        let mut form: Form = [
-            ("employer_credit_code", "91350100M000100Y43"),
-            ("purpose", "tourism"),
-            ("destination", "雅加达"),
-            ("departure_date", "2099-01-01"),
-            ("document_kind", "passport"),
-            ("extremely_urgent", "true"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        let fields = |v: Vec<FieldViolation>| {
-            let mut got: Vec<_> = v.into_iter().map(|x| x.field).collect();
-            got.sort_unstable();
-            got
-        };
-        // As CreateCase checks it: the catalog's declaration, then exit-entry's rules.
-        let validate = |m, a, form: &Form| c.check_case_form(m, form, super::validate(m, a, form));
-        assert_eq!(fields(validate(trip, None, &form)), ["form.purpose", "form.urgency_reason"]);
-        form.insert("purpose".into(), "contract_signing".into());
-        form.insert("urgency_reason".into(), "签约时间提前".into());
-        assert!(validate(trip, None, &form).is_empty());
-        let permit = c.get("exit_entry.work_residence_permit").unwrap();
-        assert_eq!(
-            fields(validate(permit, None, &Form::new())),
-            [
-                "form.employer_credit_code",
-                "form.nationality",
-                "form.work_permit_number",
-                "form.work_permit_valid_until"
-            ]
-        );
     }
 }

@@ -27,7 +27,7 @@ impl Records {
 
 /// Readers of exit-entry records: see [`authz::reads_register`]; a person reads their own.
 fn reads_records(p: &Principal) -> bool {
-    authz::reads_register(p, crate::rules::DEPARTMENT)
+    authz::reads_register(p, crate::matters::DEPARTMENT)
 }
 
 #[tonic::async_trait]

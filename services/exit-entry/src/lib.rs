@@ -5,7 +5,7 @@
 
 pub mod domain;
 pub mod grpc;
-pub mod rules;
+pub mod matters;
 pub mod store;
 
 use onething_platform::{
@@ -18,7 +18,7 @@ use onething_proto::exit_entry::exit_entry_service_server::ExitEntryServiceServe
 use std::path::Path;
 
 /// Service name.
-pub const SERVICE: &str = rules::DEPARTMENT;
+pub const SERVICE: &str = matters::DEPARTMENT;
 /// Default gRPC port.
 pub const DEFAULT_PORT: u16 = onething_platform::service_kind::ServiceKind::ExitEntry.default_port();
 
@@ -35,10 +35,10 @@ pub fn default_settings(data_dir: &Path) -> Settings {
 /// As [`ServiceRuntime::start`].
 pub async fn build(settings: Settings) -> anyhow::Result<Service> {
     let mut runtime = ServiceRuntime::start::<store::Migrator>(SERVICE, settings).await?;
-    let api = runtime.case_api(rules::ExitEntry)?;
+    let api = runtime.case_api(matters::department())?;
     runtime.add_consumer(
         deceased_spec(SERVICE),
-        DeceasedProjection::new(api.clone(), &["exit_entry.document_cancellation"], "subject_id_number"),
+        DeceasedProjection::new(api.clone(), &[matters::DOCUMENT_CANCELLATION], "subject_id_number"),
     );
     runtime.add_case_sweeper(api.clone());
     let records = ExitEntryServiceServer::new(grpc::Records::new(runtime.db.clone()))

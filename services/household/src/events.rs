@@ -19,7 +19,7 @@ pub const NOTIFIER: &str = "household-notifier";
 pub fn notifier_spec() -> ConsumerSpec {
     ConsumerSpec {
         name: NOTIFIER.into(),
-        stream: stream_name(crate::rules::DEPARTMENT),
+        stream: stream_name(crate::matters::DEPARTMENT),
         // Only the states worth telling: the others would be delivered to be ignored.
         filter_subjects: State::ALL
             .into_iter()

@@ -27,7 +27,7 @@ impl Registry {
 
 /// Registry readers: see [`authz::reads_register`]; a citizen reads their own record.
 fn reads_registry(p: &Principal) -> bool {
-    authz::reads_register(p, crate::rules::DEPARTMENT)
+    authz::reads_register(p, crate::matters::DEPARTMENT)
 }
 
 fn person_pb(p: person::Model) -> pb::Person {

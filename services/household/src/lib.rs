@@ -6,7 +6,7 @@
 pub mod domain;
 pub mod events;
 pub mod grpc;
-pub mod rules;
+pub mod matters;
 pub mod store;
 
 use onething_platform::{
@@ -18,7 +18,7 @@ use onething_proto::household::household_service_server::HouseholdServiceServer;
 use std::path::Path;
 
 /// Service name.
-pub const SERVICE: &str = rules::DEPARTMENT;
+pub const SERVICE: &str = matters::DEPARTMENT;
 /// Default gRPC port.
 pub const DEFAULT_PORT: u16 = onething_platform::service_kind::ServiceKind::Household.default_port();
 
@@ -38,7 +38,7 @@ pub type Application = Service;
 /// As [`ServiceRuntime::start`].
 pub async fn build(settings: Settings) -> anyhow::Result<Service> {
     let mut runtime = ServiceRuntime::start::<store::Migrator>(SERVICE, settings).await?;
-    let cases = runtime.case_api(rules::Household)?;
+    let cases = runtime.case_api(matters::department())?;
     runtime.add_case_sweeper(cases.clone());
     let registry = HouseholdServiceServer::new(grpc::Registry::new(runtime.db.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);

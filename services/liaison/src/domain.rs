@@ -1,16 +1,8 @@
-//! Liaison rules that need no database: what matter forms mean beyond the catalog, the tier and unit of an enterprise
+//! Liaison rules that need no database: the seal kinds, the tier and unit of an enterprise
 //! request by category (分级办理), the loop of a request, and the completion rate (M26).
 
-use onething_platform::{
-    cases::{ApplicantRecord, Form},
-    catalog::{Matter, form::FormCheck},
-    error::FieldViolation,
-    ids::CreditCode,
-};
-use onething_proto::{
-    common::ApplicantKind,
-    liaison::{RequestState, Tier},
-};
+use onething_platform::ids::CreditCode;
+use onething_proto::liaison::{RequestState, Tier};
 use std::collections::BTreeMap;
 
 /// Seal kinds an enterprise may file.
@@ -64,22 +56,6 @@ pub fn completion(requests: impl IntoIterator<Item = (String, bool)>) -> BTreeMa
     out
 }
 
-/// What liaison checks of a form beyond the catalog's declaration of it (kinds, bounds,
-/// required fields, enumerations): an enterprise applies, filed seal kinds, the number of
-/// rooms and the quantity of a chemical.
-pub fn validate(_matter: &Matter, applicant: Option<&ApplicantRecord>, form: &Form) -> Vec<FieldViolation> {
-    let mut f = FormCheck::new(form);
-    f.applicant_kind(applicant, ApplicantKind::Enterprise, "the enterprise");
-    f.rule(
-        "seal_kinds",
-        |k| k.split(',').all(|x| SEAL_KINDS.contains(&x.trim())),
-        &format!("comma separated, of {}", SEAL_KINDS.join(", ")),
-    );
-    f.rule("rooms", |r| r.parse::<u32>().is_ok_and(|r| (1..=5000).contains(&r)), "a whole number from 1 to 5000");
-    f.rule("quantity_kg", |q| q.parse::<f64>().is_ok_and(|q| q > 0.0 && q <= 100_000.0), "more than 0, at most 100000");
-    f.finish()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,49 +83,5 @@ mod tests {
         let c = completion(data);
         assert_eq!(c["A"], (10, 9));
         assert_eq!(c["B"], (2, 1));
-    }
-}
-
-#[cfg(test)]
-mod form_tests {
-    use super::*;
-    use onething_platform::catalog::Catalog;
-
-    #[test]
-    fn forms_as_create_case_checks_them() {
-        let c = Catalog::load("").unwrap();
-        let check = |code: &str, pairs: &[(&str, &str)]| {
-            let m = c.get(code).unwrap();
-            let form: Form = pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
-            let mut got: Vec<String> =
-                c.check_case_form(m, &form, validate(m, None, &form)).into_iter().map(|v| v.field).collect();
-            got.sort_unstable();
-            got
-        };
-        let seals = "liaison.seal_engraving_filing";
-        assert!(check(seals, &[("seal_kinds", "official, finance"), ("engraving_company", "某刻章厂")]).is_empty());
-        assert_eq!(check(seals, &[("seal_kinds", "official,secret")]), ["form.engraving_company", "form.seal_kinds"]);
-        let chem = "liaison.precursor_chemical_filing";
-        let good = [
-            ("chemical", "acetone"),
-            ("quantity_kg", "12.5"),
-            ("purpose", "purchase"),
-            ("counterparty_credit_code", "91350100M000100Y43"),
-        ];
-        assert!(check(chem, &good).is_empty());
-        let bad =
-            [("chemical", "gold"), ("quantity_kg", "0"), ("purpose", "resale"), ("counterparty_credit_code", "x")];
-        assert_eq!(
-            check(chem, &bad),
-            ["form.chemical", "form.counterparty_credit_code", "form.purpose", "form.quantity_kg"]
-        );
-        assert_eq!(check("liaison.seal_cancellation", &[("reason", "boredom")]), ["form.reason"]);
-        assert_eq!(
-            check(
-                "liaison.hotel_special_trade_licence",
-                &[("hotel_name", "海景"), ("address", "威海"), ("rooms", "0")]
-            ),
-            ["form.rooms"]
-        );
     }
 }

@@ -36,7 +36,7 @@ impl LiaisonService for Liaison {
         r: Request<pb::GetEnterpriseRequest>,
     ) -> Result<Response<pb::GetEnterpriseResponse>, Status> {
         let p = authz::principal(&r)?;
-        let may = authz::reads_register(&p, crate::rules::DEPARTMENT)
+        let may = authz::reads_register(&p, crate::matters::DEPARTMENT)
             || p.kind == onething_platform::auth::SubjectKind::Enterprise;
         authz::check(may, &p, "GetEnterprise", "enterprises")?;
         let code = CreditCode::parse(&r.into_inner().credit_code).map_err(|e| {
@@ -46,7 +46,7 @@ impl LiaisonService for Liaison {
                 format!("not a unified social credit code: {e}"),
             )
         })?;
-        let reads = authz::reads_register(&p, crate::rules::DEPARTMENT);
+        let reads = authz::reads_register(&p, crate::matters::DEPARTMENT);
         authz::check(reads || crate::requests::is_enterprise(&p, code.as_str()), &p, "GetEnterprise", code.as_str())?;
         let e = enterprise::Entity::find_by_id(code.as_str().to_string())
             .one(&self.db)

@@ -6,8 +6,8 @@
 
 pub mod domain;
 pub mod grpc;
+pub mod matters;
 pub mod requests;
-pub mod rules;
 pub mod store;
 
 use onething_platform::{
@@ -16,10 +16,10 @@ use onething_platform::{
     runtime::{Service, ServiceRuntime},
 };
 use onething_proto::liaison::liaison_service_server::LiaisonServiceServer;
-use std::{path::Path, time::Duration};
+use std::path::Path;
 
 /// Service name.
-pub const SERVICE: &str = rules::DEPARTMENT;
+pub const SERVICE: &str = matters::DEPARTMENT;
 /// Default gRPC port.
 pub const DEFAULT_PORT: u16 = onething_platform::service_kind::ServiceKind::Liaison.default_port();
 
@@ -36,14 +36,19 @@ pub fn default_settings(data_dir: &Path) -> Settings {
 /// As [`ServiceRuntime::start`].
 pub async fn build(settings: Settings) -> anyhow::Result<Service> {
     let mut runtime = ServiceRuntime::start::<store::Migrator>(SERVICE, settings).await?;
-    let api = runtime.case_api(rules::Liaison)?;
+    let api = runtime.case_api(matters::department())?;
     runtime.add_case_sweeper(api.clone());
-    let loop_ = requests::Requests::new(runtime.db.clone(), runtime.outbox.clone(), runtime.calendar.clone());
+    let loop_ = requests::Requests::new(
+        runtime.db.clone(),
+        runtime.outbox.clone(),
+        runtime.calendar.clone(),
+        runtime.clock().clone(),
+    );
     let flagger = loop_.clone();
-    runtime.add_periodic("flag-overdue-requests", Duration::from_secs(60), move || {
+    runtime.add_sweep("flag-overdue-requests", move || {
         let flagger = flagger.clone();
         async move {
-            flagger.flag_overdue(chrono::Utc::now()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            flagger.flag_overdue(flagger.clock().now()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
             Ok(())
         }
     });

@@ -6,6 +6,7 @@
 
 use crate::{domain, store::entities::request};
 use chrono::{DateTime, Utc};
+use onething_platform::clock::Clock;
 use onething_platform::reason::Reason;
 use onething_platform::{
     auth::{Principal, SubjectKind},
@@ -27,6 +28,7 @@ pub struct Requests {
     db: DatabaseConnection,
     outbox: Outbox,
     calendar: Arc<Calendar>,
+    clock: Clock,
 }
 
 fn state_of(m: &request::Model) -> RequestState {
@@ -37,7 +39,7 @@ fn state_of(m: &request::Model) -> RequestState {
 /// answer to its request (the handling note) but not the department's internal records of
 /// the loop (why it was flagged, the visit's note, the responsibility record).
 pub fn to_proto(m: &request::Model, reader: &Principal) -> pb::EnterpriseRequest {
-    let internal = reader.is_staff_of(crate::rules::DEPARTMENT) || authz::is_supervision(reader);
+    let internal = reader.is_staff_of(crate::matters::DEPARTMENT) || authz::is_supervision(reader);
     let internal_text = |t: &str| if internal { t.to_string() } else { String::new() };
     pb::EnterpriseRequest {
         request_id: m.id.clone(),
@@ -60,12 +62,12 @@ pub fn to_proto(m: &request::Model, reader: &Principal) -> pb::EnterpriseRequest
 }
 
 fn liaison_staff(p: &Principal, role: &str) -> bool {
-    p.is_staff_of(crate::rules::DEPARTMENT) && p.has_role(role)
+    p.is_staff_of(crate::matters::DEPARTMENT) && p.has_role(role)
 }
 
 /// Who reads the completion rates: liaison staff and supervision.
 pub(crate) fn reads_completion(p: &Principal) -> bool {
-    p.is_staff_of(crate::rules::DEPARTMENT) || authz::is_supervision(p)
+    p.is_staff_of(crate::matters::DEPARTMENT) || authz::is_supervision(p)
 }
 
 /// Whether `p` is the enterprise `code` itself.
@@ -82,12 +84,17 @@ fn note(s: &str, field: &str) -> Result<String> {
 }
 
 impl Requests {
-    /// The loop over liaison's database, outbox and calendar.
-    pub fn new(db: DatabaseConnection, outbox: Outbox, calendar: Arc<Calendar>) -> Self {
-        Self { db, outbox, calendar }
+    /// The loop over liaison's database, outbox, calendar and business clock.
+    pub fn new(db: DatabaseConnection, outbox: Outbox, calendar: Arc<Calendar>, clock: Clock) -> Self {
+        Self { db, outbox, calendar, clock }
     }
 
-    fn event(m: &request::Model, happened: &str) -> OutgoingEvent {
+    /// The business clock.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    fn event(&self, m: &request::Model, happened: &str) -> OutgoingEvent {
         OutgoingEvent::new(
             format!("onething.liaison.v1.enterprise_request.{happened}"),
             format!("requests/{}", m.id),
@@ -102,7 +109,7 @@ impl Requests {
                 flagged: m.flagged,
                 flag_reason: m.flag_reason.clone(),
                 due_time: Some(timestamp(m.due_at)),
-                occur_time: Some(timestamp(Utc::now())),
+                occur_time: Some(timestamp(self.clock.now())),
             },
         )
     }
@@ -177,7 +184,7 @@ impl Requests {
                 ))
             };
         }
-        let now = Utc::now();
+        let now = self.clock.now();
         let m = request::Model {
             id: uuid::Uuid::now_v7().to_string(),
             idempotency_key: key,
@@ -208,7 +215,7 @@ impl Requests {
             }
             return Err(e.into());
         }
-        self.outbox.enqueue(&txn, Self::event(&m, "submitted")).await?;
+        self.outbox.enqueue(&txn, self.event(&m, "submitted")).await?;
         txn.commit().await?;
         self.outbox.wake();
         Ok(m)
@@ -219,7 +226,7 @@ impl Requests {
     /// # Errors
     /// NOT_FOUND; PERMISSION_DENIED for another enterprise.
     pub async fn get(&self, p: &Principal, id: &str) -> Result<request::Model> {
-        let reads = p.is_staff_of(crate::rules::DEPARTMENT) || authz::is_supervision(p);
+        let reads = p.is_staff_of(crate::matters::DEPARTMENT) || authz::is_supervision(p);
         authz::check(reads || p.kind == SubjectKind::Enterprise, p, "GetRequest", id)?;
         // An unknown id and another enterprise's request answer alike to an enterprise.
         let m = authz::hide_missing(self.load(&self.db, id).await, reads, p, "GetRequest", id)?;
@@ -247,7 +254,7 @@ impl Requests {
         authz::check(allowed(p, None), p, rpc, id)?;
         let txn = begin_write(&self.db).await?;
         // An unknown id and another enterprise's request answer alike to an enterprise.
-        let reads = p.is_staff_of(crate::rules::DEPARTMENT) || authz::is_supervision(p);
+        let reads = p.is_staff_of(crate::matters::DEPARTMENT) || authz::is_supervision(p);
         let mut m = authz::hide_missing(self.load(&txn, id).await, reads, p, rpc, id)?;
         authz::check(allowed(p, Some(&m)), p, rpc, id)?;
         if !from.contains(&state_of(&m)) {
@@ -278,10 +285,10 @@ impl Requests {
         if n.rows_affected != 1 {
             return Err(Error::new(Kind::Aborted, Reason::LiaisonConcurrentUpdate, "the request changed; retry"));
         }
-        self.outbox.enqueue(txn, Self::event(&m, Self::happened(state_of(&m)))).await?;
+        self.outbox.enqueue(txn, self.event(&m, Self::happened(state_of(&m)))).await?;
         if m.flagged && !was_flagged {
             // 督: supervision follows this subject.
-            self.outbox.enqueue(txn, Self::event(&m, "flagged")).await?;
+            self.outbox.enqueue(txn, self.event(&m, "flagged")).await?;
         }
         Ok(())
     }
@@ -293,6 +300,7 @@ impl Requests {
     pub async fn handle(&self, p: &Principal, id: &str, text: &str) -> Result<request::Model> {
         // Checked after the caller: a stranger learns nothing from a validation answer.
         let text = note(text, "note");
+        let now = self.clock.now();
         self.step(
             (p, "HandleRequest", id),
             |p, _| liaison_staff(p, ROLE_CLERK),
@@ -300,7 +308,7 @@ impl Requests {
             |m| {
                 m.handling_note = text?;
                 m.state = RequestState::Handled.as_str_name().into();
-                m.handled_at = Some(Utc::now());
+                m.handled_at = Some(now);
                 Ok(())
             },
         )
@@ -344,7 +352,7 @@ impl Requests {
         let text = note(text, "note");
         self.step(
             (p, "RecordVisit", id),
-            |p, _| p.is_staff_of(crate::rules::DEPARTMENT),
+            |p, _| p.is_staff_of(crate::matters::DEPARTMENT),
             &[RequestState::BadlyRated],
             |m| {
                 m.visit_note = text?;

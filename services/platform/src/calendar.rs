@@ -26,6 +26,11 @@ pub fn china() -> FixedOffset {
     FixedOffset::east_opt(8 * 3600).unwrap_or(FixedOffset::east_opt(0).expect("zero offset"))
 }
 
+/// The date in China (UTC+8) at `at`: the business date of an instant.
+pub fn date_in_china(at: DateTime<Utc>) -> NaiveDate {
+    at.with_timezone(&china()).date_naive()
+}
+
 /// A computed due time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Due {

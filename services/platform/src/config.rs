@@ -51,6 +51,14 @@ pub struct Settings {
     /// gRPC addresses of the services this one calls, by name (e.g. `household` →
     /// `http://household:18061`).
     pub peers: std::collections::BTreeMap<String, String>,
+    /// Milliseconds between the business sweeps (revoking overdue 容缺 approvals, flagging
+    /// late enterprise requests, issuing 督办 notices). Deadlines are minutes to days long;
+    /// a minute is soon enough.
+    pub sweep_interval_ms: u64,
+    /// The business clock every rule reads; the system clock unless a test or a
+    /// demonstration moves it. Not configuration: never read from a file or the environment.
+    #[serde(skip)]
+    pub clock: crate::clock::Clock,
 }
 
 /// TLS of the gRPC server. Empty `cert_file`: plain HTTP/2 (inside a mesh that encrypts).
@@ -199,6 +207,8 @@ impl Default for Settings {
             tls: TlsSettings::default(),
             peers: Default::default(),
             consumer_suffix: String::new(),
+            sweep_interval_ms: 60_000,
+            clock: crate::clock::Clock::system(),
         }
     }
 }

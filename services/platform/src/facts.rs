@@ -5,7 +5,7 @@
 //! same transaction as the fact is recorded.
 
 use crate::{
-    cases::{CaseApi, Department},
+    cases::CaseApi,
     events::{ConsumerSpec, Envelope, Handler, nats::stream_name},
     lifecycle::State,
     store::case,
@@ -57,6 +57,35 @@ pub async fn is_deceased(txn: &DatabaseTransaction, id_number: &str) -> Result<b
     Ok(deceased::Entity::find_by_id(id_number.to_string()).one(txn).await?.is_some())
 }
 
+/// The field of a matter's form naming the person whose death decides it.
+pub const SUBJECT_FIELD: &str = "subject_id_number";
+
+/// The intake of a matter decided on a death (a licence or document cancellation): while
+/// household has not confirmed the death of the case's subject, the case waits, saying so
+/// with `waiting` (the department's reason code).
+///
+/// # Errors
+/// A database failure.
+pub async fn wait_for_death(
+    txn: &DatabaseTransaction,
+    case: &mut crate::cases::CaseRecord,
+    waiting: crate::reason::Reason,
+) -> Result<(), DbErr> {
+    if !is_deceased(txn, case.field(SUBJECT_FIELD)).await? {
+        case.reason_code = waiting.into();
+        case.reason_text = "waiting for household to confirm the death".into();
+    }
+    Ok(())
+}
+
+/// Whether the death of the case's subject is confirmed: such a matter is ready then.
+///
+/// # Errors
+/// A database failure.
+pub async fn subject_deceased(txn: &DatabaseTransaction, case: &crate::cases::CaseRecord) -> Result<bool, DbErr> {
+    is_deceased(txn, case.field(SUBJECT_FIELD)).await
+}
+
 /// Serialises, per person, the check for a death and its recording.
 async fn lock_person(txn: &DatabaseTransaction, id_number: &str) -> Result<(), DbErr> {
     crate::db::lock_named(txn, &format!("deceased:{id_number}")).await
@@ -75,20 +104,20 @@ pub fn deceased_spec(service: &str) -> ConsumerSpec {
 
 /// Records deaths and decides this department's cases that were waiting for them: accepted
 /// cases of `matters` whose form field `field` names the deceased.
-pub struct DeceasedProjection<D> {
-    api: CaseApi<D>,
+pub struct DeceasedProjection {
+    api: CaseApi,
     matters: Vec<String>,
     field: &'static str,
 }
 
-impl<D: Department> DeceasedProjection<D> {
+impl DeceasedProjection {
     /// A projection advancing `api`'s cases of `matters` that name the person in `field`.
-    pub fn new(api: CaseApi<D>, matters: &[&str], field: &'static str) -> Self {
+    pub fn new(api: CaseApi, matters: &[&str], field: &'static str) -> Self {
         Self { api, matters: matters.iter().map(|m| (*m).to_string()).collect(), field }
     }
 }
 
-impl<D: Department> Handler for DeceasedProjection<D> {
+impl Handler for DeceasedProjection {
     async fn handle(&self, txn: &DatabaseTransaction, event: &Envelope) -> anyhow::Result<()> {
         let fact: PersonDeceased = event.decode()?;
         // A case checking this death right now commits first, and is then found waiting.

@@ -9,6 +9,7 @@ pub mod bounds;
 pub mod calendar;
 pub mod cases;
 pub mod catalog;
+pub mod clock;
 pub mod config;
 pub mod db;
 pub mod error;
@@ -27,6 +28,8 @@ pub mod shutdown;
 pub mod store;
 pub mod telemetry;
 
+/// The attribute a [`cases::MatterRules`] implementation carries (its methods are async).
+pub use async_trait::async_trait;
 pub use error::{Error, Result};
 
 /// Every binary linking the platform (each service, `onething`, the tests) allocates with

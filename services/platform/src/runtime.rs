@@ -92,6 +92,11 @@ impl ServiceRuntime {
         Ok(runtime)
     }
 
+    /// The business clock ([`Settings::clock`]).
+    pub fn clock(&self) -> &crate::clock::Clock {
+        &self.settings.clock
+    }
+
     /// The bound gRPC address.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
@@ -102,28 +107,29 @@ impl ServiceRuntime {
         self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok())
     }
 
-    /// The case service of department `dept` over this service's database, outbox, catalog
-    /// and calendar.
+    /// The case service of department `dept` over this service's database, outbox, catalog,
+    /// calendar and clock.
     ///
     /// # Errors
     /// The department's rules do not cover exactly its catalog matters
     /// ([`crate::cases::CaseApi::new`]).
-    pub fn case_api<D: crate::cases::Department>(&self, dept: D) -> anyhow::Result<crate::cases::CaseApi<D>> {
+    pub fn case_api(&self, dept: crate::cases::Department) -> anyhow::Result<crate::cases::CaseApi> {
         crate::cases::CaseApi::new(
             dept,
             self.db.clone(),
             self.outbox.clone(),
             self.catalog.clone(),
             self.calendar.clone(),
+            self.settings.clock.clone(),
         )
     }
 
     /// `api` as the department's `onething.common.v1.CaseService`: the message size limit
     /// and every call authenticated (add it to the port with [`grpc::ServerParts::add`]).
-    pub fn case_service<D: crate::cases::Department>(
+    pub fn case_service(
         &self,
-        api: crate::cases::CaseApi<D>,
-    ) -> InterceptedService<CaseServiceServer<crate::cases::CaseApi<D>>, Authenticator> {
+        api: crate::cases::CaseApi,
+    ) -> InterceptedService<CaseServiceServer<crate::cases::CaseApi>, Authenticator> {
         self.authenticated(CaseServiceServer::new(api).max_decoding_message_size(grpc::MAX_MESSAGE_BYTES))
     }
 
@@ -174,15 +180,26 @@ impl ServiceRuntime {
         }));
     }
 
-    /// Runs the case housekeeping of `api`: every minute, provisional approvals whose owed
+    /// Runs `job` every [`Settings::sweep_interval_ms`] until shutdown: a business sweep
+    /// over deadlines, reading the business clock.
+    pub fn add_sweep<F, Fut>(&mut self, name: &'static str, job: F)
+    where
+        F: Fn() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+    {
+        let every = Duration::from_millis(self.settings.sweep_interval_ms.max(10));
+        self.add_periodic(name, every, job);
+    }
+
+    /// Runs the case housekeeping of `api`: on every sweep, provisional approvals whose owed
     /// material is overdue are revoked; the case gauges follow every change.
-    pub fn add_case_sweeper<D: crate::cases::Department>(&mut self, api: crate::cases::CaseApi<D>) {
+    pub fn add_case_sweeper(&mut self, api: crate::cases::CaseApi) {
         let gauges = api.clone();
         self.add_worker(move |stop| Box::pin(gauges.run_gauges(stop)));
-        self.add_periodic("revoke-overdue", Duration::from_secs(60), move || {
+        self.add_sweep("revoke-overdue", move || {
             let api = api.clone();
             async move {
-                api.revoke_overdue(chrono::Utc::now()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                api.revoke_overdue(api.clock().now()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
                 Ok(())
             }
         });

@@ -11,8 +11,12 @@ use tonic::{Request, Response, Status};
 #[derive(Clone)]
 pub struct Api(pub Supervision);
 
-fn at(t: Option<prost_types::Timestamp>) -> DateTime<Utc> {
-    t.and_then(|t| DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0))).unwrap_or_else(Utc::now)
+impl Api {
+    /// The instant asked about, or now on the business clock.
+    fn at(&self, t: Option<prost_types::Timestamp>) -> DateTime<Utc> {
+        t.and_then(|t| DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0)))
+            .unwrap_or_else(|| self.0.clock().now())
+    }
 }
 
 fn required(t: Option<prost_types::Timestamp>, field: &str) -> Result<DateTime<Utc>, Error> {
@@ -27,7 +31,7 @@ impl SupervisionService for Api {
         r: Request<pb::ListDeadlinesRequest>,
     ) -> Result<Response<pb::ListDeadlinesResponse>, Status> {
         let p = authz::principal(&r)?;
-        let items = self.0.deadlines(&p, at(r.into_inner().at)).await?;
+        let items = self.0.deadlines(&p, self.at(r.into_inner().at)).await?;
         Ok(Response::new(pb::ListDeadlinesResponse { items }))
     }
 
@@ -85,7 +89,7 @@ impl SupervisionService for Api {
         authz::check(authz::is_supervision(&p), &p, "GetKpis", "kpis")?;
         let r = r.into_inner();
         let (from, to) = (required(r.period_start, "period_start")?, required(r.period_end, "period_end")?);
-        let departments = self.0.kpis(&p, from, to, at(r.at)).await?;
+        let departments = self.0.kpis(&p, from, to, self.at(r.at)).await?;
         Ok(Response::new(pb::GetKpisResponse { departments }))
     }
 

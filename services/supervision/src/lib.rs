@@ -16,7 +16,7 @@ use onething_platform::{
     runtime::{Service, ServiceRuntime},
 };
 use onething_proto::supervision::supervision_service_server::SupervisionServiceServer;
-use std::{path::Path, time::Duration};
+use std::path::Path;
 
 /// Service name.
 pub const SERVICE: &str = "supervision";
@@ -45,13 +45,19 @@ pub async fn build(settings: Settings) -> anyhow::Result<Service> {
     for stream in projection::STREAMS {
         runtime.add_consumer(projection::spec(stream), projection::Projection { calendar: runtime.calendar.clone() });
     }
-    let sup =
-        ops::Supervision::new(runtime.db.clone(), runtime.outbox.clone(), runtime.calendar.clone(), peers, identity);
+    let sup = ops::Supervision::new(
+        runtime.db.clone(),
+        runtime.outbox.clone(),
+        runtime.calendar.clone(),
+        peers,
+        identity,
+        runtime.clock().clone(),
+    );
     let notices = sup.clone();
-    runtime.add_periodic("issue-notices", Duration::from_secs(60), move || {
+    runtime.add_sweep("issue-notices", move || {
         let notices = notices.clone();
         async move {
-            notices.issue_notices(chrono::Utc::now()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            notices.issue_notices(notices.clock().now()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
             Ok(())
         }
     });

@@ -2,10 +2,10 @@
 //! rescheduling a booking, and the steps of a 交钥匙 proxy inspection.
 
 use crate::{
-    domain, rules, slots,
+    domain, matters, slots,
     store::entities::{proxy, station, vehicle},
 };
-use chrono::{NaiveDate, Utc};
+use chrono::NaiveDate;
 use onething_platform::reason::Reason;
 use onething_platform::{
     auth::Principal,
@@ -27,19 +27,19 @@ use tonic::{Request, Response, Status};
 #[derive(Clone)]
 pub struct Operations {
     db: DatabaseConnection,
-    cases: CaseApi<rules::Vehicle>,
+    cases: CaseApi,
     outbox: Outbox,
 }
 
 impl Operations {
     /// Operations over vehicle's database, its cases and its outbox.
-    pub fn new(db: DatabaseConnection, cases: CaseApi<rules::Vehicle>, outbox: Outbox) -> Self {
+    pub fn new(db: DatabaseConnection, cases: CaseApi, outbox: Outbox) -> Self {
         Self { db, cases, outbox }
     }
 }
 
 fn is_station_staff(p: &Principal) -> bool {
-    p.is_staff_of(rules::DEPARTMENT)
+    p.is_staff_of(matters::DEPARTMENT)
 }
 
 async fn reschedule(
@@ -60,11 +60,12 @@ async fn reschedule(
         authz::hide_missing(me.cases.load_in(&txn, &r.case_id).await, clerk, p, "RescheduleBooking", &r.case_id)?;
     let owner = authz::is_applicant(p, case.applicant.kind, &case.applicant.identifier);
     authz::check(owner || clerk, p, "RescheduleBooking", &r.case_id)?;
-    if case.matter_code != "vehicle.inspection_booking" || case.state != State::Accepted {
+    if case.matter_code != matters::BOOKING || case.state != State::Accepted {
         return Err(Error::failed_precondition(Reason::VehicleNotReschedulable, "only an accepted booking can move"));
     }
     let station = slots::station(&txn, case.field("station_id")).await?;
-    slots::check_slot(&station, date, time, "slot_time")?;
+    let now = me.cases.clock().now();
+    slots::check_slot(&station, date, time, "slot_time", now)?;
     slots::reserve(&txn, &station, &r.slot_date, &r.slot_time).await?;
     slots::release(&txn, &station.station_id, case.field("slot_date"), case.field("slot_time")).await?;
     me.cases
@@ -86,7 +87,7 @@ async fn reschedule(
                     station_id: station.station_id.clone(),
                     slot_date: r.slot_date.clone(),
                     slot_time: r.slot_time.clone(),
-                    occur_time: Some(timestamp(Utc::now())),
+                    occur_time: Some(timestamp(now)),
                 },
             ),
         )
@@ -119,10 +120,11 @@ async fn advance_proxy(
             ),
         ));
     }
+    let now = me.cases.clock().now();
     proxy::Entity::update(proxy::ActiveModel {
         case_id: Set(r.case_id.clone()),
         state: Set(wanted.as_str_name().into()),
-        updated_at: Set(Utc::now()),
+        updated_at: Set(now),
     })
     .exec(&txn)
     .await?;
@@ -135,7 +137,7 @@ async fn advance_proxy(
                 &pb::ProxyInspectionAdvanced {
                     case_id: r.case_id.clone(),
                     state: wanted as i32,
-                    occur_time: Some(timestamp(Utc::now())),
+                    occur_time: Some(timestamp(now)),
                 },
             ),
         )
@@ -198,7 +200,7 @@ impl VehicleService for Operations {
         // Station staff and supervision with personal_data look owners up; an owner sees their own vehicles,
         // of their own kind (a passport number equal to an ID number is another owner).
         let own_kind = p.applicant().filter(|(_, id)| *id == owner).map(|(k, _)| ApplicantKind::from_proto(k));
-        let reads = authz::reads_register(&p, rules::DEPARTMENT);
+        let reads = authz::reads_register(&p, matters::DEPARTMENT);
         authz::check(reads || own_kind.is_some(), &p, "ListVehicles", "vehicles")?;
         let mut q = vehicle::Entity::find().filter(vehicle::Column::OwnerIdentifier.eq(owner));
         if let (Some(kind), false) = (own_kind, reads) {

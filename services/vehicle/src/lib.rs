@@ -5,7 +5,7 @@
 
 pub mod domain;
 pub mod grpc;
-pub mod rules;
+pub mod matters;
 pub mod slots;
 pub mod store;
 
@@ -19,7 +19,7 @@ use onething_proto::vehicle::vehicle_service_server::VehicleServiceServer;
 use std::path::Path;
 
 /// Service name.
-pub const SERVICE: &str = rules::DEPARTMENT;
+pub const SERVICE: &str = matters::DEPARTMENT;
 /// Default gRPC port.
 pub const DEFAULT_PORT: u16 = onething_platform::service_kind::ServiceKind::Vehicle.default_port();
 
@@ -36,10 +36,10 @@ pub fn default_settings(data_dir: &Path) -> Settings {
 /// As [`ServiceRuntime::start`].
 pub async fn build(settings: Settings) -> anyhow::Result<Service> {
     let mut runtime = ServiceRuntime::start::<store::Migrator>(SERVICE, settings).await?;
-    let api = runtime.case_api(rules::Vehicle)?;
+    let api = runtime.case_api(matters::department())?;
     runtime.add_consumer(
         deceased_spec(SERVICE),
-        DeceasedProjection::new(api.clone(), &["vehicle.driving_licence_cancellation"], "subject_id_number"),
+        DeceasedProjection::new(api.clone(), &[matters::LICENCE_CANCELLATION], "subject_id_number"),
     );
     runtime.add_case_sweeper(api.clone());
     let ops = grpc::Operations::new(runtime.db.clone(), api.clone(), runtime.outbox.clone());

@@ -8,7 +8,7 @@ use crate::{
     domain,
     store::entities::{slot, station},
 };
-use chrono::{NaiveDate, NaiveTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use onething_platform::error::{Error, Kind, Result};
 use onething_platform::reason::Reason;
 use sea_orm::{
@@ -31,11 +31,11 @@ fn hours(s: &station::Model) -> (NaiveTime, NaiveTime) {
     (domain::parse_time(&s.opens).unwrap_or(NaiveTime::MIN), domain::parse_time(&s.closes).unwrap_or(NaiveTime::MIN))
 }
 
-/// Checks that a slot lies on the station's grid and has not begun.
+/// Checks that a slot lies on the station's grid and has not begun at `now`.
 ///
 /// # Errors
 /// INVALID_ARGUMENT: `VEHICLE_SLOT_OUTSIDE_HOURS`, or `VEHICLE_SLOT_IN_PAST`.
-pub fn check_slot(s: &station::Model, date: NaiveDate, time: NaiveTime, field: &str) -> Result<()> {
+pub fn check_slot(s: &station::Model, date: NaiveDate, time: NaiveTime, field: &str, now: DateTime<Utc>) -> Result<()> {
     let (opens, closes) = hours(s);
     let minutes = u32::try_from(s.slot_minutes).unwrap_or(30);
     if !domain::slot_fits(opens, closes, minutes, time) {
@@ -45,7 +45,7 @@ pub fn check_slot(s: &station::Model, date: NaiveDate, time: NaiveTime, field: &
             format!("slots start every {minutes} minutes between {} and {}", s.opens, s.closes),
         ));
     }
-    if domain::has_begun(date, time, Utc::now()) {
+    if domain::has_begun(date, time, now) {
         return Err(Error::invalid_field(Reason::VehicleSlotInPast, field, "the slot lies in the past"));
     }
     Ok(())
@@ -117,17 +117,20 @@ pub async fn availability<C: ConnectionTrait>(db: &C, s: &station::Model, date: 
         .collect())
 }
 
-/// The first slot of today at or after now with a free place (随到随检), reserved.
+/// The first slot of today at or after `now` with a free place (随到随检), reserved.
 ///
 /// # Errors
 /// RESOURCE_EXHAUSTED (`VEHICLE_NO_WALK_IN_CAPACITY`) when the rest of today is full.
-pub async fn reserve_walk_in<C: ConnectionTrait>(db: &C, s: &station::Model) -> Result<(String, String)> {
-    let now = Utc::now().with_timezone(&onething_platform::calendar::china());
-    let today = now.date_naive();
+pub async fn reserve_walk_in<C: ConnectionTrait>(
+    db: &C,
+    s: &station::Model,
+    now: DateTime<Utc>,
+) -> Result<(String, String)> {
+    let today = onething_platform::calendar::date_in_china(now);
     let date = today.format("%Y-%m-%d").to_string();
     for (time, free) in availability(db, s, &date).await? {
         let start = domain::parse_time(&time).unwrap_or(NaiveTime::MIN);
-        if free == 0 || domain::has_begun(today, start, Utc::now()) {
+        if free == 0 || domain::has_begun(today, start, now) {
             continue;
         }
         match reserve(db, s, &date, &time).await {

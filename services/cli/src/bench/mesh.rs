@@ -4,6 +4,7 @@
 //! drop, also when the benchmark fails half-way.
 
 use anyhow::{Context as _, bail};
+use onething_platform::events::nats_server::{NatsServerProcess, NatsServerSpec};
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 use std::{
     net::TcpListener,
@@ -23,56 +24,42 @@ pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// A nats-server with JetStream in a temporary store; killed on drop.
+/// A nats-server with JetStream in a temporary store, on a port it picks; killed on drop.
 pub struct Nats {
-    process: Option<crate::dev::NatsProcess>,
+    process: NatsServerProcess,
     /// Client URL.
     pub url: String,
-    bin: std::path::PathBuf,
-    port: u16,
-    sync_interval: String,
-    store: tempfile::TempDir,
+    _store: tempfile::TempDir,
 }
 
 impl Nats {
-    /// Starts `bin` on a free port, syncing its store every `sync_interval`, and waits
-    /// until JetStream answers.
+    /// Starts `bin`, syncing its store every `sync_interval`, and waits until JetStream
+    /// answers.
     ///
     /// # Errors
-    /// As [`crate::dev::NatsProcess::spawn`].
+    /// As [`NatsServerProcess::start`].
     pub async fn start(bin: &Path, sync_interval: &str) -> anyhow::Result<Self> {
         let store = tempfile::tempdir().context("a folder for the JetStream store")?;
-        let port = free_port()?;
-        let process = crate::dev::NatsProcess::spawn(bin, port, store.path(), sync_interval).await?;
-        Ok(Self {
-            process: Some(process),
-            url: format!("nats://127.0.0.1:{port}"),
-            bin: bin.to_path_buf(),
-            port,
-            sync_interval: sync_interval.to_string(),
-            store,
-        })
+        let process = NatsServerProcess::start(NatsServerSpec::open(bin, store.path(), sync_interval)).await?;
+        Ok(Self { url: process.url(), process, _store: store })
     }
 
     /// Its process id (0 while killed).
     pub fn pid(&self) -> u32 {
-        self.process.as_ref().map_or(0, crate::dev::NatsProcess::pid)
+        self.process.pid()
     }
 
     /// Kills it with SIGKILL, as a crash would.
     pub fn kill(&mut self) {
-        self.process = None;
+        self.process.kill();
     }
 
     /// Starts it again on its port and store, and waits until JetStream answers.
     ///
     /// # Errors
-    /// As [`crate::dev::NatsProcess::spawn`].
+    /// As [`NatsServerProcess::restart`].
     pub async fn restart(&mut self) -> anyhow::Result<()> {
-        self.process = None;
-        let p = crate::dev::NatsProcess::spawn(&self.bin, self.port, self.store.path(), &self.sync_interval).await?;
-        self.process = Some(p);
-        Ok(())
+        self.process.restart().await
     }
 }
 

@@ -71,6 +71,8 @@ struct Inner {
     catalog: Arc<Catalog>,
     calendar: Arc<Calendar>,
     outbox: Outbox,
+    /// Business time: bundle deadlines and event times (step retries keep system time).
+    clock: onething_platform::clock::Clock,
     identity: ServiceIdentity,
     peers: Peers,
     wake: tokio::sync::Notify,
@@ -123,22 +125,21 @@ fn retry_later(st: &mut step::Model, why: &str) {
 }
 
 impl Engine {
-    /// An engine over the coordinator's database, calling departments at `peers` as `identity`.
+    /// An engine over the coordinator's database, outbox, catalog, calendar and clock (from
+    /// `runtime`), calling departments at `peers` as `identity` and ringing `changes`.
     pub fn new(
-        db: DatabaseConnection,
-        catalog: Arc<Catalog>,
-        calendar: Arc<Calendar>,
-        outbox: Outbox,
+        runtime: &onething_platform::runtime::ServiceRuntime,
         identity: ServiceIdentity,
         peers: Peers,
         changes: crate::watch::Changes,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
-                db,
-                catalog,
-                calendar,
-                outbox,
+                db: runtime.db.clone(),
+                catalog: runtime.catalog.clone(),
+                calendar: runtime.calendar.clone(),
+                outbox: runtime.outbox.clone(),
+                clock: runtime.clock().clone(),
                 identity,
                 peers,
                 wake: tokio::sync::Notify::new(),
@@ -167,7 +168,12 @@ impl Engine {
         &self.inner.db
     }
 
-    fn bundle_event(agg: &Aggregate, happened: &str) -> OutgoingEvent {
+    /// The business clock.
+    pub fn clock(&self) -> &onething_platform::clock::Clock {
+        &self.inner.clock
+    }
+
+    fn bundle_event(&self, agg: &Aggregate, happened: &str) -> OutgoingEvent {
         let state = match agg.bundle.state {
             BundleState::Running => pb::BundleState::Running,
             BundleState::Completed => pb::BundleState::Completed,
@@ -183,7 +189,7 @@ impl Engine {
                 state: state as i32,
                 step_outcomes: agg.steps.iter().map(|s| format!("{}={}", s.step_id, s.state)).collect(),
                 due_time: Some(timestamp(agg.bundle.due_at)),
-                occur_time: Some(timestamp(Utc::now())),
+                occur_time: Some(timestamp(self.inner.clock.now())),
             },
         )
     }
@@ -262,7 +268,7 @@ impl Engine {
             return Ok((agg, false));
         }
         agg.bundle.version += 1;
-        agg.bundle.updated_at = Utc::now();
+        agg.bundle.updated_at = self.inner.clock.now();
         let mut am = bundle::ActiveModel::from(agg.bundle.clone()).reset_all();
         am.id = sea_orm::ActiveValue::Unchanged(agg.bundle.id.clone());
         let n = bundle::Entity::update_many()
@@ -296,7 +302,7 @@ impl Engine {
                 .await?;
         }
         if before.1 != agg.bundle.state {
-            self.inner.outbox.enqueue(txn, Self::bundle_event(&agg, &agg.bundle.state.to_string())).await?;
+            self.inner.outbox.enqueue(txn, self.bundle_event(&agg, &agg.bundle.state.to_string())).await?;
             if agg.bundle.state != BundleState::Running {
                 // Counted before the commit: a commit that then fails counts a bundle that
                 // will finish again later (rare, and only ever an extra sample).

@@ -118,7 +118,7 @@ impl Engine {
         key: String,
     ) -> Result<Aggregate> {
         let Valid { applicant, included, form, .. } = valid;
-        let now = Utc::now();
+        let now = self.inner.clock.now();
         let id = uuid::Uuid::now_v7().to_string();
         let materials: Vec<MaterialRecord> = r
             .materials
@@ -203,7 +203,7 @@ impl Engine {
             .exec_without_returning(&txn)
             .await?;
         // The bundle is new in this transaction: its event goes to the relay as it is.
-        let handed = self.inner.outbox.enqueue_new(&txn, vec![Self::bundle_event(&agg, "submitted")]).await?;
+        let handed = self.inner.outbox.enqueue_new(&txn, vec![self.bundle_event(&agg, "submitted")]).await?;
         txn.commit().await?;
         handed.hand_over();
         tracing::info!(bundle_id = %agg.bundle.id, code = %def.code, "bundle submitted");

@@ -1,5 +1,5 @@
 //! Cases of the shared lifecycle, served the same way by every department: the case record,
-//! the [`Department`] rules a service plugs in, and the generic `CaseService` ([`CaseApi`]).
+//! the [`MatterRules`] a department plugs in per matter ([`Department`]), and the generic `CaseService` ([`CaseApi`]).
 //! Every state change is stored with its `CaseStateChanged` event in one transaction.
 
 mod record;
@@ -10,12 +10,14 @@ pub use service::CaseApi;
 
 use crate::reason::Reason;
 use crate::{
-    catalog::{Matter, TimeUnit},
-    error::{FieldViolation, Result},
+    catalog::{Matter, TimeUnit, form::FormCheck},
+    error::Result,
     events::OutgoingEvent,
+    lifecycle::State,
 };
+use chrono::{DateTime, Utc};
 use sea_orm::DatabaseTransaction;
-use std::{collections::BTreeMap, future::Future};
+use std::{collections::BTreeMap, sync::Arc};
 
 /// Why an application is not accepted (不予受理), stored on the case and told to the applicant.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,49 +39,45 @@ impl Refusal {
 /// What the approval of a case produced: result fields for the applicant.
 pub type CaseResult = BTreeMap<String, String>;
 
-/// The rules of one department, plugged into the shared case engine.
-pub trait Department: Send + Sync + 'static {
-    /// Department name, e.g. `household`; matters with this department are served.
-    fn name(&self) -> &'static str;
+/// The rules of one matter (事项), plugged into the shared case engine under its catalog
+/// code. A department registers one per matter in its [`Department`]; the case service
+/// does not start unless they cover exactly the catalog's matters of that department. Every
+/// method but [`MatterRules::on_approve`] has the default of a matter with no rule there.
+#[async_trait::async_trait]
+pub trait MatterRules: Send + Sync + 'static {
+    /// The catalog code, e.g. `household.birth_registration`.
+    fn code(&self) -> &'static str;
 
-    /// The catalog codes of the matters this department has rules for. The case service
-    /// will not start unless they are exactly the catalog's matters of this department: a
-    /// matter in the catalog with no rules, or rules for a matter the catalog lacks, is a
-    /// deployment error found at start, not a request refused later.
-    fn matters(&self) -> &'static [&'static str];
-
-    /// Checks what the form fields of `matter` mean, beyond the catalog's declaration of
-    /// the form (kinds, bounds, required fields, enumerations are checked there first;
-    /// nothing is read or stored). Violations are reported as `form.<field>` (one per field:
-    /// the catalog's comes first) and make the request INVALID_ARGUMENT.
-    /// `applicant` is `None` when it was itself invalid; the form is checked all the same
-    /// so the caller learns every problem at once.
-    fn validate(&self, matter: &Matter, applicant: Option<&ApplicantRecord>, form: &Form) -> Vec<FieldViolation>;
+    /// Checks what the form's values mean beyond the catalog's declaration of the form
+    /// (kinds, bounds, required fields, enumerations are checked there first; nothing is
+    /// read or stored): a date not in the future at `now`, who may apply. Violations go to
+    /// `form` and make the request INVALID_ARGUMENT. `applicant` is `None` when it was
+    /// itself invalid; the form is checked all the same so the caller learns every problem
+    /// at once.
+    fn check_form(&self, _form: &mut FormCheck<'_>, _applicant: Option<&ApplicantRecord>, _now: DateTime<Utc>) {}
 
     /// Intake conditions against the department's records. `Some` stores the case as
     /// NOT_ACCEPTED with that reason.
     ///
     /// # Errors
     /// A database failure (the request fails INTERNAL and nothing is stored).
-    fn check_intake(
-        &self,
-        txn: &DatabaseTransaction,
-        case: &CaseRecord,
-    ) -> impl Future<Output = Result<Option<Refusal>>> + Send;
+    async fn check_intake(&self, _txn: &DatabaseTransaction, _case: &CaseRecord) -> Result<Option<Refusal>> {
+        Ok(None)
+    }
 
-    /// The committed time of this case: the catalog's by default; a department overrides it
+    /// The committed time of this case: the catalog's by default; a matter overrides it
     /// where a rule depends on the application (M15: the same day when extremely urgent).
     fn time_limit(&self, matter: &Matter, _case: &CaseRecord) -> (TimeUnit, u32) {
         (matter.time_unit, matter.time_limit)
     }
 
-    /// Work done when an application passes intake, before it is stored (e.g. assigning a
-    /// service commissioner, M13). Result fields set here are visible while it is handled.
+    /// Work done when an application passes intake at `now`, before it is stored (e.g.
+    /// reserving a slot). Result fields set here are visible while it is handled.
     ///
     /// # Errors
-    /// A database failure; nothing is stored.
-    fn on_intake(&self, _txn: &DatabaseTransaction, _case: &mut CaseRecord) -> impl Future<Output = Result<()>> + Send {
-        async { Ok(()) }
+    /// A database failure or a refused reservation; nothing is stored.
+    async fn on_intake(&self, _txn: &DatabaseTransaction, _case: &mut CaseRecord, _now: DateTime<Utc>) -> Result<()> {
+        Ok(())
     }
 
     /// Whether an accepted case of an automatic matter can be decided now. A case that is
@@ -88,8 +86,8 @@ pub trait Department: Send + Sync + 'static {
     ///
     /// # Errors
     /// A database failure.
-    fn ready(&self, _txn: &DatabaseTransaction, _case: &CaseRecord) -> impl Future<Output = Result<bool>> + Send {
-        async { Ok(true) }
+    async fn ready(&self, _txn: &DatabaseTransaction, _case: &CaseRecord) -> Result<bool> {
+        Ok(true)
     }
 
     /// Work done after every stored change of a case (`from` is the state it had), in the
@@ -97,26 +95,85 @@ pub trait Department: Send + Sync + 'static {
     ///
     /// # Errors
     /// A database failure; the change rolls back.
-    fn after_change(
-        &self,
-        _txn: &DatabaseTransaction,
-        _case: &CaseRecord,
-        _from: crate::lifecycle::State,
-    ) -> impl Future<Output = Result<()>> + Send {
-        async { Ok(()) }
+    async fn after_change(&self, _txn: &DatabaseTransaction, _case: &CaseRecord, _from: State) -> Result<()> {
+        Ok(())
     }
 
-    /// Applies the approval: registry changes in `txn`, and domain facts appended to
-    /// `events` (written to the outbox with the case's own events, in causal order).
+    /// Applies the approval at `now`: registry changes in `txn`, and domain facts appended
+    /// to `events` (written to the outbox with the case's own events, in causal order).
     /// Returns the result fields shown to the applicant.
     ///
     /// # Errors
     /// An [`crate::error::Error`] refuses the approval and rolls everything back, e.g.
     /// FAILED_PRECONDITION when the registry changed since intake.
-    fn on_approve(
+    async fn on_approve(
         &self,
         txn: &DatabaseTransaction,
         events: &mut Vec<OutgoingEvent>,
         case: &CaseRecord,
-    ) -> impl Future<Output = Result<CaseResult>> + Send;
+        now: DateTime<Utc>,
+    ) -> Result<CaseResult>;
+}
+
+/// The whole check of a case's form, as `CreateCase` makes it: the catalog's declaration of
+/// `matter`'s form, then what `rules` say the values mean at `now` (one violation per field,
+/// the catalog's first). Departments' unit tests check their forms through it too.
+pub fn check_case_form(
+    catalog: &crate::catalog::Catalog,
+    matter: &Matter,
+    rules: &dyn MatterRules,
+    applicant: Option<&ApplicantRecord>,
+    form: &Form,
+    now: DateTime<Utc>,
+) -> Vec<crate::error::FieldViolation> {
+    let mut meaning = FormCheck::new(form);
+    rules.check_form(&mut meaning, applicant, now);
+    catalog.check_case_form(matter, form, meaning.finish())
+}
+
+/// A department: its name (the catalog's `department`, the event namespace) and the rules
+/// of each of its matters, by catalog code.
+#[derive(Clone)]
+pub struct Department {
+    name: &'static str,
+    rules: Vec<Arc<dyn MatterRules>>,
+}
+
+impl Department {
+    /// Department `name` with no matters yet.
+    pub fn new(name: &'static str) -> Self {
+        Self { name, rules: Vec::new() }
+    }
+
+    /// Registers the rules of one matter.
+    #[must_use]
+    pub fn with(mut self, rules: impl MatterRules) -> Self {
+        self.rules.push(Arc::new(rules));
+        self
+    }
+
+    /// The department's name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The codes registered, in registration order (a code twice is a deployment error
+    /// that [`CaseApi::new`] reports).
+    pub fn codes(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.rules.iter().map(|r| r.code())
+    }
+
+    /// The rules of the matter with `code`.
+    pub fn rules(&self, code: &str) -> Option<&dyn MatterRules> {
+        self.rules.iter().find(|r| r.code() == code).map(|r| &**r)
+    }
+}
+
+impl std::fmt::Debug for Department {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Department")
+            .field("name", &self.name)
+            .field("matters", &self.codes().collect::<Vec<_>>())
+            .finish()
+    }
 }

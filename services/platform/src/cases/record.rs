@@ -202,6 +202,41 @@ pub struct CaseRecord {
 }
 
 impl CaseRecord {
+    /// A new case of `matter` received at `now` from `applicant`: submitted, its
+    /// committed time the catalog's, nothing decided yet, no key and no bundle.
+    pub fn received(
+        matter: &Matter,
+        applicant: ApplicantRecord,
+        form: Form,
+        materials: Vec<MaterialRecord>,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id: uuid::Uuid::now_v7().to_string(),
+            matter_code: matter.code.clone(),
+            department: matter.department.clone(),
+            state: State::Submitted,
+            applicant,
+            form,
+            materials,
+            missing_materials: Vec::new(),
+            reason_code: String::new(),
+            reason_text: String::new(),
+            result: BTreeMap::new(),
+            time_unit: matter.time_unit,
+            time_limit: matter.time_limit,
+            due_at: None,
+            paused_since: None,
+            due_provisional: false,
+            priority: matter.priority,
+            idempotency_key: String::new(),
+            bundle_id: String::new(),
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
     /// A form field, or "" when absent.
     pub fn field(&self, name: &str) -> &str {
         self.form.get(name).map_or("", String::as_str)
@@ -212,11 +247,13 @@ impl CaseRecord {
         self.materials.iter().any(|m| m.code == code)
     }
 
-    /// A document number issued by this case: `prefix`, today's date, the tail of the case
-    /// id (unique per case, so a retried approval issues the same number).
+    /// A document number issued by this case: `prefix`, the date it was received (in
+    /// China), the tail of the case id (unique per case, so a retried approval issues the
+    /// same number whenever it runs).
     pub fn document_number(&self, prefix: &str) -> String {
         let tail: String = self.id.chars().rev().take(8).collect::<Vec<_>>().into_iter().rev().collect();
-        format!("{prefix}{}{}", Utc::now().format("%Y%m%d"), tail.to_ascii_uppercase())
+        let day = crate::calendar::date_in_china(self.created_at);
+        format!("{prefix}{}{}", day.format("%Y%m%d"), tail.to_ascii_uppercase())
     }
 
     /// Reads a row (its typed columns were checked as it was read: a stored value that

@@ -8,6 +8,7 @@ pub mod contract;
 pub mod dlq;
 pub mod idempotent;
 pub mod nats;
+pub mod nats_server;
 pub mod outbox;
 pub mod quarantine;
 pub mod reconcile;

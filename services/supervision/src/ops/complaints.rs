@@ -55,7 +55,7 @@ impl Supervision {
             }
             return Ok(m);
         }
-        let now = Utc::now();
+        let now = self.clock.now();
         let m = complaint::Model {
             id: format!("TS{}", now.format("%Y%m%d%H%M%S%f")),
             idempotency_key: key,
@@ -71,13 +71,13 @@ impl Supervision {
         complaint::Entity::insert(complaint::ActiveModel::from(m.clone()).reset_all())
             .exec_without_returning(&txn)
             .await?;
-        self.outbox.enqueue(&txn, Self::complaint_event(&m, "accepted")).await?;
+        self.outbox.enqueue(&txn, self.complaint_event(&m, "accepted")).await?;
         txn.commit().await?;
         self.outbox.wake();
         Ok(m)
     }
 
-    pub(super) fn complaint_event(m: &complaint::Model, step: &str) -> OutgoingEvent {
+    pub(super) fn complaint_event(&self, m: &complaint::Model, step: &str) -> OutgoingEvent {
         OutgoingEvent::new(
             format!("onething.supervision.v1.complaint.{step}"),
             format!("complaints/{}", m.id),
@@ -87,7 +87,7 @@ impl Supervision {
                 department: m.department.clone(),
                 step: pb::ComplaintStep::from_str_name(&m.step).unwrap_or(pb::ComplaintStep::Unspecified) as i32,
                 next_step_due: m.next_step_due.map(timestamp),
-                occur_time: Some(timestamp(Utc::now())),
+                occur_time: Some(timestamp(self.clock.now())),
             },
         )
     }
@@ -124,10 +124,10 @@ impl Supervision {
         next.step = wanted.as_str_name().into();
         next.notes = notes;
         next.next_step_due =
-            domain::next_step(wanted).map(|(_, days)| self.calendar.add_working_days(Utc::now(), days).at);
+            domain::next_step(wanted).map(|(_, days)| self.calendar.add_working_days(self.clock.now(), days).at);
         complaint::ActiveModel::from(next.clone()).reset_all().update(&txn).await?;
         let step = wanted.as_str_name().trim_start_matches("COMPLAINT_STEP_").to_lowercase();
-        self.outbox.enqueue(&txn, Self::complaint_event(&next, &step)).await?;
+        self.outbox.enqueue(&txn, self.complaint_event(&next, &step)).await?;
         txn.commit().await?;
         self.outbox.wake();
         Ok(next)

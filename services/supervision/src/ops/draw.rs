@@ -64,7 +64,7 @@ impl Supervision {
                             .iter()
                             .map(|(c, t)| pb::DrawnInspection { credit_code: c.clone(), inspectors: t.clone() })
                             .collect(),
-                        occur_time: Some(timestamp(Utc::now())),
+                        occur_time: Some(timestamp(self.clock.now())),
                     },
                 ),
             )

@@ -17,6 +17,7 @@ use onething_platform::{
     authz,
     calendar::Calendar,
     cases::timestamp,
+    clock::Clock,
     db::begin_write,
     error::{Error, Kind, Result},
     events::{Outbox, OutgoingEvent},
@@ -48,6 +49,7 @@ pub struct Supervision {
     calendar: Arc<Calendar>,
     peers: Peers,
     identity: ServiceIdentity,
+    clock: Clock,
 }
 
 fn staff(p: &Principal) -> bool {
@@ -87,7 +89,13 @@ impl Supervision {
         calendar: Arc<Calendar>,
         peers: Peers,
         identity: ServiceIdentity,
+        clock: Clock,
     ) -> Self {
-        Self { db, outbox, calendar, peers, identity }
+        Self { db, outbox, calendar, peers, identity, clock }
+    }
+
+    /// The business clock.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 }

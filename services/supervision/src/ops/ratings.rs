@@ -49,7 +49,7 @@ impl Supervision {
         if exists.is_some() {
             return Err(Error::new(Kind::AlreadyExists, Reason::SupervisionAlreadyRated, "it was rated already"));
         }
-        let now = Utc::now();
+        let now = self.clock.now();
         let m = rating::Model {
             id: uuid::Uuid::now_v7().to_string(),
             target_kind: kind.into(),

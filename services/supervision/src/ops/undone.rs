@@ -39,7 +39,7 @@ impl Supervision {
                     &pb::UnresolvedResolved {
                         source: m.source.clone(),
                         ref_id: m.ref_id.clone(),
-                        occur_time: Some(timestamp(Utc::now())),
+                        occur_time: Some(timestamp(self.clock.now())),
                     },
                 ),
             )

@@ -8,7 +8,7 @@ pub(super) fn reply(case: CaseRecord) -> Option<pb::Case> {
 }
 
 #[tonic::async_trait]
-impl<D: Department> CaseService for CaseApi<D> {
+impl CaseService for CaseApi {
     async fn create_case(&self, r: Request<pb::CreateCaseRequest>) -> Result<Response<pb::CreateCaseResponse>, Status> {
         let p = authz::principal(&r)?;
         let case = self.create(&p, r.into_inner()).await?;
@@ -35,7 +35,7 @@ impl<D: Department> CaseService for CaseApi<D> {
         let r = r.into_inner();
         let case = self
             .act((&p, "AcceptCase", Need::Intake), &r.case_id, r.expected_version, |me, case, ev| {
-                me.step(case, Action::Accept, Utc::now(), ev)
+                me.step(case, Action::Accept, me.clock().now(), ev)
             })
             .await?;
         Ok(Response::new(pb::AcceptCaseResponse { case: reply(case) }))
@@ -64,7 +64,7 @@ impl<D: Department> CaseService for CaseApi<D> {
                 }
                 case.missing_materials = r.material_codes.clone();
                 case.reason_text = r.reason_text.chars().take(500).collect();
-                me.step(case, Action::RequestSupplement, Utc::now(), ev)
+                me.step(case, Action::RequestSupplement, me.clock().now(), ev)
             })
             .await?;
         Ok(Response::new(pb::RequestSupplementResponse { case: reply(case) }))
@@ -87,7 +87,7 @@ impl<D: Department> CaseService for CaseApi<D> {
                     ));
                 }
                 case.reason_text = format!("special procedure: {procedure}");
-                me.step(case, Action::StartSpecialProcedure, Utc::now(), ev)
+                me.step(case, Action::StartSpecialProcedure, me.clock().now(), ev)
             })
             .await?;
         Ok(Response::new(pb::StartSpecialProcedureResponse { case: reply(case) }))
@@ -102,7 +102,7 @@ impl<D: Department> CaseService for CaseApi<D> {
         let case = self
             .act((&p, "EndSpecialProcedure", Need::Intake), &r.case_id, r.expected_version, |me, case, ev| {
                 case.reason_text = r.outcome.chars().take(500).collect();
-                me.step(case, Action::EndSpecialProcedure, Utc::now(), ev)
+                me.step(case, Action::EndSpecialProcedure, me.clock().now(), ev)
             })
             .await?;
         Ok(Response::new(pb::EndSpecialProcedureResponse { case: reply(case) }))
@@ -149,7 +149,7 @@ impl<D: Department> CaseService for CaseApi<D> {
                     ));
                 }
                 case.missing_materials.clear();
-                me.step(case, action, Utc::now(), ev)
+                me.step(case, action, me.clock().now(), ev)
             })
             .await?;
         Ok(Response::new(pb::SupplyMaterialsResponse { case: reply(case) }))
@@ -164,10 +164,10 @@ impl<D: Department> CaseService for CaseApi<D> {
         let mut a = self.begin_action(&p, "ApproveCase", Need::Decide, &r.case_id, r.expected_version).await?;
         if a.case.state == State::Accepted {
             let matter = self.catalog_matter(&a.case)?.clone();
-            self.decide(&a.txn, &mut a.case, &matter, Utc::now(), &mut a.events).await?;
+            self.decide(&a.txn, &mut a.case, &matter, self.clock().now(), &mut a.events).await?;
         } else {
             // Refused by the lifecycle before the department's effect runs.
-            self.step(&mut a.case, Action::Approve, Utc::now(), &mut a.events)?;
+            self.step(&mut a.case, Action::Approve, self.clock().now(), &mut a.events)?;
         }
         let case = self.finish_action(a).await?;
         Ok(Response::new(pb::ApproveCaseResponse { case: reply(case) }))
@@ -181,7 +181,7 @@ impl<D: Department> CaseService for CaseApi<D> {
                 check_reason_code(&r.reason_code)?;
                 case.reason_code = r.reason_code.clone();
                 case.reason_text = r.reason_text.chars().take(500).collect();
-                me.step(case, Action::Reject, Utc::now(), ev)
+                me.step(case, Action::Reject, me.clock().now(), ev)
             })
             .await?;
         Ok(Response::new(pb::RejectCaseResponse { case: reply(case) }))
@@ -197,7 +197,7 @@ impl<D: Department> CaseService for CaseApi<D> {
             .act((&p, "WithdrawCase", Need::Withdraw), &r.case_id, 0, |me, case, ev| {
                 case.reason_code = Reason::WithdrawnByApplicant.into();
                 case.reason_text = r.reason_text.chars().take(500).collect();
-                me.step(case, Action::Withdraw, Utc::now(), ev)
+                me.step(case, Action::Withdraw, me.clock().now(), ev)
             })
             .await?;
         Ok(Response::new(pb::WithdrawCaseResponse { case: reply(case) }))
@@ -210,7 +210,7 @@ impl<D: Department> CaseService for CaseApi<D> {
             .act((&p, "CancelCase", Need::Cancel), &r.case_id, 0, |me, case, ev| {
                 check_reason_code(&r.reason_code)?;
                 case.reason_code = r.reason_code.clone();
-                me.step(case, Action::Cancel, Utc::now(), ev)
+                me.step(case, Action::Cancel, me.clock().now(), ev)
             })
             .await?;
         Ok(Response::new(pb::CancelCaseResponse { case: reply(case) }))

@@ -50,18 +50,19 @@ pub const MAX_PAGE_SIZE: i32 = 100;
 const DEFAULT_PAGE_SIZE: i32 = 20;
 
 /// The case service of one department.
-pub struct CaseApi<D> {
-    inner: Arc<Inner<D>>,
+pub struct CaseApi {
+    inner: Arc<Inner>,
 }
 
-impl<D> Clone for CaseApi<D> {
+impl Clone for CaseApi {
     fn clone(&self) -> Self {
         Self { inner: self.inner.clone() }
     }
 }
 
-struct Inner<D> {
-    dept: D,
+struct Inner {
+    dept: Department,
+    clock: crate::clock::Clock,
     db: DatabaseConnection,
     outbox: Outbox,
     catalog: Arc<Catalog>,
@@ -96,40 +97,59 @@ struct Action_ {
     events: Pending,
 }
 
-impl<D: Department> CaseApi<D> {
-    /// The case service of `dept` over its database and outbox.
+impl CaseApi {
+    /// The case service of `dept` over its database and outbox, reading business time
+    /// from `clock`.
     ///
     /// # Errors
-    /// The department's [`Department::matters`] are not exactly the catalog's matters of
-    /// that department (the error names the codes on either side).
+    /// The department's registered matters are not exactly the catalog's matters of that
+    /// department, or one is registered twice (the error names the codes).
     pub fn new(
-        dept: D,
+        dept: Department,
         db: DatabaseConnection,
         outbox: Outbox,
         catalog: Arc<Catalog>,
         calendar: Arc<Calendar>,
+        clock: crate::clock::Clock,
     ) -> anyhow::Result<Self> {
         registered(&dept, &catalog)?;
-        Ok(Self { inner: Arc::new(Inner { dept, db, outbox, catalog, calendar, changed: tokio::sync::Notify::new() }) })
+        let inner = Inner { dept, clock, db, outbox, catalog, calendar, changed: tokio::sync::Notify::new() };
+        Ok(Self { inner: Arc::new(inner) })
     }
 
-    /// The department rules.
-    pub fn department(&self) -> &D {
+    /// The department and its matters' rules.
+    pub fn department(&self) -> &Department {
         &self.inner.dept
+    }
+
+    /// The business clock.
+    pub fn clock(&self) -> &crate::clock::Clock {
+        &self.inner.clock
     }
 
     /// Tells the relay that a caller's transaction committed events.
     pub fn wake_outbox(&self) {
         self.inner.outbox.wake();
     }
+
+    /// The rules of `code`, registered at start for every matter of the department.
+    fn rules(&self, code: &str) -> Result<&dyn super::MatterRules> {
+        self.inner.dept.rules(code).ok_or_else(|| Error::internal(anyhow::anyhow!("no rules for matter {code}")))
+    }
 }
 
-/// Checks that `dept` has rules for exactly the catalog's matters of its department.
-fn registered<D: Department>(dept: &D, catalog: &Catalog) -> anyhow::Result<()> {
+/// Checks that `dept` has rules for exactly the catalog's matters of its department, each
+/// once.
+fn registered(dept: &Department, catalog: &Catalog) -> anyhow::Result<()> {
     use std::collections::BTreeSet;
     let listed: BTreeSet<&str> =
         catalog.matters.iter().filter(|m| m.department == dept.name()).map(|m| m.code.as_str()).collect();
-    let ruled: BTreeSet<&str> = dept.matters().iter().copied().collect();
+    let mut ruled = BTreeSet::new();
+    for code in dept.codes() {
+        if !ruled.insert(code) {
+            anyhow::bail!("{}: the rules for {code} are registered twice", dept.name());
+        }
+    }
     let unruled: Vec<_> = listed.difference(&ruled).collect();
     let unlisted: Vec<_> = ruled.difference(&listed).collect();
     if !unruled.is_empty() || !unlisted.is_empty() {

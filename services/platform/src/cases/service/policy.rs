@@ -3,7 +3,7 @@
 
 use super::*;
 
-impl<D: Department> CaseApi<D> {
+impl CaseApi {
     /// Reads one case.
     ///
     /// # Errors

@@ -3,7 +3,7 @@
 
 use super::*;
 
-impl<D: Department> CaseApi<D> {
+impl CaseApi {
     /// Opens the transaction of an action, loads the case, and checks the caller and
     /// `expected_version`. Nothing is written before these checks pass.
     pub(super) async fn begin_action(
@@ -59,7 +59,7 @@ impl<D: Department> CaseApi<D> {
         }
         self.inner.outbox.enqueue_all(txn, events).await?;
         self.inner.changed.notify_one();
-        self.inner.dept.after_change(txn, case, from).await
+        self.rules(&case.matter_code)?.after_change(txn, case, from).await
     }
 
     /// Changes a case without a lifecycle transition (e.g. a rescheduled booking) inside the
@@ -77,7 +77,7 @@ impl<D: Department> CaseApi<D> {
         let before = (case.version, case.state);
         f(&mut case)?;
         case.version += 1;
-        case.updated_at = Utc::now();
+        case.updated_at = self.clock().now();
         self.store_in(txn, &case, before, Pending::new()).await?;
         Ok(case)
     }

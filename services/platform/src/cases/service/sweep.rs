@@ -3,7 +3,7 @@
 
 use super::*;
 
-impl<D: Department> CaseApi<D> {
+impl CaseApi {
     /// Revokes provisional approvals whose owed material is overdue at `now` (each with its
     /// event and reason `CASE_OWED_MATERIAL_OVERDUE`). Returns how many. The runtime calls
     /// it periodically; tests call it with a chosen `now`.
@@ -99,7 +99,7 @@ impl<D: Department> CaseApi<D> {
     /// clock makes cases overdue.
     pub async fn run_gauges(self, stop: tokio_util::sync::CancellationToken) {
         loop {
-            if let Err(e) = self.record_gauges(Utc::now()).await {
+            if let Err(e) = self.record_gauges(self.clock().now()).await {
                 tracing::warn!(error = %e, "refreshing the case gauges failed");
             }
             tokio::select! {

@@ -3,7 +3,7 @@
 
 use super::*;
 
-impl<D: Department> CaseApi<D> {
+impl CaseApi {
     /// Creates a case (see the proto for the contract).
     ///
     /// # Errors
@@ -31,9 +31,9 @@ impl<D: Department> CaseApi<D> {
         let applicant = ApplicantRecord::validate(req.applicant.as_ref(), &mut violations);
         let materials = MaterialRecord::validate(&req.materials, matter, &mut violations);
         let form: crate::cases::Form = req.form.into_iter().map(|(k, v)| (k, v.trim().to_string())).collect();
-        let form_violations =
-            me.catalog.check_case_form(matter, &form, me.dept.validate(matter, applicant.as_ref(), &form));
-        violations.extend(form_violations);
+        let now = me.clock.now();
+        let rules = self.rules(&matter.code)?;
+        violations.extend(crate::cases::check_case_form(&me.catalog, matter, rules, applicant.as_ref(), &form, now));
         if let Some(e) = Error::from_violations(Reason::CaseInvalidRequest, violations) {
             return Err(e);
         }
@@ -44,31 +44,9 @@ impl<D: Department> CaseApi<D> {
         if p.kind.is_applicant() {
             authz::check(authz::is_applicant(p, applicant.kind, &applicant.identifier), p, "CreateCase", &matter.code)?;
         }
-        let now = Utc::now();
-        let case = CaseRecord {
-            id: uuid::Uuid::now_v7().to_string(),
-            matter_code: matter.code.clone(),
-            department: me.dept.name().to_string(),
-            state: State::Submitted,
-            applicant,
-            form,
-            materials,
-            missing_materials: Vec::new(),
-            reason_code: String::new(),
-            reason_text: String::new(),
-            result: Default::default(),
-            time_unit: matter.time_unit,
-            time_limit: matter.time_limit,
-            due_at: None,
-            paused_since: None,
-            due_provisional: false,
-            priority: matter.priority,
-            idempotency_key: crate::idempotency::scoped(p, key),
-            bundle_id: req.bundle_id.trim().to_string(),
-            version: 1,
-            created_at: now,
-            updated_at: now,
-        };
+        let mut case = CaseRecord::received(matter, applicant, form, materials, now);
+        case.idempotency_key = crate::idempotency::scoped(p, key);
+        case.bundle_id = req.bundle_id.trim().to_string();
         // A department rule that lost a race with a concurrent request (ABORTED: a number
         // taken meanwhile) runs again at once in a fresh transaction, with the case as it
         // was before the attempt; the caller sees a conflict only when it keeps losing.
@@ -151,7 +129,7 @@ impl<D: Department> CaseApi<D> {
         matter: &Matter,
         now: DateTime<Utc>,
     ) -> Result<Pending> {
-        let me = &self.inner;
+        let rules = self.rules(&matter.code)?;
         let mut events: Pending = vec![self.event(case, None)];
         let missing: Vec<String> =
             matter.required_materials.iter().filter(|m| !case.has_material(m)).cloned().collect();
@@ -159,19 +137,19 @@ impl<D: Department> CaseApi<D> {
             case.missing_materials = missing;
             Some(Refusal::new(Reason::CaseMissingMaterials, "required materials are missing"))
         } else {
-            me.dept.check_intake(txn, case).await?
+            rules.check_intake(txn, case).await?
         };
         if let Some(r) = refusal {
             case.reason_code = r.reason_code.into();
             case.reason_text = r.reason_text;
             self.step(case, Action::NotAccept, now, &mut events)?;
         } else {
-            (case.time_unit, case.time_limit) = me.dept.time_limit(matter, case);
-            me.dept.on_intake(txn, case).await?;
+            (case.time_unit, case.time_limit) = rules.time_limit(matter, case);
+            rules.on_intake(txn, case, now).await?;
             match matter.handling {
                 Handling::Automatic => {
                     self.step(case, Action::Accept, now, &mut events)?;
-                    if me.dept.ready(txn, case).await? {
+                    if rules.ready(txn, case).await? {
                         self.decide(txn, case, matter, now, &mut events).await?;
                     }
                 }
@@ -193,7 +171,7 @@ impl<D: Department> CaseApi<D> {
         events: &mut Pending,
     ) -> Result<()> {
         let owed: Vec<String> = matter.deferrable_materials.iter().filter(|m| !case.has_material(m)).cloned().collect();
-        case.result = self.inner.dept.on_approve(txn, events, case).await?;
+        case.result = self.rules(&case.matter_code)?.on_approve(txn, events, case, now).await?;
         if owed.is_empty() {
             self.step(case, Action::Approve, now, events)
         } else {
@@ -304,13 +282,13 @@ impl<D: Department> CaseApi<D> {
             let Some(matter) = self.inner.catalog.get(&case.matter_code).cloned() else { continue };
             if case.state != State::Accepted
                 || matter.handling != Handling::Automatic
-                || !self.inner.dept.ready(txn, &case).await?
+                || !self.rules(&case.matter_code)?.ready(txn, &case).await?
             {
                 continue;
             }
             let before = (case.version, case.state);
             let mut events = Pending::new();
-            self.decide(txn, &mut case, &matter, Utc::now(), &mut events).await?;
+            self.decide(txn, &mut case, &matter, self.clock().now(), &mut events).await?;
             self.store_in(txn, &case, before, events).await?;
             tracing::info!(case_id = %case.id, state = %case.state, "waiting case decided");
             advanced += 1;

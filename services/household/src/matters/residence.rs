@@ -1,0 +1,68 @@
+//! 居住证 (M12, M23): a non-local resident who has lived here long enough gets a permit valid
+//! for twelve months, after a clerk's review.
+
+use crate::{domain, store::residence_permit};
+use chrono::{DateTime, NaiveDate, Utc};
+use onething_platform::{
+    calendar::date_in_china,
+    cases::{ApplicantRecord, CaseRecord, CaseResult, MatterRules, Refusal},
+    catalog::form::FormCheck,
+    error::Result,
+    events::OutgoingEvent,
+    ids::CitizenId,
+    reason::Reason,
+};
+use onething_proto::common::ApplicantKind;
+use sea_orm::{ActiveValue::Set, DatabaseTransaction, EntityTrait};
+
+/// `household.residence_permit`.
+pub struct ResidencePermit;
+
+#[onething_platform::async_trait]
+impl MatterRules for ResidencePermit {
+    fn code(&self) -> &'static str {
+        "household.residence_permit"
+    }
+
+    fn check_form(&self, f: &mut FormCheck<'_>, applicant: Option<&ApplicantRecord>, now: DateTime<Utc>) {
+        f.applicant_kind(applicant, ApplicantKind::Citizen, "a citizen");
+        f.past_date("residence_since", date_in_china(now));
+    }
+
+    async fn check_intake(&self, _txn: &DatabaseTransaction, case: &CaseRecord) -> Result<Option<Refusal>> {
+        let Ok(id) = CitizenId::parse(&case.applicant.identifier) else { return Ok(None) };
+        if domain::is_local(&id) {
+            return Ok(Some(Refusal::new(
+                Reason::HouseholdAlreadyLocal,
+                "a resident registered in Weihai needs no residence permit",
+            )));
+        }
+        let Ok(since) = NaiveDate::parse_from_str(case.field("residence_since"), "%Y-%m-%d") else { return Ok(None) };
+        // Long enough on the day the application was received.
+        Ok((!domain::resided_long_enough(since, date_in_china(case.created_at))).then(|| {
+            Refusal::new(Reason::HouseholdResidenceTooShort, "a residence permit needs six months of residence")
+        }))
+    }
+
+    async fn on_approve(
+        &self,
+        txn: &DatabaseTransaction,
+        _events: &mut Vec<OutgoingEvent>,
+        case: &CaseRecord,
+        now: DateTime<Utc>,
+    ) -> Result<CaseResult> {
+        let number = case.document_number("JZZ");
+        let valid_until = (date_in_china(now) + chrono::Months::new(12)).format("%Y-%m-%d").to_string();
+        residence_permit::Entity::insert(residence_permit::ActiveModel {
+            permit_number: Set(number.clone()),
+            id_number: Set(case.applicant.identifier.clone()),
+            address: Set(case.field("residence_address").to_string()),
+            valid_until: Set(valid_until.clone()),
+            case_id: Set(case.id.clone()),
+            created_at: Set(now),
+        })
+        .exec_without_returning(txn)
+        .await?;
+        Ok(CaseResult::from([("residence_permit_number".into(), number), ("valid_until".into(), valid_until)]))
+    }
+}

@@ -1,0 +1,137 @@
+//! Who calls: the development keys, tokens for every kind of caller, and clients that send
+//! them.
+
+use onething_platform::auth::{AuthSettings, DevKeys, Minter, Principal, SubjectKind};
+use std::sync::OnceLock;
+
+/// The development key pair of this test process (made once, in a temporary folder).
+pub fn dev_keys() -> &'static DevKeys {
+    static KEYS: OnceLock<(DevKeys, tempfile::TempDir)> = OnceLock::new();
+    &KEYS
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().expect("key folder");
+            (onething_platform::auth::ensure_dev_keys(dir.path()).expect("dev keys"), dir)
+        })
+        .0
+}
+
+/// Auth settings that trust [`dev_keys`].
+pub fn auth_settings() -> AuthSettings {
+    AuthSettings { jwks_file: dev_keys().jwks.display().to_string(), ..Default::default() }
+}
+
+/// Signs tokens with [`dev_keys`].
+pub fn minter() -> Minter {
+    Minter::load(&dev_keys().signing_key, auth_settings()).expect("minter")
+}
+
+/// A one-hour token for `p`.
+pub fn token(p: Principal) -> String {
+    minter().mint(p, 3600).expect("mint")
+}
+
+fn principal(sub: &str, kind: SubjectKind, dept: &str, roles: &[&str]) -> Principal {
+    Principal {
+        sub: sub.into(),
+        kind,
+        dept: dept.into(),
+        roles: roles.iter().map(|r| (*r).to_string()).collect(),
+        id_number: String::new(),
+        credit_code: String::new(),
+        passport_number: String::new(),
+        actor: None,
+    }
+}
+
+/// The identity of service `name`, signing with the development key.
+pub fn service_identity(name: &str) -> onething_platform::auth::ServiceIdentity {
+    let settings = onething_platform::auth::AuthSettings {
+        signing_key_file: dev_keys().signing_key.display().to_string(),
+        ..auth_settings()
+    };
+    onething_platform::auth::ServiceIdentity::load(name, &settings).expect("service identity")
+}
+
+/// Staff of `dept` with `roles`, as a principal (to sign with another key or issuer).
+pub fn staff_principal(dept: &str, roles: &[&str]) -> Principal {
+    principal(&format!("{dept}-staff"), SubjectKind::Staff, dept, roles)
+}
+
+/// Staff of `dept` with `roles`.
+pub fn staff(dept: &str, roles: &[&str]) -> String {
+    token(staff_principal(dept, roles))
+}
+
+/// A token of our service `name` (e.g. `coordinator`) addressed to service `callee`.
+pub fn service(name: &str, callee: &str) -> String {
+    minter().mint_to(principal(name, SubjectKind::Service, name, &[]), callee, 3600).expect("mint")
+}
+
+/// A citizen with ID number `id`.
+pub fn citizen_token(id: &str) -> String {
+    let mut p = principal(&format!("citizen-{}", &id[id.len().saturating_sub(4)..]), SubjectKind::Citizen, "", &[]);
+    p.id_number = id.into();
+    token(p)
+}
+
+/// An enterprise with credit code `code`, as a principal (to sign with another key or issuer).
+pub fn enterprise_principal(code: &str) -> Principal {
+    let mut p = principal(&format!("enterprise-{code}"), SubjectKind::Enterprise, "", &[]);
+    p.credit_code = code.into();
+    p
+}
+
+/// An enterprise with credit code `code`.
+pub fn enterprise_token(code: &str) -> String {
+    token(enterprise_principal(code))
+}
+
+/// Adds `authorization: Bearer …` to every request.
+#[derive(Clone)]
+pub struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl Bearer {
+    /// With `token`; `None` sends no header at all.
+    pub fn new(token: Option<&str>) -> Self {
+        Self(token.map(|t| format!("Bearer {t}").parse().expect("ASCII token")))
+    }
+}
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// A channel whose requests carry `token`.
+pub type Authed = tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Bearer>;
+
+/// Connects to `endpoint` as `token`.
+///
+/// # Panics
+/// When the service is not there.
+pub async fn connect_as(endpoint: &str, token: Option<&str>) -> Authed {
+    let channel = tonic::transport::Channel::from_shared(endpoint.to_string())
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    tonic::service::interceptor::InterceptedService::new(channel, Bearer::new(token))
+}
+
+/// A foreign national with passport `passport`.
+pub fn foreigner_token(passport: &str) -> String {
+    token(Principal {
+        sub: format!("foreigner-{passport}"),
+        kind: SubjectKind::Foreigner,
+        dept: String::new(),
+        roles: vec![],
+        id_number: String::new(),
+        credit_code: String::new(),
+        passport_number: passport.into(),
+        actor: None,
+    })
+}
