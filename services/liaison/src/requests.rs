@@ -75,6 +75,53 @@ pub(crate) fn is_enterprise(p: &Principal, code: &str) -> bool {
     p.kind == SubjectKind::Enterprise && p.credit_code == code
 }
 
+/// A submitted request, checked: its enterprise, channel, tier and handling unit, and key.
+struct Valid {
+    code: CreditCode,
+    channel: Channel,
+    tier: Tier,
+    unit: String,
+    key: String,
+}
+
+/// Checks a submitted request, reporting every malformed field at once.
+fn validate(r: &pb::SubmitRequestRequest) -> Result<Valid> {
+    let mut bad = Vec::new();
+    let code = CreditCode::parse(&r.credit_code);
+    if let Err(e) = &code {
+        bad.push(("credit_code", format!("not a unified social credit code: {e}")));
+    }
+    let channel = Channel::try_from(r.channel).unwrap_or(Channel::Unspecified);
+    if channel == Channel::Unspecified {
+        bad.push(("channel", "ONLINE, LIAISON_ROOM or HOTLINE".into()));
+    }
+    let route = code.as_ref().ok().and_then(|c| domain::route(&r.category, c));
+    if domain::CATEGORIES.iter().all(|(c, _)| *c != r.category) {
+        bad.push((
+            "category",
+            format!("one of {}", domain::CATEGORIES.iter().map(|c| c.0).collect::<Vec<_>>().join(", ")),
+        ));
+    }
+    if r.description.trim().is_empty() || r.description.chars().count() > 2000 {
+        bad.push(("description", "required, at most 2000 characters".into()));
+    }
+    let key = r.idempotency_key.trim();
+    if key.is_empty() || key.len() > 128 {
+        bad.push(("idempotency_key", "required, at most 128 characters".into()));
+    }
+    let violations = bad
+        .into_iter()
+        .map(|(f, d)| onething_platform::error::FieldViolation { field: f.into(), description: d })
+        .collect();
+    if let Some(e) = Error::from_violations(Reason::LiaisonInvalidRequest, violations) {
+        return Err(e);
+    }
+    let (Ok(code), Some((tier, unit))) = (code, route) else {
+        return Err(Error::internal(anyhow::anyhow!("validated request without a route")));
+    };
+    Ok(Valid { code, channel, tier, unit, key: key.to_string() })
+}
+
 fn note(s: &str, field: &str) -> Result<String> {
     let s = s.trim();
     if s.is_empty() || s.chars().count() > 2000 {
@@ -135,43 +182,11 @@ impl Requests {
         // Who may submit at all is decided before the request is looked at.
         let may = p.kind == SubjectKind::Enterprise || liaison_staff(p, ROLE_CLERK);
         authz::check(may, p, "SubmitRequest", "requests")?;
-        let mut bad = Vec::new();
-        let code = CreditCode::parse(&r.credit_code);
-        if let Err(e) = &code {
-            bad.push(("credit_code", format!("not a unified social credit code: {e}")));
-        }
-        let channel = Channel::try_from(r.channel).unwrap_or(Channel::Unspecified);
-        if channel == Channel::Unspecified {
-            bad.push(("channel", "ONLINE, LIAISON_ROOM or HOTLINE".into()));
-        }
-        let route = code.as_ref().ok().and_then(|c| domain::route(&r.category, c));
-        if domain::CATEGORIES.iter().all(|(c, _)| *c != r.category) {
-            bad.push((
-                "category",
-                format!("one of {}", domain::CATEGORIES.iter().map(|c| c.0).collect::<Vec<_>>().join(", ")),
-            ));
-        }
-        if r.description.trim().is_empty() || r.description.chars().count() > 2000 {
-            bad.push(("description", "required, at most 2000 characters".into()));
-        }
-        let key = r.idempotency_key.trim();
-        if key.is_empty() || key.len() > 128 {
-            bad.push(("idempotency_key", "required, at most 128 characters".into()));
-        }
-        let violations = bad
-            .into_iter()
-            .map(|(f, d)| onething_platform::error::FieldViolation { field: f.into(), description: d })
-            .collect();
-        if let Some(e) = Error::from_violations(Reason::LiaisonInvalidRequest, violations) {
-            return Err(e);
-        }
-        let (Ok(code), Some((tier, unit))) = (code, route) else {
-            return Err(Error::internal(anyhow::anyhow!("validated request without a route")));
-        };
+        let Valid { code, channel, tier, unit, key } = validate(&r)?;
         let allowed = is_enterprise(p, code.as_str()) || liaison_staff(p, ROLE_CLERK);
         authz::check(allowed, p, "SubmitRequest", code.as_str())?;
         // The key is the caller's: another's same key finds nothing of theirs.
-        let key = onething_platform::idempotency::scoped(p, key);
+        let key = onething_platform::idempotency::scoped(p, &key);
         if let Some(existing) =
             request::Entity::find().filter(request::Column::IdempotencyKey.eq(key.clone())).one(&self.db).await?
         {

@@ -117,6 +117,41 @@ fn retry_after(attempts: i32) -> chrono::Duration {
     chrono::Duration::milliseconds(i64::try_from(ms).unwrap_or(30_000))
 }
 
+/// Writes the steps that differ from `before`, in one statement: an upsert whose rows all
+/// exist, so it updates.
+async fn write_changed_steps(txn: &DatabaseTransaction, steps: &[step::Model], before: &[step::Model]) -> Result<()> {
+    let changed: Vec<step::ActiveModel> = steps
+        .iter()
+        .zip(before)
+        .filter(|(s, old)| s != old)
+        .map(|(s, _)| step::ActiveModel::from(s.clone()).reset_all())
+        .collect();
+    if !changed.is_empty() {
+        let rest = step::Column::iter().filter(|c| !matches!(c, step::Column::BundleId | step::Column::StepId));
+        step::Entity::insert_many(changed)
+            .on_conflict(
+                OnConflict::columns([step::Column::BundleId, step::Column::StepId]).update_columns(rest).to_owned(),
+            )
+            .exec_without_returning(txn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Counts a bundle that reached a final state in `bundle_duration`. Counted before the
+/// commit: a commit that then fails counts a bundle that will finish again later (rare, and
+/// only ever an extra sample).
+fn observe_finished(agg: &Aggregate) {
+    let took = (agg.bundle.updated_at - agg.bundle.created_at).num_milliseconds().max(0) as f64 / 1000.0;
+    onething_platform::metrics::metrics()
+        .bundle_duration
+        .get_or_create(&onething_platform::metrics::BundleLabels {
+            bundle: agg.bundle.code.clone(),
+            outcome: agg.bundle.state.to_string(),
+        })
+        .observe(took);
+}
+
 /// Counts a failed attempt of step `st` and schedules the next, later each time, saying why.
 fn retry_later(st: &mut step::Model, why: &str) {
     st.attempts += 1;
@@ -284,36 +319,11 @@ impl Engine {
                 "the bundle changed concurrently",
             ));
         }
-        // The changed steps in one statement: an upsert whose rows all exist, so it updates.
-        let changed: Vec<step::ActiveModel> = agg
-            .steps
-            .iter()
-            .zip(&before.2)
-            .filter(|(s, old)| s != old)
-            .map(|(s, _)| step::ActiveModel::from(s.clone()).reset_all())
-            .collect();
-        if !changed.is_empty() {
-            let rest = step::Column::iter().filter(|c| !matches!(c, step::Column::BundleId | step::Column::StepId));
-            step::Entity::insert_many(changed)
-                .on_conflict(
-                    OnConflict::columns([step::Column::BundleId, step::Column::StepId]).update_columns(rest).to_owned(),
-                )
-                .exec_without_returning(txn)
-                .await?;
-        }
+        write_changed_steps(txn, &agg.steps, &before.2).await?;
         if before.1 != agg.bundle.state {
             self.inner.outbox.enqueue(txn, self.bundle_event(&agg, &agg.bundle.state.to_string())).await?;
             if agg.bundle.state != BundleState::Running {
-                // Counted before the commit: a commit that then fails counts a bundle that
-                // will finish again later (rare, and only ever an extra sample).
-                let took = (agg.bundle.updated_at - agg.bundle.created_at).num_milliseconds().max(0) as f64 / 1000.0;
-                onething_platform::metrics::metrics()
-                    .bundle_duration
-                    .get_or_create(&onething_platform::metrics::BundleLabels {
-                        bundle: agg.bundle.code.clone(),
-                        outcome: agg.bundle.state.to_string(),
-                    })
-                    .observe(took);
+                observe_finished(&agg);
             }
             tracing::info!(bundle_id = %agg.bundle.id, state = %agg.bundle.state, "bundle state changed");
         }

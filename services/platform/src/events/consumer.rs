@@ -240,24 +240,7 @@ async fn consume<H: Handler>(
                 None => anyhow::bail!("message stream ended"),
             },
         };
-        let delivered = gather(first, &mut messages, spec.batch).await;
-        let mut msgs = Vec::with_capacity(delivered.len());
-        let mut broken = None;
-        for m in delivered {
-            match m {
-                Ok(msg) => {
-                    if let Ok(info) = msg.info() {
-                        lag.set(info.pending as i64);
-                    }
-                    msgs.push(msg);
-                }
-                Err(e) => {
-                    // Handle what came before it; the rest is redelivered after reconnecting.
-                    broken = Some(e);
-                    break;
-                }
-            }
-        }
+        let (msgs, broken) = received(gather(first, &mut messages, spec.batch).await, &lag);
         let (msgs, events) = decode(js, delivery, &spec.name, msgs).await;
         let results = match events.as_slice() {
             [] => Vec::new(),
@@ -273,6 +256,27 @@ async fn consume<H: Handler>(
             return Err(e.into());
         }
     }
+}
+
+/// The messages of a delivery up to the first broken one (the rest is redelivered after
+/// reconnecting), with that breakage; `lag` follows what each says is still pending.
+fn received<E>(
+    delivered: Vec<Result<jetstream::Message, E>>,
+    lag: &prometheus_client::metrics::gauge::Gauge,
+) -> (Vec<jetstream::Message>, Option<E>) {
+    let mut msgs = Vec::with_capacity(delivered.len());
+    for m in delivered {
+        match m {
+            Ok(msg) => {
+                if let Ok(info) = msg.info() {
+                    lag.set(info.pending as i64);
+                }
+                msgs.push(msg);
+            }
+            Err(e) => return (msgs, Some(e)),
+        }
+    }
+    (msgs, None)
 }
 
 /// The `first` delivery and, for a batched consumer, what arrives within [`BATCH_LINGER`]

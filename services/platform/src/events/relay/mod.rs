@@ -12,6 +12,7 @@
 //! wait for an operator's retry or drop, and every other aggregate's rows flow.
 
 mod round;
+mod run;
 
 use super::outbox::{Outbox, Signals, envelope};
 use crate::{config::OutboxSettings, store::outbox as row, telemetry};
@@ -97,6 +98,44 @@ impl Relay {
     }
 
     async fn publish(&self, read: bool) -> anyhow::Result<usize> {
+        let rows = self.round_rows(read).await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let (sent, failed) = self.publish_rows(&rows).await;
+        count_round(&rows, &sent, &failed);
+        let n = sent.len();
+        self.unmarked.lock().map_err(|_| anyhow::anyhow!("unmarked rows poisoned"))?.extend(sent);
+        if failed.is_empty() {
+            return Ok(n);
+        }
+        // Rows left behind are in the outbox: the next round reads them again.
+        self.read_back();
+        // A failure that may be the row's own counts only when the broker took other rows
+        // this round; when nothing went, the broker is away or refusing everything (a full
+        // stream answers its info but takes nothing), and that is no row's fault.
+        let mut first = None;
+        for f in failed {
+            let counts = match f.fault {
+                Fault::Permanent => true,
+                Fault::Row => n > 0,
+                Fault::Broker => false,
+            };
+            if counts {
+                self.failed_attempt(f.row, &f.error, f.fault == Fault::Permanent).await?;
+            }
+            first.get_or_insert(f.error);
+        }
+        match first {
+            Some(e) if n == 0 => Err(e),
+            _ => Ok(n),
+        }
+    }
+
+    /// The rows of one round, in sequence order: those handed over by writers (at most a
+    /// batch), with a batch read from the outbox when `read`; none twice, none already
+    /// published, none of an aggregate held in the quarantine.
+    async fn round_rows(&self, read: bool) -> anyhow::Result<Vec<row::Model>> {
         let unmarked: Vec<i64> =
             self.unmarked.lock().map_err(|_| anyhow::anyhow!("unmarked rows poisoned"))?.iter().map(|u| u.0).collect();
         // At most a batch of handed rows a round, like a read; the rest wait for the next.
@@ -132,52 +171,8 @@ impl Relay {
             let held = super::quarantine::held(&self.db, rows.iter().map(|r| r.ce_subject.as_str())).await?;
             rows.retain(|r| !held.contains(&r.ce_subject));
         }
-        if rows.is_empty() {
-            return Ok(0);
-        }
         rows.sort_by_key(|r| r.seq);
-        let (sent, failed) = self.publish_rows(&rows).await;
-        let m = crate::metrics::metrics();
-        let failed_seqs: HashSet<i64> = failed.iter().map(|f| f.row.seq).collect();
-        let sent_seqs: HashSet<i64> = sent.iter().map(|s| s.0).collect();
-        for r in &rows {
-            // Both series of a subject exist from its first round: a first failure then
-            // shows as a rise from 0 (rate() sees it), and the dashboard shows 0, not nothing.
-            let labels = crate::metrics::SubjectLabels { subject: r.subject.clone() };
-            let published = m.events_published.get_or_create_owned(&labels);
-            let failed = m.events_publish_failed.get_or_create_owned(&labels);
-            if sent_seqs.contains(&r.seq) {
-                published.inc();
-            } else if failed_seqs.contains(&r.seq) {
-                failed.inc();
-            }
-        }
-        let n = sent.len();
-        self.unmarked.lock().map_err(|_| anyhow::anyhow!("unmarked rows poisoned"))?.extend(sent);
-        if failed.is_empty() {
-            return Ok(n);
-        }
-        // Rows left behind are in the outbox: the next round reads them again.
-        self.read_back();
-        // A failure that may be the row's own counts only when the broker took other rows
-        // this round; when nothing went, the broker is away or refusing everything (a full
-        // stream answers its info but takes nothing), and that is no row's fault.
-        let mut first = None;
-        for f in failed {
-            let counts = match f.fault {
-                Fault::Permanent => true,
-                Fault::Row => n > 0,
-                Fault::Broker => false,
-            };
-            if counts {
-                self.failed_attempt(f.row, &f.error, f.fault == Fault::Permanent).await?;
-            }
-            first.get_or_insert(f.error);
-        }
-        match first {
-            Some(e) if n == 0 => Err(e),
-            _ => Ok(n),
-        }
+        Ok(rows)
     }
 
     /// Publishes `rows` (in sequence order) wave by wave (see [`waves`]); an aggregate with
@@ -327,147 +322,23 @@ impl Relay {
         m.outbox_dead.get_or_create(&labels).set(dead);
         Ok(())
     }
+}
 
-    /// Runs until `shutdown`: publishes whenever woken or every poll interval, backs off
-    /// while NATS is unavailable, prunes old sent rows. On shutdown, one last attempt.
-    pub async fn run(self, shutdown: CancellationToken) {
-        // Checking that sent events are still in the stream runs beside the publishing.
-        let reconciler =
-            super::reconcile::Reconciler::new(self.db.clone(), self.js.clone(), &self.department, &self.settings);
-        let reconciling = tokio::spawn(reconciler.run(shutdown.clone()));
-        let mut pace = Pace::new(Duration::from_millis(Ord::max(self.settings.poll_interval_ms, 10)));
-        loop {
-            let delay = self.publish_step(&mut pace).await;
-            let delay = self.mark_step(&mut pace, delay).await;
-            self.gauges_step(&mut pace).await;
-            if pace.last_prune.elapsed() > Duration::from_secs(600) {
-                self.prune().await;
-                pace.last_prune = Instant::now();
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = self.signals.wake.notified() => {}
-                _ = tokio::time::sleep(delay) => {}
-            }
-        }
-        self.drain().await;
-        let _ = reconciling.await;
-    }
-
-    /// One publishing round (after making sure the stream is there); returns how long the
-    /// loop may sleep before the next.
-    async fn publish_step(&self, pace: &mut Pace) -> Duration {
-        if !pace.stream_ready {
-            match super::nats::ensure_stream(&self.js, &self.department, self.replicas).await {
-                Ok(()) => pace.stream_ready = true,
-                Err(e) => {
-                    tracing::warn!(error = %format!("{e:#}"), "stream not ready; outbox waits")
-                }
-            }
-        }
-        let mut delay = pace.poll;
-        if pace.stream_ready {
-            let read = self.signals.read_wanted.swap(false, Ordering::AcqRel)
-                || pace.full
-                || pace.last_read.is_none_or(|t| t.elapsed() >= pace.poll);
-            if read {
-                pace.last_read = Some(Instant::now());
-            }
-            // A round never waits for ever: whatever it awaits (the database, the
-            // broker) is given up after ROUND_LIMIT, and its rows are read again.
-            let round = tokio::time::timeout(ROUND_LIMIT, self.publish(read)).await.unwrap_or_else(|_| {
-                self.read_back();
-                Err(anyhow::anyhow!("a round took longer than {} s; given up", ROUND_LIMIT.as_secs()))
-            });
-            match round {
-                Ok(n) => {
-                    pace.gauges_stale |= n > 0;
-                    pace.backoff = Duration::from_millis(100);
-                    pace.full = n as u64 >= self.settings.batch_size;
-                    if pace.full {
-                        delay = Duration::ZERO;
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %format!("{e:#}"), retry_in_ms = pace.backoff.as_millis() as u64, "outbox relay failed; rows kept");
-                    delay = pace.backoff;
-                    pace.backoff = (pace.backoff * 2).min(Duration::from_secs(10));
-                    pace.stream_ready = false;
-                }
-            }
-        }
-        if !pace.stream_ready {
-            // Handed rows unsent are in the outbox: read them back once NATS is there.
-            self.read_back();
-        }
-        delay
-    }
-
-    /// Published rows are marked sent together, at most MARK_EVERY after publishing;
-    /// returns `delay`, shortened so the loop wakes for the next marking.
-    async fn mark_step(&self, pace: &mut Pace, delay: Duration) -> Duration {
-        if !self.unmarked.lock().is_ok_and(|u| !u.is_empty()) {
-            pace.last_mark = Instant::now();
-            return delay;
-        }
-        let waited = pace.last_mark.elapsed();
-        if waited >= MARK_EVERY {
-            let marked = tokio::time::timeout(ROUND_LIMIT, self.mark_sent())
-                .await
-                .unwrap_or_else(|_| Err(anyhow::anyhow!("marking took longer than {} s", ROUND_LIMIT.as_secs())));
-            if let Err(e) = marked {
-                tracing::warn!(error = %format!("{e:#}"), "marking outbox rows sent failed; retrying");
-            }
-            pace.last_mark = Instant::now();
-        }
-        delay.min(MARK_EVERY.saturating_sub(waited).max(Duration::from_millis(10)))
-    }
-
-    /// The backlog gauges: at most every second after publishing, every 5 seconds while
-    /// stuck or idle.
-    async fn gauges_step(&self, pace: &mut Pace) {
-        let due = if pace.gauges_stale { Duration::from_secs(1) } else { Duration::from_secs(5) };
-        if pace.last_gauges.is_none_or(|t| t.elapsed() >= due) {
-            pace.gauges_stale = false;
-            let gauges = tokio::time::timeout(ROUND_LIMIT, self.record_backlog())
-                .await
-                .unwrap_or_else(|_| Err(anyhow::anyhow!("took longer than {} s", ROUND_LIMIT.as_secs())));
-            if let Err(e) = gauges {
-                tracing::warn!(error = %format!("{e:#}"), "reading the outbox backlog failed");
-            }
-            pace.last_gauges = Some(Instant::now());
-        }
-    }
-
-    /// At shutdown: whatever committed before it gets one more chance to leave now, and
-    /// what was published is marked sent.
-    async fn drain(&self) {
-        match tokio::time::timeout(Duration::from_secs(5), self.publish_pending()).await {
-            Ok(Ok(n)) if n > 0 => tracing::info!(sent = n, "outbox drained at shutdown"),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %format!("{e:#}"), "outbox not drained; rows stay for the next start")
-            }
-            _ => {}
-        }
-        if let Err(e) = self.mark_sent().await {
-            tracing::warn!(error = %format!("{e:#}"), "published rows not marked sent; they go again (as duplicates) next start");
-        }
-    }
-
-    /// Deletes sent rows written more than `retain_sent_hours` ago (by creation time, which
-    /// is indexed; rows are sent moments after they are written). A row still waiting for
-    /// NATS stays however old it is. Returns how many went. Public so tests can call it.
-    ///
-    /// # Errors
-    /// The database failed; nothing was deleted.
-    pub async fn prune_sent(&self) -> anyhow::Result<u64> {
-        let cutoff = Utc::now() - chrono::Duration::hours(self.settings.retain_sent_hours as i64);
-        Ok(row::Entity::delete_many().filter(row::Column::SentAt.lt(cutoff)).exec(&self.db).await?.rows_affected)
-    }
-
-    async fn prune(&self) {
-        if let Err(e) = self.prune_sent().await {
-            tracing::warn!(error = %e, "pruning sent outbox rows failed");
+/// Counts a round's rows in `events_published` and `events_publish_failed` by subject.
+fn count_round(rows: &[row::Model], sent: &[(i64, u64)], failed: &[Failed<'_>]) {
+    let m = crate::metrics::metrics();
+    let failed_seqs: HashSet<i64> = failed.iter().map(|f| f.row.seq).collect();
+    let sent_seqs: HashSet<i64> = sent.iter().map(|s| s.0).collect();
+    for r in rows {
+        // Both series of a subject exist from its first round: a first failure then
+        // shows as a rise from 0 (rate() sees it), and the dashboard shows 0, not nothing.
+        let labels = crate::metrics::SubjectLabels { subject: r.subject.clone() };
+        let published = m.events_published.get_or_create_owned(&labels);
+        let failed = m.events_publish_failed.get_or_create_owned(&labels);
+        if sent_seqs.contains(&r.seq) {
+            published.inc();
+        } else if failed_seqs.contains(&r.seq) {
+            failed.inc();
         }
     }
 }
@@ -503,40 +374,4 @@ fn publish_span(r: &row::Model) -> tracing::Span {
     );
     telemetry::join_event(&span, r.traceparent.as_deref(), &r.ce_subject);
     span
-}
-
-/// The relay loop's clocks and flags from one iteration to the next.
-struct Pace {
-    /// How often the outbox is read without being asked.
-    poll: Duration,
-    /// The wait after a failed round; doubles up to 10 s.
-    backoff: Duration,
-    stream_ready: bool,
-    last_prune: Instant,
-    last_gauges: Option<Instant>,
-    /// Rows went out since the gauges were last read.
-    gauges_stale: bool,
-    last_mark: Instant,
-    /// The outbox is read when a writer asks (`wake`), every poll interval (rows of other
-    /// replicas, rows whose writer did not hand them over), and after a full batch; woken
-    /// only by handed-over rows, the relay publishes just those.
-    last_read: Option<Instant>,
-    /// The last round was a full batch: read again at once.
-    full: bool,
-}
-
-impl Pace {
-    fn new(poll: Duration) -> Self {
-        Self {
-            poll,
-            backoff: Duration::from_millis(100),
-            stream_ready: false,
-            last_prune: Instant::now(),
-            last_gauges: None,
-            gauges_stale: true,
-            last_mark: Instant::now(),
-            last_read: None,
-            full: false,
-        }
-    }
 }

@@ -16,13 +16,7 @@ use prometheus_client::{
     },
     registry::Registry,
 };
-use std::{
-    future::Future,
-    pin::Pin,
-    sync::LazyLock,
-    task::{Context, Poll},
-    time::Instant,
-};
+use std::sync::LazyLock;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -149,11 +143,10 @@ impl Metrics {
         let mut r = Registry::with_prefix("onething");
         let registry = &mut r;
         Self {
-            rpc_requests: family(
+            rpc_requests: counters(
                 registry,
                 "grpc_server_requests",
                 "Finished gRPC requests by method and status code",
-                Family::<RpcLabels, Counter>::default(),
             ),
             rpc_duration: seconds(
                 registry,
@@ -163,65 +156,44 @@ impl Metrics {
                     (|| Histogram::new(exponential_buckets(0.001, 2.0, 14))) as fn() -> Histogram,
                 ),
             ),
-            events_published: family(
-                registry,
-                "events_published",
-                "Events acknowledged by JetStream",
-                Family::<SubjectLabels, Counter>::default(),
-            ),
-            events_publish_failed: family(
+            events_published: counters(registry, "events_published", "Events acknowledged by JetStream"),
+            events_publish_failed: counters(
                 registry,
                 "events_publish_failed",
                 "Events a failed publish round left unsent; they stay in the outbox and are retried",
-                Family::<SubjectLabels, Counter>::default(),
             ),
-            events_consumed: family(
+            events_consumed: counters(
                 registry,
                 "events_consumed",
                 "Events handled by a consumer: applied, duplicate (already applied), known (state already had it) or failed (redelivered)",
-                Family::<ConsumeLabels, Counter>::default(),
             ),
-            outbox_backlog: family(
-                registry,
-                "outbox_backlog",
-                "Outbox rows not yet acknowledged by JetStream",
-                Family::<ServiceLabels, Gauge>::default(),
-            ),
+            outbox_backlog: gauges(registry, "outbox_backlog", "Outbox rows not yet acknowledged by JetStream"),
             outbox_oldest_age: seconds(
                 registry,
                 "outbox_oldest_age",
                 "Age of the oldest unsent outbox row (0 when none)",
                 Family::<ServiceLabels, Gauge>::default(),
             ),
-            consumer_lag: family(
+            consumer_lag: gauges(
                 registry,
                 "consumer_lag",
                 "Messages in the stream not yet delivered to the consumer (JetStream num_pending)",
-                Family::<ConsumerLabels, Gauge>::default(),
             ),
-            events_dead_lettered: family(
+            events_dead_lettered: counters(
                 registry,
                 "events_dead_lettered",
                 "Messages a consumer gave up on (undecodable, or failing after the last redelivery), now in ONETHING_DLQ",
-                Family::<ConsumerLabels, Counter>::default(),
             ),
-            outbox_quarantined: family(
+            outbox_quarantined: counters(
                 registry,
                 "outbox_quarantined",
                 "Outbox rows that could not be published and were moved to the quarantine (onething outbox list)",
-                Family::<ServiceLabels, Counter>::default(),
             ),
-            outbox_dead: family(
-                registry,
-                "outbox_dead",
-                "Rows waiting in the outbox quarantine",
-                Family::<ServiceLabels, Gauge>::default(),
-            ),
-            outbox_republished: family(
+            outbox_dead: gauges(registry, "outbox_dead", "Rows waiting in the outbox quarantine"),
+            outbox_republished: counters(
                 registry,
                 "outbox_republished",
                 "Acknowledged events the reconciliation found missing from their stream and published again",
-                Family::<ServiceLabels, Counter>::default(),
             ),
             bundle_duration: seconds(
                 registry,
@@ -229,17 +201,11 @@ impl Metrics {
                 "Submit to final state of bundles, by bundle code and outcome",
                 Family::new_with_constructor((|| Histogram::new(BUNDLE_BUCKETS)) as fn() -> Histogram),
             ),
-            cases: family(
-                registry,
-                "cases",
-                "A department's cases by state",
-                Family::<CaseStateLabels, Gauge>::default(),
-            ),
-            cases_overdue: family(
+            cases: gauges(registry, "cases", "A department's cases by state"),
+            cases_overdue: gauges(
                 registry,
                 "cases_overdue",
                 "A department's open cases whose running clock is past the due time",
-                Family::<DepartmentLabels, Gauge>::default(),
             ),
             registry: r,
         }
@@ -298,179 +264,24 @@ pub async fn serve(
     Ok(())
 }
 
-/// A tower layer recording [`Metrics::rpc_requests`] and [`Metrics::rpc_duration`] for every
-/// request of a gRPC server.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct RpcMetricsLayer;
-
-impl<S> tower::Layer<S> for RpcMetricsLayer {
-    type Service = RpcMetrics<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        RpcMetrics { inner }
-    }
-}
-
-/// The service [`RpcMetricsLayer`] wraps around the gRPC routes.
-#[derive(Clone, Debug)]
-pub struct RpcMetrics<S> {
-    inner: S,
-}
-
-impl<S, B, R> tower::Service<http::Request<B>> for RpcMetrics<S>
+/// A family of counters registered under `name`.
+fn counters<L>(registry: &mut Registry, name: &str, help: &str) -> Family<L, Counter>
 where
-    S: tower::Service<http::Request<B>, Response = http::Response<R>>,
-    S::Future: Send + 'static,
-    R: http_body::Body,
+    L: EncodeLabelSet + Clone + std::hash::Hash + Eq + std::fmt::Debug + Send + Sync + 'static,
 {
-    type Response = http::Response<Counted<R>>;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        // Labels from the known RPCs only: a path is whatever the caller sent, before any check.
-        let (service, method) = crate::policy::rpc_labels(req.uri().path());
-        let labels = MethodLabels { service: service.to_string(), method: method.to_string() };
-        let started = Instant::now();
-        let call = self.inner.call(req);
-        Box::pin(async move {
-            let result = call.await;
-            // Duration until the response headers: a stream's length is not its handling time.
-            metrics().rpc_duration.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
-            match result {
-                Ok(resp) => {
-                    // The status is in the headers of an error without messages, else in the
-                    // trailers after the last message (a stream may fail after its first).
-                    let in_headers = resp.headers().contains_key("grpc-status");
-                    let code = crate::grpc::status_in_headers(resp.headers());
-                    Ok(resp.map(|body| Counted {
-                        inner: Box::pin(body),
-                        pending: Some(Pending { labels, code: in_headers.then_some(code) }),
-                    }))
-                }
-                Err(e) => {
-                    count_rpc(labels, tonic::Code::Unavailable);
-                    Err(e)
-                }
-            }
-        })
-    }
+    let f = Family::<L, Counter>::default();
+    registry.register(name, help, f.clone());
+    f
 }
 
-/// What a response body still has to count when it ends.
-#[derive(Debug)]
-struct Pending {
-    labels: MethodLabels,
-    /// The status the headers carried, if they did.
-    code: Option<tonic::Code>,
-}
-
-/// A gRPC response body that counts its RPC in [`Metrics::rpc_requests`] once the status is
-/// known: from the trailers, from the headers of a response without messages, or, when the
-/// body is dropped before its end (the client went away), as `CANCELLED`.
-#[derive(Debug)]
-pub struct Counted<R> {
-    inner: Pin<Box<R>>,
-    pending: Option<Pending>,
-}
-
-impl<R> Counted<R> {
-    fn finish(&mut self, trailers: Option<&http::HeaderMap>) {
-        if let Some(p) = self.pending.take() {
-            let code = trailers.map(crate::grpc::status_in_headers).or(p.code).unwrap_or(tonic::Code::Ok);
-            count_rpc(p.labels, code);
-        }
-    }
-}
-
-impl<R: http_body::Body> http_body::Body for Counted<R> {
-    type Data = R::Data;
-    type Error = R::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        let polled = self.inner.as_mut().poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) if frame.is_trailers() => self.finish(frame.trailers_ref()),
-            Poll::Ready(None) => self.finish(None),
-            Poll::Ready(Some(Err(_))) => {
-                if let Some(p) = self.pending.as_mut() {
-                    p.code = Some(tonic::Code::Unknown);
-                }
-                self.finish(None);
-            }
-            _ => {}
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl<R> Drop for Counted<R> {
-    fn drop(&mut self) {
-        if let Some(p) = self.pending.as_mut()
-            && p.code.is_none()
-        {
-            // Dropped before its trailers: the response never finished.
-            p.code = Some(tonic::Code::Cancelled);
-        }
-        self.finish(None);
-    }
-}
-
-fn count_rpc(labels: MethodLabels, code: tonic::Code) {
-    metrics()
-        .rpc_requests
-        .get_or_create(&RpcLabels { service: labels.service, method: labels.method, code: code_name(code).into() })
-        .inc();
-}
-
-/// The canonical upper-case name of a gRPC status code, as grpc-go and grpcurl print it.
-pub fn code_name(code: tonic::Code) -> &'static str {
-    use tonic::Code::*;
-    match code {
-        Ok => "OK",
-        Cancelled => "CANCELLED",
-        Unknown => "UNKNOWN",
-        InvalidArgument => "INVALID_ARGUMENT",
-        DeadlineExceeded => "DEADLINE_EXCEEDED",
-        NotFound => "NOT_FOUND",
-        AlreadyExists => "ALREADY_EXISTS",
-        PermissionDenied => "PERMISSION_DENIED",
-        ResourceExhausted => "RESOURCE_EXHAUSTED",
-        FailedPrecondition => "FAILED_PRECONDITION",
-        Aborted => "ABORTED",
-        OutOfRange => "OUT_OF_RANGE",
-        Unimplemented => "UNIMPLEMENTED",
-        Internal => "INTERNAL",
-        Unavailable => "UNAVAILABLE",
-        DataLoss => "DATA_LOSS",
-        Unauthenticated => "UNAUTHENTICATED",
-    }
-}
-
-/// Registers `metric` under `name` and returns it.
-fn family<M: prometheus_client::registry::Metric + Clone>(
-    registry: &mut Registry,
-    name: &str,
-    help: &str,
-    metric: M,
-) -> M {
-    registry.register(name, help, metric.clone());
-    metric
+/// A family of gauges registered under `name`.
+fn gauges<L>(registry: &mut Registry, name: &str, help: &str) -> Family<L, Gauge>
+where
+    L: EncodeLabelSet + Clone + std::hash::Hash + Eq + std::fmt::Debug + Send + Sync + 'static,
+{
+    let f = Family::<L, Gauge>::default();
+    registry.register(name, help, f.clone());
+    f
 }
 
 /// Registers `metric`, measured in seconds, under `name` and returns it.
@@ -484,9 +295,17 @@ fn seconds<M: prometheus_client::registry::Metric + Clone>(
     metric
 }
 
+mod rpc;
+
+pub use rpc::{Counted, RpcMetrics, RpcMetricsLayer, code_name};
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::{
+        pin::Pin,
+        task::{Context, Poll},
+    };
 
     #[test]
     fn renders_families_with_their_units_and_totals() {
