@@ -56,13 +56,15 @@ async fn bad_input_is_refused_and_stores_nothing(backend: Backend) {
     assert_eq!(count(&db, "cases").await, 0, "nothing stored");
     assert_eq!(count(&db, "outbox").await, 0, "no event written");
 
-    // A missing required material is not an error: the case is recorded as not accepted.
+    // A missing required material is not an error: the case waits for a supplement that
+    // names it (一次性告知), with its own deadline.
     let mut missing = birth_request("missing-1", "Q3710021005");
     missing.materials.clear();
     let case = cases.create_case(missing).await.unwrap().into_inner().case.unwrap();
-    assert_eq!(case.state(), CaseState::NotAccepted);
-    assert_eq!(case.reason_code, "CASE_MISSING_MATERIALS");
+    assert_eq!(case.state(), CaseState::AwaitingSupplement);
+    assert_eq!(case.reason_code, "CASE_SUPPLEMENT_REQUESTED");
     assert_eq!(case.missing_materials, vec!["birth_medical_certificate".to_string()]);
+    assert!(case.time_rule.unwrap().supplement_due_time.is_some());
     assert_eq!(count(&db, "persons WHERE birth_certificate_number = 'Q3710021005'").await, 0);
 
     // Approving a rejected case fails the precondition and changes nothing.

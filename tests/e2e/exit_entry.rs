@@ -307,11 +307,11 @@ async fn bad_input_is_refused_and_stores_nothing(backend: Backend) {
     );
     assert_eq!(count(mesh.db(EXIT_ENTRY), "cases").await, 0);
     assert_eq!(count(mesh.db(EXIT_ENTRY), "outbox").await, 0);
-    // A missing work permit *material* (form complete) is the ordinary not-accepted case.
+    // A missing work permit *material* (form complete) is asked for in a supplement.
     let mut missing = permit_request("E10000002", "bad-4", false);
     missing.materials.retain(|m| m.code != "work_permit");
     let c = clerk.create_case(missing).await.unwrap().into_inner().case.unwrap();
-    assert_eq!(c.state(), CaseState::NotAccepted);
+    assert_eq!(c.state(), CaseState::AwaitingSupplement);
     assert_eq!(c.missing_materials, ["work_permit"]);
     mesh.stop_all().await;
 }

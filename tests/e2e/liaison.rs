@@ -106,9 +106,9 @@ async fn each_matter_and_its_refusal(backend: Backend) {
         .case
         .unwrap();
     let rule = accepted.time_rule.unwrap();
-    let at = accepted.update_time.unwrap();
+    let at = accepted.create_time.unwrap();
     let due = rule.due_time.unwrap();
-    assert_eq!((due.seconds - at.seconds, due.nanos), (24 * 3600, at.nanos), "due 24 clock hours after acceptance");
+    assert_eq!((due.seconds - at.seconds, due.nanos), (24 * 3600, at.nanos), "due 24 clock hours after receipt (M16)");
     let unqualified = get(as_logistics.create_case(precursor(&logistics, "pc-2")).await.unwrap());
     assert_eq!(unqualified.reason_code, "LIAISON_NOT_QUALIFIED");
 
@@ -165,6 +165,7 @@ async fn each_matter_and_its_refusal(backend: Backend) {
             case_id: h.case_id.clone(),
             outcome: "现场核查合格".into(),
             expected_version: 0,
+            passed: true,
         })
         .await
         .unwrap()

@@ -22,8 +22,16 @@ pub enum Step {
     Pending,
     /// The department has the case.
     InProgress,
-    /// Approved (or provisionally approved).
+    /// Approved.
     Done,
+    /// Approved provisionally: a 容缺 material is owed. Done when it arrives; refused (and
+    /// compensated like any refusal) when its deadline passes.
+    Provisional,
+    /// Approved, but the bundle failed and this step may not stand alone: its approval is
+    /// being revoked at the department.
+    Revoking,
+    /// Its approval was revoked, its effects undone (compensation).
+    Revoked,
     /// Refused by the department.
     Refused,
     /// Its open case is to be withdrawn (the bundle failed or was withdrawn).
@@ -37,7 +45,17 @@ pub enum Step {
 impl Step {
     /// Whether nothing more happens to the step.
     pub fn is_final(self) -> bool {
-        matches!(self, Step::Done | Step::Refused | Step::Cancelled | Step::Skipped)
+        matches!(self, Step::Done | Step::Refused | Step::Cancelled | Step::Skipped | Step::Revoked)
+    }
+
+    /// Whether the step is decided: final, or approved while a material is owed.
+    pub fn is_settled(self) -> bool {
+        self.is_final() || self == Step::Provisional
+    }
+
+    /// Whether steps that wait for this one may start: it was approved (provisionally too).
+    pub fn lets_dependants_start(self) -> bool {
+        matches!(self, Step::Done | Step::Provisional)
     }
 }
 
@@ -49,6 +67,9 @@ pub enum BundleState {
     Running,
     /// Every step is done.
     Completed,
+    /// Every step decided, at least one approved provisionally (容缺): completed once the
+    /// owed materials arrive, failed when one misses its deadline.
+    CompletedProvisionally,
     /// A required step was refused.
     Failed,
     /// Withdrawn by the applicant.
@@ -67,14 +88,22 @@ macro_rules! display_by_stored_name {
 }
 display_by_stored_name!(Step, BundleState);
 
-/// The step a case in `state` puts its step in (when the step is still active).
+/// The step a case in `state` puts its step in (when the step is still active). A revoked
+/// case refuses its step: its owed material came too late (a revocation the coordinator
+/// asked for is recorded as [`Step::Revoked`] by the engine).
 pub fn step_of_case(state: CaseState) -> Step {
     match state {
-        CaseState::Approved | CaseState::ApprovedProvisionally => Step::Done,
+        CaseState::Approved => Step::Done,
+        CaseState::ApprovedProvisionally => Step::Provisional,
         CaseState::NotAccepted | CaseState::Rejected | CaseState::Revoked => Step::Refused,
         CaseState::Withdrawn | CaseState::Cancelled => Step::Cancelled,
         _ => Step::InProgress,
     }
+}
+
+/// Whether the bundle is still being handled (its steps may start, be decided or owe).
+pub fn is_live(state: BundleState) -> bool {
+    matches!(state, BundleState::Running | BundleState::CompletedProvisionally)
 }
 
 /// A step of a running bundle, as the rules see it.
@@ -90,8 +119,31 @@ pub struct StepView {
 
 /// What follows from the steps' states: their new states and the bundle's.
 pub fn evaluate(def: &Bundle, current: BundleState, steps: &mut [StepView]) -> BundleState {
+    unblock(def, steps);
+    let required_refused = steps
+        .iter()
+        .any(|s| matches!(s.state, Step::Refused | Step::Skipped) && def.step(&s.id).is_some_and(|d| !d.optional));
+    let next = if is_live(current) && required_refused { BundleState::Failed } else { current };
+    match next {
+        BundleState::Failed => compensate(def, steps),
+        BundleState::Withdrawn => withdraw(steps),
+        _ => {}
+    }
+    if !is_live(next) {
+        return next;
+    }
+    if steps.iter().all(|s| s.state.is_final()) {
+        BundleState::Completed
+    } else if steps.iter().all(|s| s.state.is_settled()) {
+        BundleState::CompletedProvisionally
+    } else {
+        BundleState::Running
+    }
+}
+
+/// Dependants of refused or skipped steps are skipped; of approved ones, they start.
+fn unblock(def: &Bundle, steps: &mut [StepView]) {
     let included: Vec<String> = steps.iter().map(|s| s.id.clone()).collect();
-    // Dependants of refused or skipped steps are skipped; of done ones, they start.
     loop {
         let snapshot: BTreeMap<String, Step> = steps.iter().map(|s| (s.id.clone(), s.state)).collect();
         let mut changed = false;
@@ -102,10 +154,15 @@ pub fn evaluate(def: &Bundle, current: BundleState, steps: &mut [StepView]) -> B
                     d.after.iter().filter(|a| included.contains(a)).filter_map(|a| snapshot.get(a).copied()).collect()
                 })
                 .unwrap_or_default();
-            if prereqs.iter().any(|p| matches!(p, Step::Refused | Step::Skipped | Step::Cancelled | Step::Cancelling)) {
+            if prereqs.iter().any(|p| {
+                matches!(
+                    p,
+                    Step::Refused | Step::Skipped | Step::Cancelled | Step::Cancelling | Step::Revoking | Step::Revoked
+                )
+            }) {
                 s.state = Step::Skipped;
                 changed = true;
-            } else if prereqs.iter().all(|p| *p == Step::Done) {
+            } else if prereqs.iter().all(|p| p.lets_dependants_start()) {
                 s.state = Step::Pending;
                 changed = true;
             }
@@ -114,52 +171,63 @@ pub fn evaluate(def: &Bundle, current: BundleState, steps: &mut [StepView]) -> B
             break;
         }
     }
-    let required_refused = steps
-        .iter()
-        .any(|s| matches!(s.state, Step::Refused | Step::Skipped) && def.step(&s.id).is_some_and(|d| !d.optional));
-    let next = match current {
-        BundleState::Running if required_refused => BundleState::Failed,
-        other => other,
-    };
-    if matches!(next, BundleState::Failed | BundleState::Withdrawn) {
-        // Compensation: what cannot stand alone (everything, on withdrawal) stops.
-        for s in steps.iter_mut() {
-            let stands = next == BundleState::Failed && def.step(&s.id).is_some_and(|d| d.stands_alone);
-            if stands || s.state.is_final() {
-                continue;
-            }
-            s.state = match (s.state, s.has_case) {
-                (Step::InProgress | Step::Pending | Step::Cancelling, true) => Step::Cancelling,
-                _ => Step::Cancelled,
-            };
-        }
-    }
-    if next == BundleState::Running && steps.iter().all(|s| s.state.is_final()) {
-        return BundleState::Completed;
-    }
-    next
 }
 
-/// The bundle's due time: along the longest chain of prerequisites, each step's committed
-/// time in working days (clock hours rounded up to days, immediate steps none).
+/// Compensation of a failed bundle: what may not stand alone stops — an open step is
+/// withdrawn (its case cancelled), an approved one (provisionally too) revoked.
+fn compensate(def: &Bundle, steps: &mut [StepView]) {
+    for s in steps.iter_mut() {
+        if def.step(&s.id).is_some_and(|d| d.stands_alone) {
+            continue;
+        }
+        s.state = match (s.state, s.has_case) {
+            (Step::Done | Step::Provisional, true) => Step::Revoking,
+            (Step::InProgress | Step::Pending | Step::Cancelling, true) => Step::Cancelling,
+            (Step::Blocked | Step::Pending | Step::InProgress, false) => Step::Cancelled,
+            (other, _) => other,
+        };
+    }
+}
+
+/// The applicant withdrew: every open step stops; what was decided stays decided.
+fn withdraw(steps: &mut [StepView]) {
+    for s in steps.iter_mut().filter(|s| !s.state.is_settled() && !matches!(s.state, Step::Revoking)) {
+        s.state = match (s.state, s.has_case) {
+            (Step::InProgress | Step::Pending | Step::Cancelling, true) => Step::Cancelling,
+            _ => Step::Cancelled,
+        };
+    }
+}
+
+/// The bundle's due time from `start` (its submission): the latest of its steps' due
+/// times — a step's case's own when `known` has it (moved by its pauses), else estimated
+/// from its committed time after its prerequisites (clock hours as hours, 即办 by the close
+/// of that working day).
 pub fn due(
     def: &Bundle,
     included: &[String],
     catalog: &Catalog,
     calendar: &Calendar,
     start: chrono::DateTime<chrono::Utc>,
+    known: &BTreeMap<String, chrono::DateTime<chrono::Utc>>,
 ) -> Due {
-    let mut offset: BTreeMap<&str, u32> = BTreeMap::new();
+    let mut at: BTreeMap<&str, chrono::DateTime<chrono::Utc>> = BTreeMap::new();
+    let mut provisional = false;
     for st in def.steps.iter().filter(|s| included.contains(&s.id)) {
-        let own = catalog.get(&st.matter).map_or(0, |m| match m.time_unit {
-            TimeUnit::Immediate => 0,
-            TimeUnit::WorkingDays => m.time_limit,
-            TimeUnit::ClockHours => m.time_limit.div_ceil(24),
-        });
-        let before = st.after.iter().filter_map(|a| offset.get(a.as_str())).max().copied().unwrap_or(0);
-        offset.insert(&st.id, before + own);
+        let due = match known.get(&st.id) {
+            Some(d) => *d,
+            None => {
+                let from = st.after.iter().filter_map(|a| at.get(a.as_str())).max().copied().unwrap_or(start);
+                let (unit, limit) =
+                    catalog.get(&st.matter).map_or((TimeUnit::Immediate, 0), |m| (m.time_unit, m.time_limit));
+                let d = calendar.due(from, unit, limit);
+                provisional |= d.provisional;
+                d.at
+            }
+        };
+        at.insert(&st.id, due);
     }
-    calendar.add_working_days(start, offset.values().max().copied().unwrap_or(0))
+    Due { at: at.values().max().copied().unwrap_or(start), provisional }
 }
 
 #[cfg(test)]
@@ -250,16 +318,76 @@ mod tests {
         let start = chrono::TimeZone::with_ymd_and_hms(&onething_platform::calendar::china(), 2026, 11, 23, 9, 0, 0)
             .unwrap()
             .to_utc();
+        let none = BTreeMap::new();
         // Deregistration 1 working day, then the cancellations 1 each: 2 working days.
-        assert_eq!(due(def, &all, &c, &cal, start).at, cal.add_working_days(start, 2).at);
+        assert_eq!(due(def, &all, &c, &cal, start, &none).at, cal.add_working_days(start, 2).at);
         let ent = c.bundle("enterprise_operating").unwrap();
         let both = vec!["hotel_licence".to_string(), "precursor_filing".to_string()];
-        assert_eq!(due(ent, &both, &c, &cal, start).at, cal.add_working_days(start, 10).at, "parallel: the longest");
+        assert_eq!(
+            due(ent, &both, &c, &cal, start, &none).at,
+            cal.add_working_days(start, 10).at,
+            "parallel: the longest"
+        );
+        // The precursor filing alone: 24 clock hours, not a day rounded up.
+        let filing = vec!["precursor_filing".to_string()];
+        assert_eq!(due(ent, &filing, &c, &cal, start, &none).at, start + chrono::Duration::hours(24));
+        // A step's case paused: its own due time, moved, counts; its dependants follow it.
+        let moved = cal.add_working_days(start, 4).at;
+        let known = BTreeMap::from([("deregistration".to_string(), moved)]);
+        assert_eq!(due(def, &all, &c, &cal, start, &known).at, cal.add_working_days(moved, 1).at);
+    }
+
+    #[test]
+    fn a_provisional_step_completes_the_bundle_provisionally_and_then_either_way() {
+        let c = catalog();
+        let def = c.bundle("enterprise_operating").unwrap();
+        let mut v = views(&[("hotel_licence", Step::Provisional, true), ("precursor_filing", Step::Done, true)]);
+        assert_eq!(evaluate(def, BundleState::Running, &mut v), BundleState::CompletedProvisionally);
+        // The owed material arrives.
+        let mut done = v.clone();
+        done[0].state = Step::Done;
+        assert_eq!(evaluate(def, BundleState::CompletedProvisionally, &mut done), BundleState::Completed);
+        // Or its deadline passes: the hotel licence is refused, the approved filing that may
+        // not stand alone is revoked.
+        v[0].state = Step::Refused;
+        assert_eq!(evaluate(def, BundleState::CompletedProvisionally, &mut v), BundleState::Failed);
+        assert_eq!(states(&v), [Step::Refused, Step::Revoking]);
+        v[1].state = Step::Revoked;
+        assert_eq!(evaluate(def, BundleState::Failed, &mut v), BundleState::Failed);
+    }
+
+    #[test]
+    fn a_refusal_after_an_approval_revokes_what_may_not_stand_alone() {
+        let c = catalog();
+        let def = c.bundle("enterprise_operating").unwrap();
+        let mut v = views(&[("hotel_licence", Step::Refused, true), ("precursor_filing", Step::Done, true)]);
+        assert_eq!(evaluate(def, BundleState::Running, &mut v), BundleState::Failed);
+        assert_eq!(states(&v), [Step::Refused, Step::Revoking]);
+        // A provisional dependency lets dependants start.
+        let death = c.bundle("after_death").unwrap();
+        let mut v = views(&[
+            ("deregistration", Step::Provisional, true),
+            ("driving_licence", Step::Blocked, false),
+            ("travel_documents", Step::Blocked, false),
+        ]);
+        assert_eq!(evaluate(death, BundleState::Running, &mut v), BundleState::Running);
+        assert_eq!(states(&v), [Step::Provisional, Step::Pending, Step::Pending]);
+    }
+
+    #[test]
+    fn withdrawal_leaves_what_was_decided() {
+        let c = catalog();
+        let def = c.bundle("enterprise_operating").unwrap();
+        let mut v = views(&[("hotel_licence", Step::InProgress, true), ("precursor_filing", Step::Done, true)]);
+        assert_eq!(evaluate(def, BundleState::Withdrawn, &mut v), BundleState::Withdrawn);
+        assert_eq!(states(&v), [Step::Cancelling, Step::Done]);
     }
 
     #[test]
     fn cases_move_steps() {
-        assert_eq!(step_of_case(CaseState::ApprovedProvisionally), Step::Done);
+        assert_eq!(step_of_case(CaseState::ApprovedProvisionally), Step::Provisional);
+        assert_eq!(step_of_case(CaseState::Approved), Step::Done);
+        assert_eq!(step_of_case(CaseState::Revoked), Step::Refused);
         assert_eq!(step_of_case(CaseState::NotAccepted), Step::Refused);
         assert_eq!(step_of_case(CaseState::Accepted), Step::InProgress);
         assert_eq!(step_of_case(CaseState::Cancelled), Step::Cancelled);

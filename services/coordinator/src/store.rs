@@ -46,6 +46,9 @@ pub mod bundle {
         /// W3C `traceparent` of the submit: every later drive of the bundle joins this
         /// trace, so one bundle is one trace.
         pub traceparent: Option<String>,
+        /// A step waits on the applicant (a supplement): the bundle's clock is paused.
+        #[sea_orm(default_value = false)]
+        pub waiting: bool,
     }
 
     /// No relations.
@@ -90,6 +93,16 @@ pub mod step {
         pub attempts: i32,
         /// Not before this time is the department tried again.
         pub next_attempt_at: DateTimeUtc,
+        /// The case's due time while it is open (moved by its pauses); unset before the case.
+        pub due_at: Option<DateTimeUtc>,
+        /// Materials owed (容缺) or asked for in a supplement.
+        #[sea_orm(default_value = "[]")]
+        pub owed: onething_platform::store::json::Texts,
+        /// By when they must come.
+        pub owed_by: Option<DateTimeUtc>,
+        /// The case waits on the applicant (a supplement is asked for).
+        #[sea_orm(default_value = false)]
+        pub waiting: bool,
     }
 
     /// No relations.
@@ -130,6 +143,21 @@ onething_platform::migrator!(
             table: "bundles",
             // The applicant most likely sent it (a clerk's entries cannot be told apart).
             scope_sql: "(applicant_kind || ':' || applicant_identifier)",
+        },
+        AddColumns {
+            name: "m20261208_500005_bundle_time_rules",
+            table: "bundles",
+            columns: |s| vec![s.get_column_def::<bundle::Entity>(bundle::Column::Waiting)],
+        },
+        AddColumns {
+            name: "m20261208_500006_step_time_rules",
+            table: "bundle_steps",
+            columns: |s| {
+                [step::Column::DueAt, step::Column::Owed, step::Column::OwedBy, step::Column::Waiting]
+                    .into_iter()
+                    .map(|c| s.get_column_def::<step::Entity>(c))
+                    .collect()
+            },
         },
     ]
 );

@@ -87,18 +87,40 @@ pub fn owns(p: &Principal, agg: &Aggregate) -> bool {
     })
 }
 
+/// The API state of a bundle.
+pub fn state_pb(s: BundleState) -> pb::BundleState {
+    match s {
+        BundleState::Running => pb::BundleState::Running,
+        BundleState::Completed => pb::BundleState::Completed,
+        BundleState::CompletedProvisionally => pb::BundleState::CompletedProvisionally,
+        BundleState::Failed => pb::BundleState::Failed,
+        BundleState::Withdrawn => pb::BundleState::Withdrawn,
+    }
+}
+
+/// The API state of a step.
+fn step_pb(s: Step) -> pb::StepState {
+    match s {
+        Step::Blocked => pb::StepState::Blocked,
+        Step::Pending => pb::StepState::Pending,
+        Step::InProgress | Step::Cancelling => pb::StepState::InProgress,
+        Step::Done => pb::StepState::Done,
+        Step::Provisional => pb::StepState::Provisional,
+        Step::Revoking => pb::StepState::Revoking,
+        Step::Revoked => pb::StepState::Revoked,
+        Step::Refused => pb::StepState::Refused,
+        Step::Cancelled => pb::StepState::Cancelled,
+        Step::Skipped => pb::StepState::Skipped,
+    }
+}
+
 /// The whole API message of a bundle (what its applicant sees).
 pub fn to_proto(a: &Aggregate) -> pb::Bundle {
     let b = &a.bundle;
     pb::Bundle {
         bundle_id: b.id.clone(),
         code: b.code.clone(),
-        state: match b.state {
-            BundleState::Running => pb::BundleState::Running,
-            BundleState::Completed => pb::BundleState::Completed,
-            BundleState::Failed => pb::BundleState::Failed,
-            BundleState::Withdrawn => pb::BundleState::Withdrawn,
-        } as i32,
+        state: state_pb(b.state) as i32,
         applicant: Some(cpb::Applicant {
             kind: b.applicant_kind.to_proto() as i32,
             identifier: b.applicant_identifier.clone(),
@@ -112,25 +134,22 @@ pub fn to_proto(a: &Aggregate) -> pb::Bundle {
                 step_id: s.step_id.clone(),
                 matter_code: s.matter_code.clone(),
                 department: s.department.clone(),
-                state: match s.state {
-                    Step::Blocked => pb::StepState::Blocked,
-                    Step::Pending => pb::StepState::Pending,
-                    Step::InProgress | Step::Cancelling => pb::StepState::InProgress,
-                    Step::Done => pb::StepState::Done,
-                    Step::Refused => pb::StepState::Refused,
-                    Step::Cancelled => pb::StepState::Cancelled,
-                    Step::Skipped => pb::StepState::Skipped,
-                } as i32,
+                state: step_pb(s.state) as i32,
                 case_id: s.case_id.clone(),
                 case_state: CaseState::from_str_name(&s.case_state)
                     .map_or(cpb::CaseState::Unspecified, CaseState::to_proto) as i32,
                 reason: if s.state == Step::Cancelling { "withdrawing".into() } else { s.reason.clone() },
                 result: s.result.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                due_time: s.due_at.map(timestamp),
+                owed_materials: s.owed.to_vec(),
+                owed_by: s.owed_by.map(timestamp),
+                waiting_on_applicant: s.waiting,
             })
             .collect(),
         due_time: Some(timestamp(b.due_at)),
         version: b.version,
         create_time: Some(timestamp(b.created_at)),
         update_time: Some(timestamp(b.updated_at)),
+        waiting_on_applicant: b.waiting,
     }
 }

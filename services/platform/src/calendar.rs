@@ -201,12 +201,13 @@ impl Calendar {
         }
     }
 
-    /// The due time of a case accepted at `start` with a committed `limit` in `unit`:
-    /// immediate → `start`; clock hours → `start + limit h` (M16: 24 hours means 24 hours);
-    /// working days → [`Calendar::add_working_days`].
+    /// The due time of a case received at `start` with a committed `limit` in `unit`:
+    /// immediate (即办) → the close of that working day (the next one's after hours); clock
+    /// hours → `start + limit h` (M16: 24 hours means 24 hours); working days →
+    /// [`Calendar::add_working_days`].
     pub fn due(&self, start: DateTime<Utc>, unit: TimeUnit, limit: u32) -> Due {
         match unit {
-            TimeUnit::Immediate => Due { at: start, provisional: false },
+            TimeUnit::Immediate => self.add_working_days(start, 0),
             TimeUnit::ClockHours => Due { at: start + Duration::hours(i64::from(limit)), provisional: false },
             TimeUnit::WorkingDays => self.add_working_days(start, limit),
         }
@@ -311,7 +312,10 @@ mod tests {
         let c = Calendar::builtin();
         let s = cst(2026, 9, 30, 15, 0);
         assert_eq!(c.due(s, TimeUnit::ClockHours, 24).at, cst(2026, 10, 1, 15, 0));
-        assert_eq!(c.due(s, TimeUnit::Immediate, 0).at, s);
+        // 即办: by the close of that working day; after hours on the eve of the National Day
+        // holiday (10-01..10-07), by the close of 10-08.
+        assert_eq!(c.due(s, TimeUnit::Immediate, 0).at, close(2026, 9, 30));
+        assert_eq!(c.due(cst(2026, 9, 30, 18, 0), TimeUnit::Immediate, 0).at, close(2026, 10, 8));
     }
 
     #[test]

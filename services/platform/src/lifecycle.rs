@@ -31,7 +31,8 @@ pub enum State {
     Withdrawn,
     /// Cancelled by compensation.
     Cancelled,
-    /// Provisional approval revoked.
+    /// An approval revoked: the owed 容缺 material came too late, or the bundle's
+    /// compensation undid it.
     Revoked,
 }
 
@@ -48,17 +49,21 @@ pub enum Action {
     ApproveProvisionally,
     /// Decision: rejected.
     Reject,
-    /// Clerk asks for a supplement (补正).
+    /// A supplement (补正) is asked for, with everything missing or wrong listed at once
+    /// (一次性告知): at intake for missing materials, or by a clerk after acceptance.
     RequestSupplement,
-    /// Applicant supplies what was asked; back to accepted.
+    /// Applicant supplies what a clerk asked for after acceptance; back to accepted.
     SupplyMaterials,
+    /// Applicant supplies what intake found missing; back to submitted, and intake runs again.
+    SupplyForIntake,
     /// A special procedure starts (e.g. on-site inspection).
     StartSpecialProcedure,
     /// The special procedure ends; back to accepted.
     EndSpecialProcedure,
     /// The owed 容缺 material arrived: provisional becomes final.
     CompleteOwed,
-    /// The owed material's deadline passed.
+    /// An approval undone: the owed 容缺 material's deadline passed, or the coordinator
+    /// compensates a bundle whose definition says this step may not stand alone.
     Revoke,
     /// The applicant withdraws.
     Withdraw,
@@ -117,6 +122,12 @@ impl State {
         let to = match (self, action) {
             (S::Submitted, A::Accept) => S::Accepted,
             (S::Submitted, A::NotAccept) => S::NotAccepted,
+            (S::Submitted, A::RequestSupplement) => S::AwaitingSupplement,
+            // The supplement did not come in time: before acceptance it is not accepted,
+            // after acceptance rejected.
+            (S::AwaitingSupplement, A::NotAccept) => S::NotAccepted,
+            (S::AwaitingSupplement, A::Reject) => S::Rejected,
+            (S::AwaitingSupplement, A::SupplyForIntake) => S::Submitted,
             (S::Accepted, A::Approve) => S::Approved,
             (S::Accepted, A::ApproveProvisionally) => S::ApprovedProvisionally,
             (S::Accepted, A::Reject) => S::Rejected,
@@ -125,7 +136,7 @@ impl State {
             (S::Accepted, A::StartSpecialProcedure) => S::SpecialProcedure,
             (S::SpecialProcedure, A::EndSpecialProcedure) => S::Accepted,
             (S::ApprovedProvisionally, A::CompleteOwed) => S::Approved,
-            (S::ApprovedProvisionally, A::Revoke) => S::Revoked,
+            (S::ApprovedProvisionally | S::Approved, A::Revoke) => S::Revoked,
             (s, A::Withdraw) if s.is_open() => S::Withdrawn,
             (s, A::Cancel) if s.is_open() => S::Cancelled,
             (from, action) => return Err(IllegalTransition { from, action }),
@@ -198,7 +209,7 @@ mod tests {
         }
     }
 
-    const ACTIONS: [A; 13] = [
+    const ACTIONS: [A; 14] = [
         A::Accept,
         A::NotAccept,
         A::Approve,
@@ -206,6 +217,7 @@ mod tests {
         A::Reject,
         A::RequestSupplement,
         A::SupplyMaterials,
+        A::SupplyForIntake,
         A::StartSpecialProcedure,
         A::EndSpecialProcedure,
         A::CompleteOwed,
@@ -218,6 +230,7 @@ mod tests {
     const ALLOWED: &[(S, A, S)] = &[
         (S::Submitted, A::Accept, S::Accepted),
         (S::Submitted, A::NotAccept, S::NotAccepted),
+        (S::Submitted, A::RequestSupplement, S::AwaitingSupplement),
         (S::Submitted, A::Withdraw, S::Withdrawn),
         (S::Submitted, A::Cancel, S::Cancelled),
         (S::Accepted, A::Approve, S::Approved),
@@ -228,6 +241,9 @@ mod tests {
         (S::Accepted, A::Withdraw, S::Withdrawn),
         (S::Accepted, A::Cancel, S::Cancelled),
         (S::AwaitingSupplement, A::SupplyMaterials, S::Accepted),
+        (S::AwaitingSupplement, A::SupplyForIntake, S::Submitted),
+        (S::AwaitingSupplement, A::NotAccept, S::NotAccepted),
+        (S::AwaitingSupplement, A::Reject, S::Rejected),
         (S::AwaitingSupplement, A::Withdraw, S::Withdrawn),
         (S::AwaitingSupplement, A::Cancel, S::Cancelled),
         (S::SpecialProcedure, A::EndSpecialProcedure, S::Accepted),
@@ -235,6 +251,7 @@ mod tests {
         (S::SpecialProcedure, A::Cancel, S::Cancelled),
         (S::ApprovedProvisionally, A::CompleteOwed, S::Approved),
         (S::ApprovedProvisionally, A::Revoke, S::Revoked),
+        (S::Approved, A::Revoke, S::Revoked),
     ];
 
     #[test]
@@ -254,7 +271,7 @@ mod tests {
                 checked += 1;
             }
         }
-        assert_eq!(checked, 11 * 13);
+        assert_eq!(checked, 11 * 14);
     }
 
     #[test]

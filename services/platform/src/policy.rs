@@ -213,6 +213,7 @@ pub const RULES: &[Rule] = &[
     ),
     rule!("onething.vehicle.v1.VehicleService/RescheduleBooking", OWN, Some("`clerk`"), None, None, [], ""),
     rule!("onething.vehicle.v1.VehicleService/AdvanceProxyInspection", None, ANYONE, None, None, [], ""),
+    rule!("onething.vehicle.v1.VehicleService/RecordInspectionResult", None, Some("`approver`"), None, None, [], ""),
     // Supervision (its own staff are `own_staff` and `supervision` alike).
     rule!("onething.supervision.v1.SupervisionService/ListDeadlines", None, ANYONE, None, ANYONE, [], ""),
     rule!(

@@ -109,13 +109,21 @@ reasons! {
     CaseVersionMismatch = "CASE_VERSION_MISMATCH" [Aborted];
     /// The case changed concurrently; retry.
     CaseConcurrentUpdate = "CASE_CONCURRENT_UPDATE" [Aborted];
-    /// The case was refused at intake: required materials are missing.
+    /// Required materials are missing: the case waits for a supplement that lists every one
+    /// (一次性告知), by its own deadline.
+    CaseSupplementRequested = "CASE_SUPPLEMENT_REQUESTED" [Case];
+    /// The supplement asked for did not come by its deadline: not accepted (before
+    /// acceptance) or rejected (after).
+    CaseSupplementOverdue = "CASE_SUPPLEMENT_OVERDUE" [Case];
+    /// Given before 2026-12 to a case refused at intake for missing materials; now they are
+    /// asked for in a supplement (`CASE_SUPPLEMENT_REQUESTED`). Still found in older cases.
     CaseMissingMaterials = "CASE_MISSING_MATERIALS" [Case];
     /// A material owed under 容缺受理 was not handed in by its due date; the case is closed.
     CaseOwedMaterialOverdue = "CASE_OWED_MATERIAL_OVERDUE" [Case];
     /// The applicant withdrew the case.
     WithdrawnByApplicant = "WITHDRAWN_BY_APPLICANT" [Case];
-    /// The coordinator cancelled this step because another step of its bundle was refused.
+    /// The coordinator cancelled this step, or revoked its approval and undid its effects,
+    /// because another step of its bundle was refused and this one may not stand alone.
     BundleStepRefused = "BUNDLE_STEP_REFUSED" [Case];
 
     /// A field of a bundle request is wrong; the violations say which.
@@ -199,6 +207,11 @@ reasons! {
     VehicleNotOwner = "VEHICLE_NOT_OWNER" [Case];
     /// The case waits for household registration to confirm a death before it is approved.
     VehicleAwaitingDeathConfirmation = "VEHICLE_AWAITING_DEATH_CONFIRMATION" [Case];
+    /// A 交钥匙 booking is decided only after the station has inspected the vehicle (the
+    /// proxy steps in order up to `INSPECTED`).
+    VehicleProxyNotInspected = "VEHICLE_PROXY_NOT_INSPECTED" [FailedPrecondition];
+    /// The vehicle failed its inspection; the reason text lists the defects.
+    VehicleInspectionFailed = "VEHICLE_INSPECTION_FAILED" [Case];
 
     /// A field of a liaison request is wrong; the violations say which.
     LiaisonInvalidRequest = "LIAISON_INVALID_REQUEST" [InvalidArgument];
@@ -224,6 +237,10 @@ reasons! {
     LiaisonNoActiveSeals = "LIAISON_NO_ACTIVE_SEALS" [Case];
     /// The enterprise holds no precursor chemical qualification.
     LiaisonNotQualified = "LIAISON_NOT_QUALIFIED" [Case];
+    /// A hotel licence is granted only after an on-site inspection recorded as passed (a
+    /// special procedure `on_site_inspection`); after a failed one, the application is
+    /// rejected.
+    LiaisonOnSiteInspectionRequired = "LIAISON_ON_SITE_INSPECTION_REQUIRED" [FailedPrecondition];
 
     /// A field of a supervision request is wrong; the violations say which.
     SupervisionInvalidRequest = "SUPERVISION_INVALID_REQUEST" [InvalidArgument];

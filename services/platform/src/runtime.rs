@@ -192,14 +192,17 @@ impl ServiceRuntime {
     }
 
     /// Runs the case housekeeping of `api`: on every sweep, provisional approvals whose owed
-    /// material is overdue are revoked; the case gauges follow every change.
+    /// material is overdue are revoked and cases whose supplement is overdue closed; the
+    /// case gauges follow every change.
     pub fn add_case_sweeper(&mut self, api: crate::cases::CaseApi) {
         let gauges = api.clone();
         self.add_worker(move |stop| Box::pin(gauges.run_gauges(stop)));
         self.add_sweep("revoke-overdue", move || {
             let api = api.clone();
             async move {
-                api.revoke_overdue(api.clock().now()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                let now = api.clock().now();
+                api.revoke_overdue(now).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                api.close_overdue_supplements(now).await.map_err(|e| anyhow::anyhow!("{e}"))?;
                 Ok(())
             }
         });

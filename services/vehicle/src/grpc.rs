@@ -236,4 +236,56 @@ impl VehicleService for Operations {
         let p = authz::principal(&r)?;
         Ok(Response::new(advance_proxy(self, &p, r.into_inner()).await?))
     }
+
+    async fn record_inspection_result(
+        &self,
+        r: Request<pb::RecordInspectionResultRequest>,
+    ) -> Result<Response<pb::RecordInspectionResultResponse>, Status> {
+        let p = authz::principal(&r)?;
+        Ok(Response::new(record_result(self, &p, r.into_inner()).await?))
+    }
+}
+
+/// Longest list of defects, and longest defect, in characters.
+const MAX_DEFECTS: usize = 20;
+const MAX_DEFECT_CHARS: usize = 100;
+
+/// The station's result of an inspection: an approval when it passed (the matter's own
+/// preconditions apply: a 交钥匙 vehicle inspected first), a rejection with the defects
+/// when it failed.
+async fn record_result(
+    me: &Operations,
+    p: &Principal,
+    r: pb::RecordInspectionResultRequest,
+) -> Result<pb::RecordInspectionResultResponse> {
+    authz::check(
+        is_station_staff(p) && p.has_role(onething_platform::authz::ROLE_APPROVER),
+        p,
+        "RecordInspectionResult",
+        &r.case_id,
+    )?;
+    let defects: Vec<String> = r.defects.iter().map(|d| d.trim().to_string()).filter(|d| !d.is_empty()).collect();
+    let bad = (!r.passed && defects.is_empty())
+        || defects.len() > MAX_DEFECTS
+        || defects.iter().any(|d| d.chars().count() > MAX_DEFECT_CHARS);
+    if bad {
+        return Err(Error::invalid_field(
+            Reason::VehicleInvalidRequest,
+            "defects",
+            format!(
+                "a failed inspection names its defects: 1 to {MAX_DEFECTS}, each at most {MAX_DEFECT_CHARS} characters"
+            ),
+        ));
+    }
+    let booking = me.cases.get(p, &r.case_id).await?;
+    if booking.matter_code != matters::BOOKING {
+        return Err(Error::failed_precondition(Reason::VehicleNoProxyInspection, "not an inspection booking"));
+    }
+    let case = if r.passed {
+        me.cases.approve(p, &r.case_id, 0).await?
+    } else {
+        let text = format!("defects: {}", defects.join("; "));
+        me.cases.reject(p, &r.case_id, (Reason::VehicleInspectionFailed.as_str(), &text), 0).await?
+    };
+    Ok(pb::RecordInspectionResultResponse { case: Some(case.to_proto()) })
 }

@@ -146,13 +146,38 @@ pub(crate) fn opening(who: Option<cpb::Applicant>, key: &str) -> pb::SubmitBundl
 /// A liaison clerk accepts and approves both steps of the 企业准营 bundle `id`, which then
 /// completes.
 pub(crate) async fn approve_operating(w: &TestMesh, applicant: &mut BundleServiceClient<Authed>, id: &str) {
-    let mut l_clerk = w.cases(LIAISON, &staff("liaison", &["clerk", "approver"])).await;
+    let mut l_clerk = w.clerk(LIAISON).await;
     for step in ["hotel_licence", "precursor_filing"] {
         let case = case_of(applicant, id, step).await;
         l_clerk.accept_case(cpb::AcceptCaseRequest { case_id: case.clone(), expected_version: 0 }).await.unwrap();
+        if step == "hotel_licence" {
+            inspect_on_site(&mut l_clerk, &case, true).await;
+        }
         l_clerk.approve_case(cpb::ApproveCaseRequest { case_id: case, expected_version: 0 }).await.unwrap();
     }
     assert_eq!(finished(applicant, id).await.state(), BundleState::Completed);
+}
+
+/// A liaison clerk holds the on-site inspection of hotel licence `case` (a special
+/// procedure) and records it `passed` or not.
+pub(crate) async fn inspect_on_site(clerk: &mut CaseServiceClient<Authed>, case: &str, passed: bool) {
+    clerk
+        .start_special_procedure(cpb::StartSpecialProcedureRequest {
+            case_id: case.into(),
+            procedure: "on_site_inspection".into(),
+            expected_version: 0,
+        })
+        .await
+        .case();
+    clerk
+        .end_special_procedure(cpb::EndSpecialProcedureRequest {
+            case_id: case.into(),
+            outcome: if passed { "现场核查合格" } else { "消防通道堵塞" }.into(),
+            expected_version: 0,
+            passed,
+        })
+        .await
+        .case();
 }
 
 /// Waits until the bundle is finished (and every step final), then returns it.

@@ -89,7 +89,8 @@ impl Engine {
         state: BundleState,
     ) -> std::result::Result<cpb::Case, String> {
         let mut client = self.client(&s.department).map_err(|e| e.to_string())?;
-        let result = if state == BundleState::Withdrawn {
+        // A revocation is always the coordinator's compensation; a withdrawal the applicant's.
+        let result = if state == BundleState::Withdrawn && s.state != Step::Revoking {
             let request =
                 cpb::WithdrawCaseRequest { case_id: s.case_id.clone(), reason_text: "bundle withdrawn".into() };
             self.guarded(&s.department, client.withdraw_case(request)).await.map(|r| r.into_inner().case)

@@ -22,13 +22,15 @@ impl Engine {
         if bundle::Entity::find_by_id(e.bundle_id.clone()).one(txn).await?.is_none() {
             return Ok(()); // Not ours (another coordinator deployment, or a test's own case).
         }
-        let state = cpb::CaseState::try_from(e.to_state).ok().and_then(CaseState::from_proto);
-        let (id, version, reason) = (e.case_id.clone(), e.version, e.reason_code.clone());
+        let Some(news) = CaseNews::of_event(e) else { return Ok(()) };
         let (_, changed) = self
             .apply_in(txn, &e.bundle_id, |agg, _| {
-                let step = agg.steps.iter_mut().find(|s| s.step_id == step_id && Self::is_its_case(s, department, &id));
-                if let (Some(s), Some(state)) = (step, state) {
-                    record_case(s, &id, state, version, &reason, None);
+                let step = agg
+                    .steps
+                    .iter_mut()
+                    .find(|s| s.step_id == step_id && Self::is_its_case(s, department, news.case_id));
+                if let Some(s) = step {
+                    record_case(s, &news);
                 }
             })
             .await?;

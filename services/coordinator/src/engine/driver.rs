@@ -113,7 +113,9 @@ impl Engine {
         let state = agg.bundle.state;
         for s in &agg.steps {
             match s.state {
-                Step::Cancelling if s.next_attempt_at <= now => return self.withdraw_case_of(id, s, state).await,
+                Step::Cancelling | Step::Revoking if s.next_attempt_at <= now => {
+                    return self.withdraw_case_of(id, s, state).await;
+                }
                 Step::InProgress if awaiting_result(s) && s.next_attempt_at <= now => {
                     return self.fetch_result(id, s).await;
                 }
@@ -173,7 +175,8 @@ impl Engine {
         Ok(agg.steps.iter().any(|s| !s.state.is_final()))
     }
 
-    /// Withdraws (or cancels) the case of a step being cancelled, and records how it ended.
+    /// Withdraws or cancels the case of a step being cancelled, or revokes the approval of
+    /// one being revoked, and records how it ended.
     async fn withdraw_case_of(&self, id: &str, s: &step::Model, state: BundleState) -> Result<bool> {
         let outcome = self.cancel_case(s, state).await;
         let sid = s.step_id.clone();
@@ -184,10 +187,18 @@ impl Engine {
                     let cs = cpb::CaseState::try_from(case.state).ok().and_then(CaseState::from_proto);
                     st.case_state = cs.map(|c| c.as_str().to_string()).unwrap_or_default();
                     st.case_version = case.version;
-                    st.state = match cs.map(saga::step_of_case) {
-                        Some(Step::Done) => Step::Done,
-                        Some(Step::Refused) => Step::Refused,
-                        _ => Step::Cancelled,
+                    st.state = match (st.state, cs) {
+                        (Step::Revoking, Some(CaseState::Revoked)) => Step::Revoked,
+                        // Still approved: the revocation did not take; asked again later.
+                        (Step::Revoking, Some(CaseState::Approved | CaseState::ApprovedProvisionally)) => {
+                            retry_later(st, "the approval was not revoked yet");
+                            Step::Revoking
+                        }
+                        (_, Some(c)) => match saga::step_of_case(c) {
+                            s @ (Step::Done | Step::Provisional | Step::Refused) => s,
+                            _ => Step::Cancelled,
+                        },
+                        (_, None) => Step::Cancelled,
                     };
                 }
                 Err(why) => retry_later(st, why),
@@ -220,14 +231,12 @@ impl Engine {
                 return Ok(false);
             }
         };
-        let result = r.into_inner().case.map(|c| c.result).unwrap_or_default();
-        let fields: onething_platform::store::json::Fields = result.into_iter().collect::<BTreeMap<_, _>>().into();
+        let Some(case) = r.into_inner().case else { return Ok(false) };
         self.apply(id, |agg, _| {
-            if let Some(st) = agg.steps.iter_mut().find(|x| x.step_id == sid)
+            if let (Some(st), Some(news)) = (agg.steps.iter_mut().find(|x| x.step_id == sid), CaseNews::of_case(&case))
                 && awaiting_result(st)
             {
-                st.result = fields.clone();
-                st.state = Step::Done;
+                record_case(st, &news);
             }
         })
         .await?;
@@ -257,7 +266,7 @@ impl Engine {
                 .column(step::Column::BundleId)
                 .filter(
                     Condition::any()
-                        .add(step::Column::State.is_in([Step::Pending, Step::Cancelling]))
+                        .add(step::Column::State.is_in([Step::Pending, Step::Cancelling, Step::Revoking]))
                         .add(awaiting_result),
                 )
                 .filter(step::Column::NextAttemptAt.lte(Utc::now()))

@@ -14,9 +14,12 @@ use onething_platform::reason::Reason;
 mod calls;
 mod case_events;
 mod driver;
+mod record;
 mod submit;
+mod timing;
 
 use calls::Failure;
+use record::{CaseNews, awaiting_result, record_case, record_created};
 
 use crate::{
     saga::{self, BundleState, Step, StepView},
@@ -208,27 +211,6 @@ impl Engine {
         &self.inner.clock
     }
 
-    fn bundle_event(&self, agg: &Aggregate, happened: &str) -> OutgoingEvent {
-        let state = match agg.bundle.state {
-            BundleState::Running => pb::BundleState::Running,
-            BundleState::Completed => pb::BundleState::Completed,
-            BundleState::Failed => pb::BundleState::Failed,
-            BundleState::Withdrawn => pb::BundleState::Withdrawn,
-        };
-        OutgoingEvent::new(
-            format!("onething.coordinator.v1.bundle.{happened}"),
-            format!("bundles/{}", agg.bundle.id),
-            &pb::BundleChanged {
-                bundle_id: agg.bundle.id.clone(),
-                code: agg.bundle.code.clone(),
-                state: state as i32,
-                step_outcomes: agg.steps.iter().map(|s| format!("{}={}", s.step_id, s.state)).collect(),
-                due_time: Some(timestamp(agg.bundle.due_at)),
-                occur_time: Some(timestamp(self.inner.clock.now())),
-            },
-        )
-    }
-
     /// Loads a bundle with its steps.
     ///
     /// # Errors
@@ -299,7 +281,9 @@ impl Engine {
             }
         }
         agg.bundle.state = next;
-        if before.1 == agg.bundle.state && before.2 == agg.steps {
+        let timing = (agg.bundle.due_at, agg.bundle.waiting);
+        self.retime(&mut agg, &def);
+        if before.1 == agg.bundle.state && before.2 == agg.steps && timing == (agg.bundle.due_at, agg.bundle.waiting) {
             return Ok((agg, false));
         }
         agg.bundle.version += 1;
@@ -320,9 +304,11 @@ impl Engine {
             ));
         }
         write_changed_steps(txn, &agg.steps, &before.2).await?;
+        if let Some(happened) = timing::what_happened(before.1, timing, &agg) {
+            self.inner.outbox.enqueue(txn, self.bundle_event(&agg, &happened)).await?;
+        }
         if before.1 != agg.bundle.state {
-            self.inner.outbox.enqueue(txn, self.bundle_event(&agg, &agg.bundle.state.to_string())).await?;
-            if agg.bundle.state != BundleState::Running {
+            if matches!(agg.bundle.state, BundleState::Completed | BundleState::Failed | BundleState::Withdrawn) {
                 observe_finished(&agg);
             }
             tracing::info!(bundle_id = %agg.bundle.id, state = %agg.bundle.state, "bundle state changed");
@@ -417,77 +403,4 @@ impl Engine {
         }
         Ok(out)
     }
-}
-
-/// Records the answer to a step's CreateCase. The case's own events may have been
-/// recorded first (the step is then in progress with this case): the answer still brings
-/// the result, which events never carry. A failure counts only for a step still pending.
-fn record_created(st: &mut step::Model, outcome: &std::result::Result<cpb::Case, Failure>) {
-    let pending = st.state == Step::Pending;
-    // Withdrawn (or compensated) while its CreateCase was in flight: the case made a
-    // moment later is recorded, and withdrawn in turn (see `record_case`).
-    let cancelled_before_its_case = st.state == Step::Cancelled && st.case_id.is_empty();
-    match outcome {
-        Ok(case)
-            if pending || cancelled_before_its_case || (st.state == Step::InProgress && st.case_id == case.case_id) =>
-        {
-            if let Some(cs) = cpb::CaseState::try_from(case.state).ok().and_then(CaseState::from_proto) {
-                record_case(st, &case.case_id, cs, case.version, &case.reason_code, Some(&case.result));
-            }
-        }
-        Err(Failure::Retry(why)) if pending => retry_later(st, why),
-        Err(Failure::Refused(why)) if pending => {
-            st.state = Step::Refused;
-            st.reason = why.clone();
-        }
-        _ => {}
-    }
-}
-
-/// Records what a department said about a step's case. An older version changes
-/// nothing; a result (from the create response) is kept whenever it comes. A step is done
-/// only once its result is in: an approval learned from an event (which carries no
-/// personal data) leaves it in progress until the driver fetches the case.
-fn record_case(
-    s: &mut step::Model,
-    case_id: &str,
-    state: CaseState,
-    version: i64,
-    reason: &str,
-    result: Option<&std::collections::HashMap<String, String>>,
-) {
-    if let Some(r) = result {
-        s.result = r.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<BTreeMap<_, _>>().into();
-    }
-    if version > s.case_version || s.case_id.is_empty() {
-        s.case_id = case_id.to_string();
-        s.case_state = state.as_str().into();
-        s.case_version = version;
-        s.reason = reason.to_string();
-    }
-    let open_case = CaseState::from_str_name(&s.case_state).is_some_and(|c| !saga::step_of_case(c).is_final());
-    if s.state == Step::Cancelled && open_case {
-        // A case still open behind a cancelled step (its CreateCase answered, or its event
-        // came, after the withdrawal): the driver withdraws it, so no case is orphaned.
-        s.state = Step::Cancelling;
-        s.attempts = 0;
-        s.next_attempt_at = Utc::now();
-        return;
-    }
-    if matches!(s.state, Step::Pending | Step::InProgress) {
-        let known = CaseState::from_str_name(&s.case_state).unwrap_or(state);
-        s.state = match saga::step_of_case(known) {
-            Step::Done if result.is_none() && awaiting_result(s) => Step::InProgress,
-            other => other,
-        };
-    }
-}
-
-/// An approved case whose result the coordinator has not fetched yet.
-fn awaiting_result(s: &step::Model) -> bool {
-    s.result.is_empty()
-        && matches!(
-            CaseState::from_str_name(&s.case_state),
-            Some(CaseState::Approved | CaseState::ApprovedProvisionally)
-        )
 }

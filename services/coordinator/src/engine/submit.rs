@@ -125,7 +125,7 @@ impl Engine {
             .iter()
             .map(|m| MaterialRecord { code: m.code.clone(), document_uri: m.document_uri.trim().into() })
             .collect();
-        let due = saga::due(def, included, &self.inner.catalog, &self.inner.calendar, now);
+        let due = saga::due(def, included, &self.inner.catalog, &self.inner.calendar, now, &BTreeMap::new());
         let kind = onething_platform::store::case::ApplicantKind::from_proto(applicant.kind);
         let b = bundle::Model {
             id: id.clone(),
@@ -143,6 +143,7 @@ impl Engine {
             created_at: now,
             updated_at: now,
             traceparent: telemetry::current_traceparent(),
+            waiting: false,
         };
         let steps: Vec<step::Model> = def
             .steps
@@ -161,6 +162,10 @@ impl Engine {
                 result: Default::default(),
                 attempts: 0,
                 next_attempt_at: now,
+                due_at: None,
+                owed: Default::default(),
+                owed_by: None,
+                waiting: false,
             })
             .collect();
         Ok(Aggregate { bundle: b, steps })

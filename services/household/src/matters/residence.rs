@@ -13,7 +13,7 @@ use onething_platform::{
     reason::Reason,
 };
 use onething_proto::common::ApplicantKind;
-use sea_orm::{ActiveValue::Set, DatabaseTransaction, EntityTrait};
+use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter};
 
 /// `household.residence_permit`.
 pub struct ResidencePermit;
@@ -64,5 +64,20 @@ impl MatterRules for ResidencePermit {
         .exec_without_returning(txn)
         .await?;
         Ok(CaseResult::from([("residence_permit_number".into(), number), ("valid_until".into(), valid_until)]))
+    }
+
+    /// The approval revoked: the permit it issued is no longer on the register.
+    async fn on_revoke(
+        &self,
+        txn: &DatabaseTransaction,
+        _events: &mut Vec<OutgoingEvent>,
+        case: &CaseRecord,
+        _now: DateTime<Utc>,
+    ) -> Result<()> {
+        residence_permit::Entity::delete_many()
+            .filter(residence_permit::Column::CaseId.eq(case.id.clone()))
+            .exec(txn)
+            .await?;
+        Ok(())
     }
 }

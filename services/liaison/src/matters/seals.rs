@@ -97,6 +97,23 @@ impl MatterRules for SealEngravingFiling {
         result.insert("filing_number".into(), case.document_number("GZBA"));
         Ok(result)
     }
+
+    /// The filing revoked: the seals this case filed are cancelled again.
+    async fn on_revoke(
+        &self,
+        txn: &DatabaseTransaction,
+        _events: &mut Vec<OutgoingEvent>,
+        case: &CaseRecord,
+        _now: DateTime<Utc>,
+    ) -> Result<()> {
+        seal::Entity::update_many()
+            .col_expr(seal::Column::Status, Expr::value(Standing::Cancelled))
+            .filter(seal::Column::CaseId.eq(case.id.clone()))
+            .filter(seal::Column::Status.eq(Standing::Active))
+            .exec(txn)
+            .await?;
+        Ok(())
+    }
 }
 
 /// `liaison.seal_cancellation`.

@@ -6,7 +6,7 @@ mod record;
 mod service;
 
 pub use record::{ApplicantRecord, CaseRecord, Form, MAX_MATERIALS, MAX_URI_CHARS, MaterialRecord, timestamp};
-pub use service::CaseApi;
+pub use service::{CaseApi, PROCEDURE};
 
 use crate::reason::Reason;
 use crate::{
@@ -99,6 +99,32 @@ pub trait MatterRules: Send + Sync + 'static {
         Ok(())
     }
 
+    /// What a decision needs beyond the lifecycle, checked before an approval: the
+    /// decision's own steps (an on-site inspection recorded, a 交钥匙 inspection done).
+    ///
+    /// # Errors
+    /// FAILED_PRECONDITION saying what is missing; nothing changes.
+    async fn before_approve(&self, _txn: &DatabaseTransaction, _case: &CaseRecord) -> Result<()> {
+        Ok(())
+    }
+
+    /// Undoes what the approval did, when it is revoked at `now` (an owed 容缺 material
+    /// came too late, or the bundle's compensation): registry rows changed back in `txn`,
+    /// facts appended to `events`. Only a matter the catalog marks `revocable` is
+    /// compensated; the default undoes nothing (an approval that changed nothing).
+    ///
+    /// # Errors
+    /// A database failure; the revocation rolls back and is tried again.
+    async fn on_revoke(
+        &self,
+        _txn: &DatabaseTransaction,
+        _events: &mut Vec<OutgoingEvent>,
+        _case: &CaseRecord,
+        _now: DateTime<Utc>,
+    ) -> Result<()> {
+        Ok(())
+    }
+
     /// Applies the approval at `now`: registry changes in `txn`, and domain facts appended
     /// to `events` (written to the outbox with the case's own events, in causal order).
     /// Returns the result fields shown to the applicant.
@@ -129,6 +155,12 @@ pub fn check_case_form(
     let mut meaning = FormCheck::new(form);
     rules.check_form(&mut meaning, applicant, now);
     catalog.check_case_form(matter, form, meaning.finish())
+}
+
+/// The outcome of special procedure `name` recorded on `case`: `Some(true)` when it ended
+/// passed, `Some(false)` failed, `None` when none ended.
+pub fn procedure_outcome(case: &CaseRecord, name: &str) -> Option<bool> {
+    case.result.get(&format!("{PROCEDURE}.{name}")).map(|v| v == "passed")
 }
 
 /// A department: its name (the catalog's `department`, the event namespace) and the rules

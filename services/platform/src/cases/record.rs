@@ -199,6 +199,12 @@ pub struct CaseRecord {
     pub created_at: DateTime<Utc>,
     /// Updated.
     pub updated_at: DateTime<Utc>,
+    /// Accepted (受理); `None` before.
+    pub accepted_at: Option<DateTime<Utc>>,
+    /// From when the case counts as close to its due time (预警).
+    pub warn_at: Option<DateTime<Utc>>,
+    /// While a supplement is asked for: by when it must come.
+    pub supplement_due_at: Option<DateTime<Utc>>,
 }
 
 impl CaseRecord {
@@ -234,6 +240,9 @@ impl CaseRecord {
             version: 1,
             created_at: now,
             updated_at: now,
+            accepted_at: None,
+            warn_at: None,
+            supplement_due_at: None,
         }
     }
 
@@ -287,6 +296,9 @@ impl CaseRecord {
             version: m.version,
             created_at: m.created_at,
             updated_at: m.updated_at,
+            accepted_at: m.accepted_at,
+            warn_at: m.warn_at,
+            supplement_due_at: m.supplement_due_at,
         }
     }
 
@@ -318,6 +330,9 @@ impl CaseRecord {
             version: Set(self.version),
             created_at: Set(self.created_at),
             updated_at: Set(self.updated_at),
+            accepted_at: Set(self.accepted_at),
+            warn_at: Set(self.warn_at),
+            supplement_due_at: Set(self.supplement_due_at),
         }
     }
 
@@ -350,6 +365,8 @@ impl CaseRecord {
                 due_time: self.due_at.map(timestamp),
                 paused_since: self.paused_since.map(timestamp),
                 provisional: self.due_provisional,
+                warn_time: self.warn_at.map(timestamp),
+                supplement_due_time: self.supplement_due_at.map(timestamp),
             }),
             result: self.result.clone().into_iter().collect(),
             idempotency_key: crate::idempotency::client_key(&self.idempotency_key).to_string(),

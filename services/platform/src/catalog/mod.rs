@@ -110,10 +110,30 @@ pub struct Matter {
     /// later, the approval is revoked.
     #[serde(default = "default_owed_days")]
     pub owed_within_working_days: u32,
+    /// Working days within which an asked-for supplement (补正) must come; later, the case
+    /// is not accepted (before acceptance) or rejected (after). A catalog value.
+    #[serde(default = "default_supplement_days")]
+    pub supplement_within_working_days: u32,
+    /// The share of the committed time before the due time from which a case counts as
+    /// close to due (预警): 0.25 warns in the last quarter, whatever the limit's length.
+    #[serde(default = "default_warn_share")]
+    pub warn_share: f64,
+    /// Whether an approval can be revoked with its effects undone (compensation of a
+    /// bundle). A bundle step that may not stand alone must be of a revocable matter.
+    #[serde(default)]
+    pub revocable: bool,
 }
 
 fn default_owed_days() -> u32 {
     10
+}
+
+fn default_supplement_days() -> u32 {
+    5
+}
+
+fn default_warn_share() -> f64 {
+    0.25
 }
 
 impl Matter {
@@ -159,6 +179,10 @@ pub struct Bundle {
     pub name: String,
     /// Steps.
     pub steps: Vec<Step>,
+    /// The share of the time from submission to due before the due time from which the
+    /// bundle counts as close to due (预警).
+    #[serde(default = "default_warn_share")]
+    pub warn_share: f64,
 }
 
 impl Bundle {
@@ -235,6 +259,12 @@ impl Catalog {
         if m.time_unit != TimeUnit::Immediate && m.time_limit == 0 {
             bail!("catalog: matter {} has no time limit", m.code);
         }
+        if !(m.warn_share > 0.0 && m.warn_share < 1.0) {
+            bail!("catalog: matter {} warns at a share {} of its time, not between 0 and 1", m.code, m.warn_share);
+        }
+        if m.supplement_within_working_days == 0 {
+            bail!("catalog: matter {} gives no time for a supplement", m.code);
+        }
         for (name, f) in &m.form {
             let Some(field) = self.fields.get(name) else {
                 bail!("catalog: matter {} takes {name}, which is not under fields", m.code);
@@ -274,6 +304,10 @@ impl Catalog {
                 None if !self.fields.contains_key(from) => bail!("{at} takes {from}, which is not under fields"),
                 None => {}
             }
+        }
+        // Compensation undoes what may not stand alone; what cannot be undone must stand.
+        if b.steps.len() > 1 && !st.stands_alone && !matter.revocable {
+            bail!("{at} may not stand alone, but {} cannot be revoked: mark it stands_alone", matter.code);
         }
         for (name, f) in &matter.form {
             match st.fields.get(name).and_then(|from| from.strip_prefix('=')) {
@@ -355,8 +389,29 @@ mod tests {
         assert_eq!(c.bundles.len(), 7);
         let after_death = c.bundle("after_death").unwrap();
         assert_eq!(after_death.step("driving_licence").unwrap().after, ["deregistration"]);
-        let bad = BUILTIN.replace("after = [\"deregistration\"], fields = { subject_id_number = \"subject_id_number\" } },\n  { id = \"travel_documents\"", "after = [\"travel_documents\"], fields = { subject_id_number = \"subject_id_number\" } },\n  { id = \"travel_documents\"");
+        let bad = BUILTIN.replace(
+            "after = [\"deregistration\"], stands_alone = true, fields = { subject_id_number = \"subject_id_number\" } },\n  { id = \"travel_documents\"",
+            "after = [\"travel_documents\"], stands_alone = true, fields = { subject_id_number = \"subject_id_number\" } },\n  { id = \"travel_documents\"",
+        );
+        assert_ne!(bad, BUILTIN);
         assert!(Catalog::parse(&bad).is_err(), "waiting for a later step is refused");
+    }
+
+    #[test]
+    fn what_may_not_stand_alone_can_be_revoked() {
+        // A recorded death cannot be undone: its step must stand alone.
+        let bad = BUILTIN.replace(
+            "{ id = \"deregistration\", matter = \"household.deregistration\", stands_alone = true,",
+            "{ id = \"deregistration\", matter = \"household.deregistration\",",
+        );
+        assert_ne!(bad, BUILTIN);
+        let e = format!("{:#}", Catalog::parse(&bad).unwrap_err());
+        assert!(e.contains("household.deregistration cannot be revoked"), "{e}");
+        let c = Catalog::parse(BUILTIN).unwrap();
+        assert!(c.get("liaison.precursor_chemical_filing").unwrap().revocable);
+        assert!(!c.get("household.deregistration").unwrap().revocable);
+        let bad_share = BUILTIN.replacen("revocable = true", "revocable = true\nwarn_share = 1.5", 1);
+        assert!(Catalog::parse(&bad_share).is_err(), "a warning share past 1 is refused");
     }
 
     #[test]

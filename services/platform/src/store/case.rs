@@ -41,7 +41,7 @@ pub struct Model {
     pub time_unit: crate::catalog::TimeUnit,
     /// Committed limit in that unit.
     pub time_limit: i32,
-    /// Due time, once accepted.
+    /// Due time, counted from receipt.
     pub due_at: Option<DateTimeUtc>,
     /// Set while the clock is paused.
     pub paused_since: Option<DateTimeUtc>,
@@ -60,6 +60,12 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     /// Last changed.
     pub updated_at: DateTimeUtc,
+    /// When it was accepted (受理); unset before.
+    pub accepted_at: Option<DateTimeUtc>,
+    /// From when it counts as close to its due time (预警).
+    pub warn_at: Option<DateTimeUtc>,
+    /// While a supplement is asked for: by when it must come.
+    pub supplement_due_at: Option<DateTimeUtc>,
 }
 
 /// No relations.

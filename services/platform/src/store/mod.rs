@@ -59,6 +59,18 @@ pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
                 ]
             },
         }),
+        // Time rules from receipt (M16's 24 hours count from the application): when a case
+        // was accepted, when it is close to due, and a supplement's own deadline.
+        Box::new(AddColumns {
+            name: "m20261208_000007_case_time_rules",
+            table: "cases",
+            columns: |s| {
+                [case::Column::AcceptedAt, case::Column::WarnAt, case::Column::SupplementDueAt]
+                    .into_iter()
+                    .map(|c| s.get_column_def::<case::Entity>(c))
+                    .collect()
+            },
+        }),
     ]
 }
 

@@ -23,6 +23,18 @@ use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, Q
 /// `vehicle.inspection_booking`.
 pub struct InspectionBooking;
 
+/// The result field keeping the inspection due date an approval replaced.
+const PREVIOUS_DUE: &str = "previous_inspection_due";
+
+async fn set_inspection_due(txn: &DatabaseTransaction, plate: &str, due: &str) -> Result<()> {
+    vehicle::Entity::update_many()
+        .col_expr(vehicle::Column::InspectionDue, Expr::value(due.to_string()))
+        .filter(vehicle::Column::Plate.eq(plate.to_string()))
+        .exec(txn)
+        .await?;
+    Ok(())
+}
+
 #[onething_platform::async_trait]
 impl MatterRules for InspectionBooking {
     fn code(&self) -> &'static str {
@@ -100,6 +112,26 @@ impl MatterRules for InspectionBooking {
         Ok(())
     }
 
+    /// A 交钥匙 booking is decided once the station has the vehicle inspected: its proxy
+    /// steps in order up to `INSPECTED` (M14: staff do everything, one after the other).
+    async fn before_approve(&self, txn: &DatabaseTransaction, case: &CaseRecord) -> Result<()> {
+        if case.field("proxy") != "true" {
+            return Ok(());
+        }
+        let state = proxy::Entity::find_by_id(case.id.clone())
+            .one(txn)
+            .await?
+            .and_then(|p| ProxyState::from_str_name(&p.state))
+            .unwrap_or(ProxyState::Unspecified);
+        if matches!(state, ProxyState::Inspected | ProxyState::Returned) {
+            return Ok(());
+        }
+        Err(Error::failed_precondition(
+            Reason::VehicleProxyNotInspected,
+            format!("the proxy inspection is at {}: hand over and inspect first", state.as_str_name()),
+        ))
+    }
+
     async fn on_approve(
         &self,
         txn: &DatabaseTransaction,
@@ -109,16 +141,29 @@ impl MatterRules for InspectionBooking {
     ) -> Result<CaseResult> {
         // The station passed the vehicle: the next inspection is due in two years.
         let plate = case.field("plate").to_uppercase();
+        let previous = vehicle::Entity::find_by_id(plate.clone()).one(txn).await?.map(|v| v.inspection_due);
         let today = date_in_china(now);
         let next = today.checked_add_months(Months::new(24)).unwrap_or(today).to_string();
-        vehicle::Entity::update_many()
-            .col_expr(vehicle::Column::InspectionDue, Expr::value(next.clone()))
-            .filter(vehicle::Column::Plate.eq(plate))
-            .exec(txn)
-            .await?;
+        set_inspection_due(txn, &plate, &next).await?;
         let mut result = case.result.clone();
         result.insert("inspection_result".into(), "passed".into());
         result.insert("next_inspection_due".into(), next);
+        // What a revocation puts back.
+        result.insert(PREVIOUS_DUE.into(), previous.unwrap_or_default());
         Ok(result)
+    }
+
+    /// The approval revoked: the next inspection falls due when it did before.
+    async fn on_revoke(
+        &self,
+        txn: &DatabaseTransaction,
+        _events: &mut Vec<OutgoingEvent>,
+        case: &CaseRecord,
+        _now: DateTime<Utc>,
+    ) -> Result<()> {
+        if let Some(previous) = case.result.get(PREVIOUS_DUE).filter(|p| !p.is_empty()) {
+            set_inspection_due(txn, &case.field("plate").to_uppercase(), previous).await?;
+        }
+        Ok(())
     }
 }

@@ -3,6 +3,10 @@
 
 use super::*;
 
+/// The result field naming the special procedure under way; once it ends, its outcome is
+/// `procedure.<name>` (`passed` or `failed`) with `procedure.<name>.note`.
+pub const PROCEDURE: &str = "procedure";
+
 pub(super) fn reply(case: CaseRecord) -> Option<pb::Case> {
     Some(case.to_proto())
 }
@@ -87,6 +91,7 @@ impl CaseService for CaseApi {
                     ));
                 }
                 case.reason_text = format!("special procedure: {procedure}");
+                case.result.insert(PROCEDURE.into(), procedure.to_string());
                 me.step(case, Action::StartSpecialProcedure, me.clock().now(), ev)
             })
             .await?;
@@ -101,7 +106,14 @@ impl CaseService for CaseApi {
         let r = r.into_inner();
         let case = self
             .act((&p, "EndSpecialProcedure", Need::Intake), &r.case_id, r.expected_version, |me, case, ev| {
-                case.reason_text = r.outcome.chars().take(500).collect();
+                let note: String = r.outcome.chars().take(500).collect();
+                // What the procedure found stays on the case: a decision may depend on it.
+                if let Some(name) = case.result.remove(PROCEDURE) {
+                    let found = if r.passed { "passed" } else { "failed" };
+                    case.result.insert(format!("{PROCEDURE}.{name}"), found.into());
+                    case.result.insert(format!("{PROCEDURE}.{name}.note"), note.clone());
+                }
+                case.reason_text = note;
                 me.step(case, Action::EndSpecialProcedure, me.clock().now(), ev)
             })
             .await?;
@@ -114,44 +126,9 @@ impl CaseService for CaseApi {
     ) -> Result<Response<pb::SupplyMaterialsResponse>, Status> {
         let p = authz::principal(&r)?;
         let r = r.into_inner();
-        let case = self
-            .act((&p, "SupplyMaterials", Need::Supply), &r.case_id, r.expected_version, |me, case, ev| {
-                let matter = me.catalog_matter(case)?;
-                let mut bad = Vec::new();
-                if r.materials.is_empty() {
-                    bad.push(violation("materials", "required"));
-                }
-                let supplied = MaterialRecord::validate(&r.materials, matter, &mut bad);
-                if let Some(e) = Error::from_violations(Reason::CaseInvalidRequest, bad) {
-                    return Err(e);
-                }
-                for m in supplied {
-                    case.materials.retain(|x| x.code != m.code);
-                    case.materials.push(m);
-                }
-                let still: Vec<String> =
-                    case.missing_materials.iter().filter(|c| !case.has_material(c)).cloned().collect();
-                let action = match case.state {
-                    State::AwaitingSupplement => Action::SupplyMaterials,
-                    State::ApprovedProvisionally => Action::CompleteOwed,
-                    _ => {
-                        return Err(Error::failed_precondition(
-                            Reason::CaseNotAwaitingMaterials,
-                            format!("a {} case does not take materials", case.state),
-                        ));
-                    }
-                };
-                if !still.is_empty() {
-                    return Err(Error::invalid_field(
-                        Reason::CaseMaterialsStillMissing,
-                        "materials",
-                        format!("still missing: {}", still.join(", ")),
-                    ));
-                }
-                case.missing_materials.clear();
-                me.step(case, action, me.clock().now(), ev)
-            })
-            .await?;
+        let mut a = self.begin_action(&p, "SupplyMaterials", Need::Supply, &r.case_id, r.expected_version).await?;
+        self.supply(&mut a, &r.materials).await?;
+        let case = self.finish_action(a).await?;
         Ok(Response::new(pb::SupplyMaterialsResponse { case: reply(case) }))
     }
 
@@ -161,29 +138,14 @@ impl CaseService for CaseApi {
     ) -> Result<Response<pb::ApproveCaseResponse>, Status> {
         let p = authz::principal(&r)?;
         let r = r.into_inner();
-        let mut a = self.begin_action(&p, "ApproveCase", Need::Decide, &r.case_id, r.expected_version).await?;
-        if a.case.state == State::Accepted {
-            let matter = self.catalog_matter(&a.case)?.clone();
-            self.decide(&a.txn, &mut a.case, &matter, self.clock().now(), &mut a.events).await?;
-        } else {
-            // Refused by the lifecycle before the department's effect runs.
-            self.step(&mut a.case, Action::Approve, self.clock().now(), &mut a.events)?;
-        }
-        let case = self.finish_action(a).await?;
+        let case = self.approve(&p, &r.case_id, r.expected_version).await?;
         Ok(Response::new(pb::ApproveCaseResponse { case: reply(case) }))
     }
 
     async fn reject_case(&self, r: Request<pb::RejectCaseRequest>) -> Result<Response<pb::RejectCaseResponse>, Status> {
         let p = authz::principal(&r)?;
         let r = r.into_inner();
-        let case = self
-            .act((&p, "RejectCase", Need::Decide), &r.case_id, r.expected_version, |me, case, ev| {
-                check_reason_code(&r.reason_code)?;
-                case.reason_code = r.reason_code.clone();
-                case.reason_text = r.reason_text.chars().take(500).collect();
-                me.step(case, Action::Reject, me.clock().now(), ev)
-            })
-            .await?;
+        let case = self.reject(&p, &r.case_id, (&r.reason_code, &r.reason_text), r.expected_version).await?;
         Ok(Response::new(pb::RejectCaseResponse { case: reply(case) }))
     }
 
@@ -206,13 +168,19 @@ impl CaseService for CaseApi {
     async fn cancel_case(&self, r: Request<pb::CancelCaseRequest>) -> Result<Response<pb::CancelCaseResponse>, Status> {
         let p = authz::principal(&r)?;
         let r = r.into_inner();
-        let case = self
-            .act((&p, "CancelCase", Need::Cancel), &r.case_id, 0, |me, case, ev| {
-                check_reason_code(&r.reason_code)?;
-                case.reason_code = r.reason_code.clone();
-                me.step(case, Action::Cancel, me.clock().now(), ev)
-            })
-            .await?;
+        let mut a = self.begin_action(&p, "CancelCase", Need::Cancel, &r.case_id, 0).await?;
+        // Checked after the caller: a stranger learns nothing from a validation answer.
+        check_reason_code(&r.reason_code)?;
+        let now = self.clock().now();
+        if matches!(a.case.state, State::Approved | State::ApprovedProvisionally) {
+            // Compensation of a finished step: the approval is revoked and undone.
+            let text = "revoked: another step of the bundle was refused".to_string();
+            self.revoke(&a.txn, &mut a.case, (&r.reason_code, text), now, &mut a.events).await?;
+        } else {
+            a.case.reason_code = r.reason_code.clone();
+            self.step(&mut a.case, Action::Cancel, now, &mut a.events)?;
+        }
+        let case = self.finish_action(a).await?;
         Ok(Response::new(pb::CancelCaseResponse { case: reply(case) }))
     }
 }

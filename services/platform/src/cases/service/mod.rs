@@ -2,12 +2,13 @@
 //! clerk actions through the lifecycle, the clock, optimistic versioning, and one
 //! `CaseStateChanged` event per transition written to the outbox in the same transaction.
 //!
-//! Split by concern: [`workflow`] (intake and the lifecycle), [`policy`] (who may), [`store`]
+//! Split by concern: [`workflow`] (intake and the lifecycle), [`decisions`] (approve,
+//! reject), [`policy`] (who may), [`store`]
 //! (the table and its transactions), [`sweep`] (the clock's work) and [`grpc`] (the tonic
 //! adapter); each adds to the one `CaseApi`.
 
 use super::{
-    CaseRecord, Department, Refusal,
+    CaseRecord, Department,
     record::{ApplicantRecord, MaterialRecord},
 };
 use crate::reason::Reason;
@@ -30,7 +31,10 @@ use sea_orm::{
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
+mod decisions;
 mod grpc;
+
+pub use grpc::PROCEDURE;
 mod policy;
 mod store;
 mod sweep;

@@ -1,5 +1,6 @@
-//! What runs on the clock: provisional approvals revoked when owed materials are
-//! overdue, and the case gauges.
+//! What runs on the clock: provisional approvals revoked (their effects undone) when owed
+//! materials are overdue, supplements not given in time closing their cases, and the case
+//! gauges.
 
 use super::*;
 
@@ -38,9 +39,8 @@ impl CaseApi {
             }
             let before = (case.version, case.state);
             let mut events = Pending::new();
-            case.reason_code = Reason::CaseOwedMaterialOverdue.into();
-            case.reason_text = format!("owed materials not supplied in time: {}", case.missing_materials.join(", "));
-            self.step(&mut case, Action::Revoke, now, &mut events)?;
+            let text = format!("owed materials not supplied in time: {}", case.missing_materials.join(", "));
+            self.revoke(&txn, &mut case, (Reason::CaseOwedMaterialOverdue.as_str(), text), now, &mut events).await?;
             self.store_in(&txn, &case, before, events).await?;
             txn.commit().await?;
             tracing::info!(case_id = %case.id, "provisional approval revoked: owed material overdue");
@@ -50,6 +50,53 @@ impl CaseApi {
             self.inner.outbox.wake();
         }
         Ok(revoked)
+    }
+
+    /// Closes the cases whose asked-for supplement did not come by its deadline at `now`:
+    /// not accepted before acceptance, rejected after, each with `CASE_SUPPLEMENT_OVERDUE`
+    /// and its event. Returns how many.
+    ///
+    /// # Errors
+    /// A database failure (cases closed before it stay closed).
+    pub async fn close_overdue_supplements(&self, now: DateTime<Utc>) -> Result<usize> {
+        use sea_orm::QuerySelect;
+        let overdue: Vec<String> = row::Entity::find()
+            .select_only()
+            .column(row::Column::Id)
+            .filter(row::Column::Department.eq(self.inner.dept.name()))
+            .filter(row::Column::State.eq(State::AwaitingSupplement))
+            .filter(row::Column::SupplementDueAt.lt(now))
+            .into_tuple()
+            .all(&self.inner.db)
+            .await?;
+        let mut closed = 0;
+        for id in overdue {
+            let txn = crate::db::begin_write(&self.inner.db).await?;
+            let mut case = match load(&txn, &id).await {
+                Ok(case) => case,
+                Err(e) => {
+                    tracing::error!(case_id = %id, error = %e, "a case past its supplement deadline does not read; skipped");
+                    continue;
+                }
+            };
+            if case.state != State::AwaitingSupplement || case.supplement_due_at.is_none_or(|d| d >= now) {
+                continue; // Supplied meanwhile.
+            }
+            let before = (case.version, case.state);
+            let mut events = Pending::new();
+            case.reason_code = Reason::CaseSupplementOverdue.into();
+            case.reason_text = format!("not supplied in time: {}", case.missing_materials.join(", "));
+            let action = if case.accepted_at.is_some() { Action::Reject } else { Action::NotAccept };
+            self.step(&mut case, action, now, &mut events)?;
+            self.store_in(&txn, &case, before, events).await?;
+            txn.commit().await?;
+            tracing::info!(case_id = %case.id, state = %case.state, "supplement overdue: case closed");
+            closed += 1;
+        }
+        if closed > 0 {
+            self.inner.outbox.wake();
+        }
+        Ok(closed)
     }
 
     /// Sets the case gauges of this department: cases by state, and open cases whose

@@ -120,8 +120,8 @@ impl CaseApi {
         Ok(case)
     }
 
-    /// The intake of a new case in `txn`: required materials, the department's conditions,
-    /// and for an automatic matter the decision; returns the events to write with its row.
+    /// The intake of a new case in `txn`: its committed time and due time from receipt, then
+    /// [`Self::receive`]; returns the events to write with its row.
     pub(super) async fn intake(
         &self,
         txn: &DatabaseTransaction,
@@ -130,34 +130,115 @@ impl CaseApi {
         now: DateTime<Utc>,
     ) -> Result<Pending> {
         let rules = self.rules(&matter.code)?;
+        // The clock runs from receipt (M16: 24 hours from the application), whoever accepts.
+        (case.time_unit, case.time_limit) = rules.time_limit(matter, case);
+        let due = self.inner.calendar.due(case.created_at, case.time_unit, case.time_limit);
+        (case.due_at, case.due_provisional) = (Some(due.at), due.provisional);
+        case.warn_at = self.warn_at(case, matter);
         let mut events: Pending = vec![self.event(case, None)];
-        let missing: Vec<String> =
-            matter.required_materials.iter().filter(|m| !case.has_material(m)).cloned().collect();
-        let refusal = if !missing.is_empty() {
-            case.missing_materials = missing;
-            Some(Refusal::new(Reason::CaseMissingMaterials, "required materials are missing"))
-        } else {
-            rules.check_intake(txn, case).await?
-        };
-        if let Some(r) = refusal {
+        self.receive(txn, case, matter, now, &mut events).await?;
+        Ok(events)
+    }
+
+    /// A submitted case checked at intake: the department's conditions (what no supplement
+    /// can fix: not accepted), then the required materials (all that are missing asked for
+    /// at once, 一次性告知), then the department's intake work and, by the matter's handling,
+    /// acceptance and for an automatic matter the decision.
+    pub(super) async fn receive(
+        &self,
+        txn: &DatabaseTransaction,
+        case: &mut CaseRecord,
+        matter: &Matter,
+        now: DateTime<Utc>,
+        events: &mut Pending,
+    ) -> Result<()> {
+        let rules = self.rules(&matter.code)?;
+        if let Some(r) = rules.check_intake(txn, case).await? {
             case.reason_code = r.reason_code.into();
             case.reason_text = r.reason_text;
-            self.step(case, Action::NotAccept, now, &mut events)?;
-        } else {
-            (case.time_unit, case.time_limit) = rules.time_limit(matter, case);
-            rules.on_intake(txn, case, now).await?;
-            match matter.handling {
-                Handling::Automatic => {
-                    self.step(case, Action::Accept, now, &mut events)?;
-                    if rules.ready(txn, case).await? {
-                        self.decide(txn, case, matter, now, &mut events).await?;
-                    }
-                }
-                Handling::AutoAccept => self.step(case, Action::Accept, now, &mut events)?,
-                Handling::Review => {}
-            }
+            return self.step(case, Action::NotAccept, now, events);
         }
-        Ok(events)
+        let missing: Vec<String> =
+            matter.required_materials.iter().filter(|m| !case.has_material(m)).cloned().collect();
+        if !missing.is_empty() {
+            case.reason_code = Reason::CaseSupplementRequested.into();
+            case.reason_text = format!("please supply: {}", missing.join(", "));
+            case.missing_materials = missing;
+            return self.step(case, Action::RequestSupplement, now, events);
+        }
+        rules.on_intake(txn, case, now).await?;
+        match matter.handling {
+            Handling::Automatic => {
+                self.step(case, Action::Accept, now, events)?;
+                if rules.ready(txn, case).await? {
+                    self.decide(txn, case, matter, now, events).await?;
+                }
+            }
+            Handling::AutoAccept => self.step(case, Action::Accept, now, events)?,
+            Handling::Review => {}
+        }
+        Ok(())
+    }
+
+    /// Takes supplied `materials` into the action's case: what a supplement asked for (at
+    /// intake the case is received again, and accepted or decided by its handling; after
+    /// acceptance it goes back to accepted) or the materials a provisional approval owes.
+    ///
+    /// # Errors
+    /// INVALID_ARGUMENT for no or malformed materials, or for one still missing;
+    /// FAILED_PRECONDITION when the case waits for none.
+    pub(super) async fn supply(&self, a: &mut Action_, materials: &[pb::Material]) -> Result<()> {
+        let matter = self.catalog_matter(&a.case)?.clone();
+        let mut bad = Vec::new();
+        if materials.is_empty() {
+            bad.push(violation("materials", "required"));
+        }
+        let supplied = MaterialRecord::validate(materials, &matter, &mut bad);
+        if let Some(e) = Error::from_violations(Reason::CaseInvalidRequest, bad) {
+            return Err(e);
+        }
+        let case = &mut a.case;
+        let action = match case.state {
+            State::AwaitingSupplement if case.accepted_at.is_none() => Action::SupplyForIntake,
+            State::AwaitingSupplement => Action::SupplyMaterials,
+            State::ApprovedProvisionally => Action::CompleteOwed,
+            _ => {
+                return Err(Error::failed_precondition(
+                    Reason::CaseNotAwaitingMaterials,
+                    format!("a {} case does not take materials", case.state),
+                ));
+            }
+        };
+        for m in supplied {
+            case.materials.retain(|x| x.code != m.code);
+            case.materials.push(m);
+        }
+        let still: Vec<String> = case.missing_materials.iter().filter(|c| !case.has_material(c)).cloned().collect();
+        if !still.is_empty() {
+            return Err(Error::invalid_field(
+                Reason::CaseMaterialsStillMissing,
+                "materials",
+                format!("still missing: {}", still.join(", ")),
+            ));
+        }
+        case.missing_materials.clear();
+        case.reason_code.clear();
+        case.reason_text.clear();
+        let now = self.clock().now();
+        self.step(case, action, now, &mut a.events)?;
+        if action == Action::SupplyForIntake {
+            self.receive(&a.txn, &mut a.case, &matter, now, &mut a.events).await?;
+        }
+        Ok(())
+    }
+
+    /// From when `case` counts as close to due: its due time less the matter's warning
+    /// share of its committed time (counted from receipt, so a pause moves both alike).
+    pub(super) fn warn_at(&self, case: &CaseRecord, matter: &Matter) -> Option<DateTime<Utc>> {
+        let due = case.due_at?;
+        let span = self.inner.calendar.due(case.created_at, case.time_unit, case.time_limit).at - case.created_at;
+        let window = chrono::Duration::milliseconds((span.num_milliseconds() as f64 * matter.warn_share) as i64);
+        Some(due - window)
     }
 
     /// Approves (or provisionally approves, when a 容缺 material is owed) an accepted case
@@ -171,7 +252,9 @@ impl CaseApi {
         events: &mut Pending,
     ) -> Result<()> {
         let owed: Vec<String> = matter.deferrable_materials.iter().filter(|m| !case.has_material(m)).cloned().collect();
-        case.result = self.rules(&case.matter_code)?.on_approve(txn, events, case, now).await?;
+        let rules = self.rules(&case.matter_code)?;
+        rules.before_approve(txn, case).await?;
+        case.result = rules.on_approve(txn, events, case, now).await?;
         if owed.is_empty() {
             self.step(case, Action::Approve, now, events)
         } else {
@@ -181,6 +264,25 @@ impl CaseApi {
             (case.due_at, case.due_provisional) = (Some(due.at), due.provisional);
             self.step(case, Action::ApproveProvisionally, now, events)
         }
+    }
+
+    /// Revokes an approval at `now` for `reason` (`text` for the applicant): the lifecycle
+    /// step and its event, then the department's [`super::super::MatterRules::on_revoke`]
+    /// undoing its effects, in the caller's transaction.
+    pub(super) async fn revoke(
+        &self,
+        txn: &DatabaseTransaction,
+        case: &mut CaseRecord,
+        (reason, text): (&str, String),
+        now: DateTime<Utc>,
+        events: &mut Pending,
+    ) -> Result<()> {
+        case.reason_code = reason.to_string();
+        case.reason_text = text;
+        self.step(case, Action::Revoke, now, events)?;
+        self.rules(&case.matter_code)?.on_revoke(txn, events, case, now).await?;
+        tracing::info!(case_id = %case.id, reason, "approval revoked");
+        Ok(())
     }
 
     /// Applies `action` to `case`: lifecycle, clock, version, and its event.
@@ -195,30 +297,34 @@ impl CaseApi {
         let to =
             from.apply(action).map_err(|e| Error::failed_precondition(Reason::CaseIllegalTransition, e.to_string()))?;
         match action {
-            Action::Accept => {
-                let due = self.inner.calendar.due(now, case.time_unit, case.time_limit);
-                case.due_at = Some(due.at);
-                case.due_provisional = due.provisional;
+            Action::Accept => case.accepted_at = Some(now),
+            Action::RequestSupplement => {
+                case.paused_since = Some(now);
+                let days = self.catalog_matter(case)?.supplement_within_working_days;
+                case.supplement_due_at = Some(self.inner.calendar.add_working_days(now, days).at);
             }
-            Action::RequestSupplement | Action::StartSpecialProcedure => case.paused_since = Some(now),
+            Action::StartSpecialProcedure => case.paused_since = Some(now),
             Action::Approve | Action::ApproveProvisionally | Action::CompleteOwed => {
                 // A decision ends any waiting or supplement explanation the case carried.
                 case.reason_code.clear();
                 case.reason_text.clear();
             }
-            Action::SupplyMaterials | Action::EndSpecialProcedure => {
+            Action::SupplyMaterials | Action::SupplyForIntake | Action::EndSpecialProcedure => {
                 // The time the clock stood still is added back: working days for a
                 // working-day limit, clock time for clock hours.
                 if let (Some(due), Some(since)) = (case.due_at, case.paused_since.take()) {
                     let moved = self.inner.calendar.extend(due, case.time_unit, since, now);
                     case.due_at = Some(moved.at);
                     case.due_provisional |= moved.provisional;
+                    case.warn_at = self.warn_at(case, self.catalog_matter(case)?);
                 }
+                case.supplement_due_at = None;
             }
             _ => {}
         }
         if to.is_final() {
             case.paused_since = None;
+            case.supplement_due_at = None;
         }
         case.state = to;
         case.version += 1;
@@ -248,6 +354,8 @@ impl CaseApi {
             bundle_id: case.bundle_id.clone(),
             applicant_kind: case.applicant.kind as i32,
             due_time_provisional: case.due_provisional,
+            warn_time: case.warn_at.map(timestamp),
+            supplement_due_time: case.supplement_due_at.map(timestamp),
         };
         OutgoingEvent::new(
             format!("{}.v1.case.{}", subject_root(&case.department), case.state.as_str()),

@@ -1,0 +1,142 @@
+//! What the departments say about a step's case, recorded on the step: the case's state and
+//! version (an older version changes nothing), its result once fetched, and its time rules
+//! — the case's due time while it is open, what it owes or was asked for and by when,
+//! whether it waits on the applicant.
+
+use super::*;
+
+/// One report of a step's case: a department's event or its answer to a call.
+pub(super) struct CaseNews<'a> {
+    pub case_id: &'a str,
+    pub state: CaseState,
+    pub version: i64,
+    pub reason: &'a str,
+    /// The result fields (answers carry them; events never do).
+    pub result: Option<&'a std::collections::HashMap<String, String>>,
+    pub due: Option<chrono::DateTime<Utc>>,
+    pub owed: &'a [String],
+    pub supplement_due: Option<chrono::DateTime<Utc>>,
+}
+
+fn instant(t: Option<&prost_types::Timestamp>) -> Option<chrono::DateTime<Utc>> {
+    t.and_then(|t| chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0)))
+}
+
+impl<'a> CaseNews<'a> {
+    /// A department's event about the case.
+    pub(super) fn of_event(e: &'a cpb::CaseStateChanged) -> Option<Self> {
+        let state = cpb::CaseState::try_from(e.to_state).ok().and_then(CaseState::from_proto)?;
+        Some(Self {
+            case_id: &e.case_id,
+            state,
+            version: e.version,
+            reason: &e.reason_code,
+            result: None,
+            due: instant(e.due_time.as_ref()),
+            owed: &e.missing_materials,
+            supplement_due: instant(e.supplement_due_time.as_ref()),
+        })
+    }
+
+    /// A department's answer with the case.
+    pub(super) fn of_case(c: &'a cpb::Case) -> Option<Self> {
+        let state = cpb::CaseState::try_from(c.state).ok().and_then(CaseState::from_proto)?;
+        let rule = c.time_rule.as_ref();
+        Some(Self {
+            case_id: &c.case_id,
+            state,
+            version: c.version,
+            reason: &c.reason_code,
+            result: Some(&c.result),
+            due: instant(rule.and_then(|r| r.due_time.as_ref())),
+            owed: &c.missing_materials,
+            supplement_due: instant(rule.and_then(|r| r.supplement_due_time.as_ref())),
+        })
+    }
+}
+
+/// Records the answer to a step's CreateCase. The case's own events may have been
+/// recorded first (the step is then in progress with this case): the answer still brings
+/// the result, which events never carry. A failure counts only for a step still pending.
+pub(super) fn record_created(st: &mut step::Model, outcome: &std::result::Result<cpb::Case, Failure>) {
+    let pending = st.state == Step::Pending;
+    // Withdrawn (or compensated) while its CreateCase was in flight: the case made a
+    // moment later is recorded, and withdrawn in turn (see `record_case`).
+    let cancelled_before_its_case = st.state == Step::Cancelled && st.case_id.is_empty();
+    match outcome {
+        Ok(case)
+            if pending || cancelled_before_its_case || (st.state == Step::InProgress && st.case_id == case.case_id) =>
+        {
+            if let Some(news) = CaseNews::of_case(case) {
+                record_case(st, &news);
+            }
+        }
+        Err(Failure::Retry(why)) if pending => retry_later(st, why),
+        Err(Failure::Refused(why)) if pending => {
+            st.state = Step::Refused;
+            st.reason = why.clone();
+        }
+        _ => {}
+    }
+}
+
+/// Records what a department said about a step's case. An older version changes
+/// nothing; a result (from an answer) is kept whenever it comes. A step is approved only
+/// once its result is in: an approval learned from an event (which carries no personal
+/// data) leaves it in progress until the driver fetches the case. A revocation the
+/// coordinator asked for revokes the step; any other refuses it.
+pub(super) fn record_case(s: &mut step::Model, news: &CaseNews<'_>) {
+    if let Some(r) = news.result {
+        s.result = r.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<BTreeMap<_, _>>().into();
+    }
+    if news.version > s.case_version || s.case_id.is_empty() {
+        s.case_id = news.case_id.to_string();
+        s.case_state = news.state.as_str().into();
+        s.case_version = news.version;
+        s.reason = news.reason.to_string();
+        record_time_rules(s, news);
+    }
+    let known = CaseState::from_str_name(&s.case_state).unwrap_or(news.state);
+    if s.state == Step::Cancelled && !saga::step_of_case(known).is_settled() {
+        // A case still open behind a cancelled step (its CreateCase answered, or its event
+        // came, after the withdrawal): the driver withdraws it, so no case is orphaned.
+        s.state = Step::Cancelling;
+        s.attempts = 0;
+        s.next_attempt_at = Utc::now();
+        return;
+    }
+    if s.state == Step::Revoking && known == CaseState::Revoked {
+        s.state = Step::Revoked;
+        return;
+    }
+    if matches!(s.state, Step::Pending | Step::InProgress | Step::Provisional) {
+        s.state = match saga::step_of_case(known) {
+            Step::Done | Step::Provisional if news.result.is_none() && awaiting_result(s) => Step::InProgress,
+            other => other,
+        };
+    }
+}
+
+/// The case's time rules on its step: its due time while open (a decision keeps the last),
+/// what it owes (容缺: by the owed deadline) or was asked for (补正: by the supplement's),
+/// and whether it waits on the applicant.
+fn record_time_rules(s: &mut step::Model, news: &CaseNews<'_>) {
+    if news.state.is_open() && news.due.is_some() {
+        s.due_at = news.due;
+    }
+    s.waiting = news.state == CaseState::AwaitingSupplement;
+    (s.owed, s.owed_by) = match news.state {
+        CaseState::AwaitingSupplement => (news.owed.to_vec().into(), news.supplement_due),
+        CaseState::ApprovedProvisionally => (news.owed.to_vec().into(), news.due),
+        _ => (Vec::new().into(), None),
+    };
+}
+
+/// An approved case whose result the coordinator has not fetched yet.
+pub(super) fn awaiting_result(s: &step::Model) -> bool {
+    s.result.is_empty()
+        && matches!(
+            CaseState::from_str_name(&s.case_state),
+            Some(CaseState::Approved | CaseState::ApprovedProvisionally)
+        )
+}
