@@ -190,6 +190,27 @@ pub async fn read_stream(js: &jetstream::Context, expect: usize) -> Vec<jetstrea
     .expect("events arrive on JetStream")
 }
 
+/// The payloads of every message now on `subject` in `stream` (none when the stream is not
+/// there yet), read by an ephemeral consumer.
+pub async fn on_subject(js: &jetstream::Context, stream: &str, subject: &str) -> Vec<bytes::Bytes> {
+    let Ok(stream) = js.get_stream(stream).await else { return Vec::new() };
+    let config = pull::Config { filter_subject: subject.into(), ..Default::default() };
+    let Ok(mut consumer) = stream.create_consumer(config).await else { return Vec::new() };
+    let pending = match consumer.info().await {
+        Ok(info) => info.num_pending as usize,
+        Err(_) => return Vec::new(),
+    };
+    if pending == 0 {
+        return Vec::new();
+    }
+    let Ok(mut batch) = consumer.fetch().max_messages(pending).messages().await else { return Vec::new() };
+    let mut out = Vec::new();
+    while let Some(Ok(m)) = batch.next().await {
+        out.push(m.payload.clone());
+    }
+    out
+}
+
 /// Counts the rows of `table` in a service database.
 pub async fn count(db: &sea_orm::DatabaseConnection, table: &str) -> i64 {
     use sea_orm::{ConnectionTrait, Statement};

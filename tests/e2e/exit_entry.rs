@@ -17,7 +17,7 @@ async fn cases_as(mesh: &TestMesh, token: &str) -> CaseServiceClient<Authed> {
     mesh.cases(EXIT_ENTRY, token).await
 }
 
-fn permit_request(passport: &str, key: &str, talent: bool) -> pb::CreateCaseRequest {
+pub(crate) fn permit_request(passport: &str, key: &str, talent: bool) -> pb::CreateCaseRequest {
     pb::CreateCaseRequest {
         matter_code: "exit_entry.work_residence_permit".into(),
         applicant: Some(pb::Applicant {

@@ -23,7 +23,13 @@ fn enterprise(code: &str) -> Option<pb::Applicant> {
     })
 }
 
-fn case(matter: &str, code: &str, fields: &[(&str, &str)], materials: &[&str], key: &str) -> pb::CreateCaseRequest {
+pub(crate) fn case(
+    matter: &str,
+    code: &str,
+    fields: &[(&str, &str)],
+    materials: &[&str],
+    key: &str,
+) -> pb::CreateCaseRequest {
     pb::CreateCaseRequest {
         matter_code: matter.into(),
         applicant: enterprise(code),

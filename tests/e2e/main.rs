@@ -19,6 +19,7 @@ mod household;
 mod inbox;
 mod kubelet;
 mod liaison;
+mod measures;
 mod metrics;
 mod mtls;
 mod nats_cluster;

@@ -15,7 +15,7 @@ use tonic_types::StatusExt;
 const PLATE: &str = "鲁K12345";
 const STATION: &str = "WH-HC-01";
 
-fn booking(key: &str, date: &str, time: &str) -> pb::CreateCaseRequest {
+pub(crate) fn booking(key: &str, date: &str, time: &str) -> pb::CreateCaseRequest {
     pb::CreateCaseRequest {
         matter_code: "vehicle.inspection_booking".into(),
         applicant: citizen(&seeded_parent()),

@@ -6,18 +6,20 @@ use chrono::{DateTime, Duration, Utc};
 use onething_proto::supervision::{ComplaintStep, DeadlineState};
 use std::collections::BTreeMap;
 
-/// How long before its due time a case is in warning (预警).
+/// How long before its due time an item whose warning time is unknown (an event from before
+/// warning times were published) is in warning (预警).
 pub const WARNING_WINDOW_HOURS: i64 = 24;
 /// Working days to fix what a bad review found.
 pub const FIX_WITHIN_WORKING_DAYS: u32 = 5;
 /// Inspections an enterprise may have in one year (压减涉企检查频次, M17).
 pub const ANNUAL_CAP: u32 = 2;
 
-/// Where an open, running item stands at `now`.
-pub fn deadline_state(due: DateTime<Utc>, now: DateTime<Utc>) -> DeadlineState {
+/// Where an open, running item stands at `now`: overdue past `due`, in warning past `warn`
+/// (its owner's share of its committed time; a fixed window when it gave none).
+pub fn deadline_state(due: DateTime<Utc>, warn: Option<DateTime<Utc>>, now: DateTime<Utc>) -> DeadlineState {
     if now > due {
         DeadlineState::Overdue
-    } else if now > due - Duration::hours(WARNING_WINDOW_HOURS) {
+    } else if now > warn.unwrap_or(due - Duration::hours(WARNING_WINDOW_HOURS)) {
         DeadlineState::Warning
     } else {
         DeadlineState::Normal
@@ -139,9 +141,13 @@ mod tests {
     #[test]
     fn normal_warning_overdue() {
         let due = Utc.with_ymd_and_hms(2026, 10, 9, 9, 0, 0).unwrap();
-        assert_eq!(deadline_state(due, due - Duration::hours(30)), DeadlineState::Normal);
-        assert_eq!(deadline_state(due, due - Duration::hours(2)), DeadlineState::Warning);
-        assert_eq!(deadline_state(due, due + Duration::minutes(1)), DeadlineState::Overdue);
+        assert_eq!(deadline_state(due, None, due - Duration::hours(30)), DeadlineState::Normal);
+        assert_eq!(deadline_state(due, None, due - Duration::hours(2)), DeadlineState::Warning);
+        assert_eq!(deadline_state(due, None, due + Duration::minutes(1)), DeadlineState::Overdue);
+        // A 24-hour matter warns in its last six hours, not from the moment it arrives.
+        let warn = Some(due - Duration::hours(6));
+        assert_eq!(deadline_state(due, warn, due - Duration::hours(23)), DeadlineState::Normal);
+        assert_eq!(deadline_state(due, warn, due - Duration::hours(5)), DeadlineState::Warning);
     }
 
     #[test]

@@ -97,6 +97,7 @@ fn blank(kind: &str, id: &str) -> tracked::Model {
         last_state: String::new(),
         version: 0,
         notice_sent: false,
+        warn_at: None,
     }
 }
 
@@ -131,6 +132,7 @@ fn apply_case(m: &mut tracked::Model, c: &common::CaseStateChanged, to: State, a
     if let Some(due) = ts(c.due_time) {
         m.due_at = Some(due);
     }
+    m.warn_at = ts(c.warn_time).or(m.warn_at);
     m.paused = to.pauses_clock();
     if to.is_final() && !m.closed {
         m.closed = true;
@@ -148,6 +150,9 @@ fn apply_bundle(
     m.department = "coordinator".into();
     m.code = b.code.clone();
     m.due_at = ts(b.due_time).or(m.due_at);
+    m.warn_at = ts(b.warn_time).or(m.warn_at);
+    // A bundle waiting on its applicant (补正) is paused: no 督办 for the department.
+    m.paused = b.waiting_on_applicant;
     m.last_state = state.as_str_name().into();
     if state != coordinator::BundleState::Running && !m.closed {
         m.closed = true;
@@ -271,8 +276,10 @@ impl Projection {
             match change {
                 Change::Case(c, to, at) => apply_case(m, c, *to, *at),
                 Change::Bundle(b, state, at) => {
+                    let newly_failed = *state == coordinator::BundleState::Failed
+                        && m.last_state != coordinator::BundleState::Failed.as_str_name();
                     apply_bundle(m, b, *state, *at);
-                    if *state == coordinator::BundleState::Failed {
+                    if newly_failed {
                         self.bundle_failed(txn, b, *at).await?;
                     }
                 }
@@ -290,6 +297,7 @@ impl Projection {
                 tracked::Column::Department,
                 tracked::Column::Code,
                 tracked::Column::DueAt,
+                tracked::Column::WarnAt,
                 tracked::Column::Paused,
                 tracked::Column::Closed,
                 tracked::Column::ClosedAt,
@@ -330,8 +338,14 @@ impl Handler for Projection {
             match change {
                 Change::Case(c, to, at) => track(txn, "case", &c.case_id, |m| apply_case(m, &c, to, at)).await?,
                 Change::Bundle(b, state, at) => {
-                    track(txn, "bundle", &b.bundle_id, |m| apply_bundle(m, &b, state, at)).await?;
-                    if state == coordinator::BundleState::Failed {
+                    let mut newly_failed = false;
+                    track(txn, "bundle", &b.bundle_id, |m| {
+                        newly_failed = state == coordinator::BundleState::Failed
+                            && m.last_state != coordinator::BundleState::Failed.as_str_name();
+                        apply_bundle(m, &b, state, at);
+                    })
+                    .await?;
+                    if newly_failed {
                         self.bundle_failed(txn, &b, at).await?;
                     }
                 }

@@ -28,7 +28,8 @@ macro_rules! entity {
     };
 }
 
-/// A case or bundle followed against its due time.
+/// What supervision follows against a due time: a case, a bundle, a complaint's next
+/// step, a bad review's fix.
 pub mod tracked {
     use sea_orm::entity::prelude::*;
 
@@ -36,7 +37,7 @@ pub mod tracked {
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "tracked")]
     pub struct Model {
-        /// `case` or `bundle`.
+        /// `case`, `bundle`, `complaint` or `rating`.
         #[sea_orm(primary_key, auto_increment = false)]
         pub kind: String,
         /// Case or bundle id.
@@ -60,6 +61,8 @@ pub mod tracked {
         pub version: i64,
         /// A 督办 notice was issued.
         pub notice_sent: bool,
+        /// From when it is close to due (预警), as its owner computed it.
+        pub warn_at: Option<DateTimeUtc>,
     }
 
     /// No relations.
@@ -192,6 +195,11 @@ onething_platform::migrator!(
             create: || {
                 vec![Index::create().name("ratings_target").table("ratings").col("target_kind").col("target_id").unique().to_owned()]
             },
+        },
+        onething_platform::store::AddColumns {
+            name: "m20261208_600004_tracked_warnings",
+            table: "tracked",
+            columns: |s| vec![s.get_column_def::<tracked::Entity>(tracked::Column::WarnAt)],
         },
     ]
 );

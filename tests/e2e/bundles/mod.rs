@@ -187,10 +187,17 @@ pub async fn finished(c: &mut BundleServiceClient<Authed>, id: &str) -> pb::Bund
         let id = id.to_string();
         async move {
             let b = c.get_bundle(pb::GetBundleRequest { bundle_id: id }).await.ok()?.into_inner().bundle?;
-            let done = b.state() != BundleState::Running
-                && b.steps
-                    .iter()
-                    .all(|s| !matches!(s.state(), StepState::Blocked | StepState::Pending | StepState::InProgress));
+            let done = !matches!(b.state(), BundleState::Running | BundleState::CompletedProvisionally)
+                && b.steps.iter().all(|s| {
+                    !matches!(
+                        s.state(),
+                        StepState::Blocked
+                            | StepState::Pending
+                            | StepState::InProgress
+                            | StepState::Provisional
+                            | StepState::Revoking
+                    )
+                });
             done.then_some(b)
         }
     })

@@ -58,7 +58,7 @@ fn staff(p: &Principal) -> bool {
 
 fn deadline(m: &tracked::Model, at: DateTime<Utc>) -> pb::DeadlineState {
     match m.due_at {
-        Some(due) if !m.closed && !m.paused => domain::deadline_state(due, at),
+        Some(due) if !m.closed && !m.paused => domain::deadline_state(due, m.warn_at, at),
         _ => pb::DeadlineState::Normal,
     }
 }
