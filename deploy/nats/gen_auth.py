@@ -26,14 +26,15 @@ def stream(service):
 
 # The durable consumers each service creates: (stream owner, durable name). They mirror the
 # ConsumerSpecs of the code (household/src/events.rs `notifier_spec`, platform/src/facts.rs
-# `deceased_spec`, coordinator/src/events.rs `case_events_spec`, supervision/src/projection.rs
+# `deceased_spec`, platform/src/notices.rs `notices_spec`, coordinator/src/events.rs
+# `case_events_spec`, supervision/src/projection.rs
 # `spec`); tests/e2e/nats_permissions.rs starts every service and fails when a consumer it
 # creates is missing here, or one here is never created.
 CONSUMERS = {
-    "household": [("household", "household-notifier")],
-    "exit_entry": [("household", "exit_entry-deaths")],
-    "vehicle": [("household", "vehicle-deaths")],
-    "liaison": [],
+    "household": [("household", "household-notifier"), ("supervision", "household-notices")],
+    "exit_entry": [("household", "exit_entry-deaths"), ("supervision", "exit_entry-notices")],
+    "vehicle": [("household", "vehicle-deaths"), ("supervision", "vehicle-notices")],
+    "liaison": [("supervision", "liaison-notices")],
     "coordinator": [(d, f"coordinator-{d}-cases") for d in DEPARTMENTS],
     "supervision": [(s, f"supervision-{s}") for s in SERVICES],
 }

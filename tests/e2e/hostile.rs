@@ -342,6 +342,7 @@ async fn inputs_that_would_block_a_stream_are_refused() {
                 department,
                 summary: "检测站乱收费".into(),
                 idempotency_key: "big-1".into(),
+                contact: "13712345678".into(),
             })
             .await
             .unwrap_err();
@@ -355,6 +356,7 @@ async fn inputs_that_would_block_a_stream_are_refused() {
             department: "vehicle".into(),
             summary: "检测站乱收费".into(),
             idempotency_key: "fine-1".into(),
+            contact: "13712345678".into(),
         })
         .await
         .unwrap();

@@ -386,7 +386,9 @@ async fn the_closed_loop_and_the_completion_rate(backend: Backend) {
         eventually(std::time::Duration::from_secs(30), "the late request flagged", || flagged(never_handled.clone()))
             .await
             .unwrap();
-    assert_eq!(late.flag_reason, "not handled in time");
+    // A district request: handed up to the city bureau (上下贯通) with the city's deadline.
+    assert_eq!(late.flag_reason, "not handled in time by the district bureau: handed up to the city bureau");
+    assert_eq!((late.tier(), late.unit.as_str(), late.escalated), (lpb::Tier::City, "3710", true));
     tokio::time::sleep(std::time::Duration::from_millis(600)).await;
     let flags =
         count(mesh.db(LIAISON), "outbox WHERE subject = 'onething.liaison.v1.enterprise_request.flagged'").await;

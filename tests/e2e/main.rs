@@ -36,3 +36,4 @@ mod supervision;
 mod test_department;
 mod traces;
 mod vehicle;
+mod watch;

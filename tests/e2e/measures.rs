@@ -20,7 +20,7 @@ const WAIT: Duration = Duration::from_secs(60);
 
 /// A mesh whose business sweeps run every 200 ms, so a deadline the clock passes is acted on
 /// at once.
-fn swept(backend: Backend) -> MeshBuilder {
+pub(crate) fn swept(backend: Backend) -> MeshBuilder {
     TestMesh::with(backend).settings(|_, s| s.sweep_interval_ms = 200)
 }
 
@@ -337,6 +337,15 @@ async fn a_bundle_waiting_on_its_applicant_is_paused(backend: Backend) {
     let paused = bundle_when(&as_outsider, &b.bundle_id, "the pause", |b| b.waiting_on_applicant).await;
     assert!(step(&paused, "residence_permit").waiting_on_applicant);
     assert_eq!(step(&paused, "residence_permit").owed_materials, ["residence_proof"]);
+    // Supervision has both the bundle and its case as paused before the clock moves on.
+    let sup_db = w.db(ServiceKind::Supervision).clone();
+    let watched_paused = format!("tracked WHERE paused AND id IN ('{}', '{case}')", b.bundle_id);
+    eventually(WAIT, "supervision to see the pause", || {
+        let (db, sql) = (sup_db.clone(), watched_paused.clone());
+        async move { (count(&db, &sql).await == 2).then_some(()) }
+    })
+    .await
+    .unwrap();
 
     // Past the bundle's due time (ten working days), no 督办 while it waits on the applicant:
     // neither for the bundle nor for its case (several sweeps run meanwhile).

@@ -547,7 +547,7 @@ async fn the_mesh_runs_on_its_own_users() {
         }
     }
     eprintln!("consumers at work: {checked:?}");
-    assert_eq!(checked.len(), 13, "{checked:?}");
+    assert_eq!(checked.len(), 17, "{checked:?}");
     for r in running.into_iter().rev() {
         r.stop().await;
     }

@@ -286,6 +286,12 @@ impl CaseService for Service {
     ) -> Result<Response<cpb::AcceptCaseResponse>, Status> {
         Err(Status::unimplemented("not a call the coordinator makes"))
     }
+    async fn list_notices(
+        &self,
+        _: Request<cpb::ListNoticesRequest>,
+    ) -> Result<Response<cpb::ListNoticesResponse>, Status> {
+        Err(Status::unimplemented("not a call the coordinator makes"))
+    }
     async fn request_supplement(
         &self,
         _: Request<cpb::RequestSupplementRequest>,

@@ -17,6 +17,8 @@ pub const CATEGORIES: &[(&str, Tier)] = &[
     ("cyber_security", Tier::City),
     ("foreign_talent", Tier::City),
 ];
+/// The city bureau's handling unit (市局), for city-tier and handed-up requests.
+pub const CITY_UNIT: &str = "3710";
 /// M26's target completion rate.
 pub const TARGET_RATE: f64 = 0.9;
 /// Working days to handle a request, per tier (catalog values).
@@ -29,7 +31,7 @@ pub fn handling_days(t: Tier) -> u32 {
 pub fn route(category: &str, credit_code: &CreditCode) -> Option<(Tier, String)> {
     let tier = CATEGORIES.iter().find(|(c, _)| *c == category)?.1;
     Some(match tier {
-        Tier::City => (tier, "3710".into()),
+        Tier::City => (tier, CITY_UNIT.into()),
         _ => (tier, credit_code.region().into()),
     })
 }

@@ -90,6 +90,16 @@ impl LiaisonService for Liaison {
         Ok(Response::new(pb::HandleRequestResponse { request: Some(to_proto(&m, &p)) }))
     }
 
+    async fn escalate_request(
+        &self,
+        r: Request<pb::EscalateRequestRequest>,
+    ) -> Result<Response<pb::EscalateRequestResponse>, Status> {
+        let p = authz::principal(&r)?;
+        let r = r.into_inner();
+        let m = self.requests.escalate(&p, &r.request_id, &r.note).await?;
+        Ok(Response::new(pb::EscalateRequestResponse { request: Some(to_proto(&m, &p)) }))
+    }
+
     async fn rate_request(
         &self,
         r: Request<pb::RateRequestRequest>,

@@ -58,6 +58,8 @@ pub fn to_proto(m: &request::Model, reader: &Principal) -> pb::EnterpriseRequest
         responsibility_note: internal_text(&m.responsibility_note),
         due_time: Some(timestamp(m.due_at)),
         create_time: Some(timestamp(m.created_at)),
+        escalated: m.escalated,
+        escalation_note: internal_text(&m.escalation_note),
     }
 }
 
@@ -157,6 +159,7 @@ impl Requests {
                 flag_reason: m.flag_reason.clone(),
                 due_time: Some(timestamp(m.due_at)),
                 occur_time: Some(timestamp(self.clock.now())),
+                escalated: m.escalated,
             },
         )
     }
@@ -220,6 +223,8 @@ impl Requests {
             handled_at: None,
             created_at: now,
             version: 1,
+            escalated: false,
+            escalation_note: String::new(),
         };
         let txn = begin_write(&self.db).await?;
         let am: request::ActiveModel = m.clone().into();
@@ -286,7 +291,18 @@ impl Requests {
         Ok(m)
     }
 
-    async fn store(&self, txn: &DatabaseTransaction, mut m: request::Model, was_flagged: bool) -> Result<()> {
+    async fn store(&self, txn: &DatabaseTransaction, m: request::Model, was_flagged: bool) -> Result<()> {
+        self.store_as(txn, m, was_flagged, None).await
+    }
+
+    /// [`Self::store`], the change's event named `happened` rather than after the state.
+    async fn store_as(
+        &self,
+        txn: &DatabaseTransaction,
+        mut m: request::Model,
+        was_flagged: bool,
+        happened: Option<&str>,
+    ) -> Result<()> {
         let before = m.version;
         m.version += 1;
         // From a model every column is "unchanged"; reset marks them all to be written.
@@ -300,7 +316,7 @@ impl Requests {
         if n.rows_affected != 1 {
             return Err(Error::new(Kind::Aborted, Reason::LiaisonConcurrentUpdate, "the request changed; retry"));
         }
-        self.outbox.enqueue(txn, self.event(&m, Self::happened(state_of(&m)))).await?;
+        self.outbox.enqueue(txn, self.event(&m, happened.unwrap_or(Self::happened(state_of(&m))))).await?;
         if m.flagged && !was_flagged {
             // 督: supervision follows this subject.
             self.outbox.enqueue(txn, self.event(&m, "flagged")).await?;
@@ -328,6 +344,42 @@ impl Requests {
             },
         )
         .await
+    }
+
+    /// 上下贯通: a district bureau's clerk hands a submitted request up to the city bureau,
+    /// which has its own (city) deadline from now.
+    ///
+    /// # Errors
+    /// PERMISSION_DENIED for anyone but a liaison clerk; INVALID_ARGUMENT without a note;
+    /// FAILED_PRECONDITION unless it is a submitted district request.
+    pub async fn escalate(&self, p: &Principal, id: &str, text: &str) -> Result<request::Model> {
+        let text = note(text, "note");
+        let now = self.clock.now();
+        authz::check(liaison_staff(p, ROLE_CLERK), p, "EscalateRequest", id)?;
+        let txn = begin_write(&self.db).await?;
+        let reads = p.is_staff_of(crate::matters::DEPARTMENT);
+        let mut m = authz::hide_missing(self.load(&txn, id).await, reads, p, "EscalateRequest", id)?;
+        if state_of(&m) != RequestState::Submitted || m.tier != Tier::District.as_str_name() {
+            return Err(Error::failed_precondition(
+                Reason::LiaisonRequestWrongState,
+                "only a submitted request of a district bureau is handed up",
+            ));
+        }
+        let was_flagged = m.flagged;
+        self.hand_up(&mut m, text?, now);
+        self.store_as(&txn, m.clone(), was_flagged, Some("escalated")).await?;
+        txn.commit().await?;
+        self.outbox.wake();
+        Ok(m)
+    }
+
+    /// Hands `m` up to the city bureau at `now`, with its city deadline.
+    fn hand_up(&self, m: &mut request::Model, why: String, now: DateTime<Utc>) {
+        m.tier = Tier::City.as_str_name().into();
+        m.unit = domain::CITY_UNIT.into();
+        m.due_at = self.calendar.add_working_days(now, domain::handling_days(Tier::City)).at;
+        m.escalated = true;
+        m.escalation_note = why;
     }
 
     /// 评: the enterprise rates; 1 and 2 flag the request and call for a visit.
@@ -395,8 +447,9 @@ impl Requests {
         .await
     }
 
-    /// 督 for lateness: flags every request not handled by its due time at `now`. Returns how
-    /// many were flagged. Runs every minute; tests call it with a chosen `now`.
+    /// 督 for lateness, at `now`: a district request not handled by its due time is handed up
+    /// to the city bureau with its own deadline (上下贯通) and flagged; a city request flagged.
+    /// Returns how many. Runs on every sweep.
     ///
     /// # Errors
     /// A database failure.
@@ -415,8 +468,15 @@ impl Requests {
                 continue;
             }
             m.flagged = true;
-            m.flag_reason = "not handled in time".into();
-            self.store(&txn, m, false).await?;
+            let happened = if m.tier == Tier::District.as_str_name() {
+                m.flag_reason = "not handled in time by the district bureau: handed up to the city bureau".into();
+                self.hand_up(&mut m, "not handled in time by the district bureau".into(), now);
+                Some("escalated")
+            } else {
+                m.flag_reason = "not handled in time".into();
+                None
+            };
+            self.store_as(&txn, m, false, happened).await?;
             txn.commit().await?;
             n += 1;
         }

@@ -51,6 +51,10 @@ pub struct Settings {
     /// gRPC addresses of the services this one calls, by name (e.g. `household` →
     /// `http://household:18061`).
     pub peers: std::collections::BTreeMap<String, String>,
+    /// File of the secret sealing the personal data this service's own events carry so it
+    /// can rebuild its records from them (supervision's complaints); empty: derived from
+    /// `auth.signing_key_file`. Keep it when that key rotates, or older events stay sealed.
+    pub seal_key_file: String,
     /// Milliseconds between the business sweeps (revoking overdue 容缺 approvals, flagging
     /// late enterprise requests, issuing 督办 notices). Deadlines are minutes to days long;
     /// a minute is soon enough.
@@ -207,6 +211,7 @@ impl Default for Settings {
             tls: TlsSettings::default(),
             peers: Default::default(),
             consumer_suffix: String::new(),
+            seal_key_file: String::new(),
             sweep_interval_ms: 60_000,
             clock: crate::clock::Clock::system(),
         }

@@ -55,6 +55,7 @@ pub const RULES: &[Rule] = &[
     rule!("onething.common.v1.CaseService/GetCase", OWN, ANYONE, None, MASKED, ["coordinator"], "cases of bundles"),
     rule!("onething.common.v1.CaseService/ListCases", OWN, ANYONE, None, MASKED, [], ""),
     rule!("onething.common.v1.CaseService/AcceptCase", None, Some("`clerk`"), None, None, [], ""),
+    rule!("onething.common.v1.CaseService/ListNotices", None, ANYONE, None, ANYONE, [], ""),
     rule!("onething.common.v1.CaseService/RequestSupplement", None, Some("`clerk`"), None, None, [], ""),
     rule!(
         "onething.common.v1.CaseService/SupplyMaterials",
@@ -85,7 +86,7 @@ pub const RULES: &[Rule] = &[
         None,
         None,
         ["coordinator"],
-        "compensation of a failed bundle"
+        "compensation of a failed bundle: an open case cancelled, an approved one revoked"
     ),
     // The coordinator.
     rule!(
@@ -195,6 +196,7 @@ pub const RULES: &[Rule] = &[
         ""
     ),
     rule!("onething.liaison.v1.LiaisonService/HandleRequest", None, Some("`clerk`"), None, None, [], ""),
+    rule!("onething.liaison.v1.LiaisonService/EscalateRequest", None, Some("`clerk`"), None, None, [], ""),
     rule!("onething.liaison.v1.LiaisonService/RateRequest", Some("enterprises: their own"), None, None, None, [], ""),
     rule!("onething.liaison.v1.LiaisonService/RecordVisit", None, ANYONE, None, None, [], ""),
     rule!("onething.liaison.v1.LiaisonService/AssignResponsibility", None, Some("`approver`"), None, ANYONE, [], ""),

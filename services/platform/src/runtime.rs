@@ -193,8 +193,10 @@ impl ServiceRuntime {
 
     /// Runs the case housekeeping of `api`: on every sweep, provisional approvals whose owed
     /// material is overdue are revoked and cases whose supplement is overdue closed; the
-    /// case gauges follow every change.
+    /// case gauges follow every change; supervision's 督办 notices to this department are
+    /// kept for its clerks.
     pub fn add_case_sweeper(&mut self, api: crate::cases::CaseApi) {
+        self.add_consumer(crate::notices::notices_spec(self.name), crate::notices::NoticeProjection::new(self.name));
         let gauges = api.clone();
         self.add_worker(move |stop| Box::pin(gauges.run_gauges(stop)));
         self.add_sweep("revoke-overdue", move || {

@@ -26,6 +26,20 @@ pub fn deadline_state(due: DateTime<Utc>, warn: Option<DateTime<Utc>>, now: Date
     }
 }
 
+/// Whether `c` is a contact supervision can reply to: a phone number (7 to 20 digits, with
+/// `+`, `-` or spaces) or an e-mail address, at most 100 characters.
+pub fn is_contact(c: &str) -> bool {
+    if c.is_empty() || c.chars().count() > 100 {
+        return false;
+    }
+    let digits = c.chars().filter(char::is_ascii_digit).count();
+    let phone = (7..=20).contains(&digits) && c.chars().all(|ch| ch.is_ascii_digit() || "+- ".contains(ch));
+    let mail = c.split_once('@').is_some_and(|(user, host)| {
+        !user.is_empty() && host.contains('.') && !host.starts_with('.') && !c.contains(char::is_whitespace)
+    });
+    phone || mail
+}
+
 /// The step after `s`, and the working days the next one is due in.
 pub fn next_step(s: ComplaintStep) -> Option<(ComplaintStep, u32)> {
     use ComplaintStep as C;
@@ -137,6 +151,13 @@ pub fn draw(
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn contacts_are_phones_or_addresses() {
+        assert!(is_contact("13712345678") && is_contact("0631-5192533") && is_contact("wang@example.cn"));
+        assert!(!is_contact("") && !is_contact("call me") && !is_contact("12") && !is_contact("a@b"));
+        assert!(!is_contact(&"1".repeat(101)));
+    }
 
     #[test]
     fn normal_warning_overdue() {

@@ -9,6 +9,7 @@ pub mod ops;
 pub mod projection;
 pub mod store;
 
+use onething_platform::seal::Sealer;
 use onething_platform::service_kind::ServiceKind;
 use onething_platform::{
     config::Settings,
@@ -16,10 +17,12 @@ use onething_platform::{
     runtime::{Service, ServiceRuntime},
 };
 use onething_proto::supervision::supervision_service_server::SupervisionServiceServer;
-use std::path::Path;
+use std::{path::Path, sync::Arc};
 
 /// Service name.
 pub const SERVICE: &str = "supervision";
+/// What supervision's sealing key seals: the personal part of its complaints' events.
+pub const SEAL_PURPOSE: &str = "onething supervision complaints v1";
 /// Default gRPC port.
 pub const DEFAULT_PORT: u16 = ServiceKind::Supervision.default_port();
 
@@ -41,18 +44,15 @@ pub fn default_settings(data_dir: &Path) -> Settings {
 pub async fn build(settings: Settings) -> anyhow::Result<Service> {
     let peers = Peers::from_settings(&settings)?;
     let identity = onething_platform::auth::ServiceIdentity::load(SERVICE, &settings.auth)?;
+    let seal_file =
+        if settings.seal_key_file.is_empty() { &settings.auth.signing_key_file } else { &settings.seal_key_file };
+    let sealer = Arc::new(Sealer::from_file(seal_file, SEAL_PURPOSE)?);
     let mut runtime = ServiceRuntime::start::<store::Migrator>(SERVICE, settings).await?;
     for stream in projection::STREAMS {
-        runtime.add_consumer(projection::spec(stream), projection::Projection { calendar: runtime.calendar.clone() });
+        let projection = projection::Projection { calendar: runtime.calendar.clone(), sealer: sealer.clone() };
+        runtime.add_consumer(projection::spec(stream), projection);
     }
-    let sup = ops::Supervision::new(
-        runtime.db.clone(),
-        runtime.outbox.clone(),
-        runtime.calendar.clone(),
-        peers,
-        identity,
-        runtime.clock().clone(),
-    );
+    let sup = ops::Supervision::new(&runtime, peers, identity, sealer);
     let notices = sup.clone();
     runtime.add_sweep("issue-notices", move || {
         let notices = notices.clone();

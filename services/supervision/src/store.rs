@@ -175,6 +175,9 @@ entity!(
         notes: onething_platform::store::json::Texts,
         /// Received.
         created_at: DateTimeUtc,
+        /// How to reach the complainant. Personal data.
+        #[sea_orm(column_type = "Text", default_value = "")]
+        contact: String,
     }
 );
 
@@ -200,6 +203,11 @@ onething_platform::migrator!(
             name: "m20261208_600004_tracked_warnings",
             table: "tracked",
             columns: |s| vec![s.get_column_def::<tracked::Entity>(tracked::Column::WarnAt)],
+        },
+        onething_platform::store::AddColumns {
+            name: "m20261208_600005_complaint_contact",
+            table: "complaints",
+            columns: |s| vec![s.get_column_def::<complaint::Entity>(complaint::Column::Contact)],
         },
     ]
 );

@@ -21,6 +21,7 @@ async fn complaints_ratings_and_the_draw(backend: Backend) {
             department: "vehicle".into(),
             summary: "检测站乱收费".into(),
             idempotency_key: "c-1".into(),
+            contact: "13712345678".into(),
         })
         .await
         .unwrap()
@@ -63,6 +64,7 @@ async fn complaints_ratings_and_the_draw(backend: Backend) {
             department: "vehicle".into(),
             summary: "x".into(),
             idempotency_key: "c-2".into(),
+            contact: "13712345678".into(),
         })
         .await
         .unwrap_err();

@@ -69,15 +69,22 @@ fn case_event(
     }
 }
 
+/// The sealer of a test supervision (from the development signing key, as the service).
+fn sealer() -> std::sync::Arc<onething_platform::seal::Sealer> {
+    let key = dev_keys().signing_key.display().to_string();
+    std::sync::Arc::new(onething_platform::seal::Sealer::from_file(&key, onething_supervision::SEAL_PURPOSE).unwrap())
+}
+
 fn ops(db: &sea_orm::DatabaseConnection) -> onething_supervision::ops::Supervision {
-    onething_supervision::ops::Supervision::new(
-        db.clone(),
-        onething_platform::events::Outbox::new("supervision"),
-        std::sync::Arc::new(Calendar::builtin()),
-        Default::default(),
-        service_identity("supervision"),
-        onething_platform::clock::Clock::system(),
-    )
+    onething_supervision::ops::Supervision::from_parts(onething_supervision::ops::Parts {
+        db: db.clone(),
+        outbox: onething_platform::events::Outbox::new("supervision"),
+        calendar: std::sync::Arc::new(Calendar::builtin()),
+        peers: Default::default(),
+        identity: service_identity("supervision"),
+        clock: onething_platform::clock::Clock::system(),
+        sealer: sealer(),
+    })
 }
 
 async fn start_supervision(db: &TestDb, nats: &NatsServer, suffix: &str, peers: &[(&str, String)]) -> Running {
@@ -264,7 +271,9 @@ async fn kpis_replay_to_the_same_answer(backend: Backend) {
     }
     let first = start_supervision(&db, &nats, "", &[]).await;
     let settled = |db: sea_orm::DatabaseConnection| async move {
-        (count(&db, "tracked").await == 4 && count(&db, "requests").await == 4 && count(&db, "ratings").await == 2)
+        let tracked = count(&db, "tracked WHERE kind IN ('case', 'bundle')").await;
+        let requests_watched = count(&db, "tracked WHERE kind = 'request'").await;
+        (tracked == 4 && requests_watched == 4 && count(&db, "requests").await == 4 && count(&db, "ratings").await == 2)
             .then_some(())
     };
     eventually(Duration::from_secs(30), "the projection", || settled(first.db.clone())).await.unwrap();
@@ -304,7 +313,7 @@ async fn a_batch_projects_as_one_by_one(backend: Backend) {
     let Some(b) = TestDb::fresh(backend).await else { return };
     let one = onething_platform::db::connect_and_migrate::<Migrator>(&a.url).await.unwrap();
     let many = onething_platform::db::connect_and_migrate::<Migrator>(&b.url).await.unwrap();
-    let projection = Projection { calendar: std::sync::Arc::new(Calendar::builtin()) };
+    let projection = Projection { calendar: std::sync::Arc::new(Calendar::builtin()), sealer: sealer() };
     let t0 = cst(2026, 11, 2, 9);
     let case = |id: &str, to: CaseState, v: i64| {
         envelope(

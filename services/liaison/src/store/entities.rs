@@ -111,6 +111,12 @@ pub mod request {
         pub created_at: DateTimeUtc,
         /// Optimistic version.
         pub version: i64,
+        /// Handed up from the district to the city bureau (上下贯通).
+        #[sea_orm(default_value = false)]
+        pub escalated: bool,
+        /// Why it was handed up.
+        #[sea_orm(column_type = "Text", default_value = "")]
+        pub escalation_note: String,
     }
 
     /// No relations.

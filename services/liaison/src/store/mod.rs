@@ -22,6 +22,16 @@ onething_platform::migrator!(
             // The enterprise most likely sent it (a clerk's entries cannot be told apart).
             scope_sql: "('enterprise:' || credit_code)",
         },
+        onething_platform::store::AddColumns {
+            name: "m20261208_400004_request_escalation",
+            table: "enterprise_requests",
+            columns: |s| {
+                [request::Column::Escalated, request::Column::EscalationNote]
+                    .into_iter()
+                    .map(|c| s.get_column_def::<request::Entity>(c))
+                    .collect()
+            },
+        },
     ]
 );
 

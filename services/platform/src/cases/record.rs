@@ -205,6 +205,8 @@ pub struct CaseRecord {
     pub warn_at: Option<DateTime<Utc>>,
     /// While a supplement is asked for: by when it must come.
     pub supplement_due_at: Option<DateTime<Utc>>,
+    /// When supervision issued a 督办 notice for it.
+    pub notice_at: Option<DateTime<Utc>>,
 }
 
 impl CaseRecord {
@@ -243,6 +245,7 @@ impl CaseRecord {
             accepted_at: None,
             warn_at: None,
             supplement_due_at: None,
+            notice_at: None,
         }
     }
 
@@ -299,6 +302,7 @@ impl CaseRecord {
             accepted_at: m.accepted_at,
             warn_at: m.warn_at,
             supplement_due_at: m.supplement_due_at,
+            notice_at: m.notice_at,
         }
     }
 
@@ -333,6 +337,7 @@ impl CaseRecord {
             accepted_at: Set(self.accepted_at),
             warn_at: Set(self.warn_at),
             supplement_due_at: Set(self.supplement_due_at),
+            notice_at: Set(self.notice_at),
         }
     }
 
@@ -374,6 +379,7 @@ impl CaseRecord {
             create_time: Some(timestamp(self.created_at)),
             update_time: Some(timestamp(self.updated_at)),
             bundle_id: self.bundle_id.clone(),
+            notice_time: self.notice_at.map(timestamp),
         }
     }
 }

@@ -66,6 +66,8 @@ pub struct Model {
     pub warn_at: Option<DateTimeUtc>,
     /// While a supplement is asked for: by when it must come.
     pub supplement_due_at: Option<DateTimeUtc>,
+    /// When supervision issued a 督办 notice for it.
+    pub notice_at: Option<DateTimeUtc>,
 }
 
 /// No relations.

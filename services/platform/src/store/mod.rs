@@ -5,6 +5,7 @@ pub mod case;
 pub mod inbox;
 pub mod json;
 pub mod migrate;
+pub mod notice;
 pub mod outbox;
 
 pub use migrate::{AddColumns, Indexes, Sql, Tables};
@@ -60,17 +61,19 @@ pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
             },
         }),
         // Time rules from receipt (M16's 24 hours count from the application): when a case
-        // was accepted, when it is close to due, and a supplement's own deadline.
+        // was accepted, when it is close to due, a supplement's own deadline, and when
+        // supervision issued a 督办 notice for it.
         Box::new(AddColumns {
             name: "m20261208_000007_case_time_rules",
             table: "cases",
             columns: |s| {
-                [case::Column::AcceptedAt, case::Column::WarnAt, case::Column::SupplementDueAt]
+                [case::Column::AcceptedAt, case::Column::WarnAt, case::Column::SupplementDueAt, case::Column::NoticeAt]
                     .into_iter()
                     .map(|c| s.get_column_def::<case::Entity>(c))
                     .collect()
             },
         }),
+        Box::new(crate::tables!("m20261208_000008_notices", [notice])),
     ]
 }
 

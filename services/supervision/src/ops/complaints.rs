@@ -1,5 +1,7 @@
-//! Complaints: submitted once per key, then moved through 受理 → 核查 → 处置 → 反馈 →
-//! 整改, each step with its event.
+//! Complaints: submitted once per key with the complainant's contact, then moved through
+//! 受理 → 核查 → 处置 → 反馈 → 整改, each step with its deadline and its event. The event
+//! carries the contact masked and the complaint's personal part sealed, so supervision
+//! rebuilds complaints from its stream like everything else.
 
 use super::*;
 
@@ -28,6 +30,9 @@ impl Supervision {
         }
         if r.idempotency_key.trim().is_empty() || r.idempotency_key.len() > 128 {
             bad.push(v("idempotency_key", "required, at most 128 characters"));
+        }
+        if !domain::is_contact(r.contact.trim()) {
+            bad.push(v("contact", "a phone number or an e-mail address, at most 100 characters"));
         }
         if let Some(e) = Error::from_violations(Reason::SupervisionInvalidRequest, bad) {
             return Err(e);
@@ -66,6 +71,7 @@ impl Supervision {
             next_step_due: Some(self.calendar.add_working_days(now, domain::FIRST_STEP_DAYS).at),
             notes: Default::default(),
             created_at: now,
+            contact: r.contact.trim().into(),
         };
         let txn = begin_write(&self.db).await?;
         complaint::Entity::insert(complaint::ActiveModel::from(m.clone()).reset_all())
@@ -78,6 +84,8 @@ impl Supervision {
     }
 
     pub(super) fn complaint_event(&self, m: &complaint::Model, step: &str) -> OutgoingEvent {
+        let personal =
+            pb::SealedComplaint { summary: m.summary.clone(), contact: m.contact.clone(), notes: m.notes.0.clone() };
         OutgoingEvent::new(
             format!("onething.supervision.v1.complaint.{step}"),
             format!("complaints/{}", m.id),
@@ -88,6 +96,9 @@ impl Supervision {
                 step: pb::ComplaintStep::from_str_name(&m.step).unwrap_or(pb::ComplaintStep::Unspecified) as i32,
                 next_step_due: m.next_step_due.map(timestamp),
                 occur_time: Some(timestamp(self.clock.now())),
+                contact_masked: onething_platform::seal::mask_contact(&m.contact),
+                sealed: self.sealer.seal(&prost::Message::encode_to_vec(&personal)),
+                create_time: Some(timestamp(m.created_at)),
             },
         )
     }
@@ -145,5 +156,6 @@ pub fn complaint_pb(m: &complaint::Model, reader: &Principal) -> pb::Complaint {
         step: pb::ComplaintStep::from_str_name(&m.step).unwrap_or(pb::ComplaintStep::Unspecified) as i32,
         next_step_due: m.next_step_due.map(timestamp),
         notes: if staff(reader) { m.notes.0.clone() } else { Vec::new() },
+        contact: if staff(reader) { m.contact.clone() } else { onething_platform::seal::mask_contact(&m.contact) },
     }
 }

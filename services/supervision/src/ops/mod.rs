@@ -50,6 +50,25 @@ pub struct Supervision {
     peers: Peers,
     identity: ServiceIdentity,
     clock: Clock,
+    sealer: Arc<onething_platform::seal::Sealer>,
+}
+
+/// What [`Supervision`] works with.
+pub struct Parts {
+    /// Its database.
+    pub db: DatabaseConnection,
+    /// Its outbox.
+    pub outbox: Outbox,
+    /// The working-day calendar.
+    pub calendar: Arc<Calendar>,
+    /// The departments and the coordinator, asked about ownership.
+    pub peers: Peers,
+    /// Its identity, acting for raters.
+    pub identity: ServiceIdentity,
+    /// The business clock.
+    pub clock: Clock,
+    /// Seals the personal part of its complaints' events.
+    pub sealer: Arc<onething_platform::seal::Sealer>,
 }
 
 fn staff(p: &Principal) -> bool {
@@ -81,17 +100,31 @@ fn row<'a>(by: &'a mut BTreeMap<String, pb::DepartmentKpi>, d: &str) -> &'a mut 
 }
 
 impl Supervision {
-    /// Supervision over its database, outbox and calendar; `peers` are the departments and
-    /// the coordinator it asks about ownership, as `identity` acting for the rater.
+    /// Supervision over its database, outbox, calendar and clock (from `runtime`); `peers`
+    /// are the departments and the coordinator it asks about ownership, as `identity` acting
+    /// for the rater; `sealer` seals the personal part of its complaints' events.
     pub fn new(
-        db: DatabaseConnection,
-        outbox: Outbox,
-        calendar: Arc<Calendar>,
+        runtime: &onething_platform::runtime::ServiceRuntime,
         peers: Peers,
         identity: ServiceIdentity,
-        clock: Clock,
+        sealer: Arc<onething_platform::seal::Sealer>,
     ) -> Self {
-        Self { db, outbox, calendar, peers, identity, clock }
+        Self::from_parts(Parts {
+            db: runtime.db.clone(),
+            outbox: runtime.outbox.clone(),
+            calendar: runtime.calendar.clone(),
+            peers,
+            identity,
+            clock: runtime.clock().clone(),
+            sealer,
+        })
+    }
+
+    /// Supervision over the parts given one by one (a tool or a test working on a database
+    /// without a running service).
+    pub fn from_parts(p: Parts) -> Self {
+        let Parts { db, outbox, calendar, peers, identity, clock, sealer } = p;
+        Self { db, outbox, calendar, peers, identity, clock, sealer }
     }
 
     /// The business clock.

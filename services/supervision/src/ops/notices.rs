@@ -26,8 +26,9 @@ impl Supervision {
         Ok(open.iter().filter(|m| deadline(m, at) != pb::DeadlineState::Normal).map(|m| item(m, at)).collect())
     }
 
-    /// Issues a 督办 notice for every item that turned overdue by `now` and has none yet.
-    /// Returns how many. Runs every minute; tests call it with a chosen `now`.
+    /// Issues a 督办 notice for every item that turned overdue by `now` and has none yet: a
+    /// case, a bundle, a complaint's next step, a bad review's fix, an enterprise request.
+    /// Returns how many. Runs on every sweep.
     ///
     /// # Errors
     /// A database failure.
@@ -66,7 +67,7 @@ impl Supervision {
                 &txn,
                 &self.calendar,
                 Arrival {
-                    source: "case_overdue",
+                    source: &format!("{}_overdue", fresh.kind),
                     ref_id: &fresh.id,
                     department: &fresh.department,
                     tier: "district",

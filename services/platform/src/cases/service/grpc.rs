@@ -165,6 +165,15 @@ impl CaseService for CaseApi {
         Ok(Response::new(pb::WithdrawCaseResponse { case: reply(case) }))
     }
 
+    async fn list_notices(
+        &self,
+        r: Request<pb::ListNoticesRequest>,
+    ) -> Result<Response<pb::ListNoticesResponse>, Status> {
+        let p = authz::principal(&r)?;
+        let notices = self.notices(&p, r.into_inner().page_size).await?;
+        Ok(Response::new(pb::ListNoticesResponse { notices }))
+    }
+
     async fn cancel_case(&self, r: Request<pb::CancelCaseRequest>) -> Result<Response<pb::CancelCaseResponse>, Status> {
         let p = authz::principal(&r)?;
         let r = r.into_inner();

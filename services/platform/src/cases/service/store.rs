@@ -137,6 +137,9 @@ impl CaseApi {
         if !req.matter_code.is_empty() {
             q = q.filter(row::Column::MatterCode.eq(req.matter_code));
         }
+        if req.under_notice {
+            q = q.filter(row::Column::NoticeAt.is_not_null());
+        }
         if !everything && let Some((kind, id)) = own {
             q = q.filter(row::Column::ApplicantKind.eq(kind)).filter(row::Column::ApplicantIdentifier.eq(id));
         }
@@ -145,6 +148,33 @@ impl CaseApi {
         let cases = rows.into_iter().take(size as usize).map(CaseRecord::from_model).collect();
         let next = if more { format!("o{}", offset + size as u64) } else { String::new() };
         Ok((cases, next))
+    }
+
+    /// The 督办 notices supervision issued to this department, newest first.
+    ///
+    /// # Errors
+    /// PERMISSION_DENIED for anyone but its staff and supervision; INVALID_ARGUMENT for a
+    /// negative page size.
+    pub async fn notices(&self, p: &Principal, page_size: i32) -> Result<Vec<pb::Notice>> {
+        authz::check(self.reads_department(p), p, "ListNotices", self.inner.dept.name())?;
+        if page_size < 0 {
+            return Err(Error::invalid_field(Reason::CaseInvalidRequest, "page_size", "must not be negative"));
+        }
+        let size = if page_size == 0 { DEFAULT_PAGE_SIZE } else { page_size.min(MAX_PAGE_SIZE) };
+        let rows = crate::store::notice::Entity::find()
+            .order_by_desc(crate::store::notice::Column::IssuedAt)
+            .limit(size as u64)
+            .all(&self.inner.db)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|n| pb::Notice {
+                kind: n.kind,
+                id: n.item_id,
+                due_time: n.due_at.map(timestamp),
+                issue_time: Some(timestamp(n.issued_at)),
+            })
+            .collect())
     }
 }
 

@@ -2,7 +2,7 @@
 //! its derived records. A pure function of the streams: wipe the database, give the
 //! consumers a new suffix (`consumer_suffix`), and the same records come back.
 
-use crate::store::{drawn, rating, request, tracked, unresolved};
+use crate::store::{complaint, drawn, rating, request, tracked, unresolved};
 use chrono::{DateTime, Utc};
 use onething_platform::{
     calendar::Calendar,
@@ -81,6 +81,8 @@ pub async fn window(txn: &DatabaseTransaction, calendar: &Calendar, a: Arrival<'
 pub struct Projection {
     /// The working-day calendar.
     pub calendar: Arc<Calendar>,
+    /// Opens the personal part of its complaints' events.
+    pub sealer: Arc<onething_platform::seal::Sealer>,
 }
 
 /// A record not seen before.
@@ -168,6 +170,7 @@ fn own_handling(t: &str) -> bool {
         pb::RatingChanged::full_name(),
         pb::UnresolvedResolved::full_name(),
         pb::InspectionsDrawn::full_name(),
+        pb::ComplaintChanged::full_name(),
     ]
     .iter()
     .any(|n| n == t)
@@ -361,144 +364,11 @@ impl Handler for Projection {
             self.unresolved_resolved(txn, e).await?;
         } else if t == pb::InspectionsDrawn::full_name() {
             self.inspections_drawn(txn, e).await?;
+        } else if t == pb::ComplaintChanged::full_name() {
+            self.complaint_changed(txn, e).await?;
         }
         Ok(())
     }
 }
 
-/// The events of supervision's own and of liaison, one method each.
-impl Projection {
-    /// An enterprise request changed: counted for liaison, and into the 办不成事 window when
-    /// flagged or when responsibility was assigned.
-    async fn enterprise_request(&self, txn: &DatabaseTransaction, e: &Envelope) -> anyhow::Result<()> {
-        let r: liaison::EnterpriseRequestChanged = e.decode()?;
-        let state = liaison::RequestState::try_from(r.state).unwrap_or(liaison::RequestState::Unspecified);
-        let at = ts(r.occur_time).unwrap_or(e.time);
-        let existing = request::Entity::find_by_id(r.request_id.clone()).one(txn).await?;
-        let handled = !matches!(state, liaison::RequestState::Submitted | liaison::RequestState::Unspecified);
-        let responsibility = state == liaison::RequestState::ResponsibilityAssigned;
-        match existing {
-            None => {
-                request::Entity::insert(request::ActiveModel {
-                    id: Set(r.request_id.clone()),
-                    unit: Set(r.unit.clone()),
-                    received_at: Set(at),
-                    handled: Set(handled),
-                    responsibility: Set(responsibility),
-                })
-                .exec_without_returning(txn)
-                .await?;
-            }
-            Some(m) => {
-                let mut am: request::ActiveModel = m.clone().into();
-                am.handled = Set(m.handled || handled);
-                am.responsibility = Set(m.responsibility || responsibility);
-                am.update(txn).await?;
-            }
-        }
-        if r.flagged || responsibility {
-            let tier = if r.tier == liaison::Tier::City as i32 { "city" } else { "district" };
-            let why = if responsibility { "unresolved: responsibility assigned" } else { r.flag_reason.as_str() };
-            window(
-                txn,
-                &self.calendar,
-                Arrival {
-                    source: "enterprise_request",
-                    ref_id: &r.request_id,
-                    department: "liaison",
-                    tier,
-                    reason: why,
-                    at,
-                },
-            )
-            .await?;
-        }
-        Ok(())
-    }
-
-    /// A 督办 notice went out: the item marked, and the overdue case into the window.
-    async fn notice_issued(&self, txn: &DatabaseTransaction, e: &Envelope) -> anyhow::Result<()> {
-        let n: pb::NoticeIssued = e.decode()?;
-        let at = ts(n.occur_time).unwrap_or(e.time);
-        track(txn, &n.kind, &n.id, |m| {
-            m.notice_sent = true;
-            if m.department.is_empty() {
-                m.department = n.department.clone();
-            }
-        })
-        .await?;
-        window(
-            txn,
-            &self.calendar,
-            Arrival {
-                source: "case_overdue",
-                ref_id: &n.id,
-                department: &n.department,
-                tier: "district",
-                reason: "overdue: 督办 notice issued",
-                at,
-            },
-        )
-        .await?;
-        Ok(())
-    }
-
-    /// A rating was given or its bad review fixed.
-    async fn rating_changed(&self, txn: &DatabaseTransaction, e: &Envelope) -> anyhow::Result<()> {
-        let r: pb::RatingChanged = e.decode()?;
-        let at = ts(r.occur_time).unwrap_or(e.time);
-        let bad = r.score <= 2;
-        rating::Entity::insert(rating::ActiveModel {
-            id: Set(r.rating_id.clone()),
-            target_kind: Set(r.target_kind.clone()),
-            target_id: Set(r.target_id.clone()),
-            department: Set(r.department.clone()),
-            score: Set(i32::try_from(r.score).unwrap_or(0)),
-            fix_due: Set(bad.then(|| self.calendar.add_working_days(at, crate::domain::FIX_WITHIN_WORKING_DAYS).at)),
-            fix_note: Set(if r.fixed { "fixed".into() } else { String::new() }),
-            created_at: Set(at),
-        })
-        .on_conflict(OnConflict::column(rating::Column::Id).do_nothing().to_owned())
-        .exec_without_returning(txn)
-        .await?;
-        if r.fixed
-            && let Some(m) = rating::Entity::find_by_id(r.rating_id.clone()).one(txn).await?
-            && m.fix_note.is_empty()
-        {
-            let mut am: rating::ActiveModel = m.into();
-            am.fix_note = Set("fixed".into());
-            am.update(txn).await?;
-        }
-        Ok(())
-    }
-
-    /// A 办不成事 entry was resolved.
-    async fn unresolved_resolved(&self, txn: &DatabaseTransaction, e: &Envelope) -> anyhow::Result<()> {
-        let u: pb::UnresolvedResolved = e.decode()?;
-        if let Some(m) = unresolved::Entity::find_by_id(format!("{}:{}", u.source, u.ref_id)).one(txn).await? {
-            let mut am: unresolved::ActiveModel = m.into();
-            am.resolved = Set(true);
-            am.update(txn).await?;
-        }
-        Ok(())
-    }
-
-    /// A random inspection draw was published.
-    async fn inspections_drawn(&self, txn: &DatabaseTransaction, e: &Envelope) -> anyhow::Result<()> {
-        let d: pb::InspectionsDrawn = e.decode()?;
-        for i in &d.inspections {
-            drawn::Entity::insert(drawn::ActiveModel {
-                draw_id: Set(d.draw_id.clone()),
-                credit_code: Set(i.credit_code.clone()),
-                year: Set(d.year),
-            })
-            .on_conflict(
-                OnConflict::columns([drawn::Column::DrawId, drawn::Column::CreditCode]).do_nothing().to_owned(),
-            )
-            .exec_without_returning(txn)
-            .await?;
-        }
-
-        Ok(())
-    }
-}
+mod own;
