@@ -311,7 +311,8 @@ async fn health_is_serving_and_reflection_lists_the_services() {
 
 async fn confirmation_certificate_and_green_channel(backend: Backend) {
     use onething_proto::common::*;
-    let Some(mesh) = TestMesh::with(backend).service(HOUSEHOLD).start().await else {
+    // Liaison holds the enterprise register household asks about green-channel employers.
+    let Some(mesh) = TestMesh::with(backend).service(HOUSEHOLD).service(LIAISON).start().await else {
         return;
     };
     let mut cases = mesh.coordinator_cases(HOUSEHOLD).await;
@@ -366,7 +367,7 @@ async fn confirmation_certificate_and_green_channel(backend: Backend) {
     let mut expedited = create(
         "household.id_card_expedited",
         &seeded_parent(),
-        &[("employer_credit_code", "91350100M000100Y43")],
+        &[("employer_credit_code", &onething_liaison::store::seed_logistics().to_string())],
         "id-fast-1",
     );
     expedited.materials = vec![material("employment_proof"), material("photo")];

@@ -374,7 +374,8 @@ fn release_keys() -> (Vec<u8>, Vec<(String, Vec<u8>)>) {
     published.as_object_mut().unwrap().remove("signs");
     let mut keys = vec![published];
     let mut pems = Vec::new();
-    for service in ["coordinator", "supervision"] {
+    // Every service that calls another signs its calls with a key of its own.
+    for service in ServiceKind::ALL.into_iter().filter(|k| !k.calls().is_empty()).map(ServiceKind::name) {
         let path = dir.path().join(format!("{service}.pem"));
         let minter = onething_platform::auth::new_signing_key(&path, auth_settings()).unwrap();
         keys.push(minter.jwk(&serde_json::json!({ "services": [service] })));

@@ -6,6 +6,7 @@
 //! gRPC port, Prometheus every metrics port; nothing else may pass.
 
 use crate::deploy::{documents, of_kind, text};
+use onething_tests::ServiceKind;
 use serde_yaml::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -117,16 +118,17 @@ fn check(values: &[&str]) {
             }
         }
     }
-    // What the code needs, not what the values say: the coordinator creates cases in every
-    // department it follows; supervision asks every department and the coordinator whether a
-    // rater owns what they rate.
+    // What the code needs, not what the values say (ServiceKind::calls): the coordinator
+    // creates cases in every department; supervision asks every department and the
+    // coordinator whether a rater owns what they rate; household asks liaison about a green
+    // channel's employer.
     let deployment = |name: &str| format!("onething-{}", name.replace('_', "-"));
-    let mut needed: Vec<(String, String)> = Vec::new();
-    for dept in onething_coordinator::events::DEPARTMENTS {
-        needed.push((deployment("coordinator"), deployment(dept)));
-        needed.push((deployment("supervision"), deployment(dept)));
-    }
-    needed.push((deployment("supervision"), deployment("coordinator")));
+    let needed: Vec<(String, String)> = ServiceKind::ALL
+        .into_iter()
+        .flat_map(|caller| {
+            caller.calls().iter().map(move |callee| (deployment(caller.name()), deployment(callee.name())))
+        })
+        .collect();
     for (caller, callee) in &needed {
         assert!(
             calls.iter().any(|(a, b, _)| a == caller && b == callee),

@@ -97,7 +97,9 @@ impl MeshBuilder {
             dbs: BTreeMap::new(),
             running: Vec::new(),
         };
+        // Whom a service calls starts before it, so it is told where they listen.
         let mut order: Vec<ServiceKind> = self.kinds.iter().copied().filter(|k| k.is_department()).collect();
+        order.sort_by_key(|k| k.calls().len());
         order.extend(std::iter::repeat_n(ServiceKind::Coordinator, self.coordinators));
         order.extend(self.kinds.iter().copied().filter(|k| *k == ServiceKind::Supervision));
         for kind in order {
@@ -142,10 +144,10 @@ impl TestMesh {
             s.nats.user = kind.name().into();
             s.nats.password = nats_password(kind.name());
         }
-        if matches!(kind, ServiceKind::Coordinator | ServiceKind::Supervision) {
+        if !kind.calls().is_empty() {
             s.auth.signing_key_file = dev_keys().signing_key.display().to_string();
             for (peer, r) in &self.running {
-                if *peer != kind && (kind == ServiceKind::Supervision || peer.is_department()) && r.addr.port() != 0 {
+                if kind.calls().contains(peer) && r.addr.port() != 0 {
                     s.peers.entry(peer.name().into()).or_insert_with(|| r.endpoint());
                 }
             }

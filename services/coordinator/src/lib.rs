@@ -32,11 +32,7 @@ pub const DEFAULT_PORT: u16 = onething_platform::service_kind::ServiceKind::Coor
 /// Development defaults: port 18060, SQLite file `coordinator.db` under `data_dir`, the
 /// departments on their development ports.
 pub fn default_settings(data_dir: &Path) -> Settings {
-    let mut s = Settings::for_service(SERVICE, DEFAULT_PORT, data_dir);
-    for dept in onething_platform::service_kind::ServiceKind::DEPARTMENTS {
-        s.peers.insert(dept.name().into(), dept.dev_endpoint());
-    }
-    s
+    Settings::for_service(SERVICE, DEFAULT_PORT, data_dir)
 }
 
 /// Builds the coordinator: database and migrations, NATS, the listener, the bundle and

@@ -10,8 +10,9 @@ pub mod matters;
 pub mod store;
 
 use onething_platform::{
+    auth::ServiceIdentity,
     config::Settings,
-    grpc::{MAX_MESSAGE_BYTES, server_parts},
+    grpc::{MAX_MESSAGE_BYTES, Peers, server_parts},
     runtime::{Service, ServiceRuntime},
 };
 use onething_proto::household::household_service_server::HouseholdServiceServer;
@@ -37,8 +38,14 @@ pub type Application = Service;
 /// # Errors
 /// As [`ServiceRuntime::start`].
 pub async fn build(settings: Settings) -> anyhow::Result<Service> {
+    // Household asks liaison about green-channel employers, with its own signing key.
+    let peers = Peers::from_settings(&settings)?;
+    let identity = match settings.auth.signing_key_file.as_str() {
+        "" => None,
+        _ => Some(ServiceIdentity::load(SERVICE, &settings.auth)?),
+    };
     let mut runtime = ServiceRuntime::start::<store::Migrator>(SERVICE, settings).await?;
-    let cases = runtime.case_api(matters::department())?;
+    let cases = runtime.case_api(matters::department(matters::green::Employment::new(&peers, identity)))?;
     runtime.add_case_sweeper(cases.clone());
     let registry = HouseholdServiceServer::new(grpc::Registry::new(runtime.db.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);

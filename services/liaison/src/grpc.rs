@@ -2,10 +2,14 @@
 
 use crate::{
     requests::{Requests, to_proto},
-    store::entities::enterprise,
+    store::entities::{employee, enterprise},
 };
 use onething_platform::reason::Reason;
-use onething_platform::{authz, error::Error, ids::CreditCode};
+use onething_platform::{
+    authz,
+    error::{Error, FieldViolation},
+    ids::{CitizenId, CreditCode},
+};
 use onething_proto::liaison::{self as pb, liaison_service_server::LiaisonService};
 use sea_orm::{DatabaseConnection, EntityTrait};
 use tonic::{Request, Response, Status};
@@ -31,6 +35,46 @@ fn ts(t: Option<prost_types::Timestamp>, field: &str) -> Result<chrono::DateTime
 
 #[tonic::async_trait]
 impl LiaisonService for Liaison {
+    async fn check_employment(
+        &self,
+        r: Request<pb::CheckEmploymentRequest>,
+    ) -> Result<Response<pb::CheckEmploymentResponse>, Status> {
+        let p = authz::principal(&r)?;
+        // Household's green channels ask; liaison's own staff may look too. Nobody else
+        // learns who works where.
+        let may = p.is_service("household") || p.is_staff_of(crate::matters::DEPARTMENT);
+        authz::check(may, &p, "CheckEmployment", "employees")?;
+        let r = r.into_inner();
+        let mut bad = Vec::new();
+        let code = CreditCode::parse(&r.credit_code);
+        if code.is_err() {
+            bad.push(FieldViolation {
+                field: "credit_code".into(),
+                description: "a unified social credit code".into(),
+            });
+        }
+        let id = CitizenId::parse(&r.id_number);
+        if id.is_err() {
+            bad.push(FieldViolation { field: "id_number".into(), description: "a citizen ID number".into() });
+        }
+        if let Some(e) = Error::from_violations(Reason::LiaisonInvalidRequest, bad) {
+            return Err(e.into());
+        }
+        let (Ok(code), Ok(id)) = (code, id) else { return Err(Error::internal(anyhow::anyhow!("validated")).into()) };
+        let on_record =
+            enterprise::Entity::find_by_id(code.as_str().to_string()).one(&self.db).await.map_err(Error::from)?;
+        let employed = employee::Entity::find_by_id((code.as_str().to_string(), id.expose().to_string()))
+            .one(&self.db)
+            .await
+            .map_err(Error::from)?
+            .is_some();
+        Ok(Response::new(pb::CheckEmploymentResponse {
+            on_record: on_record.is_some(),
+            private_enterprise: on_record.is_some_and(|e| e.ownership == "private"),
+            employed,
+        }))
+    }
+
     async fn get_enterprise(
         &self,
         r: Request<pb::GetEnterpriseRequest>,

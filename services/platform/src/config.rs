@@ -256,11 +256,14 @@ impl Default for OutboxSettings {
 }
 
 impl Settings {
-    /// Development defaults of one service: its own port and its own SQLite file under `data_dir`.
+    /// Development defaults of one service: its own port, its own SQLite file under
+    /// `data_dir`, and the services it calls on their development ports.
     pub fn for_service(service: &str, port: u16, data_dir: &Path) -> Self {
+        let calls = crate::service_kind::ServiceKind::parse(service).map_or(&[][..], |k| k.calls());
         Self {
             grpc_addr: format!("127.0.0.1:{port}"),
             database_url: sqlite_url(&data_dir.join(format!("{service}.db"))),
+            peers: calls.iter().map(|k| (k.name().to_string(), k.dev_endpoint())).collect(),
             ..Self::default()
         }
     }

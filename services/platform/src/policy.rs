@@ -176,6 +176,15 @@ pub const RULES: &[Rule] = &[
         [],
         ""
     ),
+    rule!(
+        "onething.liaison.v1.LiaisonService/CheckEmployment",
+        None,
+        ANYONE,
+        None,
+        None,
+        ["household"],
+        "its green channels for private-enterprise employees (M12)"
+    ),
     // Liaison's 办评访督责 loop.
     rule!(
         "onething.liaison.v1.LiaisonService/SubmitRequest",

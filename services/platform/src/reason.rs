@@ -167,6 +167,12 @@ reasons! {
     HouseholdCollectiveExists = "HOUSEHOLD_COLLECTIVE_EXISTS" [FailedPrecondition, Case];
     /// A resident registered in Weihai needs no residence permit.
     HouseholdAlreadyLocal = "HOUSEHOLD_ALREADY_LOCAL" [FailedPrecondition, Case];
+    /// The green channel (M12) is for employees of a private enterprise on record: the
+    /// enterprise is not one, or did not report the applicant among its staff.
+    HouseholdNotGreenChannel = "HOUSEHOLD_NOT_GREEN_CHANNEL" [Case];
+    /// The enterprise register could not be asked whether the applicant qualifies for the
+    /// green channel; retry.
+    HouseholdRegisterUnavailable = "HOUSEHOLD_REGISTER_UNAVAILABLE" [Unavailable];
     /// A residence permit needs six months of residence.
     HouseholdResidenceTooShort = "HOUSEHOLD_RESIDENCE_TOO_SHORT" [FailedPrecondition, Case];
     /// No sequence code is left for this region and birth date.

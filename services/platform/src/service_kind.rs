@@ -73,6 +73,25 @@ impl ServiceKind {
         !matches!(self, ServiceKind::Coordinator | ServiceKind::Supervision)
     }
 
+    /// The services it calls over gRPC, each with a token of its own signing key: the
+    /// coordinator its departments, supervision every other service (for the owner of what
+    /// is rated), household liaison (whether an applicant qualifies for a green channel).
+    /// A service that calls any needs `auth.signing_key_file` and `peers`.
+    pub fn calls(self) -> &'static [ServiceKind] {
+        match self {
+            ServiceKind::Coordinator => &ServiceKind::DEPARTMENTS,
+            ServiceKind::Supervision => &[
+                ServiceKind::Household,
+                ServiceKind::ExitEntry,
+                ServiceKind::Vehicle,
+                ServiceKind::Liaison,
+                ServiceKind::Coordinator,
+            ],
+            ServiceKind::Household => &[ServiceKind::Liaison],
+            ServiceKind::ExitEntry | ServiceKind::Vehicle | ServiceKind::Liaison => &[],
+        }
+    }
+
     /// Its JetStream stream, e.g. `ONETHING_EXIT_ENTRY`.
     pub fn stream(self) -> String {
         stream_name(self.name())

@@ -29,11 +29,7 @@ pub const DEFAULT_PORT: u16 = ServiceKind::Supervision.default_port();
 /// Development defaults: port 18065, SQLite `supervision.db` under `data_dir`, the
 /// departments and the coordinator on their development ports.
 pub fn default_settings(data_dir: &Path) -> Settings {
-    let mut s = Settings::for_service(SERVICE, DEFAULT_PORT, data_dir);
-    for peer in ServiceKind::ALL.into_iter().filter(|k| *k != ServiceKind::Supervision) {
-        s.peers.insert(peer.name().into(), peer.dev_endpoint());
-    }
-    s
+    Settings::for_service(SERVICE, DEFAULT_PORT, data_dir)
 }
 
 /// Builds supervision: database and migrations, NATS, the listener, the authenticated API,

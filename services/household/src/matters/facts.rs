@@ -74,13 +74,21 @@ impl MatterRules for InfoConfirmation {
     }
 }
 
-/// `household.id_card_expedited`.
-pub struct IdCardExpedited;
+/// `household.id_card_expedited`: the green channel itself, so only for an employee of a
+/// private enterprise on record.
+pub struct IdCardExpedited {
+    /// Asks liaison about the employer.
+    pub employment: super::green::Employment,
+}
 
 #[onething_platform::async_trait]
 impl MatterRules for IdCardExpedited {
     fn code(&self) -> &'static str {
         "household.id_card_expedited"
+    }
+
+    async fn verify(&self, case: &mut CaseRecord) -> Result<Option<Refusal>> {
+        self.employment.admit(case).await
     }
 
     async fn check_intake(&self, txn: &DatabaseTransaction, case: &CaseRecord) -> Result<Option<Refusal>> {
@@ -95,6 +103,8 @@ impl MatterRules for IdCardExpedited {
         _now: DateTime<Utc>,
     ) -> Result<CaseResult> {
         living(txn, case.field("subject_id_number")).await?.map_err(refused)?;
-        Ok(CaseResult::from([("id_card_application_number".into(), case.document_number("SFZJJ"))]))
+        let mut result = case.result.clone();
+        result.insert("id_card_application_number".into(), case.document_number("SFZJJ"));
+        Ok(result)
     }
 }

@@ -7,6 +7,7 @@ mod birth;
 mod collective;
 mod deregistration;
 mod facts;
+pub mod green;
 mod residence;
 
 use crate::store::{person, person::PersonStatus};
@@ -22,16 +23,17 @@ use sea_orm::{DatabaseTransaction, EntityTrait};
 /// Department name and event namespace.
 pub const DEPARTMENT: &str = "household";
 
-/// Household and the rules of each of its matters.
-pub fn department() -> Department {
+/// Household and the rules of each of its matters; `employment` asks liaison for the green
+/// channels (M12).
+pub fn department(employment: green::Employment) -> Department {
     Department::new(DEPARTMENT)
         .with(birth::BirthRegistration)
         .with(facts::Certificate)
         .with(facts::InfoConfirmation)
-        .with(residence::ResidencePermit)
+        .with(residence::ResidencePermit { employment: employment.clone() })
         .with(deregistration::Deregistration)
         .with(collective::CollectiveHousehold)
-        .with(facts::IdCardExpedited)
+        .with(facts::IdCardExpedited { employment })
 }
 
 /// The subject of a registry request (`subject_id_number`), when the applicant may have

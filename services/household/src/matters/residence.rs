@@ -6,7 +6,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use onething_platform::{
     calendar::date_in_china,
     cases::{ApplicantRecord, CaseRecord, CaseResult, MatterRules, Refusal},
-    catalog::form::FormCheck,
+    catalog::{Matter, TimeUnit, form::FormCheck},
     error::Result,
     events::OutgoingEvent,
     ids::CitizenId,
@@ -15,13 +15,33 @@ use onething_platform::{
 use onething_proto::common::ApplicantKind;
 use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter};
 
-/// `household.residence_permit`.
-pub struct ResidencePermit;
+/// `household.residence_permit`, with M12's green channel for an applicant who names a
+/// private employer on record.
+pub struct ResidencePermit {
+    /// Asks liaison about the employer.
+    pub employment: super::green::Employment,
+}
 
 #[onething_platform::async_trait]
 impl MatterRules for ResidencePermit {
     fn code(&self) -> &'static str {
         "household.residence_permit"
+    }
+
+    /// An applicant naming an employer asks for the green channel: admitted, or refused.
+    async fn verify(&self, case: &mut CaseRecord) -> Result<Option<Refusal>> {
+        if case.field("employer_credit_code").is_empty() {
+            return Ok(None);
+        }
+        self.employment.admit(case).await
+    }
+
+    /// The green channel's committed time, when the catalog gives one.
+    fn time_limit(&self, matter: &Matter, case: &CaseRecord) -> (TimeUnit, u32) {
+        match matter.green_channel_time_limit {
+            Some(limit) if super::green::in_green_channel(case) => (matter.time_unit, limit),
+            _ => (matter.time_unit, matter.time_limit),
+        }
     }
 
     fn check_form(&self, f: &mut FormCheck<'_>, applicant: Option<&ApplicantRecord>, now: DateTime<Utc>) {
@@ -63,7 +83,10 @@ impl MatterRules for ResidencePermit {
         })
         .exec_without_returning(txn)
         .await?;
-        Ok(CaseResult::from([("residence_permit_number".into(), number), ("valid_until".into(), valid_until)]))
+        let mut result = case.result.clone();
+        result.insert("residence_permit_number".into(), number);
+        result.insert("valid_until".into(), valid_until);
+        Ok(result)
     }
 
     /// The approval revoked: the permit it issued is no longer on the register.

@@ -38,7 +38,7 @@ fn fields(v: &[FieldViolation]) -> Vec<&str> {
 
 /// The form as CreateCase checks it: the catalog's declaration, then the matter's rules.
 fn validate(m: &Matter, applicant: Option<&ApplicantRecord>, form: &Form) -> Vec<FieldViolation> {
-    let dept = super::department();
+    let dept = super::department(super::green::Employment::unconfigured());
     let rules = dept.rules(&m.code).unwrap();
     check_case_form(&Catalog::load("").unwrap(), m, rules, applicant, form, chrono::Utc::now())
 }

@@ -71,6 +71,8 @@ impl MatterRules for SealEngravingFiling {
             park: Set(String::new()),
             liaison_officer: Set(String::new()),
             precursor_qualified: Set(false),
+            // The register of record (市场监管) says; a filing does not.
+            ownership: sea_orm::ActiveValue::NotSet,
         })
         .on_conflict_do_nothing()
         .exec_without_returning(txn)

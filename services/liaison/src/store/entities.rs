@@ -23,6 +23,10 @@ pub mod enterprise {
         pub liaison_officer: String,
         /// Qualified to buy or transport precursor chemicals.
         pub precursor_qualified: bool,
+        /// Ownership as registered: `private` (民营), `state`, `foreign`, `collective`; empty
+        /// when the register has not said.
+        #[sea_orm(default_value = "")]
+        pub ownership: String,
     }
 
     /// No relations.
@@ -117,6 +121,32 @@ pub mod request {
         /// Why it was handed up.
         #[sea_orm(column_type = "Text", default_value = "")]
         pub escalation_note: String,
+    }
+
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Who an enterprise on record employs, as it reported its staff (M8 员工背景审查): what
+/// household's green channels for private-enterprise employees (M12) ask about.
+pub mod employee {
+    use sea_orm::entity::prelude::*;
+
+    /// One employment.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "employees")]
+    pub struct Model {
+        /// The employer's credit code.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub credit_code: String,
+        /// The employee's citizen ID number. Personal data.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id_number: String,
+        /// Employed since (YYYY-MM-DD).
+        pub since: String,
     }
 
     /// No relations.

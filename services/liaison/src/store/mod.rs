@@ -3,11 +3,11 @@
 
 pub mod entities;
 
-use entities::{enterprise, request, seal};
+use entities::{employee, enterprise, request, seal};
 use onething_platform::ids::CreditCode;
 use sea_orm_migration::{
     prelude::*,
-    sea_orm::{ActiveValue::Set, EntityTrait},
+    sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter},
 };
 
 onething_platform::migrator!(
@@ -32,6 +32,13 @@ onething_platform::migrator!(
                     .collect()
             },
         },
+        onething_platform::store::AddColumns {
+            name: "m20261208_400005_enterprise_ownership",
+            table: "enterprises",
+            columns: |s| vec![s.get_column_def::<enterprise::Entity>(enterprise::Column::Ownership)],
+        },
+        onething_platform::tables!("m20261208_400006_employees", [employee]),
+        StaffSeed,
     ]
 );
 
@@ -44,6 +51,10 @@ pub fn seed_logistics() -> CreditCode {
 pub fn seed_chemicals() -> CreditCode {
     CreditCode::complete("91371002MA3C00005").expect("valid seed credit code")
 }
+
+/// A seeded employee of the logistics enterprise who lives in Weihai without being
+/// registered here (the residence permit's green channel).
+pub const SEED_NON_LOCAL_EMPLOYEE: &str = "11010519491231002X";
 
 struct Seed;
 
@@ -86,6 +97,7 @@ impl MigrationTrait for Seed {
                 park: Set(park.into()),
                 liaison_officer: Set(officer.into()),
                 precursor_qualified: Set(qualified),
+                ownership: sea_orm::ActiveValue::NotSet,
             })
             .exec_without_returning(db)
             .await?;
@@ -99,6 +111,52 @@ impl MigrationTrait for Seed {
                 .exec_without_returning(db)
                 .await?;
             }
+        }
+        Ok(())
+    }
+
+    async fn down(&self, _m: &SchemaManager) -> Result<(), DbErr> {
+        Ok(())
+    }
+}
+
+/// Ownership of the seeded enterprises (the logistics one private, the chemical one state
+/// owned) and the logistics enterprise's staff: a local employee (the seeded parent of
+/// household) and a non-local one.
+struct StaffSeed;
+
+impl MigrationName for StaffSeed {
+    fn name(&self) -> &str {
+        "m20261208_400007_liaison_staff_seed"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for StaffSeed {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        let db = m.get_connection();
+        for (code, ownership) in [(seed_logistics(), "private"), (seed_chemicals(), "state")] {
+            enterprise::Entity::update_many()
+                .col_expr(enterprise::Column::Ownership, sea_orm::sea_query::Expr::value(ownership))
+                .filter(enterprise::Column::CreditCode.eq(code.as_str()))
+                .exec(db)
+                .await?;
+        }
+        let parent = onething_platform::ids::CitizenId::assign(
+            "371002",
+            chrono::NaiveDate::from_ymd_opt(1990, 3, 15).expect("seed date"),
+            11,
+        )
+        .expect("seed ID");
+        for id in [parent.expose(), SEED_NON_LOCAL_EMPLOYEE] {
+            employee::Entity::insert(employee::ActiveModel {
+                credit_code: Set(seed_logistics().as_str().into()),
+                id_number: Set(id.into()),
+                since: Set("2023-03-01".into()),
+            })
+            .on_conflict_do_nothing()
+            .exec_without_returning(db)
+            .await?;
         }
         Ok(())
     }

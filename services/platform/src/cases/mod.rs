@@ -56,6 +56,18 @@ pub trait MatterRules: Send + Sync + 'static {
     /// at once.
     fn check_form(&self, _form: &mut FormCheck<'_>, _applicant: Option<&ApplicantRecord>, _now: DateTime<Utc>) {}
 
+    /// What only another service can tell about a new case, asked before the case's
+    /// transaction opens (no database work here): e.g. whether the applicant qualifies for a
+    /// green channel. It may record what it learns on the case (priority, result fields);
+    /// `Some` stores the case as NOT_ACCEPTED with that reason.
+    ///
+    /// # Errors
+    /// UNAVAILABLE when the other service cannot be asked: nothing is stored; the caller
+    /// retries.
+    async fn verify(&self, _case: &mut CaseRecord) -> Result<Option<Refusal>> {
+        Ok(None)
+    }
+
     /// Intake conditions against the department's records. `Some` stores the case as
     /// NOT_ACCEPTED with that reason.
     ///

@@ -122,6 +122,10 @@ pub struct Matter {
     /// bundle). A bundle step that may not stand alone must be of a revocable matter.
     #[serde(default)]
     pub revocable: bool,
+    /// The committed time (in the matter's unit) of an applicant who qualifies for M12's
+    /// green channel for private-enterprise employees, handled first; none: no such channel.
+    #[serde(default)]
+    pub green_channel_time_limit: Option<u32>,
 }
 
 fn default_owed_days() -> u32 {

@@ -8,7 +8,7 @@
 //! adapter); each adds to the one `CaseApi`.
 
 use super::{
-    CaseRecord, Department,
+    CaseRecord, Department, Refusal,
     record::{ApplicantRecord, MaterialRecord},
 };
 use crate::reason::Reason;

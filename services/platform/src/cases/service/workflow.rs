@@ -47,13 +47,15 @@ impl CaseApi {
         let mut case = CaseRecord::received(matter, applicant, form, materials, now);
         case.idempotency_key = crate::idempotency::scoped(p, key);
         case.bundle_id = req.bundle_id.trim().to_string();
+        // Asked before any transaction: another service's answer (a green channel's employer).
+        let verified = self.rules(&matter.code)?.verify(&mut case).await?;
         // A department rule that lost a race with a concurrent request (ABORTED: a number
         // taken meanwhile) runs again at once in a fresh transaction, with the case as it
         // was before the attempt; the caller sees a conflict only when it keeps losing.
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.create_once(case.clone(), matter, now).await {
+            match self.create_once(case.clone(), matter, verified.clone(), now).await {
                 Err(e) if e.kind() == Kind::Aborted && attempt < 5 => continue,
                 other => return other,
             }
@@ -72,12 +74,13 @@ impl CaseApi {
         &self,
         mut case: CaseRecord,
         matter: &Matter,
+        verified: Option<Refusal>,
         now: DateTime<Utc>,
     ) -> Result<CaseRecord> {
         let me = &self.inner;
         let key = case.idempotency_key.clone();
         let txn = crate::db::begin_write(&me.db).await?;
-        let events = match self.intake(&txn, &mut case, matter, now).await {
+        let events = match self.intake(&txn, &mut case, matter, verified, now).await {
             Ok(events) => events,
             Err(e) => {
                 txn.rollback().await?;
@@ -121,12 +124,14 @@ impl CaseApi {
     }
 
     /// The intake of a new case in `txn`: its committed time and due time from receipt, then
-    /// [`Self::receive`]; returns the events to write with its row.
+    /// (unless what was verified before refuses it) [`Self::receive`]; returns the events to
+    /// write with its row.
     pub(super) async fn intake(
         &self,
         txn: &DatabaseTransaction,
         case: &mut CaseRecord,
         matter: &Matter,
+        verified: Option<Refusal>,
         now: DateTime<Utc>,
     ) -> Result<Pending> {
         let rules = self.rules(&matter.code)?;
@@ -136,6 +141,12 @@ impl CaseApi {
         (case.due_at, case.due_provisional) = (Some(due.at), due.provisional);
         case.warn_at = self.warn_at(case, matter);
         let mut events: Pending = vec![self.event(case, None)];
+        if let Some(r) = verified {
+            case.reason_code = r.reason_code.into();
+            case.reason_text = r.reason_text;
+            self.step(case, Action::NotAccept, now, &mut events)?;
+            return Ok(events);
+        }
         self.receive(txn, case, matter, now, &mut events).await?;
         Ok(events)
     }
