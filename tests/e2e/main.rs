@@ -14,6 +14,7 @@ mod deploy;
 mod errors;
 mod events_contract;
 mod exit_entry;
+mod green;
 mod hostile;
 mod household;
 mod inbox;

@@ -10,32 +10,34 @@ use onething_proto::{
     liaison::{self as lpb, liaison_service_client::LiaisonServiceClient},
     supervision::{self as spb},
 };
+use prost_types::Timestamp;
 use std::time::Duration;
 use tonic::Code;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-/// The notices `kind`/`id` the department of `cases` lists, once there is one.
-async fn listed(cases: &CaseServiceClient<Authed>, kind: &str, id: &str) -> cpb::Notice {
+/// The notice about `kind`/`id` (for the deadline `due`, when given) the department of
+/// `cases` lists, once there is one.
+async fn listed(cases: &CaseServiceClient<Authed>, kind: &str, id: &str, due: Option<Timestamp>) -> cpb::Notice {
     eventually(WAIT, "the department's notice", || {
         let mut c = cases.clone();
         let (kind, id) = (kind.to_string(), id.to_string());
         async move {
             let list = c.list_notices(cpb::ListNoticesRequest { page_size: 100 }).await.ok()?.into_inner().notices;
-            list.into_iter().find(|n| n.kind == kind && n.id == id)
+            list.into_iter().find(|n| n.kind == kind && n.id == id && due.is_none_or(|d| n.due_time == Some(d)))
         }
     })
     .await
     .unwrap()
 }
 
-/// How many notices about `id` supervision published.
-async fn notices_about(js: &async_nats::jetstream::Context, id: &str) -> usize {
+/// How many notices about `id` (for the deadline `due`, when given) supervision published.
+async fn notices_about(js: &async_nats::jetstream::Context, id: &str, due: Option<Timestamp>) -> usize {
     on_subject(js, "ONETHING_SUPERVISION", "onething.supervision.v1.notice.issued")
         .await
         .into_iter()
         .filter_map(|p| <spb::NoticeIssued as prost::Message>::decode(p).ok())
-        .filter(|n| n.id == id)
+        .filter(|n| n.id == id && due.is_none_or(|d| n.due_time == Some(d)))
         .count()
 }
 
@@ -74,10 +76,10 @@ async fn a_complaint_is_watched_and_rebuilt(backend: Backend) {
     // Three working days on, nobody verified it: one 督办, to vehicle.
     w.clock.advance(chrono::Duration::days(7));
     let clerk = w.clerk(VEHICLE).await;
-    let notice = listed(&clerk, "complaint", &mine.complaint_id).await;
+    let notice = listed(&clerk, "complaint", &mine.complaint_id, None).await;
     assert!(notice.due_time.is_some() && notice.issue_time.is_some());
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(notices_about(&js, &mine.complaint_id).await, 1, "noticed once");
+    assert_eq!(notices_about(&js, &mine.complaint_id, None).await, 1, "noticed once");
 
     // Replayed into an empty database under a new consumer suffix: the complaint is back,
     // with what only the sealed part carried.
@@ -156,13 +158,15 @@ async fn a_late_request_goes_up_to_the_city_and_is_noticed(backend: Backend) {
     assert_eq!((handed_up.tier(), handed_up.flagged), (lpb::Tier::City, true));
     assert!(handed_up.flag_reason.contains("district"), "{}", handed_up.flag_reason);
 
-    // The city's ten working days pass too: one 督办, on liaison's list.
+    // The city's ten working days pass too: one 督办 for the city's deadline, on liaison's
+    // list (the district's, if supervision saw it pass before the hand-up, is another).
     w.clock.advance(chrono::Duration::days(20));
     let cases = w.clerk(LIAISON).await;
-    listed(&cases, "request", &late.request_id).await;
+    let city_due = handed_up.due_time;
+    listed(&cases, "request", &late.request_id, city_due).await;
     let js = w.nats.jetstream().await;
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(notices_about(&js, &late.request_id).await, 1, "noticed once");
+    assert_eq!(notices_about(&js, &late.request_id, city_due).await, 1, "noticed once for its deadline");
     w.stop_all().await;
 }
 both_backends!(a_late_request_goes_up_to_the_city_and_is_noticed);
@@ -197,7 +201,7 @@ async fn an_overdue_case_is_marked_for_its_clerks(backend: Backend) {
     assert!(rating.bad);
     w.clock.advance(chrono::Duration::days(30));
     let clerk = w.clerk(HOUSEHOLD).await;
-    let notice = listed(&clerk, "case", &case.case_id).await;
+    let notice = listed(&clerk, "case", &case.case_id, None).await;
     assert!(notice.issue_time.is_some());
     let under = clerk
         .clone()
@@ -208,10 +212,74 @@ async fn an_overdue_case_is_marked_for_its_clerks(backend: Backend) {
     assert_eq!(under.len(), 1);
     assert_eq!(under[0].case_id, case.case_id);
     assert!(under[0].notice_time.is_some());
-    listed(&clerk, "rating", &rating.rating_id).await;
+    listed(&clerk, "rating", &rating.rating_id, None).await;
     // A citizen does not read the department's notices.
     let denied = applicant.list_notices(cpb::ListNoticesRequest { page_size: 10 }).await.unwrap_err();
     assert_eq!(denied.code(), Code::PermissionDenied);
     w.stop_all().await;
 }
 both_backends!(an_overdue_case_is_marked_for_its_clerks);
+
+/// A database made before notices were kept per deadline upgrades in place: the notices a
+/// department kept stay, and a second one for the same item (its next deadline) fits; items
+/// supervision had noticed are not noticed again for the same due time.
+async fn notices_upgrade_to_one_per_deadline(backend: Backend) {
+    use onething_platform::store::notice;
+    use onething_supervision::store::{Migrator as SupervisionMigrator, tracked};
+    use sea_orm::{ActiveModelTrait, ConnectionTrait, EntityTrait, IntoActiveModel};
+    use sea_orm_migration::MigratorTrait;
+    /// Applies `M`'s migrations up to and including `last`.
+    async fn migrate_until<M: MigratorTrait>(db: &sea_orm::DatabaseConnection, last: &str) {
+        let n = M::migrations().iter().position(|m| m.name() == last).expect("a known migration") + 1;
+        M::up(db, Some(u32::try_from(n).unwrap())).await.unwrap();
+    }
+    let Some(test_db) = TestDb::fresh(backend).await else { return };
+    let db = onething_platform::db::connect(&test_db.url).await.unwrap();
+    migrate_until::<SupervisionMigrator>(&db, "m20261208_600005_complaint_contact").await;
+    let due = chrono::Utc::now() - chrono::Duration::days(1);
+    // Rows in the old shapes: a notice keyed by item alone, a tracked item noticed before
+    // the due time noticed was kept.
+    let insert = |table: &str, columns: &[&str], values: Vec<sea_orm::Value>| {
+        let mut q = sea_orm::sea_query::Query::insert();
+        q.into_table(sea_orm::sea_query::Alias::new(table))
+            .columns(columns.iter().map(|c| sea_orm::sea_query::Alias::new(*c)))
+            .values_panic(values.into_iter().map(Into::into));
+        db.get_database_backend().build(&q)
+    };
+    let rows = [
+        insert(
+            "notices",
+            &["kind", "item_id", "due_at", "issued_at"],
+            vec!["case".into(), "c-1".into(), due.into(), due.into()],
+        ),
+        insert(
+            "tracked",
+            &["kind", "id", "department", "code", "due_at", "paused", "closed", "last_state", "version", "notice_sent"],
+            vec![
+                "case".into(),
+                "c-1".into(),
+                "household".into(),
+                "household.residence_permit".into(),
+                due.into(),
+                false.into(),
+                false.into(),
+                "CASE_STATE_SUBMITTED".into(),
+                1i64.into(),
+                true.into(),
+            ],
+        ),
+    ];
+    for row in rows {
+        db.execute_raw(row).await.unwrap();
+    }
+    SupervisionMigrator::up(&db, None).await.unwrap();
+
+    let kept = notice::Entity::find().all(&db).await.unwrap();
+    assert_eq!(kept.len(), 1, "the department's notices stay");
+    let mut next = kept[0].clone().into_active_model();
+    next.issued_at = sea_orm::Set(due + chrono::Duration::days(3));
+    next.insert(&db).await.expect("a second notice for the item's next deadline fits");
+    let item = tracked::Entity::find_by_id(("case".to_string(), "c-1".to_string())).one(&db).await.unwrap().unwrap();
+    assert_eq!(item.noticed_due.map(|t| t.timestamp()), Some(due.timestamp()), "noticed for the due time it has");
+}
+both_backends!(notices_upgrade_to_one_per_deadline);

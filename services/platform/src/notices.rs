@@ -1,6 +1,7 @@
 //! 督办 notices as a department receives them: supervision's `notice.issued` events for this
 //! department kept for its clerks' list (`ListNotices`), and a case under notice marked
-//! (`Case.notice_time`, `ListCases` with `under_notice`). Idempotent: a notice twice is one.
+//! (`Case.notice_time`, `ListCases` with `under_notice`). Idempotent: a notice twice is one;
+//! an item missing a later deadline gets another.
 
 use crate::{
     events::{ConsumerSpec, Envelope, Handler, nats::stream_name},
@@ -51,15 +52,20 @@ impl Handler for NoticeProjection {
             due_at: Set(instant(n.due_time)),
             issued_at: Set(issued),
         })
-        .on_conflict_do_nothing_on([notice::Column::Kind, notice::Column::ItemId])
+        .on_conflict_do_nothing_on([notice::Column::Kind, notice::Column::ItemId, notice::Column::IssuedAt])
         .exec_without_returning(txn)
         .await?;
         if n.kind == "case" {
+            // The latest notice of the case.
             case::Entity::update_many()
                 .col_expr(case::Column::NoticeAt, Expr::value(issued))
                 .filter(case::Column::Id.eq(n.id.clone()))
                 .filter(case::Column::Department.eq(self.department))
-                .filter(case::Column::NoticeAt.is_null())
+                .filter(
+                    sea_orm::Condition::any()
+                        .add(case::Column::NoticeAt.is_null())
+                        .add(case::Column::NoticeAt.lt(issued)),
+                )
                 .exec(txn)
                 .await?;
         }

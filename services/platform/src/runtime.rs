@@ -199,12 +199,20 @@ impl ServiceRuntime {
         self.add_consumer(crate::notices::notices_spec(self.name), crate::notices::NoticeProjection::new(self.name));
         let gauges = api.clone();
         self.add_worker(move |stop| Box::pin(gauges.run_gauges(stop)));
+        // Two sweeps, so one failing (its listing query) holds up neither the other nor
+        // its own next run.
+        let revoke = api.clone();
         self.add_sweep("revoke-overdue", move || {
+            let api = revoke.clone();
+            async move {
+                api.revoke_overdue(api.clock().now()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                Ok(())
+            }
+        });
+        self.add_sweep("close-overdue-supplements", move || {
             let api = api.clone();
             async move {
-                let now = api.clock().now();
-                api.revoke_overdue(now).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-                api.close_overdue_supplements(now).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                api.close_overdue_supplements(api.clock().now()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
                 Ok(())
             }
         });

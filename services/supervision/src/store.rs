@@ -63,6 +63,10 @@ pub mod tracked {
         pub notice_sent: bool,
         /// From when it is close to due (预警), as its owner computed it.
         pub warn_at: Option<DateTimeUtc>,
+        /// The due time the last 督办 notice was for: a notice is owed once per deadline, so a
+        /// deadline that moves (a pause, the next complaint step, a request handed up) is
+        /// noticed again when it passes.
+        pub noticed_due: Option<DateTimeUtc>,
     }
 
     /// No relations.
@@ -208,6 +212,17 @@ onething_platform::migrator!(
             name: "m20261208_600005_complaint_contact",
             table: "complaints",
             columns: |s| vec![s.get_column_def::<complaint::Entity>(complaint::Column::Contact)],
+        },
+        // A notice per deadline: the due time last noticed; items noticed before it was kept
+        // were noticed for the due time they have.
+        onething_platform::store::AddColumns {
+            name: "m20261208_600006_tracked_noticed_due",
+            table: "tracked",
+            columns: |s| vec![s.get_column_def::<tracked::Entity>(tracked::Column::NoticedDue)],
+        },
+        onething_platform::store::Sql {
+            name: "m20261208_600007_tracked_noticed_due_backfill",
+            statements: &["UPDATE tracked SET noticed_due = due_at WHERE notice_sent = TRUE AND noticed_due IS NULL"],
         },
     ]
 );

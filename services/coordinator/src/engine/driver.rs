@@ -182,11 +182,17 @@ impl Engine {
         let sid = s.step_id.clone();
         self.apply(id, |agg, _| {
             let Some(st) = agg.steps.iter_mut().find(|x| x.step_id == sid) else { return };
+            // Another replica (or an event) settled it meanwhile: its outcome stands.
+            if !matches!(st.state, Step::Cancelling | Step::Revoking) {
+                return;
+            }
             match &outcome {
                 Ok(case) => {
                     let cs = cpb::CaseState::try_from(case.state).ok().and_then(CaseState::from_proto);
-                    st.case_state = cs.map(|c| c.as_str().to_string()).unwrap_or_default();
-                    st.case_version = case.version;
+                    if case.version >= st.case_version {
+                        st.case_state = cs.map(|c| c.as_str().to_string()).unwrap_or_default();
+                        st.case_version = case.version;
+                    }
                     st.state = match (st.state, cs) {
                         (Step::Revoking, Some(CaseState::Revoked)) => Step::Revoked,
                         // Still approved: the revocation did not take; asked again later.

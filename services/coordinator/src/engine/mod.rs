@@ -265,6 +265,7 @@ impl Engine {
             .ok_or_else(|| Error::internal(anyhow::anyhow!("bundle {} left the catalog", agg.bundle.code)))?
             .clone();
         let before = (agg.bundle.version, agg.bundle.state, agg.steps.clone());
+        let was = timing::timing(&agg);
         f(&mut agg, &def);
         let mut views: Vec<StepView> = agg
             .steps
@@ -281,9 +282,8 @@ impl Engine {
             }
         }
         agg.bundle.state = next;
-        let timing = (agg.bundle.due_at, agg.bundle.waiting);
         self.retime(&mut agg, &def);
-        if before.1 == agg.bundle.state && before.2 == agg.steps && timing == (agg.bundle.due_at, agg.bundle.waiting) {
+        if before.1 == agg.bundle.state && before.2 == agg.steps && was == timing::timing(&agg) {
             return Ok((agg, false));
         }
         agg.bundle.version += 1;
@@ -304,7 +304,7 @@ impl Engine {
             ));
         }
         write_changed_steps(txn, &agg.steps, &before.2).await?;
-        if let Some(happened) = timing::what_happened(before.1, timing, &agg) {
+        if let Some(happened) = timing::what_happened(before.1, was, &agg) {
             self.inner.outbox.enqueue(txn, self.bundle_event(&agg, &happened)).await?;
         }
         if before.1 != agg.bundle.state {

@@ -7,14 +7,21 @@ use super::*;
 
 /// One report of a step's case: a department's event or its answer to a call.
 pub(super) struct CaseNews<'a> {
+    /// The department's case id.
     pub case_id: &'a str,
+    /// The case's state in the department.
     pub state: CaseState,
+    /// The case's version; older news than the step holds is ignored.
     pub version: i64,
+    /// The stable reason code of the last change (empty when none).
     pub reason: &'a str,
     /// The result fields (answers carry them; events never do).
     pub result: Option<&'a std::collections::HashMap<String, String>>,
+    /// The case's own due time: its decision, or its owed materials while provisional.
     pub due: Option<chrono::DateTime<Utc>>,
+    /// Materials owed after a provisional approval (容缺).
     pub owed: &'a [String],
+    /// When an asked-for supplement is due (一次性告知), while the case awaits it.
     pub supplement_due: Option<chrono::DateTime<Utc>>,
 }
 

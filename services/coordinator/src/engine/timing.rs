@@ -38,25 +38,40 @@ impl Engine {
                 occur_time: Some(timestamp(self.inner.clock.now())),
                 waiting_on_applicant: agg.bundle.waiting,
                 warn_time: Some(timestamp(self.warn_at(&agg.bundle))),
+                clock_paused: clock_paused(agg),
+                version: agg.bundle.version,
             },
         )
     }
 }
 
-/// What a change of the bundle from `state` and `(due, waiting)` to `agg` tells subscribers:
-/// its new state; else that it waits on its applicant (`paused`) or no longer (`resumed`);
-/// else that its due time moved (`rescheduled`); else nothing.
-pub(super) fn what_happened(
-    state: BundleState,
-    (due, waiting): (chrono::DateTime<Utc>, bool),
-    agg: &Aggregate,
-) -> Option<String> {
+/// Whether a step's clock is paused (补正 or 特别程序) while the bundle is live: its due time
+/// will move by the pause, and it is not late meanwhile.
+pub(super) fn clock_paused(agg: &Aggregate) -> bool {
+    saga::is_live(agg.bundle.state)
+        && agg.steps.iter().any(|s| CaseState::from_str_name(&s.case_state).is_some_and(|c| c.pauses_clock()))
+}
+
+/// The bundle's time rules as subscribers see them: due time, waiting on its applicant, clock
+/// paused.
+pub(super) type Timing = (chrono::DateTime<Utc>, bool, bool);
+
+/// [`Timing`] of `agg`.
+pub(super) fn timing(agg: &Aggregate) -> Timing {
+    (agg.bundle.due_at, agg.bundle.waiting, clock_paused(agg))
+}
+
+/// What a change of the bundle from `state` and `before` to `agg` tells subscribers: its new
+/// state; else that its clock paused (`paused`) or runs again (`resumed`); else that its due
+/// time moved or its applicant is waited on or no longer (`rescheduled`); else nothing.
+pub(super) fn what_happened(state: BundleState, before: Timing, agg: &Aggregate) -> Option<String> {
     let b = &agg.bundle;
+    let now = timing(agg);
     if b.state != state {
         Some(b.state.to_string())
-    } else if b.waiting != waiting {
-        Some(if b.waiting { "paused" } else { "resumed" }.into())
-    } else if b.due_at != due {
+    } else if now.2 != before.2 {
+        Some(if now.2 { "paused" } else { "resumed" }.into())
+    } else if now != before {
         Some("rescheduled".into())
     } else {
         None

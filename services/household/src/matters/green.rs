@@ -17,6 +17,9 @@ use tonic::service::interceptor::InterceptedService;
 pub const GREEN_CHANNEL: &str = "green_channel";
 /// Its value for an employee of a private enterprise on record.
 pub const PRIVATE_ENTERPRISE_EMPLOYEE: &str = "private_enterprise_employee";
+/// The result field saying why a case that asked for the green channel is handled in the
+/// ordinary way.
+pub const GREEN_CHANNEL_REFUSED: &str = "green_channel_refused";
 
 type Client = LiaisonServiceClient<InterceptedService<TracedChannel, PeerIdentity>>;
 

@@ -28,12 +28,20 @@ impl MatterRules for ResidencePermit {
         "household.residence_permit"
     }
 
-    /// An applicant naming an employer asks for the green channel: admitted, or refused.
+    /// An applicant naming an employer asks for the green channel: admitted, or handled in
+    /// the ordinary way with the reason noted in result `green_channel_refused` (the permit
+    /// is what they apply for; the channel is its speed). UNAVAILABLE when the register
+    /// cannot be asked.
     async fn verify(&self, case: &mut CaseRecord) -> Result<Option<Refusal>> {
         if case.field("employer_credit_code").is_empty() {
             return Ok(None);
         }
-        self.employment.admit(case).await
+        // The register out of reach is an error to retry (nothing stored), not a refusal:
+        // an outage of ours must not cost an entitled applicant the channel.
+        if let Some(refusal) = self.employment.admit(case).await? {
+            case.result.insert(super::green::GREEN_CHANNEL_REFUSED.into(), refusal.reason_text);
+        }
+        Ok(None)
     }
 
     /// The green channel's committed time, when the catalog gives one.

@@ -74,7 +74,40 @@ pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
             },
         }),
         Box::new(crate::tables!("m20261208_000008_notices", [notice])),
+        // One notice per deadline an item misses, not one per item: the key gains the
+        // time of issue.
+        Box::new(NoticesPerDeadline),
     ]
+}
+
+/// Rebuilds the notices table keyed by (kind, item, time of issue), keeping its rows.
+struct NoticesPerDeadline;
+
+impl MigrationName for NoticesPerDeadline {
+    fn name(&self) -> &str {
+        "m20261208_000009_notices_per_deadline"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for NoticesPerDeadline {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        let db = m.get_connection();
+        // Copied aside rather than renamed (a renamed PostgreSQL table keeps its key's
+        // name, which the new table needs); the new one is made from the entity, as a
+        // fresh database gets it.
+        db.execute_unprepared("CREATE TABLE notices_by_item AS SELECT * FROM notices").await?;
+        db.execute_unprepared("DROP TABLE notices").await?;
+        let schema = sea_orm::Schema::new(m.get_database_backend());
+        m.create_table(schema.create_table_from_entity(notice::Entity)).await?;
+        db.execute_unprepared(
+            "INSERT INTO notices (kind, item_id, issued_at, due_at) \
+             SELECT kind, item_id, issued_at, due_at FROM notices_by_item",
+        )
+        .await?;
+        db.execute_unprepared("DROP TABLE notices_by_item").await?;
+        Ok(())
+    }
 }
 
 /// Scopes the idempotency keys of `table`'s rows by caller, once (see

@@ -13,10 +13,11 @@ pub struct Model {
     /// Its id.
     #[sea_orm(primary_key, auto_increment = false)]
     pub item_id: String,
+    /// When supervision issued the notice (one item may get one per deadline it misses).
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub issued_at: DateTimeUtc,
     /// When it was due.
     pub due_at: Option<DateTimeUtc>,
-    /// When supervision issued the notice.
-    pub issued_at: DateTimeUtc,
 }
 
 /// No relations.

@@ -26,17 +26,25 @@ impl Supervision {
         Ok(open.iter().filter(|m| deadline(m, at) != pb::DeadlineState::Normal).map(|m| item(m, at)).collect())
     }
 
-    /// Issues a 督办 notice for every item that turned overdue by `now` and has none yet: a
-    /// case, a bundle, a complaint's next step, a bad review's fix, an enterprise request.
-    /// Returns how many. Runs on every sweep.
+    /// Issues a 督办 notice for every item that turned overdue by `now` and has none for its
+    /// present due time: a case, a bundle, a complaint's next step, a bad review's fix, an
+    /// enterprise request (a deadline that moves is noticed again when it passes). Returns
+    /// how many. Runs on every sweep.
     ///
     /// # Errors
     /// A database failure.
     pub async fn issue_notices(&self, now: DateTime<Utc>) -> Result<usize> {
+        // Not noticed yet for this due time: none yet, or one for a deadline that has moved.
+        let unnoticed = || {
+            sea_orm::Condition::any().add(tracked::Column::NoticedDue.is_null()).add(sea_orm::sea_query::ExprTrait::ne(
+                Expr::col(tracked::Column::NoticedDue),
+                Expr::col(tracked::Column::DueAt),
+            ))
+        };
         let due = tracked::Entity::find()
             .filter(tracked::Column::Closed.eq(false))
             .filter(tracked::Column::Paused.eq(false))
-            .filter(tracked::Column::NoticeSent.eq(false))
+            .filter(unnoticed())
             .filter(tracked::Column::DueAt.lt(now))
             .all(&self.db)
             .await?;
@@ -48,9 +56,10 @@ impl Supervision {
             // condition once the first commits) and issues nothing.
             let claimed = tracked::Entity::update_many()
                 .col_expr(tracked::Column::NoticeSent, Expr::value(true))
+                .col_expr(tracked::Column::NoticedDue, Expr::col(tracked::Column::DueAt))
                 .filter(tracked::Column::Kind.eq(m.kind.clone()))
                 .filter(tracked::Column::Id.eq(m.id.clone()))
-                .filter(tracked::Column::NoticeSent.eq(false))
+                .filter(unnoticed())
                 .filter(tracked::Column::Closed.eq(false))
                 .filter(tracked::Column::Paused.eq(false))
                 .filter(tracked::Column::DueAt.lt(now))

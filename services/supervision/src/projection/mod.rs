@@ -85,6 +85,23 @@ pub struct Projection {
     pub sealer: Arc<onething_platform::seal::Sealer>,
 }
 
+/// The share of the time a deadline gives before it from which supervision's own items (a
+/// complaint's step, a bad review's fix, an enterprise request) are close to due (预警);
+/// cases and bundles bring their owners' warning times.
+pub(super) const WARN_SHARE: f64 = 0.25;
+
+/// `m`'s due time set to `due`, given at `at`: when it moves, its warning time with it.
+pub(super) fn set_due(m: &mut tracked::Model, due: Option<DateTime<Utc>>, at: DateTime<Utc>) {
+    if due == m.due_at {
+        return;
+    }
+    m.due_at = due;
+    m.warn_at = due.map(|d| {
+        let span = (d - at).num_milliseconds().max(0);
+        d - chrono::Duration::milliseconds((span as f64 * WARN_SHARE) as i64)
+    });
+}
+
 /// A record not seen before.
 fn blank(kind: &str, id: &str) -> tracked::Model {
     tracked::Model {
@@ -100,6 +117,7 @@ fn blank(kind: &str, id: &str) -> tracked::Model {
         version: 0,
         notice_sent: false,
         warn_at: None,
+        noticed_due: None,
     }
 }
 
@@ -149,12 +167,20 @@ fn apply_bundle(
     state: coordinator::BundleState,
     at: DateTime<Utc>,
 ) {
+    // An older change delivered late moves nothing (events before versions carry 0).
+    if b.version != 0 {
+        if b.version <= m.version {
+            return;
+        }
+        m.version = b.version;
+    }
     m.department = "coordinator".into();
     m.code = b.code.clone();
     m.due_at = ts(b.due_time).or(m.due_at);
     m.warn_at = ts(b.warn_time).or(m.warn_at);
-    // A bundle waiting on its applicant (补正) is paused: no 督办 for the department.
-    m.paused = b.waiting_on_applicant;
+    // A bundle whose step's clock is paused (补正, 特别程序) is paused: its due time will move,
+    // and no 督办 is due meanwhile.
+    m.paused = b.waiting_on_applicant || b.clock_paused;
     m.last_state = state.as_str_name().into();
     if state != coordinator::BundleState::Running && !m.closed {
         m.closed = true;

@@ -53,9 +53,16 @@ impl Projection {
         // Under watch until handled: its deadline (the city's, once handed up) gets a 督办
         // notice when it passes.
         track(txn, "request", &r.request_id, |m| {
+            // An older change delivered late moves nothing (events before versions carry 0).
+            if r.version != 0 {
+                if r.version <= m.version {
+                    return;
+                }
+                m.version = r.version;
+            }
             m.department = "liaison".into();
             m.code = r.category.clone();
-            m.due_at = ts(r.due_time).or(m.due_at);
+            set_due(m, ts(r.due_time), at);
             m.last_state = state.as_str_name().into();
             if handled && !m.closed {
                 m.closed = true;
@@ -72,37 +79,60 @@ impl Projection {
         let c: pb::ComplaintChanged = e.decode()?;
         let personal: pb::SealedComplaint = match self.sealer.open(&c.sealed) {
             Ok(bytes) => prost::Message::decode(bytes.as_slice())?,
-            // Sealed under another key (a rotated one not kept): the rest is rebuilt.
-            Err(_) => pb::SealedComplaint::default(),
+            Err(_) => {
+                // Sealed under another key (a rotated one not kept, see docs/operations.md):
+                // the rest is rebuilt, the personal part stays as it was.
+                tracing::warn!(complaint_id = %c.complaint_id, "a complaint's sealed part does not open");
+                pb::SealedComplaint::default()
+            }
         };
         let step = pb::ComplaintStep::try_from(c.step).unwrap_or(pb::ComplaintStep::Unspecified);
         let at = ts(c.occur_time).unwrap_or(e.time);
+        let existing = complaint::Entity::find_by_id(c.complaint_id.clone()).one(txn).await?;
+        // Steps only go forward: a step delivered again after a later one moves nothing.
+        let rank = |name: &str| pb::ComplaintStep::from_str_name(name).map_or(0, |s| s as i32);
+        if existing.as_ref().is_some_and(|m| rank(&m.step) > step as i32) {
+            return Ok(());
+        }
+        let opened = !personal.summary.is_empty();
         let m = complaint::Model {
             id: c.complaint_id.clone(),
             // The caller's key is not in the event: a rebuilt complaint answers no resend.
-            idempotency_key: format!("replayed:{}", c.complaint_id),
+            idempotency_key: existing
+                .as_ref()
+                .map_or_else(|| format!("replayed:{}", c.complaint_id), |m| m.idempotency_key.clone()),
             channel: pb::Channel::try_from(c.channel).unwrap_or(pb::Channel::Unspecified).as_str_name().into(),
             department: c.department.clone(),
-            summary: personal.summary,
+            summary: if opened {
+                personal.summary
+            } else {
+                existing.as_ref().map(|m| m.summary.clone()).unwrap_or_default()
+            },
             step: step.as_str_name().into(),
             next_step_due: ts(c.next_step_due),
-            notes: personal.notes.into(),
+            notes: if opened {
+                personal.notes.into()
+            } else {
+                existing.as_ref().map(|m| m.notes.clone()).unwrap_or_default()
+            },
             created_at: ts(c.create_time).unwrap_or(at),
-            contact: personal.contact,
+            contact: if opened {
+                personal.contact
+            } else {
+                existing.as_ref().map(|m| m.contact.clone()).unwrap_or_default()
+            },
         };
         // The API wrote the row already; a replay into an empty database makes it again.
-        complaint::Entity::insert(complaint::ActiveModel::from(m).reset_all())
-            .on_conflict(
-                OnConflict::column(complaint::Column::Id)
-                    .update_columns([complaint::Column::Step, complaint::Column::NextStepDue])
-                    .to_owned(),
-            )
-            .exec_without_returning(txn)
-            .await?;
+        let am = complaint::ActiveModel::from(m).reset_all();
+        if existing.is_some() {
+            am.update(txn).await?;
+        } else {
+            complaint::Entity::insert(am).exec_without_returning(txn).await?;
+        }
         track(txn, "complaint", &c.complaint_id, |m| {
             m.department = c.department.clone();
             m.code = step.as_str_name().into();
-            m.due_at = ts(c.next_step_due);
+            set_due(m, ts(c.next_step_due), at);
             m.last_state = step.as_str_name().into();
             if m.due_at.is_none() && !m.closed {
                 m.closed = true;
@@ -119,6 +149,7 @@ impl Projection {
         let at = ts(n.occur_time).unwrap_or(e.time);
         track(txn, &n.kind, &n.id, |m| {
             m.notice_sent = true;
+            m.noticed_due = ts(n.due_time).or(m.noticed_due);
             if m.department.is_empty() {
                 m.department = n.department.clone();
             }
@@ -172,7 +203,9 @@ impl Projection {
             track(txn, "rating", &r.rating_id, |m| {
                 m.department = r.department.clone();
                 m.code = r.target_kind.clone();
-                m.due_at = m.due_at.or(Some(due));
+                if m.due_at.is_none() {
+                    set_due(m, Some(due), at);
+                }
                 if r.fixed && !m.closed {
                     m.closed = true;
                     m.closed_at = Some(at);

@@ -161,9 +161,18 @@ impl MatterRules for InspectionBooking {
         case: &CaseRecord,
         _now: DateTime<Utc>,
     ) -> Result<()> {
-        if let Some(previous) = case.result.get(PREVIOUS_DUE).filter(|p| !p.is_empty()) {
-            set_inspection_due(txn, &case.field("plate").to_uppercase(), previous).await?;
-        }
+        // Only the date this approval set goes back: a later approval's date stands.
+        let (Some(previous), Some(set)) =
+            (case.result.get(PREVIOUS_DUE).filter(|p| !p.is_empty()), case.result.get("next_inspection_due"))
+        else {
+            return Ok(());
+        };
+        vehicle::Entity::update_many()
+            .col_expr(vehicle::Column::InspectionDue, Expr::value(previous.clone()))
+            .filter(vehicle::Column::Plate.eq(case.field("plate").to_uppercase()))
+            .filter(vehicle::Column::InspectionDue.eq(set.clone()))
+            .exec(txn)
+            .await?;
         Ok(())
     }
 }

@@ -53,6 +53,14 @@ impl CaseService for CaseApi {
         let r = r.into_inner();
         let case = self
             .act((&p, "RequestSupplement", Need::Intake), &r.case_id, r.expected_version, |me, case, ev| {
+                // Intake asks for what is missing by itself (一次性告知); a clerk asks for more
+                // of an accepted case, so intake's work is never done twice.
+                if case.state != State::Accepted {
+                    return Err(Error::failed_precondition(
+                        Reason::CaseIllegalTransition,
+                        format!("a clerk asks for a supplement of an accepted case, not a {} one", case.state),
+                    ));
+                }
                 let matter = me.catalog_matter(case)?;
                 let mut bad = Vec::new();
                 if r.material_codes.is_empty() {

@@ -7,44 +7,19 @@ use super::*;
 impl CaseApi {
     /// Revokes provisional approvals whose owed material is overdue at `now` (each with its
     /// event and reason `CASE_OWED_MATERIAL_OVERDUE`). Returns how many. The runtime calls
-    /// it periodically; tests call it with a chosen `now`.
+    /// it periodically; tests call it with a chosen `now`. A case that fails (a row that does
+    /// not read, a write that fails) is logged and skipped; it holds up no other case.
     ///
     /// # Errors
-    /// A database failure (cases revoked before it stay revoked).
+    /// A database failure listing the overdue cases.
     pub async fn revoke_overdue(&self, now: DateTime<Utc>) -> Result<usize> {
-        use sea_orm::QuerySelect;
-        // Ids only, each case then read alone: a row that does not read (corrupted) is
-        // reported and skipped, and holds up no other case's revocation.
-        let overdue: Vec<String> = row::Entity::find()
-            .select_only()
-            .column(row::Column::Id)
-            .filter(row::Column::Department.eq(self.inner.dept.name()))
-            .filter(row::Column::State.eq(State::ApprovedProvisionally))
-            .filter(row::Column::DueAt.lt(now))
-            .into_tuple()
-            .all(&self.inner.db)
-            .await?;
+        let overdue = self.ids_where(State::ApprovedProvisionally, row::Column::DueAt, now).await?;
         let mut revoked = 0;
         for id in overdue {
-            let txn = crate::db::begin_write(&self.inner.db).await?;
-            let mut case = match load(&txn, &id).await {
-                Ok(case) => case,
-                Err(e) => {
-                    tracing::error!(case_id = %id, error = %e, "an overdue case does not read; skipped");
-                    continue;
-                }
-            };
-            if case.state != State::ApprovedProvisionally || case.due_at.is_none_or(|d| d >= now) {
-                continue; // Supplied meanwhile.
+            match self.revoke_one(&id, now).await {
+                Ok(done) => revoked += usize::from(done),
+                Err(e) => tracing::error!(case_id = %id, error = %e, "revoking an overdue case failed; skipped"),
             }
-            let before = (case.version, case.state);
-            let mut events = Pending::new();
-            let text = format!("owed materials not supplied in time: {}", case.missing_materials.join(", "));
-            self.revoke(&txn, &mut case, (Reason::CaseOwedMaterialOverdue.as_str(), text), now, &mut events).await?;
-            self.store_in(&txn, &case, before, events).await?;
-            txn.commit().await?;
-            tracing::info!(case_id = %case.id, "provisional approval revoked: owed material overdue");
-            revoked += 1;
         }
         if revoked > 0 {
             self.inner.outbox.wake();
@@ -52,51 +27,78 @@ impl CaseApi {
         Ok(revoked)
     }
 
+    /// Revokes one case if it is still provisional and overdue at `now`; whether it did.
+    async fn revoke_one(&self, id: &str, now: DateTime<Utc>) -> Result<bool> {
+        let txn = crate::db::begin_write(&self.inner.db).await?;
+        let mut case = load(&txn, id).await?;
+        if case.state != State::ApprovedProvisionally || case.due_at.is_none_or(|d| d >= now) {
+            return Ok(false); // Supplied meanwhile.
+        }
+        let before = (case.version, case.state);
+        let mut events = Pending::new();
+        let text = format!("owed materials not supplied in time: {}", case.missing_materials.join(", "));
+        self.revoke(&txn, &mut case, (Reason::CaseOwedMaterialOverdue.as_str(), text), now, &mut events).await?;
+        self.store_in(&txn, &case, before, events).await?;
+        txn.commit().await?;
+        tracing::info!(case_id = %case.id, "provisional approval revoked: owed material overdue");
+        Ok(true)
+    }
+
     /// Closes the cases whose asked-for supplement did not come by its deadline at `now`:
     /// not accepted before acceptance, rejected after, each with `CASE_SUPPLEMENT_OVERDUE`
-    /// and its event. Returns how many.
+    /// and its event. Returns how many. A case that fails is logged and skipped.
     ///
     /// # Errors
-    /// A database failure (cases closed before it stay closed).
+    /// A database failure listing the overdue cases.
     pub async fn close_overdue_supplements(&self, now: DateTime<Utc>) -> Result<usize> {
-        use sea_orm::QuerySelect;
-        let overdue: Vec<String> = row::Entity::find()
-            .select_only()
-            .column(row::Column::Id)
-            .filter(row::Column::Department.eq(self.inner.dept.name()))
-            .filter(row::Column::State.eq(State::AwaitingSupplement))
-            .filter(row::Column::SupplementDueAt.lt(now))
-            .into_tuple()
-            .all(&self.inner.db)
-            .await?;
+        let overdue = self.ids_where(State::AwaitingSupplement, row::Column::SupplementDueAt, now).await?;
         let mut closed = 0;
         for id in overdue {
-            let txn = crate::db::begin_write(&self.inner.db).await?;
-            let mut case = match load(&txn, &id).await {
-                Ok(case) => case,
+            match self.close_one(&id, now).await {
+                Ok(done) => closed += usize::from(done),
                 Err(e) => {
-                    tracing::error!(case_id = %id, error = %e, "a case past its supplement deadline does not read; skipped");
-                    continue;
+                    tracing::error!(case_id = %id, error = %e, "closing a case past its supplement deadline failed; skipped")
                 }
-            };
-            if case.state != State::AwaitingSupplement || case.supplement_due_at.is_none_or(|d| d >= now) {
-                continue; // Supplied meanwhile.
             }
-            let before = (case.version, case.state);
-            let mut events = Pending::new();
-            case.reason_code = Reason::CaseSupplementOverdue.into();
-            case.reason_text = format!("not supplied in time: {}", case.missing_materials.join(", "));
-            let action = if case.accepted_at.is_some() { Action::Reject } else { Action::NotAccept };
-            self.step(&mut case, action, now, &mut events)?;
-            self.store_in(&txn, &case, before, events).await?;
-            txn.commit().await?;
-            tracing::info!(case_id = %case.id, state = %case.state, "supplement overdue: case closed");
-            closed += 1;
         }
         if closed > 0 {
             self.inner.outbox.wake();
         }
         Ok(closed)
+    }
+
+    /// Closes one case if it still awaits a supplement overdue at `now`; whether it did.
+    async fn close_one(&self, id: &str, now: DateTime<Utc>) -> Result<bool> {
+        let txn = crate::db::begin_write(&self.inner.db).await?;
+        let mut case = load(&txn, id).await?;
+        if case.state != State::AwaitingSupplement || case.supplement_due_at.is_none_or(|d| d >= now) {
+            return Ok(false); // Supplied meanwhile.
+        }
+        let before = (case.version, case.state);
+        let mut events = Pending::new();
+        case.reason_code = Reason::CaseSupplementOverdue.into();
+        case.reason_text = format!("not supplied in time: {}", case.missing_materials.join(", "));
+        let action = if case.accepted_at.is_some() { Action::Reject } else { Action::NotAccept };
+        self.step(&mut case, action, now, &mut events)?;
+        self.store_in(&txn, &case, before, events).await?;
+        txn.commit().await?;
+        tracing::info!(case_id = %case.id, state = %case.state, "supplement overdue: case closed");
+        Ok(true)
+    }
+
+    /// Ids of this department's cases in `state` whose `deadline` column is before `now`;
+    /// ids only, so a row that does not read holds up no other case.
+    async fn ids_where(&self, state: State, deadline: row::Column, now: DateTime<Utc>) -> Result<Vec<String>> {
+        use sea_orm::QuerySelect;
+        Ok(row::Entity::find()
+            .select_only()
+            .column(row::Column::Id)
+            .filter(row::Column::Department.eq(self.inner.dept.name()))
+            .filter(row::Column::State.eq(state))
+            .filter(deadline.lt(now))
+            .into_tuple()
+            .all(&self.inner.db)
+            .await?)
     }
 
     /// Sets the case gauges of this department: cases by state, and open cases whose

@@ -4,6 +4,9 @@
 //! rated) → 责 (responsibility when unresolved). Every step is stored with its event in one
 //! transaction; the completion rate is computed from the requests themselves.
 
+mod completion;
+mod late;
+
 use crate::{domain, store::entities::request};
 use chrono::{DateTime, Utc};
 use onething_platform::clock::Clock;
@@ -160,6 +163,7 @@ impl Requests {
                 due_time: Some(timestamp(m.due_at)),
                 occur_time: Some(timestamp(self.clock.now())),
                 escalated: m.escalated,
+                version: m.version,
             },
         )
     }
@@ -346,42 +350,6 @@ impl Requests {
         .await
     }
 
-    /// 上下贯通: a district bureau's clerk hands a submitted request up to the city bureau,
-    /// which has its own (city) deadline from now.
-    ///
-    /// # Errors
-    /// PERMISSION_DENIED for anyone but a liaison clerk; INVALID_ARGUMENT without a note;
-    /// FAILED_PRECONDITION unless it is a submitted district request.
-    pub async fn escalate(&self, p: &Principal, id: &str, text: &str) -> Result<request::Model> {
-        let text = note(text, "note");
-        let now = self.clock.now();
-        authz::check(liaison_staff(p, ROLE_CLERK), p, "EscalateRequest", id)?;
-        let txn = begin_write(&self.db).await?;
-        let reads = p.is_staff_of(crate::matters::DEPARTMENT);
-        let mut m = authz::hide_missing(self.load(&txn, id).await, reads, p, "EscalateRequest", id)?;
-        if state_of(&m) != RequestState::Submitted || m.tier != Tier::District.as_str_name() {
-            return Err(Error::failed_precondition(
-                Reason::LiaisonRequestWrongState,
-                "only a submitted request of a district bureau is handed up",
-            ));
-        }
-        let was_flagged = m.flagged;
-        self.hand_up(&mut m, text?, now);
-        self.store_as(&txn, m.clone(), was_flagged, Some("escalated")).await?;
-        txn.commit().await?;
-        self.outbox.wake();
-        Ok(m)
-    }
-
-    /// Hands `m` up to the city bureau at `now`, with its city deadline.
-    fn hand_up(&self, m: &mut request::Model, why: String, now: DateTime<Utc>) {
-        m.tier = Tier::City.as_str_name().into();
-        m.unit = domain::CITY_UNIT.into();
-        m.due_at = self.calendar.add_working_days(now, domain::handling_days(Tier::City)).at;
-        m.escalated = true;
-        m.escalation_note = why;
-    }
-
     /// 评: the enterprise rates; 1 and 2 flag the request and call for a visit.
     ///
     /// # Errors
@@ -445,80 +413,5 @@ impl Requests {
             Ok(())
         })
         .await
-    }
-
-    /// 督 for lateness, at `now`: a district request not handled by its due time is handed up
-    /// to the city bureau with its own deadline (上下贯通) and flagged; a city request flagged.
-    /// Returns how many. Runs on every sweep.
-    ///
-    /// # Errors
-    /// A database failure.
-    pub async fn flag_overdue(&self, now: DateTime<Utc>) -> Result<usize> {
-        let late = request::Entity::find()
-            .filter(request::Column::State.eq(RequestState::Submitted.as_str_name()))
-            .filter(request::Column::Flagged.eq(false))
-            .filter(request::Column::DueAt.lt(now))
-            .all(&self.db)
-            .await?;
-        let mut n = 0;
-        for m in late {
-            let txn = begin_write(&self.db).await?;
-            let mut m = self.load(&txn, &m.id).await?;
-            if m.flagged || state_of(&m) != RequestState::Submitted {
-                continue;
-            }
-            m.flagged = true;
-            let happened = if m.tier == Tier::District.as_str_name() {
-                m.flag_reason = "not handled in time by the district bureau: handed up to the city bureau".into();
-                self.hand_up(&mut m, "not handled in time by the district bureau".into(), now);
-                Some("escalated")
-            } else {
-                m.flag_reason = "not handled in time".into();
-                None
-            };
-            self.store_as(&txn, m, false, happened).await?;
-            txn.commit().await?;
-            n += 1;
-        }
-        if n > 0 {
-            self.outbox.wake();
-        }
-        Ok(n)
-    }
-
-    /// The completion rate per unit of the requests received in `[from, to)`.
-    ///
-    /// # Errors
-    /// PERMISSION_DENIED for anyone but liaison staff and supervision.
-    pub async fn completion(
-        &self,
-        p: &Principal,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-    ) -> Result<pb::GetCompletionRateResponse> {
-        authz::check(reads_completion(p), p, "GetCompletionRate", "requests")?;
-        let rows = request::Entity::find()
-            .filter(request::Column::CreatedAt.gte(from))
-            .filter(request::Column::CreatedAt.lt(to))
-            .all(&self.db)
-            .await?;
-        let per_unit = domain::completion(
-            rows.iter().map(|m| (m.unit.clone(), domain::completed(m.handled_at.is_some(), state_of(m)))),
-        );
-        let unit = |name: String, (received, completed): (u32, u32)| {
-            let rate = if received == 0 { 0.0 } else { f64::from(completed) / f64::from(received) };
-            pb::UnitCompletion {
-                unit: name,
-                received,
-                completed,
-                rate,
-                meets_target: received > 0 && rate >= domain::TARGET_RATE,
-            }
-        };
-        let total = per_unit.values().fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
-        Ok(pb::GetCompletionRateResponse {
-            units: per_unit.into_iter().map(|(k, v)| unit(k, v)).collect(),
-            overall: Some(unit("all".into(), total)),
-        })
     }
 }
