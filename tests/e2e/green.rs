@@ -15,14 +15,15 @@ async fn green_channels_check_the_employer_and_the_employee(backend: Backend) {
     let logistics = onething_liaison::store::seed_logistics().to_string();
     let chemicals = onething_liaison::store::seed_chemicals().to_string();
     let mut cases = w.coordinator_cases(HOUSEHOLD).await;
-    let id_card = |who: &str, employer: &str, key: &str| cpb::CreateCaseRequest {
+    let id_card_for = |applicant: &str, who: &str, employer: &str, key: &str| cpb::CreateCaseRequest {
         matter_code: "household.id_card_expedited".into(),
-        applicant: citizen(who),
+        applicant: citizen(applicant),
         form: form(&[("subject_id_number", who), ("employer_credit_code", employer)]),
         materials: vec![material("employment_proof"), material("photo")],
         idempotency_key: key.into(),
         bundle_id: String::new(),
     };
+    let id_card = |who: &str, employer: &str, key: &str| id_card_for(who, who, employer, key);
     let admitted = cases.create_case(id_card(&seeded_parent(), &logistics, "g-1")).await.case();
     assert_eq!(admitted.state(), CaseState::Submitted);
     assert_eq!(admitted.result["green_channel"], "private_enterprise_employee");
@@ -34,7 +35,15 @@ async fn green_channels_check_the_employer_and_the_employee(backend: Backend) {
             (refused.state(), refused.reason_code.as_str()),
             (CaseState::NotAccepted, "HOUSEHOLD_NOT_GREEN_CHANNEL")
         );
+        // One refusal whichever condition failed: nothing learnt of the register.
+        assert_eq!(refused.reason_text, onething_household::matters::green::NOT_GREEN_CHANNEL);
     }
+    // The employee is the person whose card it is: his spouse's card is not in his channel,
+    // his own card (asked for by his spouse) is.
+    let spouse = cases.create_case(id_card_for(&seeded_parent(), &seeded_spouse(), &logistics, "g-1s")).await.case();
+    assert_eq!(spouse.reason_code, "HOUSEHOLD_NOT_GREEN_CHANNEL");
+    let his = cases.create_case(id_card_for(&seeded_spouse(), &seeded_parent(), &logistics, "g-1h")).await.case();
+    assert_eq!(his.result["green_channel"], "private_enterprise_employee");
 
     // The residence permit: in the green channel only when the employer is named and checks out.
     let permit = |employer: Option<&str>, key: &str| {
@@ -61,7 +70,7 @@ async fn green_channels_check_the_employer_and_the_employee(backend: Backend) {
     let slower = cases.create_case(permit(Some(&chemicals), "g-6")).await.case();
     assert_eq!(slower.state(), CaseState::Submitted);
     assert_eq!(slower.time_rule.unwrap().limit, 10);
-    assert!(slower.result["green_channel_refused"].contains("private enterprises"), "{:?}", slower.result);
+    assert!(slower.result["green_channel_refused"].contains("private enterprise"), "{:?}", slower.result);
     assert!(!slower.result.contains_key("green_channel"));
 
     // The register out of reach: refused for now, nothing stored.

@@ -10,6 +10,7 @@ mod bounds;
 mod bundles;
 mod chaos;
 mod common;
+mod compensation;
 mod deploy;
 mod errors;
 mod events_contract;

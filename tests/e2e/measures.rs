@@ -286,6 +286,15 @@ async fn missing_materials_are_asked_for_at_once(backend: Backend) {
     let partial = foreigner.supply_materials(supply(&asked[0], &["photo"])).await.unwrap_err();
     assert_eq!((partial.code(), reason_of(&partial).as_str()), (Code::InvalidArgument, "CASE_MATERIALS_STILL_MISSING"));
     assert_eq!(violations(&partial), [("materials".to_string(), "still missing: work_permit".to_string())]);
+    // Only what was asked for, by a reference that is a document (not a script or a file).
+    let unasked = foreigner.supply_materials(supply(&asked[0], &["photo", "work_permit", "passport"])).await;
+    assert_eq!(violations(&unasked.unwrap_err())[0].0, "materials[2].code");
+    for uri in ["javascript:alert(1)", "file:///etc/passwd", "elicence://photo/ 1"] {
+        let mut bad = supply(&asked[0], &["photo", "work_permit"]);
+        bad.materials[0].document_uri = uri.into();
+        let err = foreigner.supply_materials(bad).await.unwrap_err();
+        assert_eq!(violations(&err)[0].0, "materials[0].document_uri", "{uri}");
+    }
     let whole = foreigner.supply_materials(supply(&asked[0], &["photo", "work_permit"])).await.case();
     assert_eq!(whole.state(), CaseState::Submitted, "received again: a clerk accepts it");
     assert!(whole.missing_materials.is_empty());
@@ -428,14 +437,41 @@ async fn inspections_pass_or_fail_and_proxy_steps_come_first(backend: Backend) {
     assert_eq!(revoked.reason_code, "CASE_OWED_MATERIAL_OVERDUE");
     assert_eq!(due_of(&ops).await, before, "back to the date before this approval");
 
-    // A failed inspection names its defects, and rejects the booking with them.
+    // A failed inspection names its defects, and rejects the booking with them; a passed
+    // one has none; neither outcome comes from the bare approve or reject.
     let failing = cases.create_case(book("fail-1", "09:00", false)).await.case();
     let err = ops.record_inspection_result(result(&failing.case_id, false, &[])).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
+    let err = ops.record_inspection_result(result(&failing.case_id, true, &["制动距离超标"])).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "a pass with defects");
+    let mut approver = w.cases(VEHICLE, &station).await;
+    let bare = approver
+        .approve_case(cpb::ApproveCaseRequest { case_id: failing.case_id.clone(), expected_version: 0 })
+        .await
+        .unwrap_err();
+    let bare_fail = approver
+        .reject_case(cpb::RejectCaseRequest {
+            case_id: failing.case_id.clone(),
+            reason_code: "VEHICLE_INSPECTION_FAILED".into(),
+            reason_text: "没有缺陷".into(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap_err();
+    for err in [bare, bare_fail] {
+        assert_eq!(
+            (err.code(), reason_of(&err).as_str()),
+            (Code::FailedPrecondition, "VEHICLE_INSPECTION_NOT_RECORDED")
+        );
+    }
     let failed = ops.record_inspection_result(result(&failing.case_id, false, &["制动距离超标"])).await.answer();
     let failed = failed.case.unwrap();
     assert_eq!((failed.state(), failed.reason_code.as_str()), (CaseState::Rejected, "VEHICLE_INSPECTION_FAILED"));
     assert!(failed.reason_text.contains("制动距离超标"));
+    assert_eq!(
+        (failed.result["inspection_result"].as_str(), failed.result["defects"].as_str()),
+        ("failed", "制动距离超标")
+    );
 
     // 交钥匙: no result before the station has inspected the vehicle.
     let proxy = cases.create_case(book("proxy-1", "10:00", true)).await.case();

@@ -62,7 +62,7 @@ async fn owed_material_supplied_or_revoked(backend: Backend) {
         return;
     };
     let mut owner = mesh.cases(VEHICLE, &citizen_token(&seeded_parent())).await;
-    let mut station = mesh.cases(VEHICLE, &staff("vehicle", &["clerk", "approver"])).await;
+    let mut station = VehicleServiceClient::new(mesh.channel(VEHICLE, &staff("vehicle", &["clerk", "approver"])).await);
     let mut ids = Vec::new();
     for key in ["owed-1", "owed-2"] {
         let mut req = booking(key, "2099-03-03", "10:00");
@@ -70,7 +70,11 @@ async fn owed_material_supplied_or_revoked(backend: Backend) {
         let c = owner.create_case(req).await.unwrap().into_inner().case.unwrap();
         assert_eq!(c.state(), CaseState::Accepted, "accepted with the tax certificate owed (容缺)");
         let d = station
-            .approve_case(pb::ApproveCaseRequest { case_id: c.case_id.clone(), expected_version: 0 })
+            .record_inspection_result(vpb::RecordInspectionResultRequest {
+                case_id: c.case_id.clone(),
+                passed: true,
+                defects: Vec::new(),
+            })
             .await
             .unwrap();
         let d = d.into_inner().case.unwrap();

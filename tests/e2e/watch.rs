@@ -263,7 +263,7 @@ async fn notices_upgrade_to_one_per_deadline(backend: Backend) {
                 due.into(),
                 false.into(),
                 false.into(),
-                "CASE_STATE_SUBMITTED".into(),
+                "submitted".into(),
                 1i64.into(),
                 true.into(),
             ],

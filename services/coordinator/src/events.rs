@@ -17,14 +17,11 @@ pub fn case_events_spec(department: &str) -> ConsumerSpec {
     ConsumerSpec {
         name: format!("coordinator-{department}-cases"),
         stream: stream_name(department),
-        // Every state but `submitted`: a case of ours is submitted only by our own
-        // CreateCase, whose answer is recorded (and a lost answer is fetched again by
-        // repeating the call with its idempotency key), so that event never tells news.
-        filter_subjects: State::ALL
-            .iter()
-            .filter(|s| **s != State::Submitted)
-            .map(|s| format!("onething.{department}.v1.case.{}", s.as_str()))
-            .collect(),
+        // Every state, `submitted` too: a case first submitted by our own CreateCase tells
+        // nothing new (its answer is recorded, and the event is skipped before any
+        // transaction), but one submitted again when the applicant supplies what intake
+        // asked for (一次性告知) no longer waits on the applicant.
+        filter_subjects: State::ALL.iter().map(|s| format!("onething.{department}.v1.case.{}", s.as_str())).collect(),
         // Handlers lock the bundle row, which the other departments' consumers lock too.
         batch: 1,
     }

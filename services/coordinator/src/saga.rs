@@ -126,7 +126,7 @@ pub fn evaluate(def: &Bundle, current: BundleState, steps: &mut [StepView]) -> B
     let next = if is_live(current) && required_refused { BundleState::Failed } else { current };
     match next {
         BundleState::Failed => compensate(def, steps),
-        BundleState::Withdrawn => withdraw(steps),
+        BundleState::Withdrawn => withdraw(def, steps),
         _ => {}
     }
     if !is_live(next) {
@@ -189,10 +189,15 @@ fn compensate(def: &Bundle, steps: &mut [StepView]) {
     }
 }
 
-/// The applicant withdrew: every open step stops; what was decided stays decided.
-fn withdraw(steps: &mut [StepView]) {
-    for s in steps.iter_mut().filter(|s| !s.state.is_settled() && !matches!(s.state, Step::Revoking)) {
+/// The applicant withdrew: every open step stops; what was decided stays decided where it
+/// may stand alone, and is revoked where it may not (a bundle withdrawn before its licence
+/// is decided leaves no filing that needs the licence).
+fn withdraw(def: &Bundle, steps: &mut [StepView]) {
+    for s in steps.iter_mut().filter(|s| !matches!(s.state, Step::Revoking)) {
+        let stands_alone = def.step(&s.id).is_some_and(|d| d.stands_alone);
         s.state = match (s.state, s.has_case) {
+            (Step::Done | Step::Provisional, true) if !stands_alone => Step::Revoking,
+            (settled, _) if settled.is_settled() => settled,
             (Step::InProgress | Step::Pending | Step::Cancelling, true) => Step::Cancelling,
             _ => Step::Cancelled,
         };
@@ -375,12 +380,20 @@ mod tests {
     }
 
     #[test]
-    fn withdrawal_leaves_what_was_decided() {
+    fn withdrawal_revokes_only_what_cannot_stand_alone() {
         let c = catalog();
         let def = c.bundle("enterprise_operating").unwrap();
         let mut v = views(&[("hotel_licence", Step::InProgress, true), ("precursor_filing", Step::Done, true)]);
         assert_eq!(evaluate(def, BundleState::Withdrawn, &mut v), BundleState::Withdrawn);
-        assert_eq!(states(&v), [Step::Cancelling, Step::Done]);
+        assert_eq!(states(&v), [Step::Cancelling, Step::Revoking]);
+        let death = c.bundle("after_death").unwrap();
+        let mut v = views(&[
+            ("deregistration", Step::Done, true),
+            ("driving_licence", Step::InProgress, true),
+            ("travel_documents", Step::Pending, false),
+        ]);
+        assert_eq!(evaluate(death, BundleState::Withdrawn, &mut v), BundleState::Withdrawn);
+        assert_eq!(states(&v), [Step::Done, Step::Cancelling, Step::Cancelled]);
     }
 
     #[test]

@@ -103,6 +103,9 @@ reasons! {
     CaseIllegalTransition = "CASE_ILLEGAL_TRANSITION" [FailedPrecondition];
     /// The case is not waiting for materials.
     CaseNotAwaitingMaterials = "CASE_NOT_AWAITING_MATERIALS" [FailedPrecondition];
+    /// The matter's approval cannot be revoked (the catalog does not mark it revocable): what
+    /// it did stands.
+    CaseNotRevocable = "CASE_NOT_REVOCABLE" [FailedPrecondition];
     /// The idempotency key was used before for a different application.
     CaseIdempotencyKeyReused = "CASE_IDEMPOTENCY_KEY_REUSED" [FailedPrecondition];
     /// The case changed since the caller read it (expected version); reload and retry.
@@ -125,6 +128,9 @@ reasons! {
     /// The coordinator cancelled this step, or revoked its approval and undid its effects,
     /// because another step of its bundle was refused and this one may not stand alone.
     BundleStepRefused = "BUNDLE_STEP_REFUSED" [Case];
+    /// The applicant withdrew the bundle: this step's case was withdrawn, or its approval
+    /// revoked where it may not stand without the rest of the bundle.
+    BundleWithdrawn = "BUNDLE_WITHDRAWN" [Case];
 
     /// A field of a bundle request is wrong; the violations say which.
     CoordinatorInvalidRequest = "COORDINATOR_INVALID_REQUEST" [InvalidArgument];
@@ -218,6 +224,9 @@ reasons! {
     VehicleProxyNotInspected = "VEHICLE_PROXY_NOT_INSPECTED" [FailedPrecondition];
     /// The vehicle failed its inspection; the reason text lists the defects.
     VehicleInspectionFailed = "VEHICLE_INSPECTION_FAILED" [Case];
+    /// An inspection booking is decided by the station's recorded result
+    /// (`RecordInspectionResult`), not by a bare approval or a failure without defects.
+    VehicleInspectionNotRecorded = "VEHICLE_INSPECTION_NOT_RECORDED" [FailedPrecondition];
 
     /// A field of a liaison request is wrong; the violations say which.
     LiaisonInvalidRequest = "LIAISON_INVALID_REQUEST" [InvalidArgument];

@@ -26,18 +26,32 @@ pub fn deadline_state(due: DateTime<Utc>, warn: Option<DateTime<Utc>>, now: Date
     }
 }
 
-/// Whether `c` is a contact supervision can reply to: a phone number (7 to 20 digits, with
-/// `+`, `-` or spaces) or an e-mail address, at most 100 characters.
+/// Whether `c` is a contact supervision can reply to, at most 100 characters: a mobile
+/// number (11 digits from 1, optionally after +86), a landline (7 or 8 digits, optionally
+/// after a 3- or 4-digit area code from 0 and a `-`), or an e-mail address (one `@`, a host
+/// with a dot, no spaces).
 pub fn is_contact(c: &str) -> bool {
     if c.is_empty() || c.chars().count() > 100 {
         return false;
     }
-    let digits = c.chars().filter(char::is_ascii_digit).count();
-    let phone = (7..=20).contains(&digits) && c.chars().all(|ch| ch.is_ascii_digit() || "+- ".contains(ch));
+    let digits =
+        |s: &str, n: std::ops::RangeInclusive<usize>| n.contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit());
+    let local = c.strip_prefix("+86").map_or(c, |rest| rest.trim_start_matches([' ', '-']));
+    let mobile = digits(local, 11..=11) && local.starts_with('1');
+    let landline = match c.split_once('-') {
+        Some((area, number)) => digits(area, 3..=4) && area.starts_with('0') && digits(number, 7..=8),
+        None => digits(c, 7..=8),
+    };
     let mail = c.split_once('@').is_some_and(|(user, host)| {
-        !user.is_empty() && host.contains('.') && !host.starts_with('.') && !c.contains(char::is_whitespace)
+        !user.is_empty()
+            && !host.contains('@')
+            && host.contains('.')
+            && !host.starts_with('.')
+            && !host.ends_with('.')
+            && !host.contains("..")
+            && !c.contains(char::is_whitespace)
     });
-    phone || mail
+    mobile || landline || mail
 }
 
 /// The step after `s`, and the working days the next one is due in.
@@ -156,6 +170,12 @@ mod tests {
     fn contacts_are_phones_or_addresses() {
         assert!(is_contact("13712345678") && is_contact("0631-5192533") && is_contact("wang@example.cn"));
         assert!(!is_contact("") && !is_contact("call me") && !is_contact("12") && !is_contact("a@b"));
+        assert!(is_contact("+86 13712345678") && is_contact("5192533") && is_contact("010-52012345"));
+        for bad in
+            ["a@@b.cn", "1371234567", "137123456789", "23712345678", "1-5192533", "wang@cn.", "１３７１２３４５６７８"]
+        {
+            assert!(!is_contact(bad), "{bad}");
+        }
         assert!(!is_contact(&"1".repeat(101)));
     }
 

@@ -265,15 +265,22 @@ async fn record_result(
         &r.case_id,
     )?;
     let defects: Vec<String> = r.defects.iter().map(|d| d.trim().to_string()).filter(|d| !d.is_empty()).collect();
+    if r.passed && !r.defects.is_empty() {
+        return Err(Error::invalid_field(
+            Reason::VehicleInvalidRequest,
+            "defects",
+            "a passed inspection has no defects",
+        ));
+    }
     let bad = (!r.passed && defects.is_empty())
         || defects.len() > MAX_DEFECTS
-        || defects.iter().any(|d| d.chars().count() > MAX_DEFECT_CHARS);
+        || defects.iter().any(|d| d.chars().count() > MAX_DEFECT_CHARS || d.contains(';'));
     if bad {
         return Err(Error::invalid_field(
             Reason::VehicleInvalidRequest,
             "defects",
             format!(
-                "a failed inspection names its defects: 1 to {MAX_DEFECTS}, each at most {MAX_DEFECT_CHARS} characters"
+                "a failed inspection names its defects: 1 to {MAX_DEFECTS}, each at most {MAX_DEFECT_CHARS} characters without ';'"
             ),
         ));
     }
@@ -281,11 +288,21 @@ async fn record_result(
     if booking.matter_code != matters::BOOKING {
         return Err(Error::failed_precondition(Reason::VehicleNoProxyInspection, "not an inspection booking"));
     }
+    const RPC: &str = "RecordInspectionResult";
     let case = if r.passed {
-        me.cases.approve(p, &r.case_id, 0).await?
+        me.cases
+            .approve_with(p, (RPC, &[(matters::booking::INSPECTION_RESULT, matters::booking::PASSED)]), &r.case_id, 0)
+            .await?
     } else {
-        let text = format!("defects: {}", defects.join("; "));
-        me.cases.reject(p, &r.case_id, (Reason::VehicleInspectionFailed.as_str(), &text), 0).await?
+        let list = defects.join("; ");
+        let text = format!("defects: {list}");
+        let recorded = [
+            (matters::booking::INSPECTION_RESULT, matters::booking::FAILED),
+            (matters::booking::DEFECTS, list.as_str()),
+        ];
+        me.cases
+            .reject_with(p, (RPC, &recorded), &r.case_id, (Reason::VehicleInspectionFailed.as_str(), &text), 0)
+            .await?
     };
     Ok(pb::RecordInspectionResultResponse { case: Some(case.to_proto()) })
 }

@@ -400,6 +400,8 @@ async fn an_unknown_stored_state_is_an_error_not_a_default(backend: Backend) {
         submit("retirement", citizen_applicant(&relative), &[("subject_id_number", &retiree)], &[], &[], "unknown-1");
     let mut c = w.bundles_at(0, &citizen_token(&relative)).await;
     let id = c.submit_bundle(req).await.unwrap().into_inner().bundle.unwrap().bundle_id;
+    // Finished first, so no driver or consumer writes the rows while the test edits them.
+    finished(&mut c, &id).await;
     let db = w.db(COORDINATOR);
     let get = pb::GetBundleRequest { bundle_id: id.clone() };
     for (table, filter) in [

@@ -95,8 +95,9 @@ impl Engine {
                 cpb::WithdrawCaseRequest { case_id: s.case_id.clone(), reason_text: "bundle withdrawn".into() };
             self.guarded(&s.department, client.withdraw_case(request)).await.map(|r| r.into_inner().case)
         } else {
-            let request =
-                cpb::CancelCaseRequest { case_id: s.case_id.clone(), reason_code: Reason::BundleStepRefused.into() };
+            let reason =
+                if state == BundleState::Withdrawn { Reason::BundleWithdrawn } else { Reason::BundleStepRefused };
+            let request = cpb::CancelCaseRequest { case_id: s.case_id.clone(), reason_code: reason.into() };
             self.guarded(&s.department, client.cancel_case(request)).await.map(|r| r.into_inner().case)
         };
         match result {

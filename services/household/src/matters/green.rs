@@ -17,6 +17,9 @@ use tonic::service::interceptor::InterceptedService;
 pub const GREEN_CHANNEL: &str = "green_channel";
 /// Its value for an employee of a private enterprise on record.
 pub const PRIVATE_ENTERPRISE_EMPLOYEE: &str = "private_enterprise_employee";
+/// Why a green channel is refused, whichever of its conditions failed.
+pub const NOT_GREEN_CHANNEL: &str =
+    "the green channel is for employees a private enterprise on record has reported among its staff";
 /// The result field saying why a case that asked for the green channel is handled in the
 /// ordinary way.
 pub const GREEN_CHANNEL_REFUSED: &str = "green_channel_refused";
@@ -48,9 +51,11 @@ impl Employment {
         Self { client: None }
     }
 
-    /// Whether `case`'s applicant works for the private enterprise on record named in its
-    /// `employer_credit_code`: when so, the case is put in the green channel (handled first,
-    /// marked in its result); otherwise the refusal saying why.
+    /// Whether the person the case is for (its `subject_id_number`, else its applicant)
+    /// works for the private enterprise on record named in its `employer_credit_code`: when
+    /// so, the case is put in the green channel (handled first, marked in its result);
+    /// otherwise one refusal, the same whichever condition failed (an applicant learns
+    /// nothing of an enterprise's register or staff from it).
     ///
     /// # Errors
     /// UNAVAILABLE (`HOUSEHOLD_REGISTER_UNAVAILABLE`) when the register cannot be asked.
@@ -65,7 +70,10 @@ impl Employment {
         let Some(client) = &self.client else { return Err(unavailable()) };
         let request = CheckEmploymentRequest {
             credit_code: case.field("employer_credit_code").to_string(),
-            id_number: case.applicant.identifier.clone(),
+            id_number: match case.field("subject_id_number") {
+                "" => case.applicant.identifier.clone(),
+                subject => subject.to_string(),
+            },
         };
         let answer = client.clone().check_employment(request).await.map_err(|status| {
             tracing::warn!(code = ?status.code(), "the enterprise register did not answer");
@@ -73,14 +81,14 @@ impl Employment {
         })?;
         let a = answer.into_inner();
         if !(a.on_record && a.private_enterprise && a.employed) {
-            let why = if !a.on_record {
-                "the employer is not an enterprise on record"
-            } else if !a.private_enterprise {
-                "the green channel is for employees of private enterprises"
-            } else {
-                "the enterprise has not reported the applicant among its staff"
+            // Which condition failed, for the operators (no identifiers).
+            let failed = match (a.on_record, a.private_enterprise) {
+                (false, _) => "employer_not_on_record",
+                (true, false) => "employer_not_private",
+                (true, true) => "not_reported_employee",
             };
-            return Ok(Some(Refusal::new(Reason::HouseholdNotGreenChannel, why)));
+            tracing::info!(case_id = %case.id, failed, "green channel refused");
+            return Ok(Some(Refusal::new(Reason::HouseholdNotGreenChannel, NOT_GREEN_CHANNEL)));
         }
         case.priority = true;
         case.result.insert(GREEN_CHANNEL.into(), PRIVATE_ENTERPRISE_EMPLOYEE.into());

@@ -145,11 +145,29 @@ impl MaterialRecord {
                     &format!("materials[{i}].document_uri"),
                     &format!("required, at most {MAX_URI_CHARS} characters"),
                 ));
+            } else if !safe_document_uri(uri) {
+                out.push(v(&format!("materials[{i}].document_uri"), DOCUMENT_URI_RULE));
             }
             list.push(Self { code: m.code.clone(), document_uri: uri.to_string() });
         }
         list
     }
+}
+
+/// The schemes a document reference may use: the e-licence system, the government cloud's
+/// object store, and HTTPS. Anything a clerk's page could turn into an action (`javascript:`,
+/// `data:`) or a read of the server (`file:`) is refused.
+pub const DOCUMENT_URI_SCHEMES: [&str; 3] = ["elicence", "oss", "https"];
+
+const DOCUMENT_URI_RULE: &str = "an elicence://, oss:// or https:// reference without spaces or control characters";
+
+/// Whether `uri` is `<scheme>://<something>` with a scheme of [`DOCUMENT_URI_SCHEMES`] and no
+/// whitespace or control characters.
+pub fn safe_document_uri(uri: &str) -> bool {
+    let Some((scheme, rest)) = uri.split_once("://") else { return false };
+    DOCUMENT_URI_SCHEMES.contains(&scheme)
+        && !rest.is_empty()
+        && !uri.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 /// A case in memory.

@@ -32,7 +32,7 @@ impl Supervision {
             bad.push(v("idempotency_key", "required, at most 128 characters"));
         }
         if !domain::is_contact(r.contact.trim()) {
-            bad.push(v("contact", "a phone number or an e-mail address, at most 100 characters"));
+            bad.push(v("contact", "a mobile or landline number or an e-mail address, at most 100 characters"));
         }
         if let Some(e) = Error::from_violations(Reason::SupervisionInvalidRequest, bad) {
             return Err(e);
@@ -49,9 +49,12 @@ impl Supervision {
         if let Some(m) =
             complaint::Entity::find().filter(complaint::Column::IdempotencyKey.eq(key.clone())).one(&self.db).await?
         {
+            // Every field the complainant gives: a corrected contact under the old key is
+            // refused, not silently dropped.
             let same = m.channel == channel.as_str_name()
                 && m.department == r.department.trim()
-                && m.summary == r.summary.trim();
+                && m.summary == r.summary.trim()
+                && m.contact == r.contact.trim();
             if !same {
                 return Err(Error::failed_precondition(
                     Reason::SupervisionIdempotencyKeyReused,
@@ -146,7 +149,9 @@ impl Supervision {
 }
 
 /// The API message of a complaint as `reader` sees it: staff notes for supervision staff
-/// only (a complainant sees the step and its deadline, not the investigators' notes).
+/// only (a complainant sees the step and its deadline, not the investigators' notes); the
+/// contact in full only to supervision staff with `personal_data` (who reply), masked to
+/// everyone else.
 pub fn complaint_pb(m: &complaint::Model, reader: &Principal) -> pb::Complaint {
     pb::Complaint {
         complaint_id: m.id.clone(),
@@ -156,6 +161,10 @@ pub fn complaint_pb(m: &complaint::Model, reader: &Principal) -> pb::Complaint {
         step: pb::ComplaintStep::from_str_name(&m.step).unwrap_or(pb::ComplaintStep::Unspecified) as i32,
         next_step_due: m.next_step_due.map(timestamp),
         notes: if staff(reader) { m.notes.0.clone() } else { Vec::new() },
-        contact: if staff(reader) { m.contact.clone() } else { onething_platform::seal::mask_contact(&m.contact) },
+        contact: if staff(reader) && reader.has_role(onething_platform::authz::ROLE_PERSONAL_DATA) {
+            m.contact.clone()
+        } else {
+            onething_platform::seal::mask_contact(&m.contact)
+        },
     }
 }

@@ -25,6 +25,14 @@ pub struct InspectionBooking;
 
 /// The result field keeping the inspection due date an approval replaced.
 const PREVIOUS_DUE: &str = "previous_inspection_due";
+/// The result field with the station's recorded outcome: [`PASSED`] or [`FAILED`].
+pub const INSPECTION_RESULT: &str = "inspection_result";
+/// The vehicle passed its inspection.
+pub const PASSED: &str = "passed";
+/// The vehicle failed it (the defects are in the result's `defects`).
+pub const FAILED: &str = "failed";
+/// The result field listing a failed inspection's defects, separated by "; ".
+pub const DEFECTS: &str = "defects";
 
 async fn set_inspection_due(txn: &DatabaseTransaction, plate: &str, due: &str) -> Result<()> {
     vehicle::Entity::update_many()
@@ -112,9 +120,16 @@ impl MatterRules for InspectionBooking {
         Ok(())
     }
 
-    /// A 交钥匙 booking is decided once the station has the vehicle inspected: its proxy
+    /// A booking is approved only through the station's recorded result (a passed
+    /// inspection); a 交钥匙 booking once the station has the vehicle inspected: its proxy
     /// steps in order up to `INSPECTED` (M14: staff do everything, one after the other).
     async fn before_approve(&self, txn: &DatabaseTransaction, case: &CaseRecord) -> Result<()> {
+        if case.result.get(INSPECTION_RESULT).map(String::as_str) != Some(PASSED) {
+            return Err(Error::failed_precondition(
+                Reason::VehicleInspectionNotRecorded,
+                "the station records the inspection's result (RecordInspectionResult)",
+            ));
+        }
         if case.field("proxy") != "true" {
             return Ok(());
         }
@@ -132,6 +147,20 @@ impl MatterRules for InspectionBooking {
         ))
     }
 
+    /// A failed inspection is the station's recorded result with its defects; other
+    /// rejections (the vehicle never came, the papers are wrong) are the approver's own.
+    fn check_rejection(&self, case: &CaseRecord, code: &str) -> Result<()> {
+        if code == Reason::VehicleInspectionFailed.as_str()
+            && case.result.get(INSPECTION_RESULT).map(String::as_str) != Some(FAILED)
+        {
+            return Err(Error::failed_precondition(
+                Reason::VehicleInspectionNotRecorded,
+                "a failed inspection is recorded with its defects (RecordInspectionResult)",
+            ));
+        }
+        Ok(())
+    }
+
     async fn on_approve(
         &self,
         txn: &DatabaseTransaction,
@@ -146,7 +175,6 @@ impl MatterRules for InspectionBooking {
         let next = today.checked_add_months(Months::new(24)).unwrap_or(today).to_string();
         set_inspection_due(txn, &plate, &next).await?;
         let mut result = case.result.clone();
-        result.insert("inspection_result".into(), "passed".into());
         result.insert("next_inspection_due".into(), next);
         // What a revocation puts back.
         result.insert(PREVIOUS_DUE.into(), previous.unwrap_or_default());

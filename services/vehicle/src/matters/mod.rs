@@ -3,7 +3,7 @@
 //! 交钥匙 and 容缺), the enterprise's vehicle verification, and the driving licence
 //! cancellation once household confirms a death.
 
-mod booking;
+pub mod booking;
 mod licence_cancellation;
 mod verification;
 

@@ -15,8 +15,25 @@ impl CaseApi {
     /// any) is not the case's; FAILED_PRECONDITION when the case is not accepted or the
     /// matter's preconditions are not met.
     pub async fn approve(&self, p: &Principal, case_id: &str, expected_version: i64) -> Result<CaseRecord> {
-        let mut a = self.begin_action(p, "ApproveCase", Need::Decide, case_id, expected_version).await?;
+        self.approve_with(p, ("ApproveCase", &[]), case_id, expected_version).await
+    }
+
+    /// [`Self::approve`] through a department's own decision RPC `rpc`, which records
+    /// `result` fields on the case first, in the same transaction (the matter's
+    /// `before_approve` may require them: an inspection's recorded outcome).
+    ///
+    /// # Errors
+    /// As [`Self::approve`].
+    pub async fn approve_with(
+        &self,
+        p: &Principal,
+        (rpc, result): (&str, &[(&str, &str)]),
+        case_id: &str,
+        expected_version: i64,
+    ) -> Result<CaseRecord> {
+        let mut a = self.begin_action(p, rpc, Need::Decide, case_id, expected_version).await?;
         if a.case.state == State::Accepted {
+            record(&mut a.case, result);
             let matter = self.catalog_matter(&a.case)?.clone();
             self.decide(&a.txn, &mut a.case, &matter, self.clock().now(), &mut a.events).await?;
         } else {
@@ -29,20 +46,48 @@ impl CaseApi {
     /// Rejects an accepted case as `p` with a reason `(code, text)`.
     ///
     /// # Errors
-    /// As [`Self::approve`]; INVALID_ARGUMENT for a code not in UPPER_SNAKE_CASE.
+    /// As [`Self::approve`]; INVALID_ARGUMENT for a code not in UPPER_SNAKE_CASE;
+    /// FAILED_PRECONDITION for a code only the matter's own decision RPC gives.
     pub async fn reject(
         &self,
         p: &Principal,
         case_id: &str,
+        reason: (&str, &str),
+        expected_version: i64,
+    ) -> Result<CaseRecord> {
+        self.reject_with(p, ("RejectCase", &[]), case_id, reason, expected_version).await
+    }
+
+    /// [`Self::reject`] through a department's own decision RPC `rpc`, recording `result`
+    /// fields on the case with the rejection.
+    ///
+    /// # Errors
+    /// As [`Self::reject`].
+    pub async fn reject_with(
+        &self,
+        p: &Principal,
+        (rpc, result): (&str, &[(&str, &str)]),
+        case_id: &str,
         (code, text): (&str, &str),
         expected_version: i64,
     ) -> Result<CaseRecord> {
-        self.act((p, "RejectCase", Need::Decide), case_id, expected_version, |me, case, ev| {
+        self.act((p, rpc, Need::Decide), case_id, expected_version, |me, case, ev| {
             check_reason_code(code)?;
+            if case.state == State::Accepted {
+                record(case, result);
+            }
+            me.rules(&case.matter_code)?.check_rejection(case, code)?;
             case.reason_code = code.to_string();
             case.reason_text = text.chars().take(500).collect();
             me.step(case, Action::Reject, me.clock().now(), ev)
         })
         .await
+    }
+}
+
+/// Sets the result fields a decision RPC records.
+fn record(case: &mut CaseRecord, result: &[(&str, &str)]) {
+    for (k, v) in result {
+        case.result.insert((*k).to_string(), (*v).to_string());
     }
 }

@@ -91,11 +91,13 @@ impl CaseService for CaseApi {
         let case = self
             .act((&p, "StartSpecialProcedure", Need::Intake), &r.case_id, r.expected_version, |me, case, ev| {
                 let procedure = r.procedure.trim();
-                if procedure.is_empty() || procedure.len() > 64 {
+                // A name, not text: it becomes the result key `procedure.<name>`.
+                let name = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_';
+                if procedure.is_empty() || procedure.len() > 64 || !procedure.chars().all(name) {
                     return Err(Error::invalid_field(
                         Reason::CaseInvalidRequest,
                         "procedure",
-                        "required, at most 64 characters",
+                        "required: 1 to 64 lowercase letters, digits and underscores",
                     ));
                 }
                 case.reason_text = format!("special procedure: {procedure}");
@@ -190,8 +192,16 @@ impl CaseService for CaseApi {
         check_reason_code(&r.reason_code)?;
         let now = self.clock().now();
         if matches!(a.case.state, State::Approved | State::ApprovedProvisionally) {
-            // Compensation of a finished step: the approval is revoked and undone.
-            let text = "revoked: another step of the bundle was refused".to_string();
+            // Compensation of a finished step: the approval is revoked and undone, where the
+            // catalog says it can be (what cannot be revoked stands).
+            if !self.catalog_matter(&a.case)?.revocable {
+                return Err(Error::failed_precondition(
+                    Reason::CaseNotRevocable,
+                    format!("an approved {} is not revoked", a.case.matter_code),
+                )
+                .into());
+            }
+            let text = "revoked: the bundle it belongs to did not complete".to_string();
             self.revoke(&a.txn, &mut a.case, (&r.reason_code, text), now, &mut a.events).await?;
         } else {
             a.case.reason_code = r.reason_code.clone();

@@ -196,35 +196,44 @@ impl CaseApi {
     /// acceptance it goes back to accepted) or the materials a provisional approval owes.
     ///
     /// # Errors
-    /// INVALID_ARGUMENT for no or malformed materials, or for one still missing;
-    /// FAILED_PRECONDITION when the case waits for none.
+    /// INVALID_ARGUMENT for no or malformed materials, one not asked for or owed, or one
+    /// still missing; FAILED_PRECONDITION when the case waits for none.
     pub(super) async fn supply(&self, a: &mut Action_, materials: &[pb::Material]) -> Result<()> {
         let matter = self.catalog_matter(&a.case)?.clone();
-        let mut bad = Vec::new();
-        if materials.is_empty() {
-            bad.push(violation("materials", "required"));
-        }
-        let supplied = MaterialRecord::validate(materials, &matter, &mut bad);
-        if let Some(e) = Error::from_violations(Reason::CaseInvalidRequest, bad) {
-            return Err(e);
-        }
-        let case = &mut a.case;
-        let action = match case.state {
-            State::AwaitingSupplement if case.accepted_at.is_none() => Action::SupplyForIntake,
+        let action = match a.case.state {
+            State::AwaitingSupplement if a.case.accepted_at.is_none() => Action::SupplyForIntake,
             State::AwaitingSupplement => Action::SupplyMaterials,
             State::ApprovedProvisionally => Action::CompleteOwed,
             _ => {
                 return Err(Error::failed_precondition(
                     Reason::CaseNotAwaitingMaterials,
-                    format!("a {} case does not take materials", case.state),
+                    format!("a {} case does not take materials", a.case.state),
                 ));
             }
         };
+        let mut bad = Vec::new();
+        if materials.is_empty() {
+            bad.push(violation("materials", "required"));
+        }
+        let supplied = MaterialRecord::validate(materials, &matter, &mut bad);
+        // Only what was asked for or is owed: a material already reviewed is not replaced
+        // behind the clerk's back.
+        for (i, m) in materials.iter().enumerate() {
+            if matter.knows_material(&m.code) && !a.case.missing_materials.contains(&m.code) {
+                bad.push(violation(&format!("materials[{i}].code"), "not asked for"));
+            }
+        }
+        if let Some(e) = Error::from_violations(Reason::CaseInvalidRequest, bad) {
+            return Err(e);
+        }
+        let case = &mut a.case;
+        // Everything asked for comes now (a material asked for again replaces the one given).
+        let still: Vec<String> =
+            case.missing_materials.iter().filter(|c| !supplied.iter().any(|m| &m.code == *c)).cloned().collect();
         for m in supplied {
             case.materials.retain(|x| x.code != m.code);
             case.materials.push(m);
         }
-        let still: Vec<String> = case.missing_materials.iter().filter(|c| !case.has_material(c)).cloned().collect();
         if !still.is_empty() {
             return Err(Error::invalid_field(
                 Reason::CaseMaterialsStillMissing,
