@@ -43,7 +43,16 @@ async fn green_channels_check_the_employer_and_the_employee(backend: Backend) {
     let spouse = cases.create_case(id_card_for(&seeded_parent(), &seeded_spouse(), &logistics, "g-1s")).await.case();
     assert_eq!(spouse.reason_code, "HOUSEHOLD_NOT_GREEN_CHANNEL");
     let his = cases.create_case(id_card_for(&seeded_spouse(), &seeded_parent(), &logistics, "g-1h")).await.case();
-    assert_eq!(his.result["green_channel"], "private_enterprise_employee");
+    assert_eq!(
+        (his.state(), his.result["green_channel"].as_str()),
+        (CaseState::Submitted, "private_enterprise_employee")
+    );
+    // A stranger naming an employee hears the household rule, and nothing of the employment.
+    let stranger = cases.create_case(id_card_for(&seeded_person(), &seeded_parent(), &logistics, "g-1x")).await.case();
+    assert_eq!(stranger.reason_code, "HOUSEHOLD_NOT_SAME_HOUSEHOLD");
+    assert!(stranger.result.is_empty(), "{:?}", stranger.result);
+    let stranger = cases.create_case(id_card_for(&seeded_person(), &seeded_spouse(), &logistics, "g-1y")).await.case();
+    assert_eq!(stranger.reason_code, "HOUSEHOLD_NOT_SAME_HOUSEHOLD", "the same answer for a non-employee");
 
     // The residence permit: in the green channel only when the employer is named and checks out.
     let permit = |employer: Option<&str>, key: &str| {
@@ -66,6 +75,18 @@ async fn green_channels_check_the_employer_and_the_employee(backend: Backend) {
         .answer()
         .cases;
     assert_eq!(queue.first().map(|c| c.case_id.as_str()), Some(green.case_id.as_str()), "handled first");
+    // Only the holder's own employment counts: naming an employee as subject does nothing.
+    let newcomer =
+        onething_platform::ids::CitizenId::assign("110105", chrono::NaiveDate::from_ymd_opt(1985, 1, 1).unwrap(), 23)
+            .unwrap()
+            .expose()
+            .to_string();
+    let mut borrowed = permit(Some(&logistics), "g-5b");
+    borrowed.applicant = citizen(&newcomer);
+    borrowed.form.insert("subject_id_number".into(), seeded_parent());
+    let borrowed = cases.create_case(borrowed).await.case();
+    assert_eq!(borrowed.state(), CaseState::Submitted);
+    assert!(borrowed.result.contains_key("green_channel_refused"), "{:?}", borrowed.result);
     // Refused the channel, not the permit: handled in the ordinary way, the reason noted.
     let slower = cases.create_case(permit(Some(&chemicals), "g-6")).await.case();
     assert_eq!(slower.state(), CaseState::Submitted);

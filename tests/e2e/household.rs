@@ -166,6 +166,20 @@ async fn clerk_review_with_supplement(backend: Backend) {
         .case
         .unwrap();
     assert_eq!(supplied.state(), CaseState::Accepted);
+    // 一次性告知: asked once, the case is decided on what it has.
+    let again = clerk
+        .request_supplement(RequestSupplementRequest {
+            case_id: id.clone(),
+            material_codes: vec!["id_card".into()],
+            reason_text: "再补一次".into(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (again.code(), reason_of(&again).as_str()),
+        (tonic::Code::FailedPrecondition, "CASE_SUPPLEMENT_ALREADY_ASKED")
+    );
     let approved = clerk
         .approve_case(ApproveCaseRequest { case_id: id.clone(), expected_version: 0 })
         .await

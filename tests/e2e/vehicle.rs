@@ -150,6 +150,14 @@ async fn licence_cancellation_waits_for_the_death_event(backend: Backend) {
     let waiting = v.create_case(licence_cancellation(&elder, "lic-1")).await.unwrap().into_inner().case.unwrap();
     assert_eq!(waiting.state(), CaseState::Accepted);
     assert_eq!(waiting.reason_code, "VEHICLE_AWAITING_DEATH_CONFIRMATION");
+    // No approver cancels a living person's licence ahead of the death fact.
+    let early = mesh
+        .cases(VEHICLE, &staff("vehicle", &["approver"]))
+        .await
+        .approve_case(pb::ApproveCaseRequest { case_id: waiting.case_id.clone(), expected_version: 0 })
+        .await
+        .unwrap_err();
+    assert_eq!((early.code(), reason_of(&early).as_str()), (Code::FailedPrecondition, "CASE_NOT_READY"));
     hh.create_case(deregistration(&elder, "SW-2026-0200", "lic-dereg", "")).await.unwrap();
     let id = waiting.case_id.clone();
     // The coordinator reads only its bundles' cases; vehicle's staff read these.

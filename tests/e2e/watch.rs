@@ -41,8 +41,9 @@ async fn notices_about(js: &async_nats::jetstream::Context, id: &str, due: Optio
         .count()
 }
 
-/// A complaint about vehicle carries its contact: in full for supervision staff, masked for
-/// the complainant and in the event, whose personal part is sealed. Its next step's deadline
+/// A complaint about vehicle carries its contact: in full for supervision staff with
+/// `personal_data`, masked for other staff, the complainant and in the event, whose
+/// personal part is sealed; a retry naming another contact under the same key is refused. Its next step's deadline
 /// passing gets one 督办 notice, which vehicle's clerks see; a supervision rebuilt from the
 /// streams into an empty database has the complaint back, summary and contact included.
 async fn a_complaint_is_watched_and_rebuilt(backend: Backend) {
@@ -61,6 +62,10 @@ async fn a_complaint_is_watched_and_rebuilt(backend: Backend) {
     assert_eq!((err.code(), fields(&err)), (Code::InvalidArgument, vec!["contact".to_string()]));
     let mine = citizen.submit_complaint(complain("w-1")).await.answer().complaint.unwrap();
     assert_eq!(mine.contact, "137****5678", "the complainant's answer is masked");
+    let mut corrected = complain("w-1");
+    corrected.contact = "13900001111".into();
+    let err = citizen.submit_complaint(corrected).await.unwrap_err();
+    assert_eq!(reason_of(&err), "SUPERVISION_IDEMPOTENCY_KEY_REUSED", "a changed contact is not dropped silently");
     let js = w.nats.jetstream().await;
     let events = eventually(WAIT, "the complaint's event", || async {
         let all = on_subject(&js, "ONETHING_SUPERVISION", "onething.supervision.v1.complaint.accepted").await;
@@ -80,6 +85,25 @@ async fn a_complaint_is_watched_and_rebuilt(backend: Backend) {
     assert!(notice.due_time.is_some() && notice.issue_time.is_some());
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(notices_about(&js, &mine.complaint_id, None).await, 1, "noticed once");
+
+    // The contact in the staff's answers: masked without personal_data, in full with it.
+    for (roles, step, contact) in [
+        (&["inspector"][..], spb::ComplaintStep::Verified, "137****5678"),
+        (&["inspector", "personal_data"][..], spb::ComplaintStep::Handled, "13712345678"),
+    ] {
+        let mut s = w.supervision(&staff("supervision", roles)).await;
+        let advanced = s
+            .advance_complaint(spb::AdvanceComplaintRequest {
+                complaint_id: mine.complaint_id.clone(),
+                step: step as i32,
+                note: "已核查".into(),
+            })
+            .await
+            .answer()
+            .complaint
+            .unwrap();
+        assert_eq!(advanced.contact, contact, "{roles:?}");
+    }
 
     // Replayed into an empty database under a new consumer suffix: the complaint is back,
     // with what only the sealed part carried.

@@ -18,9 +18,10 @@ pub fn case_events_spec(department: &str) -> ConsumerSpec {
         name: format!("coordinator-{department}-cases"),
         stream: stream_name(department),
         // Every state, `submitted` too: a case first submitted by our own CreateCase tells
-        // nothing new (its answer is recorded, and the event is skipped before any
-        // transaction), but one submitted again when the applicant supplies what intake
-        // asked for (一次性告知) no longer waits on the applicant.
+        // nothing new (once its answer is recorded the event is skipped before any
+        // transaction; before, it is applied and the answer then adds only its result), but
+        // one submitted again when the applicant supplies what intake asked for (一次性告知)
+        // no longer waits on the applicant.
         filter_subjects: State::ALL.iter().map(|s| format!("onething.{department}.v1.case.{}", s.as_str())).collect(),
         // Handlers lock the bundle row, which the other departments' consumers lock too.
         batch: 1,

@@ -1,7 +1,8 @@
 //! The saga of one bundle, as pure rules: how a case's state moves its step, what follows
 //! from the steps' states (dependants start, refused prerequisites skip their dependants,
-//! a refused required step fails the bundle and withdraws what cannot stand alone), and the
-//! bundle's due time from its steps' committed times.
+//! a refused required step fails the bundle and withdraws or revokes what cannot stand
+//! alone, a withdrawal stops what is open and revokes what cannot stand without the
+//! required steps), and the bundle's due time from its steps' committed times.
 
 use onething_platform::{
     calendar::{Calendar, Due},
@@ -27,8 +28,9 @@ pub enum Step {
     /// Approved provisionally: a 容缺 material is owed. Done when it arrives; refused (and
     /// compensated like any refusal) when its deadline passes.
     Provisional,
-    /// Approved, but the bundle failed and this step may not stand alone: its approval is
-    /// being revoked at the department.
+    /// Approved, but the bundle failed (or was withdrawn before its required steps were
+    /// approved) and this step may not stand alone: its approval is being revoked at the
+    /// department.
     Revoking,
     /// Its approval was revoked, its effects undone (compensation).
     Revoked,
@@ -189,12 +191,16 @@ fn compensate(def: &Bundle, steps: &mut [StepView]) {
     }
 }
 
-/// The applicant withdrew: every open step stops; what was decided stays decided where it
-/// may stand alone, and is revoked where it may not (a bundle withdrawn before its licence
-/// is decided leaves no filing that needs the licence).
+/// The applicant withdrew: every open step stops. What was decided stays decided while the
+/// bundle's required steps are all approved (the withdrawal only gives up the optional
+/// rest); otherwise an approved step that may not stand alone is revoked, as when the
+/// bundle fails (withdrawn before its licence was decided, no filing that needs the
+/// licence stands).
 fn withdraw(def: &Bundle, steps: &mut [StepView]) {
+    let required_approved =
+        steps.iter().filter(|s| def.step(&s.id).is_some_and(|d| !d.optional)).all(|s| s.state.lets_dependants_start());
     for s in steps.iter_mut().filter(|s| !matches!(s.state, Step::Revoking)) {
-        let stands_alone = def.step(&s.id).is_some_and(|d| d.stands_alone);
+        let stands_alone = required_approved || def.step(&s.id).is_some_and(|d| d.stands_alone);
         s.state = match (s.state, s.has_case) {
             (Step::Done | Step::Provisional, true) if !stands_alone => Step::Revoking,
             (settled, _) if settled.is_settled() => settled,
@@ -386,6 +392,10 @@ mod tests {
         let mut v = views(&[("hotel_licence", Step::InProgress, true), ("precursor_filing", Step::Done, true)]);
         assert_eq!(evaluate(def, BundleState::Withdrawn, &mut v), BundleState::Withdrawn);
         assert_eq!(states(&v), [Step::Cancelling, Step::Revoking]);
+        // The licence granted, only the optional filing given up: the licence stays.
+        let mut v = views(&[("hotel_licence", Step::Done, true), ("precursor_filing", Step::InProgress, true)]);
+        assert_eq!(evaluate(def, BundleState::Withdrawn, &mut v), BundleState::Withdrawn);
+        assert_eq!(states(&v), [Step::Done, Step::Cancelling]);
         let death = c.bundle("after_death").unwrap();
         let mut v = views(&[
             ("deregistration", Step::Done, true),

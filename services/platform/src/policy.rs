@@ -86,7 +86,7 @@ pub const RULES: &[Rule] = &[
         None,
         None,
         ["coordinator"],
-        "compensation of a failed bundle: an open case cancelled, an approved one revoked"
+        "compensation of a failed or withdrawn bundle: an open case cancelled, an approved revocable one revoked"
     ),
     // The coordinator.
     rule!(
@@ -229,14 +229,22 @@ pub const RULES: &[Rule] = &[
     rule!("onething.supervision.v1.SupervisionService/ListDeadlines", None, ANYONE, None, ANYONE, [], ""),
     rule!(
         "onething.supervision.v1.SupervisionService/SubmitComplaint",
-        Some("online; their own answer, no staff notes"),
+        Some("online; their own answer, contact masked, no staff notes"),
         Some("any channel"),
         None,
-        Some("any channel"),
+        Some("any channel; the contact masked, unless `personal_data`"),
         [],
         ""
     ),
-    rule!("onething.supervision.v1.SupervisionService/AdvanceComplaint", None, ANYONE, None, ANYONE, [], ""),
+    rule!(
+        "onething.supervision.v1.SupervisionService/AdvanceComplaint",
+        None,
+        ANYONE,
+        None,
+        Some("any; the contact masked, unless `personal_data`"),
+        [],
+        ""
+    ),
     rule!(
         "onething.supervision.v1.SupervisionService/Rate",
         Some("what they applied for, as its owner says"),

@@ -101,8 +101,14 @@ reasons! {
     CaseNotFound = "CASE_NOT_FOUND" [NotFound];
     /// The case is not in a state that allows this step.
     CaseIllegalTransition = "CASE_ILLEGAL_TRANSITION" [FailedPrecondition];
+    /// 一次性告知: a clerk asks for a supplement once, naming everything at once; a case
+    /// asked once is decided on what it has.
+    CaseSupplementAlreadyAsked = "CASE_SUPPLEMENT_ALREADY_ASKED" [FailedPrecondition];
     /// The case is not waiting for materials.
     CaseNotAwaitingMaterials = "CASE_NOT_AWAITING_MATERIALS" [FailedPrecondition];
+    /// The case waits for a fact from elsewhere (a death confirmed by household); it is
+    /// decided when that comes, not by hand before.
+    CaseNotReady = "CASE_NOT_READY" [FailedPrecondition];
     /// The matter's approval cannot be revoked (the catalog does not mark it revocable): what
     /// it did stands.
     CaseNotRevocable = "CASE_NOT_REVOCABLE" [FailedPrecondition];
@@ -174,7 +180,8 @@ reasons! {
     /// A resident registered in Weihai needs no residence permit.
     HouseholdAlreadyLocal = "HOUSEHOLD_ALREADY_LOCAL" [FailedPrecondition, Case];
     /// The green channel (M12) is for employees of a private enterprise on record: the
-    /// enterprise is not one, or did not report the applicant among its staff.
+    /// enterprise is not one, or did not report the person the card is for among its staff
+    /// (one answer whichever it is).
     HouseholdNotGreenChannel = "HOUSEHOLD_NOT_GREEN_CHANNEL" [Case];
     /// The enterprise register could not be asked whether the applicant qualifies for the
     /// green channel; retry.
@@ -224,8 +231,8 @@ reasons! {
     VehicleProxyNotInspected = "VEHICLE_PROXY_NOT_INSPECTED" [FailedPrecondition];
     /// The vehicle failed its inspection; the reason text lists the defects.
     VehicleInspectionFailed = "VEHICLE_INSPECTION_FAILED" [Case];
-    /// An inspection booking is decided by the station's recorded result
-    /// (`RecordInspectionResult`), not by a bare approval or a failure without defects.
+    /// An inspection booking is approved by the station's recorded result
+    /// (`RecordInspectionResult`), not by a bare approval.
     VehicleInspectionNotRecorded = "VEHICLE_INSPECTION_NOT_RECORDED" [FailedPrecondition];
 
     /// A field of a liaison request is wrong; the violations say which.

@@ -83,8 +83,9 @@ impl Sealer {
 }
 
 /// A contact (phone number or e-mail address) masked for display and events: the first three
-/// and last four digits of a mobile number (two and two of a shorter one), the first
-/// character and the domain of an address; anything else all masked.
+/// and last four digits of a mobile number (as Chinese services show them), the last two
+/// digits of any other number, the first character and the domain of an address; anything
+/// else all masked.
 pub fn mask_contact(contact: &str) -> String {
     let c: Vec<char> = contact.trim().chars().collect();
     if let Some(at) = c.iter().position(|ch| *ch == '@') {
@@ -92,12 +93,15 @@ pub fn mask_contact(contact: &str) -> String {
         return format!("{}***{domain}", c.first().copied().unwrap_or('*'));
     }
     if c.len() >= 7 && c.iter().all(|ch| ch.is_ascii_digit() || *ch == '-' || *ch == '+' || *ch == ' ') {
-        // A mobile number shows 3 and 4 (as Chinese services do); a shorter one 2 and 2, so
-        // at most half of it shows.
-        let (h, t) = if c.len() >= 11 { (3, 4) } else { (2, 2) };
-        let head: String = c[..h].iter().collect();
-        let tail: String = c[c.len() - t..].iter().collect();
-        return format!("{head}****{tail}");
+        let digits: String = c.iter().filter(|ch| ch.is_ascii_digit()).collect();
+        let mobile = match digits.strip_prefix("86") {
+            Some(rest) if rest.len() == 11 => rest,
+            _ => digits.as_str(),
+        };
+        if mobile.len() == 11 && mobile.starts_with('1') {
+            return format!("{}****{}", &mobile[..3], &mobile[7..]);
+        }
+        return format!("****{}", &digits[digits.len().saturating_sub(2)..]);
     }
     "*".repeat(c.len().min(8))
 }
@@ -124,7 +128,9 @@ mod tests {
     #[test]
     fn contacts_are_masked() {
         assert_eq!(mask_contact("13712345678"), "137****5678");
-        assert_eq!(mask_contact("51925330"), "51****30", "at most half of a short number");
+        assert_eq!(mask_contact("+86 13712345678"), "137****5678");
+        assert_eq!(mask_contact("51925330"), "****30", "two digits of any other number");
+        assert_eq!(mask_contact("0631-5192533"), "****33");
         assert_eq!(mask_contact("wang@example.cn"), "w***@example.cn");
         assert_eq!(mask_contact("微信号abc"), "******");
     }

@@ -265,7 +265,7 @@ async fn record_result(
         &r.case_id,
     )?;
     let defects: Vec<String> = r.defects.iter().map(|d| d.trim().to_string()).filter(|d| !d.is_empty()).collect();
-    if r.passed && !r.defects.is_empty() {
+    if r.passed && !defects.is_empty() {
         return Err(Error::invalid_field(
             Reason::VehicleInvalidRequest,
             "defects",

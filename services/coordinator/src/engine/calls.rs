@@ -83,11 +83,14 @@ impl Engine {
         answer
     }
 
+    /// Withdraws (the applicant withdrew) or cancels the case of step `s`, or revokes its
+    /// approval; returns the case as it ends, and whether its department keeps an approval
+    /// it cannot revoke (`CASE_NOT_REVOCABLE`: the approval stands, and is not asked again).
     pub(super) async fn cancel_case(
         &self,
         s: &step::Model,
         state: BundleState,
-    ) -> std::result::Result<cpb::Case, String> {
+    ) -> std::result::Result<(cpb::Case, bool), String> {
         let mut client = self.client(&s.department).map_err(|e| e.to_string())?;
         // A revocation is always the coordinator's compensation; a withdrawal the applicant's.
         let result = if state == BundleState::Withdrawn && s.state != Step::Revoking {
@@ -101,15 +104,20 @@ impl Engine {
             self.guarded(&s.department, client.cancel_case(request)).await.map(|r| r.into_inner().case)
         };
         match result {
-            Ok(Some(c)) => Ok(c),
+            Ok(Some(c)) => Ok((c, false)),
             Ok(None) => Err("the department returned no case".into()),
-            // Already finished: take the case as it is.
-            Err(st) if st.code() == tonic::Code::FailedPrecondition => client
-                .get_case(cpb::GetCaseRequest { case_id: s.case_id.clone() })
-                .await
-                .ok()
-                .and_then(|r| r.into_inner().case)
-                .ok_or_else(|| "cannot read the case".into()),
+            // Already finished, or an approval that stands: take the case as it is.
+            Err(st) if st.code() == tonic::Code::FailedPrecondition => {
+                let stands =
+                    st.get_error_details().error_info().is_some_and(|i| i.reason == Reason::CaseNotRevocable.as_str());
+                client
+                    .get_case(cpb::GetCaseRequest { case_id: s.case_id.clone() })
+                    .await
+                    .ok()
+                    .and_then(|r| r.into_inner().case)
+                    .map(|c| (c, stands))
+                    .ok_or_else(|| "cannot read the case".into())
+            }
             Err(st) => Err(format!("{} unavailable; retrying ({:?})", s.department, st.code())),
         }
     }

@@ -3,6 +3,7 @@
 //! and the submit path share a bounded number of drive slots.
 
 use super::*;
+use onething_platform::reason::Reason;
 use sea_orm::{Condition, QuerySelect};
 
 impl Engine {
@@ -187,7 +188,7 @@ impl Engine {
                 return;
             }
             match &outcome {
-                Ok(case) => {
+                Ok((case, stands)) => {
                     let cs = cpb::CaseState::try_from(case.state).ok().and_then(CaseState::from_proto);
                     if case.version >= st.case_version {
                         st.case_state = cs.map(|c| c.as_str().to_string()).unwrap_or_default();
@@ -195,6 +196,13 @@ impl Engine {
                     }
                     st.state = match (st.state, cs) {
                         (Step::Revoking, Some(CaseState::Revoked)) => Step::Revoked,
+                        // The department cannot revoke it: the approval stands, said so.
+                        (Step::Revoking, Some(c @ (CaseState::Approved | CaseState::ApprovedProvisionally)))
+                            if *stands =>
+                        {
+                            st.reason = format!("{}: the approval stands", Reason::CaseNotRevocable.as_str());
+                            saga::step_of_case(c)
+                        }
                         // Still approved: the revocation did not take; asked again later.
                         (Step::Revoking, Some(CaseState::Approved | CaseState::ApprovedProvisionally)) => {
                             retry_later(st, "the approval was not revoked yet");

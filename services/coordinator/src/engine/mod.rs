@@ -1,7 +1,8 @@
 //! The saga engine: submits a bundle (validated in full first, so bad input creates nothing
 //! anywhere), creates each step's case at its department with an idempotency key derived
 //! from bundle and step, follows the departments' case events, starts dependent steps,
-//! withdraws what must not stand alone when a required step is refused, and retries a
+//! withdraws or revokes what must not stand alone when a required step is refused or the
+//! bundle is withdrawn before its required steps are approved, and retries a
 //! department that is down with backoff while the bundle waits. State lives in the
 //! coordinator's database under the bundle's version, so any replica can drive any bundle.
 //!
@@ -347,12 +348,13 @@ impl Engine {
         }
     }
 
-    /// Withdraws a running bundle.
+    /// Withdraws a running bundle: the driver then withdraws its open cases and revokes
+    /// what may not stand alone (see [`crate::saga::evaluate`]).
     ///
     /// # Errors
     /// PERMISSION_DENIED for anyone but its applicant (and for a bundle that does not
-    /// exist); FAILED_PRECONDITION for a
-    /// finished bundle.
+    /// exist); FAILED_PRECONDITION for a finished bundle (also one that finished while
+    /// this call ran).
     pub async fn withdraw(&self, p: &Principal, id: &str) -> Result<Aggregate> {
         use onething_platform::authz;
         authz::check(p.kind.is_applicant(), p, "WithdrawBundle", id)?;
@@ -365,7 +367,20 @@ impl Engine {
                 "the bundle is no longer running",
             ));
         }
-        let agg = self.apply(id, |agg, _| agg.bundle.state = BundleState::Withdrawn).await?;
+        // Checked again under the row's lock: a bundle that completed meanwhile stays so.
+        let agg = self
+            .apply(id, |agg, _| {
+                if agg.bundle.state == BundleState::Running {
+                    agg.bundle.state = BundleState::Withdrawn;
+                }
+            })
+            .await?;
+        if agg.bundle.state != BundleState::Withdrawn {
+            return Err(Error::failed_precondition(
+                Reason::CoordinatorBundleFinished,
+                "the bundle is no longer running",
+            ));
+        }
         self.spawn_drive(agg.clone());
         Ok(agg)
     }

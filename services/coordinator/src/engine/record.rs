@@ -104,9 +104,12 @@ pub(super) fn record_case(s: &mut step::Model, news: &CaseNews<'_>) {
         record_time_rules(s, news);
     }
     let known = CaseState::from_str_name(&s.case_state).unwrap_or(news.state);
-    if s.state == Step::Cancelled && !saga::step_of_case(known).is_settled() {
-        // A case still open behind a cancelled step (its CreateCase answered, or its event
-        // came, after the withdrawal): the driver withdraws it, so no case is orphaned.
+    let behind = saga::step_of_case(known);
+    if s.state == Step::Cancelled && (!behind.is_settled() || behind.lets_dependants_start()) {
+        // A case still open, or already approved (an automatic matter), behind a cancelled
+        // step (its CreateCase answered, or its event came, after the withdrawal): the
+        // driver withdraws it, or finds it approved and the bundle's rules revoke what may
+        // not stand, so no case and no approval is orphaned.
         s.state = Step::Cancelling;
         s.attempts = 0;
         s.next_attempt_at = Utc::now();

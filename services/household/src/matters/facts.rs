@@ -88,7 +88,9 @@ impl MatterRules for IdCardExpedited {
     }
 
     async fn verify(&self, case: &mut CaseRecord) -> Result<Option<Refusal>> {
-        self.employment.admit(case).await
+        // The employee is the person whose card it is.
+        let subject = case.field("subject_id_number").to_string();
+        self.employment.admit(case, &subject).await
     }
 
     async fn check_intake(&self, txn: &DatabaseTransaction, case: &CaseRecord) -> Result<Option<Refusal>> {

@@ -51,15 +51,16 @@ impl Employment {
         Self { client: None }
     }
 
-    /// Whether the person the case is for (its `subject_id_number`, else its applicant)
-    /// works for the private enterprise on record named in its `employer_credit_code`: when
-    /// so, the case is put in the green channel (handled first, marked in its result);
-    /// otherwise one refusal, the same whichever condition failed (an applicant learns
-    /// nothing of an enterprise's register or staff from it).
+    /// Whether `employee` (the person the matter is for: the subject of an ID card, the
+    /// applicant of a residence permit) works for the private enterprise on record named in
+    /// `case`'s `employer_credit_code`: when so, the case is put in the green channel
+    /// (handled first, marked in its result); otherwise one refusal, the same whichever
+    /// condition failed (an applicant learns nothing of an enterprise's register or staff
+    /// from it).
     ///
     /// # Errors
     /// UNAVAILABLE (`HOUSEHOLD_REGISTER_UNAVAILABLE`) when the register cannot be asked.
-    pub async fn admit(&self, case: &mut CaseRecord) -> Result<Option<Refusal>> {
+    pub async fn admit(&self, case: &mut CaseRecord, employee: &str) -> Result<Option<Refusal>> {
         let unavailable = || {
             Error::new(
                 Kind::Unavailable,
@@ -70,10 +71,7 @@ impl Employment {
         let Some(client) = &self.client else { return Err(unavailable()) };
         let request = CheckEmploymentRequest {
             credit_code: case.field("employer_credit_code").to_string(),
-            id_number: match case.field("subject_id_number") {
-                "" => case.applicant.identifier.clone(),
-                subject => subject.to_string(),
-            },
+            id_number: employee.to_string(),
         };
         let answer = client.clone().check_employment(request).await.map_err(|status| {
             tracing::warn!(code = ?status.code(), "the enterprise register did not answer");

@@ -38,7 +38,9 @@ impl MatterRules for ResidencePermit {
         }
         // The register out of reach is an error to retry (nothing stored), not a refusal:
         // an outage of ours must not cost an entitled applicant the channel.
-        if let Some(refusal) = self.employment.admit(case).await? {
+        // The permit's holder is its applicant: no other person's employment counts.
+        let holder = case.applicant.identifier.clone();
+        if let Some(refusal) = self.employment.admit(case, &holder).await? {
             case.result.insert(super::green::GREEN_CHANNEL_REFUSED.into(), refusal.reason_text);
         }
         Ok(None)

@@ -120,16 +120,6 @@ pub trait MatterRules: Send + Sync + 'static {
         Ok(())
     }
 
-    /// Whether an approver may reject `case` with reason `code` here: a code that stands
-    /// for the outcome of the matter's own decision step (a failed inspection) is given only
-    /// with that step's record on the case.
-    ///
-    /// # Errors
-    /// FAILED_PRECONDITION saying which RPC records it; nothing changes.
-    fn check_rejection(&self, _case: &CaseRecord, _code: &str) -> Result<()> {
-        Ok(())
-    }
-
     /// Undoes what the approval did, when it is revoked at `now` (an owed 容缺 material
     /// came too late, or the bundle's compensation): registry rows changed back in `txn`,
     /// facts appended to `events`. Only a matter the catalog marks `revocable` is

@@ -225,6 +225,8 @@ pub struct CaseRecord {
     pub supplement_due_at: Option<DateTime<Utc>>,
     /// When supervision issued a 督办 notice for it.
     pub notice_at: Option<DateTime<Utc>>,
+    /// Whether a clerk asked for a supplement after acceptance (一次性告知: once).
+    pub supplement_asked: bool,
 }
 
 impl CaseRecord {
@@ -264,6 +266,7 @@ impl CaseRecord {
             warn_at: None,
             supplement_due_at: None,
             notice_at: None,
+            supplement_asked: false,
         }
     }
 
@@ -321,6 +324,7 @@ impl CaseRecord {
             warn_at: m.warn_at,
             supplement_due_at: m.supplement_due_at,
             notice_at: m.notice_at,
+            supplement_asked: m.supplement_asked,
         }
     }
 
@@ -356,6 +360,7 @@ impl CaseRecord {
             warn_at: Set(self.warn_at),
             supplement_due_at: Set(self.supplement_due_at),
             notice_at: Set(self.notice_at),
+            supplement_asked: Set(self.supplement_asked),
         }
     }
 

@@ -68,6 +68,9 @@ pub struct Model {
     pub supplement_due_at: Option<DateTimeUtc>,
     /// When supervision issued a 督办 notice for it.
     pub notice_at: Option<DateTimeUtc>,
+    /// Whether a clerk asked for a supplement after acceptance (一次性告知: once).
+    #[sea_orm(default_value = false)]
+    pub supplement_asked: bool,
 }
 
 /// No relations.

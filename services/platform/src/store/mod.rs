@@ -77,6 +77,12 @@ pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         // One notice per deadline an item misses, not one per item: the key gains the
         // time of issue.
         Box::new(NoticesPerDeadline),
+        // 一次性告知: a clerk asks for a supplement once.
+        Box::new(AddColumns {
+            name: "m20261208_000010_case_supplement_asked",
+            table: "cases",
+            columns: |s| vec![s.get_column_def::<case::Entity>(case::Column::SupplementAsked)],
+        }),
     ]
 }
 

@@ -10,7 +10,10 @@ impl Supervision {
     ///
     /// # Errors
     /// PERMISSION_DENIED for anyone but applicants (online) and supervision staff;
-    /// INVALID_ARGUMENT for an unknown channel, an empty summary or key.
+    /// INVALID_ARGUMENT for an unknown channel, an empty summary or key, a contact that is
+    /// no phone number or e-mail address; FAILED_PRECONDITION
+    /// (`SUPERVISION_IDEMPOTENCY_KEY_REUSED`) for the key of another complaint (any field
+    /// different, the contact included).
     pub async fn submit_complaint(&self, p: &Principal, r: pb::SubmitComplaintRequest) -> Result<complaint::Model> {
         // Who may complain at all is decided before the request is looked at.
         authz::check(staff(p) || p.kind.is_applicant(), p, "SubmitComplaint", "complaints")?;

@@ -147,20 +147,6 @@ impl MatterRules for InspectionBooking {
         ))
     }
 
-    /// A failed inspection is the station's recorded result with its defects; other
-    /// rejections (the vehicle never came, the papers are wrong) are the approver's own.
-    fn check_rejection(&self, case: &CaseRecord, code: &str) -> Result<()> {
-        if code == Reason::VehicleInspectionFailed.as_str()
-            && case.result.get(INSPECTION_RESULT).map(String::as_str) != Some(FAILED)
-        {
-            return Err(Error::failed_precondition(
-                Reason::VehicleInspectionNotRecorded,
-                "a failed inspection is recorded with its defects (RecordInspectionResult)",
-            ));
-        }
-        Ok(())
-    }
-
     async fn on_approve(
         &self,
         txn: &DatabaseTransaction,

@@ -12,8 +12,8 @@ impl CaseApi {
     ///
     /// # Errors
     /// PERMISSION_DENIED for anyone else; NOT_FOUND; ABORTED when `expected_version` (0:
-    /// any) is not the case's; FAILED_PRECONDITION when the case is not accepted or the
-    /// matter's preconditions are not met.
+    /// any) is not the case's; FAILED_PRECONDITION when the case is not accepted, waits for
+    /// a fact from elsewhere (`CASE_NOT_READY`) or the matter's preconditions are not met.
     pub async fn approve(&self, p: &Principal, case_id: &str, expected_version: i64) -> Result<CaseRecord> {
         self.approve_with(p, ("ApproveCase", &[]), case_id, expected_version).await
     }
@@ -33,6 +33,14 @@ impl CaseApi {
     ) -> Result<CaseRecord> {
         let mut a = self.begin_action(p, rpc, Need::Decide, case_id, expected_version).await?;
         if a.case.state == State::Accepted {
+            // A matter waiting for its fact (a cancellation for a death not yet confirmed)
+            // is decided when the fact comes: no approver decides it ahead.
+            if !self.rules(&a.case.matter_code)?.ready(&a.txn, &a.case).await? {
+                return Err(Error::failed_precondition(
+                    Reason::CaseNotReady,
+                    "the case waits for the fact it depends on; it is decided when that comes",
+                ));
+            }
             record(&mut a.case, result);
             let matter = self.catalog_matter(&a.case)?.clone();
             self.decide(&a.txn, &mut a.case, &matter, self.clock().now(), &mut a.events).await?;
@@ -43,11 +51,14 @@ impl CaseApi {
         self.finish_action(a).await
     }
 
-    /// Rejects an accepted case as `p` with a reason `(code, text)`.
+    /// Rejects an accepted case as `p` with a reason `(code, text)`: the approver's own
+    /// code, under the department's prefix (`HOUSEHOLD_…`). The codes the mesh declares
+    /// (a withdrawal, an overdue supplement, a failed inspection …) only the mesh sets, so
+    /// no rejection passes for one of them.
     ///
     /// # Errors
-    /// As [`Self::approve`]; INVALID_ARGUMENT for a code not in UPPER_SNAKE_CASE;
-    /// FAILED_PRECONDITION for a code only the matter's own decision RPC gives.
+    /// As [`Self::approve`]; INVALID_ARGUMENT for a code not in UPPER_SNAKE_CASE, outside
+    /// the department's prefix, or declared by the mesh.
     pub async fn reject(
         &self,
         p: &Principal,
@@ -55,28 +66,47 @@ impl CaseApi {
         reason: (&str, &str),
         expected_version: i64,
     ) -> Result<CaseRecord> {
-        self.reject_with(p, ("RejectCase", &[]), case_id, reason, expected_version).await
+        self.reject_as(p, ("RejectCase", &[], true), case_id, reason, expected_version).await
     }
 
     /// [`Self::reject`] through a department's own decision RPC `rpc`, recording `result`
-    /// fields on the case with the rejection.
+    /// fields on the case with the rejection; its code may be one the mesh declares (the
+    /// RPC is the mesh setting it).
     ///
     /// # Errors
-    /// As [`Self::reject`].
+    /// As [`Self::approve`]; INVALID_ARGUMENT for a code not in UPPER_SNAKE_CASE.
     pub async fn reject_with(
         &self,
         p: &Principal,
         (rpc, result): (&str, &[(&str, &str)]),
         case_id: &str,
+        reason: (&str, &str),
+        expected_version: i64,
+    ) -> Result<CaseRecord> {
+        self.reject_as(p, (rpc, result, false), case_id, reason, expected_version).await
+    }
+
+    async fn reject_as(
+        &self,
+        p: &Principal,
+        (rpc, result, approvers_own): (&str, &[(&str, &str)], bool),
+        case_id: &str,
         (code, text): (&str, &str),
         expected_version: i64,
     ) -> Result<CaseRecord> {
+        let prefix = format!("{}_", self.inner.dept.name().to_uppercase());
         self.act((p, rpc, Need::Decide), case_id, expected_version, |me, case, ev| {
             check_reason_code(code)?;
+            if approvers_own && (!code.starts_with(&prefix) || Reason::parse(code).is_some()) {
+                return Err(Error::invalid_field(
+                    Reason::CaseInvalidRequest,
+                    "reason_code",
+                    format!("the approver's own code, starting {prefix} and not one the mesh declares"),
+                ));
+            }
             if case.state == State::Accepted {
                 record(case, result);
             }
-            me.rules(&case.matter_code)?.check_rejection(case, code)?;
             case.reason_code = code.to_string();
             case.reason_text = text.chars().take(500).collect();
             me.step(case, Action::Reject, me.clock().now(), ev)

@@ -61,6 +61,12 @@ impl CaseService for CaseApi {
                         format!("a clerk asks for a supplement of an accepted case, not a {} one", case.state),
                     ));
                 }
+                if case.supplement_asked {
+                    return Err(Error::failed_precondition(
+                        Reason::CaseSupplementAlreadyAsked,
+                        "a supplement was asked for once already (一次性告知); decide on what the case has",
+                    ));
+                }
                 let matter = me.catalog_matter(case)?;
                 let mut bad = Vec::new();
                 if r.material_codes.is_empty() {
@@ -75,6 +81,7 @@ impl CaseService for CaseApi {
                     return Err(e);
                 }
                 case.missing_materials = r.material_codes.clone();
+                case.supplement_asked = true;
                 case.reason_text = r.reason_text.chars().take(500).collect();
                 me.step(case, Action::RequestSupplement, me.clock().now(), ev)
             })

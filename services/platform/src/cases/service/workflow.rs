@@ -142,8 +142,10 @@ impl CaseApi {
         case.warn_at = self.warn_at(case, matter);
         let mut events: Pending = vec![self.event(case, None)];
         if let Some(r) = verified {
-            case.reason_code = r.reason_code.into();
-            case.reason_text = r.reason_text;
+            // The department's own conditions answer first (a stranger asking about someone
+            // else's card hears that, not what another service said about that person).
+            let r = rules.check_intake(txn, case).await?.unwrap_or(r);
+            refuse(case, r);
             self.step(case, Action::NotAccept, now, &mut events)?;
             return Ok(events);
         }
@@ -165,8 +167,7 @@ impl CaseApi {
     ) -> Result<()> {
         let rules = self.rules(&matter.code)?;
         if let Some(r) = rules.check_intake(txn, case).await? {
-            case.reason_code = r.reason_code.into();
-            case.reason_text = r.reason_text;
+            refuse(case, r);
             return self.step(case, Action::NotAccept, now, events);
         }
         let missing: Vec<String> =
@@ -434,6 +435,15 @@ impl CaseApi {
 
 /// A retried create returns the first case only when it is the same matter for the same
 /// applicant; anything else reuses a key and learns nothing about the other case.
+/// Sets a refusal at intake on `case`, dropping what was verified before it (a green
+/// channel admitted by another service's answer): a refused case tells nothing of it.
+fn refuse(case: &mut CaseRecord, r: Refusal) {
+    case.reason_code = r.reason_code.into();
+    case.reason_text = r.reason_text;
+    case.result.clear();
+    case.priority = false;
+}
+
 fn same_request(existing: CaseRecord, matter: &Matter, applicant: &ApplicantRecord) -> Result<CaseRecord> {
     if existing.matter_code == matter.code
         && existing.applicant.kind == applicant.kind
