@@ -53,6 +53,31 @@ async fn a_withdrawn_bundle_revokes_what_cannot_stand_alone(backend: Backend) {
 }
 both_backends!(a_withdrawn_bundle_revokes_what_cannot_stand_alone);
 
+/// The licence's own case withdrawn at the department (not the bundle): the bundle cannot
+/// complete, so it fails and the approved filing is revoked, as if the licence were refused.
+async fn a_required_case_withdrawn_alone_fails_the_bundle(backend: Backend) {
+    let Some(w) = TestMesh::with(backend).departments().coordinators(1).start().await else { return };
+    let chem = onething_liaison::store::seed_chemicals().to_string();
+    let mut as_chem = w.bundles(&enterprise_token(&chem)).await;
+    let b = as_chem.submit_bundle(operating(&chem, "withdraw-2")).await.answer().bundle.unwrap();
+    let hotel = case_of(&mut as_chem, &b.bundle_id, "hotel_licence").await;
+    let filing = case_of(&mut as_chem, &b.bundle_id, "precursor_filing").await;
+    let mut clerk = w.clerk(LIAISON).await;
+    clerk.accept_case(cpb::AcceptCaseRequest { case_id: filing.clone(), expected_version: 0 }).await.case();
+    clerk.approve_case(cpb::ApproveCaseRequest { case_id: filing.clone(), expected_version: 0 }).await.case();
+    w.cases(LIAISON, &enterprise_token(&chem))
+        .await
+        .withdraw_case(cpb::WithdrawCaseRequest { case_id: hotel, reason_text: "不办了".into() })
+        .await
+        .case();
+    let done = finished(&mut as_chem, &b.bundle_id).await;
+    assert_eq!(done.state(), BundleState::Failed);
+    let revoked = clerk.get_case(cpb::GetCaseRequest { case_id: filing }).await.case();
+    assert_eq!((revoked.state(), revoked.reason_code.as_str()), (CaseState::Revoked, "BUNDLE_STEP_REFUSED"));
+    w.stop_all().await;
+}
+both_backends!(a_required_case_withdrawn_alone_fails_the_bundle);
+
 /// A deregistration is not revocable: even the coordinator, whose compensation CancelCase
 /// is, cannot revoke an approved one (the person stays deceased and the bundle complete).
 async fn what_is_not_revocable_stands(backend: Backend) {

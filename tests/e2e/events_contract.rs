@@ -178,8 +178,94 @@ fn the_reason_codes_are_declared_once_and_documented() {
         "DATABASE_",
         "EVENT_",
     ];
-    const CLERKS_OWN: [&str; 2] = ["HOUSEHOLD_PROOF_INVALID", "LIAISON_FIRE_SAFETY_FAILED"];
+    const CLERKS_OWN: [&str; 3] = ["HOUSEHOLD_PROOF_INVALID", "LIAISON_FIRE_SAFETY_FAILED", "VEHICLE_NO_SHOW"];
     let not_reasons = |c: &str| !GROUPS.iter().any(|g| c.starts_with(g)) || CLERKS_OWN.contains(&c);
     let undeclared: Vec<_> = expected.iter().filter(|c| Reason::parse(c).is_none() && !not_reasons(c)).collect();
     assert!(undeclared.is_empty(), "tests expect undeclared reason codes: {undeclared:?}");
+}
+
+/// Every error the services build names a reason declared for its kind (a debug build
+/// panics on one that is not, which a request would find only when it takes that path):
+/// `Error::failed_precondition(Reason::X…`, `Error::new(Kind::K, Reason::X…` and the like,
+/// read from the sources.
+#[test]
+fn every_error_uses_a_reason_declared_for_its_kind() {
+    use onething_platform::{error::Kind, reason::Reason};
+    let kind_of_call = |call: &str| match call {
+        "failed_precondition" => Some(Kind::FailedPrecondition),
+        "not_found" => Some(Kind::NotFound),
+        "invalid_field" | "from_violations" => Some(Kind::InvalidArgument),
+        _ => None,
+    };
+    let kind_named = |name: &str| {
+        [
+            ("InvalidArgument", Kind::InvalidArgument),
+            ("NotFound", Kind::NotFound),
+            ("AlreadyExists", Kind::AlreadyExists),
+            ("FailedPrecondition", Kind::FailedPrecondition),
+            ("Aborted", Kind::Aborted),
+            ("ResourceExhausted", Kind::ResourceExhausted),
+            ("Unauthenticated", Kind::Unauthenticated),
+            ("PermissionDenied", Kind::PermissionDenied),
+            ("Unavailable", Kind::Unavailable),
+            ("Internal", Kind::Internal),
+        ]
+        .into_iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, k)| k)
+    };
+    // `VehicleNoProxyInspection` → `VEHICLE_NO_PROXY_INSPECTION`.
+    let code_of = |variant: &str| {
+        let mut code = String::new();
+        for (i, c) in variant.chars().enumerate() {
+            if c.is_ascii_uppercase() && i > 0 {
+                code.push('_');
+            }
+            code.push(c.to_ascii_uppercase());
+        }
+        code
+    };
+    let ident = |s: &str| s.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect::<String>();
+    let mut wrong = Vec::new();
+    let mut seen = 0;
+    let mut stack = vec![root().join("services")];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let p = entry.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            if p.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&p).unwrap();
+            for (at, _) in text.match_indices("Error::") {
+                let rest = &text[at + "Error::".len()..];
+                let call = ident(rest);
+                let Some(args) = rest[call.len()..].strip_prefix('(') else { continue };
+                let args = args.trim_start();
+                let (kind, args) = match kind_of_call(&call) {
+                    Some(k) => (Some(k), args),
+                    None if call == "new" => match args.strip_prefix("Kind::") {
+                        Some(a) => {
+                            let name = ident(a);
+                            (kind_named(&name), a[name.len()..].trim_start_matches(',').trim_start())
+                        }
+                        None => (None, args),
+                    },
+                    None => (None, args),
+                };
+                let (Some(kind), Some(r)) = (kind, args.strip_prefix("Reason::")) else { continue };
+                let code = code_of(&ident(r));
+                seen += 1;
+                match Reason::parse(&code) {
+                    Some(reason) if reason.allows(kind) => {}
+                    _ => wrong.push(format!("{}: {code} as {kind:?}", p.display())),
+                }
+            }
+        }
+    }
+    assert!(seen > 80, "the scan found only {seen} errors");
+    assert!(wrong.is_empty(), "reasons used with a kind they do not declare: {wrong:#?}");
 }

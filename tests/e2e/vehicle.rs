@@ -213,6 +213,48 @@ async fn licence_cancellation_waits_for_the_death_event(backend: Backend) {
 }
 both_backends!(licence_cancellation_waits_for_the_death_event);
 
+/// A waiting cancellation asked for a supplement when the death fact came is decided as soon
+/// as the supplement arrives (the fact's sweep passed it by while it waited).
+async fn a_supplied_case_whose_fact_came_is_decided(backend: Backend) {
+    let Some((mesh, mut v, mut hh)) = deaths(backend).await else { return };
+    let elder = seeded_elder();
+    let waiting = v.create_case(licence_cancellation(&elder, "lic-s")).await.unwrap().into_inner().case.unwrap();
+    mesh.cases(VEHICLE, &staff("vehicle", &["clerk"]))
+        .await
+        .request_supplement(pb::RequestSupplementRequest {
+            case_id: waiting.case_id.clone(),
+            material_codes: vec!["death_certificate".into()],
+            reason_text: "请补死亡证明".into(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap();
+    hh.create_case(deregistration(&elder, "SW-2026-0210", "lic-s-dereg", "")).await.unwrap();
+    let db = mesh.db(VEHICLE).clone();
+    eventually(Duration::from_secs(30), "vehicle to record the death", || {
+        let db = db.clone();
+        async move { (count(&db, "deceased_persons").await == 1).then_some(()) }
+    })
+    .await
+    .unwrap();
+    let supplied = mesh
+        .cases(VEHICLE, &citizen_token(&seeded_person()))
+        .await
+        .supply_materials(pb::SupplyMaterialsRequest {
+            case_id: waiting.case_id,
+            materials: vec![material("death_certificate")],
+            expected_version: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    assert_eq!(supplied.state(), CaseState::Approved, "decided with the supply, not left waiting");
+    mesh.stop_all().await;
+}
+both_backends!(a_supplied_case_whose_fact_came_is_decided);
+
 async fn bookings_walk_in_go_proxy_move_and_give_back(backend: Backend) {
     let Some(mesh) = TestMesh::with(backend).service(VEHICLE).settings(|_, s| s.sweep_interval_ms = 200).start().await
     else {
@@ -282,6 +324,24 @@ async fn bookings_walk_in_go_proxy_move_and_give_back(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(free(day.into_inner().slots, "11:00"), 3, "a withdrawn booking gives its place back");
+    // So does one the approver rejects uninspected (the vehicle never came).
+    let no_show =
+        owner.create_case(booking("noshow-1", "2099-03-05", "11:00")).await.unwrap().into_inner().case.unwrap();
+    mesh.cases(VEHICLE, &staff("vehicle", &["approver"]))
+        .await
+        .reject_case(pb::RejectCaseRequest {
+            case_id: no_show.case_id,
+            reason_code: "VEHICLE_NO_SHOW".into(),
+            reason_text: "未到站".into(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap();
+    let day = ops
+        .get_availability(vpb::GetAvailabilityRequest { station_id: STATION.into(), date: "2099-03-05".into() })
+        .await
+        .unwrap();
+    assert_eq!(free(day.into_inner().slots, "11:00"), 3, "a no-show gives its place back");
 
     // 随到随检: a walk-in gets today's next free slot, or a clear answer when the day is over.
     let mut walk_in = booking("walk-1", "", "");

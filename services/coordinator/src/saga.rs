@@ -122,9 +122,12 @@ pub struct StepView {
 /// What follows from the steps' states: their new states and the bundle's.
 pub fn evaluate(def: &Bundle, current: BundleState, steps: &mut [StepView]) -> BundleState {
     unblock(def, steps);
-    let required_refused = steps
-        .iter()
-        .any(|s| matches!(s.state, Step::Refused | Step::Skipped) && def.step(&s.id).is_some_and(|d| !d.optional));
+    // A required step refused, skipped, or withdrawn on its own (its case withdrawn at the
+    // department): the bundle cannot complete.
+    let required_refused = steps.iter().any(|s| {
+        matches!(s.state, Step::Refused | Step::Skipped | Step::Cancelled)
+            && def.step(&s.id).is_some_and(|d| !d.optional)
+    });
     let next = if is_live(current) && required_refused { BundleState::Failed } else { current };
     match next {
         BundleState::Failed => compensate(def, steps),
@@ -197,12 +200,16 @@ fn compensate(def: &Bundle, steps: &mut [StepView]) {
 /// bundle fails (withdrawn before its licence was decided, no filing that needs the
 /// licence stands).
 fn withdraw(def: &Bundle, steps: &mut [StepView]) {
-    let required_approved =
-        steps.iter().filter(|s| def.step(&s.id).is_some_and(|d| !d.optional)).all(|s| s.state.lets_dependants_start());
+    let required: Vec<Step> =
+        steps.iter().filter(|s| def.step(&s.id).is_some_and(|d| !d.optional)).map(|s| s.state).collect();
+    // Revoked only once every required step's withdrawal has ended: one approved meanwhile
+    // (the approver was quicker) lets what was decided stand.
+    let required_settled = required.iter().all(|s| s.is_settled());
+    let required_approved = required.iter().all(|s| s.lets_dependants_start());
     for s in steps.iter_mut().filter(|s| !matches!(s.state, Step::Revoking)) {
         let stands_alone = required_approved || def.step(&s.id).is_some_and(|d| d.stands_alone);
         s.state = match (s.state, s.has_case) {
-            (Step::Done | Step::Provisional, true) if !stands_alone => Step::Revoking,
+            (Step::Done | Step::Provisional, true) if !stands_alone && required_settled => Step::Revoking,
             (settled, _) if settled.is_settled() => settled,
             (Step::InProgress | Step::Pending | Step::Cancelling, true) => Step::Cancelling,
             _ => Step::Cancelled,
@@ -391,7 +398,19 @@ mod tests {
         let def = c.bundle("enterprise_operating").unwrap();
         let mut v = views(&[("hotel_licence", Step::InProgress, true), ("precursor_filing", Step::Done, true)]);
         assert_eq!(evaluate(def, BundleState::Withdrawn, &mut v), BundleState::Withdrawn);
-        assert_eq!(states(&v), [Step::Cancelling, Step::Revoking]);
+        assert_eq!(states(&v), [Step::Cancelling, Step::Done], "the licence's withdrawal ends first");
+        v[0].state = Step::Cancelled;
+        assert_eq!(evaluate(def, BundleState::Withdrawn, &mut v), BundleState::Withdrawn);
+        assert_eq!(states(&v), [Step::Cancelled, Step::Revoking]);
+        // The approver was quicker than the withdrawal: the licence and its filing stand.
+        let mut v = views(&[("hotel_licence", Step::Done, true), ("precursor_filing", Step::Done, true)]);
+        assert_eq!(evaluate(def, BundleState::Withdrawn, &mut v), BundleState::Withdrawn);
+        assert_eq!(states(&v), [Step::Done, Step::Done]);
+        // The licence's case withdrawn on its own at the department: the bundle fails and
+        // the filing is revoked.
+        let mut v = views(&[("hotel_licence", Step::Cancelled, true), ("precursor_filing", Step::Done, true)]);
+        assert_eq!(evaluate(def, BundleState::Running, &mut v), BundleState::Failed);
+        assert_eq!(states(&v), [Step::Cancelled, Step::Revoking]);
         // The licence granted, only the optional filing given up: the licence stays.
         let mut v = views(&[("hotel_licence", Step::Done, true), ("precursor_filing", Step::InProgress, true)]);
         assert_eq!(evaluate(def, BundleState::Withdrawn, &mut v), BundleState::Withdrawn);

@@ -179,9 +179,9 @@ reasons! {
     HouseholdCollectiveExists = "HOUSEHOLD_COLLECTIVE_EXISTS" [FailedPrecondition, Case];
     /// A resident registered in Weihai needs no residence permit.
     HouseholdAlreadyLocal = "HOUSEHOLD_ALREADY_LOCAL" [FailedPrecondition, Case];
-    /// The green channel (M12) is for employees of a private enterprise on record: the
-    /// enterprise is not one, or did not report the person the card is for among its staff
-    /// (one answer whichever it is).
+    /// The green channel (M12) is for employees of a private enterprise on record, applying
+    /// for themselves: the enterprise is not one, or did not report the person among its
+    /// staff (one answer whichever it is), or the card is not the applicant's own.
     HouseholdNotGreenChannel = "HOUSEHOLD_NOT_GREEN_CHANNEL" [Case];
     /// The enterprise register could not be asked whether the applicant qualifies for the
     /// green channel; retry.
@@ -222,6 +222,8 @@ reasons! {
     VehicleProxyOutOfOrder = "VEHICLE_PROXY_OUT_OF_ORDER" [FailedPrecondition];
     /// This booking is not a proxy inspection.
     VehicleNoProxyInspection = "VEHICLE_NO_PROXY_INSPECTION" [NotFound];
+    /// The case is not an inspection booking: only a booking has an inspection result.
+    VehicleNotABooking = "VEHICLE_NOT_A_BOOKING" [FailedPrecondition];
     /// No vehicle with this plate is registered to the applicant.
     VehicleNotOwner = "VEHICLE_NOT_OWNER" [Case];
     /// The case waits for household registration to confirm a death before it is approved.

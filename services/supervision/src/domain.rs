@@ -54,6 +54,19 @@ pub fn is_contact(c: &str) -> bool {
     mobile || landline || mail
 }
 
+/// The contact as kept: a mobile number as its 11 digits (without `+86`, spaces or dashes),
+/// so the same number written two ways is the same contact; anything else trimmed.
+pub fn canonical_contact(c: &str) -> String {
+    let c = c.trim();
+    let local = c.strip_prefix("+86").map_or(c, |rest| rest.trim_start_matches([' ', '-']));
+    let digits: String = local.chars().filter(|ch| !matches!(ch, ' ' | '-')).collect();
+    if digits.len() == 11 && digits.starts_with('1') && digits.bytes().all(|b| b.is_ascii_digit()) {
+        digits
+    } else {
+        c.to_string()
+    }
+}
+
 /// The step after `s`, and the working days the next one is due in.
 pub fn next_step(s: ComplaintStep) -> Option<(ComplaintStep, u32)> {
     use ComplaintStep as C;
@@ -171,6 +184,9 @@ mod tests {
         assert!(is_contact("13712345678") && is_contact("0631-5192533") && is_contact("wang@example.cn"));
         assert!(!is_contact("") && !is_contact("call me") && !is_contact("12") && !is_contact("a@b"));
         assert!(is_contact("+86 13712345678") && is_contact("5192533") && is_contact("010-52012345"));
+        assert_eq!(canonical_contact("+86 13712345678"), "13712345678");
+        assert_eq!(canonical_contact(" +8613712345678 "), "13712345678");
+        assert_eq!(canonical_contact("0631-5192533"), "0631-5192533");
         for bad in
             ["a@@b.cn", "1371234567", "137123456789", "23712345678", "1-5192533", "wang@cn.", "１３７１２３４５６７８"]
         {

@@ -286,7 +286,7 @@ async fn record_result(
     }
     let booking = me.cases.get(p, &r.case_id).await?;
     if booking.matter_code != matters::BOOKING {
-        return Err(Error::failed_precondition(Reason::VehicleNoProxyInspection, "not an inspection booking"));
+        return Err(Error::failed_precondition(Reason::VehicleNotABooking, "not an inspection booking"));
     }
     const RPC: &str = "RecordInspectionResult";
     let case = if r.passed {

@@ -195,7 +195,9 @@ impl Engine {
                         st.case_version = case.version;
                     }
                     st.state = match (st.state, cs) {
-                        (Step::Revoking, Some(CaseState::Revoked)) => Step::Revoked,
+                        // Revoked (a cancellation that found the case approved meanwhile
+                        // revokes it too): shown as revoked, not refused.
+                        (_, Some(CaseState::Revoked)) => Step::Revoked,
                         // The department cannot revoke it: the approval stands, said so.
                         (Step::Revoking, Some(c @ (CaseState::Approved | CaseState::ApprovedProvisionally)))
                             if *stands =>

@@ -9,6 +9,7 @@ use onething_platform::{
     cases::{CaseRecord, CaseResult, MatterRules, Refusal},
     error::Result,
     events::OutgoingEvent,
+    reason::Reason,
 };
 use sea_orm::DatabaseTransaction;
 
@@ -88,8 +89,15 @@ impl MatterRules for IdCardExpedited {
     }
 
     async fn verify(&self, case: &mut CaseRecord) -> Result<Option<Refusal>> {
-        // The employee is the person whose card it is.
+        // The employee applies for their own card: asked for anyone else, the register is not
+        // consulted at all (a relative learns nothing of where someone works).
         let subject = case.field("subject_id_number").to_string();
+        if subject != case.applicant.identifier {
+            return Ok(Some(Refusal::new(
+                Reason::HouseholdNotGreenChannel,
+                "the green channel is applied for by the employee, for their own card",
+            )));
+        }
         self.employment.admit(case, &subject).await
     }
 

@@ -159,15 +159,15 @@ impl MaterialRecord {
 /// `data:`) or a read of the server (`file:`) is refused.
 pub const DOCUMENT_URI_SCHEMES: [&str; 3] = ["elicence", "oss", "https"];
 
-const DOCUMENT_URI_RULE: &str = "an elicence://, oss:// or https:// reference without spaces or control characters";
+const DOCUMENT_URI_RULE: &str =
+    "an elicence://, oss:// or https:// reference in printable ASCII (percent-encode the rest)";
 
-/// Whether `uri` is `<scheme>://<something>` with a scheme of [`DOCUMENT_URI_SCHEMES`] and no
-/// whitespace or control characters.
+/// Whether `uri` is `<scheme>://<something>` with a scheme of [`DOCUMENT_URI_SCHEMES`], in
+/// printable ASCII only (non-ASCII is percent-encoded; no spaces, controls or invisible
+/// direction marks that could make a link read as another).
 pub fn safe_document_uri(uri: &str) -> bool {
     let Some((scheme, rest)) = uri.split_once("://") else { return false };
-    DOCUMENT_URI_SCHEMES.contains(&scheme)
-        && !rest.is_empty()
-        && !uri.chars().any(|c| c.is_whitespace() || c.is_control())
+    DOCUMENT_URI_SCHEMES.contains(&scheme) && !rest.is_empty() && uri.chars().all(|c| c.is_ascii_graphic())
 }
 
 /// A case in memory.

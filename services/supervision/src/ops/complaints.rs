@@ -57,7 +57,7 @@ impl Supervision {
             let same = m.channel == channel.as_str_name()
                 && m.department == r.department.trim()
                 && m.summary == r.summary.trim()
-                && m.contact == r.contact.trim();
+                && m.contact == domain::canonical_contact(&r.contact);
             if !same {
                 return Err(Error::failed_precondition(
                     Reason::SupervisionIdempotencyKeyReused,
@@ -77,7 +77,7 @@ impl Supervision {
             next_step_due: Some(self.calendar.add_working_days(now, domain::FIRST_STEP_DAYS).at),
             notes: Default::default(),
             created_at: now,
-            contact: r.contact.trim().into(),
+            contact: domain::canonical_contact(&r.contact),
         };
         let txn = begin_write(&self.db).await?;
         complaint::Entity::insert(complaint::ActiveModel::from(m.clone()).reset_all())

@@ -113,8 +113,10 @@ impl MatterRules for InspectionBooking {
     }
 
     async fn after_change(&self, txn: &DatabaseTransaction, case: &CaseRecord, from: State) -> Result<()> {
-        // A withdrawn or cancelled booking gives its place back.
-        if from.is_open() && matches!(case.state, State::Withdrawn | State::Cancelled) {
+        // A withdrawn or cancelled booking gives its place back, and so does one rejected
+        // without an inspection (the vehicle never came): a failed inspection used its place.
+        let uninspected_rejection = case.state == State::Rejected && !case.result.contains_key(INSPECTION_RESULT);
+        if from.is_open() && (matches!(case.state, State::Withdrawn | State::Cancelled) || uninspected_rejection) {
             slots::release(txn, case.field("station_id"), case.field("slot_date"), case.field("slot_time")).await?;
         }
         Ok(())

@@ -97,7 +97,8 @@ impl CaseApi {
         let prefix = format!("{}_", self.inner.dept.name().to_uppercase());
         self.act((p, rpc, Need::Decide), case_id, expected_version, |me, case, ev| {
             check_reason_code(code)?;
-            if approvers_own && (!code.starts_with(&prefix) || Reason::parse(code).is_some()) {
+            let own = code.len() > prefix.len() && code.starts_with(&prefix) && Reason::parse(code).is_none();
+            if approvers_own && !own {
                 return Err(Error::invalid_field(
                     Reason::CaseInvalidRequest,
                     "reason_code",

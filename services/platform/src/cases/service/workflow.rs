@@ -247,8 +247,17 @@ impl CaseApi {
         case.reason_text.clear();
         let now = self.clock().now();
         self.step(case, action, now, &mut a.events)?;
-        if action == Action::SupplyForIntake {
-            self.receive(&a.txn, &mut a.case, &matter, now, &mut a.events).await?;
+        let rules = self.rules(&matter.code)?;
+        match action {
+            Action::SupplyForIntake => self.receive(&a.txn, &mut a.case, &matter, now, &mut a.events).await?,
+            // Back to accepted, an automatic matter is decided at once if its fact came
+            // while it waited (the sweep of facts passed it by).
+            Action::SupplyMaterials
+                if matter.handling == Handling::Automatic && rules.ready(&a.txn, &a.case).await? =>
+            {
+                self.decide(&a.txn, &mut a.case, &matter, now, &mut a.events).await?;
+            }
+            _ => {}
         }
         Ok(())
     }
