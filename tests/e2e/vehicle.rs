@@ -246,10 +246,7 @@ async fn a_supplied_case_whose_fact_came_is_decided(backend: Backend) {
             expected_version: 0,
         })
         .await
-        .unwrap()
-        .into_inner()
-        .case
-        .unwrap();
+        .case();
     assert_eq!(supplied.state(), CaseState::Approved, "decided with the supply, not left waiting");
     mesh.stop_all().await;
 }
