@@ -244,20 +244,22 @@ fn every_error_uses_a_reason_declared_for_its_kind() {
                 let rest = &text[at + "Error::".len()..];
                 let call = ident(rest);
                 let Some(args) = rest[call.len()..].strip_prefix('(') else { continue };
-                let args = args.trim_start();
-                let (kind, args) = match kind_of_call(&call) {
-                    Some(k) => (Some(k), args),
-                    None if call == "new" => match args.strip_prefix("Kind::") {
-                        Some(a) => {
-                            let name = ident(a);
-                            (kind_named(&name), a[name.len()..].trim_start_matches(',').trim_start())
-                        }
-                        None => (None, args),
+                // Arguments split at the top-level commas of the call's first two.
+                let mut parts = args.splitn(3, ',').map(str::trim);
+                let (first, second) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+                // A path's last segment: `crate::error::Kind::NotFound` → ("…Kind", "NotFound").
+                let last = |arg: &str| arg.rsplit_once("::").map(|(path, name)| (path.to_string(), ident(name)));
+                let (kind, reason_arg) = match kind_of_call(&call) {
+                    Some(k) => (Some(k), first),
+                    None if call == "new" => match last(first) {
+                        Some((path, name)) if path.ends_with("Kind") => (kind_named(&name), second),
+                        _ => (None, second),
                     },
-                    None => (None, args),
+                    None => (None, first),
                 };
-                let (Some(kind), Some(r)) = (kind, args.strip_prefix("Reason::")) else { continue };
-                let code = code_of(&ident(r));
+                let reason = last(reason_arg).filter(|(path, _)| path.ends_with("Reason")).map(|(_, name)| name);
+                let (Some(kind), Some(reason)) = (kind, reason) else { continue };
+                let code = code_of(&reason);
                 seen += 1;
                 match Reason::parse(&code) {
                     Some(reason) if reason.allows(kind) => {}

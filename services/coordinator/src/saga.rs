@@ -117,6 +117,17 @@ pub struct StepView {
     pub state: Step,
     /// Whether the department has a case for it.
     pub has_case: bool,
+    /// Whether its department said its approval cannot be revoked (`CASE_NOT_REVOCABLE`):
+    /// it stands, and is never asked to be revoked again.
+    pub kept: bool,
+}
+
+impl StepView {
+    /// Whether the step's approval may be revoked by compensation: it has a case and its
+    /// department did not say the approval stands.
+    fn revocable(&self) -> bool {
+        self.has_case && !self.kept
+    }
 }
 
 /// What follows from the steps' states: their new states and the bundle's.
@@ -186,7 +197,7 @@ fn compensate(def: &Bundle, steps: &mut [StepView]) {
             continue;
         }
         s.state = match (s.state, s.has_case) {
-            (Step::Done | Step::Provisional, true) => Step::Revoking,
+            (Step::Done | Step::Provisional, true) if s.revocable() => Step::Revoking,
             (Step::InProgress | Step::Pending | Step::Cancelling, true) => Step::Cancelling,
             (Step::Blocked | Step::Pending | Step::InProgress, false) => Step::Cancelled,
             (other, _) => other,
@@ -209,7 +220,9 @@ fn withdraw(def: &Bundle, steps: &mut [StepView]) {
     for s in steps.iter_mut().filter(|s| !matches!(s.state, Step::Revoking)) {
         let stands_alone = required_approved || def.step(&s.id).is_some_and(|d| d.stands_alone);
         s.state = match (s.state, s.has_case) {
-            (Step::Done | Step::Provisional, true) if !stands_alone && required_settled => Step::Revoking,
+            (Step::Done | Step::Provisional, true) if !stands_alone && required_settled && s.revocable() => {
+                Step::Revoking
+            }
             (settled, _) if settled.is_settled() => settled,
             (Step::InProgress | Step::Pending | Step::Cancelling, true) => Step::Cancelling,
             _ => Step::Cancelled,
@@ -257,7 +270,7 @@ mod tests {
     }
 
     fn views(pairs: &[(&str, Step, bool)]) -> Vec<StepView> {
-        pairs.iter().map(|(id, s, c)| StepView { id: (*id).into(), state: *s, has_case: *c }).collect()
+        pairs.iter().map(|(id, s, c)| StepView { id: (*id).into(), state: *s, has_case: *c, kept: false }).collect()
     }
 
     fn states(v: &[StepView]) -> Vec<Step> {
@@ -423,6 +436,20 @@ mod tests {
         ]);
         assert_eq!(evaluate(death, BundleState::Withdrawn, &mut v), BundleState::Withdrawn);
         assert_eq!(states(&v), [Step::Done, Step::Cancelling, Step::Cancelled]);
+    }
+
+    #[test]
+    fn an_approval_its_department_keeps_is_not_asked_again() {
+        let c = catalog();
+        let def = c.bundle("enterprise_operating").unwrap();
+        let mut v = views(&[("hotel_licence", Step::Refused, true), ("precursor_filing", Step::Done, true)]);
+        v[1].kept = true;
+        assert_eq!(evaluate(def, BundleState::Running, &mut v), BundleState::Failed);
+        assert_eq!(states(&v), [Step::Refused, Step::Done]);
+        let mut v = views(&[("hotel_licence", Step::Cancelled, true), ("precursor_filing", Step::Done, true)]);
+        v[1].kept = true;
+        assert_eq!(evaluate(def, BundleState::Withdrawn, &mut v), BundleState::Withdrawn);
+        assert_eq!(states(&v), [Step::Cancelled, Step::Done]);
     }
 
     #[test]

@@ -288,6 +288,14 @@ async fn record_result(
     if booking.matter_code != matters::BOOKING {
         return Err(Error::failed_precondition(Reason::VehicleNotABooking, "not an inspection booking"));
     }
+    // The result is recorded on an accepted booking (one awaiting a supplement is not being
+    // inspected), so a failure always keeps its defects.
+    if booking.state != State::Accepted {
+        return Err(Error::failed_precondition(
+            Reason::CaseIllegalTransition,
+            format!("an inspection result is recorded on an accepted booking, not a {} one", booking.state),
+        ));
+    }
     const RPC: &str = "RecordInspectionResult";
     let case = if r.passed {
         me.cases

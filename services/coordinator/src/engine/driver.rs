@@ -3,7 +3,6 @@
 //! and the submit path share a bounded number of drive slots.
 
 use super::*;
-use onething_platform::reason::Reason;
 use sea_orm::{Condition, QuerySelect};
 
 impl Engine {
@@ -137,11 +136,11 @@ impl Engine {
         let pending = |s: &step::Model| s.state == Step::Pending;
         let required = |s: &step::Model| def.and_then(|d| d.step(&s.step_id)).is_none_or(|d| !d.optional);
         let stands_alone = |s: &step::Model| def.and_then(|d| d.step(&s.step_id)).is_some_and(|d| d.stands_alone);
-        let mut due: Vec<&step::Model> = agg
-            .steps
-            .iter()
-            .filter(|s| pending(s) && s.next_attempt_at <= now && state == BundleState::Running)
-            .collect();
+        // A failed bundle still creates what stands alone (its optional steps carry on).
+        let may_start =
+            |s: &step::Model| state == BundleState::Running || (state == BundleState::Failed && stands_alone(s));
+        let mut due: Vec<&step::Model> =
+            agg.steps.iter().filter(|s| pending(s) && s.next_attempt_at <= now && may_start(s)).collect();
         let at_once: Vec<&step::Model> = due
             .iter()
             .copied()
@@ -216,6 +215,11 @@ impl Engine {
                         },
                         (_, None) => Step::Cancelled,
                     };
+                    // Found approved (the approver was quicker): the step carries what the
+                    // approval gave, as if it had come by the create answer.
+                    if st.state.lets_dependants_start() {
+                        record::record_decided(st, case);
+                    }
                 }
                 Err(why) => retry_later(st, why),
             }

@@ -271,7 +271,12 @@ impl Engine {
         let mut views: Vec<StepView> = agg
             .steps
             .iter()
-            .map(|s| StepView { id: s.step_id.clone(), state: s.state, has_case: !s.case_id.is_empty() })
+            .map(|s| StepView {
+                id: s.step_id.clone(),
+                state: s.state,
+                has_case: !s.case_id.is_empty(),
+                kept: s.reason.starts_with(Reason::CaseNotRevocable.as_str()),
+            })
             .collect();
         let next = saga::evaluate(&def, agg.bundle.state, &mut views);
         for (s, v) in agg.steps.iter_mut().zip(&views) {

@@ -127,6 +127,16 @@ pub(super) fn record_case(s: &mut step::Model, news: &CaseNews<'_>) {
     }
 }
 
+/// What an approved case brings its step when the step learns of the approval from a
+/// withdrawal or revocation that found it (not from the create answer or an event): its
+/// result for the applicant, and what it owes by when.
+pub(super) fn record_decided(s: &mut step::Model, case: &cpb::Case) {
+    if let Some(news) = CaseNews::of_case(case) {
+        s.result = case.result.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<BTreeMap<_, _>>().into();
+        record_time_rules(s, &news);
+    }
+}
+
 /// The case's time rules on its step: its due time while open (a decision keeps the last),
 /// what it owes (容缺: by the owed deadline) or was asked for (补正: by the supplement's),
 /// and whether it waits on the applicant.

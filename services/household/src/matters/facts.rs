@@ -91,14 +91,17 @@ impl MatterRules for IdCardExpedited {
     async fn verify(&self, case: &mut CaseRecord) -> Result<Option<Refusal>> {
         // The employee applies for their own card: asked for anyone else, the register is not
         // consulted at all (a relative learns nothing of where someone works).
-        let subject = case.field("subject_id_number").to_string();
-        if subject != case.applicant.identifier {
+        // Compared as ID numbers (a trailing x is an X), as `subject_for` compares them.
+        let own = onething_platform::ids::CitizenId::parse(case.field("subject_id_number"))
+            .is_ok_and(|id| id.expose() == case.applicant.identifier);
+        if !own {
             return Ok(Some(Refusal::new(
                 Reason::HouseholdNotGreenChannel,
                 "the green channel is applied for by the employee, for their own card",
             )));
         }
-        self.employment.admit(case, &subject).await
+        let employee = case.applicant.identifier.clone();
+        self.employment.admit(case, &employee).await
     }
 
     async fn check_intake(&self, txn: &DatabaseTransaction, case: &CaseRecord) -> Result<Option<Refusal>> {

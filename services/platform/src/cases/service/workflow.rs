@@ -442,8 +442,6 @@ impl CaseApi {
     }
 }
 
-/// A retried create returns the first case only when it is the same matter for the same
-/// applicant; anything else reuses a key and learns nothing about the other case.
 /// Sets a refusal at intake on `case`, dropping what was verified before it (a green
 /// channel admitted by another service's answer): a refused case tells nothing of it.
 fn refuse(case: &mut CaseRecord, r: Refusal) {
@@ -453,6 +451,8 @@ fn refuse(case: &mut CaseRecord, r: Refusal) {
     case.priority = false;
 }
 
+/// A retried create returns the first case only when it is the same matter for the same
+/// applicant; anything else reuses a key and learns nothing about the other case.
 fn same_request(existing: CaseRecord, matter: &Matter, applicant: &ApplicantRecord) -> Result<CaseRecord> {
     if existing.matter_code == matter.code
         && existing.applicant.kind == applicant.kind
