@@ -28,6 +28,7 @@ pub mod seal;
 pub mod service_kind;
 pub mod shutdown;
 pub mod store;
+pub mod sweep;
 pub mod telemetry;
 
 /// The attribute a [`cases::MatterRules`] implementation carries (its methods are async).

@@ -82,6 +82,13 @@ impl Sealer {
     }
 }
 
+/// The 11 digits of a mainland mobile number written `c`: 11 digits from 1, optionally after
+/// `+86` and spaces or dashes; `None` for anything else.
+pub fn mobile_digits(c: &str) -> Option<&str> {
+    let local = c.strip_prefix("+86").map_or(c, |rest| rest.trim_start_matches([' ', '-']));
+    (local.len() == 11 && local.starts_with('1') && local.bytes().all(|b| b.is_ascii_digit())).then_some(local)
+}
+
 /// A contact (phone number or e-mail address) masked for display and events: the first three
 /// and last four digits of a mobile number (as Chinese services show them), the last two
 /// digits of any other number, the first character and the domain of an address; anything
@@ -94,11 +101,7 @@ pub fn mask_contact(contact: &str) -> String {
     }
     if c.len() >= 7 && c.iter().all(|ch| ch.is_ascii_digit() || *ch == '-' || *ch == '+' || *ch == ' ') {
         let digits: String = c.iter().filter(|ch| ch.is_ascii_digit()).collect();
-        let mobile = match digits.strip_prefix("86") {
-            Some(rest) if rest.len() == 11 => rest,
-            _ => digits.as_str(),
-        };
-        if mobile.len() == 11 && mobile.starts_with('1') {
+        if let Some(mobile) = mobile_digits(&digits).or_else(|| digits.strip_prefix("86").and_then(mobile_digits)) {
             return format!("{}****{}", &mobile[..3], &mobile[7..]);
         }
         return format!("****{}", &digits[digits.len().saturating_sub(2)..]);

@@ -36,8 +36,7 @@ pub fn is_contact(c: &str) -> bool {
     }
     let digits =
         |s: &str, n: std::ops::RangeInclusive<usize>| n.contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit());
-    let local = c.strip_prefix("+86").map_or(c, |rest| rest.trim_start_matches([' ', '-']));
-    let mobile = digits(local, 11..=11) && local.starts_with('1');
+    let mobile = onething_platform::seal::mobile_digits(c).is_some();
     let landline = match c.split_once('-') {
         Some((area, number)) => digits(area, 3..=4) && area.starts_with('0') && digits(number, 7..=8),
         None => digits(c, 7..=8),
@@ -54,17 +53,11 @@ pub fn is_contact(c: &str) -> bool {
     mobile || landline || mail
 }
 
-/// The contact as kept: a mobile number as its 11 digits (without `+86`, spaces or dashes),
-/// so the same number written two ways is the same contact; anything else trimmed.
+/// The contact as kept: a mobile number as its 11 digits (without `+86`), so the same number
+/// written two ways is the same contact; anything else trimmed.
 pub fn canonical_contact(c: &str) -> String {
     let c = c.trim();
-    let local = c.strip_prefix("+86").map_or(c, |rest| rest.trim_start_matches([' ', '-']));
-    let digits: String = local.chars().filter(|ch| !matches!(ch, ' ' | '-')).collect();
-    if digits.len() == 11 && digits.starts_with('1') && digits.bytes().all(|b| b.is_ascii_digit()) {
-        digits
-    } else {
-        c.to_string()
-    }
+    onething_platform::seal::mobile_digits(c).unwrap_or(c).to_string()
 }
 
 /// The step after `s`, and the working days the next one is due in.

@@ -94,7 +94,7 @@ pub(super) fn record_created(st: &mut step::Model, outcome: &std::result::Result
 /// coordinator asked for revokes the step; any other refuses it.
 pub(super) fn record_case(s: &mut step::Model, news: &CaseNews<'_>) {
     if let Some(r) = news.result {
-        s.result = r.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<BTreeMap<_, _>>().into();
+        set_result(s, r);
     }
     if news.version > s.case_version || s.case_id.is_empty() {
         s.case_id = news.case_id.to_string();
@@ -132,9 +132,14 @@ pub(super) fn record_case(s: &mut step::Model, news: &CaseNews<'_>) {
 /// result for the applicant, and what it owes by when.
 pub(super) fn record_decided(s: &mut step::Model, case: &cpb::Case) {
     if let Some(news) = CaseNews::of_case(case) {
-        s.result = case.result.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<BTreeMap<_, _>>().into();
+        set_result(s, &case.result);
         record_time_rules(s, &news);
     }
+}
+
+/// The case's result fields, for the applicant, on its step.
+fn set_result(s: &mut step::Model, result: &std::collections::HashMap<String, String>) {
+    s.result = result.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<BTreeMap<_, _>>().into();
 }
 
 /// The case's time rules on its step: its due time while open (a decision keeps the last),

@@ -57,15 +57,10 @@ impl Requests {
             .into_tuple()
             .all(&self.db)
             .await?;
-        let mut n = 0;
-        for id in late {
-            // One request failing (a row that does not read, a write that fails) holds up
-            // no other.
-            match self.flag_one(&id, now).await {
-                Ok(done) => n += usize::from(done),
-                Err(e) => tracing::error!(request_id = %id, error = %e, "flagging a late request failed; skipped"),
-            }
-        }
+        let n = onething_platform::sweep::each(late, "flagging a late request", |id| async move {
+            self.flag_one(&id, now).await
+        })
+        .await;
         if n > 0 {
             self.outbox.wake();
         }

@@ -164,7 +164,7 @@ pub fn complaint_pb(m: &complaint::Model, reader: &Principal) -> pb::Complaint {
         step: pb::ComplaintStep::from_str_name(&m.step).unwrap_or(pb::ComplaintStep::Unspecified) as i32,
         next_step_due: m.next_step_due.map(timestamp),
         notes: if staff(reader) { m.notes.0.clone() } else { Vec::new() },
-        contact: if staff(reader) && reader.has_role(onething_platform::authz::ROLE_PERSONAL_DATA) {
+        contact: if staff(reader) && onething_platform::authz::sees_personal_data(reader) {
             m.contact.clone()
         } else {
             onething_platform::seal::mask_contact(&m.contact)

@@ -105,9 +105,8 @@ impl CaseApi {
                     format!("the approver's own code, starting {prefix} and not one the mesh declares"),
                 ));
             }
-            if case.state == State::Accepted {
-                record(case, result);
-            }
+            // Recorded whatever the state: a rejection the lifecycle refuses rolls it back.
+            record(case, result);
             case.reason_code = code.to_string();
             case.reason_text = text.chars().take(500).collect();
             me.step(case, Action::Reject, me.clock().now(), ev)

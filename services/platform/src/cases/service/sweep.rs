@@ -14,13 +14,13 @@ impl CaseApi {
     /// A database failure listing the overdue cases.
     pub async fn revoke_overdue(&self, now: DateTime<Utc>) -> Result<usize> {
         let overdue = self.ids_where(State::ApprovedProvisionally, row::Column::DueAt, now).await?;
-        let mut revoked = 0;
-        for id in overdue {
-            match self.revoke_one(&id, now).await {
-                Ok(done) => revoked += usize::from(done),
-                Err(e) => tracing::error!(case_id = %id, error = %e, "revoking an overdue case failed; skipped"),
-            }
-        }
+        let revoked =
+            crate::sweep::each(
+                overdue,
+                "revoking an overdue case",
+                |id| async move { self.revoke_one(&id, now).await },
+            )
+            .await;
         if revoked > 0 {
             self.inner.outbox.wake();
         }
@@ -52,15 +52,10 @@ impl CaseApi {
     /// A database failure listing the overdue cases.
     pub async fn close_overdue_supplements(&self, now: DateTime<Utc>) -> Result<usize> {
         let overdue = self.ids_where(State::AwaitingSupplement, row::Column::SupplementDueAt, now).await?;
-        let mut closed = 0;
-        for id in overdue {
-            match self.close_one(&id, now).await {
-                Ok(done) => closed += usize::from(done),
-                Err(e) => {
-                    tracing::error!(case_id = %id, error = %e, "closing a case past its supplement deadline failed; skipped")
-                }
-            }
-        }
+        let closed = crate::sweep::each(overdue, "closing a case past its supplement deadline", |id| async move {
+            self.close_one(&id, now).await
+        })
+        .await;
         if closed > 0 {
             self.inner.outbox.wake();
         }
