@@ -25,15 +25,19 @@ async fn a_short_chaos_run_loses_and_doubles_nothing() {
         let kept = out.keep();
         panic!("chaos failed (logs kept in {}):\n{stdout}\n{}", kept.display(), String::from_utf8_lossy(&run.stderr));
     }
-    for service in ["household", "exit_entry", "vehicle", "liaison", "coordinator", "supervision", "nats-server"] {
+    for service in
+        ["household", "exit_entry", "vehicle", "liaison", "coordinator", "coordinator-2", "supervision", "nats-server"]
+    {
         assert!(stdout.contains(&format!("kill -9 {service}\n")), "{service} was not killed:\n{stdout}");
     }
+    assert!(stdout.contains("to 2 coordinator replicas"), "{stdout}");
+    // The number a line of the run's report starts with, after `prefix`.
+    let number = |prefix: &str| {
+        stdout.lines().find_map(|l| l.strip_prefix(prefix)?.split(' ').next()?.parse::<u64>().ok()).unwrap_or(0)
+    };
+    assert!(number("chaos: the broker lost ") > 0, "no acknowledged event lost:\n{stdout}");
     assert!(stdout.contains("PostgreSQL crashed (immediate shutdown) and restarted"), "{stdout}");
-    let accepted = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("chaos: ok: all ")?.split(' ').next()?.parse::<u64>().ok())
-        .expect("the count of completed bundles");
-    assert!(accepted > 0, "{stdout}");
+    assert!(number("chaos: ok: all ") > 0, "no bundle completed:\n{stdout}");
     assert!(!stdout.contains("FAILED"), "{stdout}");
     for stream in ["COORDINATOR", "HOUSEHOLD", "LIAISON", "VEHICLE"] {
         assert!(stdout.contains(&format!("ok: ONETHING_{stream}: all ")), "{stream}:\n{stdout}");

@@ -290,3 +290,48 @@ async fn a_late_hand_over_is_not_overtaken(backend: Backend) {
     assert_eq!(info.state.messages, 2, "nothing twice");
 }
 both_backends!(a_late_hand_over_is_not_overtaken);
+
+/// A round given up half way (its broker stopped answering) keeps the acks it already had:
+/// those rows are marked sent and never published again. A marking given up half way (the
+/// database busy) keeps its rows to mark next time.
+async fn an_abandoned_round_or_marking_keeps_what_went(backend: Backend) {
+    use futures::StreamExt;
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    let Some((_test_db, db, nats, outbox, relay)) = relay_alone(backend, 256).await else { return };
+    // A subject answered by no stream but heard by a listener that never replies: a publish
+    // there waits for an ack that does not come (a broker that went quiet).
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let mut quiet = client.subscribe("onething.quiet.v1.case.submitted").await.unwrap();
+    client.flush().await.unwrap();
+    let hanging = onething_platform::events::OutgoingEvent::new(
+        "onething.quiet.v1.case.submitted",
+        "cases/one",
+        &onething_proto::common::CaseStateChanged { case_id: "one".into(), ..Default::default() },
+    );
+    // One aggregate, so two waves: the first acked, the second waits for ever.
+    let txn = db.begin().await.unwrap();
+    outbox.enqueue(&txn, case_event("one", "submitted")).await.unwrap();
+    outbox.enqueue(&txn, hanging).await.unwrap();
+    txn.commit().await.unwrap();
+    let round = tokio::time::timeout(Duration::from_secs(3), relay.publish_pending()).await;
+    assert!(round.is_err(), "the round waits for the quiet ack: {round:?}");
+    assert!(quiet.next().await.is_some(), "the second wave was sent");
+    assert_eq!(on_stream(&nats, 1).await.len(), 1);
+
+    // The database busy: the marking waits, and is given up.
+    let blocker = db.begin().await.unwrap();
+    blocker.execute_unprepared("UPDATE outbox SET attempts = attempts").await.unwrap();
+    let marking = tokio::time::timeout(Duration::from_millis(500), relay.mark_sent()).await;
+    assert!(marking.is_err(), "the marking waits for the lock: {marking:?}");
+    blocker.rollback().await.unwrap();
+
+    assert_eq!(relay.mark_sent().await.unwrap(), 1, "the acked row is still remembered");
+    assert_eq!(count(&db, "outbox WHERE sent_at IS NOT NULL AND stream_seq = 1").await, 1);
+    drop(quiet);
+    client.flush().await.unwrap();
+    // Quiet no more (no listener: the publish fails at once); the acked row is not sent again.
+    assert!(relay.publish_pending().await.is_err());
+    let info = nats.jetstream().await.get_stream("ONETHING_HOUSEHOLD").await.unwrap().get_info().await.unwrap();
+    assert_eq!(info.state.messages, 1, "nothing twice");
+}
+both_backends!(an_abandoned_round_or_marking_keeps_what_went);

@@ -176,6 +176,16 @@ async fn more_bundles_than_a_hung_department_may_hold(backend: Backend) {
     })
     .await
     .unwrap();
+    // The calls turned back as busy are tried again soon, never counted as failed attempts
+    // (which would push them back up to 30 s).
+    let db = onething_platform::db::connect(&st._db.url).await.unwrap();
+    let busy = "bundle_steps WHERE step_id = 'vehicle_verification' AND reason = 'vehicle busy; retrying'";
+    eventually(Duration::from_secs(30), "the turned-back steps said busy", || async {
+        (count(&db, busy).await == 4).then_some(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(count(&db, "bundle_steps WHERE step_id = 'vehicle_verification' AND attempts > 0").await, 0);
     let other = onething_platform::ids::CreditCode::complete("91371002MA3C00789").unwrap().to_string();
     let mut o = applicant(&st, &other).await;
     st.dept.fail_next("liaison", 1);
@@ -196,7 +206,9 @@ async fn a_watcher_on_another_replica_sees_the_change_and_ends_with_its_client(b
     use futures::StreamExt;
     use onething_coordinator::watch::{DOORBELL, WATCHERS_PER_BUNDLE};
     let Some(st) = stage(backend).await else { return };
-    let other = start_named("coordinator", st.settings.clone()).await;
+    // B reads a bundle by itself only every ten minutes: within this test only a ring wakes it.
+    let quiet = onething_platform::config::Settings { watch_fallback_ms: 600_000, ..st.settings.clone() };
+    let other = start_named("coordinator", quiet).await;
     let code = company();
     let mut on_a = applicant(&st, &code).await;
     let mut on_b = BundleServiceClient::new(connect_as(&other.endpoint(), Some(&enterprise_token(&code))).await);

@@ -45,7 +45,15 @@ pub async fn build(settings: Settings) -> anyhow::Result<Service> {
     let identity = ServiceIdentity::load(SERVICE, &settings.auth)?;
     let peers = Peers::from_settings(&settings)?;
     let mut runtime = ServiceRuntime::start::<store::Migrator>(SERVICE, settings).await?;
-    let engine = engine::Engine::new(&runtime, identity, peers, watch::Changes::new(Some(runtime.js.client())));
+    let engine = engine::Engine::new(
+        &runtime,
+        identity,
+        peers,
+        watch::Changes::new(
+            Some(runtime.js.client()),
+            std::time::Duration::from_millis(runtime.settings.watch_fallback_ms.max(100)),
+        ),
+    );
     for dept in events::DEPARTMENTS {
         runtime.add_consumer(
             events::case_events_spec(dept),

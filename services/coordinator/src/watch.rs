@@ -17,9 +17,6 @@ use tokio_util::sync::CancellationToken;
 /// Doorbell subjects: `onething.watch.coordinator.<bundle id>`.
 pub const DOORBELL: &str = "onething.watch.coordinator";
 
-/// How often a watcher reads its bundle when nothing rang.
-pub const FALLBACK: Duration = Duration::from_secs(5);
-
 /// Watchers of one bundle in one replica, at most (an applicant's tabs, a clerk's screen).
 pub const WATCHERS_PER_BUNDLE: usize = 16;
 
@@ -43,17 +40,20 @@ pub struct Changes {
     out: Option<mpsc::Sender<String>>,
     nats: Option<async_nats::Client>,
     replica: String,
+    /// How long a watcher waits for a ring before reading its bundle anyway.
+    fallback: Duration,
 }
 
 impl Default for Changes {
     fn default() -> Self {
-        Self::new(None)
+        Self::new(None, Duration::from_secs(5))
     }
 }
 
 /// One watcher of one bundle; its place is given back when dropped.
 pub struct Watcher {
     rung: watch::Receiver<u64>,
+    fallback: Duration,
     id: String,
     bells: Arc<Mutex<HashMap<String, Bell>>>,
 }
@@ -72,8 +72,9 @@ impl Drop for Watcher {
 
 impl Changes {
     /// Rings within this process and, with `nats`, to the other replicas (through one task
-    /// started by [`Changes::listen`]).
-    pub fn new(nats: Option<async_nats::Client>) -> Self {
+    /// started by [`Changes::listen`]); a watcher that heard nothing for `fallback` reads
+    /// its bundle anyway.
+    pub fn new(nats: Option<async_nats::Client>, fallback: Duration) -> Self {
         let replica = uuid::Uuid::now_v7().to_string();
         let out = nats.as_ref().map(|n| {
             let (tx, mut rx) = mpsc::channel::<String>(RINGS_QUEUED);
@@ -87,7 +88,7 @@ impl Changes {
             });
             tx
         });
-        Self { bells: Arc::new(Mutex::new(HashMap::new())), out, nats, replica }
+        Self { bells: Arc::new(Mutex::new(HashMap::new())), out, nats, replica, fallback }
     }
 
     fn ring_here(&self, id: &str) {
@@ -113,7 +114,12 @@ impl Changes {
             return None;
         }
         bell.watchers += 1;
-        Some(Watcher { rung: bell.rung.subscribe(), id: id.to_string(), bells: self.bells.clone() })
+        Some(Watcher {
+            rung: bell.rung.subscribe(),
+            fallback: self.fallback,
+            id: id.to_string(),
+            bells: self.bells.clone(),
+        })
     }
 
     /// Passes the other replicas' rings to this process's watchers until `stop`.
@@ -156,7 +162,7 @@ impl Watcher {
         tokio::select! {
             _ = gone => false,
             _ = self.rung.changed() => true,
-            _ = tokio::time::sleep(FALLBACK) => true,
+            _ = tokio::time::sleep(self.fallback) => true,
         }
     }
 }

@@ -59,6 +59,10 @@ pub struct Settings {
     /// late enterprise requests, issuing 督办 notices). Deadlines are minutes to days long;
     /// a minute is soon enough.
     pub sweep_interval_ms: u64,
+    /// Milliseconds a `WatchBundle` stream (coordinator) waits for its bundle's ring before
+    /// reading the bundle anyway: rings are hints over core NATS, and one lost while NATS was
+    /// away is made good by this read.
+    pub watch_fallback_ms: u64,
     /// The business clock every rule reads; the system clock unless a test or a
     /// demonstration moves it. Not configuration: never read from a file or the environment.
     #[serde(skip)]
@@ -213,6 +217,7 @@ impl Default for Settings {
             consumer_suffix: String::new(),
             seal_key_file: String::new(),
             sweep_interval_ms: 60_000,
+            watch_fallback_ms: 5_000,
             clock: crate::clock::Clock::system(),
         }
     }

@@ -110,8 +110,10 @@ impl Drop for Databases {
 
 /// One running service process.
 pub struct Process {
-    /// Service name.
+    /// Process name: the service's, with `-2`, `-3` … for its further replicas.
     pub name: String,
+    /// Which of [`SERVICES`] it runs.
+    service: usize,
     /// gRPC endpoint, `http://127.0.0.1:port`.
     pub endpoint: String,
     child: Option<Child>,
@@ -122,17 +124,24 @@ impl Process {
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map_or(0, Child::id)
     }
+
+    fn port(&self) -> u16 {
+        self.endpoint.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0)
+    }
 }
 
-/// The six services, each its own process; killed on drop.
+/// The six services, each its own process (the coordinator in one or more replicas);
+/// killed on drop.
 pub struct Services {
-    /// The processes, in [`SERVICES`] order.
+    /// The processes, in [`SERVICES`] order, a service's replicas together.
     pub all: Vec<Process>,
     exe: std::path::PathBuf,
     urls: Vec<String>,
     nats_url: String,
     keys: onething_platform::auth::DevKeys,
     logs: std::path::PathBuf,
+    /// The gRPC port of each service's first process, by [`SERVICES`] index: the peers
+    /// the departments' callers are given.
     ports: Vec<u16>,
 }
 
@@ -151,10 +160,39 @@ impl Services {
         keys: &onething_platform::auth::DevKeys,
         logs: &Path,
     ) -> anyhow::Result<Self> {
+        Self::start_with(exe, urls, nats_url, keys, logs, 1).await
+    }
+
+    /// As [`Services::start`], with `coordinators` coordinator replicas (processes sharing
+    /// its database), named `coordinator`, `coordinator-2` ….
+    ///
+    /// # Errors
+    /// As [`Services::start`].
+    pub async fn start_with(
+        exe: &Path,
+        urls: &[String],
+        nats_url: &str,
+        keys: &onething_platform::auth::DevKeys,
+        logs: &Path,
+        coordinators: usize,
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(logs).with_context(|| format!("creating {}", logs.display()))?;
-        let ports: Vec<u16> = SERVICES.iter().map(|_| free_port()).collect::<anyhow::Result<_>>()?;
+        let mut all = Vec::new();
+        for (service, name) in SERVICES.iter().enumerate() {
+            let replicas = if *name == "coordinator" { coordinators.max(1) } else { 1 };
+            for r in 1..=replicas {
+                let name = if r == 1 { (*name).to_string() } else { format!("{name}-{r}") };
+                let endpoint = format!("http://127.0.0.1:{}", free_port()?);
+                all.push(Process { name, service, endpoint, child: None });
+            }
+        }
+        let ports = SERVICES
+            .iter()
+            .enumerate()
+            .map(|(i, _)| all.iter().find(|p| p.service == i).map_or(0, Process::port))
+            .collect();
         let mut me = Self {
-            all: Vec::new(),
+            all,
             exe: exe.to_path_buf(),
             urls: urls.to_vec(),
             nats_url: nats_url.to_string(),
@@ -162,13 +200,8 @@ impl Services {
             logs: logs.to_path_buf(),
             ports,
         };
-        for (i, name) in SERVICES.iter().enumerate() {
-            let child = me.spawn(i)?;
-            me.all.push(Process {
-                name: (*name).to_string(),
-                endpoint: format!("http://127.0.0.1:{}", me.ports[i]),
-                child: Some(child),
-            });
+        for i in 0..me.all.len() {
+            me.all[i].child = Some(me.spawn(i)?);
         }
         for i in 0..me.all.len() {
             me.wait(i).await?;
@@ -176,15 +209,16 @@ impl Services {
         Ok(me)
     }
 
-    /// Service `i` of [`SERVICES`] as a new process, its log appended to.
+    /// Process `i` of [`Services::all`] as a new process, its log appended to.
     fn spawn(&self, i: usize) -> anyhow::Result<Child> {
-        let name = SERVICES[i];
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.logs.join(format!("{name}.log")))?;
+        let p = &self.all[i];
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(self.logs.join(format!("{}.log", p.name)))?;
         let mut cmd = Command::new(&self.exe);
         cmd.arg("serve")
-            .arg(name)
-            .env("ONETHING_GRPC_ADDR", format!("127.0.0.1:{}", self.ports[i]))
-            .env("ONETHING_DATABASE_URL", &self.urls[i])
+            .arg(SERVICES[p.service])
+            .env("ONETHING_GRPC_ADDR", format!("127.0.0.1:{}", p.port()))
+            .env("ONETHING_DATABASE_URL", &self.urls[p.service])
             .env("ONETHING_NATS__URL", &self.nats_url)
             .env("ONETHING_AUTH__JWKS_FILE", &self.keys.jwks)
             .env("ONETHING_AUTH__SIGNING_KEY_FILE", &self.keys.signing_key)
@@ -202,7 +236,7 @@ impl Services {
                 );
             }
         }
-        cmd.spawn().with_context(|| format!("starting {} serve {name}", self.exe.display()))
+        cmd.spawn().with_context(|| format!("starting {} serve {}", self.exe.display(), p.name))
     }
 
     async fn wait(&mut self, i: usize) -> anyhow::Result<()> {
@@ -211,13 +245,23 @@ impl Services {
     }
 
     fn index(&self, name: &str) -> anyhow::Result<usize> {
-        SERVICES.iter().position(|s| *s == name).with_context(|| format!("no service {name}"))
+        self.all.iter().position(|p| p.name == name).with_context(|| format!("no process {name}"))
     }
 
-    /// Kills service `name` with SIGKILL, as a crash would.
+    /// The processes' names, in start order.
+    pub fn names(&self) -> Vec<String> {
+        self.all.iter().map(|p| p.name.clone()).collect()
+    }
+
+    /// The endpoints of every process of service `service` (its replicas).
+    pub fn endpoints(&self, service: &str) -> Vec<String> {
+        self.all.iter().filter(|p| SERVICES[p.service] == service).map(|p| p.endpoint.clone()).collect()
+    }
+
+    /// Kills process `name` with SIGKILL, as a crash would.
     ///
     /// # Errors
-    /// No such service.
+    /// No such process.
     pub fn kill(&mut self, name: &str) -> anyhow::Result<()> {
         let i = self.index(name)?;
         if let Some(mut c) = self.all[i].child.take() {

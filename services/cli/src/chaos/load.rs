@@ -26,16 +26,22 @@ pub struct Load {
 }
 
 impl Load {
-    /// Starts `applicants` applicants against the coordinator at `endpoint`.
+    /// Starts `applicants` applicants, spread over the coordinator replicas at `endpoints`
+    /// (each applicant sticks to one, and keeps retrying it while it is down).
     ///
     /// # Errors
-    /// A malformed endpoint.
-    pub fn start(endpoint: &str, minter: Minter, applicants: usize) -> anyhow::Result<Self> {
-        // Reconnects by itself when the coordinator comes back.
-        let channel = tonic::transport::Endpoint::from_shared(endpoint.to_string())?
-            .timeout(Duration::from_secs(10))
-            .connect_lazy();
-        let client = BundleServiceClient::new(channel);
+    /// No endpoint, or a malformed one.
+    pub fn start(endpoints: &[String], minter: Minter, applicants: usize) -> anyhow::Result<Self> {
+        anyhow::ensure!(!endpoints.is_empty(), "no coordinator to submit to");
+        // Each reconnects by itself when its coordinator comes back.
+        let clients = endpoints
+            .iter()
+            .map(|e| {
+                let channel =
+                    tonic::transport::Endpoint::from_shared(e.clone())?.timeout(Duration::from_secs(10)).connect_lazy();
+                Ok(BundleServiceClient::new(channel))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let minter = Arc::new(minter);
         let run = format!("{:02}", uuid::Uuid::now_v7().as_u128() % 100);
         let next = Arc::new(AtomicU64::new(1));
@@ -47,8 +53,9 @@ impl Load {
             tasks: Vec::new(),
         };
         let mut tasks = Vec::new();
-        for _ in 0..applicants {
-            let (client, minter, run, next) = (client.clone(), minter.clone(), run.clone(), next.clone());
+        for a in 0..applicants {
+            let client = clients[a % clients.len()].clone();
+            let (minter, run, next) = (minter.clone(), run.clone(), next.clone());
             let (accepted, refused, stop) = (me.accepted.clone(), me.refused.clone(), me.stop.clone());
             let failed = me.failed.clone();
             tasks.push(tokio::spawn(async move {

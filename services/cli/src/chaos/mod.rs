@@ -1,7 +1,7 @@
 //! `onething chaos` (`make chaos`; a short run in `make test`): the mesh as separate
 //! `onething serve` processes on a PostgreSQL server and a nats-server of the run's own,
-//! a stream of 企业开办 bundles from several applicants, and, in turn, kill -9 of each
-//! service and its restart, kill -9 of nats-server and its restart, and a crash and restart
+//! a stream of 企业开办 bundles from several applicants spread over two coordinator
+//! replicas, and, in turn, kill -9 of each service process and its restart, kill -9 of nats-server and its restart, and a crash and restart
 //! of PostgreSQL. Then it checks what must hold: every accepted bundle completes, each
 //! department holds one case per step, no event is missing from its stream or in it twice,
 //! nothing waits in an outbox. It prints what it did and what it found, and fails when
@@ -15,6 +15,9 @@ use crate::bench::mesh;
 use anyhow::{Context as _, bail};
 use clap::Args;
 use std::{path::PathBuf, time::Duration};
+
+/// Coordinator replicas in the run; every other service runs one.
+const COORDINATORS: usize = 2;
 
 /// Options of `onething chaos`.
 #[derive(Args)]
@@ -67,15 +70,22 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
     drop(admin);
     let keys_dir = tempfile::tempdir()?;
     let keys = onething_platform::auth::ensure_dev_keys(keys_dir.path())?;
-    let mut services = mesh::Services::start(&exe, &urls, &nats.url, &keys, &logs).await?;
+    // Two coordinator replicas: the saga's claims, the drive slots and the watchers' rings
+    // race between real processes, and one of them is always up while the other is killed.
+    let mut services = mesh::Services::start_with(&exe, &urls, &nats.url, &keys, &logs, COORDINATORS).await?;
     let minter = onething_platform::auth::Minter::load(&keys.signing_key, Default::default())?;
-    let coordinator = services.endpoint("coordinator").context("no coordinator")?.to_string();
-    let load = load::Load::start(&coordinator, minter, applicants)?;
-    say(format!("{applicants} applicants submitting 企业开办 bundles"));
+    let coordinators = services.endpoints("coordinator");
+    let load = load::Load::start(&coordinators, minter, applicants)?;
+    say(format!("{applicants} applicants submitting 企业开办 bundles to {} coordinator replicas", coordinators.len()));
     tokio::time::sleep(settle).await;
+    // What Jepsen found NATS can do on a power loss: acknowledged events gone from the
+    // streams. The relays' reconciliation (at each restart below) must put them back.
+    let lost = lose_events(&nats.url, LOST_PER_STREAM).await?;
+    say(format!("the broker lost {lost} acknowledged events (deleted from the streams behind the relays)"));
 
     for round in 1..=rounds {
-        for s in mesh::SERVICES {
+        for s in services.names() {
+            let s = s.as_str();
             say(format!("round {round}: kill -9 {s}"));
             services.kill(s)?;
             tokio::time::sleep(settle / 2).await;
@@ -113,6 +123,27 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
     say(format!("everything held ({} s)", (chrono::Utc::now() - started).num_seconds()));
     Ok(())
 }
+
+/// Deletes the first `per_stream` messages of each department's and the coordinator's
+/// stream, as a broker that lost acknowledged writes would; returns how many went.
+async fn lose_events(nats_url: &str, per_stream: u64) -> anyhow::Result<u64> {
+    let js = async_nats::jetstream::new(async_nats::connect(nats_url).await?);
+    let mut lost = 0;
+    for s in mesh::SERVICES.iter().filter(|s| **s != "supervision") {
+        let name = onething_platform::events::nats::stream_name(s);
+        let Ok(stream) = js.get_stream(&name).await else { continue };
+        let first = stream.clone().info().await?.state.first_sequence;
+        for seq in first..first + per_stream {
+            if stream.delete_message(seq).await.is_ok_and(|deleted| deleted) {
+                lost += 1;
+            }
+        }
+    }
+    Ok(lost)
+}
+
+/// Acknowledged events each stream loses at the start of the run.
+const LOST_PER_STREAM: u64 = 2;
 
 fn say(line: String) {
     println!("chaos: {line}");

@@ -71,7 +71,9 @@ impl Engine {
         // Room first: a call turned back as busy must not take the breaker's one probe
         // (the probe would then never report, and the department stay paused).
         let Some(_room) = self.inner.bulkheads.enter(department).await else {
-            return Err(tonic::Status::unavailable(format!("{department} has {DEPARTMENT_CALLS} calls in flight")));
+            let mut busy = tonic::Status::unavailable(format!("{department} has {DEPARTMENT_CALLS} calls in flight"));
+            busy.set_source(std::sync::Arc::new(Busy));
+            return Err(busy);
         };
         if !self.inner.breakers.allow(department) {
             return Err(tonic::Status::unavailable(format!("{department} paused after failing calls")));
@@ -90,8 +92,8 @@ impl Engine {
         &self,
         s: &step::Model,
         state: BundleState,
-    ) -> std::result::Result<(cpb::Case, bool), String> {
-        let mut client = self.client(&s.department).map_err(|e| e.to_string())?;
+    ) -> std::result::Result<(cpb::Case, bool), Failure> {
+        let mut client = self.client(&s.department).map_err(|e| Failure::Retry(e.to_string()))?;
         // A revocation is always the coordinator's compensation; a withdrawal the applicant's.
         let result = if state == BundleState::Withdrawn && s.state != Step::Revoking {
             let request =
@@ -105,7 +107,7 @@ impl Engine {
         };
         match result {
             Ok(Some(c)) => Ok((c, false)),
-            Ok(None) => Err("the department returned no case".into()),
+            Ok(None) => Err(Failure::Retry("the department returned no case".into())),
             // Already finished, or an approval that stands: take the case as it is.
             Err(st) if st.code() == tonic::Code::FailedPrecondition => {
                 let stands =
@@ -116,32 +118,71 @@ impl Engine {
                     .ok()
                     .and_then(|r| r.into_inner().case)
                     .map(|c| (c, stands))
-                    .ok_or_else(|| "cannot read the case".into())
+                    .ok_or_else(|| Failure::Retry("cannot read the case".into()))
             }
-            Err(st) => Err(format!("{} unavailable; retrying ({:?})", s.department, st.code())),
+            Err(st) => Err(Failure::retry(&st, &s.department)),
         }
     }
 }
 
-/// Why a step's case could not be created.
+/// Why a call about a step's case did not succeed.
 pub(super) enum Failure {
-    /// The department is down or failed: try again later.
+    /// The department is down or failed: try again later, waiting longer each time.
     Retry(String),
+    /// The department has its share of calls in flight (its bulkhead is full): not a
+    /// failure of the step, tried again soon without counting an attempt.
+    Busy(String),
     /// The department refused the request.
     Refused(String),
 }
 
+/// The source of a status made when a department's bulkhead turned a call back: only this
+/// process sets it (a department's own answer never carries it).
+#[derive(Debug)]
+struct Busy;
+
+impl std::fmt::Display for Busy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the department's bulkhead is full")
+    }
+}
+
+impl std::error::Error for Busy {}
+
 impl Failure {
+    /// What the failed call's `status` means for its step: refused for good, or to retry.
     pub(super) fn of(status: &tonic::Status, department: &str) -> Self {
         use tonic::Code as C;
         match status.code() {
             C::Unavailable | C::DeadlineExceeded | C::Unknown | C::Aborted | C::Internal | C::Cancelled => {
-                Failure::Retry(format!("{department} unavailable; retrying"))
+                Self::retry(status, department)
             }
             _ => {
                 let reason = status.get_error_details().error_info().map(|i| i.reason.clone()).unwrap_or_default();
                 Failure::Refused(format!("{reason}: {}", status.message()))
             }
+        }
+    }
+
+    /// A call that failed with `status` to be tried again: soon when only its department's
+    /// bulkhead was full, later each time otherwise.
+    pub(super) fn retry(status: &tonic::Status, department: &str) -> Self {
+        if std::error::Error::source(status).is_some_and(|e| e.is::<Busy>()) {
+            Failure::Busy(format!("{department} busy; retrying"))
+        } else {
+            Failure::Retry(format!("{department} unavailable; retrying ({:?})", status.code()))
+        }
+    }
+
+    /// Schedules step `st` again after this failure, saying why: soon when its department
+    /// was only busy (no attempt counted), later each time otherwise.
+    pub(super) fn reschedule(&self, st: &mut step::Model) {
+        match self {
+            Failure::Busy(why) => {
+                st.next_attempt_at = Utc::now() + chrono::Duration::from_std(DEPARTMENT_WAIT).unwrap_or_default();
+                st.reason = why.clone();
+            }
+            Failure::Retry(why) | Failure::Refused(why) => retry_later(st, why),
         }
     }
 }

@@ -221,7 +221,7 @@ impl Engine {
                         record::record_decided(st, case);
                     }
                 }
-                Err(why) => retry_later(st, why),
+                Err(failure) => failure.reschedule(st),
             }
         })
         .await?;
@@ -235,16 +235,16 @@ impl Engine {
             Ok(mut c) => self
                 .guarded(&s.department, c.get_case(cpb::GetCaseRequest { case_id: s.case_id.clone() }))
                 .await
-                .map_err(|e| format!("{} unavailable; retrying ({:?})", s.department, e.code())),
-            Err(e) => Err(e.to_string()),
+                .map_err(|e| Failure::retry(&e, &s.department)),
+            Err(e) => Err(Failure::Retry(e.to_string())),
         };
         let sid = s.step_id.clone();
         let r = match fetched {
             Ok(r) => r,
-            Err(why) => {
+            Err(failure) => {
                 self.apply(id, |agg, _| {
                     if let Some(st) = agg.steps.iter_mut().find(|x| x.step_id == sid) {
-                        retry_later(st, &why);
+                        failure.reschedule(st);
                     }
                 })
                 .await?;

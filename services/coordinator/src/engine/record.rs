@@ -78,7 +78,7 @@ pub(super) fn record_created(st: &mut step::Model, outcome: &std::result::Result
                 record_case(st, &news);
             }
         }
-        Err(Failure::Retry(why)) if pending => retry_later(st, why),
+        Err(f @ (Failure::Retry(_) | Failure::Busy(_))) if pending => f.reschedule(st),
         Err(Failure::Refused(why)) if pending => {
             st.state = Step::Refused;
             st.reason = why.clone();

@@ -296,7 +296,7 @@ async fn gather<T, S: futures::Stream<Item = T> + Unpin>(first: T, messages: &mu
 }
 
 /// Counts one message of `consumer` on `subject` with its outcome.
-fn count_consumed(consumer: &str, subject: &str, outcome: &str) {
+pub(super) fn count_consumed(consumer: &str, subject: &str, outcome: &str) {
     crate::metrics::metrics()
         .events_consumed
         .get_or_create(&crate::metrics::ConsumeLabels {
@@ -324,7 +324,6 @@ async fn decode(
                 msgs.push(msg);
             }
             Err(e) => {
-                count_consumed(consumer, &msg.subject, "dead_lettered");
                 give_up(js, delivery, consumer, &msg, &format!("undecodable event: {e}")).await;
             }
         }
@@ -367,7 +366,6 @@ async fn settle(
         // long as that lasts, never dead-lettered.
         let exhausted = delivered >= i64::from(delivery.settings.max_deliver) && !crate::error::is_retryable(&e);
         if is_permanent(&e) || exhausted {
-            count_consumed(consumer, &msg.subject, "dead_lettered");
             give_up(js, delivery, consumer, msg, &format!("{e:#}")).await;
         } else {
             count_consumed(consumer, &msg.subject, "failed");

@@ -78,7 +78,8 @@ pub(super) fn is_permanent(e: &anyhow::Error) -> bool {
 }
 
 /// Dead-letters `msg` and acknowledges it (terminated); when the dead-letter stream cannot
-/// be written, leaves it to be redelivered later instead, so nothing is lost.
+/// be written, leaves it to be redelivered later instead, so nothing is lost. Counts it in
+/// `events_consumed` as `dead_lettered` once the letter is written, as `failed` otherwise.
 pub(super) async fn give_up(
     js: &jetstream::Context,
     delivery: &Delivery,
@@ -88,11 +89,13 @@ pub(super) async fn give_up(
 ) {
     match dead_letter(js, delivery, consumer, msg, reason).await {
         Ok(()) => {
+            super::consumer::count_consumed(consumer, &msg.subject, "dead_lettered");
             if let Err(e) = msg.ack_with(AckKind::Term).await {
                 tracing::warn!(consumer, error = %e, "terminating a dead-lettered message failed; it may come once more");
             }
         }
         Err(e) => {
+            super::consumer::count_consumed(consumer, &msg.subject, "failed");
             tracing::warn!(consumer, error = %format!("{e:#}"), "dead-letter stream unavailable; message kept for redelivery");
             let _ = msg.ack_with(AckKind::Nak(Some(delivery.retry_delay(16)))).await;
         }

@@ -105,7 +105,6 @@ impl Relay {
         let (sent, failed) = self.publish_rows(&rows).await;
         count_round(&rows, &sent, &failed);
         let n = sent.len();
-        self.unmarked.lock().map_err(|_| anyhow::anyhow!("unmarked rows poisoned"))?.extend(sent);
         if failed.is_empty() {
             return Ok(n);
         }
@@ -176,7 +175,8 @@ impl Relay {
     }
 
     /// Publishes `rows` (in sequence order) wave by wave (see [`waves`]); an aggregate with
-    /// a failed row publishes nothing more this round.
+    /// a failed row publishes nothing more this round. Each ack is noted to be marked sent
+    /// as it comes, so a round given up half way (the broker gone quiet) keeps what went.
     /// Returns the acknowledged rows with their stream sequences, and the failed ones.
     async fn publish_rows<'a>(&self, rows: &'a [row::Model]) -> (Vec<(i64, u64)>, Vec<Failed<'a>>) {
         let waves = waves(rows);
@@ -213,7 +213,10 @@ impl Relay {
             }
             for (r, ack) in pending {
                 match bounded(ack.into_future(), "waiting for JetStream ack", "no JetStream ack").await {
-                    Ok(ack) => sent.push((r.seq, ack.sequence)),
+                    Ok(ack) => {
+                        self.note_sent(r.seq, ack.sequence);
+                        sent.push((r.seq, ack.sequence));
+                    }
                     Err((error, fault)) => {
                         blocked.insert(r.ce_subject.as_str());
                         failed.push(Failed { row: r, error, fault });
@@ -222,6 +225,15 @@ impl Relay {
             }
         }
         (sent, failed)
+    }
+
+    /// Notes row `seq`, acknowledged at `stream_seq`, to be marked sent.
+    fn note_sent(&self, seq: i64, stream_seq: u64) {
+        // A poisoned lock means a panic elsewhere; the row is then republished and dropped
+        // as a duplicate, as after a crash.
+        if let Ok(mut unmarked) = self.unmarked.lock() {
+            unmarked.push((seq, stream_seq));
+        }
     }
 
     /// After a failed or abandoned round: the rows handed over since are forgotten and the
