@@ -89,7 +89,10 @@ pub fn deregistration(subject: &str, certificate: &str, key: &str, bundle_id: &s
             ("death_date", "2026-11-20"),
             ("death_certificate_number", certificate),
         ]),
-        materials: vec![material("death_certificate")],
+        materials: vec![pb::Material {
+            elicence: death_elicence(subject, certificate, "2026-11-20"),
+            ..material("death_certificate")
+        }],
         idempotency_key: key.into(),
         bundle_id: bundle_id.into(),
     }
@@ -105,7 +108,7 @@ pub fn citizen(id: &str) -> Option<pb::Applicant> {
 }
 
 pub fn material(code: &str) -> pb::Material {
-    pb::Material { code: code.into(), document_uri: format!("elicence://{code}/1") }
+    pb::Material { code: code.into(), document_uri: format!("elicence://{code}/1"), ..Default::default() }
 }
 
 pub fn form(pairs: &[(&str, &str)]) -> std::collections::HashMap<String, String> {
@@ -124,7 +127,10 @@ pub fn birth_request(key: &str, certificate: &str) -> pb::CreateCaseRequest {
             ("parent_id_number", &seeded_parent()),
             ("birth_certificate_number", certificate),
         ]),
-        materials: vec![material("birth_medical_certificate")],
+        materials: vec![pb::Material {
+            elicence: birth_elicence(certificate, "王小明", "2026-11-01", &seeded_parent(), ""),
+            ..material("birth_medical_certificate")
+        }],
         idempotency_key: key.into(),
         bundle_id: String::new(),
     }

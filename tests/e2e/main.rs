@@ -12,6 +12,7 @@ mod chaos;
 mod common;
 mod compensation;
 mod deploy;
+mod elicence;
 mod errors;
 mod events_contract;
 mod exit_entry;

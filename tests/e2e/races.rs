@@ -228,6 +228,7 @@ async fn a_watcher_on_another_replica_sees_the_change_and_ends_with_its_client(b
     let next = tokio::time::timeout(Duration::from_secs(30), watching.message()).await.unwrap().unwrap().unwrap();
     let next = next.bundle.unwrap();
     assert!(next.version > first.version, "the watcher on B sent A's change");
+    assert_eq!(st.dept.calls("CreateCase", "vehicle").len(), 1, "only A called vehicle: B learned it by the ring");
 
     // As many watchers as a replica takes, then no more; gone with their clients.
     let mut more = Vec::new();

@@ -15,6 +15,52 @@ pub fn dev_keys() -> &'static DevKeys {
         .0
 }
 
+/// The development e-licence issuers of this test process (卫健 `dev.wjw`, 市场监管
+/// `dev.scjg`) and their trust list, beside [`dev_keys`].
+pub fn dev_issuers() -> &'static onething_platform::elicence::DevIssuers {
+    static ISSUERS: OnceLock<onething_platform::elicence::DevIssuers> = OnceLock::new();
+    ISSUERS.get_or_init(|| {
+        let keys = dev_keys().jwks.parent().expect("the keys' folder").to_path_buf();
+        onething_platform::elicence::ensure_dev_issuers(&keys).expect("development issuers")
+    })
+}
+
+/// A verified 死亡医学证明 of `subject`, number `number`, death on `death_date`, signed by 卫健.
+pub fn death_elicence(subject: &str, number: &str, death_date: &str) -> String {
+    let now = chrono::Utc::now().timestamp();
+    let licence = onething_platform::elicence::Licence {
+        jti: number.into(),
+        kind: "death_medical_certificate".into(),
+        sub: subject.into(),
+        iat: now - 3600,
+        nbf: now - 3600,
+        fields: [("death_date".to_string(), death_date.to_string())].into(),
+        ..Default::default()
+    };
+    dev_issuers().key("dev.wjw").expect("卫健's key").issue(&licence).expect("issue")
+}
+
+/// A verified 出生医学证明, number `number`, of `child_name` born on `birth_date` to
+/// `mother` and `father`, signed by 卫健.
+pub fn birth_elicence(number: &str, child_name: &str, birth_date: &str, mother: &str, father: &str) -> String {
+    let now = chrono::Utc::now().timestamp();
+    let fields = [
+        ("child_name", child_name),
+        ("birth_date", birth_date),
+        ("mother_id_number", mother),
+        ("father_id_number", father),
+    ];
+    let licence = onething_platform::elicence::Licence {
+        jti: number.into(),
+        kind: "birth_medical_certificate".into(),
+        iat: now - 3600,
+        nbf: now - 3600,
+        fields: fields.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())).collect(),
+        ..Default::default()
+    };
+    dev_issuers().key("dev.wjw").expect("卫健's key").issue(&licence).expect("issue")
+}
+
 /// Auth settings that trust [`dev_keys`].
 pub fn auth_settings() -> AuthSettings {
     AuthSettings { jwks_file: dev_keys().jwks.display().to_string(), ..Default::default() }

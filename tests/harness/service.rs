@@ -19,6 +19,7 @@ pub fn test_settings(db_url: &str, nats_url: &str) -> Settings {
         ..Default::default()
     };
     s.outbox.poll_interval_ms = 100;
+    s.elicence.trust_list_file = crate::identity::dev_issuers().trust_list.display().to_string();
     s
 }
 

@@ -86,6 +86,9 @@ struct ApplicantFile {
 struct MaterialFile {
     code: String,
     document_uri: String,
+    /// The material as an e-licence (`onething elicence issue`), if it is one.
+    #[serde(default)]
+    elicence: String,
 }
 
 fn short(s: &str, prefix: &str) -> String {
@@ -151,7 +154,7 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<()> {
             materials: f
                 .materials
                 .into_iter()
-                .map(|m| cpb::Material { code: m.code, document_uri: m.document_uri })
+                .map(|m| cpb::Material { code: m.code, document_uri: m.document_uri, elicence: m.elicence })
                 .collect(),
             optional_steps: f.optional_steps,
             idempotency_key: args

@@ -41,6 +41,8 @@ pub struct DevArgs {
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir).context("creating the data folder")?;
     let keys = onething_platform::auth::ensure_dev_keys(&args.data_dir.join("keys"))?;
+    // Development e-licence issuers, so `onething elicence issue` makes verifiable evidence.
+    let issuers = onething_platform::elicence::ensure_dev_issuers(&args.data_dir.join("keys"))?;
     // Every service of the mesh: its own port and SQLite file, one NATS, the dev keys.
     let mut all: Vec<_> = ServiceKind::ALL.into_iter().map(|k| (k, defaults(k, &args.data_dir))).collect();
     for (name, s) in &mut all {
@@ -50,6 +52,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         s.nats.url = args.nats_url.clone();
         if s.auth.jwks_file.is_empty() {
             s.auth.jwks_file = keys.jwks.display().to_string();
+        }
+        if s.elicence.trust_list_file.is_empty() {
+            s.elicence.trust_list_file = issuers.trust_list.display().to_string();
         }
         if s.auth.signing_key_file.is_empty() {
             // The coordinator signs its service tokens with the development key.

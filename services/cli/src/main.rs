@@ -7,6 +7,7 @@ mod bundle;
 mod chaos;
 mod client;
 mod dev;
+mod elicence;
 mod events;
 mod outbox;
 mod supervise;
@@ -36,6 +37,8 @@ enum Command {
     Token(client::TokenArgs),
     /// Make a service's signing key and print its JWK, scoped to that service alone.
     Key(client::KeyArgs),
+    /// Development e-licences (电子证照): issue, revoke, verify.
+    Elicence(elicence::ElicenceArgs),
     /// Apply for a bundle (一件事) once: one form, one set of materials.
     Apply(bundle::ApplyArgs),
     /// Follow a bundle: status, or a live view of each step.
@@ -70,6 +73,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Household(args) => client::household(args).await,
         Command::Token(args) => client::token(args),
         Command::Key(args) => client::key(args),
+        Command::Elicence(args) => elicence::elicence(args),
         Command::Apply(args) => bundle::apply(args).await,
         Command::Bundle(args) => bundle::bundle(args).await,
         Command::Events(args) => events::events(args).await,

@@ -63,6 +63,8 @@ pub struct Settings {
     /// reading the bundle anyway: rings are hints over core NATS, and one lost while NATS was
     /// away is made good by this read.
     pub watch_fallback_ms: u64,
+    /// E-licences (电子证照, M24): which issuers are trusted.
+    pub elicence: ElicenceSettings,
     /// The business clock every rule reads; the system clock unless a test or a
     /// demonstration moves it. Not configuration: never read from a file or the environment.
     #[serde(skip)]
@@ -176,6 +178,17 @@ pub struct OutboxSettings {
     pub reconcile_window_minutes: u64,
 }
 
+/// E-licence settings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ElicenceSettings {
+    /// The trust list (JSON, [`crate::elicence::TrustList`]): the issuers whose keys may sign
+    /// which kinds, and where each publishes its revocation list. Empty: no issuer is
+    /// trusted, so no e-licence verifies and every matter that could be decided on one goes
+    /// to a clerk (or, where the catalog requires one, is not accepted).
+    pub trust_list_file: String,
+}
+
 /// Consumer settings: redelivery, dead letters, the inbox.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -218,6 +231,7 @@ impl Default for Settings {
             seal_key_file: String::new(),
             sweep_interval_ms: 60_000,
             watch_fallback_ms: 5_000,
+            elicence: ElicenceSettings::default(),
             clock: crate::clock::Clock::system(),
         }
     }

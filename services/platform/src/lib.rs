@@ -12,6 +12,7 @@ pub mod catalog;
 pub mod clock;
 pub mod config;
 pub mod db;
+pub mod elicence;
 pub mod error;
 pub mod events;
 pub mod facts;

@@ -109,6 +109,14 @@ reasons! {
     /// The case waits for a fact from elsewhere (a death confirmed by household); it is
     /// decided when that comes, not by hand before.
     CaseNotReady = "CASE_NOT_READY" [FailedPrecondition];
+    /// An e-licence whose signature verified is about something else than the application
+    /// (another person, another certificate number, another kind); the message names the
+    /// fields that do not match. Nothing is stored.
+    CaseElicenceMismatch = "CASE_ELICENCE_MISMATCH" [FailedPrecondition];
+    /// A material the catalog requires as a verified e-licence is not one (not an
+    /// e-licence, a signature or issuer not trusted, expired, revoked); the text says which
+    /// and why.
+    CaseElicenceNotVerified = "CASE_ELICENCE_NOT_VERIFIED" [Case];
     /// The matter's approval cannot be revoked (the catalog does not mark it revocable): what
     /// it did stands.
     CaseNotRevocable = "CASE_NOT_REVOCABLE" [FailedPrecondition];

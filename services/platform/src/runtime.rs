@@ -38,6 +38,8 @@ pub struct ServiceRuntime {
     pub calendar: Arc<Calendar>,
     /// The interceptor that authenticates every RPC of the service's own APIs.
     pub authenticator: Authenticator,
+    /// The e-licence issuers this service trusts, their revocations read again on an interval.
+    pub trust: Arc<crate::elicence::Trust>,
     listener: TcpListener,
     addr: SocketAddr,
     metrics_listener: Option<TcpListener>,
@@ -61,6 +63,7 @@ impl ServiceRuntime {
         let authenticator = Authenticator::new(Verifier::load(&auth)?);
         let catalog = Arc::new(Catalog::load(&settings.catalog_file)?);
         let calendar = Arc::new(Calendar::load(&settings.calendar_dir)?);
+        let trust = Arc::new(crate::elicence::Trust::load(&settings.elicence.trust_list_file)?);
         let db = crate::db::connect_and_migrate_with::<M>(&settings.database_url, &settings.database).await?;
         let client = events::nats::connect(&settings.nats, &format!("onething-{name}")).await?;
         let js = jetstream::new(client);
@@ -80,11 +83,19 @@ impl ServiceRuntime {
             catalog,
             calendar,
             authenticator,
+            trust,
             listener,
             addr,
             metrics_listener,
             workers: Vec::new(),
         };
+        if let Some(every) = runtime.trust.refresh_interval() {
+            let trust = runtime.trust.clone();
+            runtime.add_periodic("refresh-revocations", every, move || {
+                trust.refresh();
+                std::future::ready(Ok(()))
+            });
+        }
         if let Some(every) = runtime.authenticator.reload_interval() {
             let authenticator = runtime.authenticator.clone();
             runtime.add_periodic("reload-jwks", every, move || std::future::ready(authenticator.reload_keys()));
@@ -121,6 +132,7 @@ impl ServiceRuntime {
             self.catalog.clone(),
             self.calendar.clone(),
             self.settings.clock.clone(),
+            self.trust.clone(),
         )
     }
 

@@ -34,7 +34,8 @@ pub fn newborn(
     certificate: &str,
     key: &str,
 ) -> pb::SubmitBundleRequest {
-    submit(
+    let applicant = who.as_ref().map(|a| a.identifier.clone()).unwrap_or_default();
+    let mut request = submit(
         "newborn",
         who,
         &[
@@ -47,7 +48,11 @@ pub fn newborn(
         &["birth_medical_certificate"],
         &[],
         key,
-    )
+    );
+    // A verified certificate naming the parent and, when another, the applicant.
+    let father = if applicant == parent { "" } else { applicant.as_str() };
+    request.materials[0].elicence = birth_elicence(certificate, child_name, "2026-11-20", parent, father);
+    request
 }
 
 /// 公民身后 by `who`: `subject` died 2026-11-20, death certificate `certificate`.
@@ -57,14 +62,16 @@ pub fn after_death(
     certificate: &str,
     key: &str,
 ) -> pb::SubmitBundleRequest {
-    submit(
+    let mut request = submit(
         "after_death",
         who,
         &[("subject_id_number", subject), ("death_date", "2026-11-20"), ("death_certificate_number", certificate)],
         &["death_certificate"],
         &[],
         key,
-    )
+    );
+    request.materials[0].elicence = death_elicence(subject, certificate, "2026-11-20");
+    request
 }
 
 pub(crate) fn citizen_applicant(id: &str) -> Option<cpb::Applicant> {

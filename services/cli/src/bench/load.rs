@@ -195,7 +195,11 @@ pub fn opening(minter: &Minter, run: &str, n: u64) -> anyhow::Result<(pb::Submit
             form: form.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())).collect(),
             materials: materials
                 .iter()
-                .map(|m| cpb::Material { code: (*m).into(), document_uri: format!("oss://bench/{n}/{m}.pdf") })
+                .map(|m| cpb::Material {
+                    code: (*m).into(),
+                    document_uri: format!("oss://bench/{n}/{m}.pdf"),
+                    ..Default::default()
+                })
                 .collect(),
             optional_steps: vec!["collective_household".into(), "vehicle_verification".into()],
             idempotency_key: format!("bench-{run}-{n}"),

@@ -44,6 +44,10 @@ enum HouseholdCommand {
         /// Birth medical certificate number.
         #[arg(long)]
         certificate: String,
+        /// The certificate as an e-licence (`onething elicence issue`); without one a clerk
+        /// decides.
+        #[arg(long, default_value = "")]
+        elicence: String,
     },
     /// Look up a person.
     Person {
@@ -60,7 +64,7 @@ enum HouseholdCommand {
 /// Connection failures and refused requests, explained.
 pub async fn household(args: HouseholdArgs) -> anyhow::Result<()> {
     match args.command {
-        HouseholdCommand::Birth { parent, parent_name, child_name, sex, birth_date, certificate } => {
+        HouseholdCommand::Birth { parent, parent_name, child_name, sex, birth_date, certificate, elicence } => {
             let mut c = CaseServiceClient::new(channel(&args.addr, args.token.as_deref()).await?);
             let form = [
                 ("child_name", child_name),
@@ -77,6 +81,7 @@ pub async fn household(args: HouseholdArgs) -> anyhow::Result<()> {
                     materials: vec![pb::Material {
                         code: "birth_medical_certificate".into(),
                         document_uri: format!("elicence://birth_medical_certificate/{certificate}"),
+                        elicence: elicence.clone(),
                     }],
                     // The certificate identifies the birth, so a retried command is the same request.
                     idempotency_key: format!("cli-birth-{certificate}"),

@@ -105,7 +105,7 @@ fn applicant(kind: &str, id: &str, name: &str, phone: &str) -> anyhow::Result<pb
 }
 
 fn to_materials(pairs: Vec<(String, String)>) -> Vec<pb::Material> {
-    pairs.into_iter().map(|(code, document_uri)| pb::Material { code, document_uri }).collect()
+    pairs.into_iter().map(|(code, document_uri)| pb::Material { code, document_uri, ..Default::default() }).collect()
 }
 
 fn fresh_key() -> String {

@@ -48,7 +48,11 @@ impl Engine {
             materials: materials
                 .iter()
                 .filter(|m| matter.knows_material(&m.code))
-                .map(|m| cpb::Material { code: m.code.clone(), document_uri: m.document_uri.clone() })
+                .map(|m| cpb::Material {
+                    code: m.code.clone(),
+                    document_uri: m.document_uri.clone(),
+                    elicence: m.elicence.clone(),
+                })
                 .collect(),
             idempotency_key: step_key(&agg.bundle.id, &s.step_id),
             bundle_id: agg.bundle.id.clone(),
@@ -112,13 +116,15 @@ impl Engine {
             Err(st) if st.code() == tonic::Code::FailedPrecondition => {
                 let stands =
                     st.get_error_details().error_info().is_some_and(|i| i.reason == Reason::CaseNotRevocable.as_str());
-                client
-                    .get_case(cpb::GetCaseRequest { case_id: s.case_id.clone() })
-                    .await
-                    .ok()
-                    .and_then(|r| r.into_inner().case)
-                    .map(|c| (c, stands))
-                    .ok_or_else(|| Failure::Retry("cannot read the case".into()))
+                let read = client.get_case(cpb::GetCaseRequest { case_id: s.case_id.clone() });
+                match self.guarded(&s.department, read).await {
+                    Ok(r) => r
+                        .into_inner()
+                        .case
+                        .map(|c| (c, stands))
+                        .ok_or_else(|| Failure::Retry("cannot read the case".into())),
+                    Err(st) => Err(Failure::retry(&st, &s.department)),
+                }
             }
             Err(st) => Err(Failure::retry(&st, &s.department)),
         }

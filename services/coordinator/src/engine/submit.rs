@@ -123,7 +123,11 @@ impl Engine {
         let materials: Vec<MaterialRecord> = r
             .materials
             .iter()
-            .map(|m| MaterialRecord { code: m.code.clone(), document_uri: m.document_uri.trim().into() })
+            .map(|m| MaterialRecord {
+                code: m.code.clone(),
+                document_uri: m.document_uri.trim().into(),
+                elicence: m.elicence.trim().into(),
+            })
             .collect();
         let due = saga::due(def, included, &self.inner.catalog, &self.inner.calendar, now, &BTreeMap::new());
         let kind = onething_platform::store::case::ApplicantKind::from_proto(applicant.kind);

@@ -65,6 +65,8 @@ impl MatterRules for Deregistration {
                 death_date: case.field("death_date").to_string(),
                 case_id: case.id.clone(),
                 occur_time: Some(timestamp(now)),
+                // The ground subscribers act on (a pension stopped): verified, and by whom.
+                evidence: onething_platform::cases::evidence_of(case),
             },
         ));
         Ok(CaseResult::from([("deregistration_number".into(), case.document_number("HKZX"))]))

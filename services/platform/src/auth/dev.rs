@@ -41,6 +41,15 @@ pub fn ensure_dev_keys(dir: &Path) -> anyhow::Result<DevKeys> {
 /// # Errors
 /// The system has no randomness, or the file cannot be written (or exists already).
 pub fn new_signing_key(path: &Path, settings: AuthSettings) -> anyhow::Result<Minter> {
+    Ok(Minter::from_seed(write_ed25519_key(path)?, settings))
+}
+
+/// Makes a new Ed25519 key, writes it to `path` (PKCS#8 PEM, readable by its owner only)
+/// and returns its seed.
+///
+/// # Errors
+/// The system has no randomness, or the file cannot be written (or exists already).
+pub fn write_ed25519_key(path: &Path) -> anyhow::Result<[u8; 32]> {
     use std::io::Write as _;
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
@@ -50,7 +59,20 @@ pub fn new_signing_key(path: &Path, settings: AuthSettings) -> anyhow::Result<Mi
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut file = options.open(path).with_context(|| format!("creating {}", path.display()))?;
     file.write_all(pkcs8_pem(&seed).as_bytes()).context("writing the signing key")?;
-    Ok(Minter::from_seed(seed, settings))
+    Ok(seed)
+}
+
+/// The seed of the Ed25519 key in `path` (PKCS#8 PEM, as [`write_ed25519_key`] writes it).
+///
+/// # Errors
+/// An unreadable file or not an Ed25519 PKCS#8 PEM.
+pub fn read_ed25519_key(path: &Path) -> anyhow::Result<[u8; 32]> {
+    let pem = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = base64::engine::general_purpose::STANDARD.decode(b64.trim()).context("signing key is not PEM")?;
+    der.strip_prefix(&PKCS8_ED25519_PREFIX[..])
+        .and_then(|s| s.try_into().ok())
+        .context("signing key is not an Ed25519 PKCS#8 key")
 }
 
 /// PKCS#8 wrapping of an Ed25519 seed (RFC 8410): a fixed prefix, then the 32 bytes.
@@ -89,14 +111,7 @@ impl Minter {
     /// # Errors
     /// An unreadable file or not an Ed25519 PKCS#8 PEM.
     pub fn load(path: &Path, settings: AuthSettings) -> anyhow::Result<Self> {
-        let pem = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-        let der = base64::engine::general_purpose::STANDARD.decode(b64.trim()).context("signing key is not PEM")?;
-        let seed: [u8; 32] = der
-            .strip_prefix(&PKCS8_ED25519_PREFIX[..])
-            .and_then(|s| s.try_into().ok())
-            .context("signing key is not an Ed25519 PKCS#8 key")?;
-        Ok(Self::from_seed(seed, settings))
+        Ok(Self::from_seed(read_ed25519_key(path)?, settings))
     }
 
     /// The development JWKS (public key only) matching this key: it signs everyone, every

@@ -24,7 +24,7 @@ mod dev;
 mod peer;
 mod verify;
 
-pub use dev::{DevKeys, Minter, ensure_dev_keys, new_signing_key};
+pub use dev::{DevKeys, Minter, ensure_dev_keys, new_signing_key, read_ed25519_key, write_ed25519_key};
 pub use peer::{OnBehalf, PeerIdentity, ServiceIdentity};
 pub use verify::{Authenticator, KeyScope, Verifier};
 

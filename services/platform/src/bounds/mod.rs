@@ -46,6 +46,11 @@ pub const BOUNDS: &[(&str, Bound)] = &[
     ("idempotency_key", chars(128)),
     ("page_token", chars(512)),
     ("document_uri", chars(1024)),
+    // An e-licence: a signed document of a few hundred bytes (crate::elicence).
+    (
+        "elicence",
+        Bound { chars: crate::elicence::MAX_ELICENCE_BYTES, bytes: crate::elicence::MAX_ELICENCE_BYTES, ..DEFAULT },
+    ),
     ("name", chars(100)),
     ("phone", chars(32)),
     ("identifier", chars(64)),
@@ -366,7 +371,11 @@ mod tests {
             cpb::CreateCaseRequest { matter_code: "household.birth_registration".into(), ..Default::default() };
         req.form.insert("note".into(), "x".repeat(1025));
         for i in 0..70 {
-            req.materials.push(cpb::Material { code: format!("m{i}"), document_uri: "oss://a".into() });
+            req.materials.push(cpb::Material {
+                code: format!("m{i}"),
+                document_uri: "oss://a".into(),
+                ..Default::default()
+            });
         }
         req.materials[3].document_uri = "u".repeat(1025);
         let v = check("/onething.common.v1.CaseService/CreateCase", &req.encode_to_vec()).unwrap();

@@ -6,7 +6,7 @@ mod record;
 mod service;
 
 pub use record::{ApplicantRecord, CaseRecord, Form, MAX_MATERIALS, MAX_URI_CHARS, MaterialRecord, timestamp};
-pub use service::{CaseApi, PROCEDURE};
+pub use service::{CaseApi, PROCEDURE, evidence_of};
 
 use crate::reason::Reason;
 use crate::{

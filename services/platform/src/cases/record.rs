@@ -108,6 +108,10 @@ pub struct MaterialRecord {
     pub code: String,
     /// Where the document is.
     pub document_uri: String,
+    /// The material as an e-licence (a signed JWS, [`crate::elicence`]); empty: a plain
+    /// document.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub elicence: String,
 }
 
 impl MaterialRecord {
@@ -148,7 +152,12 @@ impl MaterialRecord {
             } else if !safe_document_uri(uri) {
                 out.push(v(&format!("materials[{i}].document_uri"), DOCUMENT_URI_RULE));
             }
-            list.push(Self { code: m.code.clone(), document_uri: uri.to_string() });
+            let elicence = m.elicence.trim();
+            if elicence.len() > crate::elicence::MAX_ELICENCE_BYTES {
+                let most = crate::elicence::MAX_ELICENCE_BYTES;
+                out.push(v(&format!("materials[{i}].elicence"), &format!("at most {most} characters")));
+            }
+            list.push(Self { code: m.code.clone(), document_uri: uri.to_string(), elicence: elicence.to_string() });
         }
         list
     }
@@ -227,6 +236,9 @@ pub struct CaseRecord {
     pub notice_at: Option<DateTime<Utc>>,
     /// Whether a clerk asked for a supplement after acceptance (一次性告知: once).
     pub supplement_asked: bool,
+    /// What was found about its e-licence materials (M24); a case with unverified evidence
+    /// is decided by a clerk.
+    pub evidence: Vec<crate::elicence::Evidence>,
 }
 
 impl CaseRecord {
@@ -267,6 +279,7 @@ impl CaseRecord {
             supplement_due_at: None,
             notice_at: None,
             supplement_asked: false,
+            evidence: Vec::new(),
         }
     }
 
@@ -325,6 +338,7 @@ impl CaseRecord {
             supplement_due_at: m.supplement_due_at,
             notice_at: m.notice_at,
             supplement_asked: m.supplement_asked,
+            evidence: m.evidence.0,
         }
     }
 
@@ -361,6 +375,7 @@ impl CaseRecord {
             supplement_due_at: Set(self.supplement_due_at),
             notice_at: Set(self.notice_at),
             supplement_asked: Set(self.supplement_asked),
+            evidence: Set(self.evidence.clone().into()),
         }
     }
 
@@ -382,7 +397,11 @@ impl CaseRecord {
             materials: self
                 .materials
                 .iter()
-                .map(|m| pb::Material { code: m.code.clone(), document_uri: m.document_uri.clone() })
+                .map(|m| pb::Material {
+                    code: m.code.clone(),
+                    document_uri: m.document_uri.clone(),
+                    elicence: m.elicence.clone(),
+                })
                 .collect(),
             missing_materials: self.missing_materials.clone(),
             reason_code: self.reason_code.clone(),

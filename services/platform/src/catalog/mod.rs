@@ -1,6 +1,7 @@
 //! The catalog of matters (事项清单, M22): one versioned data file loaded by every service,
 //! so the same matter has the same materials and time limit everywhere.
 
+pub mod evidence;
 pub mod fields;
 pub mod form;
 
@@ -126,6 +127,10 @@ pub struct Matter {
     /// green channel for private-enterprise employees, handled first; none: no such channel.
     #[serde(default)]
     pub green_channel_time_limit: Option<u32>,
+    /// Per material: whether it must or may be a verified e-licence, of which kind, and what
+    /// of it must match the application (M24). A material not named is plain.
+    #[serde(default)]
+    pub evidence: BTreeMap<String, evidence::EvidenceRule>,
 }
 
 fn default_owed_days() -> u32 {
@@ -284,6 +289,13 @@ impl Catalog {
             if !seen.insert(mat) {
                 bail!("catalog: matter {} lists material {} twice", m.code, mat);
             }
+        }
+        let form: Vec<&str> = m.form.keys().map(String::as_str).collect();
+        for (mat, rule) in &m.evidence {
+            if !m.knows_material(mat) {
+                bail!("catalog: matter {} has evidence for {mat}, which is not one of its materials", m.code);
+            }
+            rule.check(mat, &form).map_err(|e| anyhow::anyhow!("catalog: matter {}: {e}", m.code))?;
         }
         Ok(())
     }

@@ -54,7 +54,8 @@ pub struct ConsumeLabels {
     pub consumer: String,
     /// Subject of the event.
     pub subject: String,
-    /// `applied`, `duplicate`, or `failed` (redelivered later).
+    /// `applied`, `duplicate`, `known`, `failed` (redelivered later, with backoff), or
+    /// `dead_lettered` (written to `ONETHING_DLQ`).
     pub outcome: String,
 }
 

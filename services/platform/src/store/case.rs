@@ -71,6 +71,9 @@ pub struct Model {
     /// Whether a clerk asked for a supplement after acceptance (一次性告知: once).
     #[sea_orm(default_value = false)]
     pub supplement_asked: bool,
+    /// What was found about its e-licence materials (M24).
+    #[sea_orm(default_value = "[]")]
+    pub evidence: super::json::EvidenceList,
 }
 
 /// No relations.

@@ -68,6 +68,10 @@ json_column!(
     /// A list of codes or short texts (missing materials, notes).
     Texts(Vec<String>)
 );
+json_column!(
+    /// What was found about a case's e-licence materials.
+    EvidenceList(Vec<crate::elicence::Evidence>)
+);
 
 #[cfg(test)]
 mod tests {

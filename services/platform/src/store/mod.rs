@@ -83,6 +83,12 @@ pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
             table: "cases",
             columns: |s| vec![s.get_column_def::<case::Entity>(case::Column::SupplementAsked)],
         }),
+        // M24: what was found about a case's e-licence materials.
+        Box::new(AddColumns {
+            name: "m20261208_000011_case_evidence",
+            table: "cases",
+            columns: |s| vec![s.get_column_def::<case::Entity>(case::Column::Evidence)],
+        }),
     ]
 }
 

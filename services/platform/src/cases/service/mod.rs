@@ -32,8 +32,10 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 mod decisions;
+mod evidence;
 mod grpc;
 
+pub use evidence::evidence_of;
 pub use grpc::PROCEDURE;
 mod policy;
 mod store;
@@ -71,6 +73,8 @@ struct Inner {
     outbox: Outbox,
     catalog: Arc<Catalog>,
     calendar: Arc<Calendar>,
+    /// The e-licence issuers trusted (M24).
+    trust: Arc<crate::elicence::Trust>,
     /// Told of every case written, so the case gauges follow within a second.
     changed: tokio::sync::Notify,
 }
@@ -115,9 +119,10 @@ impl CaseApi {
         catalog: Arc<Catalog>,
         calendar: Arc<Calendar>,
         clock: crate::clock::Clock,
+        trust: Arc<crate::elicence::Trust>,
     ) -> anyhow::Result<Self> {
         registered(&dept, &catalog)?;
-        let inner = Inner { dept, clock, db, outbox, catalog, calendar, changed: tokio::sync::Notify::new() };
+        let inner = Inner { dept, clock, db, outbox, catalog, calendar, trust, changed: tokio::sync::Notify::new() };
         Ok(Self { inner: Arc::new(inner) })
     }
 

@@ -34,9 +34,12 @@ impl CaseApi {
         let now = me.clock.now();
         let rules = self.rules(&matter.code)?;
         violations.extend(crate::cases::check_case_form(&me.catalog, matter, rules, applicant.as_ref(), &form, now));
+        let applicant_id = applicant.as_ref().map_or("", |a| a.identifier.as_str());
+        let evidence = self.weigh_evidence(matter, &materials, &form, applicant_id, now, &mut violations);
         if let Some(e) = Error::from_violations(Reason::CaseInvalidRequest, violations) {
             return Err(e);
         }
+        let evidence = evidence?;
         let Some(applicant) = applicant else {
             return Err(Error::internal(anyhow::anyhow!("applicant validated without a value")));
         };
@@ -47,8 +50,10 @@ impl CaseApi {
         let mut case = CaseRecord::received(matter, applicant, form, materials, now);
         case.idempotency_key = crate::idempotency::scoped(p, key);
         case.bundle_id = req.bundle_id.trim().to_string();
+        let required = Self::required_unverified(matter, &evidence);
+        case.evidence = evidence;
         // Asked before any transaction: another service's answer (a green channel's employer).
-        let verified = self.rules(&matter.code)?.verify(&mut case).await?;
+        let verified = self.rules(&matter.code)?.verify(&mut case).await?.or(required);
         // A department rule that lost a race with a concurrent request (ABORTED: a number
         // taken meanwhile) runs again at once in a fresh transaction, with the case as it
         // was before the attempt; the caller sees a conflict only when it keeps losing.
@@ -181,8 +186,12 @@ impl CaseApi {
         rules.on_intake(txn, case, now).await?;
         match matter.handling {
             Handling::Automatic => {
+                // Evidence that did not verify: a clerk decides, told what could not be.
+                if let Some(note) = super::evidence::for_clerk(case) {
+                    case.reason_text = note;
+                }
                 self.step(case, Action::Accept, now, events)?;
-                if rules.ready(txn, case).await? {
+                if self.decides_itself(txn, case).await? {
                     self.decide(txn, case, matter, now, events).await?;
                 }
             }
@@ -224,10 +233,18 @@ impl CaseApi {
                 bad.push(violation(&format!("materials[{i}].code"), "not asked for"));
             }
         }
+        let now = self.clock().now();
+        let weighed =
+            self.weigh_evidence(&matter, &supplied, &a.case.form, &a.case.applicant.identifier, now, &mut bad);
         if let Some(e) = Error::from_violations(Reason::CaseInvalidRequest, bad) {
             return Err(e);
         }
         let case = &mut a.case;
+        // What the supplied e-licences prove replaces what was found before about them.
+        for e in weighed? {
+            case.evidence.retain(|x| x.material != e.material);
+            case.evidence.push(e);
+        }
         // Everything asked for comes now (a material asked for again replaces the one given).
         let still: Vec<String> =
             case.missing_materials.iter().filter(|c| !supplied.iter().any(|m| &m.code == *c)).cloned().collect();
@@ -245,15 +262,13 @@ impl CaseApi {
         case.missing_materials.clear();
         case.reason_code.clear();
         case.reason_text.clear();
-        let now = self.clock().now();
         self.step(case, action, now, &mut a.events)?;
-        let rules = self.rules(&matter.code)?;
         match action {
             Action::SupplyForIntake => self.receive(&a.txn, &mut a.case, &matter, now, &mut a.events).await?,
             // Back to accepted, an automatic matter is decided at once if its fact came
             // while it waited (the sweep of facts passed it by).
             Action::SupplyMaterials
-                if matter.handling == Handling::Automatic && rules.ready(&a.txn, &a.case).await? =>
+                if matter.handling == Handling::Automatic && self.decides_itself(&a.txn, &a.case).await? =>
             {
                 self.decide(&a.txn, &mut a.case, &matter, now, &mut a.events).await?;
             }
@@ -386,6 +401,7 @@ impl CaseApi {
             due_time_provisional: case.due_provisional,
             warn_time: case.warn_at.map(timestamp),
             supplement_due_time: case.supplement_due_at.map(timestamp),
+            evidence: super::evidence::evidence_of(case),
         };
         OutgoingEvent::new(
             format!("{}.v1.case.{}", subject_root(&case.department), case.state.as_str()),
@@ -420,7 +436,7 @@ impl CaseApi {
             let Some(matter) = self.inner.catalog.get(&case.matter_code).cloned() else { continue };
             if case.state != State::Accepted
                 || matter.handling != Handling::Automatic
-                || !self.rules(&case.matter_code)?.ready(txn, &case).await?
+                || !self.decides_itself(txn, &case).await?
             {
                 continue;
             }
