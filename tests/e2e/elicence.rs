@@ -13,18 +13,7 @@ use tonic_types::StatusExt as _;
 /// A death certificate of the seeded elder, number `number`, changed by `change` and signed
 /// by `issuer`.
 fn certificate(issuer: &str, number: &str, change: impl FnOnce(&mut Licence)) -> String {
-    let now = chrono::Utc::now().timestamp();
-    let mut licence = Licence {
-        jti: number.into(),
-        kind: "death_medical_certificate".into(),
-        sub: seeded_elder(),
-        iat: now - 3600,
-        nbf: now - 3600,
-        fields: [("death_date".to_string(), "2026-11-20".to_string())].into(),
-        ..Default::default()
-    };
-    change(&mut licence);
-    dev_issuers().key(issuer).unwrap().issue(&licence).unwrap()
+    death_elicence_by(issuer, &seeded_elder(), number, "2026-11-20", change)
 }
 
 fn with(mut req: pb::CreateCaseRequest, elicence: String) -> pb::CreateCaseRequest {

@@ -27,8 +27,20 @@ pub fn dev_issuers() -> &'static onething_platform::elicence::DevIssuers {
 
 /// A verified 死亡医学证明 of `subject`, number `number`, death on `death_date`, signed by 卫健.
 pub fn death_elicence(subject: &str, number: &str, death_date: &str) -> String {
+    death_elicence_by("dev.wjw", subject, number, death_date, |_| {})
+}
+
+/// A 死亡医学证明 as [`death_elicence`], changed by `change` and signed by `issuer` (a
+/// development issuer): for licences an issuer should not have made.
+pub fn death_elicence_by(
+    issuer: &str,
+    subject: &str,
+    number: &str,
+    death_date: &str,
+    change: impl FnOnce(&mut onething_platform::elicence::Licence),
+) -> String {
     let now = chrono::Utc::now().timestamp();
-    let licence = onething_platform::elicence::Licence {
+    let mut licence = onething_platform::elicence::Licence {
         jti: number.into(),
         kind: "death_medical_certificate".into(),
         sub: subject.into(),
@@ -37,7 +49,8 @@ pub fn death_elicence(subject: &str, number: &str, death_date: &str) -> String {
         fields: [("death_date".to_string(), death_date.to_string())].into(),
         ..Default::default()
     };
-    dev_issuers().key("dev.wjw").expect("卫健's key").issue(&licence).expect("issue")
+    change(&mut licence);
+    dev_issuers().key(issuer).expect("a development issuer's key").issue(&licence).expect("issue")
 }
 
 /// A verified 出生医学证明, number `number`, of `child_name` born on `birth_date` to

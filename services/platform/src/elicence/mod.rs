@@ -99,14 +99,10 @@ pub struct Header {
 /// An e-licence taken apart, its signature not yet checked.
 #[derive(Debug, Clone)]
 pub struct Parsed {
-    /// Its header.
-    pub header: Header,
     /// Its claims.
     pub licence: Licence,
-    /// `header.payload`, what the signature covers.
-    pub signed: String,
-    /// The signature's bytes.
-    pub signature: Vec<u8>,
+    /// Its envelope: header, signed part, signature.
+    pub(crate) jws: Jws,
 }
 
 /// Why a text is not an e-licence at all (the request is malformed: INVALID_ARGUMENT).
@@ -131,10 +127,11 @@ pub fn parse(token: &str) -> Result<Parsed, Malformed> {
     let jws = split(token, TYP)?;
     let licence: Licence =
         serde_json::from_slice(&jws.payload).map_err(|e| Malformed::NotLicence(format!("claims: {e}")))?;
-    Ok(Parsed { header: jws.header, licence, signed: jws.signed, signature: jws.signature })
+    Ok(Parsed { licence, jws })
 }
 
 /// A compact JWS taken apart.
+#[derive(Debug, Clone)]
 pub(crate) struct Jws {
     pub(crate) header: Header,
     pub(crate) signed: String,

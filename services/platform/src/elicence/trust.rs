@@ -13,7 +13,7 @@
 //!    "revocations": "wjw-revocations.jws"}]}
 //! ```
 
-use super::{Licence, Malformed, REVOCATIONS_TYP, Unverified, parse, split};
+use super::{Jws, Licence, Malformed, REVOCATIONS_TYP, Unverified, parse, split};
 use anyhow::{Context as _, bail};
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
@@ -82,14 +82,25 @@ pub struct KeyEntry {
     /// … until (exclusive) are signed by this key; none: still in use.
     #[serde(default)]
     pub exp: Option<i64>,
-    #[serde(flatten)]
-    _rest: BTreeMap<String, serde_json::Value>,
 }
 
 struct Issuer {
     entry: IssuerEntry,
     keys: Vec<(KeyEntry, VerifyingKey)>,
     revocations: PathBuf,
+}
+
+impl Issuer {
+    /// The key of this issuer that signed `jws` (a licence or a revocation list), when one did.
+    fn signer(&self, jws: &Jws) -> Result<&KeyEntry, Unverified> {
+        if jws.header.alg != "EdDSA" {
+            return Err(Unverified::BadSignature);
+        }
+        let (entry, key) = self.keys.iter().find(|(k, _)| k.kid == jws.header.kid).ok_or(Unverified::UnknownKey)?;
+        let signature = Signature::from_slice(&jws.signature).map_err(|_| Unverified::BadSignature)?;
+        key.verify_strict(jws.signed.as_bytes(), &signature).map_err(|_| Unverified::BadSignature)?;
+        Ok(entry)
+    }
 }
 
 /// What an issuer's latest good revocation list says.
@@ -185,12 +196,7 @@ impl Trust {
     fn check(&self, p: &super::Parsed, now: i64) -> Result<(), Unverified> {
         let l = &p.licence;
         let issuer = self.issuers.iter().find(|i| i.entry.id == l.iss).ok_or(Unverified::UnknownIssuer)?;
-        if p.header.alg != "EdDSA" {
-            return Err(Unverified::BadSignature);
-        }
-        let (entry, key) = issuer.keys.iter().find(|(k, _)| k.kid == p.header.kid).ok_or(Unverified::UnknownKey)?;
-        let signature = Signature::from_slice(&p.signature).map_err(|_| Unverified::BadSignature)?;
-        key.verify_strict(p.signed.as_bytes(), &signature).map_err(|_| Unverified::BadSignature)?;
+        let entry = issuer.signer(&p.jws)?;
         // Rotation: a key signs what is issued within its validity; older licences keep
         // verifying after it is retired, newer ones signed with it do not.
         if l.iat < entry.nbf || entry.exp.is_some_and(|exp| l.iat >= exp) {
@@ -211,7 +217,7 @@ impl Trust {
             Some(at) if now - at <= self.max_age => {}
             _ => return Err(Unverified::RevocationUnknown),
         }
-        if r.numbers.contains(&l.jti) || r.kids.contains(&p.header.kid) {
+        if r.numbers.contains(&l.jti) || r.kids.contains(&p.jws.header.kid) {
             return Err(Unverified::Revoked);
         }
         Ok(())
@@ -267,17 +273,9 @@ fn read_revocations(issuer: &Issuer) -> anyhow::Result<Revoked> {
     let text = std::fs::read_to_string(&issuer.revocations)
         .with_context(|| format!("reading {}", issuer.revocations.display()))?;
     let jws = split(text.trim(), REVOCATIONS_TYP)?;
-    if jws.header.alg != "EdDSA" {
-        bail!("not signed with EdDSA");
+    if let Err(u) = issuer.signer(&jws) {
+        bail!("not signed by the issuer: {}", u.says());
     }
-    let key = issuer
-        .keys
-        .iter()
-        .find(|(k, _)| k.kid == jws.header.kid)
-        .map(|(_, key)| key)
-        .context("signed by a key the issuer does not have")?;
-    let signature = Signature::from_slice(&jws.signature).context("not a signature")?;
-    key.verify_strict(jws.signed.as_bytes(), &signature).context("its signature does not verify")?;
     let claims: RevocationClaims = serde_json::from_slice(&jws.payload).context("claims")?;
     if claims.iss != issuer.entry.id {
         bail!("a list of another issuer");

@@ -60,18 +60,10 @@ impl CaseApi {
 
     /// The refusal of a case whose catalog requires a verified e-licence it lacks.
     pub(super) fn required_unverified(matter: &Matter, evidence: &[Evidence]) -> Option<Refusal> {
-        let missing: Vec<String> = evidence
-            .iter()
-            .filter(|e| {
-                !e.verified() && matter.evidence.get(&e.material).is_some_and(|r| r.elicence == EvidenceMode::Required)
-            })
-            .map(Evidence::for_clerk)
-            .collect();
-        (!missing.is_empty()).then(|| {
-            Refusal::new(
-                Reason::CaseElicenceNotVerified,
-                format!("a verified e-licence is required: {}", missing.join("; ")),
-            )
+        let required =
+            |e: &&Evidence| matter.evidence.get(&e.material).is_some_and(|r| r.elicence == EvidenceMode::Required);
+        unverified(evidence.iter().filter(required)).map(|what| {
+            Refusal::new(Reason::CaseElicenceNotVerified, format!("a verified e-licence is required: {what}"))
         })
     }
 
@@ -87,8 +79,13 @@ impl CaseApi {
 
 /// What a clerk is told about a case's evidence that did not verify; none when all did.
 pub(super) fn for_clerk(case: &CaseRecord) -> Option<String> {
-    let lines: Vec<String> = case.evidence.iter().filter(|e| !e.verified()).map(Evidence::for_clerk).collect();
-    (!lines.is_empty()).then(|| format!("for a clerk, evidence not verified: {}", lines.join("; ")))
+    unverified(case.evidence.iter()).map(|what| format!("for a clerk, evidence not verified: {what}"))
+}
+
+/// Each of `evidence` that did not verify, with why, on one line; none when all did.
+fn unverified<'a>(evidence: impl Iterator<Item = &'a Evidence>) -> Option<String> {
+    let lines: Vec<String> = evidence.filter(|e| !e.verified()).map(Evidence::for_clerk).collect();
+    (!lines.is_empty()).then(|| lines.join("; "))
 }
 
 /// The evidence as the events tell it: verified or not, and by which issuer; never the document.
