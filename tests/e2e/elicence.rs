@@ -72,7 +72,7 @@ async fn no_one_is_declared_dead_on_unverified_evidence(backend: Backend) {
         .case
         .unwrap();
     assert_eq!(refused.state(), CaseState::NotAccepted);
-    assert_eq!(refused.reason_code, "HOUSEHOLD_NOT_SAME_HOUSEHOLD");
+    assert_eq!(refused.reason_code, "HOUSEHOLD_NOT_RELATIVE");
     let alive = count(mesh.db(HOUSEHOLD), &format!("persons WHERE id_number = '{elder}' AND status = 'active'")).await;
     assert_eq!(alive, 1, "nobody was deregistered");
 
@@ -105,4 +105,142 @@ both_backends!(no_one_is_declared_dead_on_unverified_evidence);
 /// The certificate number a test case's form names: the licence's own where it has one.
 fn token_number(token: &str, key: &str) -> String {
     onething_platform::elicence::parse(token).map_or_else(|_| format!("E2E-{key}"), |p| p.licence.jti)
+}
+
+/// The reason code of a gRPC error.
+fn reason(err: &tonic::Status) -> String {
+    err.get_error_details().error_info().map(|i| i.reason.clone()).unwrap_or_default()
+}
+
+/// An online seal filing (M23, done at once) rests on the enterprise's 电子营业执照, which the
+/// catalog requires verified: a paper licence, one signed by an issuer that may not sign
+/// business licences, or another enterprise's is refused and no seal is filed; a supplement
+/// must be verified too (the case keeps waiting for one); a verified licence files at once.
+async fn an_online_seal_filing_rests_on_a_verified_business_licence(backend: Backend) {
+    let Some(mesh) = TestMesh::with(backend).service(LIAISON).start().await else { return };
+    let code = onething_platform::ids::CreditCode::complete("91371002MA3E00001").unwrap().to_string();
+    let mut cases = mesh.cases(LIAISON, &enterprise_token(&code)).await;
+    let filing = |key: &str, business_licence: Option<pb::Material>| {
+        let mut req = crate::liaison::case(
+            "liaison.seal_engraving_filing",
+            &code,
+            &[("seal_kinds", "official"), ("engraving_company", "威海示例刻章店")],
+            &["seal_imprints"],
+            key,
+        );
+        req.materials.extend(business_licence);
+        req
+    };
+    let licence = |token: String| Some(pb::Material { elicence: token, ..material("business_licence") });
+    let now = chrono::Utc::now().timestamp();
+    let by_wjw = dev_issuers().key("dev.wjw").unwrap().issue(&Licence::business(&code, "威海示例企业", now)).unwrap();
+    for (key, material, why) in [
+        ("paper", Some(material("business_licence")), "not an e-licence"),
+        ("wrong-issuer", licence(by_wjw), "its issuer may not issue this kind"),
+    ] {
+        let case = cases.create_case(filing(key, material)).await.unwrap().into_inner().case.unwrap();
+        assert_eq!((case.state(), case.reason_code.as_str()), (CaseState::NotAccepted, "CASE_ELICENCE_NOT_VERIFIED"));
+        assert!(case.reason_text.contains(why), "{key}: {}", case.reason_text);
+    }
+    // Another enterprise's licence, verified: refused at the door, nothing stored.
+    let stored = count(mesh.db(LIAISON), "cases").await;
+    let err = cases
+        .create_case(filing(
+            "other",
+            licence(business_elicence(&onething_liaison::store::seed_logistics().to_string())),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!((err.code(), reason(&err).as_str()), (tonic::Code::FailedPrecondition, "CASE_ELICENCE_MISMATCH"));
+    assert!(err.message().contains("@applicant"), "{}", err.message());
+    assert_eq!(count(mesh.db(LIAISON), "cases").await, stored, "nothing stored");
+    assert_eq!(count(mesh.db(LIAISON), &format!("seals WHERE credit_code = '{code}'")).await, 0, "no seal filed");
+
+    // Without the licence: asked for; a paper one supplied is refused and changes nothing.
+    let waiting = cases.create_case(filing("later", None)).await.unwrap().into_inner().case.unwrap();
+    assert_eq!(waiting.state(), CaseState::AwaitingSupplement);
+    assert_eq!(waiting.missing_materials, ["business_licence"]);
+    let supply = |m: Option<pb::Material>| pb::SupplyMaterialsRequest {
+        case_id: waiting.case_id.clone(),
+        materials: m.into_iter().collect(),
+        expected_version: 0,
+    };
+    let err = cases.supply_materials(supply(Some(material("business_licence")))).await.unwrap_err();
+    assert_eq!((err.code(), reason(&err).as_str()), (tonic::Code::FailedPrecondition, "CASE_ELICENCE_NOT_VERIFIED"));
+    let still = cases
+        .get_case(pb::GetCaseRequest { case_id: waiting.case_id.clone() })
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    assert_eq!((still.state(), still.version), (CaseState::AwaitingSupplement, waiting.version), "nothing changed");
+    // The verified licence: filed at once, and the case says on what.
+    let done = cases.supply_materials(supply(licence(business_elicence(&code)))).await.unwrap().into_inner();
+    assert_eq!(done.case.unwrap().state(), CaseState::Approved);
+    assert_eq!(count(mesh.db(LIAISON), &format!("seals WHERE credit_code = '{code}'")).await, 1);
+    let fresh = cases
+        .create_case(crate::liaison::case(
+            "liaison.seal_engraving_filing",
+            &code,
+            &[("seal_kinds", "finance"), ("engraving_company", "威海示例刻章店")],
+            &["business_licence", "seal_imprints"],
+            "verified",
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    assert_eq!(fresh.state(), CaseState::Approved, "{}", fresh.reason_text);
+    let js = mesh.nats.jetstream().await;
+    let evidence: Vec<pb::Evidence> =
+        eventually(std::time::Duration::from_secs(30), "the approval's event", || async {
+            on_subject(&js, "ONETHING_LIAISON", "onething.liaison.v1.case.approved").await.into_iter().find_map(|m| {
+                let e = pb::CaseStateChanged::decode(m).ok()?;
+                (e.case_id == fresh.case_id && e.to_state() == CaseState::Approved).then_some(e.evidence)
+            })
+        })
+        .await
+        .unwrap();
+    assert_eq!(evidence.len(), 1);
+    assert!(evidence[0].verified && evidence[0].issuer == "dev.scjg", "{evidence:?}");
+    mesh.stop_all().await;
+}
+both_backends!(an_online_seal_filing_rests_on_a_verified_business_licence);
+
+/// A death may be reported online by a close relative on record in another household (a
+/// granddaughter), not by anyone else; a parent who registers a child is on record as such.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_relative_on_record_reports_a_death() {
+    let Some(mesh) = TestMesh::with(Backend::Sqlite).service(HOUSEHOLD).start().await else { return };
+    let mut cases = mesh.coordinator_cases(HOUSEHOLD).await;
+    let elder = seeded_elder();
+    let granddaughter = onething_household::store::seed_id("371082", "1995-02-28", 82).unwrap().expose().to_string();
+    // Someone of another household with no relation on record: refused, as a stranger is.
+    let mut unrelated = deregistration(&elder, "SW-K-1", "kin-unrelated", "");
+    unrelated.applicant = citizen(&seeded_spouse());
+    let refused = cases.create_case(unrelated).await.unwrap().into_inner().case.unwrap();
+    assert_eq!((refused.state(), refused.reason_code.as_str()), (CaseState::NotAccepted, "HOUSEHOLD_NOT_RELATIVE"));
+    // Her granddaughter, with the verified certificate: recorded at once.
+    let mut req = deregistration(&elder, "SW-K-2", "kin-granddaughter", "");
+    req.applicant = citizen(&granddaughter);
+    let done = cases.create_case(req).await.unwrap().into_inner().case.unwrap();
+    assert_eq!(done.state(), CaseState::Approved, "{}: {}", done.reason_code, done.reason_text);
+    assert_eq!(
+        count(mesh.db(HOUSEHOLD), &format!("persons WHERE id_number = '{elder}' AND status = 'deceased'")).await,
+        1
+    );
+
+    // A birth puts the registering parent on record, both ways.
+    let born = cases.create_case(birth_request("kin-birth", "Q-KIN-1")).await.unwrap().into_inner().case.unwrap();
+    assert_eq!(born.state(), CaseState::Approved, "{}", born.reason_text);
+    let child = &born.result["new_id_number"];
+    let parent = seeded_parent();
+    for (who, relative, relation) in [(child.as_str(), parent.as_str(), "parent"), (&parent, child, "child")] {
+        let q =
+            format!("kin WHERE id_number = '{who}' AND relative_id_number = '{relative}' AND relation = '{relation}'");
+        assert_eq!(count(mesh.db(HOUSEHOLD), &q).await, 1, "{relation} on record");
+    }
+    mesh.stop_all().await;
 }

@@ -274,7 +274,7 @@ async fn registry_requests_tell_strangers_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_one_reports_a_strangers_death() {
     let Some(mesh) = TestMesh::with(Backend::Sqlite).service(HOUSEHOLD).start().await else { return };
-    let expected = (CaseState::NotAccepted, "HOUSEHOLD_NOT_SAME_HOUSEHOLD".to_string());
+    let expected = (CaseState::NotAccepted, "HOUSEHOLD_NOT_RELATIVE".to_string());
     let unknown = onething_household::store::seed_id("371003", "1950-01-01", 9).unwrap().expose().to_string();
     let code = onething_vehicle::store::seed_fleet_owner().to_string();
     let strangers = [

@@ -264,7 +264,7 @@ async fn enterprise_collective_household(backend: Backend) {
             ("premises_address", "威海市环翠区示例园区1号"),
         ]),
         materials: vec![
-            material("business_licence"),
+            enterprise_material("business_licence", &code.to_string()),
             material("legal_representative_id_card"),
             material("premises_property_certificate"),
         ],
@@ -456,7 +456,7 @@ async fn concurrent_collective_households_get_distinct_numbers(backend: Backend)
                         ("premises_address", "威海市环翠区示例园区2号"),
                     ]),
                     materials: vec![
-                        material("business_licence"),
+                        enterprise_material("business_licence", &code.to_string()),
                         material("legal_representative_id_card"),
                         material("premises_property_certificate"),
                     ],

@@ -34,7 +34,7 @@ pub(crate) fn case(
         matter_code: matter.into(),
         applicant: enterprise(code),
         form: form(fields),
-        materials: materials.iter().map(|m| material(m)).collect(),
+        materials: materials.iter().map(|m| enterprise_material(m, code)).collect(),
         idempotency_key: key.into(),
         bundle_id: String::new(),
     }

@@ -87,13 +87,13 @@ async fn no_personal_data_in_logs_or_spans() {
             matter_code: "household.collective_household".into(),
             applicant: Some(pb::Applicant {
                 kind: pb::ApplicantKind::Enterprise as i32,
-                identifier: code,
+                identifier: code.clone(),
                 name: "威海隐私科技有限公司".into(),
                 phone: phone.into(),
             }),
             form: form(&[("legal_representative_id_number", &seeded_parent()), ("premises_address", address)]),
             materials: vec![
-                material("business_licence"),
+                enterprise_material("business_licence", &code),
                 material("legal_representative_id_card"),
                 material("premises_property_certificate"),
             ],

@@ -20,8 +20,7 @@ pub fn dev_keys() -> &'static DevKeys {
 pub fn dev_issuers() -> &'static onething_platform::elicence::DevIssuers {
     static ISSUERS: OnceLock<onething_platform::elicence::DevIssuers> = OnceLock::new();
     ISSUERS.get_or_init(|| {
-        let keys = dev_keys().jwks.parent().expect("the keys' folder").to_path_buf();
-        onething_platform::elicence::ensure_dev_issuers(&keys).expect("development issuers")
+        onething_platform::elicence::ensure_dev_issuers(dev_keys().folder()).expect("development issuers")
     })
 }
 
@@ -72,6 +71,13 @@ pub fn birth_elicence(number: &str, child_name: &str, birth_date: &str, mother: 
         ..Default::default()
     };
     dev_issuers().key("dev.wjw").expect("卫健's key").issue(&licence).expect("issue")
+}
+
+/// A verified 电子营业执照 of the enterprise `credit_code`, signed by 市场监管.
+pub fn business_elicence(credit_code: &str) -> String {
+    let licence =
+        onething_platform::elicence::Licence::business(credit_code, "威海示例企业", chrono::Utc::now().timestamp());
+    dev_issuers().key("dev.scjg").expect("市场监管's key").issue(&licence).expect("issue")
 }
 
 /// Auth settings that trust [`dev_keys`].

@@ -115,8 +115,9 @@ reasons! {
     CaseElicenceMismatch = "CASE_ELICENCE_MISMATCH" [FailedPrecondition];
     /// A material the catalog requires as a verified e-licence is not one (not an
     /// e-licence, a signature or issuer not trusted, expired, revoked); the text says which
-    /// and why.
-    CaseElicenceNotVerified = "CASE_ELICENCE_NOT_VERIFIED" [Case];
+    /// and why. At intake the case is not accepted; a supplement of such a material is
+    /// refused (FAILED_PRECONDITION) and the case keeps waiting for a verified one.
+    CaseElicenceNotVerified = "CASE_ELICENCE_NOT_VERIFIED" [Case, FailedPrecondition];
     /// The matter's approval cannot be revoked (the catalog does not mark it revocable): what
     /// it did stands.
     CaseNotRevocable = "CASE_NOT_REVOCABLE" [FailedPrecondition];
@@ -177,6 +178,10 @@ reasons! {
     HouseholdPersonDeceased = "HOUSEHOLD_PERSON_DECEASED" [FailedPrecondition, Case];
     /// Registry facts are given to the person or a member of their household only.
     HouseholdNotSameHousehold = "HOUSEHOLD_NOT_SAME_HOUSEHOLD" [FailedPrecondition, Case];
+    /// A death is reported online by a member of the person's household or a close
+    /// relative on record (or at a household window); the applicant is neither. Said the
+    /// same whether the person exists or not.
+    HouseholdNotRelative = "HOUSEHOLD_NOT_RELATIVE" [Case];
     /// This birth certificate was registered already.
     HouseholdBirthAlreadyRegistered = "HOUSEHOLD_BIRTH_ALREADY_REGISTERED" [FailedPrecondition, Case];
     /// The date of death is before the date of birth.

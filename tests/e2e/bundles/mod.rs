@@ -96,11 +96,15 @@ pub fn submit(
 ) -> pb::SubmitBundleRequest {
     pb::SubmitBundleRequest {
         code: code.into(),
-        applicant: who,
         form: form(f),
-        materials: materials(mats),
+        // An enterprise's business licence is its verified 电子营业执照.
+        materials: match who.as_ref().filter(|a| a.kind == cpb::ApplicantKind::Enterprise as i32) {
+            Some(enterprise) => mats.iter().map(|m| enterprise_material(m, &enterprise.identifier)).collect(),
+            None => materials(mats),
+        },
         optional_steps: optional.iter().map(|s| (*s).to_string()).collect(),
         idempotency_key: key.into(),
+        applicant: who,
     }
 }
 

@@ -217,8 +217,9 @@ async fn a_refused_step_withdraws_what_cannot_stand_alone(backend: Backend) {
         .unwrap();
     let b = finished(&mut as_relative, &b.bundle_id).await;
     assert_eq!(b.state(), BundleState::Failed);
-    // Not in the applicant's household (nor in the registry: the answer is the same).
-    assert_eq!(b.steps[0].reason, "HOUSEHOLD_NOT_SAME_HOUSEHOLD");
+    // Not in the applicant's household nor a relative on record (nor in the registry: the
+    // answer is the same).
+    assert_eq!(b.steps[0].reason, "HOUSEHOLD_NOT_RELATIVE");
     assert_eq!(
         steps(&b)[1..],
         [("driving_licence".into(), StepState::Skipped), ("travel_documents".into(), StepState::Skipped)]

@@ -11,7 +11,8 @@
 use anyhow::Context as _;
 use futures::StreamExt;
 use onething_platform::{
-    auth::{Minter, Principal, SubjectKind},
+    auth::{DevKeys, Minter, Principal, SubjectKind},
+    elicence::{IssuerKey, Licence},
     ids::{CitizenId, CreditCode},
 };
 use onething_proto::{
@@ -49,7 +50,7 @@ struct Waiting {
 #[derive(Clone)]
 pub struct Driver {
     client: BundleServiceClient<Channel>,
-    minter: Arc<Minter>,
+    applicants: Arc<Applicants>,
     waiting: Arc<Mutex<Waiting>>,
     next: Arc<AtomicU64>,
     run: String,
@@ -69,7 +70,7 @@ impl Driver {
     ///
     /// # Errors
     /// The coordinator or NATS is unreachable.
-    pub async fn connect(endpoint: &str, nats_url: &str, minter: Minter) -> anyhow::Result<Self> {
+    pub async fn connect(endpoint: &str, nats_url: &str, applicants: Applicants) -> anyhow::Result<Self> {
         let channel = tonic::transport::Endpoint::from_shared(endpoint.to_string())?
             .connect()
             .await
@@ -100,7 +101,7 @@ impl Driver {
         let run = format!("{:02}", uuid::Uuid::now_v7().as_u128() % 100);
         Ok(Self {
             client: BundleServiceClient::new(channel),
-            minter: Arc::new(minter),
+            applicants: Arc::new(applicants),
             waiting,
             next: Arc::new(AtomicU64::new(1)),
             run,
@@ -110,7 +111,7 @@ impl Driver {
     /// Submits one bundle as a new enterprise and waits for its end.
     pub async fn one(&self) -> Outcome {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let (request, token) = match opening(&self.minter, &self.run, n) {
+        let (request, token) = match self.applicants.opening(&self.run, n) {
             Ok(r) => r,
             Err(e) => return Outcome::Failed(format!("building the request: {e:#}")),
         };
@@ -152,13 +153,41 @@ impl Driver {
     }
 }
 
-/// The `n`-th 企业开办 bundle of run `run` (two digits), with the token of its applicant: a
-/// new enterprise per bundle (its first seal filing puts it on record), and a legal
-/// representative with a valid ID number.
-///
-/// # Errors
-/// A token that cannot be signed.
-pub fn opening(minter: &Minter, run: &str, n: u64) -> anyhow::Result<(pb::SubmitBundleRequest, String)> {
+/// The applicants of a load: tokens signed with the development keys, and each new
+/// enterprise's 电子营业执照 signed by the development 市场监管 (`dev.scjg`), which the services
+/// started by [`super::mesh::Services`] trust.
+pub struct Applicants {
+    minter: Minter,
+    licences: IssuerKey,
+}
+
+impl Applicants {
+    /// The applicants of the development keys `keys` and the issuers beside them.
+    ///
+    /// # Errors
+    /// Keys that cannot be read or made.
+    pub fn new(keys: &DevKeys) -> anyhow::Result<Self> {
+        let issuers = onething_platform::elicence::ensure_dev_issuers(keys.folder())?;
+        Ok(Self { minter: Minter::load(&keys.signing_key, Default::default())?, licences: issuers.key("dev.scjg")? })
+    }
+
+    /// The `n`-th 企业开办 bundle of run `run` (two digits), with the token of its applicant:
+    /// a new enterprise per bundle (its first seal filing puts it on record) with its
+    /// verified business licence, and a legal representative with a valid ID number.
+    ///
+    /// # Errors
+    /// A token or licence that cannot be signed.
+    pub fn opening(&self, run: &str, n: u64) -> anyhow::Result<(pb::SubmitBundleRequest, String)> {
+        opening(&self.minter, &self.licences, run, n)
+    }
+}
+
+fn opening(
+    minter: &Minter,
+    licences: &IssuerKey,
+    run: &str,
+    n: u64,
+) -> anyhow::Result<(pb::SubmitBundleRequest, String)> {
     let code = CreditCode::complete(&format!("91371002{run}{:07}", n % 10_000_000))?.to_string();
     let born = chrono::NaiveDate::from_ymd_opt(1980, 1, 1).unwrap_or_default() + chrono::Days::new(n % 9000);
     let rep = CitizenId::assign("371002", born, u16::try_from(n % 999 + 1).unwrap_or(1))?;
@@ -183,13 +212,15 @@ pub fn opening(minter: &Minter, run: &str, n: u64) -> anyhow::Result<(pb::Submit
     ];
     let materials =
         ["business_licence", "seal_imprints", "legal_representative_id_card", "premises_property_certificate"];
+    let name = format!("威海基准测试企业{n}");
+    let licence = licences.issue(&Licence::business(&code, &name, chrono::Utc::now().timestamp()))?;
     Ok((
         pb::SubmitBundleRequest {
             code: "enterprise_opening".into(),
             applicant: Some(cpb::Applicant {
                 kind: cpb::ApplicantKind::Enterprise as i32,
                 identifier: code,
-                name: format!("威海基准测试企业{n}"),
+                name,
                 phone: String::new(),
             }),
             form: form.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())).collect(),
@@ -198,7 +229,7 @@ pub fn opening(minter: &Minter, run: &str, n: u64) -> anyhow::Result<(pb::Submit
                 .map(|m| cpb::Material {
                     code: (*m).into(),
                     document_uri: format!("oss://bench/{n}/{m}.pdf"),
-                    ..Default::default()
+                    elicence: if *m == "business_licence" { licence.clone() } else { String::new() },
                 })
                 .collect(),
             optional_steps: vec!["collective_household".into(), "vehicle_verification".into()],

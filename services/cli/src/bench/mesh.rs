@@ -139,6 +139,8 @@ pub struct Services {
     urls: Vec<String>,
     nats_url: String,
     keys: onething_platform::auth::DevKeys,
+    /// The development issuers' trust list: the load's business licences verify.
+    trust_list: std::path::PathBuf,
     logs: std::path::PathBuf,
     /// The gRPC port of each service's first process, by [`SERVICES`] index: the peers
     /// the departments' callers are given.
@@ -197,6 +199,7 @@ impl Services {
             urls: urls.to_vec(),
             nats_url: nats_url.to_string(),
             keys: keys.clone(),
+            trust_list: onething_platform::elicence::ensure_dev_issuers(keys.folder())?.trust_list,
             logs: logs.to_path_buf(),
             ports,
         };
@@ -222,6 +225,7 @@ impl Services {
             .env("ONETHING_NATS__URL", &self.nats_url)
             .env("ONETHING_AUTH__JWKS_FILE", &self.keys.jwks)
             .env("ONETHING_AUTH__SIGNING_KEY_FILE", &self.keys.signing_key)
+            .env("ONETHING_ELICENCE__TRUST_LIST_FILE", &self.trust_list)
             .env("ONETHING_LOG__FORMAT", "json")
             .env("ONETHING_METRICS_ADDR", "")
             // The mesh under test wants the services' own trace export off, whatever the shell has.

@@ -96,9 +96,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let keys = onething_platform::auth::ensure_dev_keys(keys_dir.path())?;
     eprintln!("bench: starting the six services (logs in {})", run_dir.join("logs").display());
     let services = mesh::Services::start(&exe, &urls, &nats.url, &keys, &run_dir.join("logs")).await?;
-    let minter = onething_platform::auth::Minter::load(&keys.signing_key, Default::default())?;
     let coordinator = services.endpoint("coordinator").context("no coordinator")?.to_string();
-    let driver = load::Driver::connect(&coordinator, &nats.url, minter).await?;
+    let driver = load::Driver::connect(&coordinator, &nats.url, load::Applicants::new(&keys)?).await?;
 
     let targets = watched(&services, &nats);
 

@@ -4,8 +4,7 @@
 //! key until it is answered, as a client should; each bundle answered is "accepted" and
 //! must complete.
 
-use crate::bench::load::opening;
-use onething_platform::auth::Minter;
+use crate::bench::load::Applicants;
 use onething_proto::coordinator::bundle_service_client::BundleServiceClient;
 use std::{
     sync::{
@@ -31,7 +30,7 @@ impl Load {
     ///
     /// # Errors
     /// No endpoint, or a malformed one.
-    pub fn start(endpoints: &[String], minter: Minter, applicants: usize) -> anyhow::Result<Self> {
+    pub fn start(endpoints: &[String], who: Applicants, applicants: usize) -> anyhow::Result<Self> {
         anyhow::ensure!(!endpoints.is_empty(), "no coordinator to submit to");
         // Each reconnects by itself when its coordinator comes back.
         let clients = endpoints
@@ -42,7 +41,7 @@ impl Load {
                 Ok(BundleServiceClient::new(channel))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let minter = Arc::new(minter);
+        let who = Arc::new(who);
         let run = format!("{:02}", uuid::Uuid::now_v7().as_u128() % 100);
         let next = Arc::new(AtomicU64::new(1));
         let me = Self {
@@ -55,13 +54,13 @@ impl Load {
         let mut tasks = Vec::new();
         for a in 0..applicants {
             let client = clients[a % clients.len()].clone();
-            let (minter, run, next) = (minter.clone(), run.clone(), next.clone());
+            let (who, run, next) = (who.clone(), run.clone(), next.clone());
             let (accepted, refused, stop) = (me.accepted.clone(), me.refused.clone(), me.stop.clone());
             let failed = me.failed.clone();
             tasks.push(tokio::spawn(async move {
                 while !stop.is_cancelled() {
                     let n = next.fetch_add(1, Ordering::Relaxed);
-                    let Ok((request, token)) = opening(&minter, &run, n) else { return };
+                    let Ok((request, token)) = who.opening(&run, n) else { return };
                     match submit(&client, request, &token, &refused).await {
                         Ok(id) => accepted.lock().expect("accepted bundles").push(id),
                         Err(why) => failed.lock().expect("failed submits").push(why),

@@ -75,9 +75,8 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
     // Two coordinator replicas: the saga's claims and the drive slots race between real
     // processes, and one of them is always up while the other is killed.
     let mut services = mesh::Services::start_with(&exe, &urls, &nats.url, &keys, &logs, COORDINATORS).await?;
-    let minter = onething_platform::auth::Minter::load(&keys.signing_key, Default::default())?;
     let coordinators = services.endpoints("coordinator");
-    let load = load::Load::start(&coordinators, minter, applicants)?;
+    let load = load::Load::start(&coordinators, crate::bench::load::Applicants::new(&keys)?, applicants)?;
     say(format!("{applicants} applicants submitting 企业开办 bundles to {} coordinator replicas", coordinators.len()));
     tokio::time::sleep(settle).await;
     // What Jepsen found NATS can do on a power loss: acknowledged events gone from the

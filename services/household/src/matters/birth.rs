@@ -4,7 +4,7 @@
 use super::{conflict_is_retry, living, refused};
 use crate::{
     domain,
-    store::{household, person, person::PersonStatus},
+    store::{household, kin, person, person::PersonStatus},
 };
 use chrono::{DateTime, NaiveDate, Utc};
 use onething_platform::{
@@ -85,6 +85,11 @@ impl MatterRules for BirthRegistration {
         .exec_without_returning(txn)
         .await;
         conflict_is_retry(inserted)?;
+        // The parent who registered the child is on record as such (the child's close
+        // relative, who may one day report a death in the family).
+        kin::Entity::insert_many(kin::both_ways(id.expose(), &parent.id_number, kin::Kinship::Parent, &case.id, now))
+            .exec_without_returning(txn)
+            .await?;
         events.push(
             OutgoingEvent::new(
                 "onething.household.v1.person.born",

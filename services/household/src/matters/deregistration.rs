@@ -2,7 +2,7 @@
 //! department that acts on a death (vehicle, exit-entry, 社保, 民政).
 
 use super::{deceased, find_person, living, not_in_registry, refused, subject_for};
-use crate::store::{person, person::PersonStatus};
+use crate::store::{kin, person, person::PersonStatus};
 use chrono::{DateTime, Utc};
 use onething_platform::{
     calendar::date_in_china,
@@ -74,15 +74,33 @@ impl MatterRules for Deregistration {
 }
 
 /// The person a death is reported for, when the report may be taken: entered at a
-/// household window (the clerk has seen the death certificate), or sent by a living member
-/// of the person's household. Anyone else — a stranger, an enterprise, a relative in
-/// another household applying online — gets one refusal, whatever the registry holds: a
-/// death reported by anyone would end a stranger's registration and, through the death
-/// fact, their passport and driving licence.
+/// household window (the clerk has seen the death certificate, or acts on a hospital's
+/// notification), or sent by a living member of the person's household or a close relative
+/// on record ([`kin`]). Anyone else — a stranger, an enterprise, a relative the registry does
+/// not know — gets one refusal, whatever the registry holds: a death reported by anyone
+/// would end a stranger's registration and, through the death fact, their passport and
+/// driving licence.
 async fn subject(txn: &DatabaseTransaction, case: &CaseRecord) -> Result<std::result::Result<person::Model, Refusal>> {
     let at_window = onething_platform::idempotency::sent_by_staff_of(&case.idempotency_key, super::DEPARTMENT);
-    if !at_window {
-        return subject_for(txn, case).await;
+    if at_window {
+        return Ok(find_person(txn, case.field("subject_id_number")).await?.ok_or_else(not_in_registry));
     }
-    Ok(find_person(txn, case.field("subject_id_number")).await?.ok_or_else(not_in_registry))
+    let not_kin = || {
+        Refusal::new(
+            Reason::HouseholdNotRelative,
+            "a death is reported by a member of the person's household or a close relative on record",
+        )
+    };
+    Ok(match subject_for(txn, case).await? {
+        Err(r) if r.reason_code == Reason::HouseholdNotSameHousehold => {
+            let subject = case.field("subject_id_number");
+            let relative = case.applicant.kind == onething_proto::common::ApplicantKind::Citizen
+                && kin::is_close_relative(txn, subject, &case.applicant.identifier).await?;
+            match find_person(txn, subject).await? {
+                Some(p) if relative => Ok(p),
+                _ => Err(not_kin()),
+            }
+        }
+        other => other,
+    })
 }

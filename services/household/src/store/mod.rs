@@ -2,6 +2,7 @@
 //! the applicant notification queue — and its migrator (platform tables first).
 
 pub mod household;
+pub mod kin;
 pub mod notification;
 pub mod person;
 use person::PersonStatus;
@@ -26,6 +27,10 @@ onething_platform::migrator!(
             name: "m20261129_100003_households_credit_code",
             create: || vec![Index::create().name("households_credit_code").table("households").col("credit_code").to_owned()],
         },
+        // M24: a death may be reported by a close relative on record, not only a member of
+        // the person's household.
+        onething_platform::tables!("m20261208_100004_household_kin", [kin]),
+        M20261208SeedKin,
     ]
 );
 
@@ -64,6 +69,15 @@ pub const SEED: &[SeedHousehold] = &[
         &[("刘桂兰", "1949-09-09", "F", 62), ("周强", "1976-12-12", "M", 71)],
     ),
     ("371082000001", "371082", "山东省威海市荣成市示例巷4号", &[("陈静", "1995-02-28", "F", 82)]),
+];
+
+/// Seeded kinship (person, relative, what the relative is), by (region, birth date,
+/// sequence): 刘桂兰's son 周强 lives with her, her granddaughter 陈静 in Rongcheng (she may
+/// report her grandmother's death as a close relative on record); 王德福 is 王建国's father.
+pub const SEED_KIN: &[((&str, &str, u16), (&str, &str, u16), kin::Kinship)] = &[
+    (("371003", "1949-09-09", 62), ("371003", "1976-12-12", 71), kin::Kinship::Child),
+    (("371003", "1949-09-09", 62), ("371082", "1995-02-28", 82), kin::Kinship::Grandchild),
+    (("371002", "1990-03-15", 11), ("371002", "1958-01-20", 31), kin::Kinship::Parent),
 ];
 
 /// The ID number of a seeded member.
@@ -113,6 +127,39 @@ impl MigrationTrait for M20261129SeedRegistry {
         let db = m.get_connection();
         person::Entity::delete_many().exec(db).await?;
         household::Entity::delete_many().exec(db).await?;
+        Ok(())
+    }
+}
+
+/// Synthetic kinship between seeded persons ([`SEED_KIN`]), for development and tests.
+struct M20261208SeedKin;
+
+impl MigrationName for M20261208SeedKin {
+    fn name(&self) -> &str {
+        "m20261208_100005_household_seed_kin"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M20261208SeedKin {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        let db = m.get_connection();
+        let id = |(region, birth, seq): (&str, &str, u16)| {
+            seed_id(region, birth, seq)
+                .map(|id| id.expose().to_string())
+                .ok_or_else(|| DbErr::Custom("a seeded relative has an invalid ID".into()))
+        };
+        let now = chrono::Utc::now();
+        for (person, relative, relation) in SEED_KIN {
+            kin::Entity::insert_many(kin::both_ways(&id(*person)?, &id(*relative)?, *relation, "seed", now))
+                .exec_without_returning(db)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        kin::Entity::delete_many().exec(m.get_connection()).await?;
         Ok(())
     }
 }

@@ -12,6 +12,14 @@ pub struct DevKeys {
     pub jwks: PathBuf,
 }
 
+impl DevKeys {
+    /// The folder holding the keys, where the development e-licence issuers live beside them
+    /// ([`crate::elicence::ensure_dev_issuers`]).
+    pub fn folder(&self) -> &Path {
+        self.jwks.parent().unwrap_or(Path::new("."))
+    }
+}
+
 /// Makes an Ed25519 key pair under `dir` unless one is there: `dev-signing-key.pem` and
 /// `dev-jwks.json`. For development and tests only; production keys come from the SSO.
 ///

@@ -111,6 +111,24 @@ impl DevIssuers {
     }
 }
 
+impl Licence {
+    /// A 营业执照 (business licence) of the enterprise `credit_code` named `name`, issued at
+    /// `at` (Unix seconds) and valid without end; its number is the credit code, as on the
+    /// licence itself. What development issuer 市场监管 signs for the benchmark's and chaos's
+    /// applicants and for tests.
+    pub fn business(credit_code: &str, name: &str, at: i64) -> Self {
+        Self {
+            jti: credit_code.to_string(),
+            kind: "business_licence".into(),
+            sub: credit_code.to_string(),
+            iat: at,
+            nbf: at - 3600,
+            fields: [("name".to_string(), name.to_string())].into(),
+            ..Default::default()
+        }
+    }
+}
+
 /// The development issuers' ids and the kinds each may issue.
 pub const DEV_ISSUERS: [(&str, &str, &[&str]); 2] = [
     ("dev.wjw", "威海市卫生健康委员会（开发）", &["birth_medical_certificate", "death_medical_certificate"]),

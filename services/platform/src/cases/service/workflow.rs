@@ -207,7 +207,9 @@ impl CaseApi {
     ///
     /// # Errors
     /// INVALID_ARGUMENT for no or malformed materials, one not asked for or owed, or one
-    /// still missing; FAILED_PRECONDITION when the case waits for none.
+    /// still missing; FAILED_PRECONDITION when the case waits for none, or
+    /// `CASE_ELICENCE_NOT_VERIFIED` when a material the catalog requires as a verified
+    /// e-licence is not one (nothing changes).
     pub(super) async fn supply(&self, a: &mut Action_, materials: &[pb::Material]) -> Result<()> {
         let matter = self.catalog_matter(&a.case)?.clone();
         let action = match a.case.state {
@@ -239,9 +241,15 @@ impl CaseApi {
         if let Some(e) = Error::from_violations(Reason::CaseInvalidRequest, bad) {
             return Err(e);
         }
+        let weighed = weighed?;
+        // A material the catalog requires verified is refused as at intake, but the case
+        // keeps waiting: the applicant may still supply a verified one in time.
+        if let Some(r) = Self::required_unverified(&matter, &weighed) {
+            return Err(Error::failed_precondition(r.reason_code, r.reason_text));
+        }
         let case = &mut a.case;
         // What the supplied e-licences prove replaces what was found before about them.
-        for e in weighed? {
+        for e in weighed {
             case.evidence.retain(|x| x.material != e.material);
             case.evidence.push(e);
         }
