@@ -111,13 +111,6 @@ pub fn material(code: &str) -> pb::Material {
     pb::Material { code: code.into(), document_uri: format!("elicence://{code}/1"), ..Default::default() }
 }
 
-/// Material `code` of the enterprise `credit_code`: its business licence a verified
-/// e-licence, anything else a plain document.
-pub fn enterprise_material(code: &str, credit_code: &str) -> pb::Material {
-    let elicence = if code == "business_licence" { business_elicence(credit_code) } else { String::new() };
-    pb::Material { elicence, ..material(code) }
-}
-
 pub fn form(pairs: &[(&str, &str)]) -> std::collections::HashMap<String, String> {
     pairs.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())).collect()
 }

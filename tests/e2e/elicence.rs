@@ -33,19 +33,34 @@ async fn no_one_is_declared_dead_on_unverified_evidence(backend: Backend) {
     let mut signature = URL_SAFE_NO_PAD.decode(&forged[2]).unwrap();
     signature[0] ^= 1;
     forged[2] = URL_SAFE_NO_PAD.encode(signature);
+    let in_a_day = chrono::Utc::now().timestamp() + 86_400;
     let to_clerk = [
-        ("forged", forged.join("."), "its signature does not verify"),
-        ("kind", certificate("dev.scjg", "E2E-2", |_| {}), "its issuer may not issue this kind"),
-        ("expired", certificate("dev.wjw", "E2E-3", |l| l.exp = Some(l.iat + 60)), "expired"),
-        ("revoked", certificate("dev.wjw", "E2E-REVOKED", |_| {}), "revoked by its issuer"),
-        ("plain", String::new(), "not an e-licence"),
+        ("forged", forged.join("."), "its signature does not verify", "bad_signature"),
+        ("kind", certificate("dev.scjg", "E2E-2", |_| {}), "its issuer may not issue this kind", "kind_not_allowed"),
+        ("expired", certificate("dev.wjw", "E2E-3", |l| l.exp = Some(l.iat + 60)), "expired", "expired"),
+        ("early", certificate("dev.wjw", "E2E-8", |l| l.nbf = in_a_day), "not valid yet", "not_yet_valid"),
+        ("revoked", certificate("dev.wjw", "E2E-REVOKED", |_| {}), "revoked by its issuer", "revoked"),
+        ("plain", String::new(), "not an e-licence", "not_an_elicence"),
     ];
-    for (key, token, why) in to_clerk {
+    for (key, token, why, code) in to_clerk {
         let number = token_number(&token, key);
         let req = with(deregistration(&elder, &number, key, ""), token);
         let case = cases.create_case(req).await.unwrap().into_inner().case.unwrap();
         assert_eq!(case.state(), CaseState::Accepted, "{key}: waits for a clerk");
         assert!(case.reason_text.contains(why), "{key}: {}", case.reason_text);
+        // The clerk's view and the case's event say what did not verify; never the document.
+        assert_eq!((case.evidence[0].verified, case.evidence[0].unverified_reason.as_str()), (false, code), "{key}");
+    }
+    let js = mesh.nats.jetstream().await;
+    let accepted = eventually(std::time::Duration::from_secs(30), "the clerk-bound cases' events", || async {
+        let all = on_subject(&js, "ONETHING_HOUSEHOLD", "onething.household.v1.case.accepted").await;
+        (all.len() >= 6).then_some(all)
+    })
+    .await
+    .unwrap();
+    for m in accepted {
+        let e = pb::CaseStateChanged::decode(m).unwrap();
+        assert!(e.evidence.iter().all(|x| !x.verified && !x.unverified_reason.is_empty()), "{:?}", e.evidence);
     }
     // Verified, but about someone else: refused at the door, nothing stored.
     let stored = count(mesh.db(HOUSEHOLD), "cases").await;
@@ -55,11 +70,13 @@ async fn no_one_is_declared_dead_on_unverified_evidence(backend: Backend) {
     assert_eq!(err.get_error_details().error_info().unwrap().reason, "CASE_ELICENCE_MISMATCH");
     assert!(err.message().contains("subject_id_number"), "{}", err.message());
     // Not an e-licence at all: a malformed request naming the material.
-    let err = cases.create_case(with(deregistration(&elder, "E2E-5", "junk", ""), "a.b".into())).await.unwrap_err();
-    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
-    let fields: Vec<String> =
-        err.get_error_details().bad_request().unwrap().field_violations.iter().map(|v| v.field.clone()).collect();
-    assert_eq!(fields, ["materials[0].elicence"]);
+    for (key, token) in [("junk", "a.b".to_string()), ("huge", format!("{good}.{}", "A".repeat(17 * 1024)))] {
+        let err = cases.create_case(with(deregistration(&elder, "E2E-5", key, ""), token)).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+        let fields: Vec<String> =
+            err.get_error_details().bad_request().unwrap().field_violations.iter().map(|v| v.field.clone()).collect();
+        assert_eq!(fields, ["materials[0].elicence"], "{key}");
+    }
     assert_eq!(count(mesh.db(HOUSEHOLD), "cases").await, stored, "nothing stored");
     // A verified certificate from someone outside the household: refused with a reason.
     let mut stranger = deregistration(&elder, "E2E-6", "stranger", "");
@@ -75,12 +92,13 @@ async fn no_one_is_declared_dead_on_unverified_evidence(backend: Backend) {
     assert_eq!(refused.reason_code, "HOUSEHOLD_NOT_RELATIVE");
     let alive = count(mesh.db(HOUSEHOLD), &format!("persons WHERE id_number = '{elder}' AND status = 'active'")).await;
     assert_eq!(alive, 1, "nobody was deregistered");
+    let deceased = "onething.household.v1.person.deceased";
+    assert!(on_subject(&js, "ONETHING_HOUSEHOLD", deceased).await.is_empty(), "no death published");
 
     // A verified certificate for her, from her son: recorded at once, and the fact says on what.
     let done =
         cases.create_case(deregistration(&elder, "E2E-7", "verified", "")).await.unwrap().into_inner().case.unwrap();
     assert_eq!(done.state(), CaseState::Approved, "{}", done.reason_text);
-    let js = mesh.nats.jetstream().await;
     let deaths: Vec<onething_proto::household::PersonDeceased> =
         eventually(std::time::Duration::from_secs(30), "the death published", || async {
             let all = read_stream(&js, 1).await;
@@ -94,6 +112,7 @@ async fn no_one_is_declared_dead_on_unverified_evidence(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(deaths.len(), 1, "one death, on the verified certificate only");
+    assert_eq!(deaths[0].case_id, done.case_id);
     let evidence = &deaths[0].evidence;
     assert_eq!(evidence.len(), 1);
     assert!(evidence[0].verified);
@@ -242,5 +261,91 @@ async fn a_close_relative_on_record_reports_a_death() {
             format!("kin WHERE id_number = '{who}' AND relative_id_number = '{relative}' AND relation = '{relation}'");
         assert_eq!(count(mesh.db(HOUSEHOLD), &q).await, 1, "{relation} on record");
     }
+    mesh.stop_all().await;
+}
+
+/// A birth is registered at once only on a verified certificate naming the applicant as a
+/// parent: one naming other parents, or another child, is refused at the door.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_birth_rests_on_a_certificate_naming_the_applicant() {
+    let Some(mesh) = TestMesh::with(Backend::Sqlite).service(HOUSEHOLD).start().await else { return };
+    let mut cases = mesh.coordinator_cases(HOUSEHOLD).await;
+    let parent = seeded_parent();
+    let stored = count(mesh.db(HOUSEHOLD), "cases").await;
+    let strangers = birth_elicence("Q-B-1", "王小明", "2026-11-01", &seeded_person(), "");
+    let other_child = birth_elicence("Q-B-1", "王小红", "2026-11-01", &parent, "");
+    for (why, token, field) in [("parents", strangers, "@applicant"), ("child", other_child, "child_name")] {
+        let mut req = birth_request(&format!("birth-{why}"), "Q-B-1");
+        req.materials[0].elicence = token;
+        let err = cases.create_case(req).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{why}: {err:?}");
+        assert!(err.message().contains(field), "{why}: {}", err.message());
+    }
+    assert_eq!(count(mesh.db(HOUSEHOLD), "cases").await, stored, "nothing stored");
+    let born = cases.create_case(birth_request("birth-ok", "Q-B-1")).await.unwrap().into_inner().case.unwrap();
+    assert_eq!(born.state(), CaseState::Approved, "{}", born.reason_text);
+    mesh.stop_all().await;
+}
+
+/// A running service takes its issuers' new revocation lists on its refresh interval: a
+/// certificate revoked, and then the key that signed certificates, stop verifying without
+/// a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocations_reach_a_running_service() {
+    let issuers = dev_issuers();
+    let mut list: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&issuers.trust_list).unwrap()).unwrap();
+    list["refresh_seconds"] = 1.into();
+    let fast = issuers.dir.join("trust-list-fast.json");
+    std::fs::write(&fast, list.to_string()).unwrap();
+    let file = fast.display().to_string();
+    let Some(mesh) = TestMesh::with(Backend::Sqlite)
+        .service(HOUSEHOLD)
+        .settings(move |_, s| s.elicence.trust_list_file = file.clone())
+        .start()
+        .await
+    else {
+        return;
+    };
+    let cases = mesh.coordinator_cases(HOUSEHOLD).await;
+    // Reports by someone who may not make them: refused, so nobody dies, but each case
+    // keeps what its evidence was found to be.
+    let attempts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let found = |number: &'static str| {
+        let (mut cases, attempts) = (cases.clone(), attempts.clone());
+        async move {
+            let attempt = attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let key = format!("probe-{attempt}");
+            let mut req =
+                with(deregistration(&seeded_elder(), number, &key, ""), certificate("dev.wjw", number, |_| {}));
+            req.applicant = citizen(&seeded_spouse());
+            let c = cases.create_case(req).await.unwrap().into_inner().case.unwrap();
+            assert_eq!(c.reason_code, "HOUSEHOLD_NOT_RELATIVE");
+            c.evidence[0].unverified_reason.clone()
+        }
+    };
+    assert_eq!(found("E2E-LATE").await, "", "verified before it is revoked");
+    issuers.revoke("dev.wjw", &["E2E-LATE".into()], &[]).unwrap();
+    // What a fresh case of `number` finds, once it says revoked (the service reads its lists
+    // every second) or after ten seconds.
+    let revoked = |number: &'static str| {
+        let found = &found;
+        async move {
+            let mut seen = String::new();
+            for _ in 0..50 {
+                seen = found(number).await;
+                if seen == "revoked" {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            seen
+        }
+    };
+    assert_eq!(revoked("E2E-LATE").await, "revoked", "the list was taken while running");
+    assert_eq!(found("E2E-OTHER").await, "", "another certificate still verifies");
+    let kid = issuers.key("dev.wjw").unwrap().kid;
+    issuers.revoke("dev.wjw", &[], &[kid]).unwrap();
+    assert_eq!(revoked("E2E-OTHER").await, "revoked", "nothing the revoked key signed verifies");
     mesh.stop_all().await;
 }

@@ -251,25 +251,27 @@ async fn enterprise_collective_household(backend: Backend) {
     };
     let mut cases = mesh.coordinator_cases(HOUSEHOLD).await;
     let code = onething_platform::ids::CreditCode::complete("91371002MA3C00001").unwrap();
-    let req = |key: &str| CreateCaseRequest {
-        matter_code: "household.collective_household".into(),
-        applicant: Some(Applicant {
-            kind: ApplicantKind::Enterprise as i32,
-            identifier: code.to_string(),
-            name: "威海示例科技有限公司".into(),
-            phone: String::new(),
-        }),
-        form: form(&[
-            ("legal_representative_id_number", &seeded_parent()),
-            ("premises_address", "威海市环翠区示例园区1号"),
-        ]),
-        materials: vec![
-            enterprise_material("business_licence", &code.to_string()),
-            material("legal_representative_id_card"),
-            material("premises_property_certificate"),
-        ],
-        idempotency_key: key.into(),
-        bundle_id: String::new(),
+    let req = |key: &str| {
+        verified(CreateCaseRequest {
+            matter_code: "household.collective_household".into(),
+            applicant: Some(Applicant {
+                kind: ApplicantKind::Enterprise as i32,
+                identifier: code.to_string(),
+                name: "威海示例科技有限公司".into(),
+                phone: String::new(),
+            }),
+            form: form(&[
+                ("legal_representative_id_number", &seeded_parent()),
+                ("premises_address", "威海市环翠区示例园区1号"),
+            ]),
+            materials: vec![
+                material("business_licence"),
+                material("legal_representative_id_card"),
+                material("premises_property_certificate"),
+            ],
+            idempotency_key: key.into(),
+            bundle_id: String::new(),
+        })
     };
     let case = cases.create_case(req("ch-1")).await.unwrap().into_inner().case.unwrap();
     assert_eq!(case.state(), CaseState::Approved, "three materials suffice (M12), no human step");
@@ -443,7 +445,7 @@ async fn concurrent_collective_households_get_distinct_numbers(backend: Backend)
         let code = onething_platform::ids::CreditCode::complete(&format!("91371002MA3D0001{i}")).unwrap();
         calls.push(tokio::spawn(async move {
             cases
-                .create_case(CreateCaseRequest {
+                .create_case(verified(CreateCaseRequest {
                     matter_code: "household.collective_household".into(),
                     applicant: Some(Applicant {
                         kind: ApplicantKind::Enterprise as i32,
@@ -456,13 +458,13 @@ async fn concurrent_collective_households_get_distinct_numbers(backend: Backend)
                         ("premises_address", "威海市环翠区示例园区2号"),
                     ]),
                     materials: vec![
-                        enterprise_material("business_licence", &code.to_string()),
+                        material("business_licence"),
                         material("legal_representative_id_card"),
                         material("premises_property_certificate"),
                     ],
                     idempotency_key: format!("concurrent-ch-{i}"),
                     bundle_id: String::new(),
-                })
+                }))
                 .await
         }));
     }

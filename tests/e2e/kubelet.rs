@@ -394,6 +394,17 @@ fn objects(dbs: &[(String, TestDb)], ca: &Ca, tls: bool, docs: &[Value]) -> (Obj
     }
     let (jwks, signing) = release_keys();
     maps.entry("onething-jwks".into()).or_insert_with(|| BTreeMap::from([("jwks.json".into(), jwks)]));
+    // The e-licence issuers the release trusts: the tests' development ones, their trust list
+    // and revocation lists as the files of one ConfigMap.
+    let issuers = dev_issuers();
+    let mut elicence = BTreeMap::from([("trust-list.json".into(), std::fs::read(&issuers.trust_list).unwrap())]);
+    for entry in std::fs::read_dir(&issuers.dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "jws") {
+            elicence.insert(path.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&path).unwrap());
+        }
+    }
+    maps.insert("onething-elicence".into(), elicence);
     let mut secrets: Objects = BTreeMap::new();
     let mut db = BTreeMap::new();
     let mut nats = BTreeMap::new();

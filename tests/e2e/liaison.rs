@@ -30,14 +30,15 @@ pub(crate) fn case(
     materials: &[&str],
     key: &str,
 ) -> pb::CreateCaseRequest {
-    pb::CreateCaseRequest {
+    // As the enterprise's e-licence wallet gives them: verified where the matter weighs them.
+    verified(pb::CreateCaseRequest {
         matter_code: matter.into(),
         applicant: enterprise(code),
         form: form(fields),
-        materials: materials.iter().map(|m| enterprise_material(m, code)).collect(),
+        materials: materials.iter().map(|m| material(m)).collect(),
         idempotency_key: key.into(),
         bundle_id: String::new(),
-    }
+    })
 }
 
 async fn each_matter_and_its_refusal(backend: Backend) {

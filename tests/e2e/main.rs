@@ -15,6 +15,7 @@ mod deploy;
 mod elicence;
 mod errors;
 mod events_contract;
+mod evidence_bundles;
 mod exit_entry;
 mod green;
 mod hostile;

@@ -83,7 +83,7 @@ async fn no_personal_data_in_logs_or_spans() {
     cases.create_case(deregistration(&elder, "SW-PII-0001", "pii-dereg", "")).await.unwrap();
     let code = onething_platform::ids::CreditCode::complete("91371002MA3C00002").unwrap().to_string();
     cases
-        .create_case(pb::CreateCaseRequest {
+        .create_case(verified(pb::CreateCaseRequest {
             matter_code: "household.collective_household".into(),
             applicant: Some(pb::Applicant {
                 kind: pb::ApplicantKind::Enterprise as i32,
@@ -93,13 +93,13 @@ async fn no_personal_data_in_logs_or_spans() {
             }),
             form: form(&[("legal_representative_id_number", &seeded_parent()), ("premises_address", address)]),
             materials: vec![
-                enterprise_material("business_licence", &code),
+                material("business_licence"),
                 material("legal_representative_id_card"),
                 material("premises_property_certificate"),
             ],
             idempotency_key: "pii-ch".into(),
             bundle_id: String::new(),
-        })
+        }))
         .await
         .unwrap();
     let mut stranger = certificate_request("pii-cert");

@@ -6,6 +6,7 @@
 
 mod answer;
 mod db;
+mod evidence;
 mod identity;
 mod mesh;
 mod nats;
@@ -14,6 +15,7 @@ mod wait;
 
 pub use answer::*;
 pub use db::*;
+pub use evidence::*;
 pub use identity::*;
 pub use mesh::*;
 pub use nats::*;

@@ -73,6 +73,18 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         }
         services.push(tokio::spawn(built.run_until_stopped(stop.clone())));
     }
+    // The development issuers sign their revocation lists anew every hour, as real issuers
+    // publish theirs: a mesh left running for days keeps verifying.
+    let keys_dir = args.data_dir.join("keys");
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            every.tick().await;
+            if let Err(e) = onething_platform::elicence::ensure_dev_issuers(&keys_dir) {
+                tracing::warn!(error = %format!("{e:#}"), "development revocation lists not signed anew");
+            }
+        }
+    });
     println!("onething dev: NATS {}; Ctrl-C stops", args.nats_url);
     for s in futures::future::join_all(services).await {
         s??;

@@ -86,6 +86,8 @@ fn materials(codes: &[&str]) -> Vec<cpb::Material> {
     codes.iter().map(|c| material(c)).collect()
 }
 
+/// A bundle application; the materials its steps weigh as evidence carry verified
+/// e-licences (as the applicant's e-licence wallet gives them).
 pub fn submit(
     code: &str,
     who: Option<cpb::Applicant>,
@@ -94,18 +96,14 @@ pub fn submit(
     optional: &[&str],
     key: &str,
 ) -> pb::SubmitBundleRequest {
-    pb::SubmitBundleRequest {
+    verified_bundle(pb::SubmitBundleRequest {
         code: code.into(),
+        applicant: who,
         form: form(f),
-        // An enterprise's business licence is its verified 电子营业执照.
-        materials: match who.as_ref().filter(|a| a.kind == cpb::ApplicantKind::Enterprise as i32) {
-            Some(enterprise) => mats.iter().map(|m| enterprise_material(m, &enterprise.identifier)).collect(),
-            None => materials(mats),
-        },
+        materials: materials(mats),
         optional_steps: optional.iter().map(|s| (*s).to_string()).collect(),
         idempotency_key: key.into(),
-        applicant: who,
-    }
+    })
 }
 
 /// 企业准营 for the seeded chemicals enterprise `chem`: a hotel licence and the optional

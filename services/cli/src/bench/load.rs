@@ -12,7 +12,8 @@ use anyhow::Context as _;
 use futures::StreamExt;
 use onething_platform::{
     auth::{DevKeys, Minter, Principal, SubjectKind},
-    elicence::{IssuerKey, Licence},
+    catalog::Catalog,
+    elicence::DevIssuers,
     ids::{CitizenId, CreditCode},
 };
 use onething_proto::{
@@ -153,12 +154,14 @@ impl Driver {
     }
 }
 
-/// The applicants of a load: tokens signed with the development keys, and each new
-/// enterprise's 电子营业执照 signed by the development 市场监管 (`dev.scjg`), which the services
-/// started by [`super::mesh::Services`] trust.
+/// The applicants of a load: tokens signed with the development keys, and the e-licences
+/// each bundle's steps weigh (the new enterprise's 电子营业执照, its legal representative's ID
+/// card, its premises' property certificate) signed by the development issuers, which the
+/// services started by [`super::mesh::Services`] trust.
 pub struct Applicants {
     minter: Minter,
-    licences: IssuerKey,
+    issuers: DevIssuers,
+    catalog: Catalog,
 }
 
 impl Applicants {
@@ -167,27 +170,27 @@ impl Applicants {
     /// # Errors
     /// Keys that cannot be read or made.
     pub fn new(keys: &DevKeys) -> anyhow::Result<Self> {
-        let issuers = onething_platform::elicence::ensure_dev_issuers(keys.folder())?;
-        Ok(Self { minter: Minter::load(&keys.signing_key, Default::default())?, licences: issuers.key("dev.scjg")? })
+        Ok(Self {
+            minter: Minter::load(&keys.signing_key, Default::default())?,
+            issuers: onething_platform::elicence::ensure_dev_issuers(keys.folder())?,
+            catalog: Catalog::load("")?,
+        })
     }
 
     /// The `n`-th 企业开办 bundle of run `run` (two digits), with the token of its applicant:
-    /// a new enterprise per bundle (its first seal filing puts it on record) with its
-    /// verified business licence, and a legal representative with a valid ID number.
+    /// a new enterprise per bundle (its first seal filing puts it on record) with the
+    /// verified e-licences its steps weigh, and a legal representative with a valid ID number.
     ///
     /// # Errors
     /// A token or licence that cannot be signed.
     pub fn opening(&self, run: &str, n: u64) -> anyhow::Result<(pb::SubmitBundleRequest, String)> {
-        opening(&self.minter, &self.licences, run, n)
+        let (mut request, token) = opening(&self.minter, run, n)?;
+        self.issuers.attach_to_bundle(&self.catalog, &mut request)?;
+        Ok((request, token))
     }
 }
 
-fn opening(
-    minter: &Minter,
-    licences: &IssuerKey,
-    run: &str,
-    n: u64,
-) -> anyhow::Result<(pb::SubmitBundleRequest, String)> {
+fn opening(minter: &Minter, run: &str, n: u64) -> anyhow::Result<(pb::SubmitBundleRequest, String)> {
     let code = CreditCode::complete(&format!("91371002{run}{:07}", n % 10_000_000))?.to_string();
     let born = chrono::NaiveDate::from_ymd_opt(1980, 1, 1).unwrap_or_default() + chrono::Days::new(n % 9000);
     let rep = CitizenId::assign("371002", born, u16::try_from(n % 999 + 1).unwrap_or(1))?;
@@ -213,7 +216,6 @@ fn opening(
     let materials =
         ["business_licence", "seal_imprints", "legal_representative_id_card", "premises_property_certificate"];
     let name = format!("威海基准测试企业{n}");
-    let licence = licences.issue(&Licence::business(&code, &name, chrono::Utc::now().timestamp()))?;
     Ok((
         pb::SubmitBundleRequest {
             code: "enterprise_opening".into(),
@@ -229,7 +231,7 @@ fn opening(
                 .map(|m| cpb::Material {
                     code: (*m).into(),
                     document_uri: format!("oss://bench/{n}/{m}.pdf"),
-                    elicence: if *m == "business_licence" { licence.clone() } else { String::new() },
+                    ..Default::default()
                 })
                 .collect(),
             optional_steps: vec!["collective_household".into(), "vehicle_verification".into()],

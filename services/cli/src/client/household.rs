@@ -121,6 +121,14 @@ pub async fn household(args: HouseholdArgs) -> anyhow::Result<()> {
                     }
                 }
             }
+            let id = |(region, birth, seq): onething_household::store::SeedMember| {
+                onething_household::store::seed_id(region, birth, seq).map(|id| id.expose().to_string())
+            };
+            for (person, relative, relation) in onething_household::store::SEED_KIN {
+                if let (Some(p), Some(r)) = (id(*person), id(*relative)) {
+                    println!("{r} is the {relation:?} of {p} (kin on record)");
+                }
+            }
         }
     }
     Ok(())

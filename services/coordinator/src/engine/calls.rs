@@ -35,16 +35,7 @@ impl Engine {
                 name: agg.bundle.applicant_name.clone(),
                 phone: agg.bundle.applicant_phone.clone(),
             }),
-            form: def
-                .fields
-                .iter()
-                .map(|(to, from)| {
-                    let value = from
-                        .strip_prefix('=')
-                        .map_or_else(|| form.get(from).cloned().unwrap_or_default(), str::to_string);
-                    (to.clone(), value)
-                })
-                .collect(),
+            form: def.form_of(form).into_iter().collect(),
             materials: materials
                 .iter()
                 .filter(|m| matter.knows_material(&m.code))

@@ -74,6 +74,9 @@ struct Inner {
     db: DatabaseConnection,
     catalog: Arc<Catalog>,
     calendar: Arc<Calendar>,
+    /// The e-licence issuers trusted: evidence is weighed at SubmitBundle as the departments
+    /// weigh it.
+    trust: Arc<onething_platform::elicence::Trust>,
     outbox: Outbox,
     /// Business time: bundle deadlines and event times (step retries keep system time).
     clock: onething_platform::clock::Clock,
@@ -177,6 +180,7 @@ impl Engine {
                 db: runtime.db.clone(),
                 catalog: runtime.catalog.clone(),
                 calendar: runtime.calendar.clone(),
+                trust: runtime.trust.clone(),
                 outbox: runtime.outbox.clone(),
                 clock: runtime.clock().clone(),
                 identity,

@@ -3,6 +3,7 @@
 //! the bundle and its steps stored with the bundle's event, and its first drive started.
 
 use super::*;
+use onething_platform::cases::evidence;
 use onething_platform::reason::Reason;
 
 /// A submit request that passed every check.
@@ -96,13 +97,25 @@ impl Engine {
             }
         }
         let known = |code: &str| matters.iter().any(|mt| mt.knows_material(code));
-        MaterialRecord::validate_with(&r.materials, known, "belongs to no step of this bundle", &mut bad);
+        let materials =
+            MaterialRecord::validate_with(&r.materials, known, "belongs to no step of this bundle", &mut bad);
         if let Some(e) = Error::from_violations(Reason::CoordinatorInvalidRequest, bad) {
             return Err(e);
         }
         let Some(applicant) = applicant else {
             return Err(Error::internal(anyhow::anyhow!("applicant validated without a value")));
         };
+        // The evidence each step's department will weigh, weighed at the door: a bundle is
+        // not written to fail later for a certificate about someone else or a licence that
+        // must verify and does not.
+        let now = self.inner.clock.now();
+        for (st, m) in def.steps.iter().filter(|s| included.contains(&s.id)).zip(&matters) {
+            let evidence =
+                evidence::weigh(&self.inner.trust, m, &materials, &st.form_of(&form), &applicant.identifier, now)?;
+            if let Some(r) = evidence::required_unverified(m, &evidence) {
+                return Err(Error::failed_precondition(r.reason_code, format!("step {}: {}", st.id, r.reason_text)));
+            }
+        }
         Ok(Valid { applicant, key, included, form })
     }
 
@@ -236,15 +249,7 @@ fn step_form_violations(
     bad: &mut Vec<FieldViolation>,
 ) {
     let source = |to: &str| step.fields.get(to).filter(|from| !from.starts_with('='));
-    let step_form: BTreeMap<String, String> = step
-        .fields
-        .iter()
-        .map(|(to, from)| {
-            let value =
-                from.strip_prefix('=').map_or_else(|| form.get(from).cloned().unwrap_or_default(), str::to_string);
-            (to.clone(), value)
-        })
-        .collect();
+    let step_form = step.form_of(form);
     let mut found = Vec::new();
     onething_platform::catalog::fields::check_matter_form(&catalog.fields, &matter.form, &step_form, &mut found);
     for v in found {

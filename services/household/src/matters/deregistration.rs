@@ -92,9 +92,15 @@ async fn subject(txn: &DatabaseTransaction, case: &CaseRecord) -> Result<std::re
         )
     };
     Ok(match subject_for(txn, case).await? {
+        // Nobody reports their own death.
+        Ok(p) if p.id_number == case.applicant.identifier => Err(not_kin()),
         Err(r) if r.reason_code == Reason::HouseholdNotSameHousehold => {
             let subject = case.field("subject_id_number");
+            // A living relative: a deceased person's account reports nothing.
+            let living_applicant =
+                find_person(txn, &case.applicant.identifier).await?.is_some_and(|a| a.status == PersonStatus::Active);
             let relative = case.applicant.kind == onething_proto::common::ApplicantKind::Citizen
+                && living_applicant
                 && kin::is_close_relative(txn, subject, &case.applicant.identifier).await?;
             match find_person(txn, subject).await? {
                 Some(p) if relative => Ok(p),

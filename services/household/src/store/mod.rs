@@ -71,10 +71,13 @@ pub const SEED: &[SeedHousehold] = &[
     ("371082000001", "371082", "山东省威海市荣成市示例巷4号", &[("陈静", "1995-02-28", "F", 82)]),
 ];
 
+/// A seeded member by region, birth date and sequence ([`seed_id`]).
+pub type SeedMember = (&'static str, &'static str, u16);
+
 /// Seeded kinship (person, relative, what the relative is), by (region, birth date,
 /// sequence): 刘桂兰's son 周强 lives with her, her granddaughter 陈静 in Rongcheng (she may
 /// report her grandmother's death as a close relative on record); 王德福 is 王建国's father.
-pub const SEED_KIN: &[((&str, &str, u16), (&str, &str, u16), kin::Kinship)] = &[
+pub const SEED_KIN: &[(SeedMember, SeedMember, kin::Kinship)] = &[
     (("371003", "1949-09-09", 62), ("371003", "1976-12-12", 71), kin::Kinship::Child),
     (("371003", "1949-09-09", 62), ("371082", "1995-02-28", 82), kin::Kinship::Grandchild),
     (("371002", "1990-03-15", 11), ("371002", "1958-01-20", 31), kin::Kinship::Parent),
@@ -159,7 +162,9 @@ impl MigrationTrait for M20261208SeedKin {
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        kin::Entity::delete_many().exec(m.get_connection()).await?;
+        // Only what this seeded: relations recorded by real births stay.
+        use sea_orm_migration::sea_orm::{ColumnTrait as _, QueryFilter as _};
+        kin::Entity::delete_many().filter(kin::Column::Source.eq("seed")).exec(m.get_connection()).await?;
         Ok(())
     }
 }

@@ -2,6 +2,7 @@
 //! the [`MatterRules`] a department plugs in per matter ([`Department`]), and the generic `CaseService` ([`CaseApi`]).
 //! Every state change is stored with its `CaseStateChanged` event in one transaction.
 
+pub mod evidence;
 mod record;
 mod service;
 

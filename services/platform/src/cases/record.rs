@@ -123,7 +123,7 @@ impl MaterialRecord {
 
     /// Validates materials: at most [`MAX_MATERIALS`], codes `known` takes (otherwise the
     /// violation says `unknown`), none twice, a document reference of 1 to
-    /// [`MAX_URI_CHARS`] characters.
+    /// [`MAX_URI_CHARS`] characters, and an e-licence, when given, that parses as one.
     pub fn validate_with(
         materials: &[pb::Material],
         known: impl Fn(&str) -> bool,
@@ -152,10 +152,19 @@ impl MaterialRecord {
             } else if !safe_document_uri(uri) {
                 out.push(v(&format!("materials[{i}].document_uri"), DOCUMENT_URI_RULE));
             }
+            // Any e-licence given must be one, whether or not the catalog weighs it: nothing
+            // malformed is stored to be shown as evidence later.
             let elicence = m.elicence.trim();
-            if elicence.len() > crate::elicence::MAX_ELICENCE_BYTES {
-                let most = crate::elicence::MAX_ELICENCE_BYTES;
-                out.push(v(&format!("materials[{i}].elicence"), &format!("at most {most} characters")));
+            let malformed = match crate::elicence::parse(elicence) {
+                _ if elicence.is_empty() => None,
+                Err(crate::elicence::Malformed::TooLong) => {
+                    Some(format!("at most {} bytes", crate::elicence::MAX_ELICENCE_BYTES))
+                }
+                Err(e) => Some(e.to_string()),
+                Ok(_) => None,
+            };
+            if let Some(why) = malformed {
+                out.push(v(&format!("materials[{i}].elicence"), &why));
             }
             list.push(Self { code: m.code.clone(), document_uri: uri.to_string(), elicence: elicence.to_string() });
         }
@@ -422,6 +431,7 @@ impl CaseRecord {
             update_time: Some(timestamp(self.updated_at)),
             bundle_id: self.bundle_id.clone(),
             notice_time: self.notice_at.map(timestamp),
+            evidence: crate::cases::evidence_of(self),
         }
     }
 }
@@ -441,6 +451,8 @@ pub fn masked(mut case: pb::Case) -> pb::Case {
     }
     for m in &mut case.materials {
         m.document_uri.clear();
+        // An e-licence names its subject and holder: personal data as the document is.
+        m.elicence.clear();
     }
     // A clerk's free text may name anyone, and a client's key is free text too; the reason
     // code stays.

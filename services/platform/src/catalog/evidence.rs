@@ -8,7 +8,9 @@
 //! ```
 //! A `match` key is a form field, or `@applicant` (the applicant's identifier); its value
 //! names the licence's value (`sub`, `jti`, `holder`, `fields.<name>`), alternatives joined
-//! by `|` (`fields.mother_id_number|fields.father_id_number`: either parent).
+//! by `|` (`fields.mother_id_number|fields.father_id_number`: either parent). `kind` may name
+//! alternatives the same way (`deregistration_notice|bankruptcy_ruling`), each one of the
+//! kinds the mesh knows ([`crate::elicence::KINDS`]).
 
 use crate::elicence::Licence;
 use serde::Deserialize;
@@ -31,7 +33,7 @@ pub enum EvidenceMode {
 pub struct EvidenceRule {
     /// Required or optional.
     pub elicence: EvidenceMode,
-    /// The e-licence kind, e.g. `death_medical_certificate`.
+    /// The e-licence kind, e.g. `death_medical_certificate`; alternatives joined by `|`.
     pub kind: String,
     /// Form field (or `@applicant`) → the licence value it must equal.
     #[serde(default, rename = "match")]
@@ -42,18 +44,25 @@ pub struct EvidenceRule {
 pub const APPLICANT: &str = "@applicant";
 
 impl EvidenceRule {
+    /// The kinds it takes.
+    pub fn kinds(&self) -> impl Iterator<Item = &str> {
+        self.kind.split('|').map(str::trim)
+    }
+
     /// What of `licence` does not match the application (`form`, `applicant`'s identifier):
     /// the names of the form fields that differ, and `kind` when the licence is of another
     /// kind. Empty: it matches.
     pub fn mismatches(&self, licence: &Licence, form: &BTreeMap<String, String>, applicant: &str) -> Vec<String> {
         let mut wrong = Vec::new();
-        if licence.kind != self.kind {
+        if !self.kinds().any(|k| k == licence.kind) {
             wrong.push("kind".to_string());
         }
         for (field, names) in &self.matches {
             let given = if field == APPLICANT { applicant } else { form.get(field).map_or("", String::as_str) };
-            let matched = !given.is_empty()
-                && names.split('|').any(|n| licence.value(n.trim()).is_some_and(|v| v.eq_ignore_ascii_case(given)));
+            // Exactly: a number that differs in case is another number to the registry's
+            // unique indexes (a second child on one certificate).
+            let matched =
+                !given.is_empty() && names.split('|').any(|n| licence.value(n.trim()).is_some_and(|v| v == given));
             if !matched {
                 wrong.push(field.clone());
             }
@@ -69,6 +78,9 @@ impl EvidenceRule {
     pub fn check(&self, material: &str, form_fields: &[&str]) -> Result<(), String> {
         if self.kind.trim().is_empty() {
             return Err(format!("evidence {material} names no kind"));
+        }
+        if let Some(k) = self.kinds().find(|k| !crate::elicence::KINDS.iter().any(|(known, _)| known == k)) {
+            return Err(format!("evidence {material}: {k:?} is not a known e-licence kind"));
         }
         for (field, names) in &self.matches {
             if field != APPLICANT && !form_fields.contains(&field.as_str()) {
@@ -119,6 +131,9 @@ mod tests {
         assert!(rule.mismatches(&licence, &form, "F").is_empty());
         assert!(rule.mismatches(&licence, &form, "M").is_empty());
         assert_eq!(rule.mismatches(&licence, &form, "X"), ["@applicant"]);
+        // A number in another case is another number.
+        let lower: BTreeMap<String, String> = [("birth_certificate_number".to_string(), "n1".to_string())].into();
+        assert_eq!(rule.mismatches(&licence, &lower, "M"), ["birth_certificate_number"]);
         let other: BTreeMap<String, String> = [("birth_certificate_number".to_string(), "N2".to_string())].into();
         assert_eq!(rule.mismatches(&licence, &other, "M"), ["birth_certificate_number"]);
         let wrong_kind = Licence { kind: "business_licence".into(), ..licence };

@@ -178,6 +178,21 @@ pub struct Step {
     pub fields: BTreeMap<String, String>,
 }
 
+impl Step {
+    /// The form of this step's case, from the bundle's `form`: each field from the bundle
+    /// field it names, or the constant written `=value`.
+    pub fn form_of(&self, form: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+        self.fields
+            .iter()
+            .map(|(to, from)| {
+                let value =
+                    from.strip_prefix('=').map_or_else(|| form.get(from).cloned().unwrap_or_default(), str::to_string);
+                (to.clone(), value)
+            })
+            .collect()
+    }
+}
+
 /// A bundle (一件事).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -296,6 +311,11 @@ impl Catalog {
                 bail!("catalog: matter {} has evidence for {mat}, which is not one of its materials", m.code);
             }
             rule.check(mat, &form).map_err(|e| anyhow::anyhow!("catalog: matter {}: {e}", m.code))?;
+            // A material that must verify is one the matter cannot do without; an optional
+            // or owed one could simply be left out to get around the rule.
+            if rule.elicence == evidence::EvidenceMode::Required && !m.required_materials.contains(mat) {
+                bail!("catalog: matter {} requires {mat} verified, but does not require {mat}", m.code);
+            }
         }
         Ok(())
     }

@@ -9,7 +9,10 @@ use crate::auth::{read_ed25519_key, write_ed25519_key};
 use anyhow::Context as _;
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use ed25519_dalek::{Signer as _, SigningKey};
-use std::path::{Path, PathBuf};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
 
 /// An issuer's signing key.
 pub struct IssuerKey {
@@ -101,13 +104,120 @@ impl DevIssuers {
             .with_context(|| format!("no development issuer {issuer}"))
     }
 
-    /// Writes `issuer`'s revocation list anew: `revoked` licence numbers and keys, issued now.
+    /// A development e-licence that meets `rule` for an application (`form`, `applicant`'s
+    /// identifier), signed by the development issuer of its (first) kind: each value the
+    /// rule matches is the form's (the first of alternatives), its number the form's when the
+    /// rule matches one, otherwise a fresh one. What the applicant's e-licence wallet would
+    /// hold; loads and tests take the real verification path with it.
     ///
     /// # Errors
-    /// No such issuer, or the list cannot be written.
+    /// No development issuer of the kind, or its key cannot be read.
+    pub fn licence_for(
+        &self,
+        rule: &crate::catalog::evidence::EvidenceRule,
+        form: &BTreeMap<String, String>,
+        applicant: &str,
+    ) -> anyhow::Result<String> {
+        let kind = rule.kinds().next().unwrap_or_default();
+        let (issuer, _, _) = DEV_ISSUERS
+            .iter()
+            .find(|(_, _, kinds)| kinds.contains(&kind))
+            .with_context(|| format!("no development issuer of {kind}"))?;
+        let now = chrono::Utc::now().timestamp();
+        let mut licence = Licence {
+            jti: format!("DEV-{}", uuid::Uuid::now_v7().simple()),
+            kind: kind.to_string(),
+            iat: now,
+            nbf: now - 3600,
+            ..Default::default()
+        };
+        for (field, names) in &rule.matches {
+            let given = if field == crate::catalog::evidence::APPLICANT {
+                applicant
+            } else {
+                form.get(field).map_or("", String::as_str)
+            };
+            let value = given.to_string();
+            match names.split('|').next().unwrap_or_default().trim() {
+                "sub" => licence.sub = value,
+                "jti" => licence.jti = value,
+                "holder" => licence.holder = value,
+                other => {
+                    if let Some(name) = other.strip_prefix("fields.") {
+                        licence.fields.insert(name.to_string(), value);
+                    }
+                }
+            }
+        }
+        self.key(issuer)?.issue(&licence)
+    }
+
+    /// Gives each of `materials` that `matter` weighs as evidence, and that carries no
+    /// e-licence, one for the application ([`DevIssuers::licence_for`]).
+    ///
+    /// # Errors
+    /// As [`DevIssuers::licence_for`].
+    pub fn attach(
+        &self,
+        matter: &crate::catalog::Matter,
+        materials: &mut [onething_proto::common::Material],
+        form: &BTreeMap<String, String>,
+        applicant: &str,
+    ) -> anyhow::Result<()> {
+        for m in materials.iter_mut().filter(|m| m.elicence.is_empty()) {
+            if let Some(rule) = matter.evidence.get(&m.code) {
+                m.elicence = self.licence_for(rule, form, applicant)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// As [`DevIssuers::attach`] for every step `req` includes, from each step's form.
+    ///
+    /// # Errors
+    /// As [`DevIssuers::licence_for`].
+    pub fn attach_to_bundle(
+        &self,
+        catalog: &crate::catalog::Catalog,
+        req: &mut onething_proto::coordinator::SubmitBundleRequest,
+    ) -> anyhow::Result<()> {
+        let Some(def) = catalog.bundle(&req.code) else { return Ok(()) };
+        let form: BTreeMap<String, String> = req.form.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let applicant = req.applicant.as_ref().map(|a| a.identifier.clone()).unwrap_or_default();
+        for step in def.steps.iter().filter(|s| !s.optional || req.optional_steps.contains(&s.id)) {
+            if let Some(matter) = catalog.get(&step.matter) {
+                self.attach(matter, &mut req.materials, &step.form_of(&form), &applicant)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds `revoked` licence numbers and keys to `issuer`'s revocation list, signed anew now
+    /// (what it revoked before stays revoked).
+    ///
+    /// # Errors
+    /// No such issuer, or the list cannot be read or written.
     pub fn revoke(&self, issuer: &str, revoked: &[String], revoked_keys: &[String]) -> anyhow::Result<()> {
-        let list = self.key(issuer)?.revocations(revoked, revoked_keys, chrono::Utc::now().timestamp())?;
-        std::fs::write(self.dir.join(format!("{issuer}-revocations.jws")), list).context("writing a revocation list")
+        let path = self.dir.join(format!("{issuer}-revocations.jws"));
+        let (mut numbers, mut kids) = match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let jws = super::split(text.trim(), REVOCATIONS_TYP, super::trust::MAX_REVOCATIONS_BYTES)?;
+                let held: RevocationClaims =
+                    serde_json::from_slice(&jws.payload).context("a revocation list's claims")?;
+                (held.revoked, held.revoked_keys)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Vec::new(), Vec::new()),
+            Err(e) => return Err(e).context("reading a revocation list"),
+        };
+        for (into, new) in [(&mut numbers, revoked), (&mut kids, revoked_keys)] {
+            for n in new {
+                if !into.contains(n) {
+                    into.push(n.clone());
+                }
+            }
+        }
+        let list = self.key(issuer)?.revocations(&numbers, &kids, chrono::Utc::now().timestamp())?;
+        std::fs::write(path, list).context("writing a revocation list")
     }
 }
 
@@ -129,10 +239,15 @@ impl Licence {
     }
 }
 
-/// The development issuers' ids and the kinds each may issue.
-pub const DEV_ISSUERS: [(&str, &str, &[&str]); 2] = [
+/// The development issuers' ids and the kinds each may issue: one for every kind of
+/// [`super::KINDS`].
+pub const DEV_ISSUERS: [(&str, &str, &[&str]); 6] = [
     ("dev.wjw", "威海市卫生健康委员会（开发）", &["birth_medical_certificate", "death_medical_certificate"]),
-    ("dev.scjg", "威海市市场监督管理局（开发）", &["business_licence"]),
+    ("dev.scjg", "威海市市场监督管理局（开发）", &["business_licence", "deregistration_notice"]),
+    ("dev.ga", "威海市公安局（开发）", &["id_card", "vehicle_licence"]),
+    ("dev.bdc", "威海市不动产登记中心（开发）", &["property_certificate"]),
+    ("dev.court", "威海市中级人民法院（开发）", &["bankruptcy_ruling"]),
+    ("dev.kj", "威海市科学技术局（开发）", &["work_permit"]),
 ];
 
 /// Makes the development issuers under `dir/elicence` unless they are there: a key and an
@@ -157,9 +272,7 @@ pub fn ensure_dev_issuers(dir: &Path) -> anyhow::Result<DevIssuers> {
             dev.revoke(id, &[], &[])?;
         } else if is_old(&revocations) {
             // Signed anew with what it revokes: a list is taken for a day.
-            let jws = super::split(std::fs::read_to_string(&revocations)?.trim(), REVOCATIONS_TYP)?;
-            let held: RevocationClaims = serde_json::from_slice(&jws.payload).context("a revocation list's claims")?;
-            dev.revoke(id, &held.revoked, &held.revoked_keys)?;
+            dev.revoke(id, &[], &[])?;
         }
         issuers.push(serde_json::json!({
             "id": id, "name": name, "kinds": kinds, "keys": [key.jwk(0)],

@@ -22,8 +22,8 @@
 mod issue;
 mod trust;
 
-pub use issue::{DevIssuers, IssuerKey, ensure_dev_issuers};
-pub use trust::{Trust, TrustList};
+pub use issue::{DEV_ISSUERS, DevIssuers, IssuerKey, ensure_dev_issuers};
+pub use trust::{MAX_REVOCATIONS_BYTES, Trust, TrustList};
 
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde::{Deserialize, Serialize};
@@ -33,6 +33,20 @@ use std::collections::BTreeMap;
 /// not one.
 pub const MAX_ELICENCE_BYTES: usize = 16 * 1024;
 
+/// The e-licence kinds (证照类型) the mesh knows, with their names: a catalog rule naming
+/// another is refused when the catalog loads, so a typo cannot send every case to a clerk.
+pub const KINDS: &[(&str, &str)] = &[
+    ("death_medical_certificate", "死亡医学证明"),
+    ("birth_medical_certificate", "出生医学证明"),
+    ("business_licence", "营业执照"),
+    ("id_card", "居民身份证"),
+    ("property_certificate", "不动产权证书"),
+    ("deregistration_notice", "准予注销登记通知书"),
+    ("bankruptcy_ruling", "破产裁定书"),
+    ("work_permit", "外国人工作许可证"),
+    ("vehicle_licence", "机动车行驶证"),
+];
+
 /// The JWS `typ` of an e-licence.
 pub const TYP: &str = "elicence+jwt";
 
@@ -40,7 +54,7 @@ pub const TYP: &str = "elicence+jwt";
 pub const REVOCATIONS_TYP: &str = "elicence-revocations+jwt";
 
 /// The claims of an e-licence.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Licence {
     /// Issuer id, as the trust list names it (e.g. `cn.sd.weihai.wjw`).
     pub iss: String,
@@ -63,9 +77,46 @@ pub struct Licence {
     /// Valid until, Unix seconds; none: without end.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exp: Option<i64>,
-    /// The licence's own fields.
-    #[serde(default)]
+    /// The licence's own fields; a name given twice makes the claims malformed (another
+    /// parser of the archived document could read the other value).
+    #[serde(default, deserialize_with = "unique_fields")]
     pub fields: BTreeMap<String, String>,
+}
+
+/// A JSON object of strings with no name twice.
+fn unique_fields<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    struct Unique;
+    impl<'de> serde::de::Visitor<'de> for Unique {
+        type Value = BTreeMap<String, String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an object of strings, each name once")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some((k, v)) = map.next_entry::<String, String>()? {
+                if out.insert(k, v).is_some() {
+                    return Err(serde::de::Error::custom("a field given twice"));
+                }
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(Unique)
+}
+
+/// Without the subject, holder and fields, which are personal data: a licence may be
+/// logged or put in an error.
+impl std::fmt::Debug for Licence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Licence")
+            .field("iss", &self.iss)
+            .field("jti", &self.jti)
+            .field("kind", &self.kind)
+            .field("iat", &self.iat)
+            .field("nbf", &self.nbf)
+            .field("exp", &self.exp)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Licence {
@@ -108,15 +159,16 @@ pub struct Parsed {
 /// Why a text is not an e-licence at all (the request is malformed: INVALID_ARGUMENT).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Malformed {
-    /// Longer than [`MAX_ELICENCE_BYTES`].
-    #[error("longer than {MAX_ELICENCE_BYTES} bytes")]
+    /// Longer than the most taken ([`MAX_ELICENCE_BYTES`] for a licence).
+    #[error("too long")]
     TooLong,
     /// Not three base64url parts, or a part that does not decode.
     #[error("not a JWS in compact serialization")]
     NotJws,
-    /// A header or claims that are not what an e-licence carries.
+    /// A header or claims that are not what an e-licence carries (a fixed description:
+    /// never the values, which may be personal data).
     #[error("not an e-licence: {0}")]
-    NotLicence(String),
+    NotLicence(&'static str),
 }
 
 /// Takes `token` apart without checking its signature.
@@ -124,9 +176,9 @@ pub enum Malformed {
 /// # Errors
 /// [`Malformed`]: too long, not a compact JWS, or not an e-licence's header and claims.
 pub fn parse(token: &str) -> Result<Parsed, Malformed> {
-    let jws = split(token, TYP)?;
-    let licence: Licence =
-        serde_json::from_slice(&jws.payload).map_err(|e| Malformed::NotLicence(format!("claims: {e}")))?;
+    let jws = split(token, TYP, MAX_ELICENCE_BYTES)?;
+    let licence: Licence = serde_json::from_slice(&jws.payload)
+        .map_err(|_| Malformed::NotLicence("its claims are not an e-licence's claims"))?;
     Ok(Parsed { licence, jws })
 }
 
@@ -139,9 +191,9 @@ pub(crate) struct Jws {
     pub(crate) signature: Vec<u8>,
 }
 
-/// Splits a compact JWS whose header's `typ` is `typ`.
-pub(crate) fn split(token: &str, typ: &str) -> Result<Jws, Malformed> {
-    if token.len() > MAX_ELICENCE_BYTES {
+/// Splits a compact JWS of at most `max` bytes whose header's `typ` is `typ`.
+pub(crate) fn split(token: &str, typ: &str, max: usize) -> Result<Jws, Malformed> {
+    if token.len() > max {
         return Err(Malformed::TooLong);
     }
     let mut parts = token.trim().split('.');
@@ -150,9 +202,9 @@ pub(crate) fn split(token: &str, typ: &str) -> Result<Jws, Malformed> {
     };
     let decode = |part: &str| URL_SAFE_NO_PAD.decode(part).map_err(|_| Malformed::NotJws);
     let header: Header =
-        serde_json::from_slice(&decode(h)?).map_err(|e| Malformed::NotLicence(format!("header: {e}")))?;
+        serde_json::from_slice(&decode(h)?).map_err(|_| Malformed::NotLicence("its header is not a JWS header"))?;
     if header.typ != typ {
-        return Err(Malformed::NotLicence(format!("typ is not {typ}")));
+        return Err(Malformed::NotLicence("its header's typ is not this kind of document"));
     }
     Ok(Jws { header, signed: format!("{h}.{p}"), payload: decode(p)?, signature: decode(s)? })
 }

@@ -112,18 +112,37 @@ struct Revoked {
     issued_at: Option<i64>,
 }
 
-/// The trusted issuers and their revocations; verifies e-licences offline.
-pub struct Trust {
+/// The longest revocation list taken, in bytes: an issuer's list grows with every licence it
+/// revokes (tens of thousands of numbers), unlike a licence.
+pub const MAX_REVOCATIONS_BYTES: usize = 16 * 1024 * 1024;
+
+/// How far ahead of this machine's clock a revocation list's issue time may be: more is a
+/// list that would shut out every honest list after it.
+const CLOCK_SKEW_SECONDS: i64 = 300;
+
+/// The issuers the trust list names, as last read, with their revocations.
+struct State {
     issuers: Vec<Issuer>,
     refresh: Duration,
     max_age: i64,
-    revoked: RwLock<BTreeMap<String, Revoked>>,
+    revoked: BTreeMap<String, Revoked>,
+}
+
+/// The trusted issuers and their revocations; verifies e-licences offline. The trust list
+/// file and the revocation lists are read again every `refresh_seconds`: a key or issuer
+/// added, rotated or removed there is honoured without a restart, as the JWKS is.
+pub struct Trust {
+    /// The trust list file; none: trusts no issuer.
+    source: Option<PathBuf>,
+    state: RwLock<State>,
 }
 
 impl Trust {
     /// Trusts no issuer: nothing verifies (a deployment that configured none).
     pub fn none() -> Self {
-        Self { issuers: Vec::new(), refresh: Duration::from_secs(300), max_age: 0, revoked: RwLock::default() }
+        let state =
+            State { issuers: Vec::new(), refresh: Duration::from_secs(300), max_age: 0, revoked: BTreeMap::new() };
+        Self { source: None, state: RwLock::new(state) }
     }
 
     /// Loads the trust list at `path` (empty: [`Trust::none`]) and reads every issuer's
@@ -137,46 +156,18 @@ impl Trust {
         if path.trim().is_empty() {
             return Ok(Self::none());
         }
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading the trust list {path}"))?;
-        let list: TrustList = serde_json::from_str(&text).with_context(|| format!("parsing the trust list {path}"))?;
-        let base = Path::new(path).parent().unwrap_or(Path::new("."));
-        Self::from_list(list, base)
+        let me = Self { source: Some(PathBuf::from(path)), state: RwLock::new(read_list(Path::new(path))?) };
+        me.refresh();
+        Ok(me)
     }
 
-    /// A trust over `list`, its relative revocation paths taken from `base`.
+    /// A trust over `list`, its relative revocation paths taken from `base` (never read
+    /// again: for tests and tools).
     ///
     /// # Errors
     /// As [`Trust::load`].
     pub fn from_list(list: TrustList, base: &Path) -> anyhow::Result<Self> {
-        let mut issuers = Vec::new();
-        let mut seen = HashSet::new();
-        for entry in list.issuers {
-            if !seen.insert(entry.id.clone()) {
-                bail!("trust list: issuer {} appears twice", entry.id);
-            }
-            let mut keys = Vec::new();
-            for k in &entry.keys {
-                if k.kty != "OKP" || k.crv != "Ed25519" {
-                    bail!("trust list: issuer {} key {} is not an Ed25519 key", entry.id, k.kid);
-                }
-                let bytes: [u8; 32] = URL_SAFE_NO_PAD
-                    .decode(&k.x)
-                    .ok()
-                    .and_then(|b| b.try_into().ok())
-                    .with_context(|| format!("trust list: issuer {} key {}: x is not 32 bytes", entry.id, k.kid))?;
-                let key = VerifyingKey::from_bytes(&bytes)
-                    .with_context(|| format!("trust list: issuer {} key {} is not a public key", entry.id, k.kid))?;
-                keys.push((k.clone(), key));
-            }
-            let revocations = base.join(&entry.revocations);
-            issuers.push(Issuer { entry, keys, revocations });
-        }
-        let me = Self {
-            issuers,
-            refresh: Duration::from_secs(list.refresh_seconds.max(1)),
-            max_age: list.max_revocation_age_seconds,
-            revoked: RwLock::default(),
-        };
+        let me = Self { source: None, state: RwLock::new(state_of(list, base)?) };
         me.refresh();
         Ok(me)
     }
@@ -195,7 +186,8 @@ impl Trust {
 
     fn check(&self, p: &super::Parsed, now: i64) -> Result<(), Unverified> {
         let l = &p.licence;
-        let issuer = self.issuers.iter().find(|i| i.entry.id == l.iss).ok_or(Unverified::UnknownIssuer)?;
+        let state = self.state.read().map_err(|_| Unverified::RevocationUnknown)?;
+        let issuer = state.issuers.iter().find(|i| i.entry.id == l.iss).ok_or(Unverified::UnknownIssuer)?;
         let entry = issuer.signer(&p.jws)?;
         // Rotation: a key signs what is issued within its validity; older licences keep
         // verifying after it is retired, newer ones signed with it do not.
@@ -205,16 +197,19 @@ impl Trust {
         if !issuer.entry.kinds.iter().any(|k| k == &l.kind) {
             return Err(Unverified::KindNotAllowed);
         }
-        if now < l.nbf {
+        // Issued in the future is not issued yet: a key published ahead of its use signs
+        // nothing that verifies before then.
+        if now < l.nbf || l.iat > now + CLOCK_SKEW_SECONDS {
             return Err(Unverified::NotYetValid);
         }
         if l.exp.is_some_and(|exp| now >= exp) {
             return Err(Unverified::Expired);
         }
-        let revoked = self.revoked.read().map_err(|_| Unverified::RevocationUnknown)?;
-        let r = revoked.get(&l.iss).ok_or(Unverified::RevocationUnknown)?;
+        let r = state.revoked.get(&l.iss).ok_or(Unverified::RevocationUnknown)?;
+        // The list's age on this machine's clock, not the business clock a test or a
+        // demonstration moves: a list is as fresh as it really is.
         match r.issued_at {
-            Some(at) if now - at <= self.max_age => {}
+            Some(at) if Utc::now().timestamp() - at <= state.max_age => {}
             _ => return Err(Unverified::RevocationUnknown),
         }
         if r.numbers.contains(&l.jti) || r.kids.contains(&p.jws.header.kid) {
@@ -223,35 +218,99 @@ impl Trust {
         Ok(())
     }
 
-    /// Reads every issuer's revocation list again; a list that cannot be read, does not
-    /// verify with its issuer's keys, or is older than the one held is set aside (said in
-    /// the log) and the one held stays. Returns how many lists were taken.
+    /// Reads the trust list again (when it came from a file; one that cannot be read or is
+    /// not a trust list is set aside, said in the log, and the one held stays), then every
+    /// issuer's revocation list: one that cannot be read, does not verify with a key its
+    /// issuer has not revoked, is dated ahead of this machine's clock, or is older than the
+    /// one held is set aside too. Returns how many revocation lists were taken.
     pub fn refresh(&self) -> usize {
+        if let Some(path) = &self.source {
+            match read_list(path) {
+                Ok(mut fresh) => {
+                    let Ok(mut state) = self.state.write() else { return 0 };
+                    // What was revoked stays known for the issuers still trusted.
+                    fresh.revoked = std::mem::take(&mut state.revoked);
+                    fresh.revoked.retain(|id, _| fresh.issuers.iter().any(|i| &i.entry.id == id));
+                    *state = fresh;
+                }
+                Err(e) => tracing::warn!(error = %format!("{e:#}"), "trust list not taken; the one held stays"),
+            }
+        }
+        let Ok(state) = self.state.read() else { return 0 };
+        let lists: Vec<(String, anyhow::Result<Revoked>)> = state
+            .issuers
+            .iter()
+            .map(|i| (i.entry.id.clone(), read_revocations(i, state.revoked.get(&i.entry.id))))
+            .collect();
+        drop(state);
+        let Ok(mut state) = self.state.write() else { return 0 };
         let mut taken = 0;
-        for issuer in &self.issuers {
-            match read_revocations(issuer) {
+        for (id, list) in lists {
+            match list {
                 Ok(new) => {
-                    let Ok(mut held) = self.revoked.write() else { return taken };
-                    let current = held.entry(issuer.entry.id.clone()).or_default();
+                    let current = state.revoked.entry(id.clone()).or_default();
                     if current.issued_at.is_none_or(|at| new.issued_at.is_some_and(|n| n >= at)) {
                         *current = new;
                         taken += 1;
                     } else {
-                        tracing::warn!(issuer = %issuer.entry.id, "revocation list older than the one held; kept the newer");
+                        tracing::warn!(issuer = %id, "revocation list older than the one held; kept the newer");
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(issuer = %issuer.entry.id, error = %format!("{e:#}"), "revocation list not taken; the one held stays")
+                    tracing::warn!(issuer = %id, error = %format!("{e:#}"), "revocation list not taken; the one held stays")
                 }
             }
         }
         taken
     }
 
-    /// How often the revocation lists are read again; none when no issuer is trusted.
+    /// How often the trust list and revocation lists are read again; none when no trust
+    /// list is configured.
     pub fn refresh_interval(&self) -> Option<Duration> {
-        (!self.issuers.is_empty()).then_some(self.refresh)
+        let state = self.state.read().ok()?;
+        (self.source.is_some() || !state.issuers.is_empty()).then_some(state.refresh)
     }
+}
+
+/// The trust list at `path`, its revocation lists not yet read.
+fn read_list(path: &Path) -> anyhow::Result<State> {
+    let shown = path.display();
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading the trust list {shown}"))?;
+    let list: TrustList = serde_json::from_str(&text).with_context(|| format!("parsing the trust list {shown}"))?;
+    state_of(list, path.parent().unwrap_or(Path::new(".")))
+}
+
+/// The issuers of `list`, their keys checked, revocation paths taken from `base`.
+fn state_of(list: TrustList, base: &Path) -> anyhow::Result<State> {
+    let mut issuers = Vec::new();
+    let mut seen = HashSet::new();
+    for entry in list.issuers {
+        if !seen.insert(entry.id.clone()) {
+            bail!("trust list: issuer {} appears twice", entry.id);
+        }
+        let mut keys = Vec::new();
+        for k in &entry.keys {
+            if k.kty != "OKP" || k.crv != "Ed25519" {
+                bail!("trust list: issuer {} key {} is not an Ed25519 key", entry.id, k.kid);
+            }
+            let bytes: [u8; 32] = URL_SAFE_NO_PAD
+                .decode(&k.x)
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .with_context(|| format!("trust list: issuer {} key {}: x is not 32 bytes", entry.id, k.kid))?;
+            let key = VerifyingKey::from_bytes(&bytes)
+                .with_context(|| format!("trust list: issuer {} key {} is not a public key", entry.id, k.kid))?;
+            keys.push((k.clone(), key));
+        }
+        let revocations = base.join(&entry.revocations);
+        issuers.push(Issuer { entry, keys, revocations });
+    }
+    Ok(State {
+        issuers,
+        refresh: Duration::from_secs(list.refresh_seconds.max(1)),
+        max_age: list.max_revocation_age_seconds,
+        revoked: BTreeMap::new(),
+    })
 }
 
 /// The claims of a revocation list.
@@ -269,16 +328,30 @@ pub(super) struct RevocationClaims {
     pub revoked_keys: Vec<String>,
 }
 
-fn read_revocations(issuer: &Issuer) -> anyhow::Result<Revoked> {
+/// `issuer`'s revocation list as its file says now, `held` the list taken before.
+fn read_revocations(issuer: &Issuer, held: Option<&Revoked>) -> anyhow::Result<Revoked> {
     let text = std::fs::read_to_string(&issuer.revocations)
         .with_context(|| format!("reading {}", issuer.revocations.display()))?;
-    let jws = split(text.trim(), REVOCATIONS_TYP)?;
-    if let Err(u) = issuer.signer(&jws) {
-        bail!("not signed by the issuer: {}", u.says());
-    }
+    let jws = split(text.trim(), REVOCATIONS_TYP, MAX_REVOCATIONS_BYTES)?;
+    let key = match issuer.signer(&jws) {
+        Ok(key) => key,
+        Err(u) => bail!("not signed by the issuer: {}", u.says()),
+    };
     let claims: RevocationClaims = serde_json::from_slice(&jws.payload).context("claims")?;
+    // As for a licence: a key signs lists issued within its validity, a retired key none.
+    if claims.iat < key.nbf || key.exp.is_some_and(|exp| claims.iat >= exp) {
+        bail!("signed by a key not in use when the list was issued");
+    }
     if claims.iss != issuer.entry.id {
         bail!("a list of another issuer");
+    }
+    // A key revoked in the list held signs nothing, least of all the list that would take
+    // it back. (A list may revoke the key that signs it: that only takes more away.)
+    if held.is_some_and(|h| h.kids.contains(&jws.header.kid)) {
+        bail!("signed by a revoked key");
+    }
+    if claims.iat > Utc::now().timestamp() + CLOCK_SKEW_SECONDS {
+        bail!("dated ahead of this machine's clock");
     }
     Ok(Revoked {
         numbers: claims.revoked.into_iter().collect(),

@@ -39,6 +39,7 @@ pub use evidence::evidence_of;
 pub use grpc::PROCEDURE;
 mod policy;
 mod store;
+mod supply;
 mod sweep;
 mod workflow;
 

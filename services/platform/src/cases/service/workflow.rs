@@ -35,7 +35,7 @@ impl CaseApi {
         let rules = self.rules(&matter.code)?;
         violations.extend(crate::cases::check_case_form(&me.catalog, matter, rules, applicant.as_ref(), &form, now));
         let applicant_id = applicant.as_ref().map_or("", |a| a.identifier.as_str());
-        let evidence = self.weigh_evidence(matter, &materials, &form, applicant_id, now, &mut violations);
+        let evidence = crate::cases::evidence::weigh(&me.trust, matter, &materials, &form, applicant_id, now);
         if let Some(e) = Error::from_violations(Reason::CaseInvalidRequest, violations) {
             return Err(e);
         }
@@ -50,7 +50,7 @@ impl CaseApi {
         let mut case = CaseRecord::received(matter, applicant, form, materials, now);
         case.idempotency_key = crate::idempotency::scoped(p, key);
         case.bundle_id = req.bundle_id.trim().to_string();
-        let required = Self::required_unverified(matter, &evidence);
+        let required = crate::cases::evidence::required_unverified(matter, &evidence);
         case.evidence = evidence;
         // Asked before any transaction: another service's answer (a green channel's employer).
         let verified = self.rules(&matter.code)?.verify(&mut case).await?.or(required);
@@ -184,12 +184,13 @@ impl CaseApi {
             return self.step(case, Action::RequestSupplement, now, events);
         }
         rules.on_intake(txn, case, now).await?;
+        // Evidence that did not verify: a clerk decides (whatever the handling), told what
+        // could not be verified.
+        if let Some(note) = super::evidence::for_clerk(case) {
+            case.reason_text = note;
+        }
         match matter.handling {
             Handling::Automatic => {
-                // Evidence that did not verify: a clerk decides, told what could not be.
-                if let Some(note) = super::evidence::for_clerk(case) {
-                    case.reason_text = note;
-                }
                 self.step(case, Action::Accept, now, events)?;
                 if self.decides_itself(txn, case).await? {
                     self.decide(txn, case, matter, now, events).await?;
@@ -197,90 +198,6 @@ impl CaseApi {
             }
             Handling::AutoAccept => self.step(case, Action::Accept, now, events)?,
             Handling::Review => {}
-        }
-        Ok(())
-    }
-
-    /// Takes supplied `materials` into the action's case: what a supplement asked for (at
-    /// intake the case is received again, and accepted or decided by its handling; after
-    /// acceptance it goes back to accepted) or the materials a provisional approval owes.
-    ///
-    /// # Errors
-    /// INVALID_ARGUMENT for no or malformed materials, one not asked for or owed, or one
-    /// still missing; FAILED_PRECONDITION when the case waits for none, or
-    /// `CASE_ELICENCE_NOT_VERIFIED` when a material the catalog requires as a verified
-    /// e-licence is not one (nothing changes).
-    pub(super) async fn supply(&self, a: &mut Action_, materials: &[pb::Material]) -> Result<()> {
-        let matter = self.catalog_matter(&a.case)?.clone();
-        let action = match a.case.state {
-            State::AwaitingSupplement if a.case.accepted_at.is_none() => Action::SupplyForIntake,
-            State::AwaitingSupplement => Action::SupplyMaterials,
-            State::ApprovedProvisionally => Action::CompleteOwed,
-            _ => {
-                return Err(Error::failed_precondition(
-                    Reason::CaseNotAwaitingMaterials,
-                    format!("a {} case does not take materials", a.case.state),
-                ));
-            }
-        };
-        let mut bad = Vec::new();
-        if materials.is_empty() {
-            bad.push(violation("materials", "required"));
-        }
-        let supplied = MaterialRecord::validate(materials, &matter, &mut bad);
-        // Only what was asked for or is owed: a material already reviewed is not replaced
-        // behind the clerk's back.
-        for (i, m) in materials.iter().enumerate() {
-            if matter.knows_material(&m.code) && !a.case.missing_materials.contains(&m.code) {
-                bad.push(violation(&format!("materials[{i}].code"), "not asked for"));
-            }
-        }
-        let now = self.clock().now();
-        let weighed =
-            self.weigh_evidence(&matter, &supplied, &a.case.form, &a.case.applicant.identifier, now, &mut bad);
-        if let Some(e) = Error::from_violations(Reason::CaseInvalidRequest, bad) {
-            return Err(e);
-        }
-        let weighed = weighed?;
-        // A material the catalog requires verified is refused as at intake, but the case
-        // keeps waiting: the applicant may still supply a verified one in time.
-        if let Some(r) = Self::required_unverified(&matter, &weighed) {
-            return Err(Error::failed_precondition(r.reason_code, r.reason_text));
-        }
-        let case = &mut a.case;
-        // What the supplied e-licences prove replaces what was found before about them.
-        for e in weighed {
-            case.evidence.retain(|x| x.material != e.material);
-            case.evidence.push(e);
-        }
-        // Everything asked for comes now (a material asked for again replaces the one given).
-        let still: Vec<String> =
-            case.missing_materials.iter().filter(|c| !supplied.iter().any(|m| &m.code == *c)).cloned().collect();
-        for m in supplied {
-            case.materials.retain(|x| x.code != m.code);
-            case.materials.push(m);
-        }
-        if !still.is_empty() {
-            return Err(Error::invalid_field(
-                Reason::CaseMaterialsStillMissing,
-                "materials",
-                format!("still missing: {}", still.join(", ")),
-            ));
-        }
-        case.missing_materials.clear();
-        case.reason_code.clear();
-        case.reason_text.clear();
-        self.step(case, action, now, &mut a.events)?;
-        match action {
-            Action::SupplyForIntake => self.receive(&a.txn, &mut a.case, &matter, now, &mut a.events).await?,
-            // Back to accepted, an automatic matter is decided at once if its fact came
-            // while it waited (the sweep of facts passed it by).
-            Action::SupplyMaterials
-                if matter.handling == Handling::Automatic && self.decides_itself(&a.txn, &a.case).await? =>
-            {
-                self.decide(&a.txn, &mut a.case, &matter, now, &mut a.events).await?;
-            }
-            _ => {}
         }
         Ok(())
     }
