@@ -128,7 +128,7 @@ pub fn birth_request(key: &str, certificate: &str) -> pb::CreateCaseRequest {
             ("birth_certificate_number", certificate),
         ]),
         materials: vec![pb::Material {
-            elicence: birth_elicence(certificate, "王小明", "2026-11-01", &seeded_parent(), ""),
+            elicence: birth_elicence(certificate, ("王小明", "M"), "2026-11-01", &seeded_parent(), ""),
             ..material("birth_medical_certificate")
         }],
         idempotency_key: key.into(),

@@ -272,9 +272,13 @@ async fn a_birth_rests_on_a_certificate_naming_the_applicant() {
     let mut cases = mesh.coordinator_cases(HOUSEHOLD).await;
     let parent = seeded_parent();
     let stored = count(mesh.db(HOUSEHOLD), "cases").await;
-    let strangers = birth_elicence("Q-B-1", "王小明", "2026-11-01", &seeded_person(), "");
-    let other_child = birth_elicence("Q-B-1", "王小红", "2026-11-01", &parent, "");
-    for (why, token, field) in [("parents", strangers, "@applicant"), ("child", other_child, "child_name")] {
+    let strangers = birth_elicence("Q-B-1", ("王小明", "M"), "2026-11-01", &seeded_person(), "");
+    let other_child = birth_elicence("Q-B-1", ("王小红", "M"), "2026-11-01", &parent, "");
+    // The sex decides the parity of the new ID number: a certificate of a girl registers no boy.
+    let other_sex = birth_elicence("Q-B-1", ("王小明", "F"), "2026-11-01", &parent, "");
+    let refused =
+        [("parents", strangers, "@applicant"), ("child", other_child, "child_name"), ("sex", other_sex, "child_sex")];
+    for (why, token, field) in refused {
         let mut req = birth_request(&format!("birth-{why}"), "Q-B-1");
         req.materials[0].elicence = token;
         let err = cases.create_case(req).await.unwrap_err();

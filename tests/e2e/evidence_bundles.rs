@@ -35,6 +35,19 @@ async fn bundles_rest_on_verified_evidence(backend: Backend) {
     let granddaughter = onething_household::store::seed_id("371082", "1995-02-28", 82).unwrap().expose().to_string();
     let mut as_granddaughter = w.bundles_at(0, &citizen_token(&granddaughter)).await;
 
+    // The public catalog says which materials are weighed, and how.
+    let endpoint = w.replica(COORDINATOR, 0).endpoint();
+    let mut catalog = onething_proto::coordinator::catalog_service_client::CatalogServiceClient::new(
+        connect_as(&endpoint, Some(&citizen_token(&granddaughter))).await,
+    );
+    let matters = catalog.list_matters(onething_proto::coordinator::ListMattersRequest::default()).await;
+    let matters = matters.unwrap().into_inner().matters;
+    let seal = matters.iter().find(|m| m.code == "liaison.seal_engraving_filing").unwrap();
+    assert_eq!(seal.evidence.len(), 1);
+    assert!(seal.evidence[0].required && seal.evidence[0].kinds == ["business_licence"], "{:?}", seal.evidence);
+    let dereg = matters.iter().find(|m| m.code == "household.deregistration").unwrap();
+    assert!(!dereg.evidence[0].required && dereg.evidence[0].material == "death_certificate");
+
     // Refused at the door: a malformed e-licence, another person's certificate, and a paper
     // business licence where the seal filing requires a verified one.
     let mut junk = after_death(citizen_applicant(&granddaughter), &elder, "SW-E-1", "e-junk");

@@ -52,12 +52,19 @@ pub fn death_elicence_by(
     dev_issuers().key(issuer).expect("a development issuer's key").issue(&licence).expect("issue")
 }
 
-/// A verified 出生医学证明, number `number`, of `child_name` born on `birth_date` to
-/// `mother` and `father`, signed by 卫健.
-pub fn birth_elicence(number: &str, child_name: &str, birth_date: &str, mother: &str, father: &str) -> String {
+/// A verified 出生医学证明, number `number`, of the child `(name, sex)` born on `birth_date`
+/// to `mother` and `father`, signed by 卫健.
+pub fn birth_elicence(
+    number: &str,
+    (child_name, child_sex): (&str, &str),
+    birth_date: &str,
+    mother: &str,
+    father: &str,
+) -> String {
     let now = chrono::Utc::now().timestamp();
     let fields = [
         ("child_name", child_name),
+        ("child_sex", child_sex),
         ("birth_date", birth_date),
         ("mother_id_number", mother),
         ("father_id_number", father),

@@ -157,6 +157,15 @@ fn matter_pb(m: &onething_platform::catalog::Matter) -> pb::Matter {
         time_limit: m.time_limit,
         online: m.online,
         cross_province: m.cross_province,
+        evidence: m
+            .evidence
+            .iter()
+            .map(|(material, rule)| pb::MaterialEvidence {
+                material: material.clone(),
+                required: rule.elicence == onething_platform::catalog::evidence::EvidenceMode::Required,
+                kinds: rule.kinds().map(str::to_string).collect(),
+            })
+            .collect(),
     }
 }
 

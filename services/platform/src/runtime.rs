@@ -64,6 +64,12 @@ impl ServiceRuntime {
         let catalog = Arc::new(Catalog::load(&settings.catalog_file)?);
         let calendar = Arc::new(Calendar::load(&settings.calendar_dir)?);
         let trust = Arc::new(crate::elicence::Trust::load(&settings.elicence.trust_list_file)?);
+        if trust.refresh_interval().is_none() && catalog.requires_verified_evidence() {
+            tracing::warn!(
+                service = name,
+                "no e-licence issuer is trusted (elicence.trust_list_file): matters that require a verified e-licence refuse every application"
+            );
+        }
         let db = crate::db::connect_and_migrate_with::<M>(&settings.database_url, &settings.database).await?;
         let client = events::nats::connect(&settings.nats, &format!("onething-{name}")).await?;
         let js = jetstream::new(client);

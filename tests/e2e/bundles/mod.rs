@@ -51,7 +51,7 @@ pub fn newborn(
     );
     // A verified certificate naming the parent and, when another, the applicant.
     let father = if applicant == parent { "" } else { applicant.as_str() };
-    request.materials[0].elicence = birth_elicence(certificate, child_name, "2026-11-20", parent, father);
+    request.materials[0].elicence = birth_elicence(certificate, (child_name, child_sex), "2026-11-20", parent, father);
     request
 }
 

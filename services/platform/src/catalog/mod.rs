@@ -396,6 +396,11 @@ impl Catalog {
         Self::parse(&text).with_context(|| format!("catalog {path}"))
     }
 
+    /// Whether any matter requires a material as a verified e-licence.
+    pub fn requires_verified_evidence(&self) -> bool {
+        self.matters.iter().any(|m| m.evidence.values().any(|r| r.elicence == evidence::EvidenceMode::Required))
+    }
+
     /// The matter with `code`.
     pub fn get(&self, code: &str) -> Option<&Matter> {
         self.index.get(code).map(|&i| &self.matters[i])
