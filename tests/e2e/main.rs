@@ -34,6 +34,7 @@ mod pii;
 mod poison;
 mod prometheus;
 mod races;
+mod reference_data;
 mod reflection;
 mod security;
 mod supervision;

@@ -154,15 +154,47 @@ pub async fn start_named(name: &str, settings: Settings) -> Running {
     }
 }
 
-/// Runs a service being built by `build` in the test's runtime.
+/// Runs a service being built by `build` in the test's runtime, with its development data
+/// (as `onething dev` runs it).
 ///
 /// # Panics
 /// When it cannot start.
 pub async fn start_service(
     build: impl std::future::Future<Output = anyhow::Result<onething_platform::runtime::Service>>,
 ) -> Running {
+    start_built(build, true).await
+}
+
+/// As [`start_service`], without development data: as production starts it.
+///
+/// # Panics
+/// When it cannot start.
+pub async fn start_service_unseeded(
+    build: impl std::future::Future<Output = anyhow::Result<onething_platform::runtime::Service>>,
+) -> Running {
+    start_built(build, false).await
+}
+
+/// The development data of service `name`, if it keeps any.
+pub fn dev_data(name: &str) -> Option<&'static dyn onething_platform::store::dev_data::DevData> {
+    match name {
+        "household" => Some(&onething_household::store::DevRegistry),
+        "exit_entry" => Some(&onething_exit_entry::store::DevRecords),
+        "vehicle" => Some(&onething_vehicle::store::DevRecords),
+        "liaison" => Some(&onething_liaison::store::DevRecords),
+        _ => None,
+    }
+}
+
+async fn start_built(
+    build: impl std::future::Future<Output = anyhow::Result<onething_platform::runtime::Service>>,
+    seeded: bool,
+) -> Running {
     init_telemetry();
     let app = build.await.unwrap_or_else(|e| panic!("service starts: {e:#}"));
+    if let Some(data) = dev_data(app.name()).filter(|_| seeded) {
+        onething_platform::store::dev_data::apply(app.db(), data, false).await.expect("development data");
+    }
     let (name, addr, metrics) = (app.name(), app.grpc_addr(), app.metrics_addr());
     let db = app.db().clone();
     let stop = CancellationToken::new();

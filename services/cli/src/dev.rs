@@ -67,6 +67,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let mut services = Vec::new();
     for (name, settings) in all {
         let built = build(name, settings).await.map_err(|e| e.context(format!("starting {name}")))?;
+        // The development data: what the README's examples work on.
+        if let Some(data) = crate::seed::dev_data(name) {
+            onething_platform::store::dev_data::apply(built.db(), data, false)
+                .await
+                .map_err(|e| e.context(format!("seeding {name}")))?;
+        }
         println!("onething dev: {:<11} on {}", name.name(), built.grpc_addr());
         if let Some(m) = built.metrics_addr() {
             println!("onething dev: metrics     on http://{m}/metrics");

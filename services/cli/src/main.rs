@@ -10,6 +10,7 @@ mod dev;
 mod elicence;
 mod events;
 mod outbox;
+mod seed;
 mod supervise;
 
 use clap::{Parser, Subcommand};
@@ -37,6 +38,8 @@ enum Command {
     Token(client::TokenArgs),
     /// Make a service's signing key and print its JWK, scoped to that service alone.
     Key(client::KeyArgs),
+    /// Put a service's development data into its database (`--remove`: delete exactly it).
+    Seed(seed::SeedArgs),
     /// Development e-licences (电子证照): issue, revoke, verify.
     Elicence(elicence::ElicenceArgs),
     /// Apply for a bundle (一件事) once: one form, one set of materials.
@@ -73,6 +76,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Household(args) => client::household(args).await,
         Command::Token(args) => client::token(args),
         Command::Key(args) => client::key(args),
+        Command::Seed(args) => seed::seed(args).await,
         Command::Elicence(args) => elicence::elicence(args),
         Command::Apply(args) => bundle::apply(args).await,
         Command::Bundle(args) => bundle::bundle(args).await,

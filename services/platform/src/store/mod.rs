@@ -2,6 +2,7 @@
 //! outbox, and the consumer inbox. A service's migrator lists [`migrations`] first, then its own.
 
 pub mod case;
+pub mod dev_data;
 pub mod inbox;
 pub mod json;
 pub mod migrate;
