@@ -175,9 +175,10 @@ proto-breaking: $(BUF)
 		$(BUF) breaking proto --against '.git#ref=HEAD~1,subdir=proto'; \
 	else echo "proto-breaking: no previous commit with protos to compare with"; fi
 
-docs: ## Regenerate docs/events.md (event contract, protos), docs/errors.md (reason codes) and the authorisation table of docs/security.md
+docs: ## Regenerate docs/events.md (event contract, protos), docs/errors.md (reason codes), docs/reference-data.md (import kinds) and the authorisation table of docs/security.md
 	$(CARGO) run --quiet --bin onething -- events doc > docs/events.md
 	$(CARGO) run --quiet --bin onething -- errors-doc > docs/errors.md
+	$(CARGO) run --quiet --bin onething -- reference-doc > docs/reference-data.md
 	$(CARGO) run --quiet --bin onething -- policy-doc < docs/security.md > docs/security.md.new
 	mv docs/security.md.new docs/security.md
 

@@ -15,7 +15,7 @@ use crate::{
     db::{Backend, TestDb},
     identity::{Authed, connect_as, dev_keys},
     nats::{NatsServer, nats_password},
-    service::{Running, start_named, test_settings},
+    service::{Running, start_named_with, test_settings},
 };
 use onething_platform::{clock::Clock, config::Settings, service_kind::ServiceKind};
 use onething_proto::{
@@ -33,9 +33,18 @@ pub struct MeshBuilder {
     coordinators: usize,
     secured: bool,
     tweak: Option<Tweak>,
+    seeded: bool,
 }
 
 impl MeshBuilder {
+    /// Starts the departments without their development data, as production does: they
+    /// hold only what the test imports.
+    #[must_use]
+    pub fn unseeded(mut self) -> Self {
+        self.seeded = false;
+        self
+    }
+
     /// Runs `kind` too (one replica).
     #[must_use]
     pub fn service(mut self, kind: ServiceKind) -> Self {
@@ -94,6 +103,7 @@ impl MeshBuilder {
             backend: self.backend,
             secured: self.secured,
             tweak: self.tweak,
+            seeded: self.seeded,
             dbs: BTreeMap::new(),
             running: Vec::new(),
         };
@@ -118,6 +128,7 @@ pub struct TestMesh {
     backend: Backend,
     secured: bool,
     tweak: Option<Tweak>,
+    seeded: bool,
     dbs: BTreeMap<ServiceKind, TestDb>,
     /// Every replica started, in order; a stopped one keeps its place (and address).
     running: Vec<(ServiceKind, Running)>,
@@ -126,7 +137,7 @@ pub struct TestMesh {
 impl TestMesh {
     /// A mesh on `backend`, running nothing yet.
     pub fn with(backend: Backend) -> MeshBuilder {
-        MeshBuilder { backend, kinds: Vec::new(), coordinators: 0, secured: false, tweak: None }
+        MeshBuilder { backend, kinds: Vec::new(), coordinators: 0, secured: false, tweak: None, seeded: true }
     }
 
     /// The backend every service's database is on.
@@ -166,7 +177,7 @@ impl TestMesh {
         if !self.dbs.contains_key(&kind) {
             self.dbs.insert(kind, TestDb::fresh(self.backend).await?);
         }
-        let running = start_named(kind.name(), self.settings(kind)).await;
+        let running = start_named_with(kind.name(), self.settings(kind), self.seeded).await;
         self.running.push((kind, running));
         Some(self.replicas(kind).count() - 1)
     }
@@ -218,7 +229,7 @@ impl TestMesh {
             if *k == kind && r.is_stopped() {
                 let mut s = settings.clone();
                 s.grpc_addr = r.addr.to_string();
-                *r = start_named(kind.name(), s).await;
+                *r = start_named_with(kind.name(), s, self.seeded).await;
             }
         }
     }

@@ -136,11 +136,19 @@ pub async fn start_liaison(db_url: &str, nats_url: &str) -> Running {
 /// # Panics
 /// When it cannot start, or for an unknown name.
 pub async fn start_named(name: &str, settings: Settings) -> Running {
+    start_named_with(name, settings, true).await
+}
+
+/// As [`start_named`]; `seeded`: with the service's development data.
+///
+/// # Panics
+/// When it cannot start, or for an unknown name.
+pub async fn start_named_with(name: &str, settings: Settings, seeded: bool) -> Running {
     match name {
-        "household" => start_service(onething_household::build(settings)).await,
-        "exit_entry" => start_service(onething_exit_entry::build(settings)).await,
-        "vehicle" => start_service(onething_vehicle::build(settings)).await,
-        "liaison" => start_service(onething_liaison::build(settings)).await,
+        "household" => start_built(onething_household::build(settings), seeded).await,
+        "exit_entry" => start_built(onething_exit_entry::build(settings), seeded).await,
+        "vehicle" => start_built(onething_vehicle::build(settings), seeded).await,
+        "liaison" => start_built(onething_liaison::build(settings), seeded).await,
         "coordinator" | "supervision" => {
             let mut settings = settings;
             settings.auth.signing_key_file = dev_keys().signing_key.display().to_string();

@@ -9,6 +9,7 @@ mod client;
 mod dev;
 mod elicence;
 mod events;
+mod import;
 mod outbox;
 mod seed;
 mod supervise;
@@ -38,6 +39,8 @@ enum Command {
     Token(client::TokenArgs),
     /// Make a service's signing key and print its JWK, scoped to that service alone.
     Key(client::KeyArgs),
+    /// Import a file of reference data into a department (persons, vehicles, enterprises …).
+    Import(import::ImportArgs),
     /// Put a service's development data into its database (`--remove`: delete exactly it).
     Seed(seed::SeedArgs),
     /// Development e-licences (电子证照): issue, revoke, verify.
@@ -54,6 +57,9 @@ enum Command {
     /// Print docs/errors.md (every reason code, services/platform/src/reason.rs) to
     /// standard output.
     ErrorsDoc,
+    /// Print docs/reference-data.md (every department's import kinds and columns) to
+    /// standard output.
+    ReferenceDoc,
     /// A service's outbox: quarantined events (list, retry, drop) and reconciliation.
     Outbox(outbox::OutboxArgs),
     /// Supervision: KPIs, checking published random draws.
@@ -76,6 +82,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Household(args) => client::household(args).await,
         Command::Token(args) => client::token(args),
         Command::Key(args) => client::key(args),
+        Command::Import(args) => import::import(args).await,
         Command::Seed(args) => seed::seed(args).await,
         Command::Elicence(args) => elicence::elicence(args),
         Command::Apply(args) => bundle::apply(args).await,
@@ -90,6 +97,10 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::ErrorsDoc => {
             print!("{}", onething_platform::reason::markdown());
+            Ok(())
+        }
+        Command::ReferenceDoc => {
+            print!("{}", onething_platform::import::markdown(&import::departments()));
             Ok(())
         }
         Command::Outbox(args) => outbox::outbox(args).await,

@@ -44,6 +44,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Service> {
     let records = ExitEntryServiceServer::new(grpc::Records::new(runtime.db.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let records = runtime.authenticated(records);
-    let parts = server_parts().add(runtime.case_service(api)).await.add(records).await;
+    let reference = runtime.reference_data(store::import::kinds());
+    let parts = server_parts().add(runtime.case_service(api)).await.add(records).await.add(reference).await;
     Ok(Service::new(runtime, parts))
 }

@@ -51,6 +51,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Service> {
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let registry = runtime.authenticated(registry);
     runtime.add_consumer(events::notifier_spec(), events::Notifier);
-    let parts = server_parts().add(runtime.case_service(cases)).await.add(registry).await;
+    let reference = runtime.reference_data(store::import::kinds());
+    let parts = server_parts().add(runtime.case_service(cases)).await.add(registry).await.add(reference).await;
     Ok(Service::new(runtime, parts))
 }

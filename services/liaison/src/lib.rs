@@ -55,6 +55,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Service> {
     let liaison = LiaisonServiceServer::new(grpc::Liaison::new(runtime.db.clone(), loop_))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let liaison = runtime.authenticated(liaison);
-    let parts = server_parts().add(runtime.case_service(api)).await.add(liaison).await;
+    let reference = runtime.reference_data(store::import::kinds());
+    let parts = server_parts().add(runtime.case_service(api)).await.add(liaison).await.add(reference).await;
     Ok(Service::new(runtime, parts))
 }

@@ -12,6 +12,9 @@ use crate::{
 pub const ROLE_CLERK: &str = "clerk";
 /// Role of an approving officer: approve and reject.
 pub const ROLE_APPROVER: &str = "approver";
+/// Role of a department's registrar: imports reference data from the systems of record and
+/// corrects the department's records.
+pub const ROLE_REGISTRAR: &str = "registrar";
 /// Department of supervision staff, who read across departments but decide nothing.
 pub const SUPERVISION: &str = "supervision";
 /// Service name of the coordinator, which acts for applicants and compensates.

@@ -19,6 +19,7 @@ pub mod facts;
 pub mod grpc;
 pub mod idempotency;
 pub mod ids;
+pub mod import;
 pub mod lifecycle;
 pub mod metrics;
 pub mod notices;

@@ -130,6 +130,10 @@ pub const RULES: &[Rule] = &[
     rule!("onething.coordinator.v1.CatalogService/GetMatter", ANYONE, ANYONE, ANYONE, ANYONE, ["*"], "yes"),
     rule!("onething.coordinator.v1.CatalogService/ListBundleDefinitions", ANYONE, ANYONE, ANYONE, ANYONE, ["*"], "yes"),
     rule!("onething.coordinator.v1.CatalogService/GetBundleDefinition", ANYONE, ANYONE, ANYONE, ANYONE, ["*"], "yes"),
+    // Reference data (docs/reference-data.md): each department's registrars import its
+    // records from the systems of record.
+    rule!("onething.common.v1.ReferenceDataService/Import", None, Some("`registrar`"), None, None, [], ""),
+    rule!("onething.common.v1.ReferenceDataService/ListImportKinds", None, Some("`registrar`"), None, None, [], ""),
     // Registers: personal data through and through, nothing to show masked.
     rule!(
         "onething.household.v1.HouseholdService/GetPerson",
@@ -299,7 +303,9 @@ pub fn rule(rpc: &str) -> Option<&'static Rule> {
 /// Which departments serve an RPC's service: the case service is served by all four.
 pub fn served_by(rpc: &str) -> &'static [&'static str] {
     match rpc.split('/').next().unwrap_or_default() {
-        "onething.common.v1.CaseService" => &crate::service_kind::DEPARTMENT_NAMES,
+        "onething.common.v1.CaseService" | "onething.common.v1.ReferenceDataService" => {
+            &crate::service_kind::DEPARTMENT_NAMES
+        }
         s if s.starts_with("onething.coordinator.") => &["coordinator"],
         s if s.starts_with("onething.household.") => &["household"],
         s if s.starts_with("onething.exit_entry.") => &["exit_entry"],

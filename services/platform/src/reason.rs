@@ -61,6 +61,12 @@ reasons! {
     RequestCompressed = "REQUEST_COMPRESSED" [InvalidArgument];
     /// The change would make an event larger than the broker takes; nothing was written.
     EventTooLarge = "EVENT_TOO_LARGE" [InvalidArgument];
+    /// An import file cannot be read as its kind's rows (wrong header, not UTF-8, a line
+    /// over 1 MiB, not a JSON object, too large) or names no format; the violation names the
+    /// line. Nothing was stored.
+    ImportUnreadable = "IMPORT_UNREADABLE" [InvalidArgument];
+    /// The department imports no such kind; the violation lists the kinds it does.
+    ImportUnknownKind = "IMPORT_UNKNOWN_KIND" [InvalidArgument];
     /// The database is unreachable or busy; try again.
     DatabaseUnavailable = "DATABASE_UNAVAILABLE" [Unavailable];
     /// A concurrent transaction won (serialization failure, deadlock); try again.

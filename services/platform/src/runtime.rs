@@ -12,7 +12,9 @@ use crate::{
 };
 use async_nats::jetstream;
 use futures::future::BoxFuture;
-use onething_proto::common::case_service_server::CaseServiceServer;
+use onething_proto::common::{
+    case_service_server::CaseServiceServer, reference_data_service_server::ReferenceDataServiceServer,
+};
 use sea_orm::DatabaseConnection;
 use sea_orm_migration::MigratorTrait;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
@@ -149,6 +151,17 @@ impl ServiceRuntime {
         api: crate::cases::CaseApi,
     ) -> InterceptedService<CaseServiceServer<crate::cases::CaseApi>, Authenticator> {
         self.authenticated(CaseServiceServer::new(api).max_decoding_message_size(grpc::MAX_MESSAGE_BYTES))
+    }
+
+    /// The department's `onething.common.v1.ReferenceDataService` over its import `kinds`,
+    /// every call authenticated (a chunk may carry 1 MiB of the file).
+    pub fn reference_data(
+        &self,
+        kinds: Vec<Box<dyn crate::import::ImportKind>>,
+    ) -> InterceptedService<ReferenceDataServiceServer<crate::import::grpc::ReferenceData>, Authenticator> {
+        let api =
+            crate::import::grpc::ReferenceData::new(self.name, self.db.clone(), kinds, self.settings.clock.clone());
+        self.authenticated(ReferenceDataServiceServer::new(api).max_decoding_message_size(2 * grpc::MAX_MESSAGE_BYTES))
     }
 
     /// `server` behind the authenticator: every call needs a valid token.

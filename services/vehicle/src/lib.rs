@@ -45,6 +45,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Service> {
     let ops = grpc::Operations::new(runtime.db.clone(), api.clone(), runtime.outbox.clone());
     let ops = VehicleServiceServer::new(ops).max_decoding_message_size(MAX_MESSAGE_BYTES);
     let ops = runtime.authenticated(ops);
-    let parts = server_parts().add(runtime.case_service(api)).await.add(ops).await;
+    let reference = runtime.reference_data(store::import::kinds());
+    let parts = server_parts().add(runtime.case_service(api)).await.add(ops).await.add(reference).await;
     Ok(Service::new(runtime, parts))
 }

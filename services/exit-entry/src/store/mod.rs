@@ -4,6 +4,7 @@
 //! development data is [`seed`].
 
 pub mod entities;
+pub mod import;
 pub mod seed;
 pub use seed::{DevRecords, FOREIGNERS, TRAVELLERS, seed_citizen, seed_enterprise};
 

@@ -3,6 +3,7 @@
 //! first). Migrations make tables only; development data is [`seed`].
 
 pub mod household;
+pub mod import;
 pub mod kin;
 pub mod notification;
 pub mod person;

@@ -3,6 +3,7 @@
 //! development data is [`seed`].
 
 pub mod entities;
+pub mod import;
 pub mod seed;
 pub use seed::{DevRecords, SEED_NON_LOCAL_EMPLOYEE, seed_chemicals, seed_logistics};
 

@@ -407,6 +407,12 @@ mod tests {
             for s in &file.service {
                 for m in &s.method {
                     let path = format!("/{}.{}/{}", file.package(), s.name(), m.name());
+                    // A client stream is read chunk by chunk by its handler, each message
+                    // bounded by the server's decoding limit (an import's file).
+                    if m.client_streaming() {
+                        assert!(!SCHEMA.methods.contains_key(&path), "{path}");
+                        continue;
+                    }
                     assert!(SCHEMA.methods.contains_key(&path), "{path}");
                     assert!(SCHEMA.messages.contains_key(m.input_type().trim_start_matches('.')), "{path}");
                 }

@@ -3,6 +3,7 @@
 //! Migrations make tables only; development data is [`seed`].
 
 pub mod entities;
+pub mod import;
 pub mod seed;
 pub use seed::{DevRecords, STATIONS, seed_citizen, seed_fleet_owner};
 

@@ -1,0 +1,92 @@
+//! What liaison imports from 市场监管's enterprise register (docs/reference-data.md):
+//! enterprises, each row checked with the rules requests are checked with.
+
+use super::entities::enterprise;
+use chrono::{DateTime, Utc};
+use onething_platform::{
+    ids::CreditCode,
+    import::{Applied, Column, ImportKind, Row, one_of, required, text, upsert, value},
+};
+use sea_orm::{DatabaseTransaction, DbErr};
+
+/// The kinds liaison imports.
+pub fn kinds() -> Vec<Box<dyn ImportKind>> {
+    vec![Box::new(Enterprises)]
+}
+
+/// `enterprises`: one enterprise of the register, with its liaison officer (M8).
+struct Enterprises;
+
+const COLUMNS: &[Column] = &[
+    Column {
+        name: "credit_code",
+        required: true,
+        description: "the unified social credit code (GB 32100, check character)",
+    },
+    Column { name: "name", required: true, description: "at most 100 characters" },
+    Column {
+        name: "legal_representative",
+        required: true,
+        description: "the legal representative's name, at most 64 characters",
+    },
+    Column { name: "address", required: true, description: "at most 200 characters" },
+    Column { name: "park", required: false, description: "the park it is in, at most 100 characters" },
+    Column {
+        name: "liaison_officer", required: false, description: "its 项目警长 / 园区警长, at most 64 characters"
+    },
+    Column {
+        name: "precursor_qualified",
+        required: false,
+        description: "`true` or `false` (default): may buy or move precursor chemicals",
+    },
+    Column { name: "ownership", required: false, description: "`private`, `state`, `foreign` or `collective`" },
+];
+
+#[onething_platform::async_trait]
+impl ImportKind for Enterprises {
+    fn name(&self) -> &'static str {
+        "enterprises"
+    }
+    fn description(&self) -> &'static str {
+        "an enterprise of the register"
+    }
+    fn columns(&self) -> &'static [Column] {
+        COLUMNS
+    }
+    fn key(&self, row: &Row) -> String {
+        value(row, "credit_code").to_ascii_uppercase()
+    }
+    fn check(&self, row: &Row, _now: DateTime<Utc>) -> Result<(), String> {
+        required(row, COLUMNS)?;
+        CreditCode::parse(value(row, "credit_code")).map_err(|e| format!("credit_code: not a credit code ({e})"))?;
+        text(row, "name", 100)?;
+        text(row, "legal_representative", 64)?;
+        text(row, "address", 200)?;
+        text(row, "park", 100)?;
+        text(row, "liaison_officer", 64)?;
+        one_of(row, "precursor_qualified", &["true", "false"])?;
+        one_of(row, "ownership", &["private", "state", "foreign", "collective"])
+    }
+    async fn store(&self, txn: &DatabaseTransaction, rows: &[Row], _now: DateTime<Utc>) -> Result<Applied, DbErr> {
+        let records = rows
+            .iter()
+            .map(|r| enterprise::Model {
+                credit_code: self.key(r),
+                name: value(r, "name").into(),
+                legal_representative: value(r, "legal_representative").into(),
+                address: value(r, "address").into(),
+                park: value(r, "park").into(),
+                liaison_officer: value(r, "liaison_officer").into(),
+                precursor_qualified: value(r, "precursor_qualified") == "true",
+                ownership: value(r, "ownership").into(),
+            })
+            .collect();
+        let how = upsert::Keyed::<enterprise::Entity> {
+            column: enterprise::Column::CreditCode,
+            of: |m| m.credit_code.clone(),
+            key: |m| m.credit_code.clone(),
+            keep: |_, _| {},
+        };
+        upsert::upsert(txn, &how, records).await
+    }
+}
