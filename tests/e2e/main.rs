@@ -36,6 +36,7 @@ mod prometheus;
 mod races;
 mod reference_data;
 mod reflection;
+mod registrars;
 mod security;
 mod supervision;
 mod test_department;

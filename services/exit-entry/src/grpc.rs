@@ -1,4 +1,5 @@
-//! `onething.exit_entry.v1.ExitEntryService`: permit histories and travel documents.
+//! `onething.exit_entry.v1.ExitEntryService`: permit histories and travel documents, and
+//! violations recorded by its registrars ([`crate::violations`]).
 
 use crate::store::entities::{permit, travel_document, violation};
 use onething_platform::reason::Reason;
@@ -16,12 +17,13 @@ use tonic::{Request, Response, Status};
 #[derive(Clone)]
 pub struct Records {
     db: DatabaseConnection,
+    violations: crate::violations::Violations,
 }
 
 impl Records {
-    /// Look-ups over exit-entry's database.
-    pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+    /// Look-ups over exit-entry's database, and its registrars' recordings.
+    pub fn new(db: DatabaseConnection, violations: crate::violations::Violations) -> Self {
+        Self { db, violations }
     }
 }
 
@@ -108,5 +110,16 @@ impl ExitEntryService for Records {
                 })
                 .collect(),
         }))
+    }
+
+    async fn record_violation(
+        &self,
+        r: Request<pb::RecordViolationRequest>,
+    ) -> Result<Response<pb::RecordViolationResponse>, Status> {
+        let caller = authz::principal(&r)?;
+        let req = r.into_inner();
+        let recorded = self.violations.record(&caller, req.clone()).await?;
+        let violation = pb::Violation { date: req.date.trim().to_string(), summary: req.summary.trim().to_string() };
+        Ok(Response::new(pb::RecordViolationResponse { violation: Some(violation), recorded }))
     }
 }

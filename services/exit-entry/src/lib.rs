@@ -7,6 +7,7 @@ pub mod domain;
 pub mod grpc;
 pub mod matters;
 pub mod store;
+pub mod violations;
 
 use onething_platform::{
     config::Settings,
@@ -41,7 +42,8 @@ pub async fn build(settings: Settings) -> anyhow::Result<Service> {
         DeceasedProjection::new(api.clone(), &[matters::DOCUMENT_CANCELLATION], "subject_id_number"),
     );
     runtime.add_case_sweeper(api.clone());
-    let records = ExitEntryServiceServer::new(grpc::Records::new(runtime.db.clone()))
+    let violations = violations::Violations::new(runtime.db.clone(), runtime.outbox.clone(), runtime.clock().clone());
+    let records = ExitEntryServiceServer::new(grpc::Records::new(runtime.db.clone(), violations))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let records = runtime.authenticated(records);
     let reference = runtime.reference_data(store::import::kinds());

@@ -1,4 +1,5 @@
-//! `onething.household.v1.HouseholdService`: registry look-ups for clerks and other services.
+//! `onething.household.v1.HouseholdService`: registry look-ups for clerks and other services,
+//! and corrections by its registrars ([`crate::correct`]).
 
 use crate::store::{household, person, person::PersonStatus};
 use onething_platform::reason::Reason;
@@ -16,12 +17,13 @@ use tonic::{Request, Response, Status};
 #[derive(Clone)]
 pub struct Registry {
     db: DatabaseConnection,
+    corrections: crate::correct::Corrections,
 }
 
 impl Registry {
-    /// The registry over household's database.
-    pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+    /// The registry over household's database, with its registrars' corrections.
+    pub fn new(db: DatabaseConnection, corrections: crate::correct::Corrections) -> Self {
+        Self { db, corrections }
     }
 }
 
@@ -107,5 +109,14 @@ impl HouseholdService for Registry {
             }),
             members: members.into_iter().map(person_pb).collect(),
         }))
+    }
+
+    async fn correct_person(
+        &self,
+        r: Request<pb::CorrectPersonRequest>,
+    ) -> Result<Response<pb::CorrectPersonResponse>, Status> {
+        let caller = authz::principal(&r)?;
+        let (p, corrected_fields) = self.corrections.correct(&caller, r.into_inner()).await?;
+        Ok(Response::new(pb::CorrectPersonResponse { person: Some(person_pb(p)), corrected_fields }))
     }
 }

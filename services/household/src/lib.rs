@@ -3,6 +3,7 @@
 //! and the facts other departments act on (a birth with its new ID number, a death, a
 //! collective household). A library with a builder; the process is `onething serve <service>` (services/cli).
 
+pub mod correct;
 pub mod domain;
 pub mod events;
 pub mod grpc;
@@ -47,7 +48,8 @@ pub async fn build(settings: Settings) -> anyhow::Result<Service> {
     let mut runtime = ServiceRuntime::start::<store::Migrator>(SERVICE, settings).await?;
     let cases = runtime.case_api(matters::department(matters::green::Employment::new(&peers, identity)))?;
     runtime.add_case_sweeper(cases.clone());
-    let registry = HouseholdServiceServer::new(grpc::Registry::new(runtime.db.clone()))
+    let corrections = correct::Corrections::new(runtime.db.clone(), runtime.outbox.clone(), runtime.clock().clone());
+    let registry = HouseholdServiceServer::new(grpc::Registry::new(runtime.db.clone(), corrections))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let registry = runtime.authenticated(registry);
     runtime.add_consumer(events::notifier_spec(), events::Notifier);

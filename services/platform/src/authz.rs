@@ -38,6 +38,12 @@ pub fn principal<T>(req: &tonic::Request<T>) -> Result<Principal, Error> {
         .ok_or_else(|| Error::new(Kind::Unauthenticated, Reason::AuthTokenMissing, "a bearer token is required"))
 }
 
+/// Whether `p` is a registrar of `department`: imports its reference data and corrects its
+/// records.
+pub fn is_registrar(p: &Principal, department: &str) -> bool {
+    p.is_staff_of(department) && p.has_role(ROLE_REGISTRAR)
+}
+
 /// Refuses `p` on `rpc` for `resource`, writing the audit line.
 pub fn deny(p: &Principal, rpc: &str, resource: &str) -> Error {
     tracing::warn!(

@@ -135,6 +135,8 @@ pub const RULES: &[Rule] = &[
     rule!("onething.common.v1.ReferenceDataService/Import", None, Some("`registrar`"), None, None, [], ""),
     rule!("onething.common.v1.ReferenceDataService/ListImportKinds", None, Some("`registrar`"), None, None, [], ""),
     // Registers: personal data through and through, nothing to show masked.
+    rule!("onething.household.v1.HouseholdService/CorrectPerson", None, Some("`registrar`"), None, None, [], ""),
+    rule!("onething.exit_entry.v1.ExitEntryService/RecordViolation", None, Some("`registrar`"), None, None, [], ""),
     rule!(
         "onething.household.v1.HouseholdService/GetPerson",
         Some("citizens: their own"),

@@ -177,7 +177,12 @@ reasons! {
     /// A household number is not 12 digits.
     HouseholdInvalidNumber = "HOUSEHOLD_INVALID_NUMBER" [InvalidArgument];
     /// No such household.
-    HouseholdNotFound = "HOUSEHOLD_NOT_FOUND" [NotFound];
+    HouseholdNotFound = "HOUSEHOLD_NOT_FOUND" [NotFound, FailedPrecondition];
+    /// A registry correction that breaks a rule an import checks (a date, a status, a
+    /// household number); the violation names the field.
+    HouseholdInvalidCorrection = "HOUSEHOLD_INVALID_CORRECTION" [InvalidArgument];
+    /// A registry correction that changes nothing.
+    HouseholdNothingToCorrect = "HOUSEHOLD_NOTHING_TO_CORRECT" [FailedPrecondition];
     /// The person is not in the household registry.
     HouseholdPersonNotFound = "HOUSEHOLD_PERSON_NOT_FOUND" [NotFound, FailedPrecondition, Case];
     /// The person's registration was cancelled (deceased).
@@ -216,6 +221,9 @@ reasons! {
     ExitEntryInvalidIdNumber = "EXIT_ENTRY_INVALID_ID_NUMBER" [InvalidArgument];
     /// The passport number is not valid.
     ExitEntryInvalidPassport = "EXIT_ENTRY_INVALID_PASSPORT" [InvalidArgument];
+    /// A violation to record with a date not YYYY-MM-DD or after today, or an empty or long
+    /// summary or ground; the violation names the field.
+    ExitEntryInvalidViolation = "EXIT_ENTRY_INVALID_VIOLATION" [InvalidArgument];
     /// The foreign applicant's work permit has expired.
     ExitEntryWorkPermitExpired = "EXIT_ENTRY_WORK_PERMIT_EXPIRED" [Case];
     /// The applicant is not on record as staff of the enterprise.

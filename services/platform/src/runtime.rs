@@ -99,9 +99,13 @@ impl ServiceRuntime {
         };
         if let Some(every) = runtime.trust.refresh_interval() {
             let trust = runtime.trust.clone();
+            // Off the async threads: a large list takes a while to verify and parse.
             runtime.add_periodic("refresh-revocations", every, move || {
-                trust.refresh();
-                std::future::ready(Ok(()))
+                let trust = trust.clone();
+                async move {
+                    tokio::task::spawn_blocking(move || trust.refresh()).await?;
+                    Ok(())
+                }
             });
         }
         if let Some(every) = runtime.authenticator.reload_interval() {

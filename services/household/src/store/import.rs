@@ -100,8 +100,8 @@ impl ImportKind for Households {
     }
 }
 
-/// `persons`: one registered person.
-struct Persons;
+/// `persons`: one registered person. Registry corrections are checked by its rules too.
+pub(crate) struct Persons;
 
 const PERSON_COLUMNS: &[Column] = &[
     Column {

@@ -40,6 +40,16 @@ pub struct EvidenceRule {
     pub matches: BTreeMap<String, String>,
 }
 
+/// `v` as the registers write it when it is a citizen ID number or a plate; as it is
+/// otherwise.
+fn canonical(v: &str) -> String {
+    use crate::ids::{CitizenId, Plate};
+    CitizenId::parse(v)
+        .map(|id| id.expose().to_string())
+        .or_else(|_| Plate::parse(v).map(|p| p.expose().to_string()))
+        .unwrap_or_else(|_| v.to_string())
+}
+
 /// The form key standing for the applicant's identifier.
 pub const APPLICANT: &str = "@applicant";
 
@@ -60,9 +70,11 @@ impl EvidenceRule {
         for (field, names) in &self.matches {
             let given = if field == APPLICANT { applicant } else { form.get(field).map_or("", String::as_str) };
             // Exactly: a number that differs in case is another number to the registry's
-            // unique indexes (a second child on one certificate).
-            let matched =
-                !given.is_empty() && names.split('|').any(|n| licence.value(n.trim()).is_some_and(|v| v == given));
+            // unique indexes (a second child on one certificate). ID numbers and plates in
+            // their one written form, as the registers keep them (a final x is X).
+            let given = canonical(given);
+            let matched = !given.is_empty()
+                && names.split('|').any(|n| licence.value(n.trim()).is_some_and(|v| canonical(v) == given));
             if !matched {
                 wrong.push(field.clone());
             }
@@ -143,6 +155,24 @@ mod tests {
             rule.mismatches(&Licence { kind: rule.kind.clone(), ..Default::default() }, &BTreeMap::new(), "").len(),
             2
         );
+    }
+
+    #[test]
+    fn id_numbers_match_in_their_one_written_form() {
+        let born = chrono::NaiveDate::from_ymd_opt(1991, 7, 2).unwrap();
+        let upper = (1..999)
+            .map(|seq| crate::ids::CitizenId::assign("371002", born, seq).unwrap().expose().to_string())
+            .find(|id| id.ends_with('X'))
+            .unwrap();
+        let rule = EvidenceRule {
+            elicence: EvidenceMode::Optional,
+            kind: "death_medical_certificate".into(),
+            matches: [("subject_id_number".to_string(), "sub".to_string())].into(),
+        };
+        let licence = Licence { kind: rule.kind.clone(), sub: upper.clone(), ..Default::default() };
+        let form = |v: &str| BTreeMap::from([("subject_id_number".to_string(), v.to_string())]);
+        assert!(rule.mismatches(&licence, &form(&upper.to_ascii_lowercase()), "").is_empty());
+        assert!(rule.mismatches(&licence, &form(&upper), "").is_empty());
     }
 
     #[test]

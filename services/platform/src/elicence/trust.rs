@@ -110,6 +110,8 @@ struct Revoked {
     kids: HashSet<String>,
     /// Its issue time; none: no list read yet.
     issued_at: Option<i64>,
+    /// A hash of the file it was read from: an unchanged file is not verified again.
+    text_hash: u64,
 }
 
 /// The longest revocation list taken, in bytes: an issuer's list grows with every licence it
@@ -228,16 +230,16 @@ impl Trust {
             match read_list(path) {
                 Ok(mut fresh) => {
                     let Ok(mut state) = self.state.write() else { return 0 };
-                    // What was revoked stays known for the issuers still trusted.
+                    // What was revoked stays known, also of an issuer left out for a while: an
+                    // older list of it is not taken when it comes back.
                     fresh.revoked = std::mem::take(&mut state.revoked);
-                    fresh.revoked.retain(|id, _| fresh.issuers.iter().any(|i| &i.entry.id == id));
                     *state = fresh;
                 }
                 Err(e) => tracing::warn!(error = %format!("{e:#}"), "trust list not taken; the one held stays"),
             }
         }
         let Ok(state) = self.state.read() else { return 0 };
-        let lists: Vec<(String, anyhow::Result<Revoked>)> = state
+        let lists: Vec<(String, anyhow::Result<Option<Revoked>>)> = state
             .issuers
             .iter()
             .map(|i| (i.entry.id.clone(), read_revocations(i, state.revoked.get(&i.entry.id))))
@@ -247,7 +249,8 @@ impl Trust {
         let mut taken = 0;
         for (id, list) in lists {
             match list {
-                Ok(new) => {
+                Ok(None) => taken += 1,
+                Ok(Some(new)) => {
                     let current = state.revoked.entry(id.clone()).or_default();
                     if current.issued_at.is_none_or(|at| new.issued_at.is_some_and(|n| n >= at)) {
                         *current = new;
@@ -275,7 +278,7 @@ impl Trust {
 /// The trust list at `path`, its revocation lists not yet read.
 fn read_list(path: &Path) -> anyhow::Result<State> {
     let shown = path.display();
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading the trust list {shown}"))?;
+    let text = read_bounded(path, MAX_TRUST_LIST_BYTES).with_context(|| format!("reading the trust list {shown}"))?;
     let list: TrustList = serde_json::from_str(&text).with_context(|| format!("parsing the trust list {shown}"))?;
     state_of(list, path.parent().unwrap_or(Path::new(".")))
 }
@@ -329,9 +332,14 @@ pub(super) struct RevocationClaims {
 }
 
 /// `issuer`'s revocation list as its file says now, `held` the list taken before.
-fn read_revocations(issuer: &Issuer, held: Option<&Revoked>) -> anyhow::Result<Revoked> {
-    let text = std::fs::read_to_string(&issuer.revocations)
+/// None: the file is the one the held list came from.
+fn read_revocations(issuer: &Issuer, held: Option<&Revoked>) -> anyhow::Result<Option<Revoked>> {
+    let text = read_bounded(&issuer.revocations, MAX_REVOCATIONS_BYTES)
         .with_context(|| format!("reading {}", issuer.revocations.display()))?;
+    if held.is_some_and(|h| h.issued_at.is_some() && h.text_hash == hash(&text)) {
+        // The same file as last time: nothing to verify or parse again.
+        return Ok(None);
+    }
     let jws = split(text.trim(), REVOCATIONS_TYP, MAX_REVOCATIONS_BYTES)?;
     let key = match issuer.signer(&jws) {
         Ok(key) => key,
@@ -353,9 +361,31 @@ fn read_revocations(issuer: &Issuer, held: Option<&Revoked>) -> anyhow::Result<R
     if claims.iat > Utc::now().timestamp() + CLOCK_SKEW_SECONDS {
         bail!("dated ahead of this machine's clock");
     }
-    Ok(Revoked {
+    Ok(Some(Revoked {
         numbers: claims.revoked.into_iter().collect(),
         kids: claims.revoked_keys.into_iter().collect(),
         issued_at: Some(claims.iat),
-    })
+        text_hash: hash(&text),
+    }))
+}
+
+/// The largest trust list read, in bytes.
+const MAX_TRUST_LIST_BYTES: usize = 1024 * 1024;
+
+/// The text of the file at `path`, refused without reading past `max` bytes.
+fn read_bounded(path: &Path, max: usize) -> anyhow::Result<String> {
+    use std::io::Read as _;
+    let mut text = String::new();
+    std::fs::File::open(path)?.take(max as u64 + 1).read_to_string(&mut text)?;
+    if text.len() > max {
+        bail!("larger than {max} bytes");
+    }
+    Ok(text)
+}
+
+fn hash(text: &str) -> u64 {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut h);
+    h.finish()
 }

@@ -38,6 +38,11 @@ pub const EVENTS: &[Published] = &[
         publisher: "household",
     },
     Published {
+        subject: "onething.household.v1.person.corrected",
+        message: "onething.household.v1.PersonCorrected",
+        publisher: "household",
+    },
+    Published {
         subject: "onething.household.v1.collective_household.established",
         message: "onething.household.v1.CollectiveHouseholdEstablished",
         publisher: "household",
@@ -45,6 +50,11 @@ pub const EVENTS: &[Published] = &[
     Published {
         subject: "onething.exit_entry.v1.residence_permit.granted",
         message: "onething.exit_entry.v1.WorkResidencePermitGranted",
+        publisher: "exit_entry",
+    },
+    Published {
+        subject: "onething.exit_entry.v1.violation.recorded",
+        message: "onething.exit_entry.v1.ViolationRecorded",
         publisher: "exit_entry",
     },
     Published {

@@ -32,7 +32,7 @@ impl ReferenceData {
     }
 
     fn may_import(&self, p: &Principal) -> bool {
-        p.is_staff_of(self.department) && p.has_role(authz::ROLE_REGISTRAR)
+        authz::is_registrar(p, self.department)
     }
 }
 

@@ -141,6 +141,19 @@ pub async fn run(
     Ok(report)
 }
 
+/// The ground a registrar's change rests on (a decision's number, a document): 1 to 200
+/// characters.
+///
+/// # Errors
+/// INVALID_ARGUMENT with `reason`, naming `ground`.
+pub fn ground(text: &str, reason: crate::reason::Reason) -> Result<&str, crate::error::Error> {
+    let text = text.trim();
+    if text.is_empty() || text.chars().count() > 200 {
+        return Err(crate::error::Error::invalid_field(reason, "ground", "required, at most 200 characters"));
+    }
+    Ok(text)
+}
+
 /// Checks helpers for kinds: a value of `row` by column.
 pub fn value<'a>(row: &'a Row, column: &str) -> &'a str {
     row.get(column).map_or("", |v| v.trim())
