@@ -88,6 +88,17 @@ async fn the_benchmark_smoke_run_completes_every_bundle_and_reports() {
     }
     let cpu = &report["cpu"];
     assert!(["postgres", "jetstream"].contains(&cpu["bound_part"].as_str().unwrap()), "{cpu}");
+    // The import of persons, on both backends, every row stored and then found unchanged.
+    let imports = report["imports"].as_array().unwrap();
+    let backends: Vec<&str> = imports.iter().map(|i| i["backend"].as_str().unwrap()).collect();
+    assert_eq!(backends, ["postgres", "sqlite"]);
+    for i in imports {
+        assert_eq!(i["rows"].as_u64(), Some(1000), "{i}");
+        assert!(
+            i["rows_per_second"].as_f64().unwrap() > 0.0 && i["again_rows_per_second"].as_f64().unwrap() > 0.0,
+            "{i}"
+        );
+    }
     assert_eq!(cpu["peak_cpu_ms_per_bundle_by_process"].as_array().unwrap().len(), 10, "{cpu}");
     let md = std::fs::read_to_string(out.path().join("latest.md")).unwrap();
     for heading in ["## Bound", "## Throughput and latency", "half peak", "## CPU", "## Where the ratio comes from"] {

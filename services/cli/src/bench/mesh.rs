@@ -178,9 +178,38 @@ impl Services {
         logs: &Path,
         coordinators: usize,
     ) -> anyhow::Result<Self> {
+        Self::start_of(exe, urls, nats_url, keys, logs, coordinators, None).await
+    }
+
+    /// Service `only` alone (its database `url`), as [`Services::start`] starts it.
+    ///
+    /// # Errors
+    /// As [`Services::start`].
+    pub async fn start_one(
+        exe: &Path,
+        only: &str,
+        url: &str,
+        nats_url: &str,
+        keys: &onething_platform::auth::DevKeys,
+        logs: &Path,
+    ) -> anyhow::Result<Self> {
+        let urls: Vec<String> =
+            SERVICES.iter().map(|s| if *s == only { url.to_string() } else { String::new() }).collect();
+        Self::start_of(exe, &urls, nats_url, keys, logs, 1, Some(only)).await
+    }
+
+    async fn start_of(
+        exe: &Path,
+        urls: &[String],
+        nats_url: &str,
+        keys: &onething_platform::auth::DevKeys,
+        logs: &Path,
+        coordinators: usize,
+        only: Option<&str>,
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(logs).with_context(|| format!("creating {}", logs.display()))?;
         let mut all = Vec::new();
-        for (service, name) in SERVICES.iter().enumerate() {
+        for (service, name) in SERVICES.iter().enumerate().filter(|(_, n)| only.is_none_or(|o| o == **n)) {
             let replicas = if *name == "coordinator" { coordinators.max(1) } else { 1 };
             for r in 1..=replicas {
                 let name = if r == 1 { (*name).to_string() } else { format!("{name}-{r}") };

@@ -11,6 +11,7 @@
 //! `<out>/report-<time>.{json,md}` and `<out>/latest.{json,md}`.
 
 mod bound;
+mod import;
 pub(crate) mod load;
 pub(crate) mod mesh;
 mod procs;
@@ -122,10 +123,21 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let counted_to = Counters::read(&admin, &js, dbs.made()).await?;
     let bundles = (driver.submitted() - completed_from).max(1) as f64;
     let work = Work::between(&counted_from, &counted_to, bundles);
-    // The bound again, the services stopped: on a shared machine one measurement can be
-    // caught by a slow moment of the disk, and the best of the two counts.
+    // Reference data (issue 25): an import of persons into the benchmark's household on
+    // PostgreSQL, then into a household of its own on SQLite (the embedded default).
+    let rows = if args.smoke { 1_000 } else { 100_000 };
+    let minter = onething_platform::auth::Minter::load(&keys.signing_key, Default::default())?;
+    let household = services.endpoint("household").context("no household")?.to_string();
+    let mut imports = vec![import::measure(&household, &minter, "postgres", rows).await?];
     drop(driver);
     drop(services);
+    let sqlite = onething_platform::config::sqlite_url(&run_dir.join("import-household.db"));
+    let alone = mesh::Services::start_one(&exe, "household", &sqlite, &nats.url, &keys, &run_dir.join("logs")).await?;
+    let endpoint = alone.endpoint("household").context("no household")?.to_string();
+    imports.push(import::measure(&endpoint, &minter, "sqlite", rows).await?);
+    drop(alone);
+    // The bound again, the services stopped: on a shared machine one measurement can be
+    // caught by a slow moment of the disk, and the best of the two counts.
     eprintln!("bench: measuring the bound again");
     js_bound.extend(bound::jetstream(&nats.url, &[1, 4], bound_for, AFTER).await?);
     pg_bound.extend(bound::postgres(&bound_db, &[8, 32], bound_for, AFTER).await?);
@@ -141,6 +153,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         levels: phases,
         half_peak,
         cpu,
+        imports,
     };
     drop(dbs);
     drop(nats);

@@ -27,6 +27,8 @@ pub struct Report {
     pub half_peak: load::Phase,
     /// Where the ratio comes from, in CPU.
     pub cpu: CpuAccount,
+    /// Reference-data imports: rows per second on each backend.
+    pub imports: Vec<super::import::ImportFigure>,
 }
 
 /// The ratio in CPU: the peak is the machine's busy CPU over the CPU a bundle costs, the
@@ -344,6 +346,20 @@ fn cpu_account(s: &mut String, r: &Report) {
         c.bound_share_of_bundle_cpu * c.machine_use_factor,
         2.0 * c.bound_cpu_ms_per_bundle * c.machine_use_factor,
     );
+    if !r.imports.is_empty() {
+        let _ = writeln!(s, "\n## Reference data: importing persons (household)\n");
+        let _ = writeln!(
+            s,
+            "| backend | rows | rows/s (all added) | rows/s (again, all unchanged) |\n|---|---:|---:|---:|"
+        );
+        for i in &r.imports {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {:.0} | {:.0} |",
+                i.backend, i.rows, i.rows_per_second, i.again_rows_per_second
+            );
+        }
+    }
 }
 
 #[cfg(test)]
