@@ -69,6 +69,14 @@ async fn no_one_is_declared_dead_on_unverified_evidence(backend: Backend) {
     assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
     assert_eq!(err.get_error_details().error_info().unwrap().reason, "CASE_ELICENCE_MISMATCH");
     assert!(err.message().contains("subject_id_number"), "{}", err.message());
+    // Signed by its issuer but expired as well: still refused as about someone else.
+    let stale_other = certificate("dev.wjw", "E2E-9", |l| {
+        l.sub = seeded_parent();
+        l.exp = Some(l.iat + 60);
+    });
+    let err =
+        cases.create_case(with(deregistration(&elder, "E2E-9", "stale-other", ""), stale_other)).await.unwrap_err();
+    assert_eq!(err.get_error_details().error_info().unwrap().reason, "CASE_ELICENCE_MISMATCH");
     // Not an e-licence at all: a malformed request naming the material.
     for (key, token) in [("junk", "a.b".to_string()), ("huge", format!("{good}.{}", "A".repeat(17 * 1024)))] {
         let err = cases.create_case(with(deregistration(&elder, "E2E-5", key, ""), token)).await.unwrap_err();

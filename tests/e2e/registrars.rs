@@ -73,6 +73,7 @@ async fn registrars_record_what_they_learn(backend: Backend) {
     let e = epb::ViolationRecorded::decode(events[0].clone()).unwrap();
     assert_eq!((e.passport_number.as_str(), e.date.as_str()), ("E10000001", "2026-03-01"));
     assert!(e.recorded_by.starts_with("exit_entry:"), "{}", e.recorded_by);
+    assert_eq!(e.ground, "威公(出入境)行罚决字〔2026〕101号");
 
     // A registry correction.
     let mut registrar = registry(&mesh, &staff("household", &["registrar"])).await;
@@ -98,7 +99,8 @@ async fn registrars_record_what_they_learn(backend: Backend) {
     let err = registrar.correct_person(dead_early).await.unwrap_err();
     assert_eq!(
         (err.code(), reason(&err).as_str(), field(&err).as_str()),
-        (Code::InvalidArgument, "HOUSEHOLD_INVALID_CORRECTION", "death_date")
+        (Code::InvalidArgument, "HOUSEHOLD_INVALID_CORRECTION", "status"),
+        "a death is deregistration's"
     );
     let moved = hpb::CorrectPersonRequest { household_number: Some("371002999999".into()), ..correction(None) };
     let err = registrar.correct_person(moved).await.unwrap_err();
@@ -123,7 +125,10 @@ async fn registrars_record_what_they_learn(backend: Backend) {
     .unwrap();
     assert_eq!(events.len(), 1, "one event, for the one correction");
     let e = hpb::PersonCorrected::decode(events[0].clone()).unwrap();
-    assert_eq!(e.corrected_fields, ["name"]);
+    assert_eq!(
+        (e.corrected_fields.as_slice(), e.ground.as_str()),
+        (&["name".to_string()][..], "户籍档案核对 2026-12-08")
+    );
     mesh.stop_all().await;
 }
 both_backends!(registrars_record_what_they_learn);

@@ -23,8 +23,10 @@ pub struct ElicenceArgs {
 enum ElicenceCommand {
     /// Sign an e-licence with a development issuer and print it.
     Issue {
-        /// The issuer: dev.wjw (卫健: birth and death medical certificates) or dev.scjg
-        /// (市场监管: business licences).
+        /// The issuer: dev.wjw (卫健: birth and death medical certificates), dev.scjg
+        /// (市场监管: business licences, deregistration notices), dev.ga (公安: ID cards,
+        /// vehicle licences), dev.bdc (不动产登记: property certificates), dev.court (法院:
+        /// bankruptcy rulings) or dev.kj (科技: work permits).
         #[arg(long, default_value = "dev.wjw")]
         issuer: String,
         /// Kind, e.g. death_medical_certificate, birth_medical_certificate, business_licence.
@@ -43,11 +45,15 @@ enum ElicenceCommand {
         #[arg(long, default_value_t = 0)]
         valid_days: i64,
     },
-    /// Revoke licence numbers of a development issuer (its list is written anew).
+    /// Revoke licence numbers (or keys) of a development issuer: added to its list, which is
+    /// signed anew.
     Revoke {
         /// The issuer.
         #[arg(long, default_value = "dev.wjw")]
         issuer: String,
+        /// A key id (`kid`) to revoke: nothing it signed verifies any more (repeatable).
+        #[arg(long = "key")]
+        keys: Vec<String>,
         /// Licence numbers.
         numbers: Vec<String>,
     },
@@ -70,7 +76,9 @@ fn pair(s: &str) -> Result<(String, String), String> {
 /// # Errors
 /// No such development issuer, unreadable keys or trust list, a malformed e-licence.
 pub fn elicence(args: ElicenceArgs) -> anyhow::Result<()> {
-    let dev = ensure_dev_issuers(&args.keys)?;
+    // The development issuers are made only where they are used: verifying against another
+    // trust list leaves the keys folder alone.
+    let dev = || ensure_dev_issuers(&args.keys);
     match args.command {
         ElicenceCommand::Issue { issuer, kind, number, subject, fields, valid_days } => {
             let now = chrono::Utc::now().timestamp();
@@ -80,21 +88,25 @@ pub fn elicence(args: ElicenceArgs) -> anyhow::Result<()> {
                 sub: subject,
                 iat: now,
                 nbf: now - 60,
-                exp: (valid_days > 0).then(|| now + valid_days * 86_400),
+                exp: (valid_days > 0).then(|| now.saturating_add(valid_days.saturating_mul(86_400))),
                 fields: fields.into_iter().collect(),
                 ..Default::default()
             };
-            println!("{}", dev.key(&issuer)?.issue(&licence)?);
+            println!("{}", dev()?.key(&issuer)?.issue(&licence)?);
         }
-        ElicenceCommand::Revoke { issuer, numbers } => {
-            dev.revoke(&issuer, &numbers, &[])?;
+        ElicenceCommand::Revoke { issuer, keys, numbers } => {
+            dev()?.revoke(&issuer, &numbers, &keys)?;
             println!(
-                "{issuer}: {} licence(s) revoked; services read the list within its refresh interval",
-                numbers.len()
+                "{issuer}: {} licence(s) and {} key(s) revoked; services read the list within its refresh interval",
+                numbers.len(),
+                keys.len()
             );
         }
         ElicenceCommand::Verify { elicence, trust_list } => {
-            let path = trust_list.unwrap_or(dev.trust_list);
+            let path = match trust_list {
+                Some(p) => p,
+                None => dev()?.trust_list,
+            };
             let trust = Trust::load(&path.display().to_string())?;
             let (licence, why) = trust.verify(&elicence, chrono::Utc::now()).context("not an e-licence")?;
             match why {

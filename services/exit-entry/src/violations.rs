@@ -38,7 +38,7 @@ impl Violations {
     /// it), date, summary or ground, checked by the rules an import of violations checks.
     pub async fn record(&self, caller: &Principal, req: pb::RecordViolationRequest) -> Result<bool> {
         authz::check(authz::is_registrar(caller, crate::matters::DEPARTMENT), caller, "RecordViolation", "violations")?;
-        onething_platform::import::ground(&req.ground, Reason::ExitEntryInvalidViolation)?;
+        let ground = onething_platform::import::ground(&req.ground, Reason::ExitEntryInvalidViolation)?.to_string();
         let row = Row::from([
             ("passport_number".to_string(), req.passport_number.trim().to_string()),
             ("date".to_string(), req.date.trim().to_string()),
@@ -85,12 +85,20 @@ impl Violations {
                 date,
                 recorded_by: format!("{}:{}", caller.dept, caller.sub),
                 occur_time: Some(onething_platform::cases::timestamp(now)),
+                ground: ground.clone(),
             },
         );
         self.outbox.enqueue_all(&txn, vec![event]).await?;
         txn.commit().await?;
         self.outbox.wake();
-        tracing::info!(target: "audit", subject = %caller.sub, dept = %caller.dept, rpc = "RecordViolation", "violation recorded");
+        tracing::info!(
+            target: "audit",
+            subject = %caller.sub,
+            dept = %caller.dept,
+            rpc = "RecordViolation",
+            ground = %ground,
+            "violation recorded"
+        );
         Ok(true)
     }
 }

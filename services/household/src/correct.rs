@@ -43,7 +43,18 @@ impl Corrections {
         req: pb::CorrectPersonRequest,
     ) -> Result<(person::Model, Vec<String>)> {
         authz::check(authz::is_registrar(caller, crate::matters::DEPARTMENT), caller, "CorrectPerson", "persons")?;
-        onething_platform::import::ground(&req.ground, Reason::HouseholdInvalidCorrection)?;
+        let ground = onething_platform::import::ground(&req.ground, Reason::HouseholdInvalidCorrection)?.to_string();
+        // A death is 户口注销's, with its evidence rules and the death fact it publishes; a
+        // correction that made or unmade one would tell no department acting on deaths.
+        for (field, given) in [("status", &req.status), ("death_date", &req.death_date)] {
+            if given.is_some() {
+                return Err(Error::invalid_field(
+                    Reason::HouseholdInvalidCorrection,
+                    field,
+                    "not corrected here: a death is recorded by deregistration (household.deregistration)",
+                ));
+            }
+        }
         let id = CitizenId::parse(&req.id_number).map_err(|e| {
             Error::invalid_field(Reason::HouseholdInvalidIdNumber, "id_number", format!("not a citizen ID number: {e}"))
         })?;
@@ -94,6 +105,7 @@ impl Corrections {
                 corrected_fields: changed.clone(),
                 corrected_by: format!("{}:{}", caller.dept, caller.sub),
                 occur_time: Some(onething_platform::cases::timestamp(now)),
+                ground: ground.clone(),
             },
         );
         self.outbox.enqueue_all(&txn, vec![event]).await?;
@@ -105,6 +117,7 @@ impl Corrections {
             dept = %caller.dept,
             rpc = "CorrectPerson",
             fields = ?changed,
+            ground = %ground,
             "registry entry corrected"
         );
         Ok((new, changed))

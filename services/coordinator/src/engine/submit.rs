@@ -15,6 +15,8 @@ struct Valid {
     included: Vec<String>,
     /// The form, values trimmed.
     form: BTreeMap<String, String>,
+    /// The materials, validated.
+    materials: Vec<MaterialRecord>,
 }
 
 impl Engine {
@@ -44,8 +46,35 @@ impl Engine {
         onething_platform::authz::check(own || clerk, p, "SubmitBundle", &def.code)?;
         // The key is the caller's: another caller's same key finds nothing of this one.
         let key = onething_platform::idempotency::scoped(p, &valid.key);
-        let agg = self.new_aggregate(&def, &r, &valid, key)?;
+        let agg = self.new_aggregate(&def, &valid, key)?;
+        // The evidence each step's department will weigh, weighed at the door: a bundle is
+        // not written to fail later for a certificate about someone else or a licence that
+        // must verify and does not. A repeat of a submit that was taken is answered with its
+        // bundle, whatever its evidence says now (a licence may have expired since).
+        if let Err(refused) = self.weigh_evidence(&def, &valid) {
+            return self.earlier(&agg, &def).await?.ok_or(refused);
+        }
         self.store_new(agg, &def).await
+    }
+
+    /// Weighs each included step's e-licences as its department will ([`evidence::weigh`]).
+    ///
+    /// # Errors
+    /// FAILED_PRECONDITION `CASE_ELICENCE_MISMATCH` for one about something else,
+    /// `CASE_ELICENCE_NOT_VERIFIED` (naming the step) for one a step requires verified that
+    /// is not.
+    fn weigh_evidence(&self, def: &BundleDef, valid: &Valid) -> Result<()> {
+        let now = self.inner.clock.now();
+        let trust = &self.inner.trust;
+        for st in def.steps.iter().filter(|s| valid.included.contains(&s.id)) {
+            let Some(m) = self.inner.catalog.get(&st.matter) else { continue };
+            let form = st.form_of(&valid.form);
+            let weighed = evidence::weigh(trust, m, &valid.materials, &form, &valid.applicant.identifier, now)?;
+            if let Some(r) = evidence::required_unverified(m, &weighed) {
+                return Err(Error::failed_precondition(r.reason_code, format!("step {}: {}", st.id, r.reason_text)));
+            }
+        }
+        Ok(())
     }
 
     /// Checks a submit request in full against bundle `def`, saying everything wrong at once.
@@ -105,43 +134,18 @@ impl Engine {
         let Some(applicant) = applicant else {
             return Err(Error::internal(anyhow::anyhow!("applicant validated without a value")));
         };
-        // The evidence each step's department will weigh, weighed at the door: a bundle is
-        // not written to fail later for a certificate about someone else or a licence that
-        // must verify and does not.
-        let now = self.inner.clock.now();
-        for (st, m) in def.steps.iter().filter(|s| included.contains(&s.id)).zip(&matters) {
-            let evidence =
-                evidence::weigh(&self.inner.trust, m, &materials, &st.form_of(&form), &applicant.identifier, now)?;
-            if let Some(r) = evidence::required_unverified(m, &evidence) {
-                return Err(Error::failed_precondition(r.reason_code, format!("step {}: {}", st.id, r.reason_text)));
-            }
-        }
-        Ok(Valid { applicant, key, included, form })
+        Ok(Valid { applicant, key, included, form, materials })
     }
 
     /// The bundle and its steps as a valid request makes them, under the caller's `key`.
     ///
     /// # Errors
     /// INTERNAL when the form or materials do not serialize.
-    fn new_aggregate(
-        &self,
-        def: &BundleDef,
-        r: &pb::SubmitBundleRequest,
-        valid: &Valid,
-        key: String,
-    ) -> Result<Aggregate> {
+    fn new_aggregate(&self, def: &BundleDef, valid: &Valid, key: String) -> Result<Aggregate> {
         let Valid { applicant, included, form, .. } = valid;
         let now = self.inner.clock.now();
         let id = uuid::Uuid::now_v7().to_string();
-        let materials: Vec<MaterialRecord> = r
-            .materials
-            .iter()
-            .map(|m| MaterialRecord {
-                code: m.code.clone(),
-                document_uri: m.document_uri.trim().into(),
-                elicence: m.elicence.trim().into(),
-            })
-            .collect();
+        let materials = valid.materials.clone();
         let due = saga::due(def, included, &self.inner.catalog, &self.inner.calendar, now, &BTreeMap::new());
         let kind = onething_platform::store::case::ApplicantKind::from_proto(applicant.kind);
         let b = bundle::Model {
@@ -188,6 +192,32 @@ impl Engine {
         Ok(Aggregate { bundle: b, steps })
     }
 
+    /// The bundle an earlier submit of `agg`'s key made, when it is the same application;
+    /// none when the key made nothing.
+    ///
+    /// # Errors
+    /// FAILED_PRECONDITION when the key was used for another application; a database failure.
+    async fn earlier(&self, agg: &Aggregate, def: &BundleDef) -> Result<Option<Aggregate>> {
+        let Some(existing) = bundle::Entity::find()
+            .filter(bundle::Column::IdempotencyKey.eq(agg.bundle.idempotency_key.clone()))
+            .one(&self.inner.db)
+            .await?
+        else {
+            return Ok(None);
+        };
+        if existing.code == def.code
+            && existing.form == agg.bundle.form
+            && existing.applicant_kind == agg.bundle.applicant_kind
+            && existing.applicant_identifier == agg.bundle.applicant_identifier
+        {
+            return Ok(Some(self.load(&self.inner.db, &existing.id).await?));
+        }
+        Err(Error::failed_precondition(
+            Reason::CoordinatorIdempotencyKeyReused,
+            "the key was used for another application",
+        ))
+    }
+
     /// Stores a new bundle with its steps and its event, and starts its first drive; a
     /// repeated submit (same caller, same key) is answered with the bundle it made.
     ///
@@ -204,22 +234,10 @@ impl Engine {
             .await?;
         if !matches!(inserted, sea_orm::TryInsertResult::Inserted(n) if n > 0) {
             txn.rollback().await?;
-            let existing = bundle::Entity::find()
-                .filter(bundle::Column::IdempotencyKey.eq(agg.bundle.idempotency_key.clone()))
-                .one(&self.inner.db)
+            return self
+                .earlier(&agg, def)
                 .await?
-                .ok_or_else(|| Error::internal(anyhow::anyhow!("idempotency key taken by no bundle")))?;
-            if existing.code == def.code
-                && existing.form == agg.bundle.form
-                && existing.applicant_kind == agg.bundle.applicant_kind
-                && existing.applicant_identifier == agg.bundle.applicant_identifier
-            {
-                return self.load(&self.inner.db, &existing.id).await;
-            }
-            return Err(Error::failed_precondition(
-                Reason::CoordinatorIdempotencyKeyReused,
-                "the key was used for another application",
-            ));
+                .ok_or_else(|| Error::internal(anyhow::anyhow!("idempotency key taken by no bundle")));
         }
         step::Entity::insert_many(agg.steps.iter().map(|s| step::ActiveModel::from(s.clone()).reset_all()))
             .exec_without_returning(&txn)

@@ -197,7 +197,12 @@ impl ImportKind for TravelDocuments {
             column: travel_document::Column::DocumentNumber,
             of: |m| m.document_number.clone(),
             key: |m| m.document_number.clone(),
-            keep: |_, _| {},
+            // A document this department cancelled stays cancelled.
+            keep: |old, new| {
+                if old.status == Standing::Cancelled {
+                    new.status = Standing::Cancelled;
+                }
+            },
         };
         upsert::upsert(txn, &how, records).await
     }

@@ -94,7 +94,15 @@ impl ImportKind for Households {
             column: household::Column::HouseholdNumber,
             of: |m| m.household_number.clone(),
             key: |m| m.household_number.clone(),
-            keep: |old, new| new.created_at = old.created_at,
+            // A collective household this department set up keeps its enterprise when the
+            // register's row names none.
+            keep: |old, new| {
+                new.created_at = old.created_at;
+                if new.credit_code.is_empty() && old.kind == household::HouseholdKind::Collective {
+                    new.kind = old.kind;
+                    new.credit_code.clone_from(&old.credit_code);
+                }
+            },
         };
         upsert::upsert(txn, &how, records).await
     }
@@ -184,7 +192,19 @@ impl ImportKind for Persons {
             column: person::Column::IdNumber,
             of: |m| m.id_number.clone(),
             key: |m| m.id_number.clone(),
-            keep: |old, new| new.created_at = old.created_at,
+            // What the department recorded itself stands: an import never brings back a
+            // person it deregistered (the death fact went out), nor drops the birth
+            // certificate a registration recorded.
+            keep: |old, new| {
+                new.created_at = old.created_at;
+                if old.status == PersonStatus::Deceased {
+                    new.status = old.status;
+                    new.death_date.clone_from(&old.death_date);
+                }
+                if new.birth_certificate_number.is_none() {
+                    new.birth_certificate_number.clone_from(&old.birth_certificate_number);
+                }
+            },
         };
         upsert::upsert(txn, &how, records).await
     }

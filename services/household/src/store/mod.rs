@@ -30,5 +30,6 @@ onething_platform::migrator!(
         // M24: a death may be reported by a close relative on record, not only a member of
         // the person's household.
         onething_platform::tables!("m20261208_100004_household_kin", [kin]),
+        onething_platform::store::dev_data::Retired("m20261208_100005_household_seed_kin"),
     ]
 );

@@ -85,7 +85,21 @@ impl ImportKind for Enterprises {
             column: enterprise::Column::CreditCode,
             of: |m| m.credit_code.clone(),
             key: |m| m.credit_code.clone(),
-            keep: |_, _| {},
+            // The liaison officer and the precursor qualification are liaison's own; the
+            // register's row gives them only for an enterprise new here. A column the row
+            // leaves empty keeps what is there.
+            keep: |old, new| {
+                new.precursor_qualified = old.precursor_qualified;
+                for (n, o) in [
+                    (&mut new.liaison_officer, &old.liaison_officer),
+                    (&mut new.park, &old.park),
+                    (&mut new.ownership, &old.ownership),
+                ] {
+                    if n.is_empty() {
+                        n.clone_from(o);
+                    }
+                }
+            },
         };
         upsert::upsert(txn, &how, records).await
     }

@@ -39,7 +39,9 @@ pub fn weigh(
             continue;
         }
         let Ok((licence, why)) = trust.verify(&m.elicence, now) else { continue };
-        if why.is_none() {
+        // Its issuer signed it: whatever else is wrong with it (expired, revoked), a licence
+        // about someone else is refused as that.
+        if why.is_none_or(Unverified::signature_holds) {
             let wrong = rule.mismatches(&licence, form, applicant);
             if !wrong.is_empty() {
                 return Err(Error::failed_precondition(
@@ -47,6 +49,10 @@ pub fn weigh(
                     format!("materials[{i}] ({}): the e-licence does not match {}", m.code, wrong.join(", ")),
                 ));
             }
+            // The kind it is, of the kinds the rule takes.
+            evidence.kind.clone_from(&licence.kind);
+        }
+        if why.is_none() {
             evidence.issuer = licence.iss;
         }
         evidence.unverified = why;

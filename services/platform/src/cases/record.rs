@@ -164,7 +164,7 @@ impl MaterialRecord {
                 Ok(_) => None,
             };
             if let Some(why) = malformed {
-                out.push(v(&format!("materials[{i}].elicence"), &why));
+                out.push(v(&format!("materials[{i}].elicence"), &format!("{}: {why}", m.code)));
             }
             list.push(Self { code: m.code.clone(), document_uri: uri.to_string(), elicence: elicence.to_string() });
         }

@@ -183,12 +183,19 @@ pub fn parse(token: &str) -> Result<Parsed, Malformed> {
 }
 
 /// A compact JWS taken apart.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Jws {
     pub(crate) header: Header,
     pub(crate) signed: String,
     pub(crate) payload: Vec<u8>,
     pub(crate) signature: Vec<u8>,
+}
+
+/// The header only: the payload and the signed part carry the claims, personal data.
+impl std::fmt::Debug for Jws {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Jws").field("header", &self.header).finish_non_exhaustive()
+    }
 }
 
 /// Splits a compact JWS of at most `max` bytes whose header's `typ` is `typ`.
@@ -234,6 +241,16 @@ pub enum Unverified {
 }
 
 impl Unverified {
+    /// Whether a licence not verified for this reason still carries its issuer's valid
+    /// signature (it is not valid now, or its issuer may not issue it, or withdrew it): what
+    /// it says is the issuer's word, and may be held against the application.
+    pub fn signature_holds(self) -> bool {
+        matches!(
+            self,
+            Self::KindNotAllowed | Self::NotYetValid | Self::Expired | Self::Revoked | Self::RevocationUnknown
+        )
+    }
+
     /// The stable code in events (`unverified_reason`), e.g. `bad_signature`.
     pub fn as_str(self) -> &'static str {
         match self {

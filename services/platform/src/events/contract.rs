@@ -167,8 +167,46 @@ pub fn markdown() -> String {
         }
         out.push('\n');
     }
+    types(&set, &mut out);
     out.push_str(RULES);
     out
+}
+
+/// The messages the events' fields are made of (evidence and the like), each with its
+/// fields, once.
+fn types(set: &FileDescriptorSet, out: &mut String) {
+    use prost_types::field_descriptor_proto::Type as T;
+    let mut seen = std::collections::BTreeSet::new();
+    for e in EVENTS {
+        let Some(found) = find(set, e.message) else { continue };
+        for f in &found.file.message_type[found.index].field {
+            if f.r#type() == T::Message && f.type_name().starts_with(".onething.") {
+                seen.insert(f.type_name().trim_start_matches('.').to_string());
+            }
+        }
+    }
+    if seen.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "## Types the events use\n");
+    for name in seen {
+        let Some(found) = find(set, &name) else { continue };
+        let index = i32::try_from(found.index).unwrap_or(0);
+        let _ = writeln!(out, "### `{name}`\n\n{}\n", comment(found.file, &[4, index]));
+        let _ = writeln!(out, "| field | type | meaning |\n|---|---|---|");
+        for (j, f) in found.file.message_type[found.index].field.iter().enumerate() {
+            let path = [4, index, 2, i32::try_from(j).unwrap_or(0)];
+            let _ = writeln!(
+                out,
+                "| {} `{}` | `{}` | {} |",
+                f.number(),
+                f.name(),
+                type_name(f),
+                comment(found.file, &path)
+            );
+        }
+        out.push('\n');
+    }
 }
 
 const INTRO: &str = "Facts onething publishes on NATS JetStream for other departments (社保, 医保, 教育,

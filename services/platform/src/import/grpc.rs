@@ -67,6 +67,8 @@ impl ReferenceDataService for ReferenceData {
         rows.extend(reader.finish().map_err(|u| unreadable(u.line, u.reason))?);
         let report = super::run(&self.db, kind.as_ref(), rows, mode, self.clock.now()).await.map_err(Error::from)?;
         tracing::info!(
+            target: "audit",
+            subject = %caller.sub,
             department = self.department,
             kind = kind.name(),
             rows = report.rows,

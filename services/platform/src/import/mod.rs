@@ -14,7 +14,7 @@ pub mod parse;
 pub mod upsert;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
+use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr};
 use std::collections::{BTreeMap, HashMap};
 
 /// One row of a file: column → value (absent: not given).
@@ -132,7 +132,7 @@ pub async fn run(
     if !report.rejected.is_empty() && mode == Mode::AllOrNothing {
         return Ok(report);
     }
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     for chunk in good.chunks(5000) {
         report.applied += kind.store(&txn, chunk, now).await?;
     }

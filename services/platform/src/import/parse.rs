@@ -139,8 +139,10 @@ impl Reader {
 
     fn check_header(&self, header: &[String]) -> Result<(), Unreadable> {
         let known = |n: &str| self.columns.iter().any(|c| c.name == n);
-        if let Some(unknown) = header.iter().find(|h| !known(h)) {
-            return Err(self.unreadable(1, format!("unknown column {unknown:?}")));
+        // A header cell is named only by its place: a file without a header would otherwise
+        // have a person's data said back.
+        if let Some(i) = header.iter().position(|h| !known(h)) {
+            return Err(self.unreadable(1, format!("column {} is not one of this kind's columns", i + 1)));
         }
         if let Some((i, twice)) = header.iter().enumerate().find(|(i, h)| header[..*i].contains(h)) {
             return Err(self.unreadable(1, format!("column {twice:?} given twice (column {})", i + 1)));
@@ -161,7 +163,7 @@ impl Reader {
         let mut row = Row::new();
         for (name, v) in members {
             if !self.columns.iter().any(|c| c.name == name) {
-                return Err(self.unreadable(line, format!("unknown column {name:?}")));
+                return Err(self.unreadable(line, "a member that is not one of this kind's columns".into()));
             }
             match v {
                 serde_json::Value::String(s) if !s.is_empty() => {
@@ -248,7 +250,7 @@ mod tests {
             r.feed(bytes).and_then(|_| r.finish()).unwrap_err()
         };
         assert_eq!(wrong(b"name\n", Format::Csv).reason, "required column \"id\" missing");
-        assert_eq!(wrong(b"id,age\n", Format::Csv).reason, "unknown column \"age\"");
+        assert_eq!(wrong(b"id,age\n", Format::Csv).reason, "column 2 is not one of this kind's columns");
         assert_eq!(wrong(b"id\n1\n\xff\xfe\n", Format::Csv).line, 3);
         assert_eq!(wrong(b"id,name\n1\n", Format::Csv).reason, "1 values for 2 columns");
         assert_eq!(wrong(b"", Format::Csv).reason, "no header row");

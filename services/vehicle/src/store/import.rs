@@ -105,7 +105,12 @@ impl ImportKind for Vehicles {
             column: vehicle::Column::Plate,
             of: |m| m.plate.clone(),
             key: |m| m.plate.clone(),
-            keep: |_, _| {},
+            // An inspection passed here moved the due date on: the later date stands.
+            keep: |old, new| {
+                if old.inspection_due > new.inspection_due {
+                    new.inspection_due.clone_from(&old.inspection_due);
+                }
+            },
         };
         upsert::upsert(txn, &how, records).await
     }
@@ -161,7 +166,12 @@ impl ImportKind for Licences {
             column: licence::Column::LicenceNumber,
             of: |m| m.licence_number.clone(),
             key: |m| m.licence_number.clone(),
-            keep: |_, _| {},
+            // A licence this department cancelled stays cancelled.
+            keep: |old, new| {
+                if old.status == Standing::Cancelled {
+                    new.status = Standing::Cancelled;
+                }
+            },
         };
         upsert::upsert(txn, &how, records).await
     }
@@ -277,7 +287,11 @@ impl ImportKind for Slots {
             column: slot::Column::StationId,
             of: |m| m.station_id.clone(),
             key: |m| format!("{}|{}|{}", m.station_id, m.date, m.time),
-            keep: |old, new| new.booked = old.booked,
+            // Its bookings stay, and never above its places.
+            keep: |old, new| {
+                new.booked = old.booked;
+                new.capacity = new.capacity.max(old.booked);
+            },
         };
         upsert::upsert(txn, &how, records).await
     }
