@@ -14,7 +14,7 @@ use onething_platform::{
     reason::Reason,
 };
 use onething_proto::exit_entry as pb;
-use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter};
+use sea_orm::{ActiveValue::Set, DatabaseConnection, EntityTrait};
 
 /// What recording needs: the records, the outbox, the business clock.
 #[derive(Clone)]
@@ -61,22 +61,24 @@ impl Violations {
         let passport = rules.key(&row).split('|').next().unwrap_or_default().to_string();
         let (date, summary) = (row["date"].clone(), row["summary"].clone());
         let txn = onething_platform::db::begin_write(&self.db).await?;
-        let there = violation::Entity::find()
-            .filter(violation::Column::PassportNumber.eq(passport.as_str()))
-            .filter(violation::Column::Date.eq(date.as_str()))
-            .filter(violation::Column::Summary.eq(summary.as_str()))
-            .count(&txn)
-            .await?;
-        if there > 0 {
-            return Ok(false);
-        }
         let record = violation::ActiveModel {
             passport_number: Set(passport.clone()),
             date: Set(date.clone()),
             summary: Set(summary),
             ..Default::default()
         };
-        violation::Entity::insert(record).exec_without_returning(&txn).await?;
+        // On record once: the unique index decides between concurrent recordings.
+        let inserted = violation::Entity::insert(record)
+            .on_conflict_do_nothing_on([
+                violation::Column::PassportNumber,
+                violation::Column::Date,
+                violation::Column::Summary,
+            ])
+            .exec_without_returning(&txn)
+            .await?;
+        if !matches!(inserted, sea_orm::TryInsertResult::Inserted(n) if n > 0) {
+            return Ok(false);
+        }
         let event = OutgoingEvent::new(
             "onething.exit_entry.v1.violation.recorded",
             format!("foreigners/{passport}"),

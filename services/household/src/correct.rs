@@ -59,7 +59,9 @@ impl Corrections {
             Error::invalid_field(Reason::HouseholdInvalidIdNumber, "id_number", format!("not a citizen ID number: {e}"))
         })?;
         let txn = onething_platform::db::begin_write(&self.db).await?;
-        let old = person::Entity::find_by_id(id.expose().to_string())
+        // Locked until the correction commits: two corrections of one entry follow each
+        // other instead of one writing back what the other changed.
+        let old = sea_orm::QuerySelect::lock_exclusive(person::Entity::find_by_id(id.expose().to_string()))
             .one(&txn)
             .await?
             .ok_or_else(|| Error::not_found(Reason::HouseholdPersonNotFound, "no such person in the registry"))?;

@@ -10,7 +10,7 @@ use onething_platform::{
     import::{Applied, Column, ImportKind, Row, date, one_of, required, text, upsert, value},
     store::case::Standing,
 };
-use sea_orm::{ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, PaginatorTrait, QueryFilter};
+use sea_orm::{DatabaseTransaction, DbErr, EntityTrait};
 
 /// The kinds exit-entry imports.
 pub fn kinds() -> Vec<Box<dyn ImportKind>> {
@@ -122,28 +122,28 @@ impl ImportKind for Violations {
         text(row, "summary", 200)
     }
     async fn store(&self, txn: &DatabaseTransaction, rows: &[Row], _now: DateTime<Utc>) -> Result<Applied, DbErr> {
-        // No natural key but the whole row: one already there is unchanged, any other new.
+        // No natural key but the whole row (unique): one already there is unchanged.
         let mut applied = Applied::default();
         for r in rows {
-            let (p, d, s) = (passport(r).unwrap_or_default(), value(r, "date"), value(r, "summary"));
-            let there = violation::Entity::find()
-                .filter(violation::Column::PassportNumber.eq(p.as_str()))
-                .filter(violation::Column::Date.eq(d))
-                .filter(violation::Column::Summary.eq(s))
-                .count(txn)
-                .await?;
-            if there > 0 {
-                applied.unchanged += 1;
-                continue;
-            }
             let row = violation::ActiveModel {
-                passport_number: sea_orm::ActiveValue::Set(p),
-                date: sea_orm::ActiveValue::Set(d.into()),
-                summary: sea_orm::ActiveValue::Set(s.into()),
+                passport_number: sea_orm::ActiveValue::Set(passport(r).unwrap_or_default()),
+                date: sea_orm::ActiveValue::Set(value(r, "date").into()),
+                summary: sea_orm::ActiveValue::Set(value(r, "summary").into()),
                 ..Default::default()
             };
-            violation::Entity::insert(row).exec_without_returning(txn).await?;
-            applied.added += 1;
+            let inserted = violation::Entity::insert(row)
+                .on_conflict_do_nothing_on([
+                    violation::Column::PassportNumber,
+                    violation::Column::Date,
+                    violation::Column::Summary,
+                ])
+                .exec_without_returning(txn)
+                .await?;
+            if matches!(inserted, sea_orm::TryInsertResult::Inserted(n) if n > 0) {
+                applied.added += 1;
+            } else {
+                applied.unchanged += 1;
+            }
         }
         Ok(applied)
     }

@@ -18,5 +18,21 @@ onething_platform::migrator!(
         onething_platform::tables!("m20261129_200001_exit_entry_tables", [permit, violation, travel_document, staff, commissioner]),
         // Development data came here until 2026-12-08; it is `onething seed` now.
         onething_platform::store::dev_data::Retired("m20261129_200002_exit_entry_seed"),
+        // A violation is on record once (recorded twice at once, imported again).
+        onething_platform::store::Indexes {
+            name: "m20261208_200003_violations_once",
+            create: || {
+                vec![
+                    sea_orm_migration::prelude::Index::create()
+                        .name("foreigner_violations_once")
+                        .table("foreigner_violations")
+                        .col("passport_number")
+                        .col("date")
+                        .col("summary")
+                        .unique()
+                        .to_owned(),
+                ]
+            },
+        },
     ]
 );

@@ -175,21 +175,32 @@ pub fn required(row: &Row, columns: &[Column]) -> Result<(), String> {
 /// # Errors
 /// Naming the column.
 pub fn date(row: &Row, column: &str) -> Result<Option<chrono::NaiveDate>, String> {
+    // Only the one written form: dates are stored and compared as text.
     match value(row, column) {
         "" => Ok(None),
         v => chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d")
+            .ok()
+            .filter(|d| d.format("%Y-%m-%d").to_string() == v)
             .map(Some)
-            .map_err(|_| format!("{column}: a date as YYYY-MM-DD")),
+            .ok_or_else(|| format!("{column}: a date as YYYY-MM-DD")),
     }
 }
 
-/// `column` of `row` has at most `max` characters.
+/// `column` of `row` has at most `max` characters, all printable.
 ///
 /// # Errors
 /// Naming the column.
 pub fn text(row: &Row, column: &str, max: usize) -> Result<(), String> {
-    if value(row, column).chars().count() > max {
+    let v = value(row, column);
+    if v.chars().count() > max {
         return Err(format!("{column}: at most {max} characters"));
+    }
+    // No control characters, nor the invisible ones that make text read as other text.
+    if v.chars().any(|c| {
+        c.is_control()
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+    }) {
+        return Err(format!("{column}: printable text only"));
     }
     Ok(())
 }

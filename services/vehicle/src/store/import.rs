@@ -24,9 +24,12 @@ fn citizen(row: &Row, column: &str) -> Result<String, String> {
 
 /// A time of day, HH:MM.
 fn time(row: &Row, column: &str) -> Result<(), String> {
-    chrono::NaiveTime::parse_from_str(value(row, column), "%H:%M")
+    let v = value(row, column);
+    chrono::NaiveTime::parse_from_str(v, "%H:%M")
+        .ok()
+        .filter(|t| t.format("%H:%M").to_string() == v)
         .map(|_| ())
-        .map_err(|_| format!("{column}: a time as HH:MM"))
+        .ok_or_else(|| format!("{column}: a time as HH:MM"))
 }
 
 /// A whole number in `range`.
@@ -273,26 +276,43 @@ impl ImportKind for Slots {
         count(row, "capacity", 0..=100).map(|_| ())
     }
     async fn store(&self, txn: &DatabaseTransaction, rows: &[Row], _now: DateTime<Utc>) -> Result<Applied, DbErr> {
-        let records = rows
-            .iter()
-            .map(|r| slot::Model {
-                station_id: value(r, "station_id").into(),
-                date: value(r, "date").into(),
-                time: value(r, "time").into(),
-                capacity: count(r, "capacity", 0..=100).unwrap_or(0),
-                booked: 0,
-            })
-            .collect();
-        let how = upsert::Keyed::<slot::Entity> {
-            column: slot::Column::StationId,
-            of: |m| m.station_id.clone(),
-            key: |m| format!("{}|{}|{}", m.station_id, m.date, m.time),
-            // Its bookings stay, and never above its places.
-            keep: |old, new| {
-                new.booked = old.booked;
-                new.capacity = new.capacity.max(old.booked);
-            },
-        };
-        upsert::upsert(txn, &how, records).await
+        use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _, sea_query::Expr};
+        let mut applied = Applied::default();
+        for r in rows {
+            let capacity = count(r, "capacity", 0..=100).unwrap_or(0);
+            let (station, date, time) = (value(r, "station_id"), value(r, "date"), value(r, "time"));
+            let new = slot::ActiveModel {
+                station_id: sea_orm::ActiveValue::Set(station.into()),
+                date: sea_orm::ActiveValue::Set(date.into()),
+                time: sea_orm::ActiveValue::Set(time.into()),
+                capacity: sea_orm::ActiveValue::Set(capacity),
+                booked: sea_orm::ActiveValue::Set(0),
+            };
+            let inserted = slot::Entity::insert(new).on_conflict_do_nothing().exec_without_returning(txn).await?;
+            if matches!(inserted, sea_orm::TryInsertResult::Inserted(n) if n > 0) {
+                applied.added += 1;
+                continue;
+            }
+            // Its places only, the row locked (bookings are the department's, taken meanwhile
+            // perhaps); never fewer places than booked.
+            let key = (station.to_string(), date.to_string(), time.to_string());
+            let Some(held) = sea_orm::QuerySelect::lock_exclusive(slot::Entity::find_by_id(key)).one(txn).await? else {
+                continue;
+            };
+            let places = capacity.max(held.booked);
+            if places == held.capacity {
+                applied.unchanged += 1;
+                continue;
+            }
+            slot::Entity::update_many()
+                .col_expr(slot::Column::Capacity, Expr::value(places))
+                .filter(slot::Column::StationId.eq(station))
+                .filter(slot::Column::Date.eq(date))
+                .filter(slot::Column::Time.eq(time))
+                .exec(txn)
+                .await?;
+            applied.updated += 1;
+        }
+        Ok(applied)
     }
 }
