@@ -65,7 +65,19 @@ impl ReferenceDataService for ReferenceData {
             rows.extend(reader.feed(&chunk.data).map_err(|u| unreadable(u.line, u.reason))?);
         }
         rows.extend(reader.finish().map_err(|u| unreadable(u.line, u.reason))?);
-        let report = super::run(&self.db, kind.as_ref(), rows, mode, self.clock.now()).await.map_err(Error::from)?;
+        let report = super::run(&self.db, kind.as_ref(), rows, mode, self.clock.now()).await.map_err(|e| {
+            // Another import added the same records meanwhile: nothing of this one is
+            // stored, and sent again it finds them.
+            if crate::db::is_unique_violation(&e) {
+                Error::new(
+                    crate::error::Kind::Aborted,
+                    Reason::DatabaseConflict,
+                    "a concurrent import added the same records; send it again",
+                )
+            } else {
+                Error::from(e)
+            }
+        })?;
         tracing::info!(
             target: "audit",
             subject = %caller.sub,
