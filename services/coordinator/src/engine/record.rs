@@ -88,12 +88,18 @@ pub(super) fn record_created(st: &mut step::Model, outcome: &std::result::Result
 }
 
 /// Records what a department said about a step's case. An older version changes
-/// nothing; a result (from an answer) is kept whenever it comes. A step is approved only
-/// once its result is in: an approval learned from an event (which carries no personal
-/// data) leaves it in progress until the driver fetches the case. A revocation the
-/// coordinator asked for revokes the step; any other refuses it.
+/// nothing, its result included; an answer's result of the version held or a later one is
+/// kept whenever it comes. A step is approved only once its result is in: an approval
+/// learned from an event (which carries no personal data), or an answer older than it,
+/// leaves it in progress until the driver fetches the case. A revocation the coordinator
+/// asked for revokes the step; any other refuses it.
 pub(super) fn record_case(s: &mut step::Model, news: &CaseNews<'_>) {
-    if let Some(r) = news.result {
+    // An answer the event of a later version overtook (the case created, then approved by
+    // the department at once): its result is the older case's (none yet), not the approved
+    // one's, and must not end the step with it.
+    let current = news.version >= s.case_version || s.case_id.is_empty();
+    let result = news.result.filter(|_| current);
+    if let Some(r) = result {
         set_result(s, r);
     }
     if news.version > s.case_version || s.case_id.is_empty() {
@@ -121,7 +127,7 @@ pub(super) fn record_case(s: &mut step::Model, news: &CaseNews<'_>) {
     }
     if matches!(s.state, Step::Pending | Step::InProgress | Step::Provisional) {
         s.state = match saga::step_of_case(known) {
-            Step::Done | Step::Provisional if news.result.is_none() && awaiting_result(s) => Step::InProgress,
+            Step::Done | Step::Provisional if result.is_none() && awaiting_result(s) => Step::InProgress,
             other => other,
         };
     }
@@ -164,4 +170,55 @@ pub(super) fn awaiting_result(s: &step::Model) -> bool {
             CaseState::from_str_name(&s.case_state),
             Some(CaseState::Approved | CaseState::ApprovedProvisionally)
         )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step() -> step::Model {
+        step::Model {
+            bundle_id: "b".into(),
+            step_id: "driving_licence".into(),
+            matter_code: "vehicle.driving_licence_cancellation".into(),
+            department: "vehicle".into(),
+            state: Step::InProgress,
+            case_id: String::new(),
+            case_state: String::new(),
+            case_version: 0,
+            reason: String::new(),
+            result: Default::default(),
+            attempts: 0,
+            next_attempt_at: Utc::now(),
+            due_at: None,
+            owed: Default::default(),
+            owed_by: None,
+            waiting: false,
+        }
+    }
+
+    fn news<'a>(
+        state: CaseState,
+        version: i64,
+        result: Option<&'a std::collections::HashMap<String, String>>,
+    ) -> CaseNews<'a> {
+        CaseNews { case_id: "c", state, version, reason: "", result, due: None, owed: &[], supplement_due: None }
+    }
+
+    #[test]
+    fn an_answer_overtaken_by_the_approval_does_not_end_the_step_without_its_result() {
+        let mut s = step();
+        // The approval's event (version 3) first, then the CreateCase answer of version 2
+        // (accepted, waiting for the death fact, no result yet).
+        record_case(&mut s, &news(CaseState::Approved, 3, None));
+        assert_eq!(s.state, Step::InProgress, "an event brings no result");
+        let empty = std::collections::HashMap::new();
+        record_case(&mut s, &news(CaseState::Accepted, 2, Some(&empty)));
+        assert_eq!(s.state, Step::InProgress, "the older answer's empty result ends nothing");
+        // The driver's fetch of version 3 brings the result.
+        let result = std::collections::HashMap::from([("cancelled_count".to_string(), "1".to_string())]);
+        record_case(&mut s, &news(CaseState::Approved, 3, Some(&result)));
+        assert_eq!(s.state, Step::Done);
+        assert!(!awaiting_result(&s));
+    }
 }
