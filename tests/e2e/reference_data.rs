@@ -232,6 +232,24 @@ fn files() -> Vec<(ServiceKind, &'static str, ImportFormat, Vec<u8>)> {
         ),
         (
             EXIT_ENTRY,
+            "enterprise_staff",
+            ImportFormat::Csv,
+            csv("credit_code,id_number", n.clone().map(|i| format!("{},{}", credit(i % 50), person_id(i)))),
+        ),
+        (
+            EXIT_ENTRY,
+            "commissioners",
+            ImportFormat::Csv,
+            csv("officer_id,name", n.clone().map(|i| format!("IMP{i:05},专员{i}"))),
+        ),
+        (
+            LIAISON,
+            "employees",
+            ImportFormat::Csv,
+            csv("credit_code,id_number,since", n.clone().map(|i| format!("{},{},2020-01-01", credit(i % 50), person_id(i)))),
+        ),
+        (
+            EXIT_ENTRY,
             "travel_documents",
             ImportFormat::Csv,
             csv(
@@ -252,6 +270,7 @@ async fn reference_data_is_imported_checked_and_idempotent(backend: Backend) {
             "driving_licences" => "driving_licences",
             "permits" => "foreigner_permits",
             "violations" => "foreigner_violations",
+            "commissioners" => "service_commissioners",
             other => other,
         }
         .to_string()

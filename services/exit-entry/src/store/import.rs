@@ -2,11 +2,11 @@
 //! histories and violations (the five-year rule, M13, reads them) and citizens' travel
 //! documents, each row checked with the rules requests are checked with.
 
-use super::entities::{permit, travel_document, violation};
+use super::entities::{commissioner, permit, staff, travel_document, violation};
 use chrono::{DateTime, Utc};
 use onething_platform::{
     calendar::date_in_china,
-    ids::{CitizenId, Passport},
+    ids::{CitizenId, CreditCode, Passport},
     import::{Applied, Column, ImportKind, Row, date, one_of, required, text, upsert, value},
     store::case::Standing,
 };
@@ -14,7 +14,13 @@ use sea_orm::{DatabaseTransaction, DbErr, EntityTrait};
 
 /// The kinds exit-entry imports.
 pub fn kinds() -> Vec<Box<dyn ImportKind>> {
-    vec![Box::new(Permits), Box::new(Violations), Box::new(TravelDocuments)]
+    vec![
+        Box::new(Permits),
+        Box::new(Violations),
+        Box::new(TravelDocuments),
+        Box::new(EnterpriseStaff),
+        Box::new(Commissioners),
+    ]
 }
 
 fn passport(row: &Row) -> Result<String, String> {
@@ -203,6 +209,103 @@ impl ImportKind for TravelDocuments {
                     new.status = Standing::Cancelled;
                 }
             },
+        };
+        upsert::upsert(txn, &how, records).await
+    }
+}
+
+/// `enterprise_staff`: a citizen employed by an enterprise (M15 links an expedited trip to
+/// its enterprise).
+struct EnterpriseStaff;
+
+const STAFF_COLUMNS: &[Column] = &[
+    Column { name: "credit_code", required: true, description: "the enterprise's unified social credit code" },
+    Column { name: "id_number", required: true, description: "the employee's citizen ID number" },
+];
+
+#[onething_platform::async_trait]
+impl ImportKind for EnterpriseStaff {
+    fn name(&self) -> &'static str {
+        "enterprise_staff"
+    }
+    fn description(&self) -> &'static str {
+        "a citizen employed by an enterprise (expedited business trips, M15)"
+    }
+    fn columns(&self) -> &'static [Column] {
+        STAFF_COLUMNS
+    }
+    fn key(&self, row: &Row) -> String {
+        format!("{}|{}", value(row, "credit_code").to_ascii_uppercase(), value(row, "id_number").to_ascii_uppercase())
+    }
+    fn check(&self, row: &Row, _now: DateTime<Utc>) -> Result<(), String> {
+        required(row, STAFF_COLUMNS)?;
+        CreditCode::parse(value(row, "credit_code")).map_err(|e| format!("credit_code: not a credit code ({e})"))?;
+        CitizenId::parse(value(row, "id_number")).map_err(|e| format!("id_number: not a citizen ID number ({e})"))?;
+        Ok(())
+    }
+    async fn store(&self, txn: &DatabaseTransaction, rows: &[Row], _now: DateTime<Utc>) -> Result<Applied, DbErr> {
+        let records = rows
+            .iter()
+            .map(|r| staff::Model {
+                credit_code: value(r, "credit_code").to_ascii_uppercase(),
+                id_number: value(r, "id_number").to_ascii_uppercase(),
+            })
+            .collect();
+        let how = upsert::Keyed::<staff::Entity> {
+            column: staff::Column::CreditCode,
+            of: |m| m.credit_code.clone(),
+            key: |m| format!("{}|{}", m.credit_code, m.id_number),
+            keep: |_, _| {},
+        };
+        upsert::upsert(txn, &how, records).await
+    }
+}
+
+/// `commissioners`: a service commissioner (服务专员) for high-level talent (M13).
+struct Commissioners;
+
+const COMMISSIONER_COLUMNS: &[Column] = &[
+    Column { name: "officer_id", required: true, description: "the officer's id: 2 to 32 letters and digits" },
+    Column {
+        name: "name",
+        required: true,
+        description: "the officer's name (staff, not an applicant), at most 64 characters",
+    },
+];
+
+#[onething_platform::async_trait]
+impl ImportKind for Commissioners {
+    fn name(&self) -> &'static str {
+        "commissioners"
+    }
+    fn description(&self) -> &'static str {
+        "a service commissioner for high-level talent (M13); the cases assigned stay exit-entry's"
+    }
+    fn columns(&self) -> &'static [Column] {
+        COMMISSIONER_COLUMNS
+    }
+    fn key(&self, row: &Row) -> String {
+        value(row, "officer_id").to_ascii_uppercase()
+    }
+    fn check(&self, row: &Row, _now: DateTime<Utc>) -> Result<(), String> {
+        required(row, COMMISSIONER_COLUMNS)?;
+        let id = value(row, "officer_id");
+        if !(2..=32).contains(&id.len()) || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err("officer_id: 2 to 32 letters and digits".into());
+        }
+        text(row, "name", 64)
+    }
+    async fn store(&self, txn: &DatabaseTransaction, rows: &[Row], _now: DateTime<Utc>) -> Result<Applied, DbErr> {
+        let records = rows
+            .iter()
+            .map(|r| commissioner::Model { officer_id: self.key(r), name: value(r, "name").into(), assigned: 0 })
+            .collect();
+        let how = upsert::Keyed::<commissioner::Entity> {
+            column: commissioner::Column::OfficerId,
+            of: |m| m.officer_id.clone(),
+            key: |m| m.officer_id.clone(),
+            // The cases assigned so far are exit-entry's count.
+            keep: |old, new| new.assigned = old.assigned,
         };
         upsert::upsert(txn, &how, records).await
     }

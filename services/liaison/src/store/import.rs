@@ -1,17 +1,17 @@
 //! What liaison imports from 市场监管's enterprise register (docs/reference-data.md):
 //! enterprises, each row checked with the rules requests are checked with.
 
-use super::entities::enterprise;
+use super::entities::{employee, enterprise};
 use chrono::{DateTime, Utc};
 use onething_platform::{
-    ids::CreditCode,
-    import::{Applied, Column, ImportKind, Row, one_of, required, text, upsert, value},
+    ids::{CitizenId, CreditCode},
+    import::{Applied, Column, ImportKind, Row, date, one_of, required, text, upsert, value},
 };
 use sea_orm::{DatabaseTransaction, DbErr};
 
 /// The kinds liaison imports.
 pub fn kinds() -> Vec<Box<dyn ImportKind>> {
-    vec![Box::new(Enterprises)]
+    vec![Box::new(Enterprises), Box::new(Employees)]
 }
 
 /// `enterprises`: one enterprise of the register, with its liaison officer (M8).
@@ -100,6 +100,55 @@ impl ImportKind for Enterprises {
                     }
                 }
             },
+        };
+        upsert::upsert(txn, &how, records).await
+    }
+}
+
+/// `employees`: a citizen employed by an enterprise since a date (the residence permit's
+/// green channel asks liaison whether an applicant works for a local enterprise).
+struct Employees;
+
+const EMPLOYEE_COLUMNS: &[Column] = &[
+    Column { name: "credit_code", required: true, description: "the enterprise's unified social credit code" },
+    Column { name: "id_number", required: true, description: "the employee's citizen ID number" },
+    Column { name: "since", required: true, description: "employed since, YYYY-MM-DD" },
+];
+
+#[onething_platform::async_trait]
+impl ImportKind for Employees {
+    fn name(&self) -> &'static str {
+        "employees"
+    }
+    fn description(&self) -> &'static str {
+        "a citizen employed by an enterprise (green channels)"
+    }
+    fn columns(&self) -> &'static [Column] {
+        EMPLOYEE_COLUMNS
+    }
+    fn key(&self, row: &Row) -> String {
+        format!("{}|{}", value(row, "credit_code").to_ascii_uppercase(), value(row, "id_number").to_ascii_uppercase())
+    }
+    fn check(&self, row: &Row, _now: DateTime<Utc>) -> Result<(), String> {
+        required(row, EMPLOYEE_COLUMNS)?;
+        CreditCode::parse(value(row, "credit_code")).map_err(|e| format!("credit_code: not a credit code ({e})"))?;
+        CitizenId::parse(value(row, "id_number")).map_err(|e| format!("id_number: not a citizen ID number ({e})"))?;
+        date(row, "since").map(|_| ())
+    }
+    async fn store(&self, txn: &DatabaseTransaction, rows: &[Row], _now: DateTime<Utc>) -> Result<Applied, DbErr> {
+        let records = rows
+            .iter()
+            .map(|r| employee::Model {
+                credit_code: value(r, "credit_code").to_ascii_uppercase(),
+                id_number: value(r, "id_number").to_ascii_uppercase(),
+                since: value(r, "since").into(),
+            })
+            .collect();
+        let how = upsert::Keyed::<employee::Entity> {
+            column: employee::Column::CreditCode,
+            of: |m| m.credit_code.clone(),
+            key: |m| format!("{}|{}", m.credit_code, m.id_number),
+            keep: |_, _| {},
         };
         upsert::upsert(txn, &how, records).await
     }
