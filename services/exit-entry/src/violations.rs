@@ -90,7 +90,7 @@ impl Violations {
                 ground: ground.clone(),
             },
         );
-        self.outbox.enqueue_all(&txn, vec![event]).await?;
+        self.outbox.enqueue(&txn, event).await?;
         txn.commit().await?;
         self.outbox.wake();
         tracing::info!(

@@ -147,25 +147,12 @@ pub fn markdown() -> String {
     let _ = writeln!(out, "\n## Events\n");
     for e in EVENTS {
         let found = find(&set, e.message).unwrap_or_else(|| panic!("{} is not in the protos", e.message));
-        let msg = &found.file.message_type[found.index];
         let _ = writeln!(out, "### `{}`\n", e.subject);
         let _ = writeln!(out, "- CloudEvents type: `{}`", e.message);
         let _ = writeln!(out, "- publisher: {} (`ce-source: /onething/<publisher>`)", e.publisher);
         let _ = writeln!(out, "- proto: `proto/{}`\n", found.file.name());
         let _ = writeln!(out, "{}\n", comment(found.file, &[4, i32::try_from(found.index).unwrap_or(0)]));
-        let _ = writeln!(out, "| field | type | meaning |\n|---|---|---|");
-        for (j, f) in msg.field.iter().enumerate() {
-            let path = [4, i32::try_from(found.index).unwrap_or(0), 2, i32::try_from(j).unwrap_or(0)];
-            let _ = writeln!(
-                out,
-                "| {} `{}` | `{}` | {} |",
-                f.number(),
-                f.name(),
-                type_name(f),
-                comment(found.file, &path)
-            );
-        }
-        out.push('\n');
+        fields_table(&found, &mut out);
     }
     types(&set, &mut out);
     out.push_str(RULES);
@@ -193,20 +180,20 @@ fn types(set: &FileDescriptorSet, out: &mut String) {
         let Some(found) = find(set, &name) else { continue };
         let index = i32::try_from(found.index).unwrap_or(0);
         let _ = writeln!(out, "### `{name}`\n\n{}\n", comment(found.file, &[4, index]));
-        let _ = writeln!(out, "| field | type | meaning |\n|---|---|---|");
-        for (j, f) in found.file.message_type[found.index].field.iter().enumerate() {
-            let path = [4, index, 2, i32::try_from(j).unwrap_or(0)];
-            let _ = writeln!(
-                out,
-                "| {} `{}` | `{}` | {} |",
-                f.number(),
-                f.name(),
-                type_name(f),
-                comment(found.file, &path)
-            );
-        }
-        out.push('\n');
+        fields_table(&found, out);
     }
+}
+
+/// The table of the fields of the message `found`, each with its proto comment.
+fn fields_table(found: &Found<'_>, out: &mut String) {
+    let index = i32::try_from(found.index).unwrap_or(0);
+    let _ = writeln!(out, "| field | type | meaning |\n|---|---|---|");
+    for (j, f) in found.file.message_type[found.index].field.iter().enumerate() {
+        let path = [4, index, 2, i32::try_from(j).unwrap_or(0)];
+        let _ =
+            writeln!(out, "| {} `{}` | `{}` | {} |", f.number(), f.name(), type_name(f), comment(found.file, &path));
+    }
+    out.push('\n');
 }
 
 const INTRO: &str = "Facts onething publishes on NATS JetStream for other departments (社保, 医保, 教育,
